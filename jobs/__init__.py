@@ -1,0 +1,1 @@
+"""Scheduled jobs: recompute, push, reconcile."""

@@ -1,0 +1,1 @@
+"""clvsync: customer lifetime value for Shopify stores."""

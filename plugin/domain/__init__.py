@@ -1,0 +1,1 @@
+"""Pure domain code: numbers and dataclasses in, numbers and dataclasses out."""

@@ -1,0 +1,1 @@
+"""The Admin GraphQL client for Shopify."""
