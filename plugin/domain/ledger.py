@@ -1,0 +1,115 @@
+"""The ledger's rules: what an order is worth, which version of it wins, what a customer adds up to.
+
+Pure: records in, figures out. The webhook handlers map payloads to these records; the store
+applies them and keeps the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    line_id: int
+    product_id: int | None  # None for custom items
+    variant_id: int | None
+    quantity: int
+    current_quantity: int  # after edits and refunds
+    price: Decimal  # unit price, shop currency
+    total_discount: Decimal
+    gift_card: bool
+    product_type: str | None
+    sku: str | None
+
+
+@dataclass(frozen=True)
+class RefundRecord:
+    refund_id: int
+    order_id: int
+    created_at: datetime
+    amount: Decimal  # shop currency, positive
+    lines: tuple[tuple[int, int], ...]  # (line_id, quantity)
+
+
+@dataclass(frozen=True)
+class OrderVersion:
+    """One delivery's view of an order. The newest `updated_at` wins; see `newer_than`."""
+
+    order_id: int
+    customer_id: int | None  # None for guest checkouts
+    created_at: datetime
+    processed_at: datetime
+    updated_at: datetime
+    currency: str  # the shop's currency
+    presentment_currency: str | None
+    total: Decimal  # total_price_set.shop_money: as first placed
+    current_total: Decimal  # current_total_price_set.shop_money: after edits, refunds, cancels
+    financial_status: str | None
+    cancelled_at: datetime | None
+    test: bool
+    source_name: str | None
+    refunds: tuple[RefundRecord, ...]  # the refunds this version already reflects
+    lines: tuple[OrderLine, ...]
+    digest: str  # of the payload: breaks ties between versions with the same updated_at
+
+
+def newer_than(candidate: tuple[datetime, str], stored: tuple[datetime, str]) -> bool:
+    """Whether a version (updated_at, digest) replaces the stored one.
+
+    Later `updated_at` wins. Two versions stamped with the same instant are ordered by payload
+    digest: arbitrary, but the same whatever order they arrive in, so the ledger does not depend
+    on delivery order.
+    """
+    return candidate > stored
+
+
+def order_net_amount(
+    current_total: Decimal,
+    *,
+    cancelled: bool,
+    financial_status: str | None,
+    unreflected_refunds: Iterable[Decimal],
+) -> Decimal:
+    """What an order is worth to the customer's value, in shop currency.
+
+    `current_total` (current_total_price_set.shop_money) already reflects the edits, refunds and
+    cancellation known when that version was sent; refunds delivered since (by refunds/create,
+    before an orders/updated catches up) are subtracted here. Cancelled and fully refunded
+    orders are worth zero, and no order is worth less than zero.
+    """
+    if cancelled or financial_status == "refunded":
+        return ZERO
+    net = current_total - sum(unreflected_refunds, ZERO)
+    return max(net, ZERO)
+
+
+def order_counts(net_amount: Decimal, *, cancelled: bool, financial_status: str | None) -> bool:
+    """An order counts as a purchase when it was not cancelled or fully refunded and kept value."""
+    return not cancelled and financial_status != "refunded" and net_amount > ZERO
+
+
+@dataclass(frozen=True)
+class CustomerTotals:
+    orders: int
+    net_spend: Decimal
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+
+
+def customer_totals(counted_orders: Iterable[tuple[datetime, Decimal]]) -> CustomerTotals:
+    """Orders, net spend and first/last order date over a customer's counted (date, net) orders."""
+    count, spend = 0, ZERO
+    first: datetime | None = None
+    last: datetime | None = None
+    for placed_at, net in counted_orders:
+        count += 1
+        spend += net
+        first = placed_at if first is None or placed_at < first else first
+        last = placed_at if last is None or placed_at > last else last
+    return CustomerTotals(orders=count, net_spend=spend, first_order_at=first, last_order_at=last)

@@ -1,0 +1,128 @@
+"""Settings, built once from the environment (and an optional .env) and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+# Values that a template or a tutorial leaves behind; refused as secrets outside development.
+_PLACEHOLDERS = frozenset(
+    {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "todo", "your-secret"}
+)
+
+# Fixed, public values for development mode only: never accepted in production.
+DEV_API_KEY = "clvsync-dev-api-key"
+DEV_API_SECRET = "clvsync-dev-api-secret"
+DEV_TOKEN_KEY = "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI="  # Fernet key: 32 bytes, base64
+
+
+class SettingsError(ValueError):
+    """The environment does not make a valid configuration; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    api_key: str
+    api_secret: str = field(repr=False)
+    api_secret_previous: str | None = field(repr=False)
+    database_url: str = field(repr=False)  # may carry a password
+    app_url: str
+    token_encryption_key: str = field(repr=False)
+    api_version: str = "2026-10"
+    webhook_max_bytes: int = 2 * 1024 * 1024
+    processor_batch_size: int = 50
+    processor_idle_seconds: float = 0.5
+    processor_max_attempts: int = 8
+    log_level: str = "INFO"
+
+    @property
+    def development(self) -> bool:
+        return self.environment == DEVELOPMENT
+
+    @property
+    def webhook_secrets(self) -> tuple[str, str | None]:
+        return self.api_secret, self.api_secret_previous
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, env_file: Path | None = Path(".env")
+) -> Settings:
+    """Build Settings from `environ` (default: os.environ) over an optional .env file.
+
+    `CLVSYNC_ENV=development` allows missing secrets (fixed development values are used);
+    any other environment refuses a missing or placeholder secret, naming the variable.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    environment = values.get("CLVSYNC_ENV", PRODUCTION).strip().lower()
+    if environment not in (DEVELOPMENT, PRODUCTION):
+        raise SettingsError(
+            f"CLVSYNC_ENV must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {environment!r}"
+        )
+    development = environment == DEVELOPMENT
+
+    def secret(name: str, dev_default: str) -> str:
+        value = values.get(name, "").strip()
+        if value.lower() in _PLACEHOLDERS:
+            if development:
+                return dev_default
+            state = "missing" if not value else "a placeholder"
+            raise SettingsError(
+                f"{name} is {state}; set it (or CLVSYNC_ENV=development for local use)"
+            )
+        return value
+
+    api_secret = secret("SHOPIFY_API_SECRET", DEV_API_SECRET)
+    previous = values.get("SHOPIFY_API_SECRET_PREVIOUS", "").strip() or None
+    if previous is not None and previous.lower() in _PLACEHOLDERS and not development:
+        raise SettingsError("SHOPIFY_API_SECRET_PREVIOUS is a placeholder; unset it or set it")
+    token_key = secret("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY)
+    _check_fernet_key(token_key)
+    return Settings(
+        environment=environment,
+        api_key=secret("SHOPIFY_API_KEY", DEV_API_KEY),
+        api_secret=api_secret,
+        api_secret_previous=previous,
+        database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./clvsync.db",
+        app_url=(values.get("APP_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/"),
+        token_encryption_key=token_key,
+        webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
+        log_level=values.get("CLVSYNC_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+    )
+
+
+def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+    raw = values.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        number = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive integer, not {raw!r}") from None
+    if number <= 0:
+        raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
+    return number
+
+
+def _check_fernet_key(key: str) -> None:
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(key.encode())
+    except ValueError:
+        raise SettingsError(
+            "TOKEN_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
+            "make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from None

@@ -1,0 +1,98 @@
+"""Engines, the schema's migrations, and the per-backend details (SQLite write locks, PG locks)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x636C7673  # "clvs": serialises concurrent `upgrade` runs on PostgreSQL
+
+
+def database_url(url: str) -> str:
+    """Pick the drivers this project ships: psycopg 3 for PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`. SQLite is set up for durable, concurrent use:
+
+    WAL with synchronous=FULL, so a committed webhook survives a power cut; a 30 s busy
+    timeout; and every transaction begins IMMEDIATE (takes the write lock at BEGIN), because a
+    deferred transaction that reads and then writes fails with SQLITE_BUSY under concurrency
+    instead of waiting.
+    """
+    url = database_url(url)
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(session_or_engine: Session | Engine) -> bool:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return bind.dialect.name == "postgresql"
+
+
+def lock_keys(session: Session, *keys: tuple[str, int, int]) -> None:
+    """Serialise work on the given (kind, shop_id, id) keys until the transaction ends.
+
+    PostgreSQL: transaction-scoped advisory locks, taken in sorted order so that two
+    processors never deadlock on them. SQLite: nothing to do, every write transaction already
+    holds the database's single write lock.
+    """
+    if not is_postgres(session):
+        return
+    for key in sorted({_lock_id(*k) for k in keys}):
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def _lock_id(kind: str, shop_id: int, item_id: int) -> int:
+    digest = hashlib.blake2b(f"{kind}:{shop_id}:{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` through the migrations (safe to run from many processes)."""
+    config = alembic_config(engine)
+    if engine.dialect.name != "postgresql":
+        command.upgrade(config, revision)
+        return
+    with engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        try:
+            command.upgrade(config, revision)
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+            connection.commit()

@@ -1,0 +1,160 @@
+"""The tables. Only ids, dates, amounts and products: no names, emails, phones or addresses.
+
+The schema is created and evolved by the Alembic migrations in `migrations/`, never by
+`create_all`; a test checks that the migrations and these models agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from plugin.store.types import BigIntId, Money, UTCDateTime
+
+PENDING, DONE, PARKED = "pending", "done", "parked"
+
+
+def _shop_fk() -> Column[int]:
+    return Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Shop(SQLModel, table=True):
+    __tablename__ = "shops"
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    domain: str = Field(max_length=255, unique=True)
+    access_token_encrypted: str | None = Field(default=None, sa_type=Text)
+    scopes: str = Field(default="", max_length=1024)
+    currency: str | None = Field(default=None, max_length=3)
+    installed_at: datetime = Field(sa_type=UTCDateTime)
+    uninstalled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    needs_reauth: bool = False
+
+    @property
+    def installed(self) -> bool:
+        return self.uninstalled_at is None
+
+
+class InboxEvent(SQLModel, table=True):
+    """A verified webhook, stored before it is acknowledged; processed later by the processor.
+
+    The payload is the minimised one (see webhooks/payloads.py): what the ledger needs, with the
+    personal fields Shopify sends dropped before anything is written.
+    """
+
+    __tablename__ = "webhook_inbox"
+    __table_args__ = (
+        UniqueConstraint("shop_domain", "webhook_id", name="uq_inbox_shop_webhook"),
+        Index("ix_inbox_due", "status", "next_attempt_at", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_domain: str = Field(max_length=255)
+    webhook_id: str = Field(max_length=255)
+    topic: str = Field(max_length=64)
+    event_id: str | None = Field(default=None, max_length=255)
+    triggered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    api_version: str | None = Field(default=None, max_length=32)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    payload: str = Field(sa_type=Text)
+    status: str = Field(default=PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    processed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Customer(SQLModel, table=True):
+    """A customer's record (ids and dates only) and the aggregates kept current from the ledger."""
+
+    __tablename__ = "customers"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    customer_id: int = Field(sa_type=BigInteger, primary_key=True)
+    created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    state: str | None = Field(default=None, max_length=32)
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    orders: int = 0
+    net_spend: Decimal = Field(default=Decimal("0"), sa_type=Money)
+    first_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Order(SQLModel, table=True):
+    """The newest known version of an order (test orders are never stored)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer", "shop_id", "customer_id"),)
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    order_id: int = Field(sa_type=BigInteger, primary_key=True)
+    customer_id: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    processed_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    version_digest: str = Field(max_length=64)
+    currency: str = Field(max_length=3)
+    presentment_currency: str | None = Field(default=None, max_length=3)
+    total: Decimal = Field(sa_type=Money)
+    current_total: Decimal = Field(sa_type=Money)
+    financial_status: str | None = Field(default=None, max_length=32)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    source_name: str | None = Field(default=None, max_length=255)
+    # Derived from this version and the refunds it does not reflect yet; kept for fast sums.
+    net_amount: Decimal = Field(sa_type=Money)
+    counted: bool = False
+
+
+class OrderLine(SQLModel, table=True):
+    __tablename__ = "order_lines"
+    __table_args__ = (Index("ix_order_lines_product", "shop_id", "product_id"),)
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    order_id: int = Field(sa_type=BigInteger, primary_key=True)
+    line_id: int = Field(sa_type=BigInteger, primary_key=True)
+    product_id: int | None = Field(default=None, sa_type=BigInteger)
+    variant_id: int | None = Field(default=None, sa_type=BigInteger)
+    product_type: str | None = Field(default=None, max_length=255)
+    sku: str | None = Field(default=None, max_length=255)
+    quantity: int
+    current_quantity: int
+    price: Decimal = Field(sa_type=Money)
+    total_discount: Decimal = Field(sa_type=Money)
+    gift_card: bool = False
+
+
+class Refund(SQLModel, table=True):
+    """A refund, from refunds/create or from an order version that lists it.
+
+    `reflected` is true once an order version whose current total already includes this refund
+    has been applied; until then the refund is subtracted from the order's net amount.
+    """
+
+    __tablename__ = "refunds"
+    __table_args__ = (Index("ix_refunds_order", "shop_id", "order_id"),)
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    refund_id: int = Field(sa_type=BigInteger, primary_key=True)
+    order_id: int = Field(sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    amount: Decimal = Field(sa_type=Money)
+    lines: str = Field(default="[]", sa_type=Text)  # JSON [[line_id, quantity], ...]
+    reflected: bool = False
+
+
+class DataRequest(SQLModel, table=True):
+    """A customers/data_request to answer: the report comes from `clvsync export --customer`."""
+
+    __tablename__ = "data_requests"
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
+    )
+    customer_id: int = Field(sa_type=BigInteger)
+    request_id: str | None = Field(default=None, max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime)
