@@ -14,7 +14,17 @@ PRODUCTION = "production"
 
 # Values that a template or a tutorial leaves behind; refused as secrets outside development.
 _PLACEHOLDERS = frozenset(
-    {"", "changeme", "change-me", "changethis", "secret", "placeholder", "xxx", "todo", "your-secret"}
+    {
+        "",
+        "changeme",
+        "change-me",
+        "changethis",
+        "secret",
+        "placeholder",
+        "xxx",
+        "todo",
+        "your-secret",
+    }
 )
 
 # Fixed, public values for development mode only: never accepted in production.

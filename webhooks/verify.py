@@ -29,4 +29,3 @@ def verify_webhook(
         {"client_id": "clvsync", "client_secret": secret, "old_client_secret": previous_secret},
     )
     return bool(result.ok)
-

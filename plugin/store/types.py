@@ -40,7 +40,9 @@ def to_money(scaled: int | Decimal) -> Decimal:
     """The Decimal for a scaled integer as stored by `Money`, with two decimals at least."""
     amount = Decimal(int(scaled)).scaleb(-MONEY_SCALE).normalize()
     exponent = amount.as_tuple().exponent
-    return amount.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else amount
+    return (
+        amount.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else amount
+    )
 
 
 class UTCDateTime(TypeDecorator[datetime]):

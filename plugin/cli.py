@@ -1,0 +1,260 @@
+"""The `clvsync` command line: the operator's side of the app."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TextIO
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from plugin.settings import Settings, SettingsError, load_settings
+from plugin.store import inbox, ledger, shops
+from plugin.store.db import make_engine, upgrade
+from plugin.store.models import Shop
+from plugin.store.tokens import TokenCipher
+
+EXPORT_COLUMNS = (
+    "customer_id",
+    "orders",
+    "net_spend",
+    "currency",
+    "first_order_at",
+    "last_order_at",
+)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+def _open_store(settings: Settings) -> Engine:
+    """An engine on a schema brought up to date by the migrations."""
+    engine = make_engine(settings.database_url)
+    try:
+        upgrade(engine)
+    except OperationalError as exc:
+        raise click.ClickException(
+            f"cannot open the database in DATABASE_URL: {str(exc.orig).strip()}"
+        ) from None
+    return engine
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _shop_or_fail(session: Session, domain: str) -> Shop:
+    try:
+        shop = shops.get_shop(session, shops.normalise_domain(domain))
+    except shops.ShopDomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shop") from None
+    if shop is None:
+        raise click.ClickException(f"no shop {domain!r}: add it with `clvsync shop add`")
+    return shop
+
+
+@click.group()
+def main() -> None:
+    """clvsync: customer lifetime value, segments and recommendations for Shopify stores."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the app: webhooks endpoint and inbox processor, under uvicorn."""
+    import uvicorn
+
+    from plugin.app import create_app
+
+    settings = _settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.development:
+        logging.getLogger("clvsync").warning(
+            "development mode: fixed, public development secrets are in use"
+        )
+    engine = _open_store(settings)
+    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+
+
+@main.group()
+def shop() -> None:
+    """Shops this app serves."""
+
+
+@shop.command("add")
+@click.argument("domain")
+@click.option(
+    "--token",
+    envvar="CLVSYNC_SHOP_TOKEN",
+    required=True,
+    help="The custom app's Admin API access token (or set CLVSYNC_SHOP_TOKEN).",
+)
+def shop_add(domain: str, token: str) -> None:
+    """Register a store that uses a custom app's Admin API token."""
+    settings = _settings()
+    engine = _open_store(settings)
+    try:
+        with Session(engine) as session, session.begin():
+            added = shops.add_shop(
+                session, domain, token, TokenCipher(settings.token_encryption_key), _now()
+            )
+            click.echo(f"shop {added.domain} registered")
+    except shops.ShopDomainError as exc:
+        raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token") from None
+
+
+@shop.command("list")
+def shop_list() -> None:
+    """The registered shops and their state (never their tokens)."""
+    engine = _open_store(_settings())
+    with Session(engine) as session:
+        rows = shops.list_shops(session)
+    if not rows:
+        click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
+        return
+    click.echo(f"{'domain':<40} {'state':<12} {'currency':<8} {'token':<8} installed_at")
+    for row in rows:
+        state = "installed" if row.installed else "uninstalled"
+        token = "yes" if row.access_token_encrypted else "no"
+        click.echo(
+            f"{row.domain:<40} {state:<12} {row.currency or '-':<8} {token:<8} "
+            f"{row.installed_at.isoformat()}"
+        )
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
+    assert shop.id is not None
+    for customer in ledger.iter_customers(session, shop.id):
+        yield {
+            "customer_id": customer.customer_id,
+            "orders": customer.orders,
+            "net_spend": str(customer.net_spend),
+            "currency": shop.currency or "",
+            "first_order_at": _cell(customer.first_order_at) or "",
+            "last_order_at": _cell(customer.last_order_at) or "",
+        }
+
+
+def _write_rows(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
+    count = 0
+    writer = csv.DictWriter(out, EXPORT_COLUMNS, lineterminator="\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    for row in rows:
+        if writer is not None:
+            writer.writerow(row)
+        else:
+            out.write(json.dumps(row) + "\n")
+        count += 1
+    return count
+
+
+@main.command()
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option(
+    "--customer",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Report everything held for one customer (for a data request), as JSON.",
+)
+@click.option("--output", "-o", type=click.File("w"), default="-", help="Default: stdout.")
+def export(domain: str, fmt: str, customer: int | None, output: TextIO) -> None:
+    """One row per customer with the figures held so far (or one customer's full report)."""
+    engine = _open_store(_settings())
+    with Session(engine) as session:
+        shop = _shop_or_fail(session, domain)
+        assert shop.id is not None
+        if customer is not None:
+            report = ledger.customer_report(session, shop.id, customer)
+            if report is None:
+                raise click.ClickException(
+                    f"nothing is held for customer {customer} of {shop.domain}"
+                )
+            json.dump(
+                {"shop": shop.domain, "customer_id": customer, **report},
+                output,
+                indent=2,
+                default=_cell,
+            )
+            output.write("\n")
+            return
+        count = _write_rows(_export_rows(session, shop), fmt, output)
+    click.echo(f"exported {count} customers of {shop.domain}", err=True)
+
+
+@main.group()
+def webhooks() -> None:
+    """The webhook inbox."""
+
+
+@webhooks.command("status")
+def webhooks_status() -> None:
+    """How many events are pending, done and parked."""
+    engine = _open_store(_settings())
+    with Session(engine) as session:
+        counts = inbox.count_by_status(session)
+    for status in ("pending", "done", "parked"):
+        click.echo(f"{status:<8} {counts.get(status, 0)}")
+
+
+@webhooks.command("replay")
+@click.option("--failed", is_flag=True, required=True, help="Re-run the parked (failed) events.")
+@click.option("--shop", "domain", default=None, help="Only this shop's events.")
+def webhooks_replay(failed: bool, domain: str | None) -> None:
+    """Re-run parked events now, and report how they went."""
+    from webhooks.processor import Processor
+
+    settings = _settings()
+    engine = _open_store(settings)
+    if domain is not None:
+        domain = shops.normalise_domain(domain)
+    with Session(engine) as session, session.begin():
+        requeued = inbox.requeue_parked(session, _now(), settings.processor_max_attempts, domain)
+    click.echo(f"{requeued} parked events queued again")
+    counts = Processor(engine, max_attempts=settings.processor_max_attempts).drain()
+    outcome = counts.by_outcome
+    click.echo(
+        f"processed {counts.total}: {outcome['done']} done, {outcome['parked']} parked again"
+    )
+    if outcome["parked"]:
+        sys.exit(1)
+
+
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the migrations up to the newest schema."""
+    _open_store(_settings())
+    click.echo("schema is up to date")

@@ -1,0 +1,132 @@
+"""The webhook inbox: durable, de-duplicated storage of verified events, and claiming them."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from plugin.store.db import is_postgres
+from plugin.store.models import DONE, PARKED, PENDING, InboxEvent, Shop
+
+# Topics a shop that is no longer installed still sends, and that must still be acted on.
+COMPLIANCE_TOPICS = frozenset({"customers/data_request", "customers/redact", "shop/redact"})
+
+
+class Stored(enum.Enum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    UNKNOWN_SHOP = "unknown_shop"
+    NOT_INSTALLED = "not_installed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    shop_domain: str
+    webhook_id: str
+    topic: str
+    event_id: str | None
+    triggered_at: datetime | None
+    api_version: str | None
+    payload: str  # minimised JSON
+
+
+def store_delivery(engine: Engine, delivery: Delivery, now: datetime) -> Stored:
+    """Write a verified delivery to the inbox, once per (shop, webhook id); commit before return.
+
+    Deliveries for unknown shops, and for uninstalled shops except the compliance topics
+    (shop/redact comes 48 hours after uninstalling), are not stored.
+    """
+    with Session(engine) as session, session.begin():
+        uninstalled_at = session.exec(
+            select(Shop.uninstalled_at, Shop.id).where(Shop.domain == delivery.shop_domain)
+        ).first()
+        if uninstalled_at is None:
+            return Stored.UNKNOWN_SHOP
+        if uninstalled_at[0] is not None and delivery.topic not in COMPLIANCE_TOPICS:
+            return Stored.NOT_INSTALLED
+        values = {
+            "shop_domain": delivery.shop_domain,
+            "webhook_id": delivery.webhook_id,
+            "topic": delivery.topic,
+            "event_id": delivery.event_id,
+            "triggered_at": delivery.triggered_at,
+            "api_version": delivery.api_version,
+            "received_at": now,
+            "payload": delivery.payload,
+            "status": PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
+        insert = postgresql.insert if is_postgres(session) else sqlite.insert
+        statement = (
+            insert(InboxEvent)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+        )
+        result = session.execute(statement)
+        return Stored.STORED if result.rowcount == 1 else Stored.DUPLICATE  # type: ignore[attr-defined]
+
+
+def claim_next(session: Session, now: datetime) -> InboxEvent | None:
+    """The oldest due pending event, locked for this transaction.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent processors take different rows, and a
+    processor that dies releases its row with its connection. SQLite: the transaction already
+    holds the database's write lock (BEGIN IMMEDIATE), so no one else can take it.
+    """
+    query = (
+        select(InboxEvent)
+        .where(InboxEvent.status == PENDING, InboxEvent.next_attempt_at <= now)
+        .order_by(col(InboxEvent.id))
+        .limit(1)
+    )
+    if is_postgres(session):
+        query = query.with_for_update(skip_locked=True)
+    return session.exec(query).first()
+
+
+def mark_done(event: InboxEvent, now: datetime) -> None:
+    """Processed: the payload is dropped (the ledger has what it needs); the ids stay for de-dup."""
+    event.status, event.processed_at, event.last_error = DONE, now, None
+    event.attempts += 1
+    event.payload = "{}"
+
+
+def mark_failed(event: InboxEvent, error: str, now: datetime, max_attempts: int) -> bool:
+    """Record a failed attempt: retry later with exponential backoff, or park. True if parked."""
+    event.attempts += 1
+    event.last_error = error[:2000]
+    if event.attempts >= max_attempts:
+        event.status = PARKED
+        return True
+    event.next_attempt_at = now + retry_delay(event.attempts)
+    return False
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """5 s, 10 s, 20 s ... doubling after each failed attempt, at most an hour."""
+    return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
+
+
+def requeue_parked(
+    session: Session, now: datetime, max_attempts: int, shop_domain: str | None = None
+) -> int:
+    """Put parked events back in the queue for one more attempt (a failure parks them again)."""
+    statement = (
+        update(InboxEvent)
+        .where(col(InboxEvent.status) == PARKED)
+        .values(status=PENDING, attempts=max_attempts - 1, next_attempt_at=now)
+    )
+    if shop_domain is not None:
+        statement = statement.where(col(InboxEvent.shop_domain) == shop_domain)
+    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.exec(select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
+    return {status: count for status, count in rows}

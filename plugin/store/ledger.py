@@ -1,0 +1,336 @@
+"""The ledger: orders, lines, refunds and customers, applied idempotently in any arrival order.
+
+Every function runs inside the caller's transaction and never commits. Work on one order, and
+on one customer's aggregates, is serialised with `lock_keys` (PostgreSQL advisory locks; SQLite
+has a single writer anyway), always order before customer, so two processors never deadlock
+and never compute an aggregate from a stale view.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import Session, col, select
+
+from plugin.domain import ledger
+from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
+from plugin.store.db import lock_keys
+from plugin.store.models import Customer, DataRequest, Order, OrderLine, Refund, Shop
+
+
+def _lock_order(session: Session, shop_id: int, order_id: int) -> None:
+    lock_keys(session, ("order", shop_id, order_id))
+
+
+def _lock_customers(session: Session, shop_id: int, *customer_ids: int | None) -> None:
+    lock_keys(session, *(("customer", shop_id, c) for c in customer_ids if c is not None))
+
+
+def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
+    """Keep `version` if it is newer than the stored one; True when it was applied."""
+    assert shop.id is not None
+    if version.test:
+        return False  # test orders are never part of the ledger
+    _lock_order(session, shop.id, version.order_id)
+    stored = session.get(Order, (shop.id, version.order_id))
+    if stored is not None and not ledger.newer_than(
+        (version.updated_at, version.digest), (stored.updated_at, stored.version_digest)
+    ):
+        return False
+    previous_customer = stored.customer_id if stored is not None else None
+    _lock_customers(session, shop.id, previous_customer, version.customer_id)
+    if shop.currency is None:
+        shop.currency = version.currency
+        session.add(shop)
+    order = stored or Order(
+        shop_id=shop.id,
+        order_id=version.order_id,
+        net_amount=Decimal(0),
+        total=version.total,
+        current_total=version.current_total,
+        created_at=version.created_at,
+        processed_at=version.processed_at,
+        updated_at=version.updated_at,
+        version_digest=version.digest,
+        currency=version.currency,
+    )
+    _copy_version(order, version)
+    session.add(order)
+    _replace_lines(session, shop.id, version)
+    _record_reflected_refunds(session, shop.id, version)
+    _refresh_order_net(session, order)
+    session.flush()
+    for customer_id in {previous_customer, version.customer_id} - {None}:
+        assert customer_id is not None
+        refresh_customer(session, shop.id, customer_id)
+    return True
+
+
+def _copy_version(order: Order, version: OrderVersion) -> None:
+    order.customer_id = version.customer_id
+    order.created_at, order.processed_at = version.created_at, version.processed_at
+    order.updated_at, order.version_digest = version.updated_at, version.digest
+    order.currency, order.presentment_currency = version.currency, version.presentment_currency
+    order.total, order.current_total = version.total, version.current_total
+    order.financial_status, order.cancelled_at = version.financial_status, version.cancelled_at
+    order.source_name = version.source_name[:255] if version.source_name else None
+
+
+def _replace_lines(session: Session, shop_id: int, version: OrderVersion) -> None:
+    session.execute(
+        delete(OrderLine).where(
+            col(OrderLine.shop_id) == shop_id, col(OrderLine.order_id) == version.order_id
+        )
+    )
+    for line in version.lines:
+        session.add(
+            OrderLine(
+                shop_id=shop_id,
+                order_id=version.order_id,
+                line_id=line.line_id,
+                product_id=line.product_id,
+                variant_id=line.variant_id,
+                product_type=line.product_type,
+                sku=line.sku,
+                quantity=line.quantity,
+                current_quantity=line.current_quantity,
+                price=line.price,
+                total_discount=line.total_discount,
+                gift_card=line.gift_card,
+            )
+        )
+
+
+def _record_reflected_refunds(session: Session, shop_id: int, version: OrderVersion) -> None:
+    """Refunds listed in this version are in its current total; the others are not (yet)."""
+    listed = {r.refund_id for r in version.refunds}
+    known = set(
+        session.exec(
+            select(Refund.refund_id).where(
+                Refund.shop_id == shop_id, Refund.order_id == version.order_id
+            )
+        )
+    )
+    for refund in version.refunds:
+        if refund.refund_id not in known:
+            session.add(_refund_row(shop_id, refund, reflected=True))
+    session.flush()
+    session.execute(
+        update(Refund)
+        .where(col(Refund.shop_id) == shop_id, col(Refund.order_id) == version.order_id)
+        .values(reflected=col(Refund.refund_id).in_(listed) if listed else False)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refund:
+    return Refund(
+        shop_id=shop_id,
+        refund_id=refund.refund_id,
+        order_id=refund.order_id,
+        created_at=refund.created_at,
+        amount=refund.amount,
+        lines=json.dumps([list(pair) for pair in refund.lines]),
+        reflected=reflected,
+    )
+
+
+def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
+    """Record a refund (once); net it from its order if the order does not reflect it yet."""
+    assert shop.id is not None
+    _lock_order(session, shop.id, refund.order_id)
+    if session.get(Refund, (shop.id, refund.refund_id)) is not None:
+        return False
+    session.add(_refund_row(shop.id, refund, reflected=False))
+    session.flush()
+    order = session.get(Order, (shop.id, refund.order_id))
+    if order is not None:
+        _lock_customers(session, shop.id, order.customer_id)
+        _refresh_order_net(session, order)
+        session.flush()
+        if order.customer_id is not None:
+            refresh_customer(session, shop.id, order.customer_id)
+    return True
+
+
+def _refresh_order_net(session: Session, order: Order) -> None:
+    unreflected = session.exec(
+        select(Refund.amount).where(
+            Refund.shop_id == order.shop_id,
+            Refund.order_id == order.order_id,
+            col(Refund.reflected).is_(False),
+        )
+    ).all()
+    cancelled = order.cancelled_at is not None
+    order.net_amount = ledger.order_net_amount(
+        order.current_total,
+        cancelled=cancelled,
+        financial_status=order.financial_status,
+        unreflected_refunds=unreflected,
+    )
+    order.counted = ledger.order_counts(
+        order.net_amount, cancelled=cancelled, financial_status=order.financial_status
+    )
+    session.add(order)
+
+
+def refresh_customer(session: Session, shop_id: int, customer_id: int) -> Customer:
+    """Recompute one customer's aggregates from their counted orders (creating the row if new)."""
+    rows = session.exec(
+        select(Order.processed_at, Order.net_amount).where(
+            Order.shop_id == shop_id, Order.customer_id == customer_id, col(Order.counted)
+        )
+    ).all()
+    totals = ledger.customer_totals(rows)
+    customer = session.get(Customer, (shop_id, customer_id)) or Customer(
+        shop_id=shop_id, customer_id=customer_id
+    )
+    customer.orders, customer.net_spend = totals.orders, totals.net_spend
+    customer.first_order_at, customer.last_order_at = totals.first_order_at, totals.last_order_at
+    session.add(customer)
+    return customer
+
+
+def upsert_customer(
+    session: Session, shop_id: int, customer_id: int, fields: dict[str, Any]
+) -> bool:
+    """Keep a customer's record (created_at, updated_at, state) if newer than the stored one."""
+    _lock_customers(session, shop_id, customer_id)
+    customer = session.get(Customer, (shop_id, customer_id))
+    updated_at = fields.get("updated_at")
+    if (
+        customer is not None
+        and customer.updated_at is not None
+        and (updated_at is None or updated_at <= customer.updated_at)
+    ):
+        return False
+    customer = customer or Customer(shop_id=shop_id, customer_id=customer_id)
+    customer.created_at = fields.get("created_at") or customer.created_at
+    customer.updated_at, customer.state = updated_at, fields.get("state")
+    session.add(customer)
+    return True
+
+
+def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: datetime) -> None:
+    _lock_customers(session, shop_id, customer_id)
+    customer = session.get(Customer, (shop_id, customer_id)) or Customer(
+        shop_id=shop_id, customer_id=customer_id
+    )
+    customer.deleted_at = customer.deleted_at or at
+    session.add(customer)
+
+
+def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids: list[int]) -> None:
+    """Delete everything held for the customer: record, orders (theirs and `order_ids`),
+    lines, refunds, data requests."""
+    _lock_customers(session, shop_id, customer_id)
+    owned = session.exec(
+        select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
+    ).all()
+    doomed = sorted(set(owned) | set(order_ids))
+    for table in (OrderLine, Refund, Order):
+        session.execute(
+            delete(table).where(
+                col(table.shop_id) == shop_id,
+                col(table.order_id).in_(doomed),
+            )
+        )
+    session.execute(
+        delete(DataRequest).where(
+            col(DataRequest.shop_id) == shop_id, col(DataRequest.customer_id) == customer_id
+        )
+    )
+    session.execute(
+        delete(Customer).where(
+            col(Customer.shop_id) == shop_id, col(Customer.customer_id) == customer_id
+        )
+    )
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
+    """Every customer's totals recomputed from the raw ledger (orders and refunds) alone.
+
+    Used to check the aggregates kept current by `refresh_customer`, which must equal these.
+    """
+    unreflected: dict[int, list[Decimal]] = defaultdict(list)
+    for order_id, amount in session.exec(
+        select(Refund.order_id, Refund.amount).where(
+            Refund.shop_id == shop_id, col(Refund.reflected).is_(False)
+        )
+    ):
+        unreflected[order_id].append(amount)
+    counted: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
+    orders = session.exec(select(Order).where(Order.shop_id == shop_id))
+    for order in orders:
+        cancelled = order.cancelled_at is not None
+        net = ledger.order_net_amount(
+            order.current_total,
+            cancelled=cancelled,
+            financial_status=order.financial_status,
+            unreflected_refunds=unreflected[order.order_id],
+        )
+        if order.customer_id is None:
+            continue
+        counted.setdefault(order.customer_id, [])
+        if ledger.order_counts(net, cancelled=cancelled, financial_status=order.financial_status):
+            counted[order.customer_id].append((order.processed_at, net))
+    return {customer: ledger.customer_totals(rows) for customer, rows in counted.items()}
+
+
+def iter_customers(session: Session, shop_id: int) -> Iterator[Customer]:
+    """The shop's customers (not deleted ones), in customer id order."""
+    query = (
+        select(Customer)
+        .where(Customer.shop_id == shop_id, col(Customer.deleted_at).is_(None))
+        .order_by(col(Customer.customer_id))
+        .execution_options(yield_per=1000)
+    )
+    yield from session.exec(query)
+
+
+def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[str, Any] | None:
+    """Everything held for one customer (for a customers/data_request), or None if nothing."""
+    customer = session.get(Customer, (shop_id, customer_id))
+    orders = session.exec(
+        select(Order)
+        .where(Order.shop_id == shop_id, Order.customer_id == customer_id)
+        .order_by(col(Order.order_id))
+    ).all()
+    if customer is None and not orders:
+        return None
+    order_ids = [o.order_id for o in orders]
+    lines = session.exec(
+        select(OrderLine)
+        .where(OrderLine.shop_id == shop_id, col(OrderLine.order_id).in_(order_ids))
+        .order_by(col(OrderLine.order_id), col(OrderLine.line_id))
+    ).all()
+    refunds = session.exec(
+        select(Refund)
+        .where(Refund.shop_id == shop_id, col(Refund.order_id).in_(order_ids))
+        .order_by(col(Refund.refund_id))
+    ).all()
+    requests = session.exec(
+        select(DataRequest).where(
+            DataRequest.shop_id == shop_id, DataRequest.customer_id == customer_id
+        )
+    ).all()
+    return {
+        "customer": _public(customer, exclude={"shop_id"}) if customer else None,
+        "orders": [_public(o, exclude={"shop_id", "version_digest"}) for o in orders],
+        "order_lines": [_public(line, exclude={"shop_id"}) for line in lines],
+        "refunds": [_public(r, exclude={"shop_id"}) for r in refunds],
+        "data_requests": [_public(r, exclude={"shop_id", "id"}) for r in requests],
+    }
+
+
+def _public(row: Any, exclude: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in row.model_dump().items() if k not in exclude}

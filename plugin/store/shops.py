@@ -1,0 +1,80 @@
+"""Shops: registering, listing, uninstalling, and forgetting them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy import delete
+from sqlmodel import Session, select
+
+from plugin.store.models import InboxEvent, Shop
+from plugin.store.tokens import TokenCipher
+
+_SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
+
+
+class ShopDomainError(ValueError):
+    """Not a shop's myshopify.com domain."""
+
+
+def normalise_domain(domain: str) -> str:
+    """`domain` lower-cased, checked against Shopify's anchored shop-name pattern."""
+    candidate = domain.strip().lower()
+    if not _SHOP_DOMAIN.fullmatch(candidate):
+        raise ShopDomainError(
+            f"{domain!r} is not a shop domain: expected NAME.myshopify.com "
+            "(lower-case letters, digits and hyphens)"
+        )
+    return candidate
+
+
+def get_shop(session: Session, domain: str) -> Shop | None:
+    return session.exec(select(Shop).where(Shop.domain == domain)).first()
+
+
+def add_shop(session: Session, domain: str, token: str, cipher: TokenCipher, now: datetime) -> Shop:
+    """Register (or re-install) a shop that uses a custom app's Admin API token."""
+    domain = normalise_domain(domain)
+    if not token.strip():
+        raise ValueError("the access token is empty")
+    shop = get_shop(session, domain) or Shop(domain=domain, installed_at=now)
+    shop.access_token_encrypted = cipher.encrypt(token.strip())
+    if shop.uninstalled_at is not None:
+        shop.installed_at, shop.uninstalled_at = now, None
+    shop.needs_reauth = False
+    session.add(shop)
+    session.flush()
+    return shop
+
+
+def list_shops(session: Session) -> list[Shop]:
+    return list(session.exec(select(Shop).order_by(Shop.domain)))
+
+
+def access_token(shop: Shop, cipher: TokenCipher) -> str | None:
+    return (
+        None if shop.access_token_encrypted is None else cipher.decrypt(shop.access_token_encrypted)
+    )
+
+
+def uninstall_shop(session: Session, shop: Shop, at: datetime) -> bool:
+    """Mark the shop uninstalled and discard its token, unless it was (re)installed after `at`."""
+    if shop.uninstalled_at is not None or shop.installed_at > at:
+        return False
+    shop.uninstalled_at = at
+    shop.access_token_encrypted = None
+    session.add(shop)
+    return True
+
+
+def forget_shop(session: Session, shop: Shop, keep_event_id: int | None = None) -> None:
+    """Delete everything held for the shop: its ledger (by cascade), its inbox rows, itself."""
+    session.execute(
+        delete(InboxEvent).where(
+            InboxEvent.shop_domain == shop.domain,  # type: ignore[arg-type]
+            InboxEvent.id != keep_event_id,  # type: ignore[arg-type]
+        )
+    )
+    session.delete(shop)
+    session.flush()

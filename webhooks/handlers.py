@@ -1,0 +1,130 @@
+"""One handler per topic: map a (minimised) payload to ledger changes, and nothing more."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlmodel import Session
+
+from plugin.store import ledger, shops
+from plugin.store.models import DataRequest, InboxEvent, Shop
+from webhooks.payloads import (
+    ORDER_TOPICS,
+    PayloadError,
+    parse_order,
+    parse_refund,
+    parse_time,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Shop, Mapping[str, Any], InboxEvent], None]
+
+
+def _shop_id(shop: Shop) -> int:
+    assert shop.id is not None
+    return shop.id
+
+
+def _customer_id(payload: Mapping[str, Any], field: str = "id") -> int:
+    value = payload.get(field)
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise PayloadError(f"{field}: expected a numeric customer id, got {value!r}")
+    return int(value)
+
+
+def on_order(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
+    ledger.apply_order(session, shop, parse_order(payload))
+
+
+def on_refund(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
+    ledger.apply_refund(session, shop, parse_refund(payload, shop.currency))
+
+
+def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
+    fields = {
+        "created_at": parse_time(payload["created_at"], "created_at")
+        if payload.get("created_at")
+        else None,
+        "updated_at": parse_time(payload["updated_at"], "updated_at")
+        if payload.get("updated_at")
+        else None,
+        "state": payload.get("state") if isinstance(payload.get("state"), str) else None,
+    }
+    ledger.upsert_customer(session, _shop_id(shop), _customer_id(payload), fields)
+
+
+def on_customer_delete(
+    session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
+) -> None:
+    at = event.triggered_at or event.received_at
+    ledger.mark_customer_deleted(session, _shop_id(shop), _customer_id(payload), at)
+
+
+def _compliance_customer(payload: Mapping[str, Any]) -> int:
+    customer = payload.get("customer")
+    if not isinstance(customer, Mapping):
+        raise PayloadError("customer: missing")
+    return _customer_id(customer)
+
+
+def on_data_request(
+    session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
+) -> None:
+    customer_id = _compliance_customer(payload)
+    request = payload.get("data_request")
+    request_id = request.get("id") if isinstance(request, Mapping) else None
+    session.add(
+        DataRequest(
+            shop_id=_shop_id(shop),
+            customer_id=customer_id,
+            request_id=None if request_id is None else str(request_id)[:64],
+            received_at=event.received_at,
+        )
+    )
+    log.warning(
+        "data request for a customer of %s: answer it with "
+        "`clvsync export --shop %s --customer %d`",
+        shop.domain,
+        shop.domain,
+        customer_id,
+    )
+
+
+def on_customer_redact(
+    session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent
+) -> None:
+    raw_orders = payload.get("orders_to_redact") or []
+    if not isinstance(raw_orders, list):
+        raise PayloadError("orders_to_redact: expected a list of order ids")
+    order_ids = [_customer_id({"id": o}, "orders_to_redact[]") for o in raw_orders]
+    ledger.redact_customer(session, _shop_id(shop), _compliance_customer(payload), order_ids)
+
+
+def on_shop_redact(
+    session: Session, shop: Shop, _payload: Mapping[str, Any], event: InboxEvent
+) -> None:
+    shops.forget_shop(session, shop, keep_event_id=event.id)
+    log.info("shop/redact: deleted everything held for %s", shop.domain)
+
+
+def on_uninstalled(
+    session: Session, shop: Shop, _payload: Mapping[str, Any], event: InboxEvent
+) -> None:
+    if shops.uninstall_shop(session, shop, event.triggered_at or event.received_at):
+        log.info("app/uninstalled: %s marked uninstalled, its token discarded", shop.domain)
+
+
+HANDLERS: dict[str, Handler] = {
+    **dict.fromkeys(ORDER_TOPICS, on_order),
+    "refunds/create": on_refund,
+    "customers/create": on_customer,
+    "customers/update": on_customer,
+    "customers/delete": on_customer_delete,
+    "customers/data_request": on_data_request,
+    "customers/redact": on_customer_redact,
+    "shop/redact": on_shop_redact,
+    "app/uninstalled": on_uninstalled,
+}

@@ -1,0 +1,133 @@
+"""The inbox processor: claims due events one at a time and applies them to the ledger.
+
+Each event is claimed, applied and marked done in ONE transaction, so a processor that dies at
+any point leaves the event pending and the ledger untouched by it: nothing is lost and nothing
+is counted twice (and applying is idempotent anyway).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import anyio
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session
+
+from plugin.store import inbox, shops
+from plugin.store.models import InboxEvent
+from webhooks.handlers import HANDLERS
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.Enum):
+    DONE = "done"
+    RETRY = "retry"
+    PARKED = "parked"
+
+
+@dataclass
+class Counts:
+    by_outcome: Counter[str] = field(default_factory=Counter)
+
+    def add(self, outcome: Outcome) -> None:
+        self.by_outcome[outcome.value] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_outcome.values())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Processor:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_attempts: int = 8,
+        idle_seconds: float = 0.5,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._max_attempts = max_attempts
+        self._idle_seconds = idle_seconds
+        self._clock = clock
+
+    def process_one(self) -> Outcome | None:
+        """Claim and apply the oldest due event; None when nothing is due."""
+        now = self._clock()
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            event = inbox.claim_next(session, now)
+            if event is None:
+                return None
+            try:
+                # A savepoint, so a failing handler's writes are undone but the claim (and the
+                # record of the failure) stay in this transaction.
+                with session.begin_nested():
+                    self._apply(session, event)
+            except Exception as exc:  # any handler failure is recorded, not raised
+                parked = inbox.mark_failed(event, _describe(exc), now, self._max_attempts)
+                log.warning(
+                    "webhook %s (%s, %s) failed, attempt %d%s: %s",
+                    event.id,
+                    event.topic,
+                    event.shop_domain,
+                    event.attempts,
+                    " - parked" if parked else "",
+                    _describe(exc),
+                )
+                return Outcome.PARKED if parked else Outcome.RETRY
+            inbox.mark_done(event, now)
+            return Outcome.DONE
+
+    def _apply(self, session: Session, event: InboxEvent) -> None:
+        shop = shops.get_shop(session, event.shop_domain)
+        if shop is None:
+            return  # the shop was redacted after this event arrived: nothing to keep
+        handler = HANDLERS.get(event.topic)
+        if handler is None:
+            raise ValueError(f"no handler for topic {event.topic!r}")
+        payload = json.loads(event.payload)
+        if not isinstance(payload, dict):
+            raise ValueError("stored payload is not a JSON object")
+        handler(session, shop, payload, event)
+
+    def drain(self, limit: int | None = None) -> Counts:
+        """Process due events until none is left (or `limit` were processed)."""
+        counts = Counts()
+        while limit is None or counts.total < limit:
+            outcome = self.process_one()
+            if outcome is None:
+                break
+            counts.add(outcome)
+        return counts
+
+    async def run(self, stop: anyio.Event | threading.Event) -> None:
+        """Drain in a worker thread, sleep while idle, until `stop` is set.
+
+        Database outages are logged and waited out: the events stay in the inbox.
+        """
+        while not stop.is_set():
+            try:
+                counts = await anyio.to_thread.run_sync(self.drain, 500)
+            except OperationalError as exc:
+                log.error("inbox processor: database unavailable, retrying: %s", _describe(exc))
+                counts = Counts()
+            if counts.total == 0:
+                await anyio.sleep(self._idle_seconds)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:500]

@@ -1,0 +1,123 @@
+"""`POST /webhooks`: read the raw body (bounded), verify it, store it, and only then say 200."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import anyio
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, Response
+
+from plugin.settings import Settings
+from plugin.store import inbox
+from plugin.store.shops import ShopDomainError, normalise_domain
+from webhooks.handlers import HANDLERS
+from webhooks.payloads import minimise
+from webhooks.verify import verify_webhook
+
+log = logging.getLogger(__name__)
+
+REQUIRED_HEADERS = (
+    "x-shopify-topic",
+    "x-shopify-shop-domain",
+    "x-shopify-api-version",
+    "x-shopify-webhook-id",
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (without reading on) anything past `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _text(status: int, message: str) -> Response:
+    return PlainTextResponse(message + "\n", status_code=status)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def webhook_endpoint(
+    settings: Settings, engine: Engine, clock: Callable[[], datetime]
+) -> Callable[[Request], Awaitable[Response]]:
+    secret, previous = settings.webhook_secrets
+
+    async def receive(request: Request) -> Response:
+        try:
+            body = await read_body(request, settings.webhook_max_bytes)
+        except BodyTooLarge:
+            return _text(413, f"body larger than {settings.webhook_max_bytes} bytes")
+        except ClientDisconnect:
+            return _text(400, "client disconnected before sending the whole body")
+        headers = request.headers
+        if not verify_webhook(body, headers, secret, previous):
+            return _text(401, "HMAC signature missing or invalid")
+        missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
+        if missing:
+            return _text(400, "missing required headers: " + ", ".join(missing))
+        try:
+            domain = normalise_domain(headers["x-shopify-shop-domain"])
+        except ShopDomainError:
+            return _text(400, "X-Shopify-Shop-Domain is not a NAME.myshopify.com domain")
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _text(400, "body is not JSON")
+        if not isinstance(payload, dict):
+            return _text(400, "body is not a JSON object")
+        topic = headers["x-shopify-topic"].strip().lower()
+        if topic not in HANDLERS:
+            log.info(
+                "webhook for unhandled topic %r from %s acknowledged and dropped", topic, domain
+            )
+            return _text(200, "topic not handled")
+        delivery = inbox.Delivery(
+            shop_domain=domain,
+            webhook_id=headers["x-shopify-webhook-id"][:255],
+            topic=topic,
+            event_id=(headers.get("x-shopify-event-id") or None),
+            triggered_at=_parse_time(headers.get("x-shopify-triggered-at")),
+            api_version=headers["x-shopify-api-version"][:32],
+            payload=json.dumps(minimise(topic, payload), separators=(",", ":")),
+        )
+        try:
+            stored = await anyio.to_thread.run_sync(inbox.store_delivery, engine, delivery, clock())
+        except SQLAlchemyError as exc:
+            # Not stored, so not acknowledged: Shopify retries.
+            log.error("webhook from %s not stored, answering 503: %s", domain, type(exc).__name__)
+            return _text(503, "storage unavailable, retry later")
+        if stored in (inbox.Stored.UNKNOWN_SHOP, inbox.Stored.NOT_INSTALLED):
+            log.warning(
+                "webhook %s for %s shop %s acknowledged and dropped",
+                topic,
+                stored.value.replace("_", " "),
+                domain,
+            )
+        return _text(200, stored.value)
+
+    return receive
