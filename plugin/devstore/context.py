@@ -1,0 +1,48 @@
+"""What every resolver sees: the shop's state, the server's own URL, and how bulk work is scheduled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from plugin.devstore.models import BulkOperation
+from plugin.devstore.state import DevStoreState
+
+
+class BulkScheduler(Protocol):
+    """Starts bulk operations in the background (implemented by bulk.BulkRunner)."""
+
+    def start_query(
+        self, context: ResolveContext, query: str
+    ) -> tuple[BulkOperation | None, list[dict[str, object]]]: ...
+
+    def start_mutation(
+        self, context: ResolveContext, mutation: str, staged_upload_path: str
+    ) -> tuple[BulkOperation | None, list[dict[str, object]]]: ...
+
+
+@dataclass
+class BulkWindow:
+    """The slice of root objects one step of a bulk query reads; nested connections are unlimited."""
+
+    after_id: int = 0
+    size: int = 1000
+    served_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ResolveContext:
+    state: DevStoreState
+    base_url: str
+    app_id: int = 1
+    bulk_scheduler: BulkScheduler | None = None
+    bulk_window: BulkWindow | None = None
+
+    @property
+    def in_bulk(self) -> bool:
+        return self.bulk_window is not None
+
+    @property
+    def app_namespace(self) -> str:
+        """Shopify puts metafields sent without a namespace in the app-reserved one."""
+        return f"app--{self.app_id}"

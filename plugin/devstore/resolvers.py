@@ -1,0 +1,359 @@
+"""Resolvers for the query side: root fields, connections and computed object fields."""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from graphql import GraphQLError, GraphQLResolveInfo
+
+from plugin.devstore.context import ResolveContext
+from plugin.devstore.gid import InvalidGidError, format_gid, parse_gid
+from plugin.devstore.models import (
+    GID_TYPES,
+    BulkOperation,
+    Customer,
+    LineItem,
+    Metafield,
+    Order,
+    Product,
+    Variant,
+)
+from plugin.devstore.pagination import PageArgs, connection
+from plugin.devstore.search_query import compile_query
+from plugin.devstore.state import DevStoreState, SortedIds
+
+Resolver = Callable[..., Any]
+
+
+def ctx(info: GraphQLResolveInfo) -> ResolveContext:
+    context = info.context
+    assert isinstance(context, ResolveContext)
+    return context
+
+
+@lru_cache(maxsize=512)
+def snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def default_field_resolver(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
+    """Dicts by key; records by snake_case attribute; `id` as a GID, `legacyResourceId` as the int."""
+    name = info.field_name
+    if isinstance(source, Mapping):
+        return source.get(name)
+    if name == "id" and type(source) in GID_TYPES:
+        return format_gid(GID_TYPES[type(source)], source.id)
+    if name == "legacyResourceId":
+        return source.id
+    return getattr(source, snake_case(name), None)
+
+
+def resolve_node_type(value: Any, *_: Any) -> str | None:
+    if isinstance(value, Mapping):
+        return str(value.get("__typename"))
+    return GID_TYPES.get(type(value))
+
+
+def parse_id_argument(value: str) -> tuple[str, int]:
+    """Shopify answers a malformed GID with a top-level coercion error, not a null."""
+    try:
+        return parse_gid(value)
+    except InvalidGidError as error:
+        raise GraphQLError(
+            f"Invalid global id '{value}'",
+            extensions={"code": "argumentLiteralsIncompatible", "typeName": "CoercionError"},
+        ) from error
+
+
+def find_node(state: DevStoreState, gid: str) -> object | None:
+    type_name, legacy_id = parse_id_argument(gid)
+    if type_name == "Shop":
+        return shop_value(state) if legacy_id == 1 else None
+    return state.find(type_name, legacy_id)
+
+
+def shop_value(state: DevStoreState) -> dict[str, Any]:
+    return {
+        "__typename": "Shop",
+        "id": format_gid("Shop", 1),
+        "name": state.name,
+        "myshopifyDomain": state.domain,
+        "currencyCode": state.currency_code,
+    }
+
+
+def _typed_lookup(type_name: str) -> Resolver:
+    def resolve(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
+        found_type, legacy_id = parse_id_argument(id)
+        if found_type != type_name:
+            return None
+        return ctx(info).state.find(type_name, legacy_id)
+
+    return resolve
+
+
+def resolve_node(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
+    return find_node(ctx(info).state, id)
+
+
+def resolve_nodes(_: Any, info: GraphQLResolveInfo, ids: list[str]) -> list[object | None]:
+    state = ctx(info).state
+    return [find_node(state, gid) for gid in ids]
+
+
+def resolve_shop(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+    return shop_value(ctx(info).state)
+
+
+def _root_connection(
+    ids: SortedIds, table: Mapping[int, Any], info: GraphQLResolveInfo, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """A root connection: filtered by `query`, and read window by window inside bulk queries."""
+    context = ctx(info)
+    keys: Sequence[int] = ids.ordered()
+    predicate = compile_query(kwargs.get("query"))
+    if predicate is not None:
+        keys = [key for key in keys if predicate(table[key])]
+    args = PageArgs.from_kwargs(kwargs)
+    window = context.bulk_window
+    if window is None or info.path.prev is not None:
+        return connection(keys, table.__getitem__, args, unlimited=context.in_bulk)
+    start = _index_after(keys, window.after_id)
+    chunk = list(keys[start : start + window.size])
+    window.served_ids = chunk
+    return connection(chunk, table.__getitem__, PageArgs(), unlimited=True)
+
+
+def _index_after(keys: Sequence[int], after_id: int) -> int:
+    return bisect.bisect_right(keys, after_id)
+
+
+def resolve_customers(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    state = ctx(info).state
+    return _root_connection(state.customer_ids, state.customers, info, kwargs)
+
+
+def resolve_products(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    state = ctx(info).state
+    return _root_connection(state.product_ids, state.products, info, kwargs)
+
+
+def resolve_orders(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    state = ctx(info).state
+    return _root_connection(state.order_ids, state.orders, info, kwargs)
+
+
+def resolve_metafield_definitions(
+    _: Any, info: GraphQLResolveInfo, ownerType: str, **kwargs: Any
+) -> dict[str, Any]:
+    state = ctx(info).state
+    wanted = [
+        definition
+        for definition in state.metafield_definitions.values()
+        if definition.owner_type == ownerType
+        and kwargs.get("namespace") in (None, definition.namespace)
+        and kwargs.get("key") in (None, definition.key)
+    ]
+    table = {definition.id: definition for definition in wanted}
+    return connection(sorted(table), table.__getitem__, PageArgs.from_kwargs(kwargs))
+
+
+def resolve_bulk_operation(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
+    return _typed_lookup("BulkOperation")(_, info, id)
+
+
+def resolve_current_bulk_operation(
+    _: Any,
+    info: GraphQLResolveInfo,
+    type: str = "QUERY",  # noqa: A002
+) -> BulkOperation | None:
+    operations = [op for op in ctx(info).state.bulk_operations.values() if op.type == type]
+    return max(operations, key=lambda op: op.id, default=None)
+
+
+# --- object fields -------------------------------------------------------------------------
+
+
+def _metafields_of(owner: Any) -> dict[tuple[str, str], Metafield]:
+    # Variants carry no metafields in this store; they answer with an empty connection.
+    found: dict[tuple[str, str], Metafield] | None = getattr(owner, "metafields", None)
+    return found or {}
+
+
+def resolve_metafield(
+    owner: Any, info: GraphQLResolveInfo, key: str, namespace: str | None = None
+) -> Metafield | None:
+    return _metafields_of(owner).get((namespace or ctx(info).app_namespace, key))
+
+
+def resolve_metafields(owner: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    namespace, keys = kwargs.get("namespace"), kwargs.get("keys")
+    wanted = {
+        field.id: field
+        for (field_namespace, field_key), field in _metafields_of(owner).items()
+        if namespace in (None, field_namespace)
+        and (keys is None or f"{field_namespace}.{field_key}" in keys)
+    }
+    args = PageArgs.from_kwargs(kwargs)
+    return connection(sorted(wanted), wanted.__getitem__, args, unlimited=ctx(info).in_bulk)
+
+
+def resolve_customer_orders(
+    customer: Customer, info: GraphQLResolveInfo, **kwargs: Any
+) -> dict[str, Any]:
+    state = ctx(info).state
+    keys = sorted(state.orders_by_customer.get(customer.id, ()))
+    predicate = compile_query(kwargs.get("query"))
+    if predicate is not None:
+        keys = [key for key in keys if predicate(state.orders[key])]
+    args = PageArgs.from_kwargs(kwargs)
+    return connection(keys, state.orders.__getitem__, args, unlimited=ctx(info).in_bulk)
+
+
+def resolve_number_of_orders(customer: Customer, info: GraphQLResolveInfo) -> int:
+    return len(ctx(info).state.orders_by_customer.get(customer.id, ()))
+
+
+def money(amount: Decimal, currency_code: str) -> dict[str, Any]:
+    return {"amount": amount, "currencyCode": currency_code}
+
+
+def resolve_price_range(product: Product, info: GraphQLResolveInfo) -> dict[str, Any]:
+    currency = ctx(info).state.currency_code
+    prices = [variant.price for variant in product.variants] or [Decimal("0")]
+    return {
+        "minVariantPrice": money(min(prices), currency),
+        "maxVariantPrice": money(max(prices), currency),
+    }
+
+
+def resolve_variants(product: Product, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    table = {variant.id: variant for variant in product.variants}
+    args = PageArgs.from_kwargs(kwargs)
+    return connection(
+        list(table), table.__getitem__, args, is_sorted=False, unlimited=ctx(info).in_bulk
+    )
+
+
+def resolve_variant_product(variant: Variant, info: GraphQLResolveInfo) -> Product | None:
+    return ctx(info).state.products.get(variant.product_id)
+
+
+def resolve_line_items(order: Order, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+    table = {item.id: item for item in order.line_items}
+    args = PageArgs.from_kwargs(kwargs)
+    return connection(
+        list(table), table.__getitem__, args, is_sorted=False, unlimited=ctx(info).in_bulk
+    )
+
+
+def resolve_line_item_product(item: LineItem, info: GraphQLResolveInfo) -> Product | None:
+    return None if item.product_id is None else ctx(info).state.products.get(item.product_id)
+
+
+def resolve_line_item_variant(item: LineItem, info: GraphQLResolveInfo) -> Variant | None:
+    return None if item.variant_id is None else ctx(info).state.variants.get(item.variant_id)
+
+
+def resolve_line_item_price(item: LineItem, info: GraphQLResolveInfo) -> dict[str, Any]:
+    currency = ctx(info).state.currency_code
+    return {
+        "shopMoney": money(item.price, currency),
+        "presentmentMoney": money(item.price, currency),
+    }
+
+
+def resolve_order_customer(order: Order, info: GraphQLResolveInfo) -> Customer | None:
+    return None if order.customer_id is None else ctx(info).state.customers.get(order.customer_id)
+
+
+def resolve_order_total(order: Order, _: GraphQLResolveInfo) -> dict[str, Any]:
+    return {
+        "shopMoney": money(order.current_total_shop, order.currency_code),
+        "presentmentMoney": money(order.current_total_presentment, order.presentment_currency_code),
+    }
+
+
+def compare_digest(field: Metafield) -> str:
+    return hashlib.sha256(f"{field.type}\x00{field.value}".encode()).hexdigest()
+
+
+def resolve_compare_digest(field: Metafield, _: GraphQLResolveInfo) -> str:
+    return compare_digest(field)
+
+
+def resolve_json_value(field: Metafield, _: GraphQLResolveInfo) -> Any:
+    try:
+        return json.loads(field.value)
+    except ValueError:
+        return field.value
+
+
+def resolve_metafield_definition(field: Metafield, info: GraphQLResolveInfo) -> object | None:
+    key = (field.owner_type, field.namespace, field.key)
+    return ctx(info).state.metafield_definitions.get(key)
+
+
+def resolve_definition_type(definition: Any, _: GraphQLResolveInfo) -> dict[str, str]:
+    category = definition.type.split(".")[-1].split("_")[0].upper()
+    return {"name": definition.type, "category": category}
+
+
+QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
+    "QueryRoot": {
+        "shop": resolve_shop,
+        "node": resolve_node,
+        "nodes": resolve_nodes,
+        "customer": _typed_lookup("Customer"),
+        "customers": resolve_customers,
+        "product": _typed_lookup("Product"),
+        "products": resolve_products,
+        "order": _typed_lookup("Order"),
+        "orders": resolve_orders,
+        "metafieldDefinitions": resolve_metafield_definitions,
+        "bulkOperation": resolve_bulk_operation,
+        "currentBulkOperation": resolve_current_bulk_operation,
+    },
+    "Customer": {
+        "orders": resolve_customer_orders,
+        "numberOfOrders": resolve_number_of_orders,
+        "metafield": resolve_metafield,
+        "metafields": resolve_metafields,
+    },
+    "Product": {
+        "priceRangeV2": resolve_price_range,
+        "variants": resolve_variants,
+        "metafield": resolve_metafield,
+        "metafields": resolve_metafields,
+    },
+    "ProductVariant": {
+        "product": resolve_variant_product,
+        "metafield": resolve_metafield,
+        "metafields": resolve_metafields,
+    },
+    "Order": {
+        "customer": resolve_order_customer,
+        "currentTotalPriceSet": resolve_order_total,
+        "lineItems": resolve_line_items,
+        "metafield": resolve_metafield,
+        "metafields": resolve_metafields,
+    },
+    "LineItem": {
+        "product": resolve_line_item_product,
+        "variant": resolve_line_item_variant,
+        "originalUnitPriceSet": resolve_line_item_price,
+    },
+    "Metafield": {
+        "compareDigest": resolve_compare_digest,
+        "jsonValue": resolve_json_value,
+        "definition": resolve_metafield_definition,
+    },
+    "MetafieldDefinition": {"type": resolve_definition_type},
+}
