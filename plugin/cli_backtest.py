@@ -1,0 +1,178 @@
+"""`clvsync backtest`: fit the models on a purchases CSV and report how they predict a holdout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import numpy as np
+from numpy.typing import NDArray
+
+from plugin.domain.backtest import FREQUENCY_GROUPS, BacktestError, run_backtest
+from plugin.domain.rfm_summary import TimeUnit
+
+REQUIRED_COLUMNS = ("customer_id", "date", "amount")
+
+
+@dataclass(frozen=True)
+class Purchases:
+    """Columns of the CSV: customer ids as text, days as proleptic ordinals, amounts as floats."""
+
+    customer_ids: NDArray[np.str_]
+    days: NDArray[np.float64]
+    amounts: NDArray[np.float64]
+
+
+def parse_day(text: str) -> int:
+    """A date or ISO 8601 date-time as a day ordinal; aware date-times are taken in UTC."""
+    value = text.strip()
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date: {value!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.date().toordinal()
+
+
+def _parse_amount(text: str) -> float:
+    amount = float(text)
+    if not math.isfinite(amount):
+        raise ValueError(f"not a finite amount: {text!r}")
+    return amount
+
+
+def read_purchases(stream: TextIO) -> Purchases:
+    """Read `customer_id,date,amount` (header required, other columns ignored)."""
+    reader = csv.DictReader(stream)
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise click.UsageError(f"the CSV header lacks column(s): {', '.join(missing)}")
+    ids: list[str] = []
+    days: list[int] = []
+    amounts: list[float] = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            customer = (row["customer_id"] or "").strip()
+            if not customer:
+                raise ValueError("empty customer_id")
+            days.append(parse_day(row["date"] or ""))
+            amounts.append(_parse_amount(row["amount"] or ""))
+            ids.append(customer)
+        except (ValueError, TypeError) as error:
+            raise click.ClickException(f"line {line}: {error}") from None
+    return Purchases(np.array(ids, dtype=np.str_), np.array(days, float), np.array(amounts, float))
+
+
+def _day_option(value: str, name: str) -> int:
+    try:
+        return date.fromisoformat(value.strip()).toordinal()
+    except ValueError:
+        raise click.UsageError(f"{name} must be a date like 2024-06-30, not {value!r}") from None
+
+
+@click.command("backtest")
+@click.option(
+    "--transactions",
+    "transactions",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV with a header and columns customer_id,date,amount (one row per purchase).",
+)
+@click.option("--calibration-end", required=True, help="Last day of the calibration period.")
+@click.option("--holdout-end", required=True, help="Last day of the holdout period.")
+@click.option("--time-unit", type=click.Choice(["day", "week"]), default="week", show_default=True)
+@click.option(
+    "--horizon-days",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Horizon of the predicted CLV total [default: the holdout length].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def backtest(
+    transactions: Path,
+    calibration_end: str,
+    holdout_end: str,
+    time_unit: TimeUnit,
+    horizon_days: float | None,
+    as_json: bool,
+) -> None:
+    """Fit BG/NBD, MBG/NBD and Gamma-Gamma up to the calibration end and predict the holdout.
+
+    Customers enter at their first purchase in the file; repeat purchases are counted per
+    customer-day.
+    """
+    calibration_day = _day_option(calibration_end, "--calibration-end")
+    holdout_day = _day_option(holdout_end, "--holdout-end")
+    with transactions.open(newline="", encoding="utf-8-sig") as stream:
+        purchases = read_purchases(stream)
+    try:
+        report = run_backtest(
+            purchases.customer_ids,
+            purchases.days,
+            purchases.amounts,
+            calibration_end_day=calibration_day,
+            holdout_end_day=holdout_day,
+            clock=time.perf_counter,
+            time_unit=time_unit,
+            horizon_days=horizon_days,
+        )
+    except BacktestError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(report) if as_json else "\n".join(format_report(report)))
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _model_lines(report: dict[str, Any]) -> Iterable[str]:
+    yield f"time unit: {report['time_unit']}"
+    yield f"{'model':<12} {'params':<52} {'log-lik':>12} {'conv':>5} {'seconds':>8}"
+    for name, model in report["models"].items():
+        params = " ".join(f"{k}={v:.4g}" for k, v in model["params"].items())
+        yield (
+            f"{name:<12} {params:<52} {model['log_likelihood']:>12.2f} "
+            f"{'yes' if model['converged'] else 'NO':>5} {model['seconds']:>8.3f}"
+        )
+    yield f"selected model: {report['selected_model']} (smallest holdout MSE per customer)"
+
+
+def _holdout_lines(report: dict[str, Any]) -> Iterable[str]:
+    holdout = report["holdout"]
+    names = list(holdout["predicted_repeat_purchases"])
+    yield ""
+    yield f"holdout: {holdout['days']:.0f} days; mean repeat purchases per customer"
+    yield f"{'freq':>5} {'customers':>10} {'actual':>9} " + " ".join(f"{n:>9}" for n in names)
+    for label in FREQUENCY_GROUPS:
+        group = holdout["by_calibration_frequency"][label]
+        predicted = " ".join(f"{_number(group['predicted'][n]):>9}" for n in names)
+        yield f"{label:>5} {group['customers']:>10,} {_number(group['actual']):>9} {predicted}"
+    totals = " ".join(f"{_number(holdout['predicted_repeat_purchases'][n], 1):>9}" for n in names)
+    yield f"{'total':>5} {'':>10} {_number(holdout['actual_repeat_purchases'], 1):>9} {totals}"
+
+
+def _clv_lines(report: dict[str, Any]) -> Iterable[str]:
+    clv = report["clv_calibration"]
+    yield ""
+    yield f"customers: {report['customers']:,}, repeat customers: {report['repeat_customers']:,}"
+    yield f"actual holdout spend: {_number(clv['actual_holdout_spend'], 2)}"
+    for name, value in clv["predicted_holdout_spend"].items():
+        horizon = clv["predicted_clv"][name]
+        yield (
+            f"predicted holdout spend ({name}): {_number(value, 2)}; "
+            f"predicted CLV over {clv['horizon_days']:.0f} days: {_number(horizon, 2)}"
+        )
+
+
+def format_report(report: dict[str, Any]) -> list[str]:
+    """The backtest report as lines of a readable table."""
+    return [*_model_lines(report), *_holdout_lines(report), *_clv_lines(report)]
