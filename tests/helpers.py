@@ -1,0 +1,191 @@
+"""Test helpers: signing like Shopify, payload builders, a live app on loopback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import uvicorn
+from sqlalchemy import Engine
+from sqlmodel import Session
+from starlette.types import ASGIApp
+
+from plugin.settings import Settings, load_settings
+from plugin.store import shops
+from plugin.store.models import Shop
+from plugin.store.tokens import TokenCipher
+
+SECRET = "test-secret-current"
+PREVIOUS_SECRET = "test-secret-previous"
+SHOP = "demo-shop.myshopify.com"
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def make_settings(**env: str) -> Settings:
+    values = {
+        "CLVSYNC_ENV": "production",
+        "SHOPIFY_API_KEY": "test-api-key",
+        "SHOPIFY_API_SECRET": SECRET,
+        "SHOPIFY_API_SECRET_PREVIOUS": PREVIOUS_SECRET,
+        "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI=",
+        "APP_URL": "http://127.0.0.1",
+        "CLVSYNC_WEBHOOK_MAX_BYTES": str(64 * 1024),
+    }
+    return load_settings({**values, **env}, env_file=None)
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def webhook_headers(
+    body: bytes,
+    topic: str,
+    *,
+    shop: str = SHOP,
+    webhook_id: str | None = None,
+    secret: str = SECRET,
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": sign(body, secret),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Webhook-Id": webhook_id or f"wh-{next(_ids)}",
+        "X-Shopify-Event-Id": f"ev-{next(_ids)}",
+        "X-Shopify-Triggered-At": T0.isoformat(),
+    }
+
+
+def add_shop(engine: Engine, domain: str = SHOP, token: str = "shpat_test_token") -> Shop:
+    cipher = TokenCipher(make_settings().token_encryption_key)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        return shops.add_shop(session, domain, token, cipher, T0 - timedelta(days=365))
+
+
+def money(amount: Decimal | str, currency: str = "USD") -> dict[str, Any]:
+    value = str(amount)
+    return {
+        "shop_money": {"amount": value, "currency_code": currency},
+        "presentment_money": {"amount": value, "currency_code": currency},
+    }
+
+
+def order_payload(
+    order_id: int,
+    *,
+    customer_id: int | None = 501,
+    total: str = "100.00",
+    current_total: str | None = None,
+    updated: int = 0,
+    day: int = 0,
+    cancelled: bool = False,
+    financial_status: str = "paid",
+    test: bool = False,
+    refunds: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Shopify order payload (with the personal fields Shopify sends, to check they go)."""
+    created = T0 + timedelta(days=day)
+    customer = None
+    if customer_id is not None:
+        customer = {
+            "id": customer_id,
+            "email": "jane@example.com",
+            "first_name": "Jane",
+            "last_name": "Doe",
+            "phone": "+15555550100",
+        }
+    return {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "email": "jane@example.com",
+        "customer": customer,
+        "billing_address": {"address1": "1 Main St", "name": "Jane Doe"},
+        "shipping_address": {"address1": "1 Main St", "phone": "+15555550100"},
+        "currency": "USD",
+        "presentment_currency": "EUR",
+        "total_price_set": money(total),
+        "current_total_price_set": money(current_total or total),
+        "financial_status": financial_status,
+        "cancelled_at": (created + timedelta(hours=1)).isoformat() if cancelled else None,
+        "created_at": created.isoformat(),
+        "processed_at": created.isoformat(),
+        "updated_at": (created + timedelta(minutes=updated)).isoformat(),
+        "test": test,
+        "source_name": "web",
+        "refunds": refunds or [],
+        "line_items": [
+            {
+                "id": order_id * 10 + 1,
+                "product_id": 9001,
+                "variant_id": 9101,
+                "quantity": 1,
+                "current_quantity": 1,
+                "price": total,
+                "price_set": money(total),
+                "total_discount": "0.00",
+                "sku": "SKU-1",
+                "gift_card": False,
+                "product_type": "Tea",
+                "title": "Green tea",
+                "name": "Green tea",
+            },
+        ],
+    }
+
+
+def refund_payload(refund_id: int, order_id: int, amount: str, *, day: int = 1) -> dict[str, Any]:
+    return {
+        "id": refund_id,
+        "order_id": order_id,
+        "created_at": (T0 + timedelta(days=day)).isoformat(),
+        "note": "customer changed their mind",
+        "refund_line_items": [],
+        "transactions": [
+            {"amount": amount, "currency": "USD", "kind": "refund", "status": "success"}
+        ],
+        "order_adjustments": [],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(app: ASGIApp) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def body_of(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload).encode()

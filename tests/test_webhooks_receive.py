@@ -1,0 +1,194 @@
+"""POST /webhooks over real HTTP: signatures, limits, headers, de-duplication, durability."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import Engine, func
+from sqlmodel import Session, select
+
+from plugin.app import create_app
+from plugin.store.models import InboxEvent
+from tests.helpers import (
+    PREVIOUS_SECRET,
+    SHOP,
+    add_shop,
+    body_of,
+    live_server,
+    make_settings,
+    order_payload,
+    webhook_headers,
+)
+
+
+@pytest.fixture
+def app_url(engine: Engine) -> Iterator[str]:
+    add_shop(engine)
+    app = create_app(make_settings(), engine=engine, run_processor=False)
+    with live_server(app) as url:
+        yield url
+
+
+def inbox_rows(engine: Engine) -> list[InboxEvent]:
+    with Session(engine) as session:
+        return list(session.exec(select(InboxEvent)))
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(f"{url}/webhooks", content=body, headers=headers, timeout=10)
+
+
+def test_receive_valid_signature_stores_event_and_answers_200(app_url: str, engine: Engine) -> None:
+    # given a signed order webhook
+    body = body_of(order_payload(1001))
+    headers = webhook_headers(body, "orders/create", webhook_id="wh-valid")
+    # when it is delivered
+    response = post(app_url, body, headers)
+    # then it is acknowledged and stored once, with its delivery headers
+    assert response.status_code == 200
+    [row] = inbox_rows(engine)
+    assert (row.shop_domain, row.webhook_id, row.topic) == (SHOP, "wh-valid", "orders/create")
+    assert row.event_id == headers["X-Shopify-Event-Id"]
+    assert row.triggered_at is not None and row.api_version == "2026-10"
+
+
+def test_receive_previous_secret_is_accepted(app_url: str, engine: Engine) -> None:
+    body = body_of(order_payload(1002))
+    response = post(app_url, body, webhook_headers(body, "orders/create", secret=PREVIOUS_SECRET))
+    assert response.status_code == 200
+    assert len(inbox_rows(engine)) == 1
+
+
+@pytest.mark.parametrize("tamper", ["body", "signature", "missing", "unknown-secret"])
+def test_receive_bad_signature_answers_401_and_stores_nothing(
+    app_url: str, engine: Engine, tamper: str
+) -> None:
+    # given a webhook whose signature does not match its body
+    body = body_of(order_payload(1003))
+    headers = webhook_headers(body, "orders/create")
+    if tamper == "body":
+        body = body.replace(b"100.00", b"900.00")
+    elif tamper == "signature":
+        headers["X-Shopify-Hmac-Sha256"] = headers["X-Shopify-Hmac-Sha256"][::-1]
+    elif tamper == "missing":
+        del headers["X-Shopify-Hmac-Sha256"]
+    else:
+        headers = webhook_headers(body, "orders/create", secret="someone-else")
+    # when it is delivered, then it is refused and nothing is kept
+    assert post(app_url, body, headers).status_code == 401
+    assert inbox_rows(engine) == []
+
+
+def test_receive_oversized_body_answers_413_without_reading_it(
+    app_url: str, engine: Engine
+) -> None:
+    # given a body past the 64 KiB limit of the test settings, streamed without a length
+    chunk = b" " * 16384
+
+    def stream() -> Iterator[bytes]:
+        for _ in range(1000):  # 16 MB if it were all read
+            yield chunk
+
+    headers = {"X-Shopify-Hmac-Sha256": "x", "X-Shopify-Topic": "orders/create"}
+    # when it is delivered
+    response = httpx.post(f"{app_url}/webhooks", content=stream(), headers=headers, timeout=10)
+    # then it is refused as too large
+    assert response.status_code == 413
+    assert inbox_rows(engine) == []
+
+
+def test_receive_declared_oversized_body_answers_413(app_url: str) -> None:
+    body = b"{" + b" " * (70 * 1024) + b"}"
+    response = post(app_url, body, webhook_headers(body, "orders/create"))
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\"text\"", b""])
+def test_receive_verified_body_not_a_json_object_answers_400(
+    app_url: str, engine: Engine, body: bytes
+) -> None:
+    response = post(app_url, body, webhook_headers(body, "orders/create"))
+    assert response.status_code == 400
+    assert "JSON" in response.text
+    assert inbox_rows(engine) == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-API-Version", "X-Shopify-Webhook-Id"],
+)
+def test_receive_missing_required_header_answers_400_naming_it(
+    app_url: str, engine: Engine, header: str
+) -> None:
+    body = body_of(order_payload(1004))
+    headers = webhook_headers(body, "orders/create")
+    del headers[header]
+    response = post(app_url, body, headers)
+    assert response.status_code == 400
+    assert header.lower() in response.text
+    assert inbox_rows(engine) == []
+
+
+def test_receive_unknown_shop_is_acknowledged_and_dropped(
+    app_url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = body_of(order_payload(1005))
+    headers = webhook_headers(body, "orders/create", shop="stranger.myshopify.com")
+    response = post(app_url, body, headers)
+    assert response.status_code == 200
+    assert inbox_rows(engine) == []
+    assert any("stranger.myshopify.com" in r.getMessage() for r in caplog.records)
+
+
+def test_receive_stores_no_personal_data(app_url: str, engine: Engine) -> None:
+    body = body_of(order_payload(1006))
+    assert post(app_url, body, webhook_headers(body, "orders/create")).status_code == 200
+    [row] = inbox_rows(engine)
+    for personal in ("jane", "Jane", "Doe", "Main St", "5555550100", "Green tea"):
+        assert personal not in row.payload
+    stored = json.loads(row.payload)
+    assert stored["customer"] == {"id": 501}
+    assert stored["line_items"][0]["product_id"] == 9001
+
+
+@pytest.mark.anyio
+async def test_receive_same_delivery_ten_times_concurrently_is_stored_once(
+    app_url: str, engine: Engine
+) -> None:
+    # given one delivery, sent 10 times at once (as Shopify's retries and duplicates can)
+    body = body_of(order_payload(1007))
+    headers = webhook_headers(body, "orders/create", webhook_id="wh-dup")
+    statuses: list[int] = []
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def send() -> None:
+            response = await client.post(f"{app_url}/webhooks", content=body, headers=headers)
+            statuses.append(response.status_code)
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(10):
+                tasks.start_soon(send)
+    # then every copy is acknowledged and exactly one is stored
+    assert statuses == [200] * 10
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(InboxEvent)).one() == 1
+
+
+@pytest.mark.parametrize(
+    "dead_url",
+    ["postgresql+psycopg://postgres@127.0.0.1:1/nowhere", "sqlite:////nonexistent/dir/x.db"],
+)
+def test_receive_database_down_answers_503(dead_url: str) -> None:
+    # given an app whose database cannot be reached
+    from plugin.store.db import make_engine
+
+    app = create_app(make_settings(), engine=make_engine(dead_url), run_processor=False)
+    body = body_of(order_payload(1008))
+    with live_server(app) as url:
+        response = post(url, body, webhook_headers(body, "orders/create"))
+    # then the webhook is not acknowledged, so Shopify retries it
+    assert response.status_code == 503
