@@ -189,3 +189,22 @@ def live_server(app: ASGIApp) -> Iterator[str]:
 
 def body_of(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()
+
+
+def enqueue(
+    engine: Engine, topic: str, payload: dict[str, Any], webhook_id: str, shop: str = SHOP
+) -> None:
+    """Store a delivery in the inbox as the endpoint would (minimised), without HTTP."""
+    from plugin.store.inbox import Delivery, store_delivery
+    from webhooks.payloads import minimise
+
+    delivery = Delivery(
+        shop_domain=shop,
+        webhook_id=webhook_id,
+        topic=topic,
+        event_id=None,
+        triggered_at=T0,
+        api_version="2026-10",
+        payload=json.dumps(minimise(topic, payload)),
+    )
+    store_delivery(engine, delivery, T0)

@@ -40,7 +40,7 @@ def on_order(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxE
 
 
 def on_refund(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
-    ledger.apply_refund(session, shop, parse_refund(payload, shop.currency))
+    ledger.apply_refund(session, shop, parse_refund(payload))
 
 
 def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:

@@ -189,23 +189,25 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     )
 
 
-def refund_amount(refund: Mapping[str, Any], shop_currency: str | None) -> Decimal:
-    """A refund's amount in shop currency, positive.
-
-    Successful refund transactions give the money actually returned, but in the transaction's
-    currency; they are used when that is the shop's currency. Otherwise the refunded lines'
-    shop-money subtotals and taxes are added, with refunded order adjustments (shipping
-    refunds, which Shopify sends as negative amounts).
-    """
+def _transactions_total(refund: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
+    """The successful refund transactions' total and their currency (None if unstated)."""
     transactions = [
         t
         for t in refund.get("transactions", [])
         if t.get("kind") == "refund" and t.get("status") in ("success", None)
     ]
-    if transactions and all(t.get("currency") in (None, shop_currency) for t in transactions):
-        return sum(
-            (_decimal(t.get("amount"), "transactions.amount") for t in transactions), Decimal(0)
-        )
+    currencies = {t.get("currency") for t in transactions}
+    if not transactions or len(currencies) > 1:
+        return None, None
+    total = sum(
+        (_decimal(t.get("amount"), "transactions.amount") for t in transactions), Decimal(0)
+    )
+    return total, currencies.pop()
+
+
+def _lines_total(refund: Mapping[str, Any]) -> Decimal:
+    """Refunded lines' subtotals and taxes in shop money, plus refunded order adjustments
+    (shipping refunds, which Shopify sends as negative amounts)."""
     total = Decimal(0)
     for line in refund.get("refund_line_items", []):
         for money_set in ("subtotal_set", "total_tax_set"):
@@ -217,7 +219,7 @@ def refund_amount(refund: Mapping[str, Any], shop_currency: str | None) -> Decim
     return total
 
 
-def parse_refund(payload: Mapping[str, Any], shop_currency: str | None) -> RefundRecord:
+def parse_refund(payload: Mapping[str, Any]) -> RefundRecord:
     lines = tuple(
         (
             _id(item.get("line_item_id"), "refund_line_items.line_item_id"),
@@ -225,11 +227,14 @@ def parse_refund(payload: Mapping[str, Any], shop_currency: str | None) -> Refun
         )
         for item in payload.get("refund_line_items", [])
     )
+    transactions_amount, currency = _transactions_total(payload)
     return RefundRecord(
         refund_id=_id(payload.get("id"), "id"),
         order_id=_id(payload.get("order_id"), "order_id"),
         created_at=parse_time(payload.get("created_at"), "created_at"),
-        amount=refund_amount(payload, shop_currency),
+        lines_amount=_lines_total(payload),
+        transactions_amount=transactions_amount,
+        transactions_currency=currency if isinstance(currency, str) else None,
         lines=lines,
     )
 
@@ -249,7 +254,7 @@ def parse_order(payload: Mapping[str, Any]) -> OrderVersion:
     refunds = []
     for raw in payload.get("refunds") or []:
         raw = {"order_id": payload.get("id"), **raw}
-        refunds.append(parse_refund(raw, currency))
+        refunds.append(parse_refund(raw))
     presentment = payload.get("presentment_currency")
     return OrderVersion(
         order_id=_id(payload.get("id"), "id"),

@@ -33,8 +33,29 @@ class RefundRecord:
     refund_id: int
     order_id: int
     created_at: datetime
-    amount: Decimal  # shop currency, positive
+    lines_amount: Decimal  # refunded lines, taxes and adjustments, in shop money
+    transactions_amount: Decimal | None  # money returned, in `transactions_currency`
+    transactions_currency: str | None
     lines: tuple[tuple[int, int], ...]  # (line_id, quantity)
+
+
+def refund_amount(
+    lines_amount: Decimal,
+    transactions_amount: Decimal | None,
+    transactions_currency: str | None,
+    shop_currency: str,
+) -> Decimal:
+    """A refund's amount in shop currency.
+
+    The successful refund transactions say what was actually returned, but in the currency the
+    customer paid in; they are used when that is the shop's currency (or not stated). Otherwise
+    the refunded lines' shop-money subtotals and taxes, with refunded adjustments, are used.
+    The shop currency is the order's, so this is decided when the refund is netted from its
+    order, whatever order the two arrived in.
+    """
+    if transactions_amount is not None and transactions_currency in (None, shop_currency):
+        return transactions_amount
+    return lines_amount
 
 
 @dataclass(frozen=True)

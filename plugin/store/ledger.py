@@ -135,7 +135,9 @@ def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refun
         refund_id=refund.refund_id,
         order_id=refund.order_id,
         created_at=refund.created_at,
-        amount=refund.amount,
+        lines_amount=refund.lines_amount,
+        transactions_amount=refund.transactions_amount,
+        transactions_currency=refund.transactions_currency,
         lines=json.dumps([list(pair) for pair in refund.lines]),
         reflected=reflected,
     )
@@ -160,13 +162,16 @@ def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
 
 
 def _refresh_order_net(session: Session, order: Order) -> None:
-    unreflected = session.exec(
-        select(Refund.amount).where(
-            Refund.shop_id == order.shop_id,
-            Refund.order_id == order.order_id,
-            col(Refund.reflected).is_(False),
+    unreflected = [
+        _refund_amount(refund, order.currency)
+        for refund in session.exec(
+            select(Refund).where(
+                Refund.shop_id == order.shop_id,
+                Refund.order_id == order.order_id,
+                col(Refund.reflected).is_(False),
+            )
         )
-    ).all()
+    ]
     cancelled = order.cancelled_at is not None
     order.net_amount = ledger.order_net_amount(
         order.current_total,
@@ -178,6 +183,12 @@ def _refresh_order_net(session: Session, order: Order) -> None:
         order.net_amount, cancelled=cancelled, financial_status=order.financial_status
     )
     session.add(order)
+
+
+def _refund_amount(refund: Refund, shop_currency: str) -> Decimal:
+    return ledger.refund_amount(
+        refund.lines_amount, refund.transactions_amount, refund.transactions_currency, shop_currency
+    )
 
 
 def refresh_customer(session: Session, shop_id: int, customer_id: int) -> Customer:
@@ -261,13 +272,11 @@ def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
 
     Used to check the aggregates kept current by `refresh_customer`, which must equal these.
     """
-    unreflected: dict[int, list[Decimal]] = defaultdict(list)
-    for order_id, amount in session.exec(
-        select(Refund.order_id, Refund.amount).where(
-            Refund.shop_id == shop_id, col(Refund.reflected).is_(False)
-        )
+    unreflected: dict[int, list[Refund]] = defaultdict(list)
+    for refund in session.exec(
+        select(Refund).where(Refund.shop_id == shop_id, col(Refund.reflected).is_(False))
     ):
-        unreflected[order_id].append(amount)
+        unreflected[refund.order_id].append(refund)
     counted: dict[int, list[tuple[datetime, Decimal]]] = defaultdict(list)
     orders = session.exec(select(Order).where(Order.shop_id == shop_id))
     for order in orders:
@@ -276,7 +285,9 @@ def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
             order.current_total,
             cancelled=cancelled,
             financial_status=order.financial_status,
-            unreflected_refunds=unreflected[order.order_id],
+            unreflected_refunds=[
+                _refund_amount(r, order.currency) for r in unreflected[order.order_id]
+            ],
         )
         if order.customer_id is None:
             continue

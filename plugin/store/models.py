@@ -141,7 +141,9 @@ class Refund(SQLModel, table=True):
     refund_id: int = Field(sa_type=BigInteger, primary_key=True)
     order_id: int = Field(sa_type=BigInteger)
     created_at: datetime = Field(sa_type=UTCDateTime)
-    amount: Decimal = Field(sa_type=Money)
+    lines_amount: Decimal = Field(sa_type=Money)
+    transactions_amount: Decimal | None = Field(default=None, sa_type=Money)
+    transactions_currency: str | None = Field(default=None, max_length=3)
     lines: str = Field(default="[]", sa_type=Text)  # JSON [[line_id, quantity], ...]
     reflected: bool = False
 

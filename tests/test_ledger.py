@@ -1,0 +1,311 @@
+"""The processor applying events to the ledger: versions, refunds, cancellations, aggregates."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from plugin.domain.ledger import CustomerTotals
+from plugin.store import ledger
+from plugin.store.models import (
+    DONE,
+    PARKED,
+    PENDING,
+    Customer,
+    InboxEvent,
+    Order,
+    OrderLine,
+    Refund,
+)
+from tests.helpers import T0, add_shop, enqueue, order_payload, refund_payload
+from webhooks.handlers import HANDLERS
+from webhooks.processor import Outcome, Processor
+
+
+def process(engine: Engine) -> None:
+    counts = Processor(engine).drain()
+    assert counts.by_outcome["done"] == counts.total, counts
+
+
+def customer(engine: Engine, customer_id: int = 501) -> Customer | None:
+    with Session(engine) as session:
+        return session.exec(select(Customer).where(Customer.customer_id == customer_id)).first()
+
+
+def order(engine: Engine, order_id: int) -> Order | None:
+    with Session(engine) as session:
+        return session.exec(select(Order).where(Order.order_id == order_id)).first()
+
+
+@pytest.fixture
+def shop_engine(engine: Engine) -> Engine:
+    add_shop(engine)
+    return engine
+
+
+def test_order_create_counts_toward_customer_totals(shop_engine: Engine) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1, total="120.50"), "a")
+    process(shop_engine)
+    stored = customer(shop_engine)
+    assert stored is not None
+    assert (stored.orders, stored.net_spend) == (1, Decimal("120.50"))
+    assert stored.first_order_at == stored.last_order_at == T0
+
+
+def test_order_stale_version_after_newer_is_ignored(shop_engine: Engine) -> None:
+    # given an edit (updated later, total 80) delivered before the original (total 100)
+    enqueue(shop_engine, "orders/updated", order_payload(1, current_total="80.00", updated=5), "b")
+    enqueue(shop_engine, "orders/create", order_payload(1, updated=0), "a")
+    process(shop_engine)
+    # then the newer version stands
+    stored = order(shop_engine, 1)
+    assert stored is not None and stored.net_amount == Decimal("80.00")
+
+
+def test_refund_before_order_update_is_netted_once(shop_engine: Engine) -> None:
+    # given an order of 100, a refund of 30, then the order version that reflects the refund
+    refund = refund_payload(71, 1, "30.00")
+    enqueue(shop_engine, "orders/create", order_payload(1), "a")
+    enqueue(shop_engine, "refunds/create", refund, "b")
+    process(shop_engine)
+    assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
+    enqueue(
+        shop_engine,
+        "orders/updated",
+        order_payload(
+            1,
+            current_total="70.00",
+            updated=10,
+            financial_status="partially_refunded",
+            refunds=[refund],
+        ),
+        "c",
+    )
+    process(shop_engine)
+    # then the refund is subtracted once, not twice
+    assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", ["cancelled", "refunded"])
+def test_cancelled_or_fully_refunded_order_counts_zero(shop_engine: Engine, kind: str) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1, total="50.00"), "a")
+    enqueue(shop_engine, "orders/create", order_payload(2, total="40.00", day=3), "b")
+    changed = (
+        order_payload(2, total="40.00", day=3, updated=60, cancelled=True, current_total="0.00")
+        if kind == "cancelled"
+        else order_payload(2, total="40.00", day=3, updated=60, financial_status="refunded")
+    )
+    enqueue(shop_engine, "orders/updated", changed, "c")
+    process(shop_engine)
+    stored = customer(shop_engine)
+    assert stored is not None
+    assert (stored.orders, stored.net_spend) == (1, Decimal("50.00"))
+    assert stored.last_order_at == T0
+
+
+def test_test_orders_are_ignored(shop_engine: Engine) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1, test=True), "a")
+    process(shop_engine)
+    assert order(shop_engine, 1) is None and customer(shop_engine) is None
+
+
+def test_guest_order_is_kept_for_product_statistics(shop_engine: Engine) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1, customer_id=None), "a")
+    process(shop_engine)
+    stored = order(shop_engine, 1)
+    assert stored is not None and stored.customer_id is None
+    with Session(shop_engine) as session:
+        lines = session.exec(select(OrderLine)).all()
+    assert [(line.product_id, line.quantity) for line in lines] == [(9001, 1)]
+
+
+def test_customer_topics_keep_record_and_delete_marks_it(shop_engine: Engine) -> None:
+    created = {
+        "id": 501,
+        "created_at": T0.isoformat(),
+        "updated_at": T0.isoformat(),
+        "state": "enabled",
+        "email": "jane@example.com",
+        "first_name": "Jane",
+    }
+    updated = {**created, "updated_at": (T0 + timedelta(days=1)).isoformat(), "state": "disabled"}
+    enqueue(shop_engine, "customers/update", updated, "b")
+    enqueue(shop_engine, "customers/create", created, "a")
+    process(shop_engine)
+    stored = customer(shop_engine)
+    assert stored is not None and stored.state == "disabled" and stored.deleted_at is None
+    enqueue(shop_engine, "customers/delete", {"id": 501}, "c")
+    process(shop_engine)
+    assert customer(shop_engine).deleted_at is not None  # type: ignore[union-attr]
+
+
+def test_failing_event_is_retried_with_backoff_then_parked(
+    shop_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an order payload the ledger cannot read (no currency)
+    payload = order_payload(1)
+    del payload["currency"]
+    enqueue(shop_engine, "orders/create", payload, "bad")
+    now = [T0]
+    processor = Processor(shop_engine, max_attempts=3, clock=lambda: now[0])
+    # when it fails: it waits 5 s, then 10 s, then it is parked with its error
+    assert processor.process_one() is Outcome.RETRY
+    assert processor.process_one() is None  # not due yet
+    now[0] += timedelta(seconds=5)
+    assert processor.process_one() is Outcome.RETRY
+    now[0] += timedelta(seconds=10)
+    assert processor.process_one() is Outcome.PARKED
+    with Session(shop_engine) as session:
+        event = session.exec(select(InboxEvent)).one()
+    assert (event.status, event.attempts) == (PARKED, 3)
+    assert "currency" in (event.last_error or "")
+
+
+# --- order independence -----------------------------------------------------------------
+
+
+def _order_story(
+    order_id: int, customer_id: int, steps: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The webhooks one order's life sends, in the order Shopify would send them."""
+    total = Decimal(10 * order_id + 5)
+    events: list[tuple[str, dict[str, Any]]] = []
+    refunds: list[dict[str, Any]] = []
+    current, minute, cancelled, status = total, 0, False, "paid"
+    base = {"customer_id": customer_id, "total": str(total), "day": order_id}
+    events.append(("orders/create", order_payload(order_id, **base)))
+    for step in steps:
+        minute += 7
+        if step == "refund" and current > 0 and not cancelled:
+            amount = min(current, Decimal(4))
+            refund = refund_payload(
+                order_id * 100 + len(refunds), order_id, str(amount), day=order_id
+            )
+            refunds.append(refund)
+            events.append(("refunds/create", refund))
+            current -= amount
+            status = "refunded" if current == 0 else "partially_refunded"
+        elif step == "cancel" and not cancelled:
+            cancelled, current = True, Decimal(0)
+        elif step == "edit" and not cancelled and current > 2:
+            current -= 2
+        else:
+            continue
+        events.append(
+            (
+                "orders/cancelled" if step == "cancel" else "orders/updated",
+                order_payload(
+                    order_id,
+                    **base,
+                    current_total=str(current),
+                    updated=minute,
+                    cancelled=cancelled,
+                    financial_status=status,
+                    refunds=list(refunds),
+                ),
+            )
+        )
+    return events
+
+
+def _snapshot(engine: Engine) -> dict[str, Any]:
+    with Session(engine) as session:
+        orders = {
+            o.order_id: (o.net_amount, o.counted, o.updated_at) for o in session.exec(select(Order))
+        }
+        refunds = {
+            r.refund_id: (r.lines_amount, r.transactions_amount, r.reflected)
+            for r in session.exec(select(Refund))
+        }
+        customers = {
+            c.customer_id: (c.orders, c.net_spend, c.first_order_at, c.last_order_at)
+            for c in session.exec(select(Customer))
+        }
+        shop_id = session.exec(select(Order.shop_id)).first()
+        recomputed = ledger.ledger_totals(session, shop_id) if shop_id is not None else {}
+    kept = {cid: CustomerTotals(*row) for cid, row in customers.items()}
+    assert kept == {
+        cid: recomputed.get(cid, CustomerTotals(0, Decimal(0), None, None)) for cid in kept
+    }
+    return {"orders": orders, "refunds": refunds, "customers": customers}
+
+
+def _reset(engine: Engine) -> None:
+    with engine.begin() as connection:
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            connection.execute(table.delete())
+    add_shop(engine)
+
+
+def _deliver(engine: Engine, events: list[tuple[int, str, dict[str, Any]]]) -> dict[str, Any]:
+    _reset(engine)
+    for webhook_id, topic, payload in events:
+        enqueue(engine, topic, payload, f"wh-{webhook_id}")
+    process(engine)
+    return _snapshot(engine)
+
+
+stories = st.lists(
+    st.tuples(
+        st.sampled_from([501, 502]),
+        st.lists(st.sampled_from(["refund", "edit", "cancel"]), max_size=4),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stories=stories, data=st.data())
+def test_ledger_any_delivery_order_with_duplicates_matches_in_order(
+    engine: Engine, stories: list[tuple[int, list[str]]], data: st.DataObject
+) -> None:
+    # given the webhooks of a few orders' lives, numbered in the order Shopify sends them
+    in_order = [
+        event
+        for order_id, (customer_id, steps) in enumerate(stories, start=1)
+        for event in _order_story(order_id, customer_id, steps)
+    ]
+    numbered = [(i, topic, payload) for i, (topic, payload) in enumerate(in_order)]
+    # when they arrive shuffled, with some delivered twice (same webhook id)
+    shuffled = data.draw(st.permutations(numbered))
+    duplicates = data.draw(st.lists(st.sampled_from(numbered), max_size=5))
+    # then the ledger ends exactly as with in-order delivery
+    assert _deliver(engine, shuffled + duplicates) == _deliver(engine, numbered)
+
+
+def test_ledger_events_are_applied_once_and_marked_done(shop_engine: Engine) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1), "a")
+    enqueue(shop_engine, "orders/create", order_payload(1), "a")  # same webhook id
+    process(shop_engine)
+    with Session(shop_engine) as session:
+        events = session.exec(select(InboxEvent)).all()
+    assert [(e.status, e.payload) for e in events] == [(DONE, "{}")]
+    assert customer(shop_engine).orders == 1  # type: ignore[union-attr]
+
+
+def test_processor_failing_handler_leaves_ledger_untouched(
+    shop_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a handler that writes and then fails
+    def half_done(session: Any, shop: Any, payload: Any, event: Any) -> None:
+        HANDLERS["orders/paid"](session, shop, payload, event)
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(HANDLERS, "orders/create", half_done)
+    enqueue(shop_engine, "orders/create", order_payload(1), "a")
+    assert Processor(shop_engine).process_one() is Outcome.RETRY
+    # then its writes were rolled back and the event waits for its retry
+    assert order(shop_engine, 1) is None
+    with Session(shop_engine) as session:
+        assert session.exec(select(InboxEvent.status)).one() == PENDING
+        assert session.exec(select(col(Customer.customer_id))).all() == []
