@@ -1,9 +1,9 @@
-"""What every resolver sees: the shop's state, the server's own URL, and how bulk work is scheduled."""
+"""What every resolver sees: the shop's state, the server's own URL, how bulk work is started."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from plugin.devstore.models import BulkOperation
 from plugin.devstore.state import DevStoreState
@@ -23,7 +23,7 @@ class BulkScheduler(Protocol):
 
 @dataclass
 class BulkWindow:
-    """The slice of root objects one step of a bulk query reads; nested connections are unlimited."""
+    """The root objects one step of a bulk query reads; nested connections are unlimited."""
 
     after_id: int = 0
     size: int = 1000
@@ -46,3 +46,10 @@ class ResolveContext:
     def app_namespace(self) -> str:
         """Shopify puts metafields sent without a namespace in the app-reserved one."""
         return f"app--{self.app_id}"
+
+
+if TYPE_CHECKING:
+    from graphql import GraphQLResolveInfo
+
+    # graphql-core 3.3 makes the resolve info generic in the context type.
+    Info = GraphQLResolveInfo[ResolveContext]

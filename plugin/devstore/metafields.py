@@ -41,13 +41,15 @@ def _error(index: int, field: str, message: str, code: str) -> UserErrorDict:
 def _name_error(index: int, field: str, value: str, low: int, high: int) -> UserErrorDict | None:
     label = field.capitalize()
     if len(value) < low:
-        return _error(index, field, f"{label} is too short (minimum is {low} characters)", "TOO_SHORT")
-    if len(value) > high:
-        return _error(index, field, f"{label} is too long (maximum is {high} characters)", "TOO_LONG")
-    if not _NAME.match(value):
         return _error(
-            index, field, f"{label} contains one or more invalid characters.", "INVALID"
+            index, field, f"{label} is too short (minimum is {low} characters)", "TOO_SHORT"
         )
+    if len(value) > high:
+        return _error(
+            index, field, f"{label} is too long (maximum is {high} characters)", "TOO_LONG"
+        )
+    if not _NAME.match(value):
+        return _error(index, field, f"{label} contains one or more invalid characters.", "INVALID")
     return None
 
 
@@ -81,8 +83,8 @@ def _plan_one(
     if not is_supported_type(type_name):
         return _error(index, "type", f"Type name {type_name} is not a valid type.", "INVALID_TYPE")
     if definition is not None and definition.type != type_name:
-        message = f"Type '{type_name}' does not match the definition's type '{definition.type}'."
-        return _error(index, "type", message, "INVALID_TYPE")
+        mismatch = f"Type '{type_name}' does not match the definition's type '{definition.type}'."
+        return _error(index, "type", mismatch, "INVALID_TYPE")
     message = value_error(type_name, item["value"], lambda t, i: state.find(t, i) is not None)
     if message:
         return _error(index, "value", message, "INVALID_VALUE")
@@ -103,7 +105,9 @@ def set_metafields(
     """Validate every input first, then write all or nothing (metafieldsSet is atomic)."""
     if len(items) > MAX_METAFIELDS_PER_SET:
         message = f"Exceeded the maximum metafields input limit of {MAX_METAFIELDS_PER_SET}."
-        return None, [{"field": ["metafields"], "message": message, "code": "LESS_THAN_OR_EQUAL_TO"}]
+        return None, [
+            {"field": ["metafields"], "message": message, "code": "LESS_THAN_OR_EQUAL_TO"}
+        ]
     plans = [_plan_one(state, index, item, app_namespace) for index, item in enumerate(items)]
     errors = [plan for plan in plans if isinstance(plan, dict)]
     if errors:
@@ -144,7 +148,9 @@ def delete_metafields(
     for identifier in identifiers:
         owner = _owner(state, identifier["ownerId"])
         key = (identifier["namespace"], identifier["key"])
-        field = None if owner is None or owner.metafields is None else owner.metafields.pop(key, None)
+        field = (
+            None if owner is None or owner.metafields is None else owner.metafields.pop(key, None)
+        )
         if field is not None:
             state.metafields_by_id.pop(field.id, None)
         deleted.append(dict(identifier) if field is not None else None)

@@ -1,16 +1,19 @@
-"""Resolvers for the mutation side: tags, metafields, definitions, staged uploads, bulk operations."""
+"""Mutation resolvers: tags, metafields, definitions, staged uploads, bulk operations."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, GraphQLResolveInfo
+from graphql import GraphQLError
 
 from plugin.devstore.metafields import create_definition, delete_metafields, set_metafields
 from plugin.devstore.models import Customer, Order, Product
 from plugin.devstore.resolvers import Resolver, ctx, parse_id_argument
 from plugin.devstore.tags import MAX_TAGS_PER_CUSTOMER, add_tags, normalise_tags, remove_tags
+
+if TYPE_CHECKING:
+    from plugin.devstore.context import Info
 
 MAX_INPUT_ARRAY = 250
 
@@ -25,7 +28,7 @@ def ensure_input_size(name: str, items: list[Any]) -> None:
         )
 
 
-def _taggable(info: GraphQLResolveInfo, gid: str) -> tuple[Customer | Product | Order | None, str]:
+def _taggable(info: Info, gid: str) -> tuple[Customer | Product | Order | None, str]:
     type_name, legacy_id = parse_id_argument(gid)
     found = ctx(info).state.find(type_name, legacy_id)
     if isinstance(found, Customer | Product | Order):
@@ -34,14 +37,17 @@ def _taggable(info: GraphQLResolveInfo, gid: str) -> tuple[Customer | Product | 
 
 
 def _missing(type_name: str) -> dict[str, Any]:
-    return {"node": None, "userErrors": [{"field": ["id"], "message": f"{type_name} does not exist"}]}
+    return {
+        "node": None,
+        "userErrors": [{"field": ["id"], "message": f"{type_name} does not exist"}],
+    }
 
 
-def _touch(record: Customer | Product | Order, info: GraphQLResolveInfo) -> None:
+def _touch(record: Customer | Product | Order, info: Info) -> None:
     record.updated_at = ctx(info).state.now_iso()
 
 
-def resolve_tags_add(_: Any, info: GraphQLResolveInfo, id: str, tags: list[str]) -> dict[str, Any]:  # noqa: A002
+def resolve_tags_add(_: Any, info: Info, id: str, tags: list[str]) -> dict[str, Any]:
     ensure_input_size("tags", tags)
     record, type_name = _taggable(info, id)
     if record is None:
@@ -55,7 +61,10 @@ def resolve_tags_add(_: Any, info: GraphQLResolveInfo, id: str, tags: list[str])
 
 
 def resolve_tags_remove(
-    _: Any, info: GraphQLResolveInfo, id: str, tags: list[str]  # noqa: A002
+    _: Any,
+    info: Info,
+    id: str,
+    tags: list[str],
 ) -> dict[str, Any]:
     ensure_input_size("tags", tags)
     record, type_name = _taggable(info, id)
@@ -68,9 +77,7 @@ def resolve_tags_remove(
     return {"node": record, "userErrors": []}
 
 
-def resolve_metafields_set(
-    _: Any, info: GraphQLResolveInfo, metafields: list[dict[str, Any]]
-) -> dict[str, Any]:
+def resolve_metafields_set(_: Any, info: Info, metafields: list[dict[str, Any]]) -> dict[str, Any]:
     ensure_input_size("metafields", metafields)
     context = ctx(info)
     written, errors = set_metafields(context.state, metafields, context.app_namespace)
@@ -78,21 +85,19 @@ def resolve_metafields_set(
 
 
 def resolve_metafields_delete(
-    _: Any, info: GraphQLResolveInfo, metafields: list[dict[str, Any]]
+    _: Any, info: Info, metafields: list[dict[str, Any]]
 ) -> dict[str, Any]:
     ensure_input_size("metafields", metafields)
     return {"deletedMetafields": delete_metafields(ctx(info).state, metafields), "userErrors": []}
 
 
-def resolve_definition_create(
-    _: Any, info: GraphQLResolveInfo, definition: dict[str, Any]
-) -> dict[str, Any]:
+def resolve_definition_create(_: Any, info: Info, definition: dict[str, Any]) -> dict[str, Any]:
     context = ctx(info)
     created, errors = create_definition(context.state, definition, context.app_namespace)
     return {"createdDefinition": created, "userErrors": errors}
 
 
-def _staged_target(info: GraphQLResolveInfo, item: dict[str, Any]) -> dict[str, Any]:
+def _staged_target(info: Info, item: dict[str, Any]) -> dict[str, Any]:
     """A target on this same server: POST multipart to `url` with `parameters`, or PUT to it."""
     context = ctx(info)
     key = f"tmp/{context.state.domain}/bulk/{uuid.uuid4()}/{item['filename']}"
@@ -114,7 +119,9 @@ def _staged_target(info: GraphQLResolveInfo, item: dict[str, Any]) -> dict[str, 
 
 
 def resolve_staged_uploads_create(
-    _: Any, info: GraphQLResolveInfo, input: list[dict[str, Any]]  # noqa: A002
+    _: Any,
+    info: Info,
+    input: list[dict[str, Any]],
 ) -> dict[str, Any]:
     ensure_input_size("input", input)
     return {"stagedTargets": [_staged_target(info, item) for item in input], "userErrors": []}
@@ -125,9 +132,7 @@ def _scheduler_result(started: tuple[Any, list[dict[str, object]]]) -> dict[str,
     return {"bulkOperation": operation, "userErrors": errors}
 
 
-def resolve_bulk_run_query(
-    _: Any, info: GraphQLResolveInfo, query: str, **__: Any
-) -> dict[str, Any]:
+def resolve_bulk_run_query(_: Any, info: Info, query: str, **__: Any) -> dict[str, Any]:
     context = ctx(info)
     if context.bulk_scheduler is None or context.in_bulk:
         raise GraphQLError("Bulk operations cannot be started from here.")
@@ -135,7 +140,7 @@ def resolve_bulk_run_query(
 
 
 def resolve_bulk_run_mutation(
-    _: Any, info: GraphQLResolveInfo, mutation: str, stagedUploadPath: str, **__: Any
+    _: Any, info: Info, mutation: str, stagedUploadPath: str, **__: Any
 ) -> dict[str, Any]:
     context = ctx(info)
     if context.bulk_scheduler is None or context.in_bulk:

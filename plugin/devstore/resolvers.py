@@ -9,9 +9,9 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from graphql import GraphQLError, GraphQLResolveInfo
+from graphql import GraphQLError
 
 from plugin.devstore.context import ResolveContext
 from plugin.devstore.gid import InvalidGidError, format_gid, parse_gid
@@ -29,10 +29,13 @@ from plugin.devstore.pagination import PageArgs, connection
 from plugin.devstore.search_query import compile_query
 from plugin.devstore.state import DevStoreState, SortedIds
 
+if TYPE_CHECKING:
+    from plugin.devstore.context import Info
+
 Resolver = Callable[..., Any]
 
 
-def ctx(info: GraphQLResolveInfo) -> ResolveContext:
+def ctx(info: Info) -> ResolveContext:
     context = info.context
     assert isinstance(context, ResolveContext)
     return context
@@ -43,8 +46,8 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def default_field_resolver(source: Any, info: GraphQLResolveInfo, **_: Any) -> Any:
-    """Dicts by key; records by snake_case attribute; `id` as a GID, `legacyResourceId` as the int."""
+def default_field_resolver(source: Any, info: Info, **_: Any) -> Any:
+    """Dicts by key; records by snake_case attribute; `id` as a GID; `legacyResourceId` the int."""
     name = info.field_name
     if isinstance(source, Mapping):
         return source.get(name)
@@ -90,7 +93,7 @@ def shop_value(state: DevStoreState) -> dict[str, Any]:
 
 
 def _typed_lookup(type_name: str) -> Resolver:
-    def resolve(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
+    def resolve(_: Any, info: Info, id: str) -> object | None:
         found_type, legacy_id = parse_id_argument(id)
         if found_type != type_name:
             return None
@@ -99,21 +102,21 @@ def _typed_lookup(type_name: str) -> Resolver:
     return resolve
 
 
-def resolve_node(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
+def resolve_node(_: Any, info: Info, id: str) -> object | None:
     return find_node(ctx(info).state, id)
 
 
-def resolve_nodes(_: Any, info: GraphQLResolveInfo, ids: list[str]) -> list[object | None]:
+def resolve_nodes(_: Any, info: Info, ids: list[str]) -> list[object | None]:
     state = ctx(info).state
     return [find_node(state, gid) for gid in ids]
 
 
-def resolve_shop(_: Any, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_shop(_: Any, info: Info) -> dict[str, Any]:
     return shop_value(ctx(info).state)
 
 
 def _root_connection(
-    ids: SortedIds, table: Mapping[int, Any], info: GraphQLResolveInfo, kwargs: dict[str, Any]
+    ids: SortedIds, table: Mapping[int, Any], info: Info, kwargs: dict[str, Any]
 ) -> dict[str, Any]:
     """A root connection: filtered by `query`, and read window by window inside bulk queries."""
     context = ctx(info)
@@ -135,23 +138,23 @@ def _index_after(keys: Sequence[int], after_id: int) -> int:
     return bisect.bisect_right(keys, after_id)
 
 
-def resolve_customers(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_customers(_: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
     state = ctx(info).state
     return _root_connection(state.customer_ids, state.customers, info, kwargs)
 
 
-def resolve_products(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_products(_: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
     state = ctx(info).state
     return _root_connection(state.product_ids, state.products, info, kwargs)
 
 
-def resolve_orders(_: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_orders(_: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
     state = ctx(info).state
     return _root_connection(state.order_ids, state.orders, info, kwargs)
 
 
 def resolve_metafield_definitions(
-    _: Any, info: GraphQLResolveInfo, ownerType: str, **kwargs: Any
+    _: Any, info: Info, ownerType: str, **kwargs: Any
 ) -> dict[str, Any]:
     state = ctx(info).state
     wanted = [
@@ -165,14 +168,13 @@ def resolve_metafield_definitions(
     return connection(sorted(table), table.__getitem__, PageArgs.from_kwargs(kwargs))
 
 
-def resolve_bulk_operation(_: Any, info: GraphQLResolveInfo, id: str) -> object | None:  # noqa: A002
-    return _typed_lookup("BulkOperation")(_, info, id)
+resolve_bulk_operation = _typed_lookup("BulkOperation")
 
 
 def resolve_current_bulk_operation(
     _: Any,
-    info: GraphQLResolveInfo,
-    type: str = "QUERY",  # noqa: A002
+    info: Info,
+    type: str = "QUERY",
 ) -> BulkOperation | None:
     operations = [op for op in ctx(info).state.bulk_operations.values() if op.type == type]
     return max(operations, key=lambda op: op.id, default=None)
@@ -188,12 +190,12 @@ def _metafields_of(owner: Any) -> dict[tuple[str, str], Metafield]:
 
 
 def resolve_metafield(
-    owner: Any, info: GraphQLResolveInfo, key: str, namespace: str | None = None
+    owner: Any, info: Info, key: str, namespace: str | None = None
 ) -> Metafield | None:
     return _metafields_of(owner).get((namespace or ctx(info).app_namespace, key))
 
 
-def resolve_metafields(owner: Any, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_metafields(owner: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
     namespace, keys = kwargs.get("namespace"), kwargs.get("keys")
     wanted = {
         field.id: field
@@ -205,9 +207,7 @@ def resolve_metafields(owner: Any, info: GraphQLResolveInfo, **kwargs: Any) -> d
     return connection(sorted(wanted), wanted.__getitem__, args, unlimited=ctx(info).in_bulk)
 
 
-def resolve_customer_orders(
-    customer: Customer, info: GraphQLResolveInfo, **kwargs: Any
-) -> dict[str, Any]:
+def resolve_customer_orders(customer: Customer, info: Info, **kwargs: Any) -> dict[str, Any]:
     state = ctx(info).state
     keys = sorted(state.orders_by_customer.get(customer.id, ()))
     predicate = compile_query(kwargs.get("query"))
@@ -217,7 +217,7 @@ def resolve_customer_orders(
     return connection(keys, state.orders.__getitem__, args, unlimited=ctx(info).in_bulk)
 
 
-def resolve_number_of_orders(customer: Customer, info: GraphQLResolveInfo) -> int:
+def resolve_number_of_orders(customer: Customer, info: Info) -> int:
     return len(ctx(info).state.orders_by_customer.get(customer.id, ()))
 
 
@@ -225,7 +225,7 @@ def money(amount: Decimal, currency_code: str) -> dict[str, Any]:
     return {"amount": amount, "currencyCode": currency_code}
 
 
-def resolve_price_range(product: Product, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_price_range(product: Product, info: Info) -> dict[str, Any]:
     currency = ctx(info).state.currency_code
     prices = [variant.price for variant in product.variants] or [Decimal("0")]
     return {
@@ -234,7 +234,7 @@ def resolve_price_range(product: Product, info: GraphQLResolveInfo) -> dict[str,
     }
 
 
-def resolve_variants(product: Product, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_variants(product: Product, info: Info, **kwargs: Any) -> dict[str, Any]:
     table = {variant.id: variant for variant in product.variants}
     args = PageArgs.from_kwargs(kwargs)
     return connection(
@@ -242,11 +242,11 @@ def resolve_variants(product: Product, info: GraphQLResolveInfo, **kwargs: Any) 
     )
 
 
-def resolve_variant_product(variant: Variant, info: GraphQLResolveInfo) -> Product | None:
+def resolve_variant_product(variant: Variant, info: Info) -> Product | None:
     return ctx(info).state.products.get(variant.product_id)
 
 
-def resolve_line_items(order: Order, info: GraphQLResolveInfo, **kwargs: Any) -> dict[str, Any]:
+def resolve_line_items(order: Order, info: Info, **kwargs: Any) -> dict[str, Any]:
     table = {item.id: item for item in order.line_items}
     args = PageArgs.from_kwargs(kwargs)
     return connection(
@@ -254,15 +254,15 @@ def resolve_line_items(order: Order, info: GraphQLResolveInfo, **kwargs: Any) ->
     )
 
 
-def resolve_line_item_product(item: LineItem, info: GraphQLResolveInfo) -> Product | None:
+def resolve_line_item_product(item: LineItem, info: Info) -> Product | None:
     return None if item.product_id is None else ctx(info).state.products.get(item.product_id)
 
 
-def resolve_line_item_variant(item: LineItem, info: GraphQLResolveInfo) -> Variant | None:
+def resolve_line_item_variant(item: LineItem, info: Info) -> Variant | None:
     return None if item.variant_id is None else ctx(info).state.variants.get(item.variant_id)
 
 
-def resolve_line_item_price(item: LineItem, info: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_line_item_price(item: LineItem, info: Info) -> dict[str, Any]:
     currency = ctx(info).state.currency_code
     return {
         "shopMoney": money(item.price, currency),
@@ -270,11 +270,11 @@ def resolve_line_item_price(item: LineItem, info: GraphQLResolveInfo) -> dict[st
     }
 
 
-def resolve_order_customer(order: Order, info: GraphQLResolveInfo) -> Customer | None:
+def resolve_order_customer(order: Order, info: Info) -> Customer | None:
     return None if order.customer_id is None else ctx(info).state.customers.get(order.customer_id)
 
 
-def resolve_order_total(order: Order, _: GraphQLResolveInfo) -> dict[str, Any]:
+def resolve_order_total(order: Order, _: Info) -> dict[str, Any]:
     return {
         "shopMoney": money(order.current_total_shop, order.currency_code),
         "presentmentMoney": money(order.current_total_presentment, order.presentment_currency_code),
@@ -285,23 +285,23 @@ def compare_digest(field: Metafield) -> str:
     return hashlib.sha256(f"{field.type}\x00{field.value}".encode()).hexdigest()
 
 
-def resolve_compare_digest(field: Metafield, _: GraphQLResolveInfo) -> str:
+def resolve_compare_digest(field: Metafield, _: Info) -> str:
     return compare_digest(field)
 
 
-def resolve_json_value(field: Metafield, _: GraphQLResolveInfo) -> Any:
+def resolve_json_value(field: Metafield, _: Info) -> Any:
     try:
         return json.loads(field.value)
     except ValueError:
         return field.value
 
 
-def resolve_metafield_definition(field: Metafield, info: GraphQLResolveInfo) -> object | None:
+def resolve_metafield_definition(field: Metafield, info: Info) -> object | None:
     key = (field.owner_type, field.namespace, field.key)
     return ctx(info).state.metafield_definitions.get(key)
 
 
-def resolve_definition_type(definition: Any, _: GraphQLResolveInfo) -> dict[str, str]:
+def resolve_definition_type(definition: Any, _: Info) -> dict[str, str]:
     category = definition.type.split(".")[-1].split("_")[0].upper()
     return {"name": definition.type, "category": category}
 

@@ -1,4 +1,4 @@
-"""The Admin GraphQL 2026-10 subset the dev store serves, in SDL, with Shopify's names and shapes."""
+"""The Admin GraphQL 2026-10 subset the dev store serves, in SDL, with Shopify's names."""
 
 from __future__ import annotations
 
@@ -200,7 +200,8 @@ type TagsAddPayload { node: Node userErrors: [UserError!]! }
 type TagsRemovePayload { node: Node userErrors: [UserError!]! }
 
 enum MetafieldsSetUserErrorCode {
-  APP_NOT_AUTHORIZED BLANK CAPABILITY_VIOLATION INCLUSION INTERNAL_ERROR INVALID INVALID_COMPARE_DIGEST
+  APP_NOT_AUTHORIZED BLANK CAPABILITY_VIOLATION INCLUSION INTERNAL_ERROR INVALID
+  INVALID_COMPARE_DIGEST
   INVALID_TYPE INVALID_VALUE LESS_THAN_OR_EQUAL_TO PRESENT STALE_OBJECT TAKEN TOO_LONG TOO_SHORT
 }
 type MetafieldsSetUserError {
@@ -265,7 +266,8 @@ type BulkOperationRunMutationPayload {
 }
 
 enum StagedUploadTargetGenerateUploadResource {
-  BULK_MUTATION_VARIABLES COLLECTION_IMAGE FILE IMAGE MODEL_3D PRODUCT_IMAGE SHOP_IMAGE URL_REDIRECT_IMPORT VIDEO
+  BULK_MUTATION_VARIABLES COLLECTION_IMAGE FILE IMAGE MODEL_3D PRODUCT_IMAGE SHOP_IMAGE
+  URL_REDIRECT_IMPORT VIDEO
 }
 enum StagedUploadHttpMethodType { POST PUT }
 input StagedUploadInput {

@@ -1,4 +1,4 @@
-"""A small subset of Shopify's search syntax for the `query:` argument (`updated_at:>=...`, `tag:x`).
+"""A subset of Shopify's search syntax for the `query:` argument (`updated_at:>=...`, `tag:x`).
 
 Shopify ignores terms it does not understand (and reports them in extensions.search); so does this.
 """

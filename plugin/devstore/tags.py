@@ -12,7 +12,7 @@ UserErrorDict = dict[str, Any]
 
 
 def normalise_tags(raw: Iterable[str]) -> list[str]:
-    """Shopify splits every item on commas (`"a, b"` is two tags), strips, drops blanks, de-dupes."""
+    """Shopify splits each item on commas (`"a, b"` is two tags), strips, drops blanks, de-dupes."""
     seen: dict[str, None] = {}
     for item in raw:
         for part in item.split(","):

@@ -1,0 +1,259 @@
+"""Bulk operations: bulkOperationRunQuery (JSONL with `__parentId` child lines) and
+bulkOperationRunMutation (one mutation per line of a staged JSONL upload, results with
+`__lineNumber`). They run as background tasks on the server's event loop, step by step, so clients
+see CREATED, RUNNING and COMPLETED through `node(id:)` and `currentBulkOperation`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+from graphql import FieldNode, GraphQLSchema, OperationType
+
+from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.context import BulkWindow, ResolveContext
+from plugin.devstore.executor import ParsedRequest, parse_request, run_operation
+from plugin.devstore.models import BulkOperation
+from plugin.devstore.state import DevStoreState
+
+UserErrorDict = dict[str, object]
+ACTIVE = ("CREATED", "RUNNING")
+BULK_ROOTS = {"customers", "products", "orders"}
+NOT_IN_BULK_MUTATIONS = {"bulkOperationRunQuery", "bulkOperationRunMutation", "stagedUploadsCreate"}
+
+
+def _is_connection(value: Any) -> bool:
+    return isinstance(value, Mapping) and (
+        isinstance(value.get("edges"), list) or isinstance(value.get("nodes"), list)
+    )
+
+
+def _items(value: Mapping[str, Any]) -> list[Any]:
+    if isinstance(value.get("nodes"), list):
+        return list(value["nodes"])
+    return [edge["node"] for edge in value["edges"]]
+
+
+def flatten(item: Mapping[str, Any], parent_id: str | None = None) -> Iterator[dict[str, Any]]:
+    """Shopify's JSONL: one line per object; nested connection items follow as their own lines."""
+    line = {key: value for key, value in item.items() if not _is_connection(value)}
+    if parent_id is not None:
+        line["__parentId"] = parent_id
+    yield line
+    for value in item.values():
+        if _is_connection(value):
+            for child in _items(value):
+                yield from flatten(child, item.get("id"))
+
+
+def _jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
+
+
+def _root_fields(request: ParsedRequest) -> list[FieldNode]:
+    return [
+        node for node in request.operation.selection_set.selections if isinstance(node, FieldNode)
+    ]
+
+
+class BulkRunner:
+    """Creates bulk operations and runs them in the background on the running event loop."""
+
+    def __init__(self, schema: GraphQLSchema, config: DevStoreConfig) -> None:
+        self.schema = schema
+        self.config = config
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _busy(self, state: DevStoreState, kind: str) -> BulkOperation | None:
+        active = [
+            op for op in state.bulk_operations.values() if op.type == kind and op.status in ACTIVE
+        ]
+        if len(active) < self.config.max_concurrent_bulk_operations:
+            return None
+        return max(active, key=lambda op: op.id)
+
+    def _create(self, state: DevStoreState, kind: str, query: str) -> BulkOperation:
+        operation = BulkOperation(
+            id=state.next_id(), type=kind, query=query, created_at=state.now_iso()
+        )
+        state.bulk_operations[operation.id] = operation
+        return operation
+
+    def _spawn(
+        self,
+        operation: BulkOperation,
+        state: DevStoreState,
+        work: Awaitable[list[bytes]],
+        base_url: str,
+    ) -> None:
+        task = asyncio.get_running_loop().create_task(self._run(operation, state, work, base_url))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(
+        self,
+        operation: BulkOperation,
+        state: DevStoreState,
+        work: Awaitable[list[bytes]],
+        base_url: str,
+    ) -> None:
+        try:
+            chunks = await work
+        except Exception:  # a failed operation is reported through its status, as Shopify does
+            operation.status, operation.error_code = "FAILED", "INTERNAL_SERVER_ERROR"
+            return
+        body = b"".join(chunks)
+        if body:
+            token = uuid.uuid4().hex
+            state.bulk_results[token] = body
+            operation.url = f"{base_url}/bulk-results/{token}.jsonl"
+            operation.file_size = len(body)
+        operation.status, operation.completed_at = "COMPLETED", state.now_iso()
+
+    # --- bulk query ---------------------------------------------------------------------------
+
+    def start_query(
+        self, context: ResolveContext, query: str
+    ) -> tuple[BulkOperation | None, list[UserErrorDict]]:
+        request = parse_request(self.schema, {"query": query})
+        problem = self._query_problem(request)
+        if problem is not None:
+            return None, [{"field": ["query"], "message": problem, "code": "INVALID"}]
+        assert isinstance(request, ParsedRequest)
+        busy = self._busy(context.state, "QUERY")
+        if busy is not None:
+            message = (
+                f"A bulk query operation for this app and shop is already in progress: {busy.gid}."
+            )
+            return None, [{"field": None, "message": message, "code": "OPERATION_IN_PROGRESS"}]
+        operation = self._create(context.state, "QUERY", query)
+        work = self._query_steps(operation, request, context)
+        self._spawn(operation, context.state, work, context.base_url)
+        return operation, []
+
+    def _query_problem(self, request: ParsedRequest | list[Any] | None) -> str | None:
+        if request is None or isinstance(request, list):
+            errors = [] if request is None else [str(error) for error in request]
+            return "Invalid bulk query: " + "; ".join(errors)
+        roots = _root_fields(request)
+        if request.operation.operation != OperationType.QUERY:
+            return "Bulk queries must be queries."
+        if len(roots) != 1 or roots[0].name.value not in BULK_ROOTS:
+            return "Bulk queries must contain at least one connection."
+        return None
+
+    async def _query_steps(
+        self, operation: BulkOperation, request: ParsedRequest, context: ResolveContext
+    ) -> list[bytes]:
+        await asyncio.sleep(self.config.bulk_start_delay_seconds)
+        operation.status = "RUNNING"
+        root = _root_fields(request)[0]
+        root_key = root.alias.value if root.alias else root.name.value
+        chunks: list[bytes] = []
+        after = 0
+        while True:
+            window = BulkWindow(after_id=after, size=self.config.bulk_rows_per_step)
+            step_context = ResolveContext(
+                context.state, context.base_url, context.app_id, None, window
+            )
+            result = run_operation(self.schema, request, step_context)
+            if result.errors or result.data is None:
+                raise RuntimeError(str(result.errors))
+            lines = [line for item in _items(result.data[root_key]) for line in flatten(item)]
+            chunks.append(_jsonl(lines))
+            operation.root_object_count += len(window.served_ids)
+            operation.object_count += len(lines)
+            if len(window.served_ids) < window.size:
+                return chunks
+            after = window.served_ids[-1]
+            await asyncio.sleep(self.config.bulk_step_delay_seconds)
+
+    # --- bulk mutation ------------------------------------------------------------------------
+
+    def start_mutation(
+        self, context: ResolveContext, mutation: str, staged_upload_path: str
+    ) -> tuple[BulkOperation | None, list[UserErrorDict]]:
+        request = parse_request(self.schema, {"query": mutation})
+        if not isinstance(request, ParsedRequest) or not self._mutation_allowed(request):
+            message = "Invalid mutation: bulk mutations take exactly one supported mutation field."
+            return None, [{"field": ["mutation"], "message": message, "code": "INVALID_MUTATION"}]
+        content = context.state.staged_uploads.get(staged_upload_path)
+        if content is None:
+            message = (
+                "The JSONL file could not be found. Try uploading the file again, and check that "
+                "you've entered the URL correctly for the stagedUploadPath mutation argument."
+            )
+            return None, [{"field": None, "message": message, "code": "NO_SUCH_FILE"}]
+        busy = self._busy(context.state, "MUTATION")
+        if busy is not None:
+            message = (
+                "A bulk mutation operation for this app and shop is already in progress: "
+                f"{busy.gid}."
+            )
+            return None, [{"field": None, "message": message, "code": "OPERATION_IN_PROGRESS"}]
+        operation = self._create(context.state, "MUTATION", mutation)
+        work = self._mutation_steps(operation, request, content, context)
+        self._spawn(operation, context.state, work, context.base_url)
+        return operation, []
+
+    def _mutation_allowed(self, request: ParsedRequest) -> bool:
+        roots = _root_fields(request)
+        return (
+            request.operation.operation == OperationType.MUTATION
+            and len(roots) == 1
+            and roots[0].name.value not in NOT_IN_BULK_MUTATIONS
+        )
+
+    async def _mutation_steps(
+        self,
+        operation: BulkOperation,
+        request: ParsedRequest,
+        content: bytes,
+        context: ResolveContext,
+    ) -> list[bytes]:
+        await asyncio.sleep(self.config.bulk_start_delay_seconds)
+        operation.status = "RUNNING"
+        step_context = ResolveContext(context.state, context.base_url, context.app_id, None, None)
+        run_line = self._line_runner(request, step_context)
+        chunks: list[bytes] = []
+        lines = [line for line in content.decode().splitlines() if line.strip()]
+        for start in range(0, len(lines), self.config.bulk_rows_per_step):
+            step = lines[start : start + self.config.bulk_rows_per_step]
+            chunks.append(
+                _jsonl([run_line(start + offset, line) for offset, line in enumerate(step)])
+            )
+            operation.object_count += len(step)
+            operation.root_object_count += len(step)
+            await asyncio.sleep(self.config.bulk_step_delay_seconds)
+        return chunks
+
+    def _line_runner(
+        self, request: ParsedRequest, context: ResolveContext
+    ) -> Callable[[int, str], dict[str, Any]]:
+        def run(number: int, line: str) -> dict[str, Any]:
+            try:
+                variables = json.loads(line)
+            except ValueError:
+                return {
+                    "errors": [{"message": "Invalid JSON on this line."}],
+                    "__lineNumber": number,
+                }
+            parsed = ParsedRequest(
+                request.document, request.operation, request.fragments, variables
+            )
+            result = run_operation(self.schema, parsed, context)
+            out: dict[str, Any] = {"data": result.data}
+            if result.errors:
+                out["errors"] = [error.formatted for error in result.errors]
+            out["__lineNumber"] = number
+            return out
+
+        return run

@@ -1,0 +1,65 @@
+"""DevStoreConfig: every knob of one dev store run, loadable from JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_TOKEN = "shpat_devstore_local_token"
+DEFAULT_SHOP = "devstore.myshopify.com"
+SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10", "unstable")
+
+
+@dataclass(frozen=True)
+class DevStoreConfig:
+    """Defaults are Shopify's Standard plan: a 2,000-point bucket restoring 100 points a second."""
+
+    access_tokens: dict[str, str] = field(default_factory=lambda: {DEFAULT_TOKEN: DEFAULT_SHOP})
+    api_versions: tuple[str, ...] = SUPPORTED_VERSIONS
+    bucket_size: float = 2000.0
+    restore_rate: float = 100.0
+    max_query_cost: int = 1000
+    throttle_status_code: int = 200
+    fault_error_share: float = 0.0
+    fault_error_status: int = 503
+    fault_latency_seconds: float = 0.0
+    fault_latency_jitter_seconds: float = 0.0
+    fault_drop_share: float = 0.0
+    fault_drop_mode: str = "status"
+    seed: int = 0
+    app_id: int = 1
+    max_concurrent_bulk_operations: int = 5
+    bulk_start_delay_seconds: float = 0.0
+    bulk_rows_per_step: int = 1000
+    bulk_step_delay_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.throttle_status_code not in (200, 429):
+            raise ValueError("throttle_status_code must be 200 or 429")
+        if self.fault_drop_mode not in ("status", "abort"):
+            raise ValueError("fault_drop_mode must be 'status' or 'abort'")
+        for name in ("fault_error_share", "fault_drop_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DevStoreConfig:
+        known = {item.name for item in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown dev store settings: {sorted(unknown)}")
+        values = dict(raw)
+        if "api_versions" in values:
+            values["api_versions"] = tuple(values["api_versions"])
+        return cls(**values)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> DevStoreConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_dict(self) -> dict[str, Any]:
+        raw = asdict(self)
+        raw["api_versions"] = list(self.api_versions)
+        return raw

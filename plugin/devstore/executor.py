@@ -1,0 +1,185 @@
+"""One Admin GraphQL request, end to end: parse, validate, cost, throttle, execute, refund.
+
+HTTP concerns (auth, versions, faults) stay in server.py; this module only turns a request body
+into a status code and a Shopify-shaped JSON body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    validate,
+)
+from graphql.utilities import get_operation_ast, value_from_ast_untyped
+
+from plugin.devstore.context import ResolveContext
+from plugin.devstore.cost import actual_cost, requested_cost
+from plugin.devstore.resolvers import default_field_resolver
+from plugin.devstore.throttle import LeakyBucketThrottle
+
+RATE_LIMITS_DOC = "https://shopify.dev/api/usage/rate-limits"
+
+
+@dataclass(frozen=True, slots=True)
+class GraphQLReply:
+    status_code: int
+    body: dict[str, Any]
+    executed_mutation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    fragments: dict[str, FragmentDefinitionNode]
+    variables: dict[str, Any]
+
+
+def effective_variables(
+    operation: OperationDefinitionNode, supplied: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Supplied variables plus the operation's declared defaults, as the cost walk needs them."""
+    values = dict(supplied)
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if name not in values and definition.default_value is not None:
+            values[name] = value_from_ast_untyped(definition.default_value)
+    return values
+
+
+def parse_request(schema: GraphQLSchema, payload: Any) -> ParsedRequest | list[GraphQLError] | None:
+    """The parsed request, GraphQL errors to report, or None when the body has no query at all."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("query"), str):
+        return None
+    try:
+        document = parse(payload["query"])
+    except GraphQLError as error:
+        return [error]
+    errors = validate(schema, document)
+    if errors:
+        return list(errors)
+    operation = get_operation_ast(document, payload.get("operationName"))
+    if operation is None:
+        return [GraphQLError("An operation name is required when several operations are sent.")]
+    fragments = {
+        node.name.value: node
+        for node in document.definitions
+        if isinstance(node, FragmentDefinitionNode)
+    }
+    supplied = payload.get("variables") or {}
+    if not isinstance(supplied, Mapping):
+        return [GraphQLError("Variables must be a JSON object.")]
+    variables = effective_variables(operation, supplied)
+    return ParsedRequest(document, operation, fragments, variables)
+
+
+def run_operation(
+    schema: GraphQLSchema, request: ParsedRequest, context: ResolveContext
+) -> ExecutionResult:
+    result = execute(
+        schema,
+        request.document,
+        context_value=context,
+        variable_values=request.variables,
+        operation_name=request.operation.name.value if request.operation.name else None,
+        field_resolver=default_field_resolver,
+    )
+    assert isinstance(result, ExecutionResult)  # every resolver is synchronous
+    return result
+
+
+class AdminGraphQL:
+    """The GraphQL side of the dev store, shared by every shop and token of one app."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        throttle: LeakyBucketThrottle,
+        *,
+        max_query_cost: int,
+        throttle_status_code: int,
+    ) -> None:
+        self.schema = schema
+        self.throttle = throttle
+        self.max_query_cost = max_query_cost
+        self.throttle_status_code = throttle_status_code
+
+    def _cost(self, token: str, requested: int, actual: int | None) -> dict[str, Any]:
+        return {
+            "cost": {
+                "requestedQueryCost": requested,
+                "actualQueryCost": actual,
+                "throttleStatus": self.throttle.status(token).as_json(),
+            }
+        }
+
+    def handle(self, token: str, payload: Any, context: ResolveContext) -> GraphQLReply:
+        parsed = parse_request(self.schema, payload)
+        if parsed is None:
+            body = {"errors": {"query": "Required parameter missing or invalid"}}
+            return GraphQLReply(400, body)
+        if isinstance(parsed, list):
+            errors = [error.formatted for error in parsed]
+            return GraphQLReply(200, {"errors": errors, "extensions": self._cost(token, 0, 0)})
+        requested = requested_cost(
+            self.schema, parsed.operation, parsed.fragments, parsed.variables
+        )
+        if requested > self.max_query_cost:
+            return GraphQLReply(200, self._max_cost_exceeded(token, requested))
+        if not self.throttle.try_acquire(token, requested):
+            return GraphQLReply(self.throttle_status_code, self._throttled(token, requested))
+        return self._execute(token, parsed, context, requested)
+
+    def _execute(
+        self, token: str, parsed: ParsedRequest, context: ResolveContext, requested: int
+    ) -> GraphQLReply:
+        result = run_operation(self.schema, parsed, context)
+        actual = actual_cost(
+            self.schema, parsed.operation, parsed.fragments, parsed.variables, result.data
+        )
+        self.throttle.refund(token, requested - actual)
+        body: dict[str, Any] = {}
+        if result.errors:
+            body["errors"] = [error.formatted for error in result.errors]
+        body["data"] = result.data
+        body["extensions"] = self._cost(token, requested, actual)
+        is_mutation = parsed.operation.operation == OperationType.MUTATION
+        return GraphQLReply(200, body, executed_mutation=is_mutation)
+
+    def _throttled(self, token: str, requested: int) -> dict[str, Any]:
+        error = {
+            "message": "Throttled",
+            "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC},
+        }
+        return {"errors": [error], "extensions": self._cost(token, requested, None)}
+
+    def _max_cost_exceeded(self, token: str, requested: int) -> dict[str, Any]:
+        message = (
+            f"Query cost is {requested}, which exceeds the single query max cost limit "
+            f"({self.max_query_cost}).\n\nSee {RATE_LIMITS_DOC} for more information on how the\n"
+            "cost of a query is calculated.\n\nTo query larger amounts of data with fewer limits, "
+            "bulk operations should be used instead.\nSee "
+            "https://shopify.dev/api/usage/bulk-operations/queries for usage details.\n"
+        )
+        error = {
+            "message": message,
+            "extensions": {
+                "code": "MAX_COST_EXCEEDED",
+                "cost": requested,
+                "maxCost": self.max_query_cost,
+                "documentation": RATE_LIMITS_DOC,
+            },
+        }
+        return {"errors": [error], "extensions": self._cost(token, requested, None)}

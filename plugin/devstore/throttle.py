@@ -1,0 +1,73 @@
+"""Shopify's leaky bucket: one bucket per access token, charged the requested cost up front and
+refunded the difference once the actual cost is known. The clock is injected (monotonic seconds),
+so tests are deterministic and benchmarks can compress time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleStatus:
+    maximum_available: float
+    currently_available: float
+    restore_rate: float
+
+    def as_json(self) -> dict[str, float | int]:
+        return {
+            "maximumAvailable": _number(self.maximum_available),
+            "currentlyAvailable": int(self.currently_available),
+            "restoreRate": _number(self.restore_rate),
+        }
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
+
+
+@dataclass(slots=True)
+class _Bucket:
+    available: float
+    updated_at: float
+
+
+class LeakyBucketThrottle:
+    """Buckets of `size` points that restore at `restore_rate` points per second."""
+
+    def __init__(self, size: float, restore_rate: float, clock: Clock) -> None:
+        self.size = size
+        self.restore_rate = restore_rate
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def _refilled(self, key: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.setdefault(key, _Bucket(self.size, now))
+        elapsed = max(0.0, now - bucket.updated_at)
+        bucket.available = min(self.size, bucket.available + elapsed * self.restore_rate)
+        bucket.updated_at = now
+        return bucket
+
+    def try_acquire(self, key: str, cost: float) -> bool:
+        """Take `cost` points if the bucket holds them; otherwise take nothing."""
+        with self._lock:
+            bucket = self._refilled(key)
+            if cost > bucket.available:
+                return False
+            bucket.available -= cost
+            return True
+
+    def refund(self, key: str, points: float) -> None:
+        with self._lock:
+            bucket = self._refilled(key)
+            bucket.available = min(self.size, bucket.available + max(0.0, points))
+
+    def status(self, key: str) -> ThrottleStatus:
+        with self._lock:
+            bucket = self._refilled(key)
+            return ThrottleStatus(self.size, bucket.available, self.restore_rate)
