@@ -1,0 +1,170 @@
+"""The Admin GraphQL endpoint over HTTP: auth, versions, validation, lookups, pagination."""
+
+from __future__ import annotations
+
+from tests.devstore.conftest import LiveDevStore, make_state
+
+CUSTOMERS_PAGE = """
+query Page($first: Int!, $after: String) {
+  customers(first: $first, after: $after) {
+    edges { cursor node { id legacyResourceId } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}
+"""
+
+
+def test_graphql_without_token_is_401_with_shopifys_body(devstore: LiveDevStore) -> None:
+    # Given a dev store
+    # When a request carries no access token, or an unknown one
+    missing = devstore.client.post(devstore.graphql_url, json={"query": "{ shop { name } }"})
+    wrong = devstore.post("{ shop { name } }", **{"X-Shopify-Access-Token": "shpat_wrong"})
+    # Then both are refused with Shopify's error body
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.json() == {
+            "errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"
+        }
+
+
+def test_graphql_unsupported_version_is_404(devstore: LiveDevStore) -> None:
+    # Given a dev store that serves 2025-10 to 2026-10
+    devstore.version = "2019-04"
+    # When a client asks for a retired version
+    response = devstore.post("{ shop { name } }")
+    # Then the path does not exist
+    assert response.status_code == 404
+
+
+def test_graphql_missing_query_is_400(devstore: LiveDevStore) -> None:
+    # Given a body without a query
+    response = devstore.client.post(
+        devstore.graphql_url,
+        json={"variables": {}},
+        headers={"X-Shopify-Access-Token": devstore.token},
+    )
+    # Then Shopify's parameter error comes back
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"query": "Required parameter missing or invalid"}}
+
+
+def test_graphql_unknown_field_is_a_validation_error_not_data(devstore: LiveDevStore) -> None:
+    # Given a query for a field the schema does not have
+    body = devstore.gql("{ customers(first: 1) { nodes { email } } }")
+    # Then it is refused by validation, with no data and the cost extension still present
+    assert "data" not in body
+    assert "Cannot query field 'email'" in body["errors"][0]["message"]
+    assert body["extensions"]["cost"]["throttleStatus"]["maximumAvailable"] == 2000
+
+
+def test_graphql_syntax_error_is_reported(devstore: LiveDevStore) -> None:
+    body = devstore.gql("{ customers(first: 1) { nodes { id }")
+    assert body["errors"][0]["message"].startswith("Syntax Error")
+
+
+def test_customers_paginate_with_cursors_visits_each_once(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+    # Given 12 customers
+    store = devstore_factory(make_state(customers=12))
+    seen: list[str] = []
+    after = None
+    pages = 0
+    # When paging 5 at a time with endCursor
+    while True:
+        page = store.gql(CUSTOMERS_PAGE, {"first": 5, "after": after})["data"]["customers"]
+        seen += [edge["node"]["id"] for edge in page["edges"]]
+        pages += 1
+        assert page["pageInfo"]["hasPreviousPage"] is (after is not None)
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    # Then three pages visit every customer once, in id order, as GIDs
+    assert pages == 3
+    assert seen == [f"gid://shopify/Customer/{n}" for n in range(1, 13)]
+
+
+def test_customers_last_before_pages_backwards(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+    store = devstore_factory(make_state(customers=6))
+    first = store.gql(CUSTOMERS_PAGE, {"first": 4})["data"]["customers"]
+    end = first["pageInfo"]["endCursor"]
+    # When asking for the two before the fourth customer
+    body = store.gql(
+        "query($b: String) { customers(last: 2, before: $b) { nodes { legacyResourceId }"
+        " pageInfo { hasPreviousPage hasNextPage } } }",
+        {"b": end},
+    )
+    page = body["data"]["customers"]
+    # Then customers 2 and 3 come back, with more on both sides
+    assert [node["legacyResourceId"] for node in page["nodes"]] == ["2", "3"]
+    assert page["pageInfo"] == {"hasPreviousPage": True, "hasNextPage": True}
+
+
+def test_customers_without_first_or_last_is_an_error(devstore: LiveDevStore) -> None:
+    body = devstore.gql("{ customers { nodes { id } } }")
+    assert body["errors"][0]["message"] == "you must provide one of first or last"
+
+
+def test_customers_first_above_250_is_an_error(devstore: LiveDevStore) -> None:
+    body = devstore.gql("{ customers(first: 251) { nodes { id } } }")
+    assert body["errors"][0]["message"].startswith("first cannot exceed 250")
+
+
+def test_customers_query_filters_by_updated_at(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+    # Given two customers updated on different days
+    state = make_state(customers=2)
+    state.customers[2].updated_at = "2025-06-01T00:00:00Z"
+    store = devstore_factory(state)
+    # When filtering on updated_at
+    body = store.gql(
+        "{ customers(first: 10, query: \"updated_at:>='2025-05-01T00:00:00Z'\") { nodes { id } } }"
+    )
+    # Then only the recent one matches
+    assert body["data"]["customers"]["nodes"] == [{"id": "gid://shopify/Customer/2"}]
+
+
+def test_nodes_by_ids_returns_null_for_unknown(devstore: LiveDevStore) -> None:
+    body = devstore.gql(
+        'query { nodes(ids: ["gid://shopify/Customer/2", "gid://shopify/Customer/999"]) '
+        "{ id ... on Customer { tags createdAt } } }"
+    )
+    assert body["data"]["nodes"] == [
+        {"id": "gid://shopify/Customer/2", "tags": [], "createdAt": "2025-01-01T00:00:00Z"},
+        None,
+    ]
+
+
+def test_node_with_malformed_gid_is_a_coercion_error(devstore: LiveDevStore) -> None:
+    body = devstore.gql('{ node(id: "42") { id } }')
+    assert body["errors"][0]["message"] == "Invalid global id '42'"
+    assert body["errors"][0]["extensions"]["code"] == "argumentLiteralsIncompatible"
+
+
+def test_order_reads_customer_money_and_lines(devstore: LiveDevStore) -> None:
+    body = devstore.gql(
+        "{ orders(first: 1) { nodes { id customer { id } test cancelledAt "
+        "currentTotalPriceSet { shopMoney { amount currencyCode } "
+        "presentmentMoney { amount currencyCode } } "
+        "lineItems(first: 5) { nodes { quantity product { id productType } "
+        "variant { price } } } } } }"
+    )
+    order = body["data"]["orders"]["nodes"][0]
+    assert order["customer"] == {"id": "gid://shopify/Customer/1"}
+    assert order["currentTotalPriceSet"] == {
+        "shopMoney": {"amount": "24.00", "currencyCode": "USD"},
+        "presentmentMoney": {"amount": "22.00", "currencyCode": "EUR"},
+    }
+    assert order["lineItems"]["nodes"][0]["variant"] == {"price": "12.00"}
+    assert order["test"] is False and order["cancelledAt"] is None
+
+
+def test_product_reads_price_range_and_shop(devstore: LiveDevStore) -> None:
+    body = devstore.gql(
+        '{ product(id: "gid://shopify/Product/1000") { handle productType '
+        "priceRangeV2 { minVariantPrice { amount currencyCode } } } "
+        "shop { name currencyCode } }"
+    )
+    assert body["data"]["product"] == {
+        "handle": "product-1000",
+        "productType": "tea",
+        "priceRangeV2": {"minVariantPrice": {"amount": "12.00", "currencyCode": "USD"}},
+    }
+    assert body["data"]["shop"] == {"name": "Dev Store", "currencyCode": "USD"}

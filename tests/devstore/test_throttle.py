@@ -1,0 +1,85 @@
+"""The leaky bucket over HTTP: drains, THROTTLED in Shopify's shape (200 or 429), restores."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.throttle import LeakyBucketThrottle
+from tests.devstore.conftest import FakeClock
+
+TAG = (
+    'mutation { tagsAdd(id: "gid://shopify/Customer/1", tags: ["x"]) '
+    "{ node { id } userErrors { message } } }"
+)
+
+
+@pytest.mark.parametrize("status_code", [200, 429])
+def test_bucket_drained_by_mutations_answers_throttled(
+    devstore_factory,  # type: ignore[no-untyped-def]
+    status_code: int,
+) -> None:
+    # Given a 50-point bucket that restores 10 points a second, and a frozen clock
+    config = DevStoreConfig(bucket_size=50, restore_rate=10, throttle_status_code=status_code)
+    store = devstore_factory(config=config)
+    # When six 10-point mutations arrive at the same instant
+    responses = [store.post(TAG) for _ in range(6)]
+    # Then five pass and the sixth is THROTTLED with the configured status and Shopify's body
+    assert [r.status_code for r in responses[:5]] == [200] * 5
+    throttled = responses[5]
+    assert throttled.status_code == status_code
+    body = throttled.json()
+    assert body["errors"][0]["message"] == "Throttled"
+    assert body["errors"][0]["extensions"]["code"] == "THROTTLED"
+    assert "data" not in body
+    assert body["extensions"]["cost"] == {
+        "requestedQueryCost": 10,
+        "actualQueryCost": None,
+        "throttleStatus": {"maximumAvailable": 50, "currentlyAvailable": 0, "restoreRate": 10},
+    }
+
+
+def test_bucket_restores_at_the_configured_rate(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+    # Given an emptied 20-point bucket restoring 10 points a second
+    store = devstore_factory(config=DevStoreConfig(bucket_size=20, restore_rate=10))
+    assert [store.post(TAG).status_code for _ in range(2)] == [200, 200]
+    assert store.post(TAG).json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+    # When 0.9 s pass, 9 points are back: still not enough
+    store.clock.advance(0.9)
+    assert store.post(TAG).json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+    # When another 0.1 s pass, 10 points are back: the mutation runs
+    store.clock.advance(0.1)
+    body = store.post(TAG).json()
+    assert "errors" not in body
+    assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 0
+
+
+def test_buckets_are_per_access_token(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+    # Given two tokens for the same shop and a bucket that holds one mutation
+    tokens = {"shpat_a": "devstore.myshopify.com", "shpat_b": "devstore.myshopify.com"}
+    store = devstore_factory(config=DevStoreConfig(bucket_size=10, access_tokens=tokens))
+    store.token = "shpat_a"
+    assert store.post(TAG).status_code == 200
+    assert "errors" in store.post(TAG).json()
+    # When the other token calls
+    store.token = "shpat_b"
+    # Then its own bucket is full
+    assert "errors" not in store.post(TAG).json()
+
+
+def test_throttle_refund_never_overfills() -> None:
+    clock = FakeClock()
+    throttle = LeakyBucketThrottle(100, 10, clock)
+    assert throttle.try_acquire("t", 30)
+    throttle.refund("t", 500)
+    assert throttle.status("t").currently_available == 100
+
+
+def test_throttle_refuses_more_than_available_and_takes_nothing() -> None:
+    clock = FakeClock()
+    throttle = LeakyBucketThrottle(100, 10, clock)
+    assert throttle.try_acquire("t", 95)
+    assert not throttle.try_acquire("t", 10)
+    assert throttle.status("t").currently_available == 5
+    clock.advance(0.5)
+    assert throttle.try_acquire("t", 10)
