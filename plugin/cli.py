@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -39,16 +40,19 @@ def _settings() -> Settings:
         raise click.ClickException(f"configuration: {exc}") from None
 
 
-def _open_store(settings: Settings) -> Engine:
-    """An engine on a schema brought up to date by the migrations."""
+@contextlib.contextmanager
+def _open_store(settings: Settings) -> Iterator[Engine]:
+    """An engine on a schema brought up to date by the migrations, disposed of after use."""
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
+        yield engine
     except OperationalError as exc:
         raise click.ClickException(
             f"cannot open the database in DATABASE_URL: {str(exc.orig).strip()}"
         ) from None
-    return engine
+    finally:
+        engine.dispose()
 
 
 def _now() -> datetime:
@@ -87,8 +91,8 @@ def serve(host: str, port: int) -> None:
         logging.getLogger("clvsync").warning(
             "development mode: fixed, public development secrets are in use"
         )
-    engine = _open_store(settings)
-    uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    with _open_store(settings) as engine:
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
 
 
 @main.group()
@@ -107,9 +111,8 @@ def shop() -> None:
 def shop_add(domain: str, token: str) -> None:
     """Register a store that uses a custom app's Admin API token."""
     settings = _settings()
-    engine = _open_store(settings)
     try:
-        with Session(engine) as session, session.begin():
+        with _open_store(settings) as engine, Session(engine) as session, session.begin():
             added = shops.add_shop(
                 session, domain, token, TokenCipher(settings.token_encryption_key), _now()
             )
@@ -123,8 +126,7 @@ def shop_add(domain: str, token: str) -> None:
 @shop.command("list")
 def shop_list() -> None:
     """The registered shops and their state (never their tokens)."""
-    engine = _open_store(_settings())
-    with Session(engine) as session:
+    with _open_store(_settings()) as engine, Session(engine) as session:
         rows = shops.list_shops(session)
     if not rows:
         click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
@@ -188,8 +190,7 @@ def _write_rows(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
 @click.option("--output", "-o", type=click.File("w"), default="-", help="Default: stdout.")
 def export(domain: str, fmt: str, customer: int | None, output: TextIO) -> None:
     """One row per customer with the figures held so far (or one customer's full report)."""
-    engine = _open_store(_settings())
-    with Session(engine) as session:
+    with _open_store(_settings()) as engine, Session(engine) as session:
         shop = _shop_or_fail(session, domain)
         assert shop.id is not None
         if customer is not None:
@@ -218,8 +219,7 @@ def webhooks() -> None:
 @webhooks.command("status")
 def webhooks_status() -> None:
     """How many events are pending, done and parked."""
-    engine = _open_store(_settings())
-    with Session(engine) as session:
+    with _open_store(_settings()) as engine, Session(engine) as session:
         counts = inbox.count_by_status(session)
     for status in ("pending", "done", "parked"):
         click.echo(f"{status:<8} {counts.get(status, 0)}")
@@ -233,13 +233,18 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
     from webhooks.processor import Processor
 
     settings = _settings()
-    engine = _open_store(settings)
     if domain is not None:
-        domain = shops.normalise_domain(domain)
-    with Session(engine) as session, session.begin():
-        requeued = inbox.requeue_parked(session, _now(), settings.processor_max_attempts, domain)
-    click.echo(f"{requeued} parked events queued again")
-    counts = Processor(engine, max_attempts=settings.processor_max_attempts).drain()
+        try:
+            domain = shops.normalise_domain(domain)
+        except shops.ShopDomainError as exc:
+            raise click.BadParameter(str(exc), param_hint="--shop") from None
+    with _open_store(settings) as engine:
+        with Session(engine) as session, session.begin():
+            requeued = inbox.requeue_parked(
+                session, _now(), settings.processor_max_attempts, domain
+            )
+        click.echo(f"{requeued} parked events queued again")
+        counts = Processor(engine, max_attempts=settings.processor_max_attempts).drain()
     outcome = counts.by_outcome
     click.echo(
         f"processed {counts.total}: {outcome['done']} done, {outcome['parked']} parked again"
@@ -256,5 +261,5 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations up to the newest schema."""
-    _open_store(_settings())
-    click.echo("schema is up to date")
+    with _open_store(_settings()):
+        click.echo("schema is up to date")

@@ -13,6 +13,7 @@ from plugin.store.models import DataRequest, InboxEvent, Shop
 from webhooks.payloads import (
     ORDER_TOPICS,
     PayloadError,
+    parse_id,
     parse_order,
     parse_refund,
     parse_time,
@@ -28,11 +29,8 @@ def _shop_id(shop: Shop) -> int:
     return shop.id
 
 
-def _customer_id(payload: Mapping[str, Any], field: str = "id") -> int:
-    value = payload.get(field)
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise PayloadError(f"{field}: expected a numeric customer id, got {value!r}")
-    return int(value)
+def _customer_id(payload: Mapping[str, Any], field: str = "customer.id") -> int:
+    return parse_id(payload.get("id"), field)
 
 
 def on_order(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
@@ -53,14 +51,14 @@ def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: Inb
         else None,
         "state": payload.get("state") if isinstance(payload.get("state"), str) else None,
     }
-    ledger.upsert_customer(session, _shop_id(shop), _customer_id(payload), fields)
+    ledger.upsert_customer(session, _shop_id(shop), _customer_id(payload, "id"), fields)
 
 
 def on_customer_delete(
     session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
 ) -> None:
     at = event.triggered_at or event.received_at
-    ledger.mark_customer_deleted(session, _shop_id(shop), _customer_id(payload), at)
+    ledger.mark_customer_deleted(session, _shop_id(shop), _customer_id(payload, "id"), at)
 
 
 def _compliance_customer(payload: Mapping[str, Any]) -> int:
@@ -99,7 +97,7 @@ def on_customer_redact(
     raw_orders = payload.get("orders_to_redact") or []
     if not isinstance(raw_orders, list):
         raise PayloadError("orders_to_redact: expected a list of order ids")
-    order_ids = [_customer_id({"id": o}, "orders_to_redact[]") for o in raw_orders]
+    order_ids = [parse_id(o, "orders_to_redact[]") for o in raw_orders]
     ledger.redact_customer(session, _shop_id(shop), _compliance_customer(payload), order_ids)
 
 

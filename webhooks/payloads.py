@@ -144,7 +144,7 @@ def _decimal(value: Any, field: str) -> Decimal:
     return amount
 
 
-def _id(value: Any, field: str) -> int:
+def parse_id(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise PayloadError(f"{field}: expected a numeric id, got {value!r}")
     try:
@@ -154,7 +154,7 @@ def _id(value: Any, field: str) -> int:
 
 
 def _optional_id(value: Any, field: str) -> int | None:
-    return None if value is None else _id(value, field)
+    return None if value is None else parse_id(value, field)
 
 
 def _shop_money(payload: Mapping[str, Any], set_field: str, plain_field: str) -> Decimal:
@@ -174,7 +174,7 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     product_type = item.get("product_type")
     sku = item.get("sku")
     return OrderLine(
-        line_id=_id(item.get("id"), f"{where}.id"),
+        line_id=parse_id(item.get("id"), f"{where}.id"),
         product_id=_optional_id(item.get("product_id"), f"{where}.product_id"),
         variant_id=_optional_id(item.get("variant_id"), f"{where}.variant_id"),
         quantity=quantity,
@@ -222,15 +222,15 @@ def _lines_total(refund: Mapping[str, Any]) -> Decimal:
 def parse_refund(payload: Mapping[str, Any]) -> RefundRecord:
     lines = tuple(
         (
-            _id(item.get("line_item_id"), "refund_line_items.line_item_id"),
+            parse_id(item.get("line_item_id"), "refund_line_items.line_item_id"),
             int(_decimal(item.get("quantity", 0), "refund_line_items.quantity")),
         )
         for item in payload.get("refund_line_items", [])
     )
     transactions_amount, currency = _transactions_total(payload)
     return RefundRecord(
-        refund_id=_id(payload.get("id"), "id"),
-        order_id=_id(payload.get("order_id"), "order_id"),
+        refund_id=parse_id(payload.get("id"), "id"),
+        order_id=parse_id(payload.get("order_id"), "order_id"),
         created_at=parse_time(payload.get("created_at"), "created_at"),
         lines_amount=_lines_total(payload),
         transactions_amount=transactions_amount,
@@ -257,7 +257,7 @@ def parse_order(payload: Mapping[str, Any]) -> OrderVersion:
         refunds.append(parse_refund(raw))
     presentment = payload.get("presentment_currency")
     return OrderVersion(
-        order_id=_id(payload.get("id"), "id"),
+        order_id=parse_id(payload.get("id"), "id"),
         customer_id=_optional_id(customer.get("id"), "customer.id")
         if isinstance(customer, Mapping)
         else None,

@@ -63,13 +63,15 @@ def store_delivery(engine: Engine, delivery: Delivery, now: datetime) -> Stored:
             "next_attempt_at": now,
         }
         insert = postgresql.insert if is_postgres(session) else sqlite.insert
+        table = InboxEvent.__table__
         statement = (
-            insert(InboxEvent)
+            insert(table)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+            .returning(table.c.id)
         )
-        result = session.execute(statement)
-        return Stored.STORED if result.rowcount == 1 else Stored.DUPLICATE  # type: ignore[attr-defined]
+        inserted = session.execute(statement).first()
+        return Stored.DUPLICATE if inserted is None else Stored.STORED
 
 
 def claim_next(session: Session, now: datetime) -> InboxEvent | None:
