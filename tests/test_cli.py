@@ -1,0 +1,125 @@
+"""The operator's CLI: shops, export, replay, configuration errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from plugin.cli import main
+from plugin.settings import SettingsError, load_settings
+from plugin.store.models import PARKED, InboxEvent, Shop
+from plugin.store.tokens import TokenCipher
+from tests.helpers import SHOP, add_shop, enqueue, order_payload
+from tests.test_compliance import cli_env
+from webhooks.handlers import HANDLERS
+from webhooks.processor import Processor
+
+
+def run(url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=cli_env(url))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_shop_add_stores_token_encrypted_and_list_never_shows_it(
+    engine: Engine, migrated_url: str
+) -> None:
+    code, out, _ = run(
+        migrated_url, "shop", "add", "My-Shop.myshopify.com", "--token", "shpat_s3cret"
+    )
+    assert (code, out.strip()) == (0, "shop my-shop.myshopify.com registered")
+    with Session(engine) as session:
+        shop = session.exec(select(Shop)).one()
+    assert shop.access_token_encrypted and "shpat_s3cret" not in shop.access_token_encrypted
+    key = cli_env(migrated_url)["TOKEN_ENCRYPTION_KEY"]
+    assert TokenCipher(key).decrypt(shop.access_token_encrypted) == "shpat_s3cret"
+    code, out, _ = run(migrated_url, "shop", "list")
+    assert code == 0 and "my-shop.myshopify.com" in out and "installed" in out
+    assert "shpat" not in out
+
+
+@pytest.mark.parametrize("domain", ["evil.com", "shop.myshopify.com.evil.com", "a_b.myshopify.com"])
+def test_shop_add_bad_domain_exits_2_with_message(migrated_url: str, domain: str) -> None:
+    code, _, err = run(migrated_url, "shop", "add", domain, "--token", "t")
+    assert code == 2 and "myshopify.com" in err
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_one_row_per_customer(engine: Engine, migrated_url: str, fmt: str) -> None:
+    # given two customers, one with two orders
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501, total="10.10"), "a")
+    enqueue(engine, "orders/create", order_payload(2, customer_id=501, total="5.05", day=30), "b")
+    enqueue(engine, "orders/create", order_payload(3, customer_id=502, total="7.00"), "c")
+    Processor(engine).drain()
+    # when exported
+    code, out, err = run(migrated_url, "export", "--shop", SHOP, "--format", fmt)
+    # then each customer has one row with their figures
+    assert code == 0, err
+    rows = (
+        list(csv.DictReader(io.StringIO(out)))
+        if fmt == "csv"
+        else [json.loads(line) for line in out.splitlines()]
+    )
+    assert [(str(r["customer_id"]), str(r["orders"]), r["net_spend"]) for r in rows] == [
+        ("501", "2", "15.15"),
+        ("502", "1", "7.00"),
+    ]
+    assert rows[0]["first_order_at"] == "2026-01-01T00:00:00+00:00"
+    assert rows[0]["last_order_at"] == "2026-01-31T00:00:00+00:00"
+    assert rows[0]["currency"] == "USD"
+
+
+def test_export_unknown_shop_fails_with_message(migrated_url: str) -> None:
+    code, _, err = run(migrated_url, "export", "--shop", "nobody.myshopify.com")
+    assert code == 1 and "no shop" in err
+
+
+def test_replay_failed_reruns_parked_events(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an event parked because its handler failed
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1), "a")
+    original = HANDLERS["orders/create"]
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug, since fixed")
+
+    monkeypatch.setitem(HANDLERS, "orders/create", broken)
+    Processor(engine, max_attempts=1).drain()
+    with Session(engine) as session:
+        assert session.exec(select(InboxEvent.status)).one() == PARKED
+    # when the bug is fixed and the parked events replayed
+    monkeypatch.setitem(HANDLERS, "orders/create", original)
+    code, out, err = run(migrated_url, "webhooks", "replay", "--failed")
+    # then it is applied
+    assert code == 0, err
+    assert "1 parked events queued again" in out and "1 done" in out
+
+
+def test_settings_missing_secret_outside_development_names_it() -> None:
+    with pytest.raises(SettingsError, match="SHOPIFY_API_SECRET is missing"):
+        load_settings({"TOKEN_ENCRYPTION_KEY": "x"}, env_file=None)
+
+
+def test_settings_placeholder_secret_is_refused() -> None:
+    env = {"SHOPIFY_API_SECRET": "changeme", "SHOPIFY_API_KEY": "k", "TOKEN_ENCRYPTION_KEY": "k"}
+    with pytest.raises(SettingsError, match="SHOPIFY_API_SECRET is a placeholder"):
+        load_settings(env, env_file=None)
+
+
+def test_settings_development_mode_fills_in_dev_secrets() -> None:
+    settings = load_settings({"CLVSYNC_ENV": "development"}, env_file=None)
+    assert settings.development and settings.api_secret and "api_secret" not in repr(settings)
+
+
+def test_cli_configuration_error_exits_with_the_variable_name(migrated_url: str) -> None:
+    env = {**cli_env(migrated_url), "SHOPIFY_API_SECRET": ""}
+    result = CliRunner().invoke(main, ["shop", "list"], env=env)
+    assert result.exit_code == 1 and "SHOPIFY_API_SECRET" in result.stderr
