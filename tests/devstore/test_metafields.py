@@ -1,0 +1,212 @@
+"""metafieldsSet (25 per call, atomic, typed values), metafieldsDelete, definitions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.devstore.conftest import LiveDevStore
+
+SET = """
+mutation Set($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields { id namespace key value type compareDigest }
+    userErrors { field message code elementIndex }
+  }
+}
+"""
+DEFINE = """
+mutation Define($definition: MetafieldDefinitionInput!) {
+  metafieldDefinitionCreate(definition: $definition) {
+    createdDefinition { id namespace key ownerType type { name } }
+    userErrors { field message code }
+  }
+}
+"""
+
+
+def metafield(key: str, value: str, type_name: str | None, owner: int = 1) -> dict[str, Any]:
+    item = {"ownerId": f"gid://shopify/Customer/{owner}", "namespace": "clv", "key": key}
+    item["value"] = value
+    if type_name is not None:
+        item["type"] = type_name
+    return item
+
+
+def set_fields(store: LiveDevStore, items: list[dict[str, Any]]) -> dict[str, Any]:
+    body = store.gql(SET, {"metafields": items})
+    assert "errors" not in body, body
+    payload: dict[str, Any] = body["data"]["metafieldsSet"]
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("type_name", "value"),
+    [
+        ("number_integer", "42"),
+        ("number_decimal", "1234.56"),
+        ("date", "2026-02-28"),
+        ("single_line_text_field", "champions"),
+        ("boolean", "true"),
+        ("json", '{"score": [1, 2]}'),
+        ("list.product_reference", '["gid://shopify/Product/1000", "gid://shopify/Product/1001"]'),
+    ],
+)
+def test_metafields_set_valid_value_is_stored(
+    devstore: LiveDevStore, type_name: str, value: str
+) -> None:
+    payload = set_fields(devstore, [metafield("field", value, type_name)])
+    assert payload["userErrors"] == []
+    assert payload["metafields"][0]["value"] == value
+    assert devstore.state.customers[1].metafields is not None
+    assert devstore.state.customers[1].metafields[("clv", "field")].type == type_name
+
+
+@pytest.mark.parametrize(
+    ("type_name", "value"),
+    [
+        ("number_integer", "4.2"),
+        ("number_integer", "twelve"),
+        ("number_decimal", "1,5"),
+        ("date", "2026-02-30"),
+        ("date", "28/02/2026"),
+        ("single_line_text_field", "two\nlines"),
+        ("boolean", "yes"),
+        ("json", "{not json"),
+        ("list.product_reference", '["gid://shopify/Product/999"]'),
+        ("list.product_reference", '["gid://shopify/Customer/1"]'),
+        ("list.product_reference", "gid://shopify/Product/1000"),
+    ],
+)
+def test_metafields_set_invalid_value_is_an_invalid_value_user_error(
+    devstore: LiveDevStore, type_name: str, value: str
+) -> None:
+    payload = set_fields(devstore, [metafield("field", value, type_name)])
+    assert payload["metafields"] is None
+    error = payload["userErrors"][0]
+    assert error["code"] == "INVALID_VALUE"
+    assert error["field"] == ["metafields", "0", "value"]
+    assert error["elementIndex"] == 0
+    assert devstore.state.customers[1].metafields is None
+
+
+def test_metafields_set_more_than_25_is_refused(devstore: LiveDevStore) -> None:
+    # Given 26 valid metafields
+    items = [metafield(f"key_{n}", str(n), "number_integer") for n in range(26)]
+    # When they are sent at once
+    payload = set_fields(devstore, items)
+    # Then Shopify's limit error comes back and nothing is written
+    assert payload["userErrors"] == [
+        {
+            "field": ["metafields"],
+            "message": "Exceeded the maximum metafields input limit of 25.",
+            "code": "LESS_THAN_OR_EQUAL_TO",
+            "elementIndex": None,
+        }
+    ]
+    assert devstore.state.customers[1].metafields is None
+    # And 25 are fine
+    assert set_fields(devstore, items[:25])["userErrors"] == []
+
+
+def test_metafields_set_is_atomic(devstore: LiveDevStore) -> None:
+    # Given one good and one bad metafield in the same call
+    items = [metafield("good", "1", "number_integer"), metafield("bad", "x", "number_integer")]
+    # When they are set
+    payload = set_fields(devstore, items)
+    # Then the error points at the second, and neither is written
+    assert [error["elementIndex"] for error in payload["userErrors"]] == [1]
+    assert devstore.state.customers[1].metafields is None
+
+
+def test_metafields_set_without_type_or_definition_is_blank_type(devstore: LiveDevStore) -> None:
+    payload = set_fields(devstore, [metafield("segment", "lost", None)])
+    assert payload["userErrors"][0]["code"] == "BLANK"
+
+
+def test_metafields_set_takes_type_from_definition(devstore: LiveDevStore) -> None:
+    # Given a customer definition clv.predicted_value of type number_decimal
+    definition = {
+        "name": "Predicted value",
+        "namespace": "clv",
+        "key": "predicted_value",
+        "type": "number_decimal",
+        "ownerType": "CUSTOMER",
+    }
+    created = devstore.gql(DEFINE, {"definition": definition})["data"]["metafieldDefinitionCreate"]
+    assert created["userErrors"] == []
+    assert created["createdDefinition"]["type"] == {"name": "number_decimal"}
+    # When a value is set without a type, and another with a conflicting type
+    ok = set_fields(devstore, [metafield("predicted_value", "512.25", None)])
+    clash = set_fields(devstore, [metafield("predicted_value", "512", "number_integer")])
+    # Then the first uses the definition's type and the second is refused
+    assert ok["metafields"][0]["type"] == "number_decimal"
+    assert clash["userErrors"][0]["code"] == "INVALID_TYPE"
+
+
+def test_metafield_definition_create_twice_is_taken(devstore: LiveDevStore) -> None:
+    definition = {"name": "Segment", "namespace": "clv", "key": "segment"}
+    definition |= {"type": "single_line_text_field", "ownerType": "CUSTOMER"}
+    devstore.gql(DEFINE, {"definition": definition})
+    again = devstore.gql(DEFINE, {"definition": definition})["data"]["metafieldDefinitionCreate"]
+    assert again["createdDefinition"] is None
+    assert again["userErrors"][0]["code"] == "TAKEN"
+
+
+def test_metafields_set_stale_compare_digest_is_refused(devstore: LiveDevStore) -> None:
+    first = set_fields(devstore, [metafield("segment", "new", "single_line_text_field")])
+    digest = first["metafields"][0]["compareDigest"]
+    set_fields(devstore, [metafield("segment", "loyal", "single_line_text_field")])
+    stale = metafield("segment", "lost", "single_line_text_field") | {"compareDigest": digest}
+    payload = set_fields(devstore, [stale])
+    assert payload["userErrors"][0]["code"] == "STALE_OBJECT"
+
+
+def test_metafields_read_back_by_namespace_and_key(devstore: LiveDevStore) -> None:
+    set_fields(
+        devstore,
+        [
+            metafield("segment", "loyal", "single_line_text_field"),
+            metafield("p_alive", "0.8", "number_decimal"),
+        ],
+    )
+    body = devstore.gql(
+        '{ customer(id: "gid://shopify/Customer/1") { segment: metafield(namespace: "clv", '
+        'key: "segment") { value } metafields(first: 10, namespace: "clv") { nodes { key } } } }'
+    )
+    customer = body["data"]["customer"]
+    assert customer["segment"] == {"value": "loyal"}
+    assert [node["key"] for node in customer["metafields"]["nodes"]] == ["segment", "p_alive"]
+
+
+def test_metafields_delete_removes_and_reports_missing_as_null(devstore: LiveDevStore) -> None:
+    set_fields(devstore, [metafield("segment", "loyal", "single_line_text_field")])
+    body = devstore.gql(
+        "mutation($m: [MetafieldIdentifierInput!]!) { metafieldsDelete(metafields: $m) "
+        "{ deletedMetafields { key } userErrors { message } } }",
+        {
+            "m": [
+                {"ownerId": "gid://shopify/Customer/1", "namespace": "clv", "key": "segment"},
+                {"ownerId": "gid://shopify/Customer/1", "namespace": "clv", "key": "nope"},
+            ]
+        },
+    )
+    assert body["data"]["metafieldsDelete"]["deletedMetafields"] == [{"key": "segment"}, None]
+    assert devstore.state.customers[1].metafields == {}
+
+
+def test_metafields_set_product_reference_list_on_product(devstore: LiveDevStore) -> None:
+    item = {
+        "ownerId": "gid://shopify/Product/1000",
+        "namespace": "clv",
+        "key": "frequently_bought_together",
+        "type": "list.product_reference",
+        "value": '["gid://shopify/Product/1001"]',
+    }
+    assert set_fields(devstore, [item])["userErrors"] == []
+    body = devstore.gql(
+        '{ product(id: "gid://shopify/Product/1000") { metafield(namespace: "clv", '
+        'key: "frequently_bought_together") { jsonValue } } }'
+    )
+    assert body["data"]["product"]["metafield"]["jsonValue"] == ["gid://shopify/Product/1001"]
