@@ -8,7 +8,10 @@ from tests.devstore.conftest import LiveDevStore, customer_payload, make_state
 
 ADD = """
 mutation Add($id: ID!, $tags: [String!]!) {
-  tagsAdd(id: $id, tags: $tags) { node { id ... on Customer { tags } } userErrors { field message } }
+  tagsAdd(id: $id, tags: $tags) {
+    node { id ... on Customer { tags } }
+    userErrors { field message }
+  }
 }
 """
 REMOVE = """
