@@ -278,10 +278,25 @@ def expected_purchases(
     c = a + params.b + data.x + k - 1.0
     one_minus_z = (params.alpha + data.age) / (params.alpha + data.age + horizon)
     z = horizon / (params.alpha + data.age + horizon)
-    hyper = hyp2f1(c - params.r - data.x, a - 1.0, c, z)
+    hyper = _hyp2f1(c - params.r - data.x, a - 1.0, c, z)
     bracket = 1.0 - np.exp((a - 1.0) * np.log(one_minus_z)) * hyper
     alive = probability_alive(params, data.x, data.tx, data.age, variant)
     return np.asarray(c / (a - 1.0) * bracket * alive, dtype=np.float64)
+
+
+def _hyp2f1(a: FloatArray, b: float, c: FloatArray, z: FloatArray) -> FloatArray:
+    """Gauss 2F1 from scipy, nudging `a` by 1e-9 (relative) where scipy returns inf or NaN.
+
+    scipy 1.17's hyp2f1 returns inf for z near 1 when c - a - b is an integer (the degenerate case
+    of its 1 - z transformation, A&S 15.3.10-12), e.g. 2F1(2, 1; 101; 0.99), while the series
+    converges to 1.0202. The function is smooth in `a`, so the nudged value is off by ~1e-9.
+    """
+    value = np.asarray(hyp2f1(a, b, c, z), dtype=np.float64)
+    bad = ~np.isfinite(value)
+    if np.any(bad):
+        nudged = a + 1e-9 * np.maximum(np.abs(a), 1.0)
+        value = np.where(bad, hyp2f1(nudged, b, c, z), value)
+    return value
 
 
 def median_time_to_next_purchase(

@@ -66,12 +66,14 @@ class _CustomerDays:
 def _collapse_to_customer_days(
     index: NDArray[np.intp], day: NDArray[np.int64], amount: FloatArray
 ) -> _CustomerDays:
+    if index.size == 0:
+        return _CustomerDays(index, day, amount.astype(np.float64))
     order = np.lexsort((day, index))
     index, day, amount = index[order], day[order], amount[order]
     starts = np.flatnonzero(
         np.concatenate(([True], (index[1:] != index[:-1]) | (day[1:] != day[:-1])))
     )
-    summed = np.add.reduceat(amount, starts) if starts.size else amount[:0]
+    summed = np.add.reduceat(amount, starts)
     return _CustomerDays(index[starts], day[starts], summed.astype(np.float64))
 
 
