@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,9 +38,19 @@ FOLLOW_UP_DAYS = 1.0 / 86_400.0
 RawEvent = tuple[str, str, dict[str, Any]]
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def money(cents: int) -> str:
     """Integer cents as Shopify's decimal string ("12.30"); amounts here are never negative."""
     return f"{cents // 100}.{cents % 100:02d}"
+
+
+@functools.lru_cache(maxsize=1 << 17)
+def _money_set(cents: int, shop: str, code: str, rate: float) -> dict[str, Any]:
+    # Cached, so equal amounts share one dict: payloads are read-only by contract.
+    return {
+        "shop_money": {"amount": money(cents), "currency_code": shop},
+        "presentment_money": {"amount": money(round(cents * rate)), "currency_code": code},
+    }
 
 
 def iso_times(start: datetime, days: NDArray[np.float64]) -> list[str]:
@@ -189,10 +200,7 @@ class ChunkRenderer:
     def money_set(self, cents: int, currency: int) -> dict[str, Any]:
         """shop_money in the shop's currency, presentment_money in the order's currency."""
         code, rate = self.currencies[currency]
-        return {
-            "shop_money": {"amount": money(cents), "currency_code": self.shop},
-            "presentment_money": {"amount": money(round(cents * rate)), "currency_code": code},
-        }
+        return _money_set(cents, self.shop, code, rate)
 
     # ---- orders ----------------------------------------------------------------------------
 

@@ -79,7 +79,11 @@ class Transaction:
 
 @dataclass(frozen=True)
 class GeneratedStore:
-    """A generated store in memory; events are in time order."""
+    """A generated store in memory; events are in time order.
+
+    Payloads share nested objects (money sets, line items, addresses) between versions of an
+    order and between orders: treat them as read-only.
+    """
 
     config: GeneratorConfig
     seed: int
@@ -182,6 +186,9 @@ def _gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # Freeze what was built so the first collection after this does not walk it all;
+            # frozen objects are still freed by reference counting.
+            gc.freeze()
             gc.enable()
 
 
