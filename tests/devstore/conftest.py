@@ -143,9 +143,12 @@ class LiveDevStore:
         return f"{self.base_url}/admin/api/{self.version}/graphql.json"
 
     def post(
-        self, query: str, variables: dict[str, Any] | None = None, **headers: str
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        sent_headers = {"X-Shopify-Access-Token": self.token, **headers}
+        sent_headers = {"X-Shopify-Access-Token": self.token, **(headers or {})}
         body = {"query": query, "variables": variables or {}}
         return self.client.post(self.graphql_url, json=body, headers=sent_headers)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.devstore.conftest import LiveDevStore, make_state
+from tests.devstore.conftest import DevStoreFactory, LiveDevStore, make_state
 
 CUSTOMERS_PAGE = """
 query Page($first: Int!, $after: String) {
@@ -18,7 +18,7 @@ def test_graphql_without_token_is_401_with_shopifys_body(devstore: LiveDevStore)
     # Given a dev store
     # When a request carries no access token, or an unknown one
     missing = devstore.client.post(devstore.graphql_url, json={"query": "{ shop { name } }"})
-    wrong = devstore.post("{ shop { name } }", **{"X-Shopify-Access-Token": "shpat_wrong"})
+    wrong = devstore.post("{ shop { name } }", headers={"X-Shopify-Access-Token": "shpat_wrong"})
     # Then both are refused with Shopify's error body
     for response in (missing, wrong):
         assert response.status_code == 401
@@ -62,7 +62,9 @@ def test_graphql_syntax_error_is_reported(devstore: LiveDevStore) -> None:
     assert body["errors"][0]["message"].startswith("Syntax Error")
 
 
-def test_customers_paginate_with_cursors_visits_each_once(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_customers_paginate_with_cursors_visits_each_once(
+    devstore_factory: DevStoreFactory,
+) -> None:
     # Given 12 customers
     store = devstore_factory(make_state(customers=12))
     seen: list[str] = []
@@ -82,7 +84,7 @@ def test_customers_paginate_with_cursors_visits_each_once(devstore_factory) -> N
     assert seen == [f"gid://shopify/Customer/{n}" for n in range(1, 13)]
 
 
-def test_customers_last_before_pages_backwards(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_customers_last_before_pages_backwards(devstore_factory: DevStoreFactory) -> None:
     store = devstore_factory(make_state(customers=6))
     first = store.gql(CUSTOMERS_PAGE, {"first": 4})["data"]["customers"]
     end = first["pageInfo"]["endCursor"]
@@ -108,7 +110,7 @@ def test_customers_first_above_250_is_an_error(devstore: LiveDevStore) -> None:
     assert body["errors"][0]["message"].startswith("first cannot exceed 250")
 
 
-def test_customers_query_filters_by_updated_at(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_customers_query_filters_by_updated_at(devstore_factory: DevStoreFactory) -> None:
     # Given two customers updated on different days
     state = make_state(customers=2)
     state.customers[2].updated_at = "2025-06-01T00:00:00Z"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.devstore.conftest import LiveDevStore, customer_payload, make_state
+from tests.devstore.conftest import DevStoreFactory, LiveDevStore, customer_payload, make_state
 
 ADD = """
 mutation Add($id: ID!, $tags: [String!]!) {
@@ -53,7 +53,7 @@ def test_tags_add_a_single_string_is_coerced_to_a_list(devstore: LiveDevStore) -
     assert body["data"]["tagsAdd"]["node"]["tags"] == ["one", "two"]
 
 
-def test_tags_add_beyond_250_tags_is_refused_whole(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_tags_add_beyond_250_tags_is_refused_whole(devstore_factory: DevStoreFactory) -> None:
     # Given a customer with 249 tags
     state = make_state(customers=0)
     state.add_customer(customer_payload(1, tags=[f"t{n}" for n in range(249)]))

@@ -6,7 +6,7 @@ import pytest
 
 from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.throttle import LeakyBucketThrottle
-from tests.devstore.conftest import FakeClock
+from tests.devstore.conftest import DevStoreFactory, FakeClock
 
 TAG = (
     'mutation { tagsAdd(id: "gid://shopify/Customer/1", tags: ["x"]) '
@@ -16,7 +16,7 @@ TAG = (
 
 @pytest.mark.parametrize("status_code", [200, 429])
 def test_bucket_drained_by_mutations_answers_throttled(
-    devstore_factory,  # type: ignore[no-untyped-def]
+    devstore_factory: DevStoreFactory,
     status_code: int,
 ) -> None:
     # Given a 50-point bucket that restores 10 points a second, and a frozen clock
@@ -39,7 +39,7 @@ def test_bucket_drained_by_mutations_answers_throttled(
     }
 
 
-def test_bucket_restores_at_the_configured_rate(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_bucket_restores_at_the_configured_rate(devstore_factory: DevStoreFactory) -> None:
     # Given an emptied 20-point bucket restoring 10 points a second
     store = devstore_factory(config=DevStoreConfig(bucket_size=20, restore_rate=10))
     assert [store.post(TAG).status_code for _ in range(2)] == [200, 200]
@@ -54,7 +54,7 @@ def test_bucket_restores_at_the_configured_rate(devstore_factory) -> None:  # ty
     assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 0
 
 
-def test_buckets_are_per_access_token(devstore_factory) -> None:  # type: ignore[no-untyped-def]
+def test_buckets_are_per_access_token(devstore_factory: DevStoreFactory) -> None:
     # Given two tokens for the same shop and a bucket that holds one mutation
     tokens = {"shpat_a": "devstore.myshopify.com", "shpat_b": "devstore.myshopify.com"}
     store = devstore_factory(config=DevStoreConfig(bucket_size=10, access_tokens=tokens))
