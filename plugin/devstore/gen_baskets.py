@@ -60,8 +60,9 @@ def _keep_prefix(
     keep = np.logical_and.accumulate(keep, axis=1)
     # A complement that directly follows a kept anchor stays, even past the budget: the
     # planted pair must show up together (the overshoot becomes a discount).
-    forced = keep[:, :-1] & is_complement[:, 1:]
-    keep[:, 1:] |= forced
+    # Column by column, so a chain (anchor -> partner that is itself an anchor) stays whole.
+    for j in range(price.shape[1] - 1):
+        keep[:, j + 1] |= keep[:, j] & is_complement[:, j + 1]
     return keep
 
 

@@ -23,6 +23,14 @@ PRODUCT_TYPES: tuple[tuple[str, float, bool], ...] = (
     ("Accessories", 12.0, False),
     ("Apparel", 28.0, False),
 )
+SINGULAR = {
+    "Filters": "Filter",
+    "Mugs": "Mug",
+    "Brewers": "Brewer",
+    "Grinders": "Grinder",
+    "Kettles": "Kettle",
+    "Accessories": "Accessory",
+}
 TIERS: tuple[tuple[str, float], ...] = (("Essential", 0.7), ("Classic", 1.0), ("Reserve", 1.8))
 SIZES: tuple[tuple[str, float], ...] = (("Small", 1.0), ("Medium", 1.4), ("Large", 2.0))
 CUSTOM_ITEM_TITLE = "Gift wrapping"
@@ -72,9 +80,7 @@ def _build_products(
             tier_name, tier = TIERS[k % len(TIERS)]
             p_index = len(products)
             product_id = PRODUCT_ID_BASE + p_index + 1
-            title = (
-                f"{tier_name} {type_name[:-1] if type_name.endswith('s') else type_name} {k + 1}"
-            )
+            title = f"{tier_name} {SINGULAR.get(type_name, type_name)} {k + 1}"
             jitter = float(rng.uniform(0.85, 1.15))
             product_variants = []
             for size_name, size in SIZES[: int(rng.integers(1, len(SIZES) + 1))]:
