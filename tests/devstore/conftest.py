@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.server import create_devstore_app
@@ -104,13 +104,13 @@ def make_state(
 
 
 @contextmanager
-def serve(app: ASGIApp) -> Iterator[str]:
+def serve(app: ASGIApp, lifespan: str = "on") -> Iterator[str]:
     """Run `app` under uvicorn on a socket bound to a free loopback port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="critical", lifespan="on", ws="none")
+    config = uvicorn.Config(app, log_level="critical", lifespan=lifespan, ws="none")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -163,9 +163,32 @@ class LiveDevStore:
 DevStoreFactory = Callable[..., LiveDevStore]
 
 
+class AppSwitch:
+    """An ASGI app that forwards to whichever dev store app the current test installed.
+
+    One uvicorn server serves the whole session (starting one per test cost most of the run);
+    each test still gets a fresh app, state, config and clock behind it, over real HTTP.
+    """
+
+    def __init__(self) -> None:
+        self.target: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.target is not None, "no dev store app installed for this test"
+        await self.target(scope, receive, send)
+
+
+@pytest.fixture(scope="session")
+def live_switch() -> Iterator[tuple[AppSwitch, str]]:
+    switch = AppSwitch()
+    with serve(switch, lifespan="off") as base_url:
+        yield switch, base_url
+
+
 @pytest.fixture
-def devstore_factory() -> Iterator[DevStoreFactory]:
-    """Start a dev store with a given state and config; every one is stopped after the test."""
+def devstore_factory(live_switch: tuple[AppSwitch, str]) -> Iterator[DevStoreFactory]:
+    """Install a dev store with a given state and config behind the live server (one per test)."""
+    switch, base_url = live_switch
     with ExitStack() as stack:
 
         def start(
@@ -174,12 +197,12 @@ def devstore_factory() -> Iterator[DevStoreFactory]:
             clock = FakeClock()
             chosen_state = state if state is not None else make_state()
             chosen_config = config or DevStoreConfig()
-            app = create_devstore_app(chosen_state, chosen_config, clock=clock)
-            base_url = stack.enter_context(serve(app))
+            switch.target = create_devstore_app(chosen_state, chosen_config, clock=clock)
             client = stack.enter_context(httpx.Client(timeout=10))
             return LiveDevStore(base_url, chosen_state, chosen_config, clock, client)
 
         yield start
+        switch.target = None
 
 
 @pytest.fixture
