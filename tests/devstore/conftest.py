@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -104,7 +104,7 @@ def make_state(
 
 
 @contextmanager
-def serve(app: ASGIApp, lifespan: str = "on") -> Iterator[str]:
+def serve(app: ASGIApp, lifespan: Literal["on", "off"] = "on") -> Iterator[str]:
     """Run `app` under uvicorn on a socket bound to a free loopback port; yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
