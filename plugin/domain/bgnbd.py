@@ -267,21 +267,51 @@ def expected_purchases(
         E = (c / (a-1)) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z)] P(alive),
         c = a+b+x+k-1, z = t/(alpha+T+t)   (k = 0 BG/NBD, 1 MBG/NBD, Batislam et al. eq. 6).
 
-    The power and 2F1 over/underflow for heavy buyers, so we use Euler's transformation
-    2F1(A,B;C;z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z) (Abramowitz and Stegun 15.3.3), giving
-        (1-z)^(a-1) 2F1(c-r-x, a-1; c; z),
-    whose first two arguments no longer grow with x. `horizon` is in the time unit of the data.
+    Writing S = ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z), which is
+    E[exp(-lambda p t) | alive] over the posterior, the power and 2F1 over/underflow for heavy
+    buyers, so S is computed in turn, on the customers where the previous form is not finite, as:
+    1. Euler's transformation (Abramowitz and Stegun 15.3.3): (1-z)^(a-1) 2F1(c-r-x, a-1; c; z),
+       whose first two arguments no longer grow with x;
+    2. Pfaff's (A&S 15.3.4): 2F1(r+x, a+k-1; c; -t/(alpha+T)), for very large a and b, where
+       (1-z)^(a-1) underflows while the 2F1 above overflows;
+    3. the limit as the Beta(a, b) dropout law becomes a point mass at p0 = (a-1)/c:
+       ((alpha+T)/(alpha+T+p0 t))^(r+x), off by O(1/(a+b)) relative.
+    `horizon` is in the time unit of the data.
     """
     data = _as_data(frequency, recency, age, None)
     k = _shift(variant)
     a = params.a if abs(params.a - 1.0) > 1e-9 else 1.0 + 1e-9  # removable singularity at a = 1
     c = a + params.b + data.x + k - 1.0
-    one_minus_z = (params.alpha + data.age) / (params.alpha + data.age + horizon)
-    z = horizon / (params.alpha + data.age + horizon)
-    hyper = _hyp2f1(c - params.r - data.x, a - 1.0, c, z)
-    bracket = 1.0 - np.exp((a - 1.0) * np.log(one_minus_z)) * hyper
+    # c = 0 (BG/NBD, x = 0, a + b = 1) is a removable singularity of c * 2F1(.; c; .) as well
+    c = np.where(np.abs(c) < 1e-9, 1e-9, c)
+    survival = _discounted_survival(params, a, c, k, data, horizon)
     alive = probability_alive(params, data.x, data.tx, data.age, variant)
-    return np.asarray(c / (a - 1.0) * bracket * alive, dtype=np.float64)
+    # an expected count is never negative; clip the last-digit rounding of 1 - S near 0
+    expected = np.maximum(c / (a - 1.0) * (1.0 - survival), 0.0) * alive
+    return np.asarray(expected, dtype=np.float64)
+
+
+def _discounted_survival(
+    params: BetaGeoParams, a: float, c: FloatArray, k: float, data: _Data, horizon: float
+) -> FloatArray:
+    """S of `expected_purchases`, by the first of its three forms that is finite."""
+    base = params.alpha + data.age
+    log_one_minus_z = np.log(base) - np.log(base + horizon)
+    z = horizon / (base + horizon)
+    hyper = _hyp2f1(c - params.r - data.x, a - 1.0, c, z)
+    power = np.exp((a - 1.0) * log_one_minus_z)
+    # inf * 0 would be NaN with a warning: leave those entries NaN quietly for the next form.
+    euler = np.multiply(power, hyper, out=np.full_like(z, np.nan), where=np.isfinite(hyper))
+    bad = ~np.isfinite(euler)
+    if not np.any(bad):
+        return np.asarray(euler, dtype=np.float64)
+    pfaff = _hyp2f1(params.r + data.x[bad], a + k - 1.0, c[bad], -horizon / base[bad])
+    limit = np.exp(-(params.r + data.x[bad]) * np.log1p((a - 1.0) / c[bad] * horizon / base[bad]))
+    # E >= 0 needs S <= 1 when a > 1 and S >= 1 when a < 1; the Pfaff series alternates and can
+    # break that by rounding when S is tiny (its precision there is ~1e-6 absolute).
+    plausible = np.isfinite(pfaff) & (pfaff >= 0.0) & ((1.0 - pfaff) * (a - 1.0) >= 0.0)
+    euler[bad] = np.where(plausible, pfaff, limit)
+    return np.asarray(euler, dtype=np.float64)
 
 
 def _hyp2f1(a: FloatArray, b: float, c: FloatArray, z: FloatArray) -> FloatArray:
