@@ -87,6 +87,7 @@ class LineItem:
     quantity: int
     current_quantity: int
     price: Decimal
+    sku: str | None = None
     graphql_type: ClassVar[str] = "LineItem"
 
 
@@ -105,6 +106,10 @@ class Order:
     current_total_shop: Decimal
     current_total_presentment: Decimal
     line_items: list[LineItem]
+    total_shop: Decimal | None = None
+    total_presentment: Decimal | None = None
+    financial_status: str | None = None
+    source_name: str | None = None
     tags: list[str] = field(default_factory=list)
     metafields: dict[tuple[str, str], Metafield] | None = None
     graphql_type: ClassVar[str] = "Order"

@@ -34,6 +34,17 @@ if TYPE_CHECKING:
 
 Resolver = Callable[..., Any]
 
+# Sort keys the store honours (others fall back to ID order); cursors stay record ids.
+SORT_ATTRIBUTES: dict[str, str | None] = {
+    "ID": None,
+    "CREATED_AT": "created_at",
+    "UPDATED_AT": "updated_at",
+    "PROCESSED_AT": "processed_at",
+    "TITLE": "title",
+    "PRODUCT_TYPE": "product_type",
+    "VENDOR": "vendor",
+}
+
 
 def ctx(info: Info) -> ResolveContext:
     context = info.context
@@ -127,7 +138,13 @@ def _root_connection(
     args = PageArgs.from_kwargs(kwargs)
     window = context.bulk_window
     if window is None or info.path.prev is not None:
-        return connection(keys, table.__getitem__, args, unlimited=context.in_bulk)
+        sort_attribute = SORT_ATTRIBUTES.get(kwargs.get("sortKey") or "ID")
+        if sort_attribute is None:
+            return connection(keys, table.__getitem__, args, unlimited=context.in_bulk)
+        ordered = sorted(keys, key=lambda key: (getattr(table[key], sort_attribute), key))
+        return connection(
+            ordered, table.__getitem__, args, is_sorted=False, unlimited=context.in_bulk
+        )
     start = _index_after(keys, window.after_id)
     chunk = list(keys[start : start + window.size])
     window.served_ids = chunk
@@ -225,6 +242,14 @@ def money(amount: Decimal, currency_code: str) -> dict[str, Any]:
     return {"amount": amount, "currencyCode": currency_code}
 
 
+def resolve_amount_spent(customer: Customer, info: Info) -> dict[str, Any]:
+    """What Shopify shows as amount spent: current totals of the customer's non-test orders."""
+    state = ctx(info).state
+    orders = (state.orders[key] for key in state.orders_by_customer.get(customer.id, ()))
+    total = sum((order.current_total_shop for order in orders if not order.test), Decimal(0))
+    return money(total, state.currency_code)
+
+
 def resolve_price_range(product: Product, info: Info) -> dict[str, Any]:
     currency = ctx(info).state.currency_code
     prices = [variant.price for variant in product.variants] or [Decimal("0")]
@@ -281,6 +306,17 @@ def resolve_order_total(order: Order, _: Info) -> dict[str, Any]:
     }
 
 
+def resolve_order_original_total(order: Order, _: Info) -> dict[str, Any]:
+    shop = order.current_total_shop if order.total_shop is None else order.total_shop
+    presentment = order.total_presentment
+    return {
+        "shopMoney": money(shop, order.currency_code),
+        "presentmentMoney": money(
+            shop if presentment is None else presentment, order.presentment_currency_code
+        ),
+    }
+
+
 def compare_digest(field: Metafield) -> str:
     return hashlib.sha256(f"{field.type}\x00{field.value}".encode()).hexdigest()
 
@@ -324,6 +360,7 @@ QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
     "Customer": {
         "orders": resolve_customer_orders,
         "numberOfOrders": resolve_number_of_orders,
+        "amountSpent": resolve_amount_spent,
         "metafield": resolve_metafield,
         "metafields": resolve_metafields,
     },
@@ -341,6 +378,8 @@ QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
     "Order": {
         "customer": resolve_order_customer,
         "currentTotalPriceSet": resolve_order_total,
+        "totalPriceSet": resolve_order_original_total,
+        "displayFinancialStatus": lambda order, _: order.financial_status,
         "lineItems": resolve_line_items,
         "metafield": resolve_metafield,
         "metafields": resolve_metafields,

@@ -48,6 +48,17 @@ type Shop implements Node {
 }
 
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
+enum CustomerSortKeys { CREATED_AT ID LOCATION NAME RELEVANCE UPDATED_AT }
+enum ProductSortKeys {
+  CREATED_AT ID INVENTORY_TOTAL PRODUCT_TYPE PUBLISHED_AT RELEVANCE TITLE UPDATED_AT VENDOR
+}
+enum OrderSortKeys {
+  CREATED_AT CUSTOMER_NAME DESTINATION FINANCIAL_STATUS FULFILLMENT_STATUS ID ORDER_NUMBER PO_NUMBER
+  PROCESSED_AT RELEVANCE TOTAL_ITEMS_QUANTITY TOTAL_PRICE UPDATED_AT
+}
+enum OrderDisplayFinancialStatus {
+  AUTHORIZED EXPIRED PAID PARTIALLY_PAID PARTIALLY_REFUNDED PENDING REFUNDED VOIDED
+}
 
 type Customer implements Node & HasMetafields {
   id: ID!
@@ -57,6 +68,7 @@ type Customer implements Node & HasMetafields {
   state: CustomerState!
   tags: [String!]!
   numberOfOrders: UnsignedInt64!
+  amountSpent: MoneyV2!
   orders(first: Int, after: String, last: Int, before: String, reverse: Boolean = false,
     query: String): OrderConnection!
   metafield(namespace: String, key: String!): Metafield
@@ -107,6 +119,7 @@ type ProductConnection { edges: [ProductEdge!]! nodes: [Product!]! pageInfo: Pag
 type LineItem implements Node {
   id: ID!
   title: String!
+  sku: String
   quantity: Int!
   currentQuantity: Int!
   product: Product
@@ -129,6 +142,9 @@ type Order implements Node & HasMetafields {
   currencyCode: CurrencyCode!
   presentmentCurrencyCode: CurrencyCode!
   currentTotalPriceSet: MoneyBag!
+  totalPriceSet: MoneyBag!
+  displayFinancialStatus: OrderDisplayFinancialStatus
+  sourceName: String
   tags: [String!]!
   lineItems(first: Int, after: String, last: Int, before: String,
     reverse: Boolean = false): LineItemConnection!
@@ -290,13 +306,13 @@ type QueryRoot {
   nodes(ids: [ID!]!): [Node]!
   customer(id: ID!): Customer
   customers(first: Int, after: String, last: Int, before: String, query: String,
-    reverse: Boolean = false): CustomerConnection!
+    reverse: Boolean = false, sortKey: CustomerSortKeys = ID): CustomerConnection!
   product(id: ID!): Product
   products(first: Int, after: String, last: Int, before: String, query: String,
-    reverse: Boolean = false): ProductConnection!
+    reverse: Boolean = false, sortKey: ProductSortKeys = ID): ProductConnection!
   order(id: ID!): Order
   orders(first: Int, after: String, last: Int, before: String, query: String,
-    reverse: Boolean = false): OrderConnection!
+    reverse: Boolean = false, sortKey: OrderSortKeys = ID): OrderConnection!
   metafieldDefinitions(ownerType: MetafieldOwnerType!, first: Int, after: String, last: Int,
     before: String, namespace: String, key: String): MetafieldDefinitionConnection!
   bulkOperation(id: ID!): BulkOperation

@@ -184,6 +184,11 @@ class DevStoreState:
             self.orders_by_customer.setdefault(order.customer_id, []).append(order.id)
         return order
 
+    def delete_customer(self, customer_id: int) -> None:
+        """customers/delete: the customer goes; their orders stay, as in Shopify."""
+        if self.customers.pop(customer_id, None) is not None:
+            self.customer_ids.remove(customer_id)
+
     def find(self, type_name: str, legacy_id: int) -> object | None:
         """The record a GID points at, or None."""
         tables: dict[str, Mapping[int, object]] = {
@@ -227,6 +232,7 @@ def _line_item(raw: Payload) -> LineItem:
         quantity=quantity,
         current_quantity=int(raw.get("current_quantity", quantity)),
         price=Decimal(str(raw.get("price", "0"))),
+        sku=raw.get("sku"),
     )
 
 
@@ -238,6 +244,12 @@ def _order(payload: Payload, shop_currency: str, position: int) -> Order:
     presentment_amount, presentment_code = _money(money_set, "presentment_money", shop_code)
     if not (money_set or {}).get("presentment_money"):
         presentment_amount = shop_amount
+    total_set = payload.get("total_price_set") or money_set
+    total_shop, _ = _money(total_set, "shop_money", shop_code)
+    total_presentment, _ = _money(total_set, "presentment_money", presentment_code)
+    if not (total_set or {}).get("presentment_money"):
+        total_presentment = total_shop
+    status = payload.get("financial_status")
     created = normalise_datetime(payload.get("created_at")) or format_datetime(utc_now())
     return Order(
         id=order_id,
@@ -254,4 +266,8 @@ def _order(payload: Payload, shop_currency: str, position: int) -> Order:
         current_total_presentment=presentment_amount,
         line_items=[_line_item(raw) for raw in payload.get("line_items") or []],
         tags=split_tag_string(payload.get("tags")),
+        total_shop=total_shop,
+        total_presentment=total_presentment,
+        financial_status=None if status is None else str(status).upper(),
+        source_name=payload.get("source_name"),
     )

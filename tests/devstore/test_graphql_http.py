@@ -170,3 +170,38 @@ def test_product_reads_price_range_and_shop(devstore: LiveDevStore) -> None:
         "priceRangeV2": {"minVariantPrice": {"amount": "12.00", "currencyCode": "USD"}},
     }
     assert body["data"]["shop"] == {"name": "Dev Store", "currencyCode": "USD"}
+
+
+def test_customers_sort_key_updated_at_pages_in_that_order(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given three customers updated in the order 3, 1, 2
+    state = make_state(customers=3, orders_per_customer=0)
+    for customer_id, day in ((3, "01"), (1, "02"), (2, "03")):
+        state.customers[customer_id].updated_at = f"2025-07-{day}T00:00:00Z"
+    store = devstore_factory(state)
+    query = (
+        "query($after: String) { customers(first: 2, after: $after, sortKey: UPDATED_AT) "
+        "{ nodes { legacyResourceId } pageInfo { endCursor hasNextPage } } }"
+    )
+    # When paging by updated_at
+    first = store.gql(query)["data"]["customers"]
+    second = store.gql(query, {"after": first["pageInfo"]["endCursor"]})["data"]["customers"]
+    # Then the order follows updated_at across the cursor
+    ids = [node["legacyResourceId"] for node in first["nodes"] + second["nodes"]]
+    assert ids == ["3", "1", "2"]
+    assert second["pageInfo"]["hasNextPage"] is False
+
+
+def test_customer_amount_spent_sums_non_test_orders(devstore_factory: DevStoreFactory) -> None:
+    state = make_state(customers=1, orders_per_customer=2)
+    state.orders[5011].test = True
+    store = devstore_factory(state)
+    body = store.gql(
+        '{ customer(id: "gid://shopify/Customer/1") { numberOfOrders '
+        "amountSpent { amount currencyCode } } }"
+    )
+    assert body["data"]["customer"] == {
+        "numberOfOrders": "2",
+        "amountSpent": {"amount": "24.00", "currencyCode": "USD"},
+    }

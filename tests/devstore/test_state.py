@@ -90,3 +90,14 @@ def test_state_each_token_reaches_its_own_shop(devstore_factory: DevStoreFactory
         seen[token] = [node["id"] for node in nodes]
     # Then each sees only its shop
     assert seen == {"tok_a": ["gid://shopify/Customer/1"], "tok_b": ["gid://shopify/Customer/2"]}
+
+
+def test_state_delete_customer_keeps_orders() -> None:
+    state = DevStoreState()
+    state.load(
+        customers=[customer_payload(1), customer_payload(2)], orders=[order_payload(9, 1, 5)]
+    )
+    state.delete_customer(1)
+    assert list(state.customers) == [2]
+    assert state.customer_ids.ordered() == [2]
+    assert state.orders[9].customer_id == 1
