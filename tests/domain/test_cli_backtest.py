@@ -1,0 +1,145 @@
+"""`clvsync backtest` run directly through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from plugin.cli_backtest import backtest
+from plugin.domain.bgnbd import BetaGeoParams
+from plugin.domain.gamma_gamma import GammaGammaParams
+from plugin.domain.simulation import simulate_purchases
+
+ORIGIN = date(2024, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def transactions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    first = np.random.default_rng(1).integers(0, 90, 1500).astype(float)
+    sim = simulate_purchases(
+        BetaGeoParams(0.5, 20.0, 0.8, 2.5),
+        GammaGammaParams(6, 4, 15),
+        first,
+        end_day=450.0,
+        seed=3,
+    )
+    path = tmp_path_factory.mktemp("cli") / "purchases.csv"
+    lines = ["order_id,customer_id,date,amount,currency"]
+    for n, (customer, day, amount) in enumerate(
+        zip(sim.customer_ids, sim.days, sim.amounts, strict=True)
+    ):
+        when = ORIGIN + timedelta(days=float(day))
+        lines.append(f"{n},cust-{customer},{when.isoformat()},{amount:.2f},EUR")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(backtest, list(args))
+    return result.exit_code, result.output
+
+
+def test_backtest_json_flag_prints_one_json_object(transactions: Path) -> None:
+    # when run with --json on a CSV with extra columns
+    code, output = run(
+        "--transactions",
+        str(transactions),
+        "--calibration-end",
+        "2024-09-27",
+        "--holdout-end",
+        "2025-03-26",
+        "--time-unit",
+        "day",
+        "--json",
+    )
+    # then it succeeds and prints the report as JSON
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["time_unit"] == "day"
+    assert report["customers"] == 1500
+    assert report["models"]["bgnbd"]["seconds"] >= 0.0
+    assert report["selected_model"] in {"bgnbd", "mbgnbd"}
+
+
+def test_backtest_without_json_prints_table(transactions: Path) -> None:
+    code, output = run(
+        "--transactions",
+        str(transactions),
+        "--calibration-end",
+        "2024-09-27",
+        "--holdout-end",
+        "2025-03-26",
+        "--horizon-days",
+        "365",
+    )
+    assert code == 0, output
+    assert "selected model:" in output
+    assert "7+" in output
+    assert "predicted CLV over 365 days" in output
+
+
+def test_backtest_missing_column_is_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("customer,date,amount\n1,2024-01-01,3\n")
+    code, output = run(
+        "--transactions",
+        str(path),
+        "--calibration-end",
+        "2024-02-01",
+        "--holdout-end",
+        "2024-03-01",
+    )
+    assert code == 2
+    assert "customer_id" in output
+
+
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [("1,yesterday,3", "line 2"), ("1,2024-01-01,abc", "line 2"), (",2024-01-01,3", "line 2")],
+)
+def test_backtest_bad_row_names_the_line(tmp_path: Path, row: str, fragment: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(f"customer_id,date,amount\n{row}\n")
+    code, output = run(
+        "--transactions",
+        str(path),
+        "--calibration-end",
+        "2024-02-01",
+        "--holdout-end",
+        "2024-03-01",
+    )
+    assert code == 1
+    assert fragment in output
+
+
+def test_backtest_bad_date_option_is_usage_error(transactions: Path) -> None:
+    code, output = run(
+        "--transactions",
+        str(transactions),
+        "--calibration-end",
+        "27/09/2024",
+        "--holdout-end",
+        "2025-03-26",
+    )
+    assert code == 2
+    assert "--calibration-end" in output
+
+
+def test_backtest_no_repeat_buyers_fails_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "one.csv"
+    path.write_text("customer_id,date,amount\na,2024-01-01,3\nb,2024-01-02,4\n")
+    code, output = run(
+        "--transactions",
+        str(path),
+        "--calibration-end",
+        "2024-02-01",
+        "--holdout-end",
+        "2024-03-01",
+    )
+    assert code == 1
+    assert "repeat purchase" in output
