@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugin.domain.bgnbd import BetaGeoParams
+from plugin.domain.bgnbd import BetaGeoParams, BetaGeoVariant
 from plugin.domain.gamma_gamma import GammaGammaParams
 from plugin.domain.model_choice import choose_repeat_model, holdout_mse, select_by_holdout
 from plugin.domain.rfm_summary import count_purchase_days, summarise_purchases
@@ -18,7 +18,7 @@ def test_holdout_mse_known_errors() -> None:
 
 def test_select_by_holdout_smallest_error_among_converged() -> None:
     # given MBG/NBD with the smaller error but a failed fit
-    mse = {"bgnbd": 2.0, "mbgnbd": 1.0}
+    mse: dict[BetaGeoVariant, float] = {"bgnbd": 2.0, "mbgnbd": 1.0}
     # then BG/NBD is chosen while MBG/NBD did not converge, and MBG/NBD once it did
     assert select_by_holdout(mse, {"bgnbd": True, "mbgnbd": False}) == "bgnbd"
     assert select_by_holdout(mse, {"bgnbd": True, "mbgnbd": True}) == "mbgnbd"
