@@ -9,18 +9,21 @@ same chunked simulation, so for one config and seed they describe the same store
 from __future__ import annotations
 
 import contextlib
-import csv
 import gc
+import gzip
 import heapq
 import json
+import multiprocessing
+import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +35,8 @@ from plugin.devstore.gen_payloads import ChunkRenderer, RawEvent, money
 from plugin.devstore.gen_simulate import KIND_NAMES, PURCHASE, REFILL
 
 CATALOGUE_STREAM = 2**31 - 1
+CSV_HEADER = "customer_id,date,amount\n"
+TRUTH_HEADER = "customer_id,lambda_per_day,p_drop,spend_mean,alive_at_end,first_purchase_day\n"
 
 
 class WebhookEvent(NamedTuple):
@@ -234,6 +239,23 @@ def _day_to_date(config: GeneratorConfig, day: float) -> date:
 
 # ---- files ----------------------------------------------------------------------------------
 
+PART_NAMES = ("transactions", "truth", "customers", "orders")
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    """One chunk's share of write_store_files; picklable, so it can run in a worker process."""
+
+    config: GeneratorConfig
+    seed: int
+    index: int
+    first: int
+    size: int
+    tmp: str
+    events: bool
+    final_state: bool
+    compress: bool
+
 
 def _event_line(at: str, event_id: str, topic: str, payload: dict[str, Any]) -> str:
     body = json.dumps(payload, separators=(",", ":"))
@@ -249,98 +271,126 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-class _FileSinks:
-    """Open output files of write_store_files; per-chunk event runs wait in a temp dir."""
-
-    def __init__(self, out_dir: Path, events: bool, final_state: bool, tmp: Path):
-        self.out_dir, self.events, self.final_state, self.tmp = out_dir, events, final_state, tmp
-        self.runs: list[Path] = []
-        self.csv = (out_dir / "transactions.csv").open("w", encoding="utf-8", newline="")
-        self.csv.write("customer_id,date,amount\n")
-        self.truth = (out_dir / "truth_customers.csv").open("w", encoding="utf-8", newline="")
-        self.truth.write(
-            "customer_id,lambda_per_day,p_drop,spend_mean,alive_at_end,first_purchase_day\n"
-        )
-        self.customers = self._optional("customers.jsonl", final_state)
-        self.orders = self._optional("orders.jsonl", final_state)
-        self.counts = {"customers": 0, "orders": 0, "events": 0, "transactions": 0}
-
-    def _optional(self, name: str, wanted: bool) -> IO[str] | None:
-        return (self.out_dir / name).open("w", encoding="utf-8") if wanted else None
-
-    def close(self) -> None:
-        for handle in (self.csv, self.truth, self.customers, self.orders):
-            if handle is not None:
-                handle.close()
+def _open_text(path: Path, mode: str, compress: bool) -> IO[str]:
+    # Level 1: webhook JSON shrinks about tenfold even at the fastest level, and the encoder,
+    # not the compressor, stays the bottleneck.
+    if compress:
+        return cast(IO[str], gzip.open(path, mode + "t", compresslevel=1, encoding="utf-8"))
+    return path.open(mode, encoding="utf-8")
 
 
-def _write_chunk(
-    config: GeneratorConfig, seed: int, catalogue: Catalogue, chunk: Chunk, sinks: _FileSinks
-) -> None:
-    start = np.datetime64(config.start.replace(tzinfo=None), "D")
+def _part(job: _ChunkJob, name: str) -> Path:
+    return Path(job.tmp) / f"{name}-{job.index:06d}"
+
+
+def _run_path(tmp: str, index: int, compress: bool) -> Path:
+    return Path(tmp) / f"run-{index:06d}.jsonl{'.gz' if compress else ''}"
+
+
+def _write_transactions(job: _ChunkJob, chunk: Chunk) -> int:
+    start = np.datetime64(job.config.start.replace(tzinfo=None), "D")
     rows = list(_transactions(chunk))
-    days = np.array([r[1] for r in rows], dtype=np.float64)
-    dates = np.datetime_as_string(
-        start + np.floor(days).astype("timedelta64[D]"), unit="D"
-    ).tolist()
-    sinks.csv.writelines(
-        f"{cid},{d},{cents // 100}.{cents % 100:02d}\n"
-        for (cid, _, cents), d in zip(rows, dates, strict=True)
-    )
-    sinks.counts["transactions"] += len(rows)
-    _write_truth_rows(chunk, sinks.truth)
-    sinks.counts["customers"] += chunk.customers.index.shape[0]
-    sinks.counts["orders"] += chunk.orders.order_id.shape[0]
-    if not (sinks.events or sinks.final_state):
-        return
-    renderer = ChunkRenderer(config, catalogue, chunk, seed)
-    events, finals = _chunk_events(renderer)
-    if sinks.final_state and sinks.customers is not None and sinks.orders is not None:
-        for customer in renderer.final_customers():
-            sinks.customers.write(json.dumps(customer, separators=(",", ":")) + "\n")
-        for order in finals:
-            sinks.orders.write(json.dumps(order, separators=(",", ":")) + "\n")
-    if sinks.events:
-        run = sinks.tmp / f"run-{chunk.index:06d}.jsonl"
-        with run.open("w", encoding="utf-8") as out:
-            out.writelines(_event_line(at, renderer.next_event_id(), t, p) for at, t, p in events)
-        sinks.runs.append(run)
-        sinks.counts["events"] += len(events)
-
-
-def _write_truth_rows(chunk: Chunk, out: IO[str]) -> None:
-    c = chunk.customers
-    ids = (CUSTOMER_ID_BASE + c.index + 1).tolist()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerows(
-        (cid, f"{lam:.9g}", f"{p:.9g}", f"{m:.6f}", int(alive), f"{b:.6f}")
-        for cid, lam, p, m, alive, b in zip(
-            ids,
-            c.lam.tolist(),
-            c.p_drop.tolist(),
-            c.spend_mean.tolist(),
-            c.alive.tolist(),
-            c.birth_day.tolist(),
-            strict=True,
+    days = np.floor(np.array([r[1] for r in rows], dtype=np.float64)).astype("timedelta64[D]")
+    dates = np.datetime_as_string(start + days, unit="D").tolist()
+    with _part(job, "transactions").open("w", encoding="utf-8") as out:
+        out.writelines(
+            f"{cid},{d},{money(cents)}\n" for (cid, _, cents), d in zip(rows, dates, strict=True)
         )
+    return len(rows)
+
+
+def _write_truth_rows(job: _ChunkJob, chunk: Chunk) -> None:
+    c = chunk.customers
+    columns = zip(
+        (CUSTOMER_ID_BASE + c.index + 1).tolist(),
+        c.lam.tolist(),
+        c.p_drop.tolist(),
+        c.spend_mean.tolist(),
+        c.alive.tolist(),
+        c.birth_day.tolist(),
+        strict=True,
     )
+    with _part(job, "truth").open("w", encoding="utf-8") as out:
+        out.writelines(
+            f"{cid},{lam:.9g},{p:.9g},{m:.6f},{int(alive)},{b:.6f}\n"
+            for cid, lam, p, m, alive, b in columns
+        )
+
+
+def _run_chunk_job(job: _ChunkJob) -> dict[str, int]:
+    """Generate one chunk and write its parts; returns its counts."""
+    with _gc_paused():
+        return _chunk_job(job)
+
+
+def _chunk_job(job: _ChunkJob) -> dict[str, int]:
+    config = job.config
+    catalogue = catalogue_for(config, job.seed)
+    chunk = generate_chunk(config, catalogue, job.seed, job.index, job.first, job.size)
+    counts = {"customers": job.size, "orders": int(chunk.orders.order_id.shape[0]), "events": 0}
+    counts["transactions"] = _write_transactions(job, chunk)
+    _write_truth_rows(job, chunk)
+    if not (job.events or job.final_state):
+        return counts
+    renderer = ChunkRenderer(config, catalogue, chunk, job.seed)
+    events, finals = _chunk_events(renderer)
+    if job.final_state:
+        _write_jsonl(_part(job, "customers"), renderer.final_customers())
+        _write_jsonl(_part(job, "orders"), finals)
+    if job.events:
+        with _open_text(_run_path(job.tmp, job.index, job.compress), "w", job.compress) as out:
+            out.writelines(_event_line(at, renderer.next_event_id(), t, p) for at, t, p in events)
+        counts["events"] = len(events)
+    return counts
 
 
 def _event_time(line: str) -> str:
-    # Every run line starts with topic and event id of bounded length, then triggered_at.
+    # Lines start with topic and event id, then triggered_at (fixed-length ISO, sortable).
     start = line.index('"triggered_at":"') + 16
     return line[start : start + 25]
 
 
-def _merge_runs(runs: list[Path], target: Path) -> None:
+def _merge_runs(runs: list[Path], target: Path, compress: bool) -> None:
     # Runs are each sorted by time; a k-way merge keeps memory at one line per run.
-    handles = [run.open("r", encoding="utf-8") for run in runs]
+    handles = [_open_text(run, "r", compress) for run in runs]
     try:
-        with target.open("w", encoding="utf-8") as out:
+        with _open_text(target, "w", compress) as out:
             out.writelines(heapq.merge(*handles, key=_event_time))
     finally:
         for handle in handles:
             handle.close()
+
+
+def _concat_parts(tmp: str, name: str, n_chunks: int, target: Path, header: str) -> None:
+    with target.open("w", encoding="utf-8") as out:
+        out.write(header)
+        for index in range(n_chunks):
+            part = Path(tmp) / f"{name}-{index:06d}"
+            if part.exists():
+                with part.open("r", encoding="utf-8") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                part.unlink()
+
+
+def _jobs(
+    config: GeneratorConfig, seed: int, tmp: str, events: bool, final_state: bool, compress: bool
+) -> list[_ChunkJob]:
+    size = config.chunk_customers
+    return [
+        _ChunkJob(config, seed, index, first, min(size, config.customers - first), tmp, events,
+                  final_state, compress)
+        for index, first in enumerate(range(0, config.customers, size))
+    ]  # fmt: skip
+
+
+def _run_jobs(jobs: list[_ChunkJob], workers: int) -> list[dict[str, int]]:
+    if workers <= 1:
+        return [_run_chunk_job(job) for job in jobs]
+    # Spawned workers: no forked copies of the parent's threads or sockets. Chunks draw from
+    # their own seeds, so the files are the same whatever the number of workers.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(_run_chunk_job, jobs))
 
 
 def write_store_files(
@@ -350,43 +400,43 @@ def write_store_files(
     *,
     events: bool = True,
     final_state: bool = False,
+    compress: bool = False,
+    workers: int = 1,
 ) -> FilesSummary:
     """Stream a store of any size to out_dir, chunk by chunk, in bounded memory.
 
     Writes transactions.csv (customer_id,date,amount: counted purchases, net shop amount, for
     `clvsync backtest`), truth_customers.csv and truth.json (planted truth), products.jsonl,
-    events.jsonl (time-ordered webhook events {topic, event_id, triggered_at, payload}) unless
-    events is False, and customers.jsonl / orders.jsonl (final state) when final_state is True.
+    events.jsonl (time-ordered webhook events {topic, event_id, triggered_at, payload}; gzipped
+    as events.jsonl.gz with compress) unless events is False, and customers.jsonl / orders.jsonl
+    (final state) with final_state. Chunks run in `workers` processes; memory is bounded by
+    the chunk size (config.chunk_customers) times the workers.
     """
-    with _gc_paused():
-        return _write_store_files(config, seed, out_dir, events, final_state)
-
-
-def _write_store_files(
-    config: GeneratorConfig, seed: int, out_dir: Path, events: bool, final_state: bool
-) -> FilesSummary:
     began = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     catalogue = catalogue_for(config, seed)
     _write_jsonl(out_dir / "products.jsonl", catalogue.products)
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".runs-") as tmp:
-        sinks = _FileSinks(out_dir, events, final_state, Path(tmp))
-        try:
-            for chunk in chunks(config, seed, catalogue):
-                _write_chunk(config, seed, catalogue, chunk, sinks)
-        finally:
-            sinks.close()
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".parts-") as tmp:
+        jobs = _jobs(config, seed, tmp, events, final_state, compress)
+        results = _run_jobs(jobs, workers)
+        _concat_parts(tmp, "transactions", len(jobs), out_dir / "transactions.csv", CSV_HEADER)
+        _concat_parts(tmp, "truth", len(jobs), out_dir / "truth_customers.csv", TRUTH_HEADER)
+        if final_state:
+            _concat_parts(tmp, "customers", len(jobs), out_dir / "customers.jsonl", "")
+            _concat_parts(tmp, "orders", len(jobs), out_dir / "orders.jsonl", "")
         if events:
-            _merge_runs(sinks.runs, out_dir / "events.jsonl")
+            runs = [_run_path(tmp, job.index, compress) for job in jobs]
+            name = "events.jsonl.gz" if compress else "events.jsonl"
+            _merge_runs(runs, out_dir / name, compress)
     _write_truth_json(out_dir / "truth.json", config, seed, catalogue)
-    paths = {p.stem: str(p) for p in sorted(out_dir.iterdir()) if p.is_file()}
+    totals = {key: sum(r[key] for r in results) for key in results[0]} if results else {}
     return FilesSummary(
-        customers=sinks.counts["customers"],
-        orders=sinks.counts["orders"],
-        events=sinks.counts["events"],
-        transactions=sinks.counts["transactions"],
+        customers=totals.get("customers", 0),
+        orders=totals.get("orders", 0),
+        events=totals.get("events", 0),
+        transactions=totals.get("transactions", 0),
         seconds=round(time.perf_counter() - began, 3),
-        paths=paths,
+        paths={p.name: str(p) for p in sorted(out_dir.iterdir()) if p.is_file()},
     )
 
 
@@ -406,8 +456,8 @@ def _write_truth_json(path: Path, config: GeneratorConfig, seed: int, catalogue:
 
 
 def read_events_jsonl(path: Path) -> Iterator[WebhookEvent]:
-    """Stream events back from an events.jsonl written by write_store_files."""
-    with path.open("r", encoding="utf-8") as lines:
+    """Stream events back from events.jsonl (or .jsonl.gz) written by write_store_files."""
+    with _open_text(path, "r", path.suffix == ".gz") as lines:
         for line in lines:
             row = json.loads(line)
             yield WebhookEvent(

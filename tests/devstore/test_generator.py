@@ -268,3 +268,18 @@ def test_write_store_files_matches_in_memory_store(tmp_path: Path) -> None:
     assert [tuple(p) for p in saved["complements"]] == list(memory.truth.complements)
     with (tmp_path / "orders.jsonl").open() as f:
         assert sum(1 for _ in f) == len(memory.orders)
+
+
+def test_write_store_files_parallel_gzip_chunks_match_in_memory_store(tmp_path: Path) -> None:
+    # Given a store of three chunks
+    config = GeneratorConfig(customers=1_200, chunk_customers=400)
+    memory = generate_store(config, seed=13)
+    # When it is written by two worker processes, gzipped
+    summary = write_store_files(config, seed=13, out_dir=tmp_path, compress=True, workers=2)
+    # Then the merged history is the in-memory one, in time order across chunks
+    events = list(read_events_jsonl(tmp_path / "events.jsonl.gz"))
+    assert [(e.topic, e.event_id, e.triggered_at) for e in events] == [
+        (e.topic, e.event_id, e.triggered_at) for e in memory.events
+    ]
+    assert summary.transactions == len(memory.transactions)
+    assert "events.jsonl.gz" in summary.paths and "events.jsonl" not in summary.paths
