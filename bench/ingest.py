@@ -1,0 +1,429 @@
+"""Webhook ingestion benchmark: `POST /webhooks` against a bare Starlette endpoint, side by side.
+
+For each backend (SQLite, then PostgreSQL if reachable), this script starts two servers as
+separate processes with the same uvicorn settings: the real app (as `clvsync serve` runs it,
+inbox processor included) and a bare Starlette app whose endpoint only reads the body. It then
+drives both from this process over loopback with signed, realistic order webhooks:
+
+1. throughput: REQUESTS requests, CONCURRENCY at a time -> requests/s, and their ratio;
+2. latency at a fixed 200 requests/s for RATE_SECONDS -> p50 and p99 (counted from each
+   request's scheduled time, so a server that falls behind shows it);
+
+and counts webhooks acknowledged with 200 but missing from the inbox (`lost`). Everything
+stays on 127.0.0.1 and stops by itself. The last line of stdout is one JSON object.
+
+    .venv/bin/python bench/ingest.py [--requests 3000] [--concurrency 32] [--rate-seconds 10]
+                                     [--processor inline|off]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOP = "bench-shop.myshopify.com"
+SECRET = "bench-secret"
+ENV = {
+    "CLVSYNC_ENV": "production",
+    "SHOPIFY_API_KEY": "bench-key",
+    "SHOPIFY_API_SECRET": SECRET,
+    "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI=",
+    "CLVSYNC_LOG_LEVEL": "WARNING",
+}
+RATE = 200
+
+
+def order_body(order_id: int) -> bytes:
+    """An order webhook shaped and sized like Shopify's (about 4 KB, three line items)."""
+
+    def money(amount: str) -> dict[str, Any]:
+        return {
+            "shop_money": {"amount": amount, "currency_code": "USD"},
+            "presentment_money": {"amount": amount, "currency_code": "USD"},
+        }
+
+    address = {
+        "first_name": "Jane",
+        "last_name": "Doe",
+        "address1": "1 Main St",
+        "city": "Ottawa",
+        "zip": "K1A 0B1",
+        "country": "Canada",
+        "phone": "+15555550100",
+    }
+    lines = [
+        {
+            "id": order_id * 10 + i,
+            "product_id": 7000 + i,
+            "variant_id": 8000 + i,
+            "quantity": 1,
+            "current_quantity": 1,
+            "price": "19.99",
+            "price_set": money("19.99"),
+            "total_discount": "0.00",
+            "sku": f"SKU-{i}",
+            "gift_card": False,
+            "product_type": "Tea",
+            "title": "Green tea",
+            "name": "Green tea - 100 g",
+            "vendor": "Leaf Co",
+            "properties": [],
+            "tax_lines": [{"price": "2.60", "rate": 0.13, "title": "HST"}],
+        }
+        for i in range(3)
+    ]
+    created = "2026-10-01T12:00:00-04:00"
+    payload = {
+        "id": order_id,
+        "admin_graphql_api_id": f"gid://shopify/Order/{order_id}",
+        "email": "jane@example.com",
+        "name": f"#{order_id}",
+        "currency": "USD",
+        "presentment_currency": "USD",
+        "total_price_set": money("59.97"),
+        "current_total_price_set": money("59.97"),
+        "financial_status": "paid",
+        "cancelled_at": None,
+        "created_at": created,
+        "processed_at": created,
+        "updated_at": created,
+        "test": False,
+        "source_name": "web",
+        "refunds": [],
+        "customer": {
+            "id": 100000 + order_id % 5000,
+            "email": "jane@example.com",
+            "first_name": "Jane",
+            "last_name": "Doe",
+            "default_address": address,
+        },
+        "billing_address": address,
+        "shipping_address": address,
+        "line_items": lines,
+        "note": None,
+        "tags": "",
+        "browser_ip": "203.0.113.7",
+    }
+    return json.dumps(payload).encode()
+
+
+def headers_for(body: bytes, webhook_id: str) -> dict[str, str]:
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest())
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Hmac-Sha256": signature.decode(),
+        "X-Shopify-Shop-Domain": SHOP,
+        "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-Triggered-At": "2026-10-01T16:00:00Z",
+    }
+
+
+# --- servers --------------------------------------------------------------------------------
+
+
+def bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def receive(request: Request) -> PlainTextResponse:
+        await request.body()
+        return PlainTextResponse("ok\n")
+
+    return Starlette(routes=[Route("/webhooks", receive, methods=["POST"])])
+
+
+def real_app() -> Any:
+    from plugin.app import create_app
+    from plugin.settings import load_settings
+
+    inline = os.environ.get("CLVSYNC_BENCH_PROCESSOR", "inline") == "inline"
+    return create_app(load_settings(env_file=None), run_processor=inline)
+
+
+def serve(kind: str, port: int) -> None:
+    import uvicorn
+
+    app = real_app() if kind == "app" else bare_app()
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    def __init__(self, kind: str, database_url: str, processor: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            **ENV,
+            "DATABASE_URL": database_url,
+            "CLVSYNC_BENCH_PROCESSOR": processor,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", kind, "--port", str(self.port)],
+            cwd=ROOT,
+            env=env,
+        )
+        self.url = f"http://127.0.0.1:{self.port}/webhooks"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{kind} server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    acknowledged: list[str]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    url: str,
+    webhook_id: str,
+    result: Result,
+    started: float | None = None,
+) -> None:
+    body = order_body(abs(hash(webhook_id)) % 10**9)
+    begin = started if started is not None else time.perf_counter()
+    response = await client.post(url, content=body, headers=headers_for(body, webhook_id))
+    result.latencies_ms.append((time.perf_counter() - begin) * 1000)
+    if response.status_code == 200:
+        result.acknowledged.append(webhook_id)
+
+
+async def throughput(url: str, requests: int, concurrency: int) -> Result:
+    result = Result(requests, 0.0, [], [])
+    queue = iter(range(requests))
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            for _ in queue:
+                await _send(client, url, uuid.uuid4().hex, result)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+async def fixed_rate(url: str, seconds: float) -> Result:
+    """RATE requests per second, each sent at its scheduled time; latency counts from then."""
+    count = int(RATE * seconds)
+    result = Result(count, seconds, [], [])
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(count):
+            due = start + i / RATE
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(_send(client, url, uuid.uuid4().hex, result, due)))
+        await asyncio.gather(*tasks)
+    return result
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+def prepare_database(url: str) -> None:
+    """Migrate the schema and register the benchmark shop."""
+    from datetime import UTC, datetime
+
+    from sqlmodel import Session
+
+    from plugin.store.db import make_engine, upgrade
+    from plugin.store.shops import add_shop
+    from plugin.store.tokens import TokenCipher
+
+    engine = make_engine(url)
+    upgrade(engine)
+    with Session(engine) as session, session.begin():
+        add_shop(
+            session,
+            SHOP,
+            "shpat_bench",
+            TokenCipher(ENV["TOKEN_ENCRYPTION_KEY"]),
+            datetime.now(UTC),
+        )
+    engine.dispose()
+
+
+def stored_ids(url: str) -> set[str]:
+    from sqlmodel import Session, select
+
+    from plugin.store.db import make_engine
+    from plugin.store.models import InboxEvent
+
+    engine = make_engine(url)
+    with Session(engine) as session:
+        ids = set(session.exec(select(InboxEvent.webhook_id)))
+    engine.dispose()
+    return ids
+
+
+def postgres_database() -> tuple[str, str] | None:
+    """A fresh database on the local PostgreSQL (its URL and name), or None if unreachable."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    base = os.environ.get(
+        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    name = f"clvsync_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        print(f"PostgreSQL skipped: unreachable ({str(exc.orig).strip()})", file=sys.stderr)
+        return None
+    finally:
+        admin.dispose()
+    return base.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def drop_postgres(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    base = os.environ.get(
+        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+def measure(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    prepare_database(url)
+    figures: dict[str, Any] = {}
+    for kind in ("bare", "app"):
+        server = Server(kind, url, args.processor)
+        try:
+            asyncio.run(throughput(server.url, 200, 8))  # warm-up: connections, caches
+            burst = asyncio.run(throughput(server.url, args.requests, args.concurrency))
+            steady = asyncio.run(fixed_rate(server.url, args.rate_seconds))
+        finally:
+            server.stop()
+        figures[kind] = {
+            "requests_per_s": round(burst.rps, 1),
+            "p50_ms": round(steady.percentile(0.50), 2),
+            "p99_ms": round(steady.percentile(0.99), 2),
+            "acknowledged": len(burst.acknowledged) + len(steady.acknowledged),
+            "acknowledged_ids": burst.acknowledged + steady.acknowledged,
+        }
+    acknowledged = set(figures["app"].pop("acknowledged_ids"))
+    figures["bare"].pop("acknowledged_ids")
+    lost = len(acknowledged - stored_ids(url))
+    ratio = figures["app"]["requests_per_s"] / figures["bare"]["requests_per_s"]
+    print(
+        f"\n{backend}: {args.requests} requests at concurrency {args.concurrency}, then "
+        f"{RATE}/s for {args.rate_seconds:g} s; processor {args.processor}"
+    )
+    print(f"  {'':6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'acked':>7}")
+    for kind in ("bare", "app"):
+        f = figures[kind]
+        print(
+            f"  {kind:6} {f['requests_per_s']:>9} {f['p50_ms']:>8} {f['p99_ms']:>8} "
+            f"{f['acknowledged']:>7}"
+        )
+    print(f"  ratio app/bare {ratio:.2f}; acknowledged but not stored: {lost}")
+    return {
+        "ratio_vs_bare": round(ratio, 3),
+        "p99_ms": figures["app"]["p99_ms"],
+        "lost": lost,
+        "bare": figures["bare"],
+        "app": figures["app"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rate-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--processor",
+        choices=["inline", "off"],
+        default="inline",
+        help="inline: the inbox processor runs in the app process, as `clvsync serve` does; "
+        "off: ingestion alone (as a web process whose processing runs elsewhere)",
+    )
+    parser.add_argument("--serve", choices=["app", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["sqlite"] = measure("sqlite", f"sqlite:///{tmp}/bench.db", args)
+    postgres = postgres_database()
+    if postgres is not None:
+        url, name = postgres
+        try:
+            results["postgresql"] = measure("postgresql", url, args)
+        finally:
+            drop_postgres(name)
+    summary = {
+        "ratio_vs_bare": min(r["ratio_vs_bare"] for r in results.values()),
+        "p99_ms": max(r["p99_ms"] for r in results.values()),
+        "lost": sum(r["lost"] for r in results.values()),
+        "by_backend": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
