@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_TOKEN = "shpat_devstore_local_token"
-DEFAULT_SHOP = "devstore.myshopify.com"
 SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10", "unstable")
 
 
 @dataclass(frozen=True)
 class DevStoreConfig:
-    """Defaults are Shopify's Standard plan: a 2,000-point bucket restoring 100 points a second."""
+    """Defaults are Shopify's Standard plan: a 2,000-point bucket restoring 100 points a second.
 
-    access_tokens: dict[str, str] = field(default_factory=lambda: {DEFAULT_TOKEN: DEFAULT_SHOP})
+    `access_tokens` maps each accepted X-Shopify-Access-Token to a shop domain. Left empty, the
+    store accepts DEFAULT_TOKEN for its only shop, whatever that shop's domain is.
+    """
+
+    access_tokens: dict[str, str] = field(default_factory=dict)
     api_versions: tuple[str, ...] = SUPPORTED_VERSIONS
     bucket_size: float = 2000.0
     restore_rate: float = 100.0

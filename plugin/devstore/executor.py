@@ -37,6 +37,7 @@ class GraphQLReply:
     status_code: int
     body: dict[str, Any]
     executed_mutation: bool = False
+    retry_after_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,9 @@ class AdminGraphQL:
         if requested > self.max_query_cost:
             return GraphQLReply(200, self._max_cost_exceeded(token, requested))
         if not self.throttle.try_acquire(token, requested):
-            return GraphQLReply(self.throttle_status_code, self._throttled(token, requested))
+            wait = self.throttle.seconds_until(token, requested)
+            body = self._throttled(token, requested)
+            return GraphQLReply(self.throttle_status_code, body, retry_after_seconds=wait)
         return self._execute(token, parsed, context, requested)
 
     def _execute(

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from plugin.devstore.bulk import BulkRunner
-from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.context import ResolveContext
 from plugin.devstore.executor import AdminGraphQL, GraphQLReply
 from plugin.devstore.faults import FaultInjector, FaultPlan
@@ -80,6 +80,9 @@ class DevStoreServer:
         )
 
     def shop_for(self, token: str | None) -> DevStoreState | None:
+        if not self.config.access_tokens:
+            only = list(self.states.values())
+            return only[0] if token == DEFAULT_TOKEN and len(only) == 1 else None
         domain = self.config.access_tokens.get(token or "")
         return None if domain is None else self.states.get(domain)
 
@@ -111,7 +114,11 @@ class DevStoreServer:
             if self.config.fault_drop_mode == "abort":
                 return AbortedResponse()
             return _json(502, {"errors": "Bad Gateway"}, request_id)
-        return _json(reply.status_code, reply.body, request_id)
+        response = _json(reply.status_code, reply.body, request_id)
+        if reply.status_code == 429 and reply.retry_after_seconds is not None:
+            # Like Shopify's REST 429s: a hint in seconds, which clients may use or ignore.
+            response.headers["Retry-After"] = f"{max(reply.retry_after_seconds, 0.1):.1f}"
+        return response
 
     async def staged_upload_post(self, request: Request) -> Response:
         try:

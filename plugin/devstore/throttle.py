@@ -67,6 +67,12 @@ class LeakyBucketThrottle:
             bucket = self._refilled(key)
             bucket.available = min(self.size, bucket.available + max(0.0, points))
 
+    def seconds_until(self, key: str, cost: float) -> float:
+        """How long until the bucket holds `cost` points (0 when it already does)."""
+        with self._lock:
+            missing = cost - self._refilled(key).available
+        return max(0.0, missing / self.restore_rate) if self.restore_rate > 0 else float("inf")
+
     def status(self, key: str) -> ThrottleStatus:
         with self._lock:
             bucket = self._refilled(key)

@@ -101,3 +101,18 @@ def test_state_delete_customer_keeps_orders() -> None:
     assert list(state.customers) == [2]
     assert state.customer_ids.ordered() == [2]
     assert state.orders[9].customer_id == 1
+
+
+def test_state_default_token_reaches_a_single_shop_of_any_domain(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given one shop with its own domain and no token mapping in the config
+    state = DevStoreState("demo-shop.myshopify.com")
+    state.add_customer(customer_payload(3))
+    store = devstore_factory(state, DevStoreConfig())
+    # When the default token calls
+    body = store.gql("{ shop { myshopifyDomain } customers(first: 1) { nodes { id } } }")
+    # Then it reaches that shop; another token does not
+    assert body["data"]["shop"] == {"myshopifyDomain": "demo-shop.myshopify.com"}
+    store.token = "shpat_other"
+    assert store.post("{ shop { name } }").status_code == 401

@@ -37,6 +37,9 @@ def test_bucket_drained_by_mutations_answers_throttled(
         "actualQueryCost": None,
         "throttleStatus": {"maximumAvailable": 50, "currentlyAvailable": 0, "restoreRate": 10},
     }
+    # And a 429 says when 10 points will be back (1 s at 10 points a second)
+    expected_retry_after = "1.0" if status_code == 429 else None
+    assert throttled.headers.get("Retry-After") == expected_retry_after
 
 
 def test_bucket_restores_at_the_configured_rate(devstore_factory: DevStoreFactory) -> None:
