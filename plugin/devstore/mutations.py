@@ -9,23 +9,11 @@ from graphql import GraphQLError
 
 from plugin.devstore.metafields import create_definition, delete_metafields, set_metafields
 from plugin.devstore.models import Customer, Order, Product
-from plugin.devstore.resolvers import Resolver, ctx, parse_id_argument
+from plugin.devstore.resolvers import Resolver, ctx, ensure_input_size, parse_id_argument
 from plugin.devstore.tags import MAX_TAGS_PER_CUSTOMER, add_tags, normalise_tags, remove_tags
 
 if TYPE_CHECKING:
     from plugin.devstore.context import Info
-
-MAX_INPUT_ARRAY = 250
-
-
-def ensure_input_size(name: str, items: list[Any]) -> None:
-    """Every array argument of Shopify's API is capped at 250 items, before anything runs."""
-    if len(items) > MAX_INPUT_ARRAY:
-        raise GraphQLError(
-            f"The input array size of {len(items)} is greater than the maximum allowed of "
-            f"{MAX_INPUT_ARRAY}.",
-            extensions={"code": "MAX_INPUT_SIZE_EXCEEDED", "argumentName": name},
-        )
 
 
 def _taggable(info: Info, gid: str) -> tuple[Customer | Product | Order | None, str]:

@@ -57,6 +57,19 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+MAX_INPUT_ARRAY = 250
+
+
+def ensure_input_size(name: str, items: list[Any]) -> None:
+    """Every array argument of Shopify's API is capped at 250 items, before anything runs."""
+    if len(items) > MAX_INPUT_ARRAY:
+        raise GraphQLError(
+            f"The input array size of {len(items)} is greater than the maximum allowed of "
+            f"{MAX_INPUT_ARRAY}.",
+            extensions={"code": "MAX_INPUT_SIZE_EXCEEDED", "argumentName": name},
+        )
+
+
 def default_field_resolver(source: Any, info: Info, **_: Any) -> Any:
     """Dicts by key; records by snake_case attribute; `id` as a GID; `legacyResourceId` the int."""
     name = info.field_name
@@ -118,6 +131,7 @@ def resolve_node(_: Any, info: Info, id: str) -> object | None:
 
 
 def resolve_nodes(_: Any, info: Info, ids: list[str]) -> list[object | None]:
+    ensure_input_size("ids", ids)
     state = ctx(info).state
     return [find_node(state, gid) for gid in ids]
 

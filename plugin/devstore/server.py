@@ -99,10 +99,7 @@ class DevStoreServer:
             await asyncio.sleep(plan.latency_seconds)
         if plan.error_status is not None:
             return _json(plan.error_status, _internal_error(request_id), request_id)
-        try:
-            payload = json.loads(await request.body())
-        except ValueError:
-            payload = None
+        payload = await _request_payload(request)
         context = ResolveContext(
             state, str(request.base_url).rstrip("/"), self.config.app_id, self.bulk
         )
@@ -146,6 +143,17 @@ class DevStoreServer:
 
     async def health(self, _: Request) -> Response:
         return JSONResponse({"ok": True, "shops": sorted(self.states)})
+
+
+async def _request_payload(request: Request) -> Any:
+    """JSON `{query, variables, operationName}`, or a bare query sent as application/graphql."""
+    body = await request.body()
+    if request.headers.get("content-type", "").startswith("application/graphql"):
+        return {"query": body.decode()}
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _internal_error(request_id: str) -> dict[str, Any]:

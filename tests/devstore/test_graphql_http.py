@@ -205,3 +205,19 @@ def test_customer_amount_spent_sums_non_test_orders(devstore_factory: DevStoreFa
         "numberOfOrders": "2",
         "amountSpent": {"amount": "24.00", "currencyCode": "USD"},
     }
+
+
+def test_nodes_with_more_than_250_ids_is_max_input_size_exceeded(devstore: LiveDevStore) -> None:
+    ids = [f"gid://shopify/Customer/{n}" for n in range(251)]
+    body = devstore.gql("query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
+    assert body["errors"][0]["extensions"]["code"] == "MAX_INPUT_SIZE_EXCEEDED"
+    assert body["data"] is None
+
+
+def test_graphql_accepts_application_graphql_body(devstore: LiveDevStore) -> None:
+    response = devstore.client.post(
+        devstore.graphql_url,
+        content="{ shop { name } }",
+        headers={"X-Shopify-Access-Token": devstore.token, "Content-Type": "application/graphql"},
+    )
+    assert response.json()["data"] == {"shop": {"name": "Dev Store"}}
