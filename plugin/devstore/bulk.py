@@ -158,12 +158,9 @@ class BulkRunner:
         root = _root_fields(request)[0]
         root_key = root.alias.value if root.alias else root.name.value
         chunks: list[bytes] = []
-        after = 0
+        window = BulkWindow(size=self.config.bulk_rows_per_step)
+        step_context = ResolveContext(context.state, context.base_url, context.app_id, None, window)
         while True:
-            window = BulkWindow(after_id=after, size=self.config.bulk_rows_per_step)
-            step_context = ResolveContext(
-                context.state, context.base_url, context.app_id, None, window
-            )
             result = run_operation(self.schema, request, step_context)
             if result.errors or result.data is None:
                 raise RuntimeError(str(result.errors))
@@ -173,7 +170,7 @@ class BulkRunner:
             operation.object_count += len(lines)
             if len(window.served_ids) < window.size:
                 return chunks
-            after = window.served_ids[-1]
+            window.after_id = window.served_ids[-1]
             await asyncio.sleep(self.config.bulk_step_delay_seconds)
 
     # --- bulk mutation ------------------------------------------------------------------------

@@ -28,6 +28,8 @@ class BulkWindow:
     after_id: int = 0
     size: int = 1000
     served_ids: list[int] = field(default_factory=list)
+    # The root keys (after the `query:` filter) as of the first step: filtered once per run.
+    keys: list[int] | None = None
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 
-from plugin.devstore.context import ResolveContext
+from plugin.devstore.context import BulkWindow, ResolveContext
 from plugin.devstore.gid import InvalidGidError, format_gid, parse_gid
 from plugin.devstore.models import (
     GID_TYPES,
@@ -145,24 +145,32 @@ def _root_connection(
 ) -> dict[str, Any]:
     """A root connection: filtered by `query`, and read window by window inside bulk queries."""
     context = ctx(info)
-    keys: Sequence[int] = ids.ordered()
-    predicate = compile_query(kwargs.get("query"))
-    if predicate is not None:
-        keys = [key for key in keys if predicate(table[key])]
-    args = PageArgs.from_kwargs(kwargs)
     window = context.bulk_window
-    if window is None or info.path.prev is not None:
-        sort_attribute = SORT_ATTRIBUTES.get(kwargs.get("sortKey") or "ID")
-        if sort_attribute is None:
-            return connection(keys, table.__getitem__, args, unlimited=context.in_bulk)
-        ordered = sorted(keys, key=lambda key: (getattr(table[key], sort_attribute), key))
-        return connection(
-            ordered, table.__getitem__, args, is_sorted=False, unlimited=context.in_bulk
-        )
-    start = _index_after(keys, window.after_id)
-    chunk = list(keys[start : start + window.size])
-    window.served_ids = chunk
-    return connection(chunk, table.__getitem__, PageArgs(), unlimited=True)
+    if window is not None and info.path.prev is None:
+        return _bulk_step(ids, table, window, kwargs.get("query"))
+    keys = _filtered(ids.ordered(), table, kwargs.get("query"))
+    args = PageArgs.from_kwargs(kwargs)
+    sort_attribute = SORT_ATTRIBUTES.get(kwargs.get("sortKey") or "ID")
+    if sort_attribute is None:
+        return connection(keys, table.__getitem__, args, unlimited=context.in_bulk)
+    ordered = sorted(keys, key=lambda key: (getattr(table[key], sort_attribute), key))
+    return connection(ordered, table.__getitem__, args, is_sorted=False, unlimited=context.in_bulk)
+
+
+def _filtered(keys: Sequence[int], table: Mapping[int, Any], query: str | None) -> Sequence[int]:
+    predicate = compile_query(query)
+    return keys if predicate is None else [key for key in keys if predicate(table[key])]
+
+
+def _bulk_step(
+    ids: SortedIds, table: Mapping[int, Any], window: BulkWindow, query: str | None
+) -> dict[str, Any]:
+    """The next `window.size` root objects of a bulk query, from keys filtered once per run."""
+    if window.keys is None:
+        window.keys = list(_filtered(ids.ordered(), table, query))
+    start = _index_after(window.keys, window.after_id)
+    window.served_ids = window.keys[start : start + window.size]
+    return connection(window.served_ids, table.__getitem__, PageArgs(), unlimited=True)
 
 
 def _index_after(keys: Sequence[int], after_id: int) -> int:

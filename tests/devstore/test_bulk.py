@@ -240,3 +240,19 @@ def test_staged_upload_to_a_key_never_issued_is_refused(devstore: LiveDevStore) 
         files={"file": ("vars.jsonl", b"{}\n", "text/jsonl")},
     )
     assert response.status_code == 400
+
+
+def test_bulk_query_with_search_filter_spans_steps(devstore_factory: DevStoreFactory) -> None:
+    # Given 9 customers of whom the even ones were updated recently, read 2 per step
+    state = make_state(customers=9, orders_per_customer=0)
+    for customer_id in range(2, 10, 2):
+        state.customers[customer_id].updated_at = "2025-09-01T00:00:00Z"
+    store = devstore_factory(state, DevStoreConfig(bulk_rows_per_step=2))
+    # When a filtered bulk query runs
+    started = start_query(
+        store, '{ customers(query: "updated_at:>=2025-08-01") { edges { node { id } } } }'
+    )
+    operation, _ = poll_until_done(store, started["bulkOperation"]["id"])
+    # Then exactly the matching customers come back, once each
+    ids = [line["id"] for line in download_jsonl(store, operation["url"])]
+    assert ids == [f"gid://shopify/Customer/{n}" for n in (2, 4, 6, 8)]
