@@ -27,6 +27,7 @@ from plugin.domain.bgnbd import (
 from plugin.domain.clv import predicted_clv
 from plugin.domain.gamma_gamma import GammaGammaFit, expected_order_value, fit_gamma_gamma
 from plugin.domain.model_choice import holdout_mse, select_by_holdout
+from plugin.domain.numeric import dot
 from plugin.domain.rfm_summary import (
     DAYS_PER_UNIT,
     RfmSummary,
@@ -226,7 +227,7 @@ def _clv_section(
         return section
     order_value = expected_order_value(spend_fit.params, summary.frequency, summary.monetary_value)
     section["predicted_holdout_spend"] = {
-        name: float(order_value @ values) for name, values in predicted.items()
+        name: dot(order_value, values) for name, values in predicted.items()
     }
     section["predicted_clv"] = {
         name: _total_clv(fit, spend_fit, summary, horizon_days) for name, fit in fits.items()

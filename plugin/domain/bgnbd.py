@@ -19,17 +19,23 @@ finite. Times are in whatever unit the caller uses (days or weeks); alpha is in 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import digamma, expit, gammaln, hyp2f1
+from scipy.special import expit, hyp2f1
 
+from plugin.domain.beta_geo_likelihood import (
+    BetaGeoVariant as BetaGeoVariant,  # re-exported: the public name lives with the models
+)
+from plugin.domain.beta_geo_likelihood import (
+    factorise_rows,
+    log_likelihood_per_customer,
+    objective,
+)
 from plugin.domain.mle import maximise_likelihood
-from plugin.domain.rfm_summary import compress_rfm
+from plugin.domain.numeric import dot
 
 FloatArray = NDArray[np.float64]
-BetaGeoVariant = Literal["bgnbd", "mbgnbd"]
 BETA_GEO_VARIANTS: tuple[BetaGeoVariant, ...] = ("bgnbd", "mbgnbd")
 
 
@@ -73,28 +79,6 @@ def _shift(variant: BetaGeoVariant) -> float:
     return 0.0 if variant == "bgnbd" else 1.0
 
 
-def _log_beta(a: FloatArray | float, b: FloatArray | float) -> FloatArray:
-    return np.asarray(gammaln(a) + gammaln(b) - gammaln(np.add(a, b)), dtype=np.float64)
-
-
-def _loglik_terms(
-    r: float, alpha: float, a: float, b: float, data: _Data, variant: BetaGeoVariant
-) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.bool_]]:
-    """Per-customer (common part, log of first bracket term, log of second, mask of second)."""
-    k = _shift(variant)
-    x = data.x
-    has_second = np.ones_like(x, dtype=bool) if variant == "mbgnbd" else x > 0
-    # For BG/NBD the second term is absent at x = 0; evaluate it at x = 1 there and mask it out,
-    # so that gammaln never sees b - 1 <= 0.
-    x2 = np.where(has_second, x, 1.0)
-    common = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    log_beta_ab = _log_beta(a, b)
-    first = _log_beta(a, b + x + k) - log_beta_ab - (r + x) * np.log(alpha + data.age)
-    second = _log_beta(a + 1.0, b + x2 + k - 1.0) - log_beta_ab - (r + x) * np.log(alpha + data.tx)
-    second = np.where(has_second, second, -np.inf)
-    return np.asarray(common, dtype=np.float64), first, second, has_second
-
-
 def beta_geo_log_likelihood(
     params: BetaGeoParams,
     frequency: ArrayLike,
@@ -107,10 +91,11 @@ def beta_geo_log_likelihood(
     frequency x (repeat purchases), recency t_x and age T in one time unit.
     """
     data = _as_data(frequency, recency, age, None)
-    common, first, second, _ = _loglik_terms(
-        params.r, params.alpha, params.a, params.b, data, variant
-    )
-    return np.asarray(common + np.logaddexp(first, second), dtype=np.float64)
+    return log_likelihood_per_customer(_vector(params), data.x, data.tx, data.age, variant)
+
+
+def _vector(params: BetaGeoParams) -> FloatArray:
+    return np.array([params.r, params.alpha, params.a, params.b], dtype=np.float64)
 
 
 def _as_data(
@@ -127,58 +112,10 @@ def _as_data(
     return _Data(x, tx, t, w)
 
 
-def _gradient_terms(
-    r: float, alpha: float, a: float, b: float, data: _Data, variant: BetaGeoVariant
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per-customer derivatives (d/dr, d/dalpha, d/da, d/db) of common, first and second terms,
-    stacked as arrays of shape (4, n)."""
-    k = _shift(variant)
-    x = data.x
-    x2 = np.maximum(x, 1.0) if variant == "bgnbd" else x
-    psi_ab = digamma(a + b)
-    zeros = np.zeros_like(x)
-    d_common = np.stack(
-        [digamma(r + x) - digamma(r) + np.log(alpha), zeros + r / alpha, zeros, zeros]
-    )
-    d_first = np.stack(
-        [
-            -np.log(alpha + data.age),
-            -(r + x) / (alpha + data.age),
-            psi_ab - digamma(a + b + x + k),
-            digamma(b + x + k) - digamma(a + b + x + k) - digamma(b) + psi_ab,
-        ]
-    )
-    d_second = np.stack(
-        [
-            -np.log(alpha + data.tx),
-            -(r + x) / (alpha + data.tx),
-            1.0 / a + psi_ab - digamma(a + b + x2 + k),
-            digamma(b + x2 + k - 1.0) - digamma(a + b + x2 + k) - digamma(b) + psi_ab,
-        ]
-    )
-    return d_common, d_first, d_second
-
-
-def _objective(theta: FloatArray, data: _Data, variant: BetaGeoVariant) -> tuple[float, FloatArray]:
-    """Mean negative log-likelihood per customer and its gradient in log-parameters."""
-    r, alpha, a, b = np.exp(theta)
-    common, first, second, _ = _loglik_terms(r, alpha, a, b, data, variant)
-    total = np.logaddexp(first, second)
-    # Softmax weights of the two bracket terms: d log(e^f + e^s) = w_f df + w_s ds.
-    weight_first = np.exp(first - total)
-    weight_second = np.exp(second - total)
-    d_common, d_first, d_second = _gradient_terms(r, alpha, a, b, data, variant)
-    per_customer = d_common + weight_first * d_first + weight_second * d_second
-    scale = data.weights / data.weights.sum()
-    value = -float(scale @ (common + total))
-    gradient = -(per_customer @ scale) * np.array([r, alpha, a, b])
-    return value, gradient
-
-
 def _start(data: _Data) -> FloatArray:
     # r = a = b = 1 and alpha matching the observed mean purchase rate sum(x) / sum(T): a start
     # on the data's own time scale, whatever the unit.
-    rate = float(data.weights @ data.x) / max(float(data.weights @ data.age), 1e-12)
+    rate = dot(data.weights, data.x) / max(dot(data.weights, data.age), 1e-12)
     alpha = 1.0 / max(rate, 1e-6)
     return np.log(np.array([1.0, min(alpha, 1e6), 1.0, 1.0], dtype=np.float64))
 
@@ -194,27 +131,24 @@ def fit_beta_geo(
     """Maximum-likelihood BG/NBD or MBG/NBD fit (FHL 2005 section 3; Batislam et al. 2007).
 
     Rows are first compressed to unique (x, t_x, T) with their (summed) weights; the optimiser
-    is L-BFGS-B on log-parameters with the analytic gradient, with a regularised refit when the
-    first fit does not converge (see `plugin.domain.mle`).
+    is L-BFGS-B on log-parameters with the analytic gradient (`beta_geo_likelihood`), with a
+    regularised refit when the first fit does not converge (see `plugin.domain.mle`).
     """
     raw = _as_data(frequency, recency, age, weights)
-    if raw.x.size == 0 or raw.weights.sum() <= 0:
+    total = float(raw.weights.sum())
+    if raw.x.size == 0 or total <= 0:
         raise ValueError("cannot fit a model to no customers")
-    compressed = compress_rfm(raw.x, raw.tx, raw.age)
-    summed = np.bincount(
-        compressed.inverse, weights=raw.weights, minlength=compressed.weights.size
-    ).astype(np.float64)
-    data = _Data(compressed.frequency, compressed.recency, compressed.age, summed)
-    outcome = maximise_likelihood(lambda theta: _objective(theta, data, variant), _start(data))
+    rows = factorise_rows(raw.x, raw.tx, raw.age, raw.weights)
+    outcome = maximise_likelihood(lambda theta: objective(theta, rows, variant), _start(raw))
     r, alpha, a, b = (float(v) for v in np.exp(outcome.log_params))
     return BetaGeoFit(
         variant=variant,
         params=BetaGeoParams(r, alpha, a, b),
-        log_likelihood=-outcome.mean_neg_log_likelihood * float(data.weights.sum()),
+        log_likelihood=-outcome.mean_neg_log_likelihood * total,
         converged=outcome.converged,
         iterations=outcome.iterations,
         regularised=outcome.regularised,
-        customers=round(float(data.weights.sum())),
+        customers=round(total),
         message=outcome.message,
     )
 

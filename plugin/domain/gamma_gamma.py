@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import digamma, gammaln
 
 from plugin.domain.mle import maximise_likelihood
+from plugin.domain.numeric import dot
 
 FloatArray = NDArray[np.float64]
 
@@ -46,9 +47,21 @@ class GammaGammaFit:
 
 @dataclass(frozen=True)
 class _Data:
+    """Customers with x > 0 and m > 0, with what the objective needs precomputed.
+
+    x takes few distinct values, so Gamma and digamma terms are computed per distinct x and
+    summed with the total weight per x; only log(gamma + m x) and 1/(gamma + m x) are per row.
+    """
+
     x: FloatArray
     m: FloatArray
     weights: FloatArray
+    x_values: FloatArray
+    weight_by_x: FloatArray
+    weighted_x: FloatArray  # w x
+    total_value: FloatArray  # m x
+    sum_w_x_log_mx: float  # sum w x (log m + log x)
+    sum_w_log_m: float  # sum w log m
 
 
 def _as_data(frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike | None) -> _Data:
@@ -58,7 +71,22 @@ def _as_data(frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike
     if not (x.shape == m.shape == w.shape):
         raise ValueError("frequency, monetary_value and weights must have one shape")
     keep = (x > 0) & (m > 0) & (w > 0)
-    return _Data(x[keep], m[keep], w[keep])
+    x, m, w = x[keep], m[keep], w[keep]
+    x_values, x_index = np.unique(x, return_inverse=True)
+    log_m = np.log(m)
+    return _Data(
+        x=x,
+        m=m,
+        weights=w,
+        x_values=x_values.astype(np.float64),
+        weight_by_x=np.bincount(x_index.reshape(-1), weights=w, minlength=x_values.size).astype(
+            np.float64
+        ),
+        weighted_x=w * x,
+        total_value=m * x,
+        sum_w_x_log_mx=dot(w * x, log_m + np.log(x)),
+        sum_w_log_m=dot(w, log_m),
+    )
 
 
 def _log_likelihood(p: float, q: float, gamma: float, data: _Data) -> FloatArray:
@@ -85,24 +113,35 @@ def gamma_gamma_log_likelihood(
 
     for customers with x > 0 and m_x > 0 (others are left out of the result).
     """
-    return _log_likelihood(
-        params.p, params.q, params.gamma, _as_data(frequency, monetary_value, None)
-    )
+    data = _as_data(frequency, monetary_value, None)
+    return _log_likelihood(params.p, params.q, params.gamma, data)
 
 
 def _objective(theta: FloatArray, data: _Data) -> tuple[float, FloatArray]:
+    """Mean negative log-likelihood and its gradient in log(p, q, gamma); the sum over customers
+    of eq. 3, with x-only terms grouped by distinct x."""
     p, q, gamma = np.exp(theta)
-    x, m = data.x, data.m
-    px = p * x
-    log_total = np.log(gamma + m * x)
+    px = p * data.x_values
+    w_by_x = data.weight_by_x
+    total = float(data.weights.sum())
+    log_total = np.log(gamma + data.total_value)
+    inverse_total = 1.0 / (gamma + data.total_value)
+    sum_w_x_log, sum_w_log = dot(data.weighted_x, log_total), dot(data.weights, log_total)
+    sum_w_x_inv, sum_w_inv = dot(data.weighted_x, inverse_total), dot(data.weights, inverse_total)
+    value = (
+        dot(w_by_x, gammaln(px + q) - gammaln(px))
+        - total * (gammaln(q) - q * np.log(gamma))
+        + p * data.sum_w_x_log_mx
+        - data.sum_w_log_m
+        - p * sum_w_x_log
+        - q * sum_w_log
+    )
     psi_pxq = digamma(px + q)
-    d_p = x * (psi_pxq - digamma(px) + np.log(m) + np.log(x) - log_total)
-    d_q = psi_pxq - digamma(q) + np.log(gamma) - log_total
-    d_gamma = q / gamma - (px + q) / (gamma + m * x)
-    scale = data.weights / data.weights.sum()
-    value = -float(scale @ _log_likelihood(p, q, gamma, data))
-    gradient = -np.array([scale @ d_p * p, scale @ d_q * q, scale @ d_gamma * gamma])
-    return value, gradient
+    d_p = dot(w_by_x * data.x_values, psi_pxq - digamma(px)) + data.sum_w_x_log_mx - sum_w_x_log
+    d_q = dot(w_by_x, psi_pxq) - total * (digamma(q) - np.log(gamma)) - sum_w_log
+    d_gamma = total * q / gamma - p * sum_w_x_inv - q * sum_w_inv
+    gradient = np.array([d_p * p, d_q * q, d_gamma * gamma])
+    return -value / total, -gradient / total
 
 
 def fit_gamma_gamma(
@@ -116,7 +155,7 @@ def fit_gamma_gamma(
     if data.x.size == 0:
         raise ValueError("cannot fit Gamma-Gamma without customers who made a repeat purchase")
     # p = 1, q = 2 and gamma = the mean spend make the prior mean spend p gamma / (q - 1) match it.
-    mean_spend = float(data.weights @ data.m / data.weights.sum())
+    mean_spend = dot(data.weights, data.m) / float(data.weights.sum())
     start = np.log(np.array([1.0, 2.0, mean_spend]))
     outcome = maximise_likelihood(lambda theta: _objective(theta, data), start)
     p, q, gamma = (float(v) for v in np.exp(outcome.log_params))

@@ -11,12 +11,11 @@ from hypothesis import strategies as st
 from scipy.optimize import approx_fprime
 from scipy.special import hyp2f1
 
+from plugin.domain.beta_geo_likelihood import factorise_rows, objective
 from plugin.domain.bgnbd import (
     BETA_GEO_VARIANTS,
     BetaGeoParams,
     BetaGeoVariant,
-    _Data,
-    _objective,
     beta_geo_log_likelihood,
     expected_purchases,
     fit_beta_geo,
@@ -49,13 +48,28 @@ def test_objective_cdnow_gradient_matches_finite_differences(
     cdnow: Any, variant: BetaGeoVariant
 ) -> None:
     # given the CDNOW customers and a point away from the optimum
-    data = _Data(cdnow.frequency, cdnow.recency, cdnow.age, np.ones_like(cdnow.age))
+    rows = factorise_rows(cdnow.frequency, cdnow.recency, cdnow.age, np.ones_like(cdnow.age))
     theta = np.log([0.5, 3.0, 1.5, 4.0])
-    # when the analytic gradient is compared with central-ish finite differences
-    _, analytic = _objective(theta, data, variant)
-    numeric = approx_fprime(theta, lambda t: _objective(t, data, variant)[0], 1e-7)
+    # when the analytic gradient is compared with finite differences
+    _, analytic = objective(theta, rows, variant)
+    numeric = approx_fprime(theta, lambda t: objective(t, rows, variant)[0], 1e-7)
     # then they agree to finite-difference precision
     np.testing.assert_allclose(analytic, numeric, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", BETA_GEO_VARIANTS)
+def test_objective_compressed_rows_equal_per_customer_sum(
+    cdnow: Any, variant: BetaGeoVariant
+) -> None:
+    # given the CDNOW customers, compressed and factorised for fitting
+    rows = factorise_rows(cdnow.frequency, cdnow.recency, cdnow.age, np.ones_like(cdnow.age))
+    params = BetaGeoParams(0.5, 3.0, 1.5, 4.0)
+    # when the fitting objective is evaluated
+    value, _ = objective(np.log([0.5, 3.0, 1.5, 4.0]), rows, variant)
+    # then it is minus the mean of the plain per-customer log-likelihoods
+    direct = beta_geo_log_likelihood(params, cdnow.frequency, cdnow.recency, cdnow.age, variant)
+    assert rows.weights.size < cdnow.age.size
+    assert value == pytest.approx(-direct.mean(), rel=1e-12)
 
 
 def test_fit_beta_geo_weights_equal_repeated_rows() -> None:
