@@ -119,6 +119,16 @@ class SendSummary:
     records: tuple[AttemptRecord, ...] = field(repr=False)
 
 
+@dataclass
+class _Tally:
+    events: int = 0
+    duplicates: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    attempts: int = 0
+    records: list[AttemptRecord] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class _Delivery:
     seq: int
@@ -169,6 +179,7 @@ class WebhookSender:
         connect_timeout_s: float = 1.0,
         seed: int = 0,
         allow_remote: bool = False,
+        keep_records: bool = True,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         host = urlsplit(app_url).hostname or ""
@@ -181,6 +192,7 @@ class WebhookSender:
         self.concurrency, self.max_in_flight = concurrency, max_in_flight
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
         self.timeout_s, self.seed, self._sleep = timeout_s, seed, sleep
+        self.keep_records = keep_records
 
     def webhook_id(self, event: SendableEvent) -> str:
         """X-Shopify-Webhook-Id: fixed per (seed, event), so retries and duplicates share it."""
@@ -228,26 +240,29 @@ class WebhookSender:
         return block
 
     async def send(self, events: Iterable[SendableEvent]) -> SendSummary:
-        """Deliver every event (and planned duplicate); returns when each is acked or given up."""
-        records: list[AttemptRecord] = []
-        outcomes: dict[int, bool] = {}
+        """Deliver every event (and planned duplicate); returns when each is acked or given up.
+
+        Memory stays bounded by max_in_flight for any number of events, except the attempt
+        records, which are kept only when keep_records was set (the default).
+        """
+        tally = _Tally()
         limiter = anyio.CapacityLimiter(self.concurrency)
         in_flight = anyio.Semaphore(self.max_in_flight)
-        event_ids: set[str] = set()
         async with anyio.create_task_group() as tg:
             for delivery in self.plan(events):
-                event_ids.add(delivery.event.event_id)
+                tally.events += not delivery.duplicate
+                tally.duplicates += delivery.duplicate
                 await in_flight.acquire()
-                tg.start_soon(self._run, delivery, limiter, in_flight, records, outcomes)
-        records.sort(key=lambda r: (r.delivery, r.attempt))
+                tg.start_soon(self._run, delivery, limiter, in_flight, tally)
+        tally.records.sort(key=lambda r: (r.delivery, r.attempt))
         return SendSummary(
-            events=len(event_ids),
-            sent=len(outcomes),
-            acknowledged=sum(outcomes.values()),
-            failed=sum(not ok for ok in outcomes.values()),
-            attempts=len(records),
-            duplicates=len({r.delivery for r in records if r.duplicate}),
-            records=tuple(records),
+            events=tally.events,
+            sent=tally.acknowledged + tally.failed,
+            acknowledged=tally.acknowledged,
+            failed=tally.failed,
+            attempts=tally.attempts,
+            duplicates=tally.duplicates,
+            records=tuple(tally.records),
         )
 
     async def _run(
@@ -255,16 +270,18 @@ class WebhookSender:
         delivery: _Delivery,
         limiter: anyio.CapacityLimiter,
         in_flight: anyio.Semaphore,
-        records: list[AttemptRecord],
-        outcomes: dict[int, bool],
+        tally: _Tally,
     ) -> None:
         try:
-            outcomes[delivery.seq] = await self._deliver(delivery, limiter, records)
+            if await self._deliver(delivery, limiter, tally):
+                tally.acknowledged += 1
+            else:
+                tally.failed += 1
         finally:
             in_flight.release()
 
     async def _deliver(
-        self, delivery: _Delivery, limiter: anyio.CapacityLimiter, records: list[AttemptRecord]
+        self, delivery: _Delivery, limiter: anyio.CapacityLimiter, tally: _Tally
     ) -> bool:
         if delivery.delay_s > 0:
             await self._sleep(delivery.delay_s)
@@ -275,7 +292,9 @@ class WebhookSender:
                 await self._sleep(self.schedule.wait_s(attempt - 1))
             async with limiter:
                 record = await self._attempt(delivery, headers, attempt)
-            records.append(record)
+            tally.attempts += 1
+            if self.keep_records:
+                tally.records.append(record)
             if record.ok:
                 return True
         logger.warning("webhook delivery gave up after %d attempts", self.schedule.max_attempts)
