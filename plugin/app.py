@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from plugin.settings import Settings
 from plugin.store.db import make_engine
+from webhooks.gate import IngestGate
 from webhooks.processor import Processor, utcnow
 from webhooks.receive import webhook_endpoint
 
@@ -35,6 +36,7 @@ def create_app(
     The schema is not created here: run the migrations first (`clvsync serve` does).
     """
     engine = engine or make_engine(settings.database_url)
+    gate = IngestGate()
 
     async def health(_: Request) -> JSONResponse:
         try:
@@ -53,6 +55,7 @@ def create_app(
             max_attempts=settings.processor_max_attempts,
             idle_seconds=settings.processor_idle_seconds,
             clock=clock,
+            gate=gate,
         )
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
@@ -65,7 +68,7 @@ def create_app(
 
     return Starlette(
         routes=[
-            Route("/webhooks", webhook_endpoint(settings, engine, clock), methods=["POST"]),
+            Route("/webhooks", webhook_endpoint(settings, engine, clock, gate), methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

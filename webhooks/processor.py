@@ -23,6 +23,7 @@ from sqlmodel import Session
 
 from plugin.store import inbox, shops
 from plugin.store.models import InboxEvent
+from webhooks.gate import IngestGate
 from webhooks.handlers import HANDLERS
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,10 @@ class Processor:
         max_attempts: int = 8,
         idle_seconds: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
+        gate: IngestGate | None = None,
     ) -> None:
         self._engine = engine
+        self._gate = gate
         self._max_attempts = max_attempts
         self._idle_seconds = idle_seconds
         self._clock = clock
@@ -107,6 +110,8 @@ class Processor:
         """Process due events until none is left (or `limit` were processed)."""
         counts = Counts()
         while limit is None or counts.total < limit:
+            if self._gate is not None:
+                self._gate.wait_for_quiet()
             outcome = self.process_one()
             if outcome is None:
                 break

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from plugin.settings import Settings
 from plugin.store import inbox
 from plugin.store.shops import ShopDomainError, normalise_domain
+from webhooks.gate import IngestGate
 from webhooks.handlers import HANDLERS
 from webhooks.payloads import minimise
 from webhooks.verify import verify_webhook
@@ -63,9 +64,13 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def webhook_endpoint(
-    settings: Settings, engine: Engine, clock: Callable[[], datetime]
+    settings: Settings, engine: Engine, clock: Callable[[], datetime], gate: IngestGate
 ) -> Callable[[Request], Awaitable[Response]]:
     secret, previous = settings.webhook_secrets
+
+    def store(delivery: inbox.Delivery) -> inbox.Stored:
+        with gate.storing():
+            return inbox.store_delivery(engine, delivery, clock())
 
     async def receive(request: Request) -> Response:
         try:
@@ -106,7 +111,7 @@ def webhook_endpoint(
             payload=json.dumps(minimise(topic, payload), separators=(",", ":")),
         )
         try:
-            stored = await anyio.to_thread.run_sync(inbox.store_delivery, engine, delivery, clock())
+            stored = await anyio.to_thread.run_sync(store, delivery)
         except SQLAlchemyError as exc:
             # Not stored, so not acknowledged: Shopify retries.
             log.error("webhook from %s not stored, answering 503: %s", domain, type(exc).__name__)

@@ -1,0 +1,39 @@
+"""Ingestion before processing: the processor steps aside while webhooks are being stored.
+
+Shopify waits 5 s for an answer. In one process the processor competes with the endpoint for
+the GIL and, on SQLite, for the single write lock (whose busy handler is unfair: a writer that
+just committed takes it again before the waiting ones wake). So the processor waits, before each
+event, until no webhook is being stored, but never longer than `max_wait_seconds`, so that it
+cannot be starved either.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class IngestGate:
+    def __init__(self, max_wait_seconds: float = 0.05) -> None:
+        self._max_wait_seconds = max_wait_seconds
+        self._active = 0
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    @contextmanager
+    def storing(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    self._idle.set()
+
+    def wait_for_quiet(self) -> None:
+        self._idle.wait(self._max_wait_seconds)
