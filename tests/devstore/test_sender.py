@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from plugin.devstore.generator import WebhookEvent
+from plugin.devstore.generator import GeneratorConfig, WebhookEvent, generate_store
 from plugin.devstore.sender import (
     SHOPIFY_RETRY_DELAYS_S,
     DeliveryFaults,
@@ -240,3 +240,22 @@ def test_sender_non_loopback_app_url_is_refused() -> None:
         WebhookSender(
             httpx.AsyncClient(), app_url="https://example.com", secret=SECRET, shop_domain=SHOP
         )
+
+
+@pytest.mark.anyio
+async def test_sender_generated_store_history_all_delivered_and_verified(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Given the history of a small generated store
+    store = generate_store(GeneratorConfig(customers=60), seed=1)
+    # When all of it is sent without keeping attempt records
+    sender = make_sender(client, receiver, keep_records=False, concurrency=4)
+    summary = await sender.send(store.events)
+    # Then every event arrived once, signed, with its topic, and the summary still counts
+    assert summary.records == ()
+    assert summary.sent == summary.acknowledged == summary.attempts == len(store.events)
+    assert len(receiver.requests) == len(store.events)
+    assert all(verify_webhook(r.body, r.headers, SECRET) for r in receiver.requests)
+    assert Counter(r.headers["x-shopify-topic"] for r in receiver.requests) == Counter(
+        e.topic for e in store.events
+    )
