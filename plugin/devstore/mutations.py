@@ -32,7 +32,7 @@ def _missing(type_name: str) -> dict[str, Any]:
 
 
 def _touch(record: Customer | Product | Order, info: Info) -> None:
-    record.updated_at = ctx(info).state.now_iso()
+    ctx(info).state.record_changed(record)
 
 
 def resolve_tags_add(_: Any, info: Info, id: str, tags: list[str]) -> dict[str, Any]:

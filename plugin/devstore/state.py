@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from plugin.devstore.gid import format_gid
 from plugin.devstore.models import (
     BulkOperation,
     Customer,
@@ -21,6 +22,7 @@ from plugin.devstore.models import (
 )
 
 Payload = Mapping[str, Any]
+ChangeListener = Callable[[str, dict[str, Any]], None]
 
 
 def utc_now() -> datetime:
@@ -109,6 +111,23 @@ class DevStoreState:
         self.bulk_results: dict[str, bytes] = {}
         self.staged_uploads: dict[str, bytes | None] = {}
         self._sequence = itertools.count(1)
+        self._listeners: list[ChangeListener] = []
+
+    def subscribe(self, listener: ChangeListener) -> None:
+        """Call `listener(topic, payload)` when the API changes a record, where Shopify would
+        send a webhook (tagsAdd on a customer: customers/update). For the webhook sender."""
+        self._listeners.append(listener)
+
+    def notify(self, topic: str, payload: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            listener(topic, payload)
+
+    def record_changed(self, record: Customer | Product | Order) -> None:
+        """Bump updated_at and announce the change with the record's webhook payload."""
+        record.updated_at = self.now_iso()
+        if self._listeners:
+            topic, payload = _change_event(record)
+            self.notify(topic, payload)
 
     def next_id(self) -> int:
         """Ids for records the store creates itself (metafields, definitions, bulk operations)."""
@@ -201,6 +220,29 @@ class DevStoreState:
         }
         table = tables.get(type_name)
         return None if table is None else table.get(legacy_id)
+
+
+def _change_event(record: Customer | Product | Order) -> tuple[str, dict[str, Any]]:
+    """The webhook topic and a minimal payload for a record the API changed (no contact data;
+    customer payloads carry no tags since 2025-01)."""
+    if isinstance(record, Customer):
+        payload: dict[str, Any] = {
+            "id": record.id,
+            "admin_graphql_api_id": format_gid("Customer", record.id),
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "state": record.state.lower(),
+        }
+        return "customers/update", payload
+    is_product = isinstance(record, Product)
+    topic, type_name = ("products/update", "Product") if is_product else ("orders/updated", "Order")
+    payload = {
+        "id": record.id,
+        "admin_graphql_api_id": format_gid(type_name, record.id),
+        "updated_at": record.updated_at,
+        "tags": ", ".join(record.tags),
+    }
+    return topic, payload
 
 
 def _variant(product_id: int, raw: Payload) -> Variant:

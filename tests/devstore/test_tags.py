@@ -119,3 +119,18 @@ def test_tags_add_works_on_products_and_orders(devstore: LiveDevStore) -> None:
     add(devstore, ["seen"], gid="gid://shopify/Order/5010")
     assert devstore.state.products[1000].tags == ["fbt"]
     assert devstore.state.orders[5010].tags == ["seen"]
+
+
+def test_tags_add_announces_customers_update_without_tags(devstore: LiveDevStore) -> None:
+    # Given a listener on the store, as the webhook sender subscribes
+    events: list[tuple[str, dict[str, Any]]] = []
+    devstore.state.subscribe(lambda topic, payload: events.append((topic, payload)))
+    # When a tag is added, then added again (no change)
+    add(devstore, ["clv:new"])
+    add(devstore, ["clv:new"])
+    # Then one customers/update is announced, without tags, with the new updated_at
+    assert [topic for topic, _ in events] == ["customers/update"]
+    payload = events[0][1]
+    assert payload["admin_graphql_api_id"] == CUSTOMER_1
+    assert "tags" not in payload
+    assert payload["updated_at"] == devstore.state.customers[1].updated_at
