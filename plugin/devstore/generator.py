@@ -410,7 +410,8 @@ def write_store_files(
     events.jsonl (time-ordered webhook events {topic, event_id, triggered_at, payload}; gzipped
     as events.jsonl.gz with compress) unless events is False, and customers.jsonl / orders.jsonl
     (final state) with final_state. Chunks run in `workers` processes; memory is bounded by
-    the chunk size (config.chunk_customers) times the workers.
+    the chunk size (config.chunk_customers) times the workers. Workers are spawned, so a
+    script calling this with workers > 1 needs the usual `if __name__ == "__main__":` guard.
     """
     began = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
