@@ -283,3 +283,22 @@ def test_write_store_files_parallel_gzip_chunks_match_in_memory_store(tmp_path: 
     ]
     assert summary.transactions == len(memory.transactions)
     assert "events.jsonl.gz" in summary.paths and "events.jsonl" not in summary.paths
+
+
+def test_generate_store_final_state_loads_into_dev_store_state() -> None:
+    # Given a generated store's final state
+    from plugin.devstore.state import DevStoreState
+
+    store = generate_store(GeneratorConfig(customers=300), seed=3)
+    state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
+    # When the dev store loads it
+    state.load(products=store.products, customers=store.customers, orders=store.orders)
+    # Then every record is there, with the current (net) totals of the final versions
+    assert (len(state.products), len(state.customers), len(state.orders)) == (
+        len(store.products),
+        len(store.customers),
+        len(store.orders),
+    )
+    for order in store.orders:
+        expected = Decimal(order["current_total_price_set"]["shop_money"]["amount"])
+        assert state.orders[order["id"]].current_total_shop == expected
