@@ -58,6 +58,11 @@ class PlantedTruth:
     (days since the start). Complements are (anchor product id, partner product id); consumables
     map product id to its refill cycle in days. order_kinds (in-memory stores only) maps an order
     id to purchase, refill, cancelled, full_refund, test or guest.
+
+    The BG/NBD and Gamma-Gamma truth describes the "purchase" orders. Refill orders (list price,
+    every cycle days while the customer is alive) come on top when config.consumable_refills is
+    on, as in a real shop; turn it off to get a store whose counted orders are pure BG/NBD.
+    Cancelled, fully refunded, test and guest orders never count and never change the truth.
     """
 
     customer_ids: NDArray[np.int64]
