@@ -1,1 +1,1 @@
-"""A local, faithful stand-in for a Shopify store: Admin GraphQL subset, webhook sender, store generator."""
+"""A local stand-in for a Shopify store: Admin GraphQL subset, webhook sender, store generator."""

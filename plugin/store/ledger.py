@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from plugin.domain import ledger
@@ -48,23 +48,18 @@ def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
     if shop.currency is None:
         shop.currency = version.currency
         session.add(shop)
-    order = stored or Order(
-        shop_id=shop.id,
-        order_id=version.order_id,
-        net_amount=Decimal(0),
-        total=version.total,
-        current_total=version.current_total,
-        created_at=version.created_at,
-        processed_at=version.processed_at,
-        updated_at=version.updated_at,
-        version_digest=version.digest,
-        currency=version.currency,
-    )
+    refunds = _record_reflected_refunds(session, shop.id, version)
+    if stored is not None:
+        session.execute(
+            delete(OrderLine).where(
+                col(OrderLine.shop_id) == shop.id, col(OrderLine.order_id) == version.order_id
+            )
+        )
+    order = stored or Order(shop_id=shop.id, order_id=version.order_id)
     _copy_version(order, version)
+    _set_net(order, [r for r in refunds if not r.reflected])
     session.add(order)
-    _replace_lines(session, shop.id, version)
-    _record_reflected_refunds(session, shop.id, version)
-    _refresh_order_net(session, order)
+    session.add_all(_line_rows(shop.id, version))
     session.flush()
     for customer_id in {previous_customer, version.customer_id} - {None}:
         assert customer_id is not None
@@ -82,51 +77,47 @@ def _copy_version(order: Order, version: OrderVersion) -> None:
     order.source_name = version.source_name[:255] if version.source_name else None
 
 
-def _replace_lines(session: Session, shop_id: int, version: OrderVersion) -> None:
-    session.execute(
-        delete(OrderLine).where(
-            col(OrderLine.shop_id) == shop_id, col(OrderLine.order_id) == version.order_id
+def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
+    return [
+        OrderLine(
+            shop_id=shop_id,
+            order_id=version.order_id,
+            line_id=line.line_id,
+            product_id=line.product_id,
+            variant_id=line.variant_id,
+            product_type=line.product_type,
+            sku=line.sku,
+            quantity=line.quantity,
+            current_quantity=line.current_quantity,
+            price=line.price,
+            total_discount=line.total_discount,
+            gift_card=line.gift_card,
         )
-    )
-    for line in version.lines:
-        session.add(
-            OrderLine(
-                shop_id=shop_id,
-                order_id=version.order_id,
-                line_id=line.line_id,
-                product_id=line.product_id,
-                variant_id=line.variant_id,
-                product_type=line.product_type,
-                sku=line.sku,
-                quantity=line.quantity,
-                current_quantity=line.current_quantity,
-                price=line.price,
-                total_discount=line.total_discount,
-                gift_card=line.gift_card,
-            )
-        )
+        for line in version.lines
+    ]
 
 
-def _record_reflected_refunds(session: Session, shop_id: int, version: OrderVersion) -> None:
-    """Refunds listed in this version are in its current total; the others are not (yet)."""
+def _record_reflected_refunds(
+    session: Session, shop_id: int, version: OrderVersion
+) -> list[Refund]:
+    """The order's refunds: those listed in this version are in its current total (reflected),
+    the others are not (yet). Refunds first seen in this version are recorded."""
     listed = {r.refund_id for r in version.refunds}
-    known = set(
-        session.exec(
-            select(Refund.refund_id).where(
-                Refund.shop_id == shop_id, Refund.order_id == version.order_id
-            )
+    known = {
+        row.refund_id: row
+        for row in session.exec(
+            select(Refund).where(Refund.shop_id == shop_id, Refund.order_id == version.order_id)
         )
-    )
+    }
     for refund in version.refunds:
         if refund.refund_id not in known:
-            session.add(_refund_row(shop_id, refund, reflected=True))
-    session.flush()
-    session.execute(
-        update(Refund)
-        .where(col(Refund.shop_id) == shop_id, col(Refund.order_id) == version.order_id)
-        .values(reflected=col(Refund.refund_id).in_(listed) if listed else False)
-        .execution_options(synchronize_session=False)
-    )
+            known[refund.refund_id] = _refund_row(shop_id, refund, reflected=True)
+            session.add(known[refund.refund_id])
+    for refund_id, row in known.items():
+        if row.reflected != (refund_id in listed):
+            row.reflected = refund_id in listed
+            session.add(row)
+    return list(known.values())
 
 
 def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refund:
@@ -162,27 +153,28 @@ def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
 
 
 def _refresh_order_net(session: Session, order: Order) -> None:
-    unreflected = [
-        _refund_amount(refund, order.currency)
-        for refund in session.exec(
-            select(Refund).where(
-                Refund.shop_id == order.shop_id,
-                Refund.order_id == order.order_id,
-                col(Refund.reflected).is_(False),
-            )
+    unreflected = session.exec(
+        select(Refund).where(
+            Refund.shop_id == order.shop_id,
+            Refund.order_id == order.order_id,
+            col(Refund.reflected).is_(False),
         )
-    ]
+    ).all()
+    _set_net(order, unreflected)
+    session.add(order)
+
+
+def _set_net(order: Order, unreflected: Sequence[Refund]) -> None:
     cancelled = order.cancelled_at is not None
     order.net_amount = ledger.order_net_amount(
         order.current_total,
         cancelled=cancelled,
         financial_status=order.financial_status,
-        unreflected_refunds=unreflected,
+        unreflected_refunds=[_refund_amount(r, order.currency) for r in unreflected],
     )
     order.counted = ledger.order_counts(
         order.net_amount, cancelled=cancelled, financial_status=order.financial_status
     )
-    session.add(order)
 
 
 def _refund_amount(refund: Refund, shop_currency: str) -> Decimal:
