@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import anyio
@@ -15,6 +16,7 @@ from plugin.app import create_app
 from plugin.store.models import InboxEvent
 from tests.helpers import (
     PREVIOUS_SECRET,
+    SECRET,
     SHOP,
     add_shop,
     body_of,
@@ -23,6 +25,7 @@ from tests.helpers import (
     order_payload,
     webhook_headers,
 )
+from webhooks.processor import Processor
 
 
 @pytest.fixture
@@ -107,7 +110,7 @@ def test_receive_declared_oversized_body_answers_413(app_url: str) -> None:
     assert response.status_code == 413
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b"\"text\"", b""])
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b""])
 def test_receive_verified_body_not_a_json_object_answers_400(
     app_url: str, engine: Engine, body: bytes
 ) -> None:
@@ -192,3 +195,33 @@ def test_receive_database_down_answers_503(dead_url: str) -> None:
         response = post(url, body, webhook_headers(body, "orders/create"))
     # then the webhook is not acknowledged, so Shopify retries it
     assert response.status_code == 503
+
+
+def test_logs_carry_no_secret_token_or_personal_data(
+    app_url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given webhooks of every outcome, carrying personal data, then processed
+    caplog.set_level(logging.DEBUG)
+    body = body_of(order_payload(1009))
+    post(app_url, body, webhook_headers(body, "orders/create"))
+    post(app_url, body, webhook_headers(body, "orders/create", shop="stranger.myshopify.com"))
+    post(app_url, body, webhook_headers(body, "orders/create", secret="wrong"))
+    bad = body_of({**order_payload(1010), "currency": None})
+    post(app_url, bad, webhook_headers(bad, "orders/create"))
+    request = body_of({"customer": {"id": 501, "email": "jane@example.com"}})
+    post(app_url, request, webhook_headers(request, "customers/data_request"))
+    Processor(engine).drain()
+    # then no log line holds a secret, the shop token, or the customer's details
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "data request" in text and "failed" in text  # the lines above were logged
+    for leak in (
+        SECRET,
+        PREVIOUS_SECRET,
+        "shpat_test_token",
+        "jane",
+        "Jane",
+        "Doe",
+        "5555550100",
+        "Main St",
+    ):
+        assert leak not in text
