@@ -34,6 +34,7 @@ from plugin.domain.beta_geo_likelihood import (
 )
 from plugin.domain.mle import maximise_likelihood
 from plugin.domain.numeric import dot
+from plugin.domain.rfm_summary import compress_rfm
 
 FloatArray = NDArray[np.float64]
 BETA_GEO_VARIANTS: tuple[BetaGeoVariant, ...] = ("bgnbd", "mbgnbd")
@@ -201,28 +202,38 @@ def expected_purchases(
         E = (c / (a-1)) [1 - ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z)] P(alive),
         c = a+b+x+k-1, z = t/(alpha+T+t)   (k = 0 BG/NBD, 1 MBG/NBD, Batislam et al. eq. 6).
 
-    Writing S = ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z), which is
-    E[exp(-lambda p t) | alive] over the posterior, the power and 2F1 over/underflow for heavy
-    buyers, so S is computed in turn, on the customers where the previous form is not finite, as:
+    Writing S = ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x+k; c; z), the power and 2F1
+    over/underflow for heavy buyers, so S is computed in turn, on the customers where the previous
+    form is not finite, as:
     1. Euler's transformation (Abramowitz and Stegun 15.3.3): (1-z)^(a-1) 2F1(c-r-x, a-1; c; z),
        whose first two arguments no longer grow with x;
     2. Pfaff's (A&S 15.3.4): 2F1(r+x, a+k-1; c; -t/(alpha+T)), for very large a and b, where
        (1-z)^(a-1) underflows while the 2F1 above overflows;
     3. the limit as the Beta(a, b) dropout law becomes a point mass at p0 = (a-1)/c:
        ((alpha+T)/(alpha+T+p0 t))^(r+x), off by O(1/(a+b)) relative.
-    `horizon` is in the time unit of the data.
+    `horizon` is in the time unit of the data. The bracket depends on (x, T) only, so it is
+    computed once per distinct pair (whole days or weeks repeat a lot) and gathered.
     """
     data = _as_data(frequency, recency, age, None)
+    pairs = compress_rfm(data.x, np.zeros_like(data.x), data.age)
+    distinct = _Data(pairs.frequency, pairs.recency, pairs.age, pairs.weights)
+    per_purchase_alive = _expected_if_alive(params, horizon, distinct, variant)[pairs.inverse]
+    alive = probability_alive(params, data.x, data.tx, data.age, variant)
+    return np.asarray(per_purchase_alive * alive, dtype=np.float64)
+
+
+def _expected_if_alive(
+    params: BetaGeoParams, horizon: float, data: _Data, variant: BetaGeoVariant
+) -> FloatArray:
+    """(c / (a-1)) (1 - S) of `expected_purchases`: the expectation given alive at T."""
     k = _shift(variant)
     a = params.a if abs(params.a - 1.0) > 1e-9 else 1.0 + 1e-9  # removable singularity at a = 1
     c = a + params.b + data.x + k - 1.0
     # c = 0 (BG/NBD, x = 0, a + b = 1) is a removable singularity of c * 2F1(.; c; .) as well
     c = np.where(np.abs(c) < 1e-9, 1e-9, c)
     survival = _discounted_survival(params, a, c, k, data, horizon)
-    alive = probability_alive(params, data.x, data.tx, data.age, variant)
     # an expected count is never negative; clip the last-digit rounding of 1 - S near 0
-    expected = np.maximum(c / (a - 1.0) * (1.0 - survival), 0.0) * alive
-    return np.asarray(expected, dtype=np.float64)
+    return np.asarray(np.maximum(c / (a - 1.0) * (1.0 - survival), 0.0), dtype=np.float64)
 
 
 def _discounted_survival(

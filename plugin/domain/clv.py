@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from plugin.domain.bgnbd import BetaGeoParams, BetaGeoVariant, expected_purchases
 from plugin.domain.gamma_gamma import GammaGammaParams, expected_order_value
+from plugin.domain.rfm_summary import compress_rfm
 
 FloatArray = NDArray[np.float64]
 DAYS_PER_YEAR = 365.25
@@ -45,17 +46,19 @@ def predicted_clv(
     if horizon_days < 0 or annual_discount_rate <= -1.0:
         raise ValueError("need horizon_days >= 0 and annual_discount_rate > -1")
     spend = expected_order_value(spend_params, frequency, monetary_value)
+    # Purchases depend on (x, t_x, T) only: evaluate each distinct row once, then gather.
+    rows = compress_rfm(frequency, recency, age)
     purchases = _discounted_purchases(
         purchase_params,
-        frequency,
-        recency,
-        age,
+        rows.frequency,
+        rows.recency,
+        rows.age,
         horizon_days,
         days_per_unit,
         variant,
         annual_discount_rate,
     )
-    return np.asarray(spend * purchases, dtype=np.float64)
+    return np.asarray(spend * purchases[rows.inverse], dtype=np.float64)
 
 
 def _discounted_purchases(
