@@ -1,4 +1,4 @@
-"""A processor killed between claiming an event and committing loses nothing, counts nothing twice."""
+"""A processor killed between claiming and committing loses nothing, counts nothing twice."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shopify_app import verify_webhook_req
+from shopify_app.verify.webhook import verify_webhook_req
 
 
 def verify_webhook(
@@ -25,7 +25,12 @@ def verify_webhook(
     if not signature or not signature.isascii():
         return False
     result = verify_webhook_req(
-        {"method": "POST", "headers": {"x-shopify-hmac-sha256": signature}, "body": text},
+        {
+            "method": "POST",
+            "headers": {"x-shopify-hmac-sha256": signature},
+            "body": text,
+            "url": "",
+        },
         {"client_id": "clvsync", "client_secret": secret, "old_client_secret": previous_secret},
     )
     return bool(result.ok)

@@ -63,7 +63,7 @@ def store_delivery(engine: Engine, delivery: Delivery, now: datetime) -> Stored:
             "next_attempt_at": now,
         }
         insert = postgresql.insert if is_postgres(session) else sqlite.insert
-        table = InboxEvent.__table__
+        table = InboxEvent.__table__  # type: ignore[attr-defined]
         statement = (
             insert(table)
             .values(**values)

@@ -55,8 +55,12 @@ def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
                 col(OrderLine.shop_id) == shop.id, col(OrderLine.order_id) == version.order_id
             )
         )
-    order = stored or Order(shop_id=shop.id, order_id=version.order_id)
-    _copy_version(order, version)
+    if stored is None:
+        order = Order(shop_id=shop.id, order_id=version.order_id, **_version_fields(version))
+    else:
+        order = stored
+        for name, value in _version_fields(version).items():
+            setattr(order, name, value)
     _set_net(order, [r for r in refunds if not r.reflected])
     session.add(order)
     session.add_all(_line_rows(shop.id, version))
@@ -67,14 +71,22 @@ def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
     return True
 
 
-def _copy_version(order: Order, version: OrderVersion) -> None:
-    order.customer_id = version.customer_id
-    order.created_at, order.processed_at = version.created_at, version.processed_at
-    order.updated_at, order.version_digest = version.updated_at, version.digest
-    order.currency, order.presentment_currency = version.currency, version.presentment_currency
-    order.total, order.current_total = version.total, version.current_total
-    order.financial_status, order.cancelled_at = version.financial_status, version.cancelled_at
-    order.source_name = version.source_name[:255] if version.source_name else None
+def _version_fields(version: OrderVersion) -> dict[str, Any]:
+    return {
+        "customer_id": version.customer_id,
+        "created_at": version.created_at,
+        "processed_at": version.processed_at,
+        "updated_at": version.updated_at,
+        "version_digest": version.digest,
+        "currency": version.currency,
+        "presentment_currency": version.presentment_currency,
+        "total": version.total,
+        "current_total": version.current_total,
+        "financial_status": version.financial_status,
+        "cancelled_at": version.cancelled_at,
+        "source_name": version.source_name[:255] if version.source_name else None,
+        "net_amount": Decimal(0),  # set from the refunds by _set_net
+    }
 
 
 def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
@@ -186,7 +198,7 @@ def _refund_amount(refund: Refund, shop_currency: str) -> Decimal:
 def refresh_customer(session: Session, shop_id: int, customer_id: int) -> Customer:
     """Recompute one customer's aggregates from their counted orders (creating the row if new)."""
     rows = session.exec(
-        select(Order.processed_at, Order.net_amount).where(
+        select(col(Order.processed_at), col(Order.net_amount)).where(
             Order.shop_id == shop_id, Order.customer_id == customer_id, col(Order.counted)
         )
     ).all()
