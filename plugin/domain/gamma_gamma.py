@@ -72,6 +72,10 @@ def _as_data(frequency: ArrayLike, monetary_value: ArrayLike, weights: ArrayLike
         raise ValueError("frequency, monetary_value and weights must have one shape")
     keep = (x > 0) & (m > 0) & (w > 0)
     x, m, w = x[keep], m[keep], w[keep]
+    # A canonical order makes every floating-point sum, hence the fit, identical bit for bit
+    # whatever order the customers came in.
+    order = np.lexsort((m, x)) if weights is None else np.lexsort((w, m, x))
+    x, m, w = x[order], m[order], w[order]
     x_values, x_index = np.unique(x, return_inverse=True)
     log_m = np.log(m)
     return _Data(

@@ -253,3 +253,14 @@ def test_expected_purchases_huge_a_and_b_continue_the_moderate_values() -> None:
     assert all(np.isfinite(values))
     assert values[1] == pytest.approx(values[0], rel=5e-3)
     assert values[3] == pytest.approx(values[2], rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("frequency", "recency", "age"),
+    [([1.0], [5.0], [4.0]), ([-1.0], [0.0], [4.0]), ([1.0, 2.0], [1.0], [3.0])],
+)
+def test_fit_beta_geo_inconsistent_customers_raise(
+    frequency: list[float], recency: list[float], age: list[float]
+) -> None:
+    with pytest.raises(ValueError):
+        fit_beta_geo(frequency, recency, age)

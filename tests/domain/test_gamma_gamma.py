@@ -98,3 +98,19 @@ def test_gamma_gamma_log_likelihood_extreme_customers_finite(
     params: GammaGammaParams, frequency: int, spend: float
 ) -> None:
     assert np.isfinite(gamma_gamma_log_likelihood(params, [frequency], [spend])[0])
+
+
+def test_fit_gamma_gamma_no_repeat_customers_raises() -> None:
+    with pytest.raises(ValueError, match="repeat purchase"):
+        fit_gamma_gamma([0.0, 0.0], [0.0, 0.0])
+
+
+def test_fit_gamma_gamma_cdnow_shuffled_rows_same_estimates(cdnow: Any) -> None:
+    # given the CDNOW customers in file order and shuffled
+    order = np.random.default_rng(9).permutation(cdnow.frequency.size)
+    # when both are fitted
+    first = fit_gamma_gamma(cdnow.frequency, cdnow.monetary_value)
+    second = fit_gamma_gamma(cdnow.frequency[order], cdnow.monetary_value[order])
+    # then the estimates are identical (customers are put in a canonical order first)
+    assert first.params == second.params
+    assert first.log_likelihood == second.log_likelihood
