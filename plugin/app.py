@@ -20,6 +20,7 @@ from plugin.store.db import make_engine
 from webhooks.gate import IngestGate
 from webhooks.processor import Processor, utcnow
 from webhooks.receive import webhook_endpoint
+from webhooks.writer import InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def create_app(
     """
     engine = engine or make_engine(settings.database_url)
     gate = IngestGate()
+    writer = InboxWriter(engine, clock, gate)
 
     async def health(_: Request) -> JSONResponse:
         try:
@@ -47,28 +49,32 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if not run_processor:
-            yield
-            return
-        processor = Processor(
-            engine,
-            max_attempts=settings.processor_max_attempts,
-            idle_seconds=settings.processor_idle_seconds,
-            clock=clock,
-            gate=gate,
-        )
-        stop = anyio.Event()
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(processor.run, stop)
-            log.info("inbox processor started")
-            try:
+        try:
+            if not run_processor:
                 yield
-            finally:
-                stop.set()
+                return
+            processor = Processor(
+                engine,
+                max_attempts=settings.processor_max_attempts,
+                batch_size=settings.processor_batch_size,
+                idle_seconds=settings.processor_idle_seconds,
+                clock=clock,
+                gate=gate,
+            )
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(processor.run, stop)
+                log.info("inbox processor started")
+                try:
+                    yield
+                finally:
+                    stop.set()
+        finally:
+            writer.stop()
 
     return Starlette(
         routes=[
-            Route("/webhooks", webhook_endpoint(settings, engine, clock, gate), methods=["POST"]),
+            Route("/webhooks", webhook_endpoint(settings, writer), methods=["POST"]),
             Route("/healthz", health, methods=["GET"]),
         ],
         lifespan=lifespan,

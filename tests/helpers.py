@@ -195,7 +195,7 @@ def enqueue(
     engine: Engine, topic: str, payload: dict[str, Any], webhook_id: str, shop: str = SHOP
 ) -> None:
     """Store a delivery in the inbox as the endpoint would (minimised), without HTTP."""
-    from plugin.store.inbox import Delivery, store_delivery
+    from plugin.store.inbox import Delivery, store_deliveries
     from webhooks.payloads import minimise
 
     delivery = Delivery(
@@ -207,4 +207,4 @@ def enqueue(
         api_version="2026-10",
         payload=json.dumps(minimise(topic, payload)),
     )
-    store_delivery(engine, delivery, T0)
+    store_deliveries(engine, [delivery], T0)

@@ -137,5 +137,7 @@ def test_app_uninstalled_discards_token_and_stops_ingestion(engine: Engine) -> N
     # then order webhooks are no longer stored, but the compliance topics still are
     order = inbox.Delivery(SHOP, "late-order", "orders/create", None, None, "2026-10", "{}")
     redact = inbox.Delivery(SHOP, "redact", "shop/redact", None, None, "2026-10", "{}")
-    assert inbox.store_delivery(engine, order, T0) is inbox.Stored.NOT_INSTALLED
-    assert inbox.store_delivery(engine, redact, T0) is inbox.Stored.STORED
+    assert inbox.store_deliveries(engine, [order, redact], T0) == [
+        inbox.Stored.NOT_INSTALLED,
+        inbox.Stored.STORED,
+    ]

@@ -225,3 +225,32 @@ def test_logs_carry_no_secret_token_or_personal_data(
         "Main St",
     ):
         assert leak not in text
+
+
+@pytest.mark.anyio
+async def test_receive_many_concurrent_deliveries_are_all_stored(
+    app_url: str, engine: Engine
+) -> None:
+    # given 60 different webhooks sent at once (stored together by the group-committing writer)
+    bodies = [body_of(order_payload(2000 + i)) for i in range(60)]
+    async with httpx.AsyncClient(timeout=10) as client:
+
+        async def send(body: bytes, index: int) -> int:
+            headers = webhook_headers(body, "orders/create", webhook_id=f"many-{index}")
+            return (
+                await client.post(f"{app_url}/webhooks", content=body, headers=headers)
+            ).status_code
+
+        statuses = [0] * len(bodies)
+
+        async def record(index: int) -> None:
+            statuses[index] = await send(bodies[index], index)
+
+        async with anyio.create_task_group() as tasks:
+            for index in range(len(bodies)):
+                tasks.start_soon(record, index)
+    # then each one is acknowledged and stored
+    assert statuses == [200] * 60
+    assert sorted(row.webhook_id for row in inbox_rows(engine)) == sorted(
+        f"many-{i}" for i in range(60)
+    )

@@ -35,5 +35,10 @@ class IngestGate:
                 if self._active == 0:
                     self._idle.set()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a webhook is being stored right now."""
+        return not self._idle.is_set()
+
     def wait_for_quiet(self) -> None:
         self._idle.wait(self._max_wait_seconds)

@@ -7,8 +7,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import anyio
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -16,10 +14,10 @@ from starlette.responses import PlainTextResponse, Response
 from plugin.settings import Settings
 from plugin.store import inbox
 from plugin.store.shops import ShopDomainError, normalise_domain
-from webhooks.gate import IngestGate
 from webhooks.handlers import HANDLERS
 from webhooks.payloads import minimise
 from webhooks.verify import verify_webhook
+from webhooks.writer import InboxWriter
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +62,9 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def webhook_endpoint(
-    settings: Settings, engine: Engine, clock: Callable[[], datetime], gate: IngestGate
+    settings: Settings, writer: InboxWriter
 ) -> Callable[[Request], Awaitable[Response]]:
     secret, previous = settings.webhook_secrets
-
-    def store(delivery: inbox.Delivery) -> inbox.Stored:
-        with gate.storing():
-            return inbox.store_delivery(engine, delivery, clock())
 
     async def receive(request: Request) -> Response:
         try:
@@ -111,7 +105,7 @@ def webhook_endpoint(
             payload=json.dumps(minimise(topic, payload), separators=(",", ":")),
         )
         try:
-            stored = await anyio.to_thread.run_sync(store, delivery)
+            stored = await writer.store(delivery)
         except SQLAlchemyError as exc:
             # Not stored, so not acknowledged: Shopify retries.
             log.error("webhook from %s not stored, answering 503: %s", domain, type(exc).__name__)

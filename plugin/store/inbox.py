@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, func, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,47 +37,60 @@ class Delivery:
     payload: str  # minimised JSON
 
 
-def store_delivery(engine: Engine, delivery: Delivery, now: datetime) -> Stored:
-    """Write a verified delivery to the inbox, once per (shop, webhook id); commit before return.
+def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: datetime) -> list[Stored]:
+    """Write verified deliveries to the inbox, once per (shop, webhook id), in ONE transaction
+    committed before return (one fsync for the lot: see webhooks/writer.py).
 
     Deliveries for unknown shops, and for uninstalled shops except the compliance topics
     (shop/redact comes 48 hours after uninstalling), are not stored.
     """
     with Session(engine) as session, session.begin():
-        uninstalled_at = session.exec(
-            select(Shop.uninstalled_at, Shop.id).where(Shop.domain == delivery.shop_domain)
-        ).first()
-        if uninstalled_at is None:
-            return Stored.UNKNOWN_SHOP
-        if uninstalled_at[0] is not None and delivery.topic not in COMPLIANCE_TOPICS:
-            return Stored.NOT_INSTALLED
-        values = {
-            "shop_domain": delivery.shop_domain,
-            "webhook_id": delivery.webhook_id,
-            "topic": delivery.topic,
-            "event_id": delivery.event_id,
-            "triggered_at": delivery.triggered_at,
-            "api_version": delivery.api_version,
-            "received_at": now,
-            "payload": delivery.payload,
-            "status": PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-        }
-        insert = postgresql.insert if is_postgres(session) else sqlite.insert
-        table = InboxEvent.__table__  # type: ignore[attr-defined]
-        statement = (
-            insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
-            .returning(table.c.id)
+        domains = {d.shop_domain for d in deliveries}
+        uninstalled = dict(
+            session.exec(
+                select(Shop.domain, Shop.uninstalled_at).where(col(Shop.domain).in_(domains))
+            ).all()
         )
-        inserted = session.execute(statement).first()
-        return Stored.DUPLICATE if inserted is None else Stored.STORED
+        insert = postgresql.insert if is_postgres(session) else sqlite.insert
+        return [_store(session, insert, d, uninstalled, now) for d in deliveries]
 
 
-def claim_next(session: Session, now: datetime) -> InboxEvent | None:
-    """The oldest due pending event, locked for this transaction.
+def _store(
+    session: Session,
+    insert: Any,
+    delivery: Delivery,
+    uninstalled: dict[str, datetime | None],
+    now: datetime,
+) -> Stored:
+    if delivery.shop_domain not in uninstalled:
+        return Stored.UNKNOWN_SHOP
+    if uninstalled[delivery.shop_domain] is not None and delivery.topic not in COMPLIANCE_TOPICS:
+        return Stored.NOT_INSTALLED
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    statement = (
+        insert(table)
+        .values(
+            shop_domain=delivery.shop_domain,
+            webhook_id=delivery.webhook_id,
+            topic=delivery.topic,
+            event_id=delivery.event_id,
+            triggered_at=delivery.triggered_at,
+            api_version=delivery.api_version,
+            received_at=now,
+            payload=delivery.payload,
+            status=PENDING,
+            attempts=0,
+            next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+        .returning(table.c.id)
+    )
+    inserted = session.execute(statement).first()
+    return Stored.DUPLICATE if inserted is None else Stored.STORED
+
+
+def claim_due(session: Session, now: datetime, limit: int) -> list[InboxEvent]:
+    """The oldest due pending events (at most `limit`), locked for this transaction.
 
     PostgreSQL: FOR UPDATE SKIP LOCKED, so concurrent processors take different rows, and a
     processor that dies releases its row with its connection. SQLite: the transaction already
@@ -85,11 +100,11 @@ def claim_next(session: Session, now: datetime) -> InboxEvent | None:
         select(InboxEvent)
         .where(InboxEvent.status == PENDING, InboxEvent.next_attempt_at <= now)
         .order_by(col(InboxEvent.id))
-        .limit(1)
+        .limit(limit)
     )
     if is_postgres(session):
         query = query.with_for_update(skip_locked=True)
-    return session.exec(query).first()
+    return list(session.exec(query))
 
 
 def mark_done(event: InboxEvent, now: datetime) -> None:
