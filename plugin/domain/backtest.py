@@ -17,17 +17,18 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from plugin.domain.bgnbd import (
-    BETA_GEO_VARIANTS,
-    BetaGeoFit,
-    BetaGeoVariant,
-    expected_purchases,
-    fit_beta_geo,
-)
 from plugin.domain.clv import predicted_clv
 from plugin.domain.gamma_gamma import GammaGammaFit, expected_order_value, fit_gamma_gamma
 from plugin.domain.model_choice import holdout_mse, select_by_holdout
 from plugin.domain.numeric import dot
+from plugin.domain.repeat_models import (
+    REPEAT_MODELS,
+    RepeatFit,
+    RepeatModel,
+    expected_repeat_purchases,
+    fit_repeat_model,
+    model_of,
+)
 from plugin.domain.rfm_summary import (
     DAYS_PER_UNIT,
     RfmSummary,
@@ -67,7 +68,7 @@ def run_backtest(
     clock: Clock,
     time_unit: TimeUnit = "week",
     horizon_days: float | None = None,
-    variants: Sequence[BetaGeoVariant] = BETA_GEO_VARIANTS,
+    models: Sequence[RepeatModel] = REPEAT_MODELS,
 ) -> dict[str, Any]:
     """Fit on the calibration period, predict the holdout, and report.
 
@@ -92,7 +93,7 @@ def run_backtest(
         customer_ids, days, amounts, summary, calibration_end_day, holdout_end_day
     )
     horizon = holdout.days if horizon_days is None else horizon_days
-    return _report(summary, holdout, horizon, variants, clock)
+    return _report(summary, holdout, horizon, models, clock)
 
 
 def _observe_holdout(
@@ -118,22 +119,22 @@ def _report(
     summary: RfmSummary,
     holdout: _Holdout,
     horizon_days: float,
-    variants: Sequence[BetaGeoVariant],
+    models: Sequence[RepeatModel],
     clock: Clock,
 ) -> dict[str, Any]:
     unit = DAYS_PER_UNIT[summary.time_unit]
-    fits = {name: _timed(clock, partial(_fit_variant, summary, name)) for name in variants}
+    fits = {name: _timed(clock, partial(_fit_model, summary, name)) for name in models}
     spend = _timed(clock, lambda: fit_gamma_gamma(summary.frequency, summary.monetary_value))
     predicted = {
         name: _predict(fit, summary, holdout.days / unit) for name, (fit, _) in fits.items()
     }
     mse = {name: holdout_mse(values, holdout.purchases) for name, values in predicted.items()}
     selected = select_by_holdout(mse, {name: fit.converged for name, (fit, _) in fits.items()})
-    models: dict[str, Any] = {name: _model_entry(*timed) for name, timed in fits.items()}
-    models["gamma_gamma"] = _model_entry(*spend)
+    entries: dict[str, Any] = {name: _model_entry(*timed) for name, timed in fits.items()}
+    entries["gamma_gamma"] = _model_entry(*spend)
     return {
         "time_unit": summary.time_unit,
-        "models": models,
+        "models": entries,
         "selected_model": selected,
         "holdout": _holdout_section(summary, holdout, predicted, mse),
         "customers": int(summary.customer_ids.size),
@@ -149,8 +150,8 @@ def _report(
     }
 
 
-def _fit_variant(summary: RfmSummary, variant: BetaGeoVariant) -> BetaGeoFit:
-    return fit_beta_geo(summary.frequency, summary.recency, summary.age, variant=variant)
+def _fit_model(summary: RfmSummary, model: RepeatModel) -> RepeatFit:
+    return fit_repeat_model(model, summary.frequency, summary.recency, summary.age)
 
 
 def _timed(clock: Clock, fit: Callable[[], T]) -> tuple[T, float]:
@@ -159,13 +160,13 @@ def _timed(clock: Clock, fit: Callable[[], T]) -> tuple[T, float]:
     return result, clock() - started
 
 
-def _predict(fit: BetaGeoFit, summary: RfmSummary, horizon: float) -> FloatArray:
-    return expected_purchases(
-        fit.params, horizon, summary.frequency, summary.recency, summary.age, fit.variant
+def _predict(fit: RepeatFit, summary: RfmSummary, horizon: float) -> FloatArray:
+    return expected_repeat_purchases(
+        fit.params, model_of(fit), horizon, summary.frequency, summary.recency, summary.age
     )
 
 
-def _model_entry(fit: BetaGeoFit | GammaGammaFit, seconds: float) -> dict[str, Any]:
+def _model_entry(fit: RepeatFit | GammaGammaFit, seconds: float) -> dict[str, Any]:
     return {
         "params": fit.params.as_dict(),
         "log_likelihood": fit.log_likelihood,
@@ -182,8 +183,8 @@ def _group_labels(frequency: FloatArray) -> NDArray[np.str_]:
 def _holdout_section(
     summary: RfmSummary,
     holdout: _Holdout,
-    predicted: dict[BetaGeoVariant, FloatArray],
-    mse: dict[BetaGeoVariant, float],
+    predicted: dict[RepeatModel, FloatArray],
+    mse: dict[RepeatModel, float],
 ) -> dict[str, Any]:
     labels = _group_labels(summary.frequency)
     return {
@@ -199,7 +200,7 @@ def _holdout_section(
 
 
 def _group_entry(
-    members: NDArray[np.bool_], actual: FloatArray, predicted: dict[BetaGeoVariant, FloatArray]
+    members: NDArray[np.bool_], actual: FloatArray, predicted: dict[RepeatModel, FloatArray]
 ) -> dict[str, Any]:
     count = int(np.count_nonzero(members))
     return {
@@ -214,9 +215,9 @@ def _group_entry(
 
 def _clv_section(
     summary: RfmSummary,
-    fits: dict[BetaGeoVariant, BetaGeoFit],
+    fits: dict[RepeatModel, RepeatFit],
     spend_fit: GammaGammaFit,
-    predicted: dict[BetaGeoVariant, FloatArray],
+    predicted: dict[RepeatModel, FloatArray],
     actual_spend: float,
     horizon_days: float,
 ) -> dict[str, Any]:
@@ -236,7 +237,7 @@ def _clv_section(
 
 
 def _total_clv(
-    fit: BetaGeoFit, spend_fit: GammaGammaFit, summary: RfmSummary, horizon_days: float
+    fit: RepeatFit, spend_fit: GammaGammaFit, summary: RfmSummary, horizon_days: float
 ) -> float:
     clv = predicted_clv(
         fit.params,
@@ -247,6 +248,6 @@ def _total_clv(
         summary.monetary_value,
         horizon_days=horizon_days,
         days_per_unit=DAYS_PER_UNIT[summary.time_unit],
-        variant=fit.variant,
+        model=model_of(fit),
     )
     return float(clv.sum())

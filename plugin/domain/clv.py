@@ -7,8 +7,8 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from plugin.domain.bgnbd import BetaGeoParams, BetaGeoVariant, expected_purchases
 from plugin.domain.gamma_gamma import GammaGammaParams, expected_order_value
+from plugin.domain.repeat_models import RepeatModel, RepeatParams, expected_repeat_purchases
 from plugin.domain.rfm_summary import compress_rfm
 
 FloatArray = NDArray[np.float64]
@@ -18,7 +18,7 @@ DAYS_PER_STEP = DAYS_PER_YEAR / 12.0
 
 
 def predicted_clv(
-    purchase_params: BetaGeoParams,
+    purchase_params: RepeatParams,
     spend_params: GammaGammaParams,
     frequency: ArrayLike,
     recency: ArrayLike,
@@ -27,7 +27,7 @@ def predicted_clv(
     *,
     horizon_days: float,
     days_per_unit: float,
-    variant: BetaGeoVariant = "bgnbd",
+    model: RepeatModel = "bgnbd",
     annual_discount_rate: float = 0.0,
 ) -> FloatArray:
     """Expected spend in the next `horizon_days`, discounted to the calibration end.
@@ -35,12 +35,13 @@ def predicted_clv(
         CLV = E[M | x, m_x] * sum_k (E[Y(t_k)] - E[Y(t_(k-1))]) / (1 + d)^(t_k / 365.25 days),
 
     with t_k = k H / K over K = ceil(H / (365.25/12)) monthly steps, E[Y(t)] the expected repeat
-    purchases in (T, T+t] (FHL 2005 eq. 10, `expected_purchases`), E[M] the Gamma-Gamma expected
-    spend per order (Fader and Hardie 2013 eq. 5) and d the annual discount rate. This is the
-    discrete discounting of Fader, Hardie and Lee (2005), "RFM and CLV: using iso-value curves for
-    customer base analysis", JMR 42(4), and of lifetimes' `customer_lifetime_value`; spend and
-    purchases multiply because the Gamma-Gamma model assumes they are independent. With d = 0 it
-    is exactly E[M] E[Y(H)]. Money in the shop currency; recency and age in units of
+    purchases in (T, T+t] of the repeat-purchase `model` (for BG/NBD, FHL 2005 eq. 10), E[M]
+    the Gamma-Gamma expected spend per order (Fader and Hardie 2013 eq. 5) and d the annual
+    discount rate. This is the discrete discounting of Fader, Hardie and Lee (2005), "RFM and
+    CLV: using iso-value curves for customer base analysis", JMR 42(4), and of lifetimes'
+    `customer_lifetime_value`; spend and purchases multiply because the Gamma-Gamma model
+    assumes they are independent. With d = 0 it is exactly E[M] E[Y(H)]. Money in the shop
+    currency; recency and age in units of
     `days_per_unit` days.
     """
     if horizon_days < 0 or annual_discount_rate <= -1.0:
@@ -55,31 +56,33 @@ def predicted_clv(
         rows.age,
         horizon_days,
         days_per_unit,
-        variant,
+        model,
         annual_discount_rate,
     )
     return np.asarray(spend * purchases[rows.inverse], dtype=np.float64)
 
 
 def _discounted_purchases(
-    params: BetaGeoParams,
+    params: RepeatParams,
     frequency: ArrayLike,
     recency: ArrayLike,
     age: ArrayLike,
     horizon_days: float,
     days_per_unit: float,
-    variant: BetaGeoVariant,
+    model: RepeatModel,
     annual_discount_rate: float,
 ) -> FloatArray:
     x = np.asarray(frequency, dtype=np.float64)
     if annual_discount_rate == 0.0 or horizon_days == 0.0:
-        return expected_purchases(params, horizon_days / days_per_unit, x, recency, age, variant)
+        horizon = horizon_days / days_per_unit
+        return expected_repeat_purchases(params, model, horizon, x, recency, age)
     steps = max(1, math.ceil(horizon_days / DAYS_PER_STEP))
     total = np.zeros_like(x)
     previous = np.zeros_like(x)
     for k in range(1, steps + 1):
         day = horizon_days * k / steps
-        cumulative = expected_purchases(params, day / days_per_unit, x, recency, age, variant)
+        horizon = day / days_per_unit
+        cumulative = expected_repeat_purchases(params, model, horizon, x, recency, age)
         total += (cumulative - previous) / (1.0 + annual_discount_rate) ** (day / DAYS_PER_YEAR)
         previous = cumulative
     return total

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from plugin.domain.bgnbd import (
-    BETA_GEO_VARIANTS,
-    BetaGeoFit,
-    BetaGeoVariant,
-    expected_purchases,
-    fit_beta_geo,
+from plugin.domain.repeat_models import (
+    REPEAT_MODELS,
+    RepeatFit,
+    RepeatModel,
+    expected_repeat_purchases,
+    fit_repeat_model,
 )
 
 FloatArray = NDArray[np.float64]
@@ -32,9 +32,9 @@ FloatArray = NDArray[np.float64]
 class ModelChoice:
     """The chosen model, every candidate's fit and its holdout mean squared error."""
 
-    selected: BetaGeoVariant
-    fits: Mapping[BetaGeoVariant, BetaGeoFit]
-    holdout_mse: Mapping[BetaGeoVariant, float]
+    selected: RepeatModel
+    fits: Mapping[RepeatModel, RepeatFit]
+    holdout_mse: Mapping[RepeatModel, float]
 
 
 def holdout_mse(predicted: ArrayLike, actual: ArrayLike) -> float:
@@ -44,8 +44,8 @@ def holdout_mse(predicted: ArrayLike, actual: ArrayLike) -> float:
 
 
 def select_by_holdout(
-    mse: Mapping[BetaGeoVariant, float], converged: Mapping[BetaGeoVariant, bool]
-) -> BetaGeoVariant:
+    mse: Mapping[RepeatModel, float], converged: Mapping[RepeatModel, bool]
+) -> RepeatModel:
     """The eligible model (converged, or any if none is) with the smallest holdout MSE."""
     names = list(mse)
     eligible = [name for name in names if converged.get(name, False)] or names
@@ -61,17 +61,17 @@ def choose_repeat_model(
     *,
     holdout_length: float,
     holdout_frequency: ArrayLike,
-    variants: Sequence[BetaGeoVariant] = BETA_GEO_VARIANTS,
+    models: Sequence[RepeatModel] = REPEAT_MODELS,
 ) -> ModelChoice:
-    """Fit each variant on the calibration summary, predict the holdout, keep the best.
+    """Fit each model on the calibration summary, predict the holdout, keep the best.
 
     `holdout_length` is in the time unit of recency and age; `holdout_frequency` is the number of
     purchases each customer made in the holdout.
     """
-    fits = {name: fit_beta_geo(frequency, recency, age, variant=name) for name in variants}
+    fits = {name: fit_repeat_model(name, frequency, recency, age) for name in models}
     mse = {
         name: holdout_mse(
-            expected_purchases(fit.params, holdout_length, frequency, recency, age, name),
+            expected_repeat_purchases(fit.params, name, holdout_length, frequency, recency, age),
             holdout_frequency,
         )
         for name, fit in fits.items()

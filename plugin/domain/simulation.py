@@ -111,3 +111,28 @@ def simulate_purchases(
     nu = rng.gamma(spend.q, 1.0 / spend.gamma, start.size)
     amounts = rng.gamma(spend.p, 1.0 / nu[ids])
     return SimulatedPurchases(ids, days, amounts)
+
+
+def simulate_pareto_customers(
+    purchase_rate: tuple[float, float],
+    dropout_rate: tuple[float, float],
+    age: ArrayLike,
+    *,
+    seed: int,
+) -> SimulatedCustomers:
+    """Draw customers from the Pareto/NBD process (Schmittlein, Morrison and Colombo 1987).
+
+    lambda ~ Gamma(r, rate alpha) and mu ~ Gamma(s, rate beta) from `purchase_rate` = (r, alpha)
+    and `dropout_rate` = (s, beta); the lifetime is Exponential(mu); purchases are Poisson(lambda)
+    while alive. Given x arrivals in the alive span L = min(lifetime, T), the last is at
+    L * U^(1/x), the largest of x uniforms.
+    """
+    rng = np.random.default_rng(seed)
+    t = np.asarray(age, dtype=np.float64)
+    (r, alpha), (s, beta) = purchase_rate, dropout_rate
+    rate = rng.gamma(r, 1.0 / alpha, t.size)
+    lifetime = rng.exponential(1.0 / rng.gamma(s, 1.0 / beta, t.size))
+    alive_span = np.minimum(lifetime, t)
+    x = rng.poisson(rate * alive_span).astype(np.float64)
+    last = alive_span * rng.random(t.size) ** (1.0 / np.maximum(x, 1.0))
+    return SimulatedCustomers(x, np.where(x > 0, last, 0.0), t, np.zeros_like(t))

@@ -46,15 +46,16 @@ def test_run_backtest_simulated_shop_reports_issue_shape(purchases: SimulatedPur
     # then the report has the issue's keys, and is JSON
     json.dumps(report)
     assert report["time_unit"] == "week"
-    assert set(report["models"]) == {"bgnbd", "mbgnbd", "gamma_gamma"}
+    assert set(report["models"]) == {"bgnbd", "mbgnbd", "paretonbd", "gamma_gamma"}
     assert set(report["models"]["bgnbd"]["params"]) == {"r", "alpha", "a", "b"}
+    assert set(report["models"]["paretonbd"]["params"]) == {"r", "alpha", "s", "beta"}
     assert set(report["models"]["gamma_gamma"]["params"]) == {"p", "q", "gamma"}
     for model in report["models"].values():
         assert set(model) >= {"params", "log_likelihood", "converged", "seconds"}
         assert model["converged"] is True
-    assert report["selected_model"] in {"bgnbd", "mbgnbd"}
+    assert report["selected_model"] in {"bgnbd", "mbgnbd", "paretonbd"}
     holdout = report["holdout"]
-    assert set(holdout["predicted_repeat_purchases"]) == {"bgnbd", "mbgnbd"}
+    assert set(holdout["predicted_repeat_purchases"]) == {"bgnbd", "mbgnbd", "paretonbd"}
     assert list(holdout["by_calibration_frequency"]) == list(FREQUENCY_GROUPS)
     assert report["customers"] == 3000
 
@@ -65,7 +66,7 @@ def test_run_backtest_fake_clock_gives_each_fit_its_own_seconds(
     # given a clock that advances 0.5 s per reading, read twice per fit
     report = backtest(purchases, clock=ticking_clock(0.5))
     # then each fit took exactly one tick
-    assert [m["seconds"] for m in report["models"].values()] == [0.5, 0.5, 0.5]
+    assert [m["seconds"] for m in report["models"].values()] == [0.5, 0.5, 0.5, 0.5]
 
 
 def test_run_backtest_simulated_shop_predicts_holdout_within_ten_percent(
@@ -93,7 +94,7 @@ def test_run_backtest_shuffled_rows_same_report(purchases: SimulatedPurchases) -
     assert (
         first["holdout"]["actual_repeat_purchases"] == second["holdout"]["actual_repeat_purchases"]
     )
-    for name in ("bgnbd", "mbgnbd", "gamma_gamma"):
+    for name in ("bgnbd", "mbgnbd", "paretonbd", "gamma_gamma"):
         for key, value in first["models"][name]["params"].items():
             assert second["models"][name]["params"][key] == pytest.approx(value, rel=1e-6)
 

@@ -63,7 +63,8 @@ def test_backtest_json_flag_prints_one_json_object(transactions: Path) -> None:
     assert report["time_unit"] == "day"
     assert report["customers"] == 1500
     assert report["models"]["bgnbd"]["seconds"] >= 0.0
-    assert report["selected_model"] in {"bgnbd", "mbgnbd"}
+    assert report["selected_model"] in {"bgnbd", "mbgnbd", "paretonbd"}
+    assert report["models"]["paretonbd"]["converged"] is True
 
 
 def test_backtest_without_json_prints_table(transactions: Path) -> None:
