@@ -36,6 +36,7 @@ from plugin.domain.mle import maximise_likelihood
 from plugin.domain.numeric import dot
 
 FloatArray = NDArray[np.float64]
+IndexArray = NDArray[np.intp]
 _NODES, _NODE_WEIGHTS = np.polynomial.legendre.leggauss(8)
 _PANELS = 16
 _DECAY_PER_PANEL = 3.0  # the integrand falls by at most e^-3 across a panel
@@ -70,29 +71,42 @@ class ParetoNbdFit:
 
 @dataclass(frozen=True)
 class _Terms:
-    """Per row: log of the alive term, log of s I; per row and quadrature node: the node's share
-    of I, log(alpha+tau) and log(beta+tau) there (for the gradient)."""
+    """Per row: log of the alive term and log of s I. Per quadrature node (flat, `node_row`
+    naming its row): the node's share of its row's I, log(alpha+tau) and log(beta+tau)."""
 
     log_alive: FloatArray
     log_died: FloatArray
+    node_row: IndexArray
     node_share: FloatArray
     log_alpha_tau: FloatArray
     log_beta_tau: FloatArray
 
+    def node_mean(self, values: FloatArray) -> FloatArray:
+        """Per row, the share-weighted sum of a per-node quantity."""
+        return np.bincount(
+            self.node_row, weights=self.node_share * values, minlength=self.log_alive.size
+        ).astype(np.float64)
+
 
 @dataclass(frozen=True)
 class _Kernel:
-    """(m+tau)^-p_m (M+tau)^-p_M with m = min(alpha, beta), M = max(alpha, beta)."""
+    """(m+tau)^-p_m (M+tau)^-p_M with m = min(alpha, beta), M = max(alpha, beta), per row."""
 
     m: float
     big: float
     p_m: FloatArray
     p_big: FloatArray
 
-    def slope(self, ell: FloatArray) -> FloatArray:
-        """Decay rate of log[(m+tau) kernel] in l = log(m+tau)."""
+    def slope(self, ell: FloatArray, rows: IndexArray) -> FloatArray:
+        """Decay rate of log[(m+tau) kernel] in l = log(m+tau), for the given rows."""
         e = np.exp(ell)
-        return np.asarray(self.p_m - 1.0 + self.p_big * e / (e + (self.big - self.m)))
+        return np.asarray(self.p_m[rows] - 1.0 + self.p_big[rows] * e / (e + (self.big - self.m)))
+
+    def log_integrand(self, ell: FloatArray, rows: IndexArray) -> tuple[FloatArray, FloatArray]:
+        """(log[(m+tau) kernel], log(M+tau)) at nodes l of shape (len(rows), nodes)."""
+        log_big_tau = np.log(np.exp(ell) + (self.big - self.m))
+        value = (1.0 - self.p_m[rows])[:, None] * ell - self.p_big[rows][:, None] * log_big_tau
+        return np.asarray(value, dtype=np.float64), log_big_tau
 
 
 def _kernel(params: FloatArray, x: FloatArray) -> _Kernel:
@@ -104,55 +118,76 @@ def _kernel(params: FloatArray, x: FloatArray) -> _Kernel:
 
 
 def _panel_width(
-    kernel: _Kernel, start: FloatArray, remaining: FloatArray, longest: FloatArray
+    kernel: _Kernel, rows: IndexArray, start: FloatArray, remaining: FloatArray, cap: FloatArray
 ) -> FloatArray:
     # The slope grows with l, so the width is set by the slope at the panel's end: a few
     # fixed-point steps of width = decay / slope(start + width).
-    cap = np.minimum(remaining, longest)
-    floor = _DECAY_PER_PANEL / longest
-    width = np.minimum(_DECAY_PER_PANEL / np.maximum(kernel.slope(start), floor), cap)
+    cap = np.minimum(remaining, cap)
+    floor = _DECAY_PER_PANEL / cap
+    width = np.minimum(_DECAY_PER_PANEL / np.maximum(kernel.slope(start, rows), floor), cap)
     for _ in range(4):
-        slope = np.maximum(kernel.slope(start + width), floor)
+        slope = np.maximum(kernel.slope(start + width, rows), floor)
         width = np.minimum(_DECAY_PER_PANEL / slope, cap)
     return width
 
 
-def _nodes(kernel: _Kernel, start: FloatArray, end: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Quadrature nodes in l and log weights, shape (rows, panels * nodes)."""
-    first, total = np.log(kernel.m + start), np.log(kernel.m + end) - np.log(kernel.m + start)
+@dataclass(frozen=True)
+class _Quadrature:
+    """Flat per-node arrays and the per-row log of the integral."""
+
+    row: IndexArray
+    ell: FloatArray
+    log_big_tau: FloatArray
+    log_term: FloatArray
+    log_integral: FloatArray
+
+
+def _quadrature(kernel: _Kernel, start: FloatArray, end: FloatArray) -> _Quadrature:
+    """log of integral over l in [log(m+start), log(m+end)] of (m+tau) kernel, panel by panel;
+    a row leaves the loop once its range is covered, so light buyers cost few panels."""
+    first = np.log(kernel.m + start)
+    total = np.log(kernel.m + end) - first
     longest = np.maximum(_MAX_PANEL, total / (_PANELS // 2))
     done = np.zeros_like(total)
-    ells, log_weights = [], []
+    log_integral = np.full_like(total, -np.inf)
+    active = np.flatnonzero(total > 0)
+    blocks: list[tuple[IndexArray, FloatArray, FloatArray, FloatArray]] = []
     for panel in range(_PANELS):
-        remaining = total - done
+        if active.size == 0:
+            break
+        remaining = total[active] - done[active]
         last = panel == _PANELS - 1
-        width = remaining if last else _panel_width(kernel, first + done, remaining, longest)
-        ells.append((first + done)[:, None] + width[:, None] * (_NODES[None, :] + 1.0) / 2.0)
-        half = width / 2.0
-        log_half = np.log(half, out=np.full_like(half, -np.inf), where=half > 0)
-        log_weights.append(log_half[:, None] + np.log(_NODE_WEIGHTS)[None, :])
-        done = done + width
-    return np.concatenate(ells, axis=1), np.concatenate(log_weights, axis=1)
+        start_l = first[active] + done[active]
+        cap = longest[active]
+        width = remaining if last else _panel_width(kernel, active, start_l, remaining, cap)
+        ell = start_l[:, None] + width[:, None] * (_NODES[None, :] + 1.0) / 2.0
+        value, log_big_tau = kernel.log_integrand(ell, active)
+        log_term = value + np.log(width / 2.0)[:, None] + np.log(_NODE_WEIGHTS)[None, :]
+        log_integral[active] = np.logaddexp(log_integral[active], logsumexp(log_term, axis=1))
+        blocks.append(
+            (np.repeat(active, _NODES.size), ell.ravel(), log_big_tau.ravel(), log_term.ravel())
+        )
+        done[active] += width
+        active = active[remaining - width > 1e-12 * np.maximum(total[active], 1.0)]
+    if not blocks:
+        empty = np.zeros(0)
+        return _Quadrature(np.zeros(0, dtype=np.intp), empty, empty, empty, log_integral)
+    row, ell_flat, big_flat, term_flat = (np.concatenate(c) for c in zip(*blocks, strict=True))
+    return _Quadrature(row.astype(np.intp), ell_flat, big_flat, term_flat, log_integral)
 
 
 def _terms(params: FloatArray, x: FloatArray, recency: FloatArray, age: FloatArray) -> _Terms:
     r, alpha, s, beta = params
     kernel = _kernel(params, x)
-    ell, log_weight = _nodes(kernel, recency, age)
-    log_big_tau = np.log(np.exp(ell) + (kernel.big - kernel.m))
-    log_integrand = (
-        log_weight + (1.0 - kernel.p_m)[:, None] * ell - kernel.p_big[:, None] * log_big_tau
-    )
-    log_integral = logsumexp(log_integrand, axis=1)
-    # t_x = T: no time to die in, I = 0; keep the node shares finite (they are unused there)
-    safe = np.where(np.isfinite(log_integral), log_integral, 0.0)
+    quad = _quadrature(kernel, recency, age)
     alpha_is_m = alpha <= beta
     return _Terms(
         log_alive=-(r + x) * np.log(alpha + age) - s * np.log(beta + age),
-        log_died=np.log(s) + log_integral,
-        node_share=np.exp(log_integrand - safe[:, None]),
-        log_alpha_tau=ell if alpha_is_m else log_big_tau,
-        log_beta_tau=log_big_tau if alpha_is_m else ell,
+        log_died=np.log(s) + quad.log_integral,
+        node_row=quad.row,
+        node_share=np.exp(quad.log_term - quad.log_integral[quad.row]),
+        log_alpha_tau=quad.ell if alpha_is_m else quad.log_big_tau,
+        log_beta_tau=quad.log_big_tau if alpha_is_m else quad.ell,
     )
 
 
@@ -189,12 +224,11 @@ def _objective(theta: FloatArray, rows: Rows) -> tuple[float, FloatArray]:
     on_died = rows.weights - on_alive
     total = float(rows.weights.sum())
     value = dot(rows.weights, _common(params, x) + both)
-    share = terms.node_share
     # d log(s I) / d theta = (1/s for s) + E_share[d log integrand / d theta]
-    died_r = -np.sum(share * terms.log_alpha_tau, axis=1)
-    died_alpha = -(r + x) * np.sum(share * np.exp(-terms.log_alpha_tau), axis=1)
-    died_s = 1.0 / s - np.sum(share * terms.log_beta_tau, axis=1)
-    died_beta = -(s + 1.0) * np.sum(share * np.exp(-terms.log_beta_tau), axis=1)
+    died_r = -terms.node_mean(terms.log_alpha_tau)
+    died_alpha = -(r + x) * terms.node_mean(np.exp(-terms.log_alpha_tau))
+    died_s = 1.0 / s - terms.node_mean(terms.log_beta_tau)
+    died_beta = -(s + 1.0) * terms.node_mean(np.exp(-terms.log_beta_tau))
     gradient = np.array(
         [
             dot(rows.weights, digamma(r + x) - digamma(r) + np.log(alpha))
