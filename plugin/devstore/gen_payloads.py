@@ -119,7 +119,7 @@ class ChunkRenderer:
     def _profiles(self, rng: np.random.Generator) -> _Profiles:
         n = self.chunk.customers.index.shape[0]
         birth = self.chunk.customers.birth_day
-        created = birth - rng.uniform(0.0, 0.01, n)
+        created = np.maximum(birth - rng.uniform(0.0, 0.01, n), 0.0)  # not before the start
         horizon = float(self.config.history_days)
         updated = np.where(
             rng.random(n) < self.config.lifecycle.customer_update_share,
