@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = "bench-shop.myshopify.com"
 SECRET = "bench-secret"
@@ -48,6 +46,7 @@ ENV = {
     "CLVSYNC_LOG_LEVEL": "WARNING",
 }
 RATE = 200
+KEEP_ALIVE_SECONDS = 4.0  # uvicorn closes keep-alive connections idle for 5 s
 
 
 def order_body(order_id: int) -> bytes:
@@ -188,7 +187,6 @@ class Server:
             cwd=ROOT,
             env=env,
         )
-        self.url = f"http://127.0.0.1:{self.port}/webhooks"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -205,6 +203,9 @@ class Server:
 
 
 # --- load -------------------------------------------------------------------------------------
+# A lean HTTP/1.1 keep-alive client on raw asyncio streams, with every request signed before the
+# clock starts: a general-purpose client (httpx) spends more CPU per request than the bare
+# endpoint does, and on two cores the client would be what is measured.
 
 
 @dataclass
@@ -223,50 +224,94 @@ class Result:
         return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-async def _send(
-    client: httpx.AsyncClient,
-    url: str,
-    webhook_id: str,
-    result: Result,
-    started: float | None = None,
-) -> None:
-    body = order_body(abs(hash(webhook_id)) % 10**9)
-    begin = started if started is not None else time.perf_counter()
-    response = await client.post(url, content=body, headers=headers_for(body, webhook_id))
-    result.latencies_ms.append((time.perf_counter() - begin) * 1000)
-    if response.status_code == 200:
-        result.acknowledged.append(webhook_id)
+def prepared_requests(port: int, count: int) -> list[tuple[str, bytes]]:
+    """(webhook id, raw HTTP request) pairs, each a distinct signed order webhook."""
+    prepared = []
+    for _ in range(count):
+        webhook_id = uuid.uuid4().hex
+        body = order_body(int(webhook_id[:12], 16) % 10**12)
+        head = [
+            "POST /webhooks HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            f"Content-Length: {len(body)}",
+        ]
+        head += [f"{k}: {v}" for k, v in headers_for(body, webhook_id).items()]
+        prepared.append((webhook_id, ("\r\n".join(head) + "\r\n\r\n").encode() + body))
+    return prepared
 
 
-async def throughput(url: str, requests: int, concurrency: int) -> Result:
-    result = Result(requests, 0.0, [], [])
-    queue = iter(range(requests))
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.last_used = time.monotonic()
 
-        async def worker() -> None:
-            for _ in queue:
-                await _send(client, url, uuid.uuid4().hex, result)
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        result.seconds = time.perf_counter() - start
+    async def send(self, raw: bytes) -> int:
+        """Send one request, read the whole response; its status code."""
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        self.last_used = time.monotonic()
+        status = int(head[9:12])
+        for line in head.split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                await self.reader.readexactly(int(line[15:]))
+        return status
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def throughput(port: int, prepared: list[tuple[str, bytes]], concurrency: int) -> Result:
+    result = Result(len(prepared), 0.0, [], [])
+    queue = iter(prepared)
+
+    async def worker() -> None:
+        connection = await Connection.open(port)
+        for webhook_id, raw in queue:
+            begin = time.perf_counter()
+            if await connection.send(raw) == 200:
+                result.acknowledged.append(webhook_id)
+            result.latencies_ms.append((time.perf_counter() - begin) * 1000)
+        connection.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
     return result
 
 
-async def fixed_rate(url: str, seconds: float) -> Result:
+async def fixed_rate(port: int, prepared: list[tuple[str, bytes]]) -> Result:
     """RATE requests per second, each sent at its scheduled time; latency counts from then."""
-    count = int(RATE * seconds)
-    result = Result(count, seconds, [], [])
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        start = time.perf_counter()
-        tasks = []
-        for i in range(count):
-            due = start + i / RATE
-            await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(_send(client, url, uuid.uuid4().hex, result, due)))
-        await asyncio.gather(*tasks)
+    result = Result(len(prepared), len(prepared) / RATE, [], [])
+    idle: list[Connection] = []
+
+    async def connection_for_now() -> Connection:
+        while idle:
+            connection = idle.pop()  # the most recently used: least likely to have timed out
+            if time.monotonic() - connection.last_used < KEEP_ALIVE_SECONDS:
+                return connection
+            connection.close()
+        return await Connection.open(port)
+
+    async def send(webhook_id: str, raw: bytes, due: float) -> None:
+        connection = await connection_for_now()
+        if await connection.send(raw) == 200:
+            result.acknowledged.append(webhook_id)
+        result.latencies_ms.append((time.perf_counter() - due) * 1000)
+        idle.append(connection)
+
+    start = time.perf_counter()
+    tasks = []
+    for i, (webhook_id, raw) in enumerate(prepared):
+        due = start + i / RATE
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        tasks.append(asyncio.create_task(send(webhook_id, raw, due)))
+    await asyncio.gather(*tasks)
+    for connection in idle:
+        connection.close()
     return result
 
 
@@ -350,10 +395,13 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     for kind in ("bare", "app"):
         server = Server(kind, url, args.processor)
+        warm = prepared_requests(server.port, 200)
+        burst_requests = prepared_requests(server.port, args.requests)
+        steady_requests = prepared_requests(server.port, int(RATE * args.rate_seconds))
         try:
-            asyncio.run(throughput(server.url, 200, 8))  # warm-up: connections, caches
-            burst = asyncio.run(throughput(server.url, args.requests, args.concurrency))
-            steady = asyncio.run(fixed_rate(server.url, args.rate_seconds))
+            asyncio.run(throughput(server.port, warm, 8))  # warm-up: connections, caches
+            burst = asyncio.run(throughput(server.port, burst_requests, args.concurrency))
+            steady = asyncio.run(fixed_rate(server.port, steady_requests))
         finally:
             server.stop()
         figures[kind] = {

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from plugin.settings import Settings
-from plugin.store.db import make_engine
+from plugin.store.db import checkpoint, make_engine
 from webhooks.gate import IngestGate
 from webhooks.processor import Processor, utcnow
 from webhooks.receive import webhook_endpoint
@@ -49,22 +49,21 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = anyio.Event()
         try:
-            if not run_processor:
-                yield
-                return
-            processor = Processor(
-                engine,
-                max_attempts=settings.processor_max_attempts,
-                batch_size=settings.processor_batch_size,
-                idle_seconds=settings.processor_idle_seconds,
-                clock=clock,
-                gate=gate,
-            )
-            stop = anyio.Event()
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(processor.run, stop)
-                log.info("inbox processor started")
+                tasks.start_soon(_checkpoints, engine, stop)
+                if run_processor:
+                    processor = Processor(
+                        engine,
+                        max_attempts=settings.processor_max_attempts,
+                        batch_size=settings.processor_batch_size,
+                        idle_seconds=settings.processor_idle_seconds,
+                        clock=clock,
+                        gate=gate,
+                    )
+                    tasks.start_soon(processor.run, stop)
+                    log.info("inbox processor started")
                 try:
                     yield
                 finally:
@@ -79,6 +78,17 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+async def _checkpoints(engine: Engine, stop: anyio.Event, every_seconds: float = 1.0) -> None:
+    """SQLite's WAL checkpoints, off the request path (see plugin/store/db.py)."""
+    while not stop.is_set():
+        with anyio.move_on_after(every_seconds):
+            await stop.wait()
+        try:
+            await anyio.to_thread.run_sync(checkpoint, engine)
+        except SQLAlchemyError as exc:
+            log.warning("WAL checkpoint failed, will retry: %s", type(exc).__name__)
 
 
 def _ping(engine: Engine) -> None:

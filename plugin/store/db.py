@@ -28,9 +28,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`. SQLite is set up for durable, concurrent use:
 
     WAL with synchronous=FULL, so a committed webhook survives a power cut; a 30 s busy
-    timeout; and every transaction begins IMMEDIATE (takes the write lock at BEGIN), because a
+    timeout; every transaction begins IMMEDIATE (takes the write lock at BEGIN), because a
     deferred transaction that reads and then writes fails with SQLITE_BUSY under concurrency
-    instead of waiting.
+    instead of waiting; and no automatic checkpoints, which would run inside whichever commit
+    crosses the threshold (a webhook's, tens of milliseconds): the app checkpoints from a
+    background task (`checkpoint`), and SQLite checkpoints when the last connection closes.
     """
     url = database_url(url)
     if make_url(url).get_backend_name() != "sqlite":
@@ -41,7 +43,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"):
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "busy_timeout=30000",
+            "wal_autocheckpoint=0",
+        ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -51,6 +58,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy SQLite's write-ahead log back into the database, without blocking writers."""
+    if engine.dialect.name != "sqlite":
+        return
+    connection = engine.raw_connection()  # outside any transaction: no BEGIN IMMEDIATE here
+    try:
+        connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        connection.close()
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:
