@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
+from plugin.cli_backtest import backtest
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
 from plugin.store.db import make_engine, upgrade
@@ -251,6 +252,9 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
     )
     if outcome["parked"]:
         sys.exit(1)
+
+
+main.add_command(backtest)
 
 
 @main.group()
