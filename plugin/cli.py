@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from plugin.cli_backtest import backtest
+from plugin.cli_devstore import devstore
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
 from plugin.store.db import make_engine, upgrade
@@ -255,6 +256,7 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
 
 
 main.add_command(backtest)
+main.add_command(devstore)
 
 
 @main.group()
@@ -267,3 +269,7 @@ def db_upgrade() -> None:
     """Apply the migrations up to the newest schema."""
     with _open_store(_settings()):
         click.echo("schema is up to date")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`clvsync devstore serve`: the local stand-in for Shopify, on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
+from plugin.devstore.gen_config import GeneratorConfig
+from plugin.devstore.generator import generate_store
+from plugin.devstore.server import serve_devstore
+from plugin.devstore.state import DevStoreState
+
+
+@click.group()
+def devstore() -> None:
+    """The dev store: a local Shopify stand-in (Admin GraphQL subset) for demos and tests."""
+
+
+@devstore.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--customers",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Generate a store with this many customers (0: an empty store).",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the generated store.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="DevStoreConfig as JSON: bucket size, restore rate, throttling status, faults.",
+)
+def devstore_serve(
+    host: str, port: int, customers: int, seed: int, config_path: Path | None
+) -> None:
+    """Serve a (generated) store's Admin GraphQL API until interrupted."""
+    try:
+        config = DevStoreConfig.from_json_file(config_path) if config_path else DevStoreConfig()
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--config") from None
+    generator = GeneratorConfig(customers=customers)
+    state = DevStoreState(domain=generator.shop_domain, currency_code=generator.shop_currency)
+    if customers:
+        click.echo(f"generating a store of {customers} customers (seed {seed}) ...", err=True)
+        store = generate_store(generator, seed=seed)
+        state.load(products=store.products, customers=store.customers, orders=store.orders)
+    token = next(iter(config.access_tokens), DEFAULT_TOKEN)
+    click.echo(
+        f"dev store {state.domain}: POST http://{host}:{port}/admin/api/2026-10/graphql.json "
+        f"with X-Shopify-Access-Token: {token}",
+        err=True,
+    )
+    serve_devstore(host, port, config, state)

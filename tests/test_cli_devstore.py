@@ -1,0 +1,60 @@
+"""`clvsync devstore serve` runs a generated store's Admin API on loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_devstore_serve_generated_store_answers_graphql() -> None:
+    # given the dev store started from the CLI with a small generated store
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "plugin.cli",
+            "devstore",
+            "serve",
+            "--port",
+            str(port),
+            "--customers",
+            "40",
+            "--seed",
+            "1",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/devstore/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "did not start"
+            time.sleep(0.1)
+        # when its customers are queried with the token it printed
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/admin/api/2026-10/graphql.json",
+            headers={"X-Shopify-Access-Token": "shpat_devstore_local_token"},
+            json={"query": "{ customers(first: 250) { nodes { id } } }"},
+        )
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    # then the generated customers are there
+    assert len(response.json()["data"]["customers"]["nodes"]) == 40
+    assert "X-Shopify-Access-Token: shpat_devstore_local_token" in stderr
