@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 # Fixed id bases keep generated ids in Shopify's (large integer) range and make each kind of
 # object recognisable in logs; a per-chunk stride keeps ids unique without global counters, so
@@ -94,6 +94,4 @@ class GeneratorConfig:
     @property
     def end(self) -> datetime:
         """The moment the history stops (exclusive): the generated store's "now"."""
-        from datetime import timedelta
-
         return self.start + timedelta(days=self.history_days)
