@@ -7,19 +7,12 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session
-from starlette.types import ASGIApp
 
 from plugin.settings import Settings, load_settings
 from plugin.store import shops
@@ -159,32 +152,6 @@ def refund_payload(refund_id: int, order_id: int, amount: str, *, day: int = 1) 
         ],
         "order_adjustments": [],
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def live_server(app: ASGIApp) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a thread; yields its base URL."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def body_of(payload: dict[str, Any]) -> bytes:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.helpers import free_port
+from plugin.serving import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,9 @@ from plugin.app import create_app
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.devstore.sender import DeliveryFaults, RetrySchedule, WebhookSender
+from plugin.serving import serve_in_thread
 from plugin.store.models import Customer
-from tests.helpers import SECRET, add_shop, live_server, make_settings
+from tests.helpers import SECRET, add_shop, make_settings
 from webhooks.processor import Processor
 
 
@@ -30,7 +31,7 @@ async def test_generated_history_with_duplicates_and_reordering_gives_the_plante
     app = create_app(make_settings(), engine=engine, run_processor=False)
     faults = DeliveryFaults(duplicate_share=0.1, reorder_window=20)
     # when its history is delivered, shuffled and partly twice, and processed
-    with live_server(app) as url:
+    with serve_in_thread(app) as url:
         async with httpx.AsyncClient() as client:
             sender = WebhookSender(
                 client,

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 from plugin.app import create_app
+from plugin.serving import serve_in_thread
 from plugin.store.models import InboxEvent
 from tests.helpers import (
     PREVIOUS_SECRET,
@@ -20,7 +21,6 @@ from tests.helpers import (
     SHOP,
     add_shop,
     body_of,
-    live_server,
     make_settings,
     order_payload,
     webhook_headers,
@@ -32,7 +32,7 @@ from webhooks.processor import Processor
 def app_url(engine: Engine) -> Iterator[str]:
     add_shop(engine)
     app = create_app(make_settings(), engine=engine, run_processor=False)
-    with live_server(app) as url:
+    with serve_in_thread(app) as url:
         yield url
 
 
@@ -191,7 +191,7 @@ def test_receive_database_down_answers_503(dead_url: str) -> None:
 
     app = create_app(make_settings(), engine=make_engine(dead_url), run_processor=False)
     body = body_of(order_payload(1008))
-    with live_server(app) as url:
+    with serve_in_thread(app) as url:
         response = post(url, body, webhook_headers(body, "orders/create"))
     # then the webhook is not acknowledged, so Shopify retries it
     assert response.status_code == 503
