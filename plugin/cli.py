@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from plugin.cli_backtest import backtest
+from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
@@ -257,6 +258,7 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
 
 main.add_command(backtest)
 main.add_command(devstore)
+main.add_command(demo)
 
 
 @main.group()

@@ -1,0 +1,35 @@
+"""`clvsync demo --once --json`: a generated store through the real app, over loopback."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from plugin.cli import main
+
+
+def test_demo_once_json_ingests_the_generated_store_and_says_what_it_skipped() -> None:
+    # when the demo runs once on a small store (its own temporary SQLite database)
+    result = CliRunner().invoke(
+        main, ["demo", "--customers", "40", "--seed", "2", "--once", "--json"]
+    )
+    # then every webhook was acknowledged and processed, and the summary is one JSON object
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) >= {
+        "webhooks_sent",
+        "webhooks_acknowledged",
+        "customers",
+        "orders",
+        "tag_changes_pushed",
+        "metafields_pushed",
+        "api_cost_used",
+        "throttled_responses",
+        "tags_in_sync",
+        "seconds",
+    }
+    assert summary["webhooks_sent"] == summary["webhooks_acknowledged"] > 40
+    assert summary["customers"] == 40 and summary["orders"] > 40
+    assert summary["tags_in_sync"] is None and len(summary["skipped"]) == 2
+    assert "webhooks processed" in result.stderr
