@@ -37,7 +37,7 @@ def create_app(
     The schema is not created here: run the migrations first (`clvsync serve` does).
     """
     engine = engine or make_engine(settings.database_url)
-    gate = IngestGate()
+    gate = IngestGate(serialise_writes=engine.dialect.name == "sqlite")
     writer = InboxWriter(engine, clock, gate)
 
     async def health(_: Request) -> JSONResponse:

@@ -7,6 +7,7 @@ is counted twice (and applying is idempotent anyway).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import logging
@@ -59,7 +60,7 @@ class Processor:
         *,
         max_attempts: int = 8,
         batch_size: int = 50,
-        batch_seconds: float = 0.1,
+        batch_seconds: float = 0.02,
         idle_seconds: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
         gate: IngestGate | None = None,
@@ -83,7 +84,8 @@ class Processor:
         now = self._clock()
         deadline = time.monotonic() + self._batch_seconds
         outcomes: list[Outcome] = []
-        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+        turn = self._gate.writing() if self._gate is not None else contextlib.nullcontext()
+        with turn, Session(self._engine, expire_on_commit=False) as session, session.begin():
             for event in inbox.claim_due(session, now, limit):
                 outcomes.append(self._process(session, event, now))
                 if time.monotonic() > deadline or (self._gate is not None and self._gate.busy):

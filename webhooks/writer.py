@@ -81,7 +81,10 @@ class InboxWriter:
 
     def _write(self, batch: list[tuple[inbox.Delivery, Future[inbox.Stored]]]) -> None:
         try:
-            outcomes = inbox.store_deliveries(self._engine, [d for d, _ in batch], self._clock())
+            with self._gate.writing():
+                outcomes = inbox.store_deliveries(
+                    self._engine, [d for d, _ in batch], self._clock()
+                )
         except Exception as exc:  # every request of the batch is told; none is acknowledged
             for _, future in batch:
                 future.set_exception(exc)
