@@ -1,8 +1,8 @@
-"""The inbox processor: claims due events one at a time and applies them to the ledger.
+"""The inbox processor: claims due events in small batches and applies them to the ledger.
 
-Each event is claimed, applied and marked done in ONE transaction, so a processor that dies at
-any point leaves the event pending and the ledger untouched by it: nothing is lost and nothing
-is counted twice (and applying is idempotent anyway).
+Events are claimed, applied and marked done in ONE transaction (each in a savepoint of its
+own), so a processor that dies at any point leaves its events pending and the ledger untouched
+by them: nothing is lost and nothing is counted twice (and applying is idempotent anyway).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
@@ -15,7 +15,7 @@ from plugin.settings import Settings
 from plugin.store import inbox
 from plugin.store.shops import ShopDomainError, normalise_domain
 from webhooks.handlers import HANDLERS
-from webhooks.payloads import minimise
+from webhooks.payloads import PayloadError, minimise, parse_time
 from webhooks.verify import verify_webhook
 from webhooks.writer import InboxWriter
 
@@ -29,20 +29,20 @@ REQUIRED_HEADERS = (
 )
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLargeError(Exception):
+    """The body is larger than the configured limit."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, refusing (without reading on) anything past `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLargeError
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge
+            raise BodyTooLargeError
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -51,14 +51,12 @@ def _text(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status)
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
+def _triggered_at(value: str | None) -> datetime | None:
+    """X-Shopify-Triggered-At, if it is there and readable: it is kept, never relied on."""
     try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parse_time(value, "X-Shopify-Triggered-At") if value else None
+    except PayloadError:
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def webhook_endpoint(
@@ -69,7 +67,7 @@ def webhook_endpoint(
     async def receive(request: Request) -> Response:
         try:
             body = await read_body(request, settings.webhook_max_bytes)
-        except BodyTooLarge:
+        except BodyTooLargeError:
             return _text(413, f"body larger than {settings.webhook_max_bytes} bytes")
         except ClientDisconnect:
             return _text(400, "client disconnected before sending the whole body")
@@ -100,7 +98,7 @@ def webhook_endpoint(
             webhook_id=headers["x-shopify-webhook-id"][:255],
             topic=topic,
             event_id=(headers.get("x-shopify-event-id") or None),
-            triggered_at=_parse_time(headers.get("x-shopify-triggered-at")),
+            triggered_at=_triggered_at(headers.get("x-shopify-triggered-at")),
             api_version=headers["x-shopify-api-version"][:32],
             payload=json.dumps(minimise(topic, payload), separators=(",", ":")),
         )

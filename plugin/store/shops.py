@@ -52,12 +52,6 @@ def list_shops(session: Session) -> list[Shop]:
     return list(session.exec(select(Shop).order_by(Shop.domain)))
 
 
-def access_token(shop: Shop, cipher: TokenCipher) -> str | None:
-    return (
-        None if shop.access_token_encrypted is None else cipher.decrypt(shop.access_token_encrypted)
-    )
-
-
 def uninstall_shop(session: Session, shop: Shop, at: datetime) -> bool:
     """Mark the shop uninstalled and discard its token, unless it was (re)installed after `at`."""
     if shop.uninstalled_at is not None or shop.installed_at > at:
