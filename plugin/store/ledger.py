@@ -208,6 +208,7 @@ def refresh_customer(session: Session, shop_id: int, customer_id: int) -> Custom
     )
     customer.orders, customer.net_spend = totals.orders, totals.net_spend
     customer.first_order_at, customer.last_order_at = totals.first_order_at, totals.last_order_at
+    customer.ledger_version = (customer.ledger_version or 0) + 1  # its scores are now stale
     session.add(customer)
     return customer
 

@@ -32,6 +32,7 @@ class Shop(SQLModel, table=True):
     installed_at: datetime = Field(sa_type=UTCDateTime)
     uninstalled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     needs_reauth: bool = False
+    settings: str = Field(default="{}", sa_type=Text)  # JSON: per-shop overrides of the defaults
 
     @property
     def installed(self) -> bool:
@@ -82,6 +83,8 @@ class Customer(SQLModel, table=True):
     net_spend: Decimal = Field(default=Decimal("0"), sa_type=Money)
     first_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Bumped whenever the ledger figures above change; a score made at an older version is stale.
+    ledger_version: int = 0
 
 
 class Order(SQLModel, table=True):
@@ -160,3 +163,58 @@ class DataRequest(SQLModel, table=True):
     customer_id: int = Field(sa_type=BigInteger)
     request_id: str | None = Field(default=None, max_length=64)
     received_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ModelRun(SQLModel, table=True):
+    """One scoring run of a shop: a full refit, or a re-score of changed customers."""
+
+    __tablename__ = "model_runs"
+    __table_args__ = (Index("ix_model_runs_shop", "shop_id", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
+    )
+    kind: str = Field(max_length=16)  # "full" | "rescore"
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    seconds: float
+    as_of: datetime = Field(sa_type=UTCDateTime)
+    repeat_model: str = Field(max_length=16)
+    repeat_params: str = Field(sa_type=Text)  # JSON
+    spend_params: str | None = Field(default=None, sa_type=Text)  # JSON
+    log_likelihood: float | None = None
+    converged: bool = False
+    customers: int = 0
+    repeat_customers: int = 0
+    confidence: str = Field(max_length=16)  # "fitted" | "rules"
+    note: str = Field(default="", sa_type=Text)
+    reference: str = Field(default="{}", sa_type=Text)  # JSON: quintile edges, thresholds
+    settings: str = Field(default="{}", sa_type=Text)  # JSON: the thresholds in force
+    scored: int = 0
+
+
+class CustomerScore(SQLModel, table=True):
+    """A customer's scores, segment, desired tags and the reasons for them, from the last run."""
+
+    __tablename__ = "customer_scores"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    customer_id: int = Field(sa_type=BigInteger, primary_key=True)
+    run_id: int = Field(sa_type=BigInteger)
+    ledger_version: int
+    aov: float
+    mean_days_between_orders: float | None = None
+    trailing_12m_spend: float
+    historical_clv: float
+    p_alive: float
+    expected_purchases: float
+    expected_next_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    expected_spend_per_order: float
+    predicted_clv: float
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    segment: str = Field(max_length=32)
+    reorder_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    tags: str = Field(default="", sa_type=Text)  # desired tags, space-separated, without prefix
+    reasons: str = Field(default="{}", sa_type=Text)  # JSON: tag -> why
