@@ -1,0 +1,243 @@
+"""The ledger read as arrays for the models, and scores written back in bulk.
+
+A shop can hold millions of orders: rows are read straight into numpy arrays (dates as days
+since the epoch, computed by the database; money as the stored integer count of 1/10,000), and
+scores are written with COPY on PostgreSQL and one executemany on SQLite, never row by row
+through the ORM.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, bindparam, func, select
+from sqlalchemy import type_coerce as coerce
+from sqlmodel import Session, col
+from sqlmodel import select as model_select
+
+from plugin.store.models import Customer, CustomerScore, ModelRun, Order, OrderLine
+from plugin.store.types import MONEY_SCALE
+
+_FETCH_ROWS = 200_000
+
+
+@dataclass(frozen=True)
+class LedgerArrays:
+    """A shop's counted orders (one row each) and their product lines, as arrays."""
+
+    order_customer: NDArray[np.int64]
+    order_day: NDArray[np.float64]  # days since the Unix epoch, UTC
+    order_amount: NDArray[np.float64]  # net, shop currency
+    line_customer: NDArray[np.int64]
+    line_product: NDArray[np.int64]
+    line_day: NDArray[np.float64]
+
+
+def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
+    if engine.dialect.name == "postgresql":
+        return coerce(func.extract("epoch", column) / 86400.0, Float)
+    return coerce(func.julianday(column) - 2440587.5, Float)  # SQLite stores ISO text
+
+
+def _fetch(engine: Engine, query: Any, params: dict[str, Any], width: int) -> NDArray[np.float64]:
+    parts = []
+    with engine.connect() as connection:
+        result = connection.execution_options(stream_results=True).execute(query, params)
+        for part in result.partitions(_FETCH_ROWS):
+            parts.append(np.array(part, dtype=np.float64).reshape(-1, width))
+    return np.concatenate(parts) if parts else np.empty((0, width))
+
+
+def load_ledger(
+    engine: Engine, shop_id: int, customer_ids: Sequence[int] | None = None
+) -> LedgerArrays:
+    """Counted orders with a customer (all, or only `customer_ids`'s), and their lines.
+
+    Lines exclude gift cards, custom items and fully refunded lines. Ids pass through float64,
+    exact below 2**53 (Shopify's ids are about 2**43).
+    """
+    counted = and_(
+        col(Order.shop_id) == shop_id, col(Order.counted), col(Order.customer_id).is_not(None)
+    )
+    params: dict[str, Any] = {}
+    if customer_ids is not None:
+        counted = and_(counted, col(Order.customer_id).in_(bindparam("ids", expanding=True)))
+        params["ids"] = list(customer_ids)
+    day = _epoch_days(engine, Order.processed_at)
+    orders = _fetch(
+        engine,
+        select(col(Order.customer_id), day, coerce(Order.net_amount, BigInteger)).where(counted),
+        params,
+        3,
+    )
+    lines = _fetch(
+        engine,
+        select(col(Order.customer_id), col(OrderLine.product_id), day)
+        .join(
+            OrderLine,
+            and_(
+                col(OrderLine.shop_id) == col(Order.shop_id),
+                col(OrderLine.order_id) == col(Order.order_id),
+            ),
+        )
+        .where(
+            counted,
+            col(OrderLine.product_id).is_not(None),
+            col(OrderLine.current_quantity) > 0,
+            col(OrderLine.gift_card).is_(False),
+        ),
+        params,
+        3,
+    )
+    return LedgerArrays(
+        order_customer=orders[:, 0].astype(np.int64),
+        order_day=orders[:, 1],
+        order_amount=orders[:, 2] / 10**MONEY_SCALE,
+        line_customer=lines[:, 0].astype(np.int64),
+        line_product=lines[:, 1].astype(np.int64),
+        line_day=lines[:, 2],
+    )
+
+
+def ledger_versions(
+    engine: Engine, shop_id: int, customer_ids: NDArray[np.int64]
+) -> NDArray[np.int64]:
+    """Each of `customer_ids`' ledger version (0 for a customer without a row)."""
+    rows = _fetch(
+        engine,
+        select(col(Customer.customer_id), col(Customer.ledger_version)).where(
+            col(Customer.shop_id) == shop_id
+        ),
+        {},
+        2,
+    )
+    known, versions = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
+    order = np.argsort(known)
+    known, versions = known[order], versions[order]
+    at = np.clip(np.searchsorted(known, customer_ids), 0, max(known.size - 1, 0))
+    found = known.size > 0
+    hit = (known[at] == customer_ids) if found else np.zeros(customer_ids.size, dtype=bool)
+    return np.where(hit, versions[at] if found else 0, 0)
+
+
+def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
+    """Customers with counted orders whose scores are missing or older than their ledger."""
+    with Session(engine) as session:
+        query = (
+            select(col(Customer.customer_id))
+            .outerjoin(
+                CustomerScore,
+                and_(
+                    col(CustomerScore.shop_id) == col(Customer.shop_id),
+                    col(CustomerScore.customer_id) == col(Customer.customer_id),
+                ),
+            )
+            .where(
+                col(Customer.shop_id) == shop_id,
+                col(Customer.orders) > 0,
+                col(CustomerScore.ledger_version).is_(None)
+                | (col(CustomerScore.ledger_version) != col(Customer.ledger_version)),
+            )
+            .order_by(col(Customer.customer_id))
+            .limit(limit)
+        )
+        return [int(c) for c in session.execute(query).scalars()]
+
+
+def day_stamps(days: NDArray[np.float64], postgres: bool) -> list[str | None]:
+    """Days since the epoch as text each database reads back as a UTC datetime; NaN is None."""
+    missing = ~np.isfinite(days)
+    moments = (np.where(missing, 0.0, days) * 86_400_000_000).astype("datetime64[us]")
+    text = np.char.replace(np.datetime_as_string(moments, unit="us"), "T", " ")
+    if postgres:
+        text = np.char.add(text, "+00")
+    stamps: list[str | None] = text.tolist()
+    for index in np.flatnonzero(missing).tolist():
+        stamps[index] = None
+    return stamps
+
+
+SCORE_COLUMNS = (
+    "shop_id", "customer_id", "run_id", "ledger_version", "aov", "mean_days_between_orders",
+    "trailing_12m_spend", "historical_clv", "p_alive", "expected_purchases",
+    "expected_next_order_at", "expected_spend_per_order", "predicted_clv", "recency_score",
+    "frequency_score", "monetary_score", "segment", "reorder_due_at", "tags", "reasons",
+)  # fmt: skip
+
+
+def save_run(engine: Engine, run: ModelRun) -> int:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        session.add(run)
+        session.flush()
+        assert run.id is not None
+        return run.id
+
+
+def replace_scores(
+    engine: Engine,
+    shop_id: int,
+    rows: Sequence[tuple[Any, ...]],
+    customer_ids: Sequence[int] | None,
+) -> None:
+    """Replace the shop's scores (all of them, or `customer_ids`') by `rows`, in one transaction.
+
+    Each row follows SCORE_COLUMNS. PostgreSQL takes them through COPY.
+    """
+    postgres = engine.dialect.name == "postgresql"
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        mark = "%s" if postgres else "?"
+        if not postgres:
+            cursor.execute("BEGIN IMMEDIATE")
+        if customer_ids is None:
+            cursor.execute(f"DELETE FROM customer_scores WHERE shop_id = {mark}", (shop_id,))
+        else:
+            for start in range(0, len(customer_ids), 500):
+                chunk = list(customer_ids[start : start + 500])
+                cursor.execute(
+                    f"DELETE FROM customer_scores WHERE shop_id = {mark} AND customer_id IN "
+                    f"({', '.join([mark] * len(chunk))})",
+                    (shop_id, *chunk),
+                )
+        columns = ", ".join(SCORE_COLUMNS)
+        if postgres:
+            with cursor.copy(f"COPY customer_scores ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join(["?"] * len(SCORE_COLUMNS))
+            cursor.executemany(f"INSERT INTO customer_scores ({columns}) VALUES ({marks})", rows)
+        raw.commit()
+    except BaseException:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+
+
+def latest_full_run(engine: Engine, shop_id: int) -> ModelRun | None:
+    with Session(engine, expire_on_commit=False) as session:
+        return session.exec(
+            model_select(ModelRun)
+            .where(ModelRun.shop_id == shop_id, ModelRun.kind == "full")
+            .order_by(col(ModelRun.id).desc())
+            .limit(1)
+        ).first()
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=float)
+
+
+def as_datetime(days: float) -> datetime:
+    """Days since the epoch as an aware UTC datetime."""
+    from datetime import UTC, timedelta
+
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=days)
