@@ -21,7 +21,15 @@ from sqlmodel import Session, col, select
 from plugin.domain import ledger
 from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
 from plugin.store.db import lock_keys
-from plugin.store.models import Customer, DataRequest, Order, OrderLine, Refund, Shop
+from plugin.store.models import (
+    Customer,
+    CustomerScore,
+    DataRequest,
+    Order,
+    OrderLine,
+    Refund,
+    Shop,
+)
 
 
 def _lock_order(session: Session, shop_id: int, order_id: int) -> None:
@@ -243,8 +251,8 @@ def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: 
 
 
 def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids: list[int]) -> None:
-    """Delete everything held for the customer: record, orders (theirs and `order_ids`),
-    lines, refunds, data requests."""
+    """Delete everything held for the customer: record, scores, orders (theirs and
+    `order_ids`), lines, refunds, data requests."""
     _lock_customers(session, shop_id, customer_id)
     owned = session.exec(
         select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
@@ -262,11 +270,10 @@ def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids:
             col(DataRequest.shop_id) == shop_id, col(DataRequest.customer_id) == customer_id
         )
     )
-    session.execute(
-        delete(Customer).where(
-            col(Customer.shop_id) == shop_id, col(Customer.customer_id) == customer_id
+    for held in (CustomerScore, Customer):
+        session.execute(
+            delete(held).where(col(held.shop_id) == shop_id, col(held.customer_id) == customer_id)
         )
-    )
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -334,6 +341,7 @@ def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[st
         .where(Refund.shop_id == shop_id, col(Refund.order_id).in_(order_ids))
         .order_by(col(Refund.refund_id))
     ).all()
+    score = session.get(CustomerScore, (shop_id, customer_id))
     requests = session.exec(
         select(DataRequest).where(
             DataRequest.shop_id == shop_id, DataRequest.customer_id == customer_id
@@ -341,6 +349,7 @@ def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[st
     ).all()
     return {
         "customer": _public(customer, exclude={"shop_id"}) if customer else None,
+        "scores": _public(score, exclude={"shop_id"}) if score else None,
         "orders": [_public(o, exclude={"shop_id", "version_digest"}) for o in orders],
         "order_lines": [_public(line, exclude={"shop_id"}) for line in lines],
         "refunds": [_public(r, exclude={"shop_id"}) for r in refunds],

@@ -127,7 +127,7 @@ def ledger_versions(
 
 
 def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
-    """Customers with counted orders whose scores are missing or older than their ledger."""
+    """Customers whose score is older than their ledger, or missing while they have orders."""
     with Session(engine) as session:
         query = (
             select(col(Customer.customer_id))
@@ -140,8 +140,7 @@ def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
             )
             .where(
                 col(Customer.shop_id) == shop_id,
-                col(Customer.orders) > 0,
-                col(CustomerScore.ledger_version).is_(None)
+                (col(CustomerScore.ledger_version).is_(None) & (col(Customer.orders) > 0))
                 | (col(CustomerScore.ledger_version) != col(Customer.ledger_version)),
             )
             .order_by(col(Customer.customer_id))
