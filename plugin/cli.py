@@ -23,7 +23,7 @@ from plugin.cli_devstore import devstore
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
 from plugin.store.db import make_engine, upgrade
-from plugin.store.models import Shop
+from plugin.store.models import CustomerScore, Shop
 from plugin.store.tokens import TokenCipher
 
 EXPORT_COLUMNS = (
@@ -33,7 +33,31 @@ EXPORT_COLUMNS = (
     "currency",
     "first_order_at",
     "last_order_at",
+    # from the last scoring run (empty until `clvsync recompute` has run):
+    "aov",
+    "mean_days_between_orders",
+    "trailing_12m_spend",
+    "historical_clv",
+    "p_alive",
+    "expected_purchases",
+    "expected_next_order_at",
+    "expected_spend_per_order",
+    "predicted_clv",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "segment",
+    "reorder_due_at",
+    "desired_tags",
 )
+_MONEY_FIGURES = (
+    "aov",
+    "trailing_12m_spend",
+    "historical_clv",
+    "expected_spend_per_order",
+    "predicted_clv",
+)
+DEFAULT_TAG_PREFIX = "clv:"
 
 
 def _settings() -> Settings:
@@ -152,9 +176,23 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def _score_cells(score: CustomerScore | None, prefix: str) -> dict[str, Any]:
+    if score is None:
+        return dict.fromkeys(EXPORT_COLUMNS[6:], "")
+    cells: dict[str, Any] = {}
+    for name in EXPORT_COLUMNS[6:-1]:
+        value = getattr(score, name)
+        if isinstance(value, float):
+            value = round(value, 2 if name in _MONEY_FIGURES else 4)
+        cells[name] = "" if value is None else _cell(value)
+    cells["desired_tags"] = " ".join(prefix + tag for tag in score.tags.split())
+    return cells
+
+
 def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
     assert shop.id is not None
-    for customer in ledger.iter_customers(session, shop.id):
+    prefix = json.loads(shop.settings or "{}").get("tag_prefix", DEFAULT_TAG_PREFIX)
+    for customer, score in ledger.iter_customers(session, shop.id):
         yield {
             "customer_id": customer.customer_id,
             "orders": customer.orders,
@@ -162,6 +200,7 @@ def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
             "currency": shop.currency or "",
             "first_order_at": _cell(customer.first_order_at) or "",
             "last_order_at": _cell(customer.last_order_at) or "",
+            **_score_cells(score, prefix),
         }
 
 

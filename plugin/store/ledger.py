@@ -309,10 +309,17 @@ def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
     return {customer: ledger.customer_totals(rows) for customer, rows in counted.items()}
 
 
-def iter_customers(session: Session, shop_id: int) -> Iterator[Customer]:
-    """The shop's customers (not deleted ones), in customer id order."""
+def iter_customers(
+    session: Session, shop_id: int
+) -> Iterator[tuple[Customer, CustomerScore | None]]:
+    """The shop's customers (not deleted ones) with their scores if any, in customer id order."""
     query = (
-        select(Customer)
+        select(Customer, CustomerScore)
+        .outerjoin(
+            CustomerScore,
+            (col(CustomerScore.shop_id) == col(Customer.shop_id))
+            & (col(CustomerScore.customer_id) == col(Customer.customer_id)),
+        )
         .where(Customer.shop_id == shop_id, col(Customer.deleted_at).is_(None))
         .order_by(col(Customer.customer_id))
         .execution_options(yield_per=1000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +51,9 @@ def _fetch(engine: Engine, query: Any, params: dict[str, Any], width: int) -> ND
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True).execute(query, params)
         for part in result.partitions(_FETCH_ROWS):
-            parts.append(np.array(part, dtype=np.float64).reshape(-1, width))
+            # Rows are iterables of values: chaining them avoids numpy probing each Row.
+            flat = np.fromiter(chain.from_iterable(part), dtype=np.float64, count=len(part) * width)
+            parts.append(flat.reshape(-1, width))
     return np.concatenate(parts) if parts else np.empty((0, width))
 
 
