@@ -222,6 +222,22 @@ def expected_purchases(
     return np.asarray(per_purchase_alive * alive, dtype=np.float64)
 
 
+def expected_purchases_if_alive(
+    params: BetaGeoParams,
+    horizon: float,
+    frequency: ArrayLike,
+    age: ArrayLike,
+    variant: BetaGeoVariant = "bgnbd",
+) -> FloatArray:
+    """Expected repeat purchases in (T, T + horizon] for a customer alive at T: the factor
+    (c / (a-1)) (1 - S) of `expected_purchases` (FHL 2005 eq. 10 without P(alive)); it depends on
+    (x, T) only, so the caller can evaluate it once per distinct pair and multiply by P(alive)."""
+    x = np.asarray(frequency, dtype=np.float64)
+    t = np.asarray(age, dtype=np.float64)
+    data = _as_data(x, np.zeros_like(x), t, None)
+    return _expected_if_alive(params, horizon, data, variant)
+
+
 def _expected_if_alive(
     params: BetaGeoParams, horizon: float, data: _Data, variant: BetaGeoVariant
 ) -> FloatArray:

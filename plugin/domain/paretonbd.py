@@ -321,3 +321,18 @@ def pareto_expected_purchases(
     decay = growth if abs(shape) < 1e-12 else -np.expm1(-shape * growth) / shape
     alive = pareto_probability_alive(params, x, tx, t)
     return np.asarray(alive * (p.r + x) * (p.beta + t) / (p.alpha + t) * decay, dtype=np.float64)
+
+
+def pareto_expected_purchases_if_alive(
+    params: ParetoNbdParams, horizon: float, frequency: ArrayLike, age: ArrayLike
+) -> FloatArray:
+    """Expected purchases in (T, T + t] for a customer alive at T: `pareto_expected_purchases`
+    without its P(alive) factor, (r+x)(beta+T) / (alpha+T) [1 - ((beta+T)/(beta+T+t))^(s-1)]/(s-1)
+    (Fader and Hardie 2005 note, eq. 27); it depends on (x, T) only."""
+    x = np.asarray(frequency, dtype=np.float64)
+    t = np.asarray(age, dtype=np.float64)
+    p = params
+    growth = np.log1p(horizon / (p.beta + t))
+    shape = p.s - 1.0
+    decay = growth if abs(shape) < 1e-12 else -np.expm1(-shape * growth) / shape
+    return np.asarray((p.r + x) * (p.beta + t) / (p.alpha + t) * decay, dtype=np.float64)

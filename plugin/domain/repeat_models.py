@@ -15,6 +15,7 @@ from plugin.domain.bgnbd import (
     BetaGeoFit,
     BetaGeoParams,
     expected_purchases,
+    expected_purchases_if_alive,
     fit_beta_geo,
     probability_alive,
 )
@@ -23,6 +24,7 @@ from plugin.domain.paretonbd import (
     ParetoNbdParams,
     fit_pareto_nbd,
     pareto_expected_purchases,
+    pareto_expected_purchases_if_alive,
     pareto_probability_alive,
 )
 
@@ -75,3 +77,15 @@ def alive_probability(
     if model == "paretonbd":
         raise ValueError("Pareto/NBD needs ParetoNbdParams")
     return probability_alive(params, frequency, recency, age, model)
+
+
+def expected_repeat_purchases_if_alive(
+    params: RepeatParams, model: RepeatModel, horizon: float, frequency: ArrayLike, age: ArrayLike
+) -> FloatArray:
+    """Expected repeat purchases in (T, T + horizon] for a customer alive at T; a function of
+    (x, T) only. Times P(alive) it is `expected_repeat_purchases`."""
+    if isinstance(params, ParetoNbdParams):
+        return pareto_expected_purchases_if_alive(params, horizon, frequency, age)
+    if model == "paretonbd":
+        raise ValueError("Pareto/NBD needs ParetoNbdParams")
+    return expected_purchases_if_alive(params, horizon, frequency, age, model)

@@ -1,0 +1,96 @@
+"""Lifecycle flags per customer, and the reasons behind each tag in a merchant's words.
+
+Every threshold is a per-shop setting (`ScoringSettings`); money in shop currency, days.
+- top-20: predicted CLV > 0 and >= the shop's top_clv_threshold, the smallest predicted CLV among
+  the top `top_share` of customers (ties at the threshold are all in).
+- tier-vip: trailing-12-month spend >= tier_vip; tier-insider: >= tier_insider and < tier_vip;
+  tier-enthusiast: > 0 and < tier_insider. At most one tier; none without spend in 12 months.
+- win-back: days since the last order >= win_back_days, or, for customers with a rhythm (2+
+  orders, mean gap > 0), > max(win_back_rhythm_factor x mean gap, win_back_rhythm_min_days).
+- churn-risk: P(alive) < churn_p_alive.
+- reorder-due: a consumable the customer bought is due: days since its last purchase >=
+  reorder_grace x its interval, and fewer than reorder_lapse x its interval (after that the
+  customer has lapsed, which win-back covers). See `plugin.domain.replenishment`.
+- spend-declining: the mean of the last spend_recent_orders orders < spend_declining_ratio x the
+  mean of the earlier orders (at least spend_earlier_orders of them, with a positive mean).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from plugin.domain.customer_figures import CustomerFigures
+from plugin.domain.scoring_types import FloatArray, ScoringSettings
+
+BoolArray = NDArray[np.bool_]
+FLAGS: tuple[str, ...] = (
+    "top-20",
+    "tier-enthusiast",
+    "tier-insider",
+    "tier-vip",
+    "win-back",
+    "churn-risk",
+    "reorder-due",
+    "spend-declining",
+)
+
+
+def top_threshold(predicted_clv: FloatArray, share: float) -> float:
+    """The smallest predicted CLV among the top `share` of customers (inf when there are none)."""
+    n = predicted_clv.size
+    count = min(n, math.ceil(n * share - 1e-9)) if share > 0 else 0
+    if count == 0:
+        return math.inf
+    return float(np.partition(predicted_clv, n - count)[n - count])
+
+
+def rhythm_rule_days(gap: FloatArray, settings: ScoringSettings) -> FloatArray:
+    """Days without an order beyond which the rhythm rule of win-back fires (inf: no rhythm)."""
+    has_rhythm = np.isfinite(gap) & (gap > 0)
+    days = np.maximum(settings.win_back_rhythm_factor * gap, settings.win_back_rhythm_min_days)
+    return np.where(has_rhythm, days, np.inf)
+
+
+def compute_flags(
+    figures: CustomerFigures,
+    p_alive: FloatArray,
+    predicted_clv: FloatArray,
+    top_clv_threshold: float,
+    reorder_due: BoolArray,
+    settings: ScoringSettings,
+) -> dict[str, BoolArray]:
+    """Every flag of the module docstring, one boolean array per flag name."""
+    spend = figures.trailing_12m_spend
+    since = figures.days_since_last_order
+    recent, earlier = figures.recent_mean_spend, figures.earlier_mean_spend
+    comparable = np.isfinite(earlier) & (earlier > 0)
+    ratio = np.divide(recent, earlier, out=np.ones_like(recent), where=comparable)
+    rhythm = rhythm_rule_days(figures.mean_days_between_orders, settings)
+    return {
+        "top-20": (predicted_clv > 0) & (predicted_clv >= top_clv_threshold),
+        "tier-enthusiast": (spend > 0) & (spend < settings.tier_insider),
+        "tier-insider": (spend >= settings.tier_insider) & (spend < settings.tier_vip),
+        "tier-vip": spend >= settings.tier_vip,
+        "win-back": (since >= settings.win_back_days) | (since > rhythm),
+        "churn-risk": p_alive < settings.churn_p_alive,
+        "reorder-due": np.asarray(reorder_due, dtype=np.bool_),
+        "spend-declining": comparable & (ratio < settings.spend_declining_ratio),
+    }
+
+
+def money(value: float) -> str:
+    """An amount in shop currency as a merchant reads it: 1,234.50."""
+    return f"{value:,.2f}"
+
+
+def days(value: float) -> str:
+    """A number of days in words: "1 day", "12 days"."""
+    whole = math.floor(value + 1e-9)
+    return "1 day" if whole == 1 else f"{whole} days"
+
+
+def percent(value: float) -> str:
+    return f"{100.0 * value:.0f}%"

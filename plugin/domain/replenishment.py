@@ -1,0 +1,175 @@
+"""Replenishment intervals of consumables, learned from repeat buyers, and when a reorder is due.
+
+The rule, per product:
+1. Purchases are counted per (customer, product, day): two lines or two orders of a product on
+   one day are one purchase. A gap is the time between a customer's consecutive purchases of the
+   same product, in days.
+2. A product is a consumable when at least `replenishment_min_buyers` customers bought it again
+   (have at least one gap), and its gaps are regular: (upper quartile - lower quartile) / median
+   <= `replenishment_max_spread` (default 0.5). Refills on a cycle have a narrow spread (a
+   cycle with 15% noise gives about 0.2, 0.21-0.25 measured on generated stores); products
+   bought again by chance have gaps as irregular as the customer's purchase process (1.6 for
+   exponential gaps; 0.68 and more measured for generated non-consumables with 20+ buyers).
+3. Its interval is the median gap, robust to the odd early or late purchase.
+
+A customer's consumable is due when the days since its last purchase reach reorder_grace x the
+interval, and stays due until reorder_lapse x the interval (see `plugin.domain.flags`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from plugin.domain.scoring_types import FloatArray, IntArray, ProductPurchases, ScoringSettings
+
+IndexArray = NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class ReorderStatus:
+    """Per customer (aligned with the sorted customer ids asked for).
+
+    `due`: a consumable is due; `due_day`: the earliest expected reorder day among the customer's
+    consumables that have not lapsed (NaN if none); `product_id`, `last_day`, `interval_days`:
+    the consumable behind the flag (the due one with the earliest reorder day, else the earliest
+    upcoming one; -1 and NaN when none).
+    """
+
+    due: NDArray[np.bool_]
+    due_day: FloatArray
+    product_id: IntArray
+    last_day: FloatArray
+    interval_days: FloatArray
+
+
+@dataclass(frozen=True)
+class _Gaps:
+    product: IntArray
+    gap: FloatArray
+    customer: IntArray
+
+
+def validate_purchases(purchases: ProductPurchases) -> None:
+    """Raise ValueError unless the three arrays are 1-d, of one length, with finite days."""
+    n = purchases.customer_id.shape
+    if not (n == purchases.product_id.shape == purchases.day.shape) or len(n) != 1:
+        raise ValueError("customer_id, product_id and day must be 1-d arrays of one length")
+    if not np.all(np.isfinite(purchases.day)):
+        raise ValueError("purchase days must be finite")
+
+
+def _gaps(purchases: ProductPurchases, as_of_day: float) -> _Gaps:
+    keep = purchases.day <= as_of_day
+    customer = np.asarray(purchases.customer_id, dtype=np.int64)[keep]
+    product = np.asarray(purchases.product_id, dtype=np.int64)[keep]
+    day = np.asarray(purchases.day, dtype=np.float64)[keep]
+    order = np.lexsort((day, product, customer))
+    customer, product, day = customer[order], product[order], day[order]
+    whole = np.floor(day)
+    same_pair = (customer[1:] == customer[:-1]) & (product[1:] == product[:-1])
+    new_day = np.concatenate(([True], ~same_pair | (whole[1:] != whole[:-1])))
+    customer, product, day = customer[new_day], product[new_day], day[new_day]
+    follows = (customer[1:] == customer[:-1]) & (product[1:] == product[:-1])
+    return _Gaps(product[1:][follows], (day[1:] - day[:-1])[follows], customer[1:][follows])
+
+
+def _group_quantile(
+    values: FloatArray, starts: IndexArray, counts: IndexArray, q: float
+) -> FloatArray:
+    """Linear-interpolation quantile q of each group of `values` (sorted within groups)."""
+    position = (counts - 1) * q
+    low = np.floor(position).astype(np.intp)
+    high = np.minimum(low + 1, counts - 1)
+    fraction = position - low
+    return np.asarray(
+        values[starts + low] * (1.0 - fraction) + values[starts + high] * fraction,
+        dtype=np.float64,
+    )
+
+
+def learn_replenishment(
+    purchases: ProductPurchases, as_of_day: float, settings: ScoringSettings
+) -> dict[int, float]:
+    """Product id -> replenishment interval in days, for the products that pass the rule above."""
+    validate_purchases(purchases)
+    gaps = _gaps(purchases, as_of_day)
+    if gaps.gap.size == 0:
+        return {}
+    order = np.lexsort((gaps.gap, gaps.product))
+    product, gap = gaps.product[order], gaps.gap[order]
+    products, starts, counts = np.unique(product, return_index=True, return_counts=True)
+    median = _group_quantile(gap, starts, counts, 0.5)
+    spread = _group_quantile(gap, starts, counts, 0.75) - _group_quantile(gap, starts, counts, 0.25)
+    buyer_pairs = np.unique(np.stack([gaps.product, gaps.customer]), axis=1)
+    buyers = np.bincount(np.searchsorted(products, buyer_pairs[0]), minlength=products.size)
+    regular = spread <= settings.replenishment_max_spread * median
+    keep = (buyers >= settings.replenishment_min_buyers) & regular & (median > 0)
+    return {int(p): float(m) for p, m in zip(products[keep], median[keep], strict=True)}
+
+
+def reorder_status(
+    purchases: ProductPurchases | None,
+    customer_ids: IntArray,
+    intervals: dict[int, float],
+    as_of_day: float,
+    settings: ScoringSettings,
+) -> ReorderStatus:
+    """Which of `customer_ids` (sorted) have a consumable due, and since when (rule above)."""
+    n = customer_ids.size
+    status = ReorderStatus(
+        np.zeros(n, dtype=np.bool_),
+        np.full(n, np.nan),
+        np.full(n, -1, dtype=np.int64),
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+    )
+    if purchases is None or not intervals or n == 0:
+        return status
+    validate_purchases(purchases)
+    known = np.array(sorted(intervals), dtype=np.int64)
+    known_days = np.array([intervals[int(p)] for p in known], dtype=np.float64)
+    product = np.asarray(purchases.product_id, dtype=np.int64)
+    customer = np.asarray(purchases.customer_id, dtype=np.int64)
+    day = np.asarray(purchases.day, dtype=np.float64)
+    slot = np.minimum(np.searchsorted(known, product), known.size - 1)
+    position = np.minimum(np.searchsorted(customer_ids, customer), n - 1)
+    keep = (known[slot] == product) & (customer_ids[position] == customer) & (day <= as_of_day)
+    return _status_of_pairs(
+        position[keep], product[keep], day[keep], known_days[slot[keep]], as_of_day, settings, n
+    )
+
+
+def _status_of_pairs(
+    who: IndexArray,
+    product: IntArray,
+    day: FloatArray,
+    interval: FloatArray,
+    as_of_day: float,
+    settings: ScoringSettings,
+    n: int,
+) -> ReorderStatus:
+    # The last purchase of each (customer, product): sort by day within pairs, keep the last.
+    order = np.lexsort((day, product, who))
+    who, product, day, interval = who[order], product[order], day[order], interval[order]
+    last = np.append((who[1:] != who[:-1]) | (product[1:] != product[:-1]), True)[: who.size]
+    who, product, day, interval = who[last], product[last], day[last], interval[last]
+    active = as_of_day - day < settings.reorder_lapse * interval
+    who, product, day, interval = who[active], product[active], day[active], interval[active]
+    due = as_of_day - day >= settings.reorder_grace * interval
+    expected = day + interval
+    due_day = np.full(n, np.nan)
+    np.fmin.at(due_day, who, expected)
+    is_due = np.zeros(n, dtype=np.bool_)
+    is_due[who[due]] = True
+    # The pair behind the flag: due pairs first, then the earliest expected reorder day.
+    rank = np.lexsort((product, expected, ~due, who))
+    chosen = rank[np.unique(who[rank], return_index=True)[1]]
+    product_id = np.full(n, -1, dtype=np.int64)
+    last_day, interval_days = np.full(n, np.nan), np.full(n, np.nan)
+    product_id[who[chosen]] = product[chosen]
+    last_day[who[chosen]] = day[chosen]
+    interval_days[who[chosen]] = interval[chosen]
+    return ReorderStatus(is_due, due_day, product_id, last_day, interval_days)

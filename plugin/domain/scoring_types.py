@@ -1,0 +1,120 @@
+"""What scoring takes and keeps: per-shop settings, order and product histories, fitted models.
+
+Re-exported by `plugin.domain.scoring`, which is the public surface; they live here so that the
+segment, flag and replenishment modules can use them without importing the scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+CONFIDENCE_FITTED = "fitted"
+CONFIDENCE_RULES = "rules"
+RULES_MODEL = "rules"  # FittedModels.repeat_model when no model is trusted
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """Per-shop thresholds; the defaults are the product's. Money in shop currency, times in days.
+
+    Tiers by trailing-12-month spend S: vip S >= tier_vip; insider tier_insider <= S < tier_vip;
+    enthusiast 0 < S < tier_insider; no tier when S = 0.
+    """
+
+    horizon_days: float = 365.0
+    annual_discount_rate: float = 0.0
+    margin_rate: float | None = None
+    tier_insider: float = 250.0
+    tier_vip: float = 750.0
+    win_back_days: float = 90.0
+    win_back_rhythm_factor: float = 3.0
+    churn_p_alive: float = 0.3
+    spend_declining_ratio: float = 0.6
+    top_share: float = 0.2
+    min_customers: int = 500
+    min_repeat_customers: int = 100
+    reorder_grace: float = 1.0
+    # Added beyond the first interface: ---------------------------------------------------------
+    # The rhythm rule of win-back (days since last order > factor x own mean gap) never fires
+    # before this many days: three orders in one week is a burst, not a 2-day rhythm.
+    win_back_rhythm_min_days: float = 30.0
+    # spend-declining compares the mean of the last `spend_recent_orders` orders with the mean of
+    # the earlier ones, and needs at least `spend_earlier_orders` earlier orders.
+    spend_recent_orders: int = 2
+    spend_earlier_orders: int = 2
+    # A consumable stops being reorder-due once this many intervals have passed since the last
+    # purchase: by then the customer has moved on, and win-back speaks to them instead.
+    reorder_lapse: float = 3.0
+    # Replenishment: a product is a consumable when at least `replenishment_min_buyers` customers
+    # bought it again, and its gaps are regular: (upper - lower quartile) / median <= max_spread.
+    replenishment_min_buyers: int = 20
+    replenishment_max_spread: float = 0.5
+    # Candidate repeat-purchase models for the holdout choice, in tie-break order.
+    candidate_models: tuple[str, ...] = ("bgnbd", "mbgnbd", "paretonbd")
+    # The holdout choice fits every candidate on at most this many calibration customers (every
+    # k-th by customer id): 100,000 customers tell the models apart; all of them only cost time.
+    choice_max_customers: int = 100_000
+
+
+@dataclass(frozen=True)
+class OrderHistory:
+    """Counted orders of one shop, one row per order, equal-length arrays, any row order.
+
+    `day`: days since the Unix epoch, UTC, fractional; `amount`: net order amount, >= 0.
+    """
+
+    customer_id: IntArray
+    day: FloatArray
+    amount: FloatArray
+
+
+@dataclass(frozen=True)
+class ProductPurchases:
+    """One row per order line of a counted order: who bought which product on which day."""
+
+    customer_id: IntArray
+    product_id: IntArray
+    day: FloatArray
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    """What a full refit produces and the cheap re-score reuses.
+
+    `repeat_model` is "bgnbd", "mbgnbd" or "paretonbd" with its parameters (time unit: days), or
+    "rules" with no parameters when confidence is "rules". `spend_params` holds Gamma-Gamma p, q,
+    gamma (money in shop currency), or None when not fitted (spend per order is then the customer's
+    own average order value). `log_likelihood` is NaN when nothing was fitted.
+    """
+
+    repeat_model: str
+    repeat_params: dict[str, float]
+    spend_params: dict[str, float] | None
+    log_likelihood: float
+    converged: bool
+    customers: int
+    repeat_customers: int
+    confidence: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ScoreReference:
+    """Population figures that a single customer's re-score needs.
+
+    Quintile cut points (4 each, ascending): recency in days since the last order, frequency in
+    orders, monetary in net spend; `top_clv_threshold` the smallest predicted CLV that is top-20;
+    `replenishment_days` product id -> learned refill interval in days (consumables only).
+    """
+
+    recency_edges: tuple[float, ...]
+    frequency_edges: tuple[float, ...]
+    monetary_edges: tuple[float, ...]
+    top_clv_threshold: float
+    replenishment_days: dict[int, float]

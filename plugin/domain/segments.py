@@ -1,0 +1,111 @@
+"""RFM quintile scores within a shop, and the eleven named segments.
+
+Scores (1..5, 5 best), from the shop's own customers:
+- R from days since the last order (fewer is better), F from the number of orders, M from net
+  spend. The cut points are the shop's 20th, 40th, 60th and 80th percentiles, each an actual
+  customer's value (the lower order statistic, no interpolation).
+- F = 1 + the number of cut points strictly below the customer's orders; M likewise with net
+  spend; R = 1 + the number of cut points strictly above the days since the last order. A
+  customer exactly on a cut point gets the lower score, so ties (most customers have one order)
+  share one score; more spend never lowers M, and a more recent order never lowers R.
+
+Segments, by R (rows) and F (columns), the usual RFM grid (M is published but not used):
+
+    | R \\ F | 1              | 2                  | 3                  | 4         | 5         |
+    |-------|----------------|--------------------|--------------------|-----------|-----------|
+    | 5     | new            | potential-loyalist | potential-loyalist | champions | champions |
+    | 4     | promising      | potential-loyalist | potential-loyalist | loyal     | loyal     |
+    | 3     | about-to-sleep | about-to-sleep     | need-attention     | loyal     | loyal     |
+    | 2     | hibernating    | hibernating        | at-risk            | at-risk   | cant-lose |
+    | 1     | lost           | hibernating        | at-risk            | at-risk   | cant-lose |
+
+In words: champions bought recently and often (R 5, F 4-5); loyal buy often and not long ago
+(R 3-4, F 4-5); potential-loyalist are recent with a few orders (R 4-5, F 2-3); new made their
+first orders very recently (R 5, F 1); promising recently (R 4, F 1); need-attention are middling
+(R 3, F 3); about-to-sleep are fading after few orders (R 3, F 1-2); at-risk bought often but not
+lately (R 1-2, F 3-4); cant-lose were among the most frequent but have not come back (R 1-2,
+F 5); hibernating have been away with few orders (R 2, F 1-2, or R 1, F 2); lost bought once,
+long ago (R 1, F 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from plugin.domain.scoring_types import FloatArray
+
+SEGMENTS: tuple[str, ...] = (
+    "champions",
+    "loyal",
+    "potential-loyalist",
+    "new",
+    "promising",
+    "need-attention",
+    "about-to-sleep",
+    "at-risk",
+    "cant-lose",
+    "hibernating",
+    "lost",
+)
+QUINTILES = (0.2, 0.4, 0.6, 0.8)
+
+_ROWS_R5_TO_R1 = (
+    ("new", "potential-loyalist", "potential-loyalist", "champions", "champions"),
+    ("promising", "potential-loyalist", "potential-loyalist", "loyal", "loyal"),
+    ("about-to-sleep", "about-to-sleep", "need-attention", "loyal", "loyal"),
+    ("hibernating", "hibernating", "at-risk", "at-risk", "cant-lose"),
+    ("lost", "hibernating", "at-risk", "at-risk", "cant-lose"),
+)
+# SEGMENT_GRID[r - 1, f - 1] is the index into SEGMENTS of the segment for scores (r, f).
+SEGMENT_GRID: NDArray[np.int8] = np.array(
+    [[SEGMENTS.index(name) for name in row] for row in reversed(_ROWS_R5_TO_R1)], dtype=np.int8
+)
+
+
+def quintile_edges(values: ArrayLike) -> tuple[float, ...]:
+    """The 20/40/60/80th percentiles, each the lower order statistic (an actual value)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    return tuple(float(v) for v in np.quantile(array, QUINTILES, method="lower"))
+
+
+def score_higher_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:
+    """1 + the number of edges strictly below each value (F and M)."""
+    below = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
+    return (1 + below).astype(np.int8)
+
+
+def score_lower_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:
+    """1 + the number of edges strictly above each value (R, from days since the last order)."""
+    cut = np.asarray(edges, dtype=np.float64)
+    not_above = np.searchsorted(cut, values, side="right")
+    return (1 + cut.size - not_above).astype(np.int8)
+
+
+def segment_of(
+    recency_score: NDArray[np.int8], frequency_score: NDArray[np.int8]
+) -> NDArray[np.int8]:
+    """The index into SEGMENTS of each customer's segment, from the grid above."""
+    return SEGMENT_GRID[recency_score.astype(np.intp) - 1, frequency_score.astype(np.intp) - 1]
+
+
+def segment_rule(segment: str) -> str:
+    """The grid cells of a segment in words, e.g. "recency score 5 and frequency score 4-5"."""
+    index = SEGMENTS.index(segment)
+    cells = [(r + 1, f + 1) for r in range(5) for f in range(5) if SEGMENT_GRID[r, f] == index]
+    by_r: dict[int, list[int]] = {}
+    for r, f in cells:
+        by_r.setdefault(r, []).append(f)
+    # rows with the same frequency scores are merged: "recency score 4-5 and frequency score 2-3"
+    by_f: dict[str, list[int]] = {}
+    for r, fs in sorted(by_r.items(), reverse=True):
+        by_f.setdefault(_span(fs), []).append(r)
+    parts = [f"recency score {_span(rs)} and frequency score {fs}" for fs, rs in by_f.items()]
+    return " or ".join(parts)
+
+
+def _span(values: list[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}-{high}"
