@@ -30,6 +30,8 @@ long ago (R 1, F 1).
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -91,6 +93,7 @@ def segment_of(
     return SEGMENT_GRID[recency_score.astype(np.intp) - 1, frequency_score.astype(np.intp) - 1]
 
 
+@cache
 def segment_rule(segment: str) -> str:
     """The grid cells of a segment in words, e.g. "recency score 5 and frequency score 4-5"."""
     index = SEGMENTS.index(segment)

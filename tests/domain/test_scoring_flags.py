@@ -1,0 +1,146 @@
+"""Lifecycle flags, tags and the reasons behind them, on hand-built customers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from plugin.domain.flags import top_threshold
+from plugin.domain.scoring import (
+    CONFIDENCE_RULES,
+    TAGS,
+    FittedModels,
+    OrderHistory,
+    ProductPurchases,
+    ScoringSettings,
+    score_shop,
+)
+
+RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
+AS_OF = 1000.0
+
+
+def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
+    return OrderHistory(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.float64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
+
+
+def flag_of(rows: list[tuple[int, float, float]], flag: str, **settings: float) -> list[bool]:
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(**settings), RULES)  # type: ignore[arg-type]
+    return [bool(v) for v in scores.flags[flag]]
+
+
+def test_tiers_trailing_spend_at_thresholds_lands_in_the_higher_tier() -> None:
+    # given trailing-12-month spends of 0 (order 400 days ago), 249.99, 250, 749.99 and 750
+    rows = [(1, AS_OF - 400, 900.0), (2, AS_OF - 10, 249.99), (3, AS_OF - 10, 250.0)]
+    rows += [(4, AS_OF - 10, 749.99), (5, AS_OF - 10, 750.0)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then exactly one tier each, none without spend in 12 months
+    tiers = [[t for t in scores.tags(i) if t.startswith("tier-")] for i in range(5)]
+    assert tiers == [[], ["tier-enthusiast"], ["tier-insider"], ["tier-insider"], ["tier-vip"]]
+    assert "750.00" in scores.reasons(4)["tier-vip"]
+    assert "250.00" in scores.reasons(2)["tier-insider"]
+
+
+def test_win_back_ninety_days_without_order_is_flagged() -> None:
+    # given last orders 89.5 and 90 days ago
+    rows = [(1, AS_OF - 89.5, 10.0), (2, AS_OF - 90.0, 10.0)]
+    # then only the second is win-back
+    assert flag_of(rows, "win-back") == [False, True]
+
+
+def test_win_back_far_beyond_own_rhythm_is_flagged_before_ninety_days() -> None:
+    # given customer 1 ordering every 15 days until 50 days ago (3 x 15 = 45 < 50), and
+    # customer 2 ordering every 5 days until 20 days ago (3 x 5 = 15, but at least 30 days)
+    rows = [(1, AS_OF - 50 - 15 * k, 10.0) for k in range(4)]
+    rows += [(2, AS_OF - 20 - 5 * k, 10.0) for k in range(4)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then only customer 1 is win-back, and the reason quotes their rhythm
+    assert scores.flags["win-back"].tolist() == [True, False]
+    assert "15.0 days between orders" in scores.reasons(0)["win-back"]
+
+
+def test_spend_declining_last_two_orders_below_sixty_percent_of_earlier_mean() -> None:
+    # given customer 1: 100, 100, then 50, 60 (55 < 0.6 x 100); customer 2: 100, 100, 70, 60
+    rows = [(1, 100.0, 100.0), (1, 200.0, 100.0), (1, 300.0, 50.0), (1, 400.0, 60.0)]
+    rows += [(2, 100.0, 100.0), (2, 200.0, 100.0), (2, 300.0, 70.0), (2, 400.0, 60.0)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then only customer 1 is spend-declining, and the reason gives both averages
+    assert scores.flags["spend-declining"].tolist() == [True, False]
+    assert "55.00" in scores.reasons(0)["spend-declining"]
+    assert "100.00" in scores.reasons(0)["spend-declining"]
+
+
+def test_spend_declining_three_orders_is_never_flagged() -> None:
+    # given 100, 100, then 1 (only one earlier order before the last two)
+    rows = [(1, 100.0, 100.0), (1, 200.0, 100.0), (1, 300.0, 1.0)]
+    assert flag_of(rows, "spend-declining") == [False]
+
+
+def test_churn_risk_rules_p_alive_below_threshold() -> None:
+    # given one-order customers 60 and 70 days ago: by rule 1 - 60/90 = 0.33, 1 - 70/90 = 0.22
+    rows = [(1, AS_OF - 60, 10.0), (2, AS_OF - 70, 10.0)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then only the second is churn-risk, and the reason says it is a rule
+    assert scores.flags["churn-risk"].tolist() == [False, True]
+    assert "By rule" in scores.reasons(1)["churn-risk"]
+
+
+def test_top_threshold_ten_customers_top_fifth_is_two() -> None:
+    # given predicted CLVs 1..10
+    values = np.arange(1.0, 11.0)
+    # when the top 20% threshold is taken, then it is the second largest
+    assert top_threshold(values, 0.2) == 9.0
+    assert top_threshold(values, 0.0) == math.inf
+
+
+def test_top_20_flags_the_top_fifth_by_predicted_clv_and_never_zero() -> None:
+    # given ten customers whose trailing spend (hence rule CLV) is 0 (old order) or 10..90
+    rows = [(c, AS_OF - 10, 10.0 * c) for c in range(1, 10)] + [(10, AS_OF - 500, 999.0)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then customers 8 and 9 (80, 90) are the top two; the zero-CLV customer never is
+    assert np.flatnonzero(scores.flags["top-20"]).tolist() == [7, 8]
+    assert "lowest of this shop's top 20%" in scores.reasons(8)["top-20"]
+
+
+def test_reorder_due_consumable_past_its_interval_and_not_lapsed() -> None:
+    # given product 77 rebought by 25 customers every 30 days (a consumable), then: customer 1
+    # last bought it 31 days ago (due), 2 bought it 10 days ago (not yet), 3 bought 100 days
+    # ago (lapsed: more than 3 x 30)
+    lines = [(c, 77, AS_OF - 200 + 30.0 * k) for c in range(100, 125) for k in range(4)]
+    lines += [(1, 77, AS_OF - 31), (2, 77, AS_OF - 10), (3, 77, AS_OF - 100)]
+    purchases = ProductPurchases(
+        np.array([r[0] for r in lines], dtype=np.int64),
+        np.array([r[1] for r in lines], dtype=np.int64),
+        np.array([r[2] for r in lines], dtype=np.float64),
+    )
+    rows = [(c, d, 10.0) for c, _, d in lines]
+    # when scored with the purchases
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES, purchases)
+    # then the interval is learned, and only customer 1 is due, expected on day -1 after 30
+    assert scores.reference.replenishment_days == {77: pytest.approx(30.0)}
+    assert scores.flags["reorder-due"][:3].tolist() == [True, False, False]
+    assert scores.reorder_due_day[:2].tolist() == pytest.approx([AS_OF - 1, AS_OF + 20])
+    assert np.isnan(scores.reorder_due_day[2])
+    assert "product 77 31 days ago" in scores.reasons(0)["reorder-due"]
+
+
+def test_tag_matrix_and_bits_agree_with_tags() -> None:
+    # given a small shop with several tags
+    rows = [(c, AS_OF - 40.0 * c, 100.0 * c) for c in range(1, 12)]
+    rows += [(c, AS_OF - 40.0 * c - 20, 50.0) for c in range(1, 6)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # when the vectorised forms are built
+    matrix, bits, lists = scores.tag_matrix(), scores.tag_bits(), scores.all_tags()
+    # then they say the same as tags(i)
+    for i in range(len(scores)):
+        from_matrix = [TAGS[j] for j in np.flatnonzero(matrix[i])]
+        from_bits = [t for j, t in enumerate(TAGS) if (int(bits[i]) >> j) & 1]
+        assert sorted(from_matrix) == sorted(from_bits) == sorted(scores.tags(i))
+        assert lists[i] == scores.tags(i)
+    assert scores.all_reasons() == [scores.reasons(i) for i in range(len(scores))]

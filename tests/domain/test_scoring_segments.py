@@ -1,0 +1,221 @@
+"""RFM quintile scores, the segment grid, and the Hypothesis properties of scoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugin.domain.scoring import (
+    CONFIDENCE_FITTED,
+    CONFIDENCE_RULES,
+    SEGMENTS,
+    FittedModels,
+    OrderHistory,
+    ScoringSettings,
+    rescore,
+    score_shop,
+)
+from plugin.domain.segments import (
+    SEGMENT_GRID,
+    quintile_edges,
+    score_higher_better,
+    score_lower_better,
+    segment_of,
+)
+
+RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
+BGNBD = FittedModels(
+    "bgnbd",
+    {"r": 0.5, "alpha": 60.0, "a": 0.8, "b": 2.5},
+    {"p": 6.0, "q": 4.0, "gamma": 30.0},
+    -1.0,
+    True,
+    1000,
+    500,
+    CONFIDENCE_FITTED,
+    "test parameters",
+)
+PARETO = FittedModels(
+    "paretonbd",
+    {"r": 0.5, "alpha": 60.0, "s": 0.7, "beta": 300.0},
+    None,
+    -1.0,
+    True,
+    1000,
+    500,
+    CONFIDENCE_FITTED,
+    "test parameters",
+)
+MODELS = st.sampled_from([RULES, BGNBD, PARETO])
+AS_OF = 20_000.0
+
+orders = st.lists(
+    st.tuples(
+        st.integers(1, 12),
+        st.floats(AS_OF - 3000.0, AS_OF, allow_nan=False),
+        st.floats(0.0, 5000.0, allow_nan=False),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
+    return OrderHistory(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.float64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
+
+
+def test_quintile_edges_are_actual_values_at_20_40_60_80_percent() -> None:
+    # given the values 1..10
+    values = np.arange(1.0, 11.0)
+    # when cut into quintiles, then each edge is the lower order statistic
+    assert quintile_edges(values) == (2.0, 4.0, 6.0, 8.0)
+
+
+def test_score_higher_better_value_on_an_edge_gets_the_lower_score() -> None:
+    # given edges 2, 4, 6, 8
+    edges = (2.0, 4.0, 6.0, 8.0)
+    # when scoring 1, 2, 3, 8, 9
+    scores = score_higher_better(np.array([1.0, 2.0, 3.0, 8.0, 9.0]), edges)
+    # then values on an edge share the score below it
+    assert scores.tolist() == [1, 1, 2, 4, 5]
+
+
+def test_score_lower_better_most_recent_gets_five() -> None:
+    # given recency edges (days since the last order) 10, 20, 30, 40
+    edges = (10.0, 20.0, 30.0, 40.0)
+    # when scoring 0, 10, 25, 40 and 100 days
+    scores = score_lower_better(np.array([0.0, 10.0, 25.0, 40.0, 100.0]), edges)
+    # then fewer days score higher, and a value on an edge gets the lower score
+    assert scores.tolist() == [5, 4, 3, 1, 1]
+
+
+def test_segment_grid_every_cell_has_one_of_the_eleven_segments() -> None:
+    # then all 25 (R, F) cells are covered and every segment appears somewhere
+    assert SEGMENT_GRID.shape == (5, 5)
+    assert sorted(set(SEGMENT_GRID.ravel().tolist())) == list(range(len(SEGMENTS)))
+
+
+def test_segment_of_corners_match_the_documented_table() -> None:
+    # given the four corners and the middle of the grid
+    r = np.array([5, 5, 1, 1, 3], dtype=np.int8)
+    f = np.array([5, 1, 5, 1, 3], dtype=np.int8)
+    # when segmented
+    names = [SEGMENTS[i] for i in segment_of(r, f)]
+    # then they are the table's
+    assert names == ["champions", "new", "cant-lose", "lost", "need-attention"]
+
+
+def test_score_shop_shop_of_one_customer_has_valid_scores() -> None:
+    # given a single customer
+    scores = score_shop(history([(1, AS_OF - 5.0, 10.0)]), AS_OF, ScoringSettings(), RULES)
+    # then scores are in range and the segment is one of the eleven
+    assert 1 <= scores.recency_score[0] <= 5
+    assert 0 <= scores.segment[0] < len(SEGMENTS)
+
+
+@settings(max_examples=60, deadline=None)
+@given(orders, MODELS)
+def test_score_shop_any_history_scores_in_range_and_predictions_valid(
+    rows: list[tuple[int, float, float]], models: FittedModels
+) -> None:
+    # given any orders of up to 12 customers over 3,000 days, amounts 0..5,000
+    # when scored with rules, BG/NBD or Pareto/NBD
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), models)
+    # then every score is in 1..5, predictions are finite and non-negative, P(alive) in [0, 1]
+    for name in ("recency_score", "frequency_score", "monetary_score"):
+        values = getattr(scores, name)
+        assert values.min() >= 1 and values.max() <= 5, name
+    for name in ("expected_purchases", "expected_spend_per_order", "predicted_clv", "net_spend"):
+        values = getattr(scores, name)
+        assert np.all(np.isfinite(values)) and np.all(values >= 0), name
+    assert np.all((scores.p_alive >= 0) & (scores.p_alive <= 1))
+    assert np.all(
+        np.isnan(scores.expected_next_order_day) | (scores.expected_next_order_day >= AS_OF)
+    )
+    for i in range(len(scores)):
+        assert set(scores.reasons(i)) == set(scores.tags(i))
+
+
+@settings(max_examples=60, deadline=None)
+@given(orders, st.integers(0, 11), st.floats(0.01, 10_000.0), MODELS)
+def test_score_shop_more_spend_never_lowers_m(
+    rows: list[tuple[int, float, float]], pick: int, extra: float, models: FittedModels
+) -> None:
+    # given a shop, and the same shop where one customer's order is larger
+    before = score_shop(history(rows), AS_OF, ScoringSettings(), models)
+    i = pick % len(rows)
+    richer = [(c, d, a + extra if k == i else a) for k, (c, d, a) in enumerate(rows)]
+    after = score_shop(history(richer), AS_OF, ScoringSettings(), models)
+    # then that customer's M score is not lower
+    at = int(np.searchsorted(before.customer_id, rows[i][0]))
+    assert after.monetary_score[at] >= before.monetary_score[at]
+
+
+@settings(max_examples=40, deadline=None)
+@given(orders, st.randoms(use_true_random=False), MODELS)
+def test_score_shop_row_order_does_not_change_any_result(
+    rows: list[tuple[int, float, float]], rng: object, models: FittedModels
+) -> None:
+    # given the same orders in two row orders
+    shuffled = list(rows)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    first = score_shop(history(rows), AS_OF, ScoringSettings(), models)
+    second = score_shop(history(shuffled), AS_OF, ScoringSettings(), models)
+    # then every figure is identical, to the bit, and so are the tags
+    for name in ("net_spend", "aov", "trailing_12m_spend", "p_alive", "predicted_clv"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert first.reference == second.reference
+    assert first.all_tags() == second.all_tags()
+
+
+@settings(max_examples=40, deadline=None)
+@given(orders, st.integers(0, 11), MODELS)
+def test_rescore_any_customer_with_full_reference_equals_full_run(
+    rows: list[tuple[int, float, float]], pick: int, models: FittedModels
+) -> None:
+    # given a full run and one of its customers
+    full = score_shop(history(rows), AS_OF, ScoringSettings(), models)
+    customer = int(full.customer_id[pick % len(full)])
+    # when that customer's orders are re-scored alone with the full run's reference
+    alone = rescore(
+        history([r for r in rows if r[0] == customer]),
+        AS_OF,
+        ScoringSettings(),
+        models,
+        full.reference,
+    )
+    # then the row is the full run's
+    i = int(np.searchsorted(full.customer_id, customer))
+    assert full.tags(i) == alone.tags(0)
+    assert full.reasons(i) == alone.reasons(0)
+    for name in ("net_spend", "p_alive", "expected_purchases", "predicted_clv", "segment"):
+        np.testing.assert_array_equal(getattr(full, name)[i : i + 1], getattr(alone, name))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.floats(0.0, 1e6),
+    st.floats(0.0, 3000.0),
+    st.sampled_from([BGNBD, PARETO]),
+)
+def test_score_shop_extreme_customer_has_no_nan_in_required_fields(
+    orders_count: int, amount: float, span: float, models: FittedModels
+) -> None:
+    # given one customer with up to 3,000 orders over up to 3,000 days, up to 1e6 each
+    days = AS_OF - span + np.linspace(0.0, span, orders_count)
+    extreme = OrderHistory(
+        np.full(orders_count, 1, dtype=np.int64), days, np.full(orders_count, amount)
+    )
+    # when scored with a fitted model
+    scores = score_shop(extreme, AS_OF, ScoringSettings(), models)
+    # then no required figure is NaN or infinite
+    for name in ("p_alive", "expected_purchases", "expected_spend_per_order", "predicted_clv"):
+        assert np.all(np.isfinite(getattr(scores, name))), name
