@@ -27,6 +27,7 @@ from plugin.domain.scoring import (
     CONFIDENCE_FITTED,
     CONFIDENCE_RULES,
     OrderHistory,
+    ProductPurchases,
     ScoringSettings,
     fit_models,
     score_shop,
@@ -121,3 +122,20 @@ def test_fit_models_small_generated_store_is_rules_and_publishes_rules() -> None
     # then it is rules, and predicted CLV is the trailing-12-month spend (horizon 365 days)
     assert models.confidence == CONFIDENCE_RULES
     np.testing.assert_allclose(scores.predicted_clv, scores.trailing_12m_spend)
+
+
+def test_learn_replenishment_sorted_or_shuffled_lines_give_the_same_intervals() -> None:
+    # given a generated store's order lines sorted by (customer, day), as a database gives them,
+    # and the same lines shuffled
+    lines = generated(3000, 3).purchases
+    order = np.lexsort((lines.day, lines.customer_id))
+    shuffle = np.random.default_rng(5).permutation(order.size)
+    as_sorted, shuffled = (
+        ProductPurchases(lines.customer_id[p], lines.product_id[p], lines.day[p])
+        for p in (order, shuffle)
+    )
+    as_of = generated(3000, 3).as_of_day
+    # when intervals are learned from each, then they are identical
+    learned = learn_replenishment(as_sorted, as_of, ScoringSettings())
+    assert learned == learn_replenishment(shuffled, as_of, ScoringSettings())
+    assert len(learned) == 4
