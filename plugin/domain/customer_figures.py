@@ -90,7 +90,7 @@ def _sort(history: OrderHistory, as_of_day: float) -> _Sorted:
     new[:1] = True
     np.not_equal(customer[1:], customer[:-1], out=new[1:])
     starts = np.flatnonzero(new)
-    ends = np.append(starts[1:], customer.size) - 1
+    ends = np.append(starts[1:], customer.size)[: starts.size] - 1
     index = np.cumsum(new, dtype=np.intp) - 1
     return _Sorted(customer, day, amount, starts, ends.astype(np.intp), index)
 

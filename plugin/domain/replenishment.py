@@ -69,6 +69,8 @@ def _gaps(purchases: ProductPurchases, as_of_day: float) -> _Gaps:
     if not np.all(keep):
         customer, product, day = customer[keep], product[keep], day[keep]
     del keep
+    if day.size < 2:
+        return _Gaps(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.bool_))
     order, opens = _order_by_customer_product_day(customer, product, day)
     del customer  # from here a pair is told apart by `opens`; intermediates are freed early
     product, day = product[order], day[order]

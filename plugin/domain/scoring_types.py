@@ -108,9 +108,10 @@ class FittedModels:
 class ScoreReference:
     """Population figures that a single customer's re-score needs.
 
-    Quintile cut points (4 each, ascending): recency in days since the last order, frequency in
-    orders, monetary in net spend; `top_clv_threshold` the smallest predicted CLV that is top-20;
-    `replenishment_days` product id -> learned refill interval in days (consumables only).
+    Quintile cut points (4 each, ascending): recency in last-order days (days since the Unix
+    epoch, not days ago), frequency in orders, monetary in net spend; `top_clv_threshold` the
+    smallest predicted CLV that is top-20; `replenishment_days` product id -> learned refill
+    interval in days (consumables only).
     """
 
     recency_edges: tuple[float, ...]

@@ -1,13 +1,14 @@
 """RFM quintile scores within a shop, and the eleven named segments.
 
 Scores (1..5, 5 best), from the shop's own customers:
-- R from days since the last order (fewer is better), F from the number of orders, M from net
+- R from the day of the last order (later is better), F from the number of orders, M from net
   spend. The cut points are the shop's 20th, 40th, 60th and 80th percentiles, each an actual
   customer's value (the lower order statistic, no interpolation).
-- F = 1 + the number of cut points strictly below the customer's orders; M likewise with net
-  spend; R = 1 + the number of cut points strictly above the days since the last order. A
-  customer exactly on a cut point gets the lower score, so ties (most customers have one order)
-  share one score; more spend never lowers M, and a more recent order never lowers R.
+- Each score = 1 + the number of cut points strictly below the customer's value. A customer
+  exactly on a cut point gets the lower score, so ties (most customers have one order) share
+  one score; more spend never lowers M, and a later order never lowers R.
+- R's cut points are days (not days ago): a customer re-scored a few days after the full run
+  is compared with the population as it was, not with a population that aged meanwhile.
 
 Segments, by R (rows) and F (columns), the usual RFM grid (M is published but not used):
 
@@ -74,16 +75,9 @@ def quintile_edges(values: ArrayLike) -> tuple[float, ...]:
 
 
 def score_higher_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:
-    """1 + the number of edges strictly below each value (F and M)."""
+    """1 + the number of edges strictly below each value (R from the last order day, F, M)."""
     below = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="left")
     return (1 + below).astype(np.int8)
-
-
-def score_lower_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:
-    """1 + the number of edges strictly above each value (R, from days since the last order)."""
-    cut = np.asarray(edges, dtype=np.float64)
-    not_above = np.searchsorted(cut, values, side="right")
-    return (1 + cut.size - not_above).astype(np.int8)
 
 
 def segment_of(

@@ -257,3 +257,17 @@ def test_score_shop_history_arrays_of_different_lengths_raise() -> None:
 def test_score_shop_negative_amount_raises() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         score_shop(history([(1, 1.0, -5.0)]), 10.0, ScoringSettings(), RULES)
+
+
+def test_score_shop_empty_shop_scores_nobody_and_fits_nothing() -> None:
+    # given a shop without orders
+    empty = history([])
+    # when fitted and scored
+    models = fit_models(empty, 100.0, ScoringSettings())
+    scores = score_shop(empty, 100.0, ScoringSettings(), models)
+    # then rules, no customers, and the vectorised tag forms are empty
+    assert models.confidence == CONFIDENCE_RULES and models.customers == 0
+    assert len(scores) == 0
+    assert scores.tag_matrix().shape[0] == 0
+    assert scores.all_tags() == [] and scores.all_reasons() == []
+    assert scores.reference.top_clv_threshold == math.inf

@@ -22,7 +22,6 @@ from plugin.domain.segments import (
     SEGMENT_GRID,
     quintile_edges,
     score_higher_better,
-    score_lower_better,
     segment_of,
 )
 
@@ -87,13 +86,28 @@ def test_score_higher_better_value_on_an_edge_gets_the_lower_score() -> None:
     assert scores.tolist() == [1, 1, 2, 4, 5]
 
 
-def test_score_lower_better_most_recent_gets_five() -> None:
-    # given recency edges (days since the last order) 10, 20, 30, 40
-    edges = (10.0, 20.0, 30.0, 40.0)
-    # when scoring 0, 10, 25, 40 and 100 days
-    scores = score_lower_better(np.array([0.0, 10.0, 25.0, 40.0, 100.0]), edges)
-    # then fewer days score higher, and a value on an edge gets the lower score
-    assert scores.tolist() == [5, 4, 3, 1, 1]
+def test_score_shop_recency_later_last_order_scores_higher() -> None:
+    # given ten customers whose last orders were 10, 20, ..., 100 days before as-of
+    rows = [(c, AS_OF - 10.0 * c, 5.0) for c in range(1, 11)]
+    # when scored
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then R falls with the days since the last order, two customers per quintile
+    assert scores.recency_score.tolist() == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert scores.reference.recency_edges == (
+        AS_OF - 90.0,
+        AS_OF - 70.0,
+        AS_OF - 50.0,
+        AS_OF - 30.0,
+    )
+
+
+def test_rescore_days_after_the_full_run_keeps_recency_against_the_reference() -> None:
+    # given a full run, and the same customer re-scored 5 days later without a new order
+    rows = [(c, AS_OF - 10.0 * c, 5.0) for c in range(1, 11)]
+    full = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    later = rescore(history(rows[2:3]), AS_OF + 5.0, ScoringSettings(), RULES, full.reference)
+    # then their R is unchanged: the population they are compared with did not age
+    assert later.recency_score[0] == full.recency_score[2]
 
 
 def test_segment_grid_every_cell_has_one_of_the_eleven_segments() -> None:
