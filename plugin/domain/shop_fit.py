@@ -3,7 +3,8 @@
 Customers enter at their first order and repeat purchases are counted per customer-day
 (`plugin.domain.customer_figures`, the conventions of `plugin.domain.rfm_summary`), in days.
 The models are trusted only with at least `min_customers` customers and `min_repeat_customers`
-customers with a repeat purchase, and only when the chosen fit converged; otherwise the run's
+customers with a repeat purchase, and only when a fit converged: when the chosen model's fit
+does not, the next candidate (by holdout error) is tried, and when none does, the run's
 confidence is "rules" and the scores are the transparent rules of `plugin.domain.predictions`.
 
 Model choice (`plugin.domain.model_choice`): the last `holdout_days(span)` days before as_of are
@@ -55,11 +56,19 @@ def fit_models(history: OrderHistory, as_of_day: float, settings: ScoringSetting
             f"{settings.min_customers} and {settings.min_repeat_customers} a model needs"
         )
         return _rules(customers, repeaters, note)
-    model, choice_note = _choose(history, as_of_day, figures, settings)
-    fit = fit_repeat_model(model, figures.frequency, figures.recency, figures.age)
-    if not fit.converged:
-        note = f"rules: the {model} fit did not converge ({fit.message}); {choice_note}"
-        return _rules(customers, repeaters, note)
+    preference, choice_note = _choose(history, as_of_day, figures, settings)
+    failed: list[str] = []
+    for model in preference:
+        fit = fit_repeat_model(model, figures.frequency, figures.recency, figures.age)
+        if fit.converged:
+            break
+        failed.append(f"the {model} fit did not converge ({fit.message})")
+    else:
+        return _rules(customers, repeaters, f"rules: {'; '.join(failed)}; {choice_note}")
+    if failed:
+        choice_note += f"; {model} fitted because {'; '.join(failed)}"
+    if fit.regularised:
+        choice_note += f"; {model} needed the regularised refit"
     spend, spend_note = _fit_spend(figures)
     return FittedModels(
         repeat_model=model,
@@ -94,7 +103,8 @@ def _rules(customers: int, repeaters: int, note: str) -> FittedModels:
 
 def _choose(
     history: OrderHistory, as_of_day: float, figures: CustomerFigures, settings: ScoringSettings
-) -> tuple[RepeatModel, str]:
+) -> tuple[list[RepeatModel], str]:
+    """The candidates in order of preference (the holdout winner first), and why."""
     candidates = cast(tuple[RepeatModel, ...], settings.candidate_models)
     span = as_of_day - float(np.min(figures.first_order_day))
     length = holdout_days(span)
@@ -108,7 +118,7 @@ def _choose(
         or calibration_repeaters < settings.min_repeat_customers
     ):
         reason = "one candidate" if len(candidates) == 1 else "too little history for a holdout"
-        return candidates[0], f"{candidates[0]} without a holdout choice ({reason})"
+        return list(candidates), f"{candidates[0]} without a holdout choice ({reason})"
     actual = count_purchase_days(
         history.customer_id,
         history.day,
@@ -127,7 +137,11 @@ def _choose(
         models=candidates,
     )
     scores = ", ".join(f"{name} {mse:.4g}" for name, mse in choice.holdout_mse.items())
-    return choice.selected, (
+    rest = sorted(
+        (m for m in candidates if m != choice.selected),
+        key=lambda m: (not choice.fits[m].converged, choice.holdout_mse[m], candidates.index(m)),
+    )
+    return [choice.selected, *rest], (
         f"{choice.selected} chosen by the mean squared error of predicted repeat purchases in the "
         f"last {length:.0f} days held out, {actual[keep].size} customers ({scores})"
     )
