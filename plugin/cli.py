@@ -295,6 +295,32 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+@click.option(
+    "--changed",
+    is_flag=True,
+    help="Only re-score customers whose orders changed since their last score, with the last "
+    "full run's models (what the scheduler does every few minutes).",
+)
+def recompute(domain: str, changed: bool) -> None:
+    """Refit the shop's models and score every customer (or only the changed ones)."""
+    from jobs.recompute import ShopSettingsError, full_recompute, rescore_changed
+
+    with _open_store(_settings()) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            shop = _shop_or_fail(session, domain)
+        click.echo(
+            f"{'re-scoring changed customers' if changed else 'recomputing'} {shop.domain} ...",
+            err=True,
+        )
+        try:
+            summary = (rescore_changed if changed else full_recompute)(engine, shop, _now())
+        except ShopSettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(summary))
+
+
 main.add_command(backtest)
 main.add_command(devstore)
 main.add_command(demo)

@@ -1,0 +1,258 @@
+"""The recompute jobs: a shop's full refit and scoring, and the cheap re-score of changed customers.
+
+Both load the ledger as arrays, hand them to the pure domain (`plugin.domain.scoring`), and
+write every scored customer's figures, segment, desired tags and reasons back, with a record of
+the run. The full run refits the models and recomputes the population figures (quintile edges,
+the top-20 threshold, replenishment intervals); the re-score reuses the last full run's, so a
+purchase can change a customer's tags minutes later without refitting the shop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from plugin.domain.scoring import (
+    SEGMENTS,
+    FittedModels,
+    OrderHistory,
+    ProductPurchases,
+    ScoreReference,
+    ScoringSettings,
+    ShopScores,
+    fit_models,
+    rescore,
+    score_shop,
+)
+from plugin.store.models import ModelRun, Shop
+from plugin.store.scores import (
+    LedgerArrays,
+    day_stamps,
+    latest_full_run,
+    ledger_versions,
+    load_ledger,
+    replace_scores,
+    save_run,
+    stale_customers,
+    to_json,
+)
+
+log = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RESCORE_BATCH = 5000
+# An expected next order further away than this is no date to show or act on: stored as none.
+NEXT_ORDER_HORIZON_DAYS = 3650.0
+
+
+class ShopSettingsError(ValueError):
+    """A shop's stored settings name a threshold that does not exist, or a wrong value."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int
+    kind: str
+    customers_scored: int
+    repeat_model: str
+    confidence: str
+    converged: bool
+    seconds: float
+
+
+def scoring_settings(shop: Shop) -> ScoringSettings:
+    """The shop's thresholds: the defaults, with the overrides in its settings' "scoring" key."""
+    overrides = json.loads(shop.settings or "{}").get("scoring", {})
+    known = {f.name for f in fields(ScoringSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ShopSettingsError(f"{shop.domain}: unknown scoring settings {', '.join(unknown)}")
+    if "candidate_models" in overrides:
+        overrides["candidate_models"] = tuple(overrides["candidate_models"])
+    return replace(ScoringSettings(), **overrides)
+
+
+def epoch_days(moment: datetime) -> float:
+    return (moment - EPOCH).total_seconds() / 86400.0
+
+
+def _inputs(ledger: LedgerArrays) -> tuple[OrderHistory, ProductPurchases]:
+    history = OrderHistory(ledger.order_customer, ledger.order_day, ledger.order_amount)
+    purchases = ProductPurchases(ledger.line_customer, ledger.line_product, ledger.line_day)
+    return history, purchases
+
+
+def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any]:
+    """Refit the shop's models, score every customer, store it all; a summary of the run."""
+    assert shop.id is not None
+    started = time.perf_counter()
+    settings = scoring_settings(shop)
+    ledger = load_ledger(engine, shop.id)
+    history, purchases = _inputs(ledger)
+    as_of_day = epoch_days(as_of)
+    models = fit_models(history, as_of_day, settings)
+    scores = score_shop(history, as_of_day, settings, models, purchases)
+    versions = ledger_versions(engine, shop.id, scores.customer_id)
+    run = _run_record(shop.id, "full", as_of, models, scores.reference, settings, scores)
+    run_id = save_run(engine, run)
+    rows = score_rows(
+        shop.id, run_id, scores, versions, as_of_day, engine.dialect.name == "postgresql"
+    )
+    replace_scores(engine, shop.id, rows, None)
+    return _finish(engine, run_id, run, started)
+
+
+def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any]:
+    """Re-score the customers whose ledger changed since their last score, with the last full
+    run's models and population figures (a full run first if there is none)."""
+    assert shop.id is not None
+    last = latest_full_run(engine, shop.id)
+    if last is None:
+        return full_recompute(engine, shop, as_of)
+    started = time.perf_counter()
+    settings = scoring_settings(shop)
+    models, reference = _models_of(last), _reference_of(last)
+    run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
+    run_id = save_run(engine, run)
+    scored, seen = 0, set[int]()
+    while True:
+        customer_ids = [c for c in stale_customers(engine, shop.id, RESCORE_BATCH) if c not in seen]
+        if not customer_ids:
+            break
+        seen.update(customer_ids)
+        # Versions first: an order landing meanwhile leaves the customer stale, not skipped.
+        versions = ledger_versions(engine, shop.id, np.array(customer_ids, dtype=np.int64))
+        history, purchases = _inputs(load_ledger(engine, shop.id, customer_ids))
+        scores = rescore(history, epoch_days(as_of), settings, models, reference, purchases)
+        at = np.searchsorted(np.array(customer_ids, dtype=np.int64), scores.customer_id)
+        postgres = engine.dialect.name == "postgresql"
+        rows = score_rows(shop.id, run_id, scores, versions[at], epoch_days(as_of), postgres)
+        replace_scores(engine, shop.id, rows, customer_ids)
+        scored += len(rows)
+    run.scored = scored
+    return _finish(engine, run_id, run, started)
+
+
+def _run_record(
+    shop_id: int,
+    kind: str,
+    as_of: datetime,
+    models: FittedModels,
+    reference: ScoreReference,
+    settings: ScoringSettings,
+    scores: ShopScores | None,
+) -> ModelRun:
+    return ModelRun(
+        shop_id=shop_id,
+        kind=kind,
+        started_at=datetime.now(UTC),
+        seconds=0.0,
+        as_of=as_of,
+        repeat_model=models.repeat_model,
+        repeat_params=to_json(models.repeat_params),
+        spend_params=None if models.spend_params is None else to_json(models.spend_params),
+        log_likelihood=None if not np.isfinite(models.log_likelihood) else models.log_likelihood,
+        converged=models.converged,
+        customers=models.customers,
+        repeat_customers=models.repeat_customers,
+        confidence=models.confidence,
+        note=models.note,
+        reference=to_json(asdict(reference)),
+        settings=to_json(asdict(settings)),
+        scored=0 if scores is None else int(scores.customer_id.size),
+    )
+
+
+def _finish(engine: Engine, run_id: int, run: ModelRun, started: float) -> dict[str, Any]:
+    from sqlmodel import Session
+
+    seconds = time.perf_counter() - started
+    with Session(engine) as session, session.begin():
+        stored = session.get(ModelRun, run_id)
+        assert stored is not None
+        stored.seconds, stored.scored = round(seconds, 3), run.scored
+    log.info("%s run %d: %d customers scored in %.1f s", run.kind, run_id, run.scored, seconds)
+    return {
+        "run_id": run_id,
+        "kind": run.kind,
+        "customers_scored": run.scored,
+        "repeat_model": run.repeat_model,
+        "confidence": run.confidence,
+        "converged": run.converged,
+    }
+
+
+def _models_of(run: ModelRun) -> FittedModels:
+    return FittedModels(
+        repeat_model=run.repeat_model,
+        repeat_params=json.loads(run.repeat_params),
+        spend_params=None if run.spend_params is None else json.loads(run.spend_params),
+        log_likelihood=float("nan") if run.log_likelihood is None else run.log_likelihood,
+        converged=run.converged,
+        customers=run.customers,
+        repeat_customers=run.repeat_customers,
+        confidence=run.confidence,
+        note=run.note,
+    )
+
+
+def _reference_of(run: ModelRun) -> ScoreReference:
+    stored = json.loads(run.reference)
+    return ScoreReference(
+        recency_edges=tuple(stored["recency_edges"]),
+        frequency_edges=tuple(stored["frequency_edges"]),
+        monetary_edges=tuple(stored["monetary_edges"]),
+        top_clv_threshold=float(stored["top_clv_threshold"]),
+        replenishment_days={int(k): float(v) for k, v in stored["replenishment_days"].items()},
+    )
+
+
+def _optional(values: np.ndarray[Any, Any]) -> list[float | None]:
+    return [None if v != v else v for v in values.tolist()]  # NaN -> NULL
+
+
+def score_rows(
+    shop_id: int,
+    run_id: int,
+    scores: ShopScores,
+    versions: np.ndarray[Any, Any],
+    as_of_day: float,
+    postgres: bool,
+) -> list[tuple[Any, ...]]:
+    """One row per scored customer, in SCORE_COLUMNS order."""
+    count = int(scores.customer_id.size)
+    next_order = scores.expected_next_order_day
+    next_order = np.where(next_order <= as_of_day + NEXT_ORDER_HORIZON_DAYS, next_order, np.nan)
+    return list(
+        zip(
+            repeat(shop_id, count),
+            scores.customer_id.tolist(),
+            repeat(run_id, count),
+            versions.tolist(),
+            scores.aov.tolist(),
+            _optional(scores.mean_days_between_orders),
+            scores.trailing_12m_spend.tolist(),
+            scores.historical_clv.tolist(),
+            scores.p_alive.tolist(),
+            scores.expected_purchases.tolist(),
+            day_stamps(next_order, postgres),
+            scores.expected_spend_per_order.tolist(),
+            scores.predicted_clv.tolist(),
+            scores.recency_score.tolist(),
+            scores.frequency_score.tolist(),
+            scores.monetary_score.tolist(),
+            np.array(SEGMENTS)[scores.segment].tolist(),
+            day_stamps(scores.reorder_due_day, postgres),
+            [" ".join(tags) for tags in scores.all_tags()],
+            [to_json(reasons) for reasons in scores.all_reasons()],
+            strict=True,
+        )
+    )
