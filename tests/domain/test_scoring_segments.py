@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -233,3 +234,44 @@ def test_score_shop_extreme_customer_has_no_nan_in_required_fields(
     # then no required figure is NaN or infinite
     for name in ("p_alive", "expected_purchases", "expected_spend_per_order", "predicted_clv"):
         assert np.all(np.isfinite(getattr(scores, name))), name
+
+
+same_day_orders = st.lists(
+    st.tuples(
+        st.integers(1, 4),
+        st.integers(int(AS_OF) - 40, int(AS_OF)).map(float),
+        st.integers(0, 100_000).map(lambda cents: cents / 100.0),
+    ),
+    min_size=2,
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(same_day_orders, st.randoms(use_true_random=False), MODELS)
+def test_score_shop_rows_sorted_by_customer_and_day_with_ties_equal_shuffled_rows(
+    rows: list[tuple[int, float, float]], rng: object, models: FittedModels
+) -> None:
+    # given whole-day orders (many same-day ties), once sorted by customer and day as a database
+    # returns them, same-day orders in any order, and once shuffled
+    shuffled = list(rows)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    by_customer_day = sorted(shuffled, key=lambda r: (r[0], r[1]))
+    # when both are scored
+    first = score_shop(history(by_customer_day), AS_OF, ScoringSettings(), models)
+    second = score_shop(history(shuffled), AS_OF, ScoringSettings(), models)
+    # then every sum is identical to the bit
+    for name in ("net_spend", "trailing_12m_spend", "aov", "predicted_clv", "monetary_score"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+
+
+@pytest.mark.parametrize("amounts", [(0.3, 0.2, 0.1), (0.1, 0.2, 0.3), (0.2, 0.3, 0.1)])
+def test_score_shop_same_day_orders_in_any_order_sum_in_one_order(
+    amounts: tuple[float, float, float],
+) -> None:
+    # given three same-day orders whose float sum depends on the order of addition
+    rows = [(1, AS_OF - 3.0, a) for a in amounts]
+    # when scored, rows already sorted by customer and day
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then they are added smallest first, whatever order they came in
+    assert scores.net_spend[0] == (0.1 + 0.2) + 0.3
