@@ -61,6 +61,36 @@ class ScoringSettings:
     # k-th by customer id): 100,000 customers tell the models apart; all of them only cost time.
     choice_max_customers: int = 100_000
 
+    def __post_init__(self) -> None:
+        problems = [text for broken, text in self._checks() if broken]
+        if problems:
+            raise ValueError("invalid scoring settings: " + "; ".join(problems))
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        margin = self.margin_rate
+        return [
+            (not self.horizon_days >= 0, "horizon_days must be >= 0"),
+            (not self.annual_discount_rate > -1, "annual_discount_rate must be > -1"),
+            (margin is not None and not 0 <= margin <= 1, "margin_rate must be in [0, 1]"),
+            (not 0 <= self.tier_insider <= self.tier_vip, "need 0 <= tier_insider <= tier_vip"),
+            (not self.win_back_days > 0, "win_back_days must be > 0"),
+            (not self.win_back_rhythm_factor > 0, "win_back_rhythm_factor must be > 0"),
+            (not 0 <= self.churn_p_alive <= 1, "churn_p_alive must be in [0, 1]"),
+            (not self.spend_declining_ratio > 0, "spend_declining_ratio must be > 0"),
+            (not 0 <= self.top_share <= 1, "top_share must be in [0, 1]"),
+            (min(self.min_customers, self.min_repeat_customers) < 0, "minimums must be >= 0"),
+            (not 0 < self.reorder_grace < self.reorder_lapse, "need 0 < reorder_grace < lapse"),
+            (min(self.spend_recent_orders, self.spend_earlier_orders) < 1, "spend orders >= 1"),
+            (self.replenishment_min_buyers < 1, "replenishment_min_buyers must be >= 1"),
+            (not self.replenishment_max_spread >= 0, "replenishment_max_spread must be >= 0"),
+            (not self.candidate_models, "candidate_models must not be empty"),
+            (
+                not set(self.candidate_models) <= {"bgnbd", "mbgnbd", "paretonbd"},
+                "candidate_models are bgnbd, mbgnbd, paretonbd",
+            ),
+            (self.choice_max_customers < 1, "choice_max_customers must be >= 1"),
+        ]
+
 
 @dataclass(frozen=True)
 class OrderHistory:

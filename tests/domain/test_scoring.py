@@ -271,3 +271,28 @@ def test_score_shop_empty_shop_scores_nobody_and_fits_nothing() -> None:
     assert scores.tag_matrix().shape[0] == 0
     assert scores.all_tags() == [] and scores.all_reasons() == []
     assert scores.reference.top_clv_threshold == math.inf
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"tier_insider": 800.0}, "tier_insider <= tier_vip"),
+        ({"margin_rate": 1.5}, "margin_rate"),
+        ({"top_share": -0.1}, "top_share"),
+        ({"candidate_models": ("bgnbd", "weibull")}, "candidate_models"),
+        ({"reorder_grace": 4.0}, "reorder_grace"),
+        ({"churn_p_alive": float("nan")}, "churn_p_alive"),
+    ],
+)
+def test_scoring_settings_out_of_range_value_is_refused(
+    override: dict[str, object], message: str
+) -> None:
+    # given a shop override out of range, when settings are built, then they are refused
+    with pytest.raises(ValueError, match=message):
+        ScoringSettings(**override)  # type: ignore[arg-type]
+
+
+def test_scoring_settings_defaults_are_valid() -> None:
+    # then the product defaults pass their own checks, and the thresholds are the documented ones
+    settings = ScoringSettings()
+    assert (settings.tier_insider, settings.tier_vip, settings.win_back_days) == (250, 750, 90)
