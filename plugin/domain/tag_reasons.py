@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,10 +68,19 @@ def reasons_for(scores: ShopScores, i: int) -> dict[str, str]:
 def all_reasons(scores: ShopScores) -> list[dict[str, str]]:
     """`reasons_for` every customer, in customer order, built tag by tag."""
     context = _Lists(scores, {name: getattr(scores, name).tolist() for name in _COLUMNS})
-    n = int(scores.customer_id.size)
-    reasons: list[dict[str, str]] = [{} for _ in range(n)]
-    for i in range(n):
-        reasons[i][SEGMENTS[context.segment[i]]] = _segment(context, i)
+    c = context
+    # one comprehension over zipped columns: the segment reason is the bulk of the work
+    reasons: list[dict[str, str]] = [
+        {SEGMENTS[g]: _segment_text(g, r, f, o, d)}
+        for g, r, f, o, d in zip(
+            c.segment,
+            c.recency_score,
+            c.frequency_score,
+            c.orders,
+            c.days_since_last_order,
+            strict=True,
+        )
+    ]
     for flag in FLAGS:
         explain = _EXPLAIN[flag]
         for i in np.flatnonzero(scores.flags[flag]).tolist():
@@ -79,14 +89,26 @@ def all_reasons(scores: ShopScores) -> list[dict[str, str]]:
 
 
 def _segment(c: _Lists, i: int) -> str:
-    name = SEGMENTS[int(c.segment[i])]
-    orders = int(c.orders[i])
-    return (
-        f"Recency score {int(c.recency_score[i])} (last order "
-        f"{days(float(c.days_since_last_order[i]))} ago) and frequency score "
-        f"{int(c.frequency_score[i])} ({orders} order{'s' if orders != 1 else ''}); {name} is "
-        f"{segment_rule(name)}, scores 1-5 by quintile within this shop."
+    return _segment_text(
+        int(c.segment[i]),
+        int(c.recency_score[i]),
+        int(c.frequency_score[i]),
+        int(c.orders[i]),
+        float(c.days_since_last_order[i]),
     )
+
+
+def _segment_text(segment: int, r: int, f: int, orders: int, since: float) -> str:
+    return (
+        f"Recency score {r} (last order {days(since)} ago) and frequency score {f} ({orders} "
+        f"order{'s' if orders != 1 else ''}){_segment_suffix(segment)}"
+    )
+
+
+@cache
+def _segment_suffix(segment: int) -> str:
+    name = SEGMENTS[segment]
+    return f"; {name} is {segment_rule(name)}, scores 1-5 by quintile within this shop."
 
 
 def _top(c: _Lists, i: int) -> str:
