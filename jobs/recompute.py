@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from itertools import repeat
@@ -136,7 +137,7 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         postgres = engine.dialect.name == "postgresql"
         rows = score_rows(shop.id, run_id, scores, versions[at], epoch_days(as_of), postgres)
         replace_scores(engine, shop.id, rows, customer_ids)
-        scored += len(rows)
+        scored += int(scores.customer_id.size)
     run.scored = scored
     return _finish(engine, run_id, run, started)
 
@@ -226,12 +227,12 @@ def score_rows(
     versions: np.ndarray[Any, Any],
     as_of_day: float,
     postgres: bool,
-) -> list[tuple[Any, ...]]:
-    """One row per scored customer, in SCORE_COLUMNS order."""
+) -> Iterator[tuple[Any, ...]]:
+    """One row per scored customer, in SCORE_COLUMNS order, made as they are written."""
     count = int(scores.customer_id.size)
     next_order = scores.expected_next_order_day
     next_order = np.where(next_order <= as_of_day + NEXT_ORDER_HORIZON_DAYS, next_order, np.nan)
-    return list(
+    return iter(
         zip(
             repeat(shop_id, count),
             scores.customer_id.tolist(),

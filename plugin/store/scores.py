@@ -9,7 +9,7 @@ through the ORM.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, bindparam, func, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, func, select
 from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
@@ -46,14 +46,30 @@ def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
     return coerce(func.julianday(column) - 2440587.5, Float)  # SQLite stores ISO text
 
 
-def _fetch(engine: Engine, query: Any, params: dict[str, Any], width: int) -> NDArray[np.float64]:
+def _fetch(engine: Engine, query: Any, width: int) -> NDArray[np.float64]:
+    """The query's rows as a (rows x width) float array.
+
+    Straight from the driver's cursor, in chunks: SQLAlchemy's Row objects would cost more than
+    the database does. On PostgreSQL the cursor is a server-side (named) one, so the rows are
+    not all held in the client at once.
+    """
+    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    arguments: Any = compiled.params
+    if compiled.positiontup is not None:  # qmark style (SQLite): positional parameters
+        arguments = tuple(compiled.params[name] for name in compiled.positiontup)
     parts = []
-    with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True).execute(query, params)
-        for part in result.partitions(_FETCH_ROWS):
-            # Rows are iterables of values: chaining them avoids numpy probing each Row.
-            flat = np.fromiter(chain.from_iterable(part), dtype=np.float64, count=len(part) * width)
+    raw = engine.raw_connection()
+    try:
+        postgres = engine.dialect.name == "postgresql"
+        cursor = raw.cursor(name="clvsync_fetch") if postgres else raw.cursor()
+        cursor.execute(str(compiled), arguments)
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
             parts.append(flat.reshape(-1, width))
+        cursor.close()
+        raw.rollback()  # read-only; ends the transaction the driver opened
+    finally:
+        raw.close()
     return np.concatenate(parts) if parts else np.empty((0, width))
 
 
@@ -68,15 +84,12 @@ def load_ledger(
     counted = and_(
         col(Order.shop_id) == shop_id, col(Order.counted), col(Order.customer_id).is_not(None)
     )
-    params: dict[str, Any] = {}
     if customer_ids is not None:
-        counted = and_(counted, col(Order.customer_id).in_(bindparam("ids", expanding=True)))
-        params["ids"] = list(customer_ids)
+        counted = and_(counted, col(Order.customer_id).in_(list(customer_ids)))
     day = _epoch_days(engine, Order.processed_at)
     orders = _fetch(
         engine,
         select(col(Order.customer_id), day, coerce(Order.net_amount, BigInteger)).where(counted),
-        params,
         3,
     )
     lines = _fetch(
@@ -95,7 +108,6 @@ def load_ledger(
             col(OrderLine.current_quantity) > 0,
             col(OrderLine.gift_card).is_(False),
         ),
-        params,
         3,
     )
     return LedgerArrays(
@@ -117,7 +129,6 @@ def ledger_versions(
         select(col(Customer.customer_id), col(Customer.ledger_version)).where(
             col(Customer.shop_id) == shop_id
         ),
-        {},
         2,
     )
     known, versions = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
@@ -184,7 +195,7 @@ def save_run(engine: Engine, run: ModelRun) -> int:
 def replace_scores(
     engine: Engine,
     shop_id: int,
-    rows: Sequence[tuple[Any, ...]],
+    rows: Iterable[tuple[Any, ...]],
     customer_ids: Sequence[int] | None,
 ) -> None:
     """Replace the shop's scores (all of them, or `customer_ids`') by `rows`, in one transaction.
@@ -215,7 +226,8 @@ def replace_scores(
                     copy.write_row(row)
         else:
             marks = ", ".join(["?"] * len(SCORE_COLUMNS))
-            cursor.executemany(f"INSERT INTO customer_scores ({columns}) VALUES ({marks})", rows)
+            statement = f"INSERT INTO customer_scores ({columns}) VALUES ({marks})"
+            cursor.executemany(statement, rows)  # type: ignore[arg-type]  # sqlite3 takes iterators
         raw.commit()
     except BaseException:
         raw.rollback()
