@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from plugin.domain.scoring import (
     SEGMENTS,
+    TAGS,
     FittedModels,
     OrderHistory,
     ProductPurchases,
@@ -52,6 +53,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESCORE_BATCH = 5000
 # An expected next order further away than this is no date to show or act on: stored as none.
 NEXT_ORDER_HORIZON_DAYS = 3650.0
+ROW_SLICE = 50_000  # score rows made and written per slice
 
 
 class ShopSettingsError(ValueError):
@@ -228,32 +230,38 @@ def score_rows(
     as_of_day: float,
     postgres: bool,
 ) -> Iterator[tuple[Any, ...]]:
-    """One row per scored customer, in SCORE_COLUMNS order, made as they are written."""
-    count = int(scores.customer_id.size)
+    """One row per scored customer, in SCORE_COLUMNS order, made a slice at a time as they are
+    written (a million customers' rows and reasons at once would take gigabytes)."""
     next_order = scores.expected_next_order_day
     next_order = np.where(next_order <= as_of_day + NEXT_ORDER_HORIZON_DAYS, next_order, np.nan)
-    return iter(
-        zip(
+    # one string per distinct combination of tags, shared by every customer who has it
+    patterns, which = np.unique(scores.tag_bits(), return_inverse=True)
+    spelled = [" ".join(t for j, t in enumerate(TAGS) if (p >> j) & 1) for p in patterns.tolist()]
+    which = which.reshape(-1)
+    segments = np.array(SEGMENTS)
+    for start in range(0, int(scores.customer_id.size), ROW_SLICE):
+        part = slice(start, start + ROW_SLICE)
+        count = int(scores.customer_id[part].size)
+        yield from zip(
             repeat(shop_id, count),
-            scores.customer_id.tolist(),
+            scores.customer_id[part].tolist(),
             repeat(run_id, count),
-            versions.tolist(),
-            scores.aov.tolist(),
-            _optional(scores.mean_days_between_orders),
-            scores.trailing_12m_spend.tolist(),
-            scores.historical_clv.tolist(),
-            scores.p_alive.tolist(),
-            scores.expected_purchases.tolist(),
-            day_stamps(next_order, postgres),
-            scores.expected_spend_per_order.tolist(),
-            scores.predicted_clv.tolist(),
-            scores.recency_score.tolist(),
-            scores.frequency_score.tolist(),
-            scores.monetary_score.tolist(),
-            np.array(SEGMENTS)[scores.segment].tolist(),
-            day_stamps(scores.reorder_due_day, postgres),
-            [" ".join(tags) for tags in scores.all_tags()],
-            [to_json(reasons) for reasons in scores.all_reasons()],
+            versions[part].tolist(),
+            scores.aov[part].tolist(),
+            _optional(scores.mean_days_between_orders[part]),
+            scores.trailing_12m_spend[part].tolist(),
+            scores.historical_clv[part].tolist(),
+            scores.p_alive[part].tolist(),
+            scores.expected_purchases[part].tolist(),
+            day_stamps(next_order[part], postgres),
+            scores.expected_spend_per_order[part].tolist(),
+            scores.predicted_clv[part].tolist(),
+            scores.recency_score[part].tolist(),
+            scores.frequency_score[part].tolist(),
+            scores.monetary_score[part].tolist(),
+            segments[scores.segment[part]].tolist(),
+            day_stamps(scores.reorder_due_day[part], postgres),
+            [spelled[k] for k in which[part].tolist()],
+            [to_json(r) for r in scores.all_reasons(start, start + count)],
             strict=True,
         )
-    )

@@ -125,9 +125,10 @@ class ShopScores:
         decoded = [[t for j, t in enumerate(TAGS) if (p >> j) & 1] for p in patterns.tolist()]
         return [decoded[k] for k in inverse.reshape(-1).tolist()]
 
-    def all_reasons(self) -> list[dict[str, str]]:
-        """`reasons(i)` of every customer, several times faster than calling it n times."""
-        return all_reasons(self)
+    def all_reasons(self, start: int = 0, stop: int | None = None) -> list[dict[str, str]]:
+        """`reasons(i)` of customers start..stop (default: all), several times faster than
+        calling it for each."""
+        return all_reasons(self, start, stop)
 
     def tag_matrix(self) -> NDArray[np.bool_]:
         """(customers x len(TAGS)) booleans: column j says whether each customer has TAGS[j]."""

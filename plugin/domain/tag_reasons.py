@@ -65,9 +65,17 @@ def reasons_for(scores: ShopScores, i: int) -> dict[str, str]:
     return {tag: _EXPLAIN.get(tag, _segment)(context, i) for tag in scores.tags(i)}
 
 
-def all_reasons(scores: ShopScores) -> list[dict[str, str]]:
-    """`reasons_for` every customer, in customer order, built tag by tag."""
-    context = _Lists(scores, {name: getattr(scores, name).tolist() for name in _COLUMNS})
+def all_reasons(
+    scores: ShopScores, start: int = 0, stop: int | None = None
+) -> list[dict[str, str]]:
+    """`reasons_for` customers start..stop (default: all), in customer order, tag by tag.
+
+    A slice at a time keeps a large shop's reasons (hundreds of MB of text) out of memory.
+    """
+    stop = len(scores) if stop is None else min(stop, len(scores))
+    context = _Lists(
+        scores, {name: getattr(scores, name)[start:stop].tolist() for name in _COLUMNS}
+    )
     c = context
     # one comprehension over zipped columns: the segment reason is the bulk of the work
     reasons: list[dict[str, str]] = [
@@ -83,7 +91,7 @@ def all_reasons(scores: ShopScores) -> list[dict[str, str]]:
     ]
     for flag in FLAGS:
         explain = _EXPLAIN[flag]
-        for i in np.flatnonzero(scores.flags[flag]).tolist():
+        for i in np.flatnonzero(scores.flags[flag][start:stop]).tolist():
             reasons[i][flag] = explain(context, i)
     return reasons
 
