@@ -28,12 +28,13 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bench_databases import postgres_database, sqlite_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOP = "bench-shop.myshopify.com"
@@ -354,42 +355,6 @@ def stored_ids(url: str) -> set[str]:
     return ids
 
 
-def postgres_database() -> tuple[str, str] | None:
-    """A fresh database on the local PostgreSQL (its URL and name), or None if unreachable."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    base = os.environ.get(
-        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    name = f"clvsync_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        print(f"PostgreSQL skipped: unreachable ({str(exc.orig).strip()})", file=sys.stderr)
-        return None
-    finally:
-        admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop_postgres(name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    base = os.environ.get(
-        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-# --- the run ----------------------------------------------------------------------------------
-
-
 def measure(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     prepare_database(url)
     figures: dict[str, Any] = {}
@@ -455,15 +420,11 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = measure("sqlite", f"sqlite:///{tmp}/bench.db", args)
-    postgres = postgres_database()
-    if postgres is not None:
-        url, name = postgres
-        try:
-            results["postgresql"] = measure("postgresql", url, args)
-        finally:
-            drop_postgres(name)
+    with sqlite_database() as url:
+        results["sqlite"] = measure("sqlite", url, args)
+    with postgres_database() as postgres_url:
+        if postgres_url is not None:
+            results["postgresql"] = measure("postgresql", postgres_url, args)
     summary = {
         "ratio_vs_bare": min(r["ratio_vs_bare"] for r in results.values()),
         "p99_ms": max(r["p99_ms"] for r in results.values()),

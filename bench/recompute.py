@@ -23,9 +23,7 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_databases import postgres_database, sqlite_database
 from numpy.typing import NDArray
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,38 +249,6 @@ def run_once(url: str) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1), **summary}
 
 
-def postgres_database() -> tuple[str, str] | None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    base = os.environ.get(
-        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    name = f"clvsync_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        print(f"PostgreSQL skipped: unreachable ({str(exc.orig).strip()})", file=sys.stderr)
-        return None
-    finally:
-        admin.dispose()
-    return base.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop_postgres(name: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    base = os.environ.get(
-        "CLVSYNC_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def measure(backend: str, url: str, shop: Shop) -> dict[str, Any]:
     started = time.perf_counter()
     load(url, shop)
@@ -320,16 +287,12 @@ def main() -> None:
     shop = synthesise(args.customers)
     results: dict[str, Any] = {}
     if args.backend in ("sqlite", "both"):
-        with tempfile.TemporaryDirectory() as tmp:
-            results["sqlite"] = measure("sqlite", f"sqlite:///{tmp}/bench.db", shop)
+        with sqlite_database() as url:
+            results["sqlite"] = measure("sqlite", url, shop)
     if args.backend in ("postgresql", "both"):
-        database = postgres_database()
-        if database is not None:
-            url, name = database
-            try:
-                results["postgresql"] = measure("postgresql", url, shop)
-            finally:
-                drop_postgres(name)
+        with postgres_database() as postgres_url:
+            if postgres_url is not None:
+                results["postgresql"] = measure("postgresql", postgres_url, shop)
     print(
         json.dumps(
             {
