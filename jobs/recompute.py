@@ -80,7 +80,10 @@ def scoring_settings(shop: Shop) -> ScoringSettings:
         raise ShopSettingsError(f"{shop.domain}: unknown scoring settings {', '.join(unknown)}")
     if "candidate_models" in overrides:
         overrides["candidate_models"] = tuple(overrides["candidate_models"])
-    return replace(ScoringSettings(), **overrides)
+    try:
+        return replace(ScoringSettings(), **overrides)
+    except (TypeError, ValueError) as exc:
+        raise ShopSettingsError(f"{shop.domain}: scoring settings: {exc}") from None
 
 
 def epoch_days(moment: datetime) -> float:

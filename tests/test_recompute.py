@@ -7,6 +7,7 @@ import io
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
@@ -128,13 +129,18 @@ def test_recompute_cli_reports_the_run(engine: Engine, migrated_url: str) -> Non
         assert session.exec(select(func.count()).select_from(CustomerScore)).one() > 0
 
 
-def test_unknown_shop_setting_is_refused_with_its_name(engine: Engine, migrated_url: str) -> None:
+@pytest.mark.parametrize(
+    ("scoring", "named"), [({"tier_vipp": 900}, "tier_vipp"), ({"top_share": 7}, "top_share")]
+)
+def test_bad_shop_setting_is_refused_with_its_name(
+    engine: Engine, migrated_url: str, scoring: dict[str, float], named: str
+) -> None:
     store, shop, _ = load_store(engine, 30, 7)
     with Session(engine) as session, session.begin():
         stored = session.get(Shop, shop.id)
         assert stored is not None
-        stored.settings = json.dumps({"scoring": {"tier_vipp": 900}})
+        stored.settings = json.dumps({"scoring": scoring})
     result = CliRunner().invoke(
         main, ["recompute", "--shop", store.shop_domain], env=cli_env(migrated_url)
     )
-    assert result.exit_code == 1 and "tier_vipp" in result.stderr
+    assert result.exit_code == 1 and named in result.stderr
