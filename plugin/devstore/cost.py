@@ -140,12 +140,17 @@ def _item_selections(
     return found
 
 
-def _requested_field(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> int:
+def _costed_type(parent: GraphQLNamedType, node: FieldNode) -> GraphQLNamedType | None:
+    """The named type a field returns, or None when it costs nothing (scalars, introspection)."""
     if node.name.value.startswith("__"):
-        return 0
-    field_type = parent.fields[node.name.value].type  # type: ignore[attr-defined]
-    named = get_named_type(field_type)
-    if is_leaf_type(named) or node.selection_set is None:
+        return None
+    named = get_named_type(parent.fields[node.name.value].type)  # type: ignore[attr-defined]
+    return None if is_leaf_type(named) else named
+
+
+def _requested_field(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> int:
+    named = _costed_type(parent, node)
+    if named is None or node.selection_set is None:
         return 0
     if _is_connection(named):
         items = _item_selections(walk, named, node.selection_set)
@@ -154,6 +159,7 @@ def _requested_field(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> 
         )
         return CONNECTION_COST + _page_size(walk, node) * per_item
     children = _requested_selection(walk, named, node.selection_set)
+    field_type = parent.fields[node.name.value].type  # type: ignore[attr-defined]
     if isinstance(get_nullable_type(field_type), GraphQLList):
         return _list_size(walk, node) * (OBJECT_COST + children)
     return OBJECT_COST + children
@@ -219,11 +225,8 @@ def _connection_items(value: Any) -> list[Any]:
 
 
 def _actual_field(walk: _Walk, parent: GraphQLNamedType, node: FieldNode, value: Any) -> int:
-    if node.name.value.startswith("__"):
-        return 0
-    field_type = parent.fields[node.name.value].type  # type: ignore[attr-defined]
-    named = get_named_type(field_type)
-    if is_leaf_type(named) or node.selection_set is None:
+    named = _costed_type(parent, node)
+    if named is None or node.selection_set is None:
         return 0
     if _is_connection(named):
         items = _item_selections(walk, named, node.selection_set)

@@ -32,7 +32,7 @@ from plugin.domain.beta_geo_likelihood import (
     log_likelihood_per_customer,
     objective,
 )
-from plugin.domain.mle import maximise_likelihood
+from plugin.domain.mle import FitDiagnostics, maximise_likelihood
 from plugin.domain.numeric import dot
 from plugin.domain.rfm_summary import compress_rfm
 
@@ -55,17 +55,11 @@ class BetaGeoParams:
 
 
 @dataclass(frozen=True)
-class BetaGeoFit:
+class BetaGeoFit(FitDiagnostics):
     """A fitted model; `log_likelihood` is the total over customers, without any penalty."""
 
     variant: BetaGeoVariant
     params: BetaGeoParams
-    log_likelihood: float
-    converged: bool
-    iterations: int
-    regularised: bool
-    customers: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -145,12 +139,7 @@ def fit_beta_geo(
     return BetaGeoFit(
         variant=variant,
         params=BetaGeoParams(r, alpha, a, b),
-        log_likelihood=-outcome.mean_neg_log_likelihood * total,
-        converged=outcome.converged,
-        iterations=outcome.iterations,
-        regularised=outcome.regularised,
-        customers=round(total),
-        message=outcome.message,
+        **outcome.fit_fields(total),
     )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.special import digamma, gammaln
 
-from plugin.domain.mle import maximise_likelihood
+from plugin.domain.mle import FitDiagnostics, maximise_likelihood
 from plugin.domain.numeric import dot
 
 FloatArray = NDArray[np.float64]
@@ -33,16 +33,10 @@ class GammaGammaParams:
 
 
 @dataclass(frozen=True)
-class GammaGammaFit:
+class GammaGammaFit(FitDiagnostics):
     """A fitted model; `customers` counts those with x > 0 and m_x > 0, the only ones used."""
 
     params: GammaGammaParams
-    log_likelihood: float
-    converged: bool
-    iterations: int
-    regularised: bool
-    customers: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -166,12 +160,7 @@ def fit_gamma_gamma(
     total_weight = float(data.weights.sum())
     return GammaGammaFit(
         params=GammaGammaParams(p, q, gamma),
-        log_likelihood=-outcome.mean_neg_log_likelihood * total_weight,
-        converged=outcome.converged,
-        iterations=outcome.iterations,
-        regularised=outcome.regularised,
-        customers=round(total_weight),
-        message=outcome.message,
+        **outcome.fit_fields(total_weight),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,6 +43,30 @@ class MleOutcome:
     converged: bool
     iterations: int
     regularised: bool
+    message: str
+
+    def fit_fields(self, customers: float) -> dict[str, Any]:
+        """The FitDiagnostics fields of a fit to `customers` (weighted) customers."""
+        return {
+            "log_likelihood": -self.mean_neg_log_likelihood * customers,
+            "converged": self.converged,
+            "iterations": self.iterations,
+            "regularised": self.regularised,
+            "customers": round(customers),
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True)
+class FitDiagnostics:
+    """How a maximum-likelihood fit went. `log_likelihood` is the total over customers, without
+    any penalty; `regularised` says the penalised refit was used."""
+
+    log_likelihood: float
+    converged: bool
+    iterations: int
+    regularised: bool
+    customers: int
     message: str
 
 

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import digamma, expit, gammaln, logsumexp
 
 from plugin.domain.beta_geo_likelihood import Rows, factorise_rows
-from plugin.domain.mle import maximise_likelihood
+from plugin.domain.mle import FitDiagnostics, maximise_likelihood
 from plugin.domain.numeric import dot
 
 FloatArray = NDArray[np.float64]
@@ -57,16 +57,10 @@ class ParetoNbdParams:
 
 
 @dataclass(frozen=True)
-class ParetoNbdFit:
+class ParetoNbdFit(FitDiagnostics):
     """A fitted model; `log_likelihood` is the total over customers, without any penalty."""
 
     params: ParetoNbdParams
-    log_likelihood: float
-    converged: bool
-    iterations: int
-    regularised: bool
-    customers: int
-    message: str
 
 
 @dataclass(frozen=True)
@@ -281,12 +275,7 @@ def fit_pareto_nbd(
     r, alpha_hat, s, beta = (float(v) for v in np.exp(outcome.log_params))
     return ParetoNbdFit(
         params=ParetoNbdParams(r, alpha_hat, s, beta),
-        log_likelihood=-outcome.mean_neg_log_likelihood * total,
-        converged=outcome.converged,
-        iterations=outcome.iterations,
-        regularised=outcome.regularised,
-        customers=round(total),
-        message=outcome.message,
+        **outcome.fit_fields(total),
     )
 
 
