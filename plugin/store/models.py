@@ -33,6 +33,8 @@ class Shop(SQLModel, table=True):
     uninstalled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     needs_reauth: bool = False
     settings: str = Field(default="{}", sa_type=Text)  # JSON: per-shop overrides of the defaults
+    # The version of the app's metafield definitions last made sure of in the store (0: never).
+    definitions_version: int = 0
 
     @property
     def installed(self) -> bool:
@@ -218,3 +220,73 @@ class CustomerScore(SQLModel, table=True):
     reorder_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     tags: str = Field(default="", sa_type=Text)  # desired tags, space-separated, without prefix
     reasons: str = Field(default="{}", sa_type=Text)  # JSON: tag -> why
+
+
+class CustomerSync(SQLModel, table=True):
+    """What the store is known to hold for a customer under the app's control: the prefixed tags
+    and the metafield values last confirmed pushed (or read back by a reconcile)."""
+
+    __tablename__ = "customer_sync"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    customer_id: int = Field(sa_type=BigInteger, primary_key=True)
+    tags: str = Field(default="[]", sa_type=Text)  # JSON list of full tags, prefix included
+    metafields: str = Field(default="{}", sa_type=Text)  # JSON: key -> value as sent
+    pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    checked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Why the store refused the last push of this customer's tags (the 250-tag cap, a deleted
+    # customer), and the tag set that was refused: not retried until the desired set changes or
+    # a reconcile reads the customer again.
+    blocked: str | None = Field(default=None, sa_type=Text)
+    blocked_tags: str | None = Field(default=None, sa_type=Text)
+
+
+class SyncChange(SQLModel, table=True):
+    """One change applied to the store (or refused by it), with its reason: the audit trail."""
+
+    __tablename__ = "sync_changes"
+    __table_args__ = (Index("ix_sync_changes_customer", "shop_id", "customer_id", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
+    )
+    customer_id: int = Field(sa_type=BigInteger)
+    kind: str = Field(max_length=16)  # "tag" | "metafield"
+    name: str = Field(max_length=255)  # the full tag, or the metafield key
+    action: str = Field(max_length=16)  # "add" | "remove" | "set" | "refused"
+    value: str | None = Field(default=None, sa_type=Text)
+    reason: str = Field(default="", sa_type=Text)
+    via: str = Field(max_length=16)  # "call" | "bulk"
+    job_run_id: int | None = Field(default=None, sa_type=BigInteger)
+    applied_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job for a shop: when, how it ended, what it counted."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (Index("ix_job_runs_shop_job", "shop_id", "job", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
+    )
+    job: str = Field(max_length=32)
+    worker: str = Field(max_length=255)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    outcome: str = Field(default="running", max_length=16)  # running | ok | failed | skipped
+    counts: str = Field(default="{}", sa_type=Text)  # JSON
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class JobLease(SQLModel, table=True):
+    """Who runs a shop's job right now, until when: two processes never run the same one."""
+
+    __tablename__ = "job_leases"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    job: str = Field(max_length=32, primary_key=True)
+    holder: str = Field(max_length=255)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
