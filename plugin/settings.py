@@ -47,6 +47,9 @@ class Settings:
     app_url: str
     token_encryption_key: str = field(repr=False)
     api_version: str = "2026-10"
+    # Where shops' Admin API is reached: None means https://{shop}, as on Shopify. Set to a dev
+    # store's URL (SHOPIFY_ADMIN_URL) to point every shop at it instead.
+    admin_url: str | None = None
     webhook_max_bytes: int = 2 * 1024 * 1024
     processor_batch_size: int = 50
     processor_idle_seconds: float = 0.5
@@ -107,9 +110,17 @@ def load_settings(
         database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./clvsync.db",
         app_url=(values.get("APP_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/"),
         token_encryption_key=token_key,
+        admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
         webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
         log_level=values.get("CLVSYNC_LOG_LEVEL", "INFO").strip().upper() or "INFO",
     )
+
+
+def _admin_url(raw: str) -> str | None:
+    url = raw.strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise SettingsError(f"SHOPIFY_ADMIN_URL must be an http(s) URL, not {raw!r}")
+    return url or None
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:

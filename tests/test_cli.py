@@ -119,6 +119,15 @@ def test_settings_development_mode_fills_in_dev_secrets() -> None:
     assert settings.development and settings.api_secret and "api_secret" not in repr(settings)
 
 
+def test_settings_admin_url_points_shops_at_a_dev_store_or_is_refused() -> None:
+    dev = {"CLVSYNC_ENV": "development"}
+    assert load_settings(dev, env_file=None).admin_url is None
+    pointed = load_settings({**dev, "SHOPIFY_ADMIN_URL": "http://127.0.0.1:8100/"}, env_file=None)
+    assert pointed.admin_url == "http://127.0.0.1:8100"
+    with pytest.raises(SettingsError, match="SHOPIFY_ADMIN_URL must be an http"):
+        load_settings({**dev, "SHOPIFY_ADMIN_URL": "127.0.0.1:8100"}, env_file=None)
+
+
 def test_cli_configuration_error_exits_with_the_variable_name(migrated_url: str) -> None:
     env = {**cli_env(migrated_url), "SHOPIFY_API_SECRET": ""}
     result = CliRunner().invoke(main, ["shop", "list"], env=env)
