@@ -1,0 +1,174 @@
+"""What to write back to the store: per-shop write-back settings, the customer metafields and
+their values, and the difference between a customer's desired and pushed state.
+
+The app owns the tags under the shop's prefix and the metafields in its namespace, and nothing
+else: a change only ever adds or removes tags it owns (the desired ones under the prefix, or
+ones it pushed before, say under an older prefix) and sets or deletes its own metafields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any
+
+DEFAULT_TAG_PREFIX = "clv:"
+MAX_TAG_LENGTH = 255
+# The version of METAFIELDS below: a shop whose definitions are older gets them (re)made.
+DEFINITIONS_VERSION = 1
+
+
+class WritebackSettingsError(ValueError):
+    """A shop's write-back setting that does not exist or has a wrong value; names it."""
+
+
+@dataclass(frozen=True)
+class WritebackSettings:
+    """Per shop, from its settings JSON (top-level keys of the same names)."""
+
+    tag_prefix: str = DEFAULT_TAG_PREFIX
+    dry_run: bool = False  # compute and report the changes, never call Shopify
+    bulk_threshold: int = 1000  # this many customers with changes or more: one bulk mutation
+    metafield_namespace: str = "clv"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tag_prefix, str) or not self.tag_prefix.strip():
+            raise WritebackSettingsError("tag_prefix must be a non-empty string")
+        if "," in self.tag_prefix or len(self.tag_prefix) > 40:
+            raise WritebackSettingsError("tag_prefix must have no comma and at most 40 characters")
+        if not isinstance(self.dry_run, bool):
+            raise WritebackSettingsError("dry_run must be true or false")
+        if isinstance(self.bulk_threshold, bool) or not isinstance(self.bulk_threshold, int):
+            raise WritebackSettingsError("bulk_threshold must be a whole number")
+        if self.bulk_threshold < 1:
+            raise WritebackSettingsError("bulk_threshold must be at least 1")
+        namespace = self.metafield_namespace
+        if not isinstance(namespace, str) or not 3 <= len(namespace) <= 255:
+            raise WritebackSettingsError("metafield_namespace must be 3 to 255 characters")
+
+
+def writeback_settings(shop_settings: Mapping[str, Any]) -> WritebackSettings:
+    """The write-back keys of a shop's settings over the defaults (other keys are left to the
+    other parts: "scoring", "schedule")."""
+    known = {f.name for f in fields(WritebackSettings)}
+    chosen = {key: value for key, value in shop_settings.items() if key in known}
+    return replace(WritebackSettings(), **chosen)
+
+
+@dataclass(frozen=True)
+class MetafieldSpec:
+    key: str
+    type: str
+    name: str
+    description: str
+
+
+# Customer metafields, typed so that Shopify segments, Flow and discounts can filter on them.
+METAFIELDS: tuple[MetafieldSpec, ...] = (
+    MetafieldSpec(
+        "historical_value",
+        "number_decimal",
+        "Historical value",
+        "Net revenue from this customer so far (gross margin if a margin rate is set).",
+    ),
+    MetafieldSpec(
+        "predicted_value",
+        "number_decimal",
+        "Predicted value",
+        "Expected spend over the shop's prediction horizon (only when the models are fitted).",
+    ),
+    MetafieldSpec(
+        "p_alive",
+        "number_decimal",
+        "Probability active",
+        "Probability, 0 to 1, that the customer still buys (only when the models are fitted).",
+    ),
+    MetafieldSpec(
+        "expected_next_order_date",
+        "date",
+        "Expected next order",
+        "When the next order is expected, if within ten years.",
+    ),
+    MetafieldSpec("segment", "single_line_text_field", "Segment", "The customer's RFM segment."),
+)
+METAFIELD_TYPES = {spec.key: spec.type for spec in METAFIELDS}
+
+
+@dataclass(frozen=True)
+class CustomerFigures:
+    """The scored figures a customer's metafields show."""
+
+    historical_clv: float
+    predicted_clv: float
+    p_alive: float
+    expected_next_order_at: datetime | None
+    segment: str
+
+
+def metafield_values(figures: CustomerFigures, fitted: bool) -> dict[str, str]:
+    """The metafield values to hold, as Shopify takes them (strings). Predictions are only
+    published when the shop's models are fitted: a rules-only shop shows none."""
+    values = {
+        "historical_value": f"{figures.historical_clv:.2f}",
+        "segment": figures.segment,
+    }
+    if fitted:
+        values["predicted_value"] = f"{figures.predicted_clv:.2f}"
+        values["p_alive"] = f"{figures.p_alive:.2f}"
+        if figures.expected_next_order_at is not None:
+            values["expected_next_order_date"] = figures.expected_next_order_at.date().isoformat()
+    return values
+
+
+def desired_tags(prefix: str, tags: str) -> frozenset[str]:
+    """A score's space-separated tag names under the shop's prefix."""
+    return frozenset(prefix + tag for tag in tags.split())
+
+
+@dataclass(frozen=True)
+class CustomerChange:
+    """What to send for one customer; empty parts mean nothing to do there."""
+
+    customer_id: int
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    set_metafields: tuple[tuple[str, str], ...] = ()  # (key, value)
+    delete_metafields: tuple[str, ...] = ()
+    reasons: tuple[tuple[str, str], ...] = ()  # (tag or metafield key, why)
+
+    @property
+    def tags_changed(self) -> bool:
+        return bool(self.add or self.remove)
+
+    @property
+    def metafields_changed(self) -> bool:
+        return bool(self.set_metafields or self.delete_metafields)
+
+    def reason(self, name: str) -> str:
+        return dict(self.reasons).get(name, "")
+
+
+def customer_change(
+    customer_id: int,
+    desired: frozenset[str],
+    pushed: frozenset[str],
+    desired_values: Mapping[str, str],
+    pushed_values: Mapping[str, str],
+    tag_reasons: Mapping[str, str],
+    segment: str | None,
+) -> CustomerChange | None:
+    """The difference between what the store should hold and what it was last known to hold,
+    or None when there is none. Every tag in `pushed` is the app's own (it pushed it)."""
+    add = tuple(sorted(desired - pushed))
+    remove = tuple(sorted(pushed - desired))
+    to_set = tuple(sorted((k, v) for k, v in desired_values.items() if pushed_values.get(k) != v))
+    to_delete = tuple(sorted(set(pushed_values) - set(desired_values)))
+    if not (add or remove or to_set or to_delete):
+        return None
+    reasons = [(tag, tag_reasons.get(tag, "")) for tag in add]
+    why_not = "no longer applies" if segment is None else f"no longer applies (segment {segment})"
+    reasons += [(tag, why_not) for tag in remove]
+    reasons += [(key, f"value now {value}") for key, value in to_set]
+    reasons += [(key, "no value to show any more") for key in to_delete]
+    return CustomerChange(customer_id, add, remove, to_set, to_delete, tuple(reasons))

@@ -1,0 +1,196 @@
+"""Bulk operations: a mutation run over a staged JSONL upload, and a bulk query's JSONL export.
+
+A bulk mutation: `stagedUploadsCreate` issues an upload target, the JSONL of variables goes
+there (multipart POST, as to S3/GCS), `bulkOperationRunMutation` starts the run, polling
+`node(id:)` follows it, and its result file (one response per input line, with `__lineNumber`)
+is read back. The upload and result URLs belong to a storage service, not to the Admin API: the
+access token is never sent to them.
+
+A lost response to `bulkOperationRunMutation` is safe: each run's mutation text carries a unique
+comment, so when a retry finds an operation in progress, the client can tell whether it is its
+own and follow it instead of starting the work twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from plugin.shopify.client import AdminClient, QueryError, Sleep, TransientError
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
+
+_STAGE = """
+mutation Stage($input: [StagedUploadInput!]!) {
+  stagedUploadsCreate(input: $input) {
+    stagedTargets { url resourceUrl parameters { name value } }
+    userErrors { field message }
+  }
+}"""
+_RUN_MUTATION = """
+mutation RunBulk($mutation: String!, $path: String!) {
+  bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $path) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}"""
+_RUN_QUERY = """
+mutation RunBulkQuery($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}"""
+_FIELDS = "id status errorCode objectCount url partialDataUrl query"
+_POLL = f"query Poll($id: ID!) {{ node(id: $id) {{ ... on BulkOperation {{ {_FIELDS} }} }} }}"
+_CURRENT = f"""
+query Current($type: BulkOperationType!) {{ currentBulkOperation(type: $type) {{ {_FIELDS} }} }}"""
+
+
+class BulkError(QueryError):
+    """The store refused or failed a bulk operation."""
+
+
+@dataclass
+class BulkOutcome:
+    operation_id: str
+    status: str
+    error_code: str | None
+    lines: list[dict[str, Any]] = field(default_factory=list)  # the result file, parsed
+
+    @property
+    def by_line(self) -> dict[int, dict[str, Any]]:
+        """A bulk mutation's responses by the input line they answer."""
+        return {int(line["__lineNumber"]): line for line in self.lines if "__lineNumber" in line}
+
+
+class BulkRunner:
+    """Runs bulk operations for one shop through its AdminClient."""
+
+    def __init__(
+        self,
+        client: AdminClient,
+        http: httpx.AsyncClient,
+        *,
+        sleep: Sleep,
+        poll_seconds: float = 1.0,
+        poll_cap_seconds: float = 10.0,
+        upload_attempts: int = 5,
+    ) -> None:
+        self._client = client
+        self._http = http
+        self._sleep = sleep
+        self._poll = poll_seconds
+        self._poll_cap = poll_cap_seconds
+        self._upload_attempts = upload_attempts
+
+    async def mutation(self, mutation: str, variables: Iterable[Mapping[str, Any]]) -> BulkOutcome:
+        """Run `mutation` once per variables object; the outcome holds one response per line."""
+        marked = f"# clvsync {uuid.uuid4()}\n{mutation.strip()}"
+        path = await self._upload(
+            "".join(json.dumps(v, separators=(",", ":")) + "\n" for v in variables).encode()
+        )
+        return await self._start(
+            _RUN_MUTATION, {"mutation": marked, "path": path}, "bulkOperationRunMutation", marked
+        )
+
+    async def query(self, query: str) -> BulkOutcome:
+        """Run a bulk query; the outcome's lines are its JSONL export."""
+        marked = f"# clvsync {uuid.uuid4()}\n{query.strip()}"
+        return await self._start(_RUN_QUERY, {"query": marked}, "bulkOperationRunQuery", marked)
+
+    async def _start(
+        self, run: str, variables: dict[str, Any], field_name: str, marked: str
+    ) -> BulkOutcome:
+        kind = "MUTATION" if field_name == "bulkOperationRunMutation" else "QUERY"
+        while True:
+            data = await self._client.execute(run, variables, cost=10)
+            started = data[field_name]
+            if started.get("bulkOperation"):
+                return await self._follow(started["bulkOperation"]["id"])
+            codes = {error.get("code") for error in started.get("userErrors") or ()}
+            if "OPERATION_IN_PROGRESS" not in codes:
+                raise BulkError(f"bulk {kind.lower()} refused: {_messages(started)}")
+            current = await self._current(kind)
+            if current is not None and marked in (current.get("query") or ""):
+                return await self._follow(current["id"])  # ours, started by a lost call
+            if current is not None:
+                await self._follow(current["id"], read=False)  # someone else's: wait it out
+
+    async def _upload(self, content: bytes) -> str:
+        data = await self._client.execute(
+            _STAGE,
+            {
+                "input": [
+                    {
+                        "resource": "BULK_MUTATION_VARIABLES",
+                        "filename": "variables.jsonl",
+                        "mimeType": "text/jsonl",
+                        "httpMethod": "POST",
+                        "fileSize": str(len(content)),
+                    }
+                ]
+            },
+            cost=10,
+        )
+        staged = data["stagedUploadsCreate"]
+        if staged.get("userErrors") or not staged.get("stagedTargets"):
+            raise BulkError(f"staged upload refused: {_messages(staged)}")
+        target = staged["stagedTargets"][0]
+        form = {p["name"]: p["value"] for p in target["parameters"]}
+        for attempt in range(1, self._upload_attempts + 1):
+            try:
+                response = await self._http.post(
+                    target["url"],
+                    data=form,
+                    files={"file": ("variables.jsonl", content, "text/jsonl")},
+                )
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code < 300:
+                return str(form["key"])
+            if response is not None and response.status_code < 500:
+                raise BulkError(f"staged upload failed: HTTP {response.status_code}")
+            await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
+        raise TransientError("staged upload kept failing")
+
+    async def _current(self, kind: str) -> dict[str, Any] | None:
+        data = await self._client.execute(_CURRENT, {"type": kind}, cost=2)
+        current = data.get("currentBulkOperation")
+        return current if isinstance(current, dict) else None
+
+    async def _follow(self, operation_id: str, *, read: bool = True) -> BulkOutcome:
+        delay = self._poll
+        while True:
+            data = await self._client.execute(_POLL, {"id": operation_id}, cost=2)
+            node = data.get("node") or {}
+            if node.get("status") in TERMINAL:
+                break
+            await self._sleep(delay)
+            delay = min(self._poll_cap, delay * 1.5)
+        outcome = BulkOutcome(operation_id, node["status"], node.get("errorCode"))
+        url = node.get("url") or node.get("partialDataUrl")
+        if read and url:
+            outcome.lines = await self._download(url)
+        return outcome
+
+    async def _download(self, url: str) -> list[dict[str, Any]]:
+        for attempt in range(1, self._upload_attempts + 1):
+            try:
+                response = await self._http.get(url)
+            except httpx.TransportError:
+                response = None
+            if response is not None and response.status_code == 200:
+                return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+            await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
+        raise TransientError("the bulk operation's result file could not be read")
+
+
+def _messages(payload: Mapping[str, Any]) -> str:
+    errors = payload.get("userErrors") or ()
+    return "; ".join(str(error.get("message")) for error in errors) or "no detail given"

@@ -1,0 +1,242 @@
+"""The write-back's state: each customer's desired and pushed state side by side, and the record
+of what was pushed (or refused), with its reason.
+
+Results are written as each batch of calls comes back, one transaction per batch: a push cut off
+half way keeps what the store confirmed, and the rest is sent again next time (tagsAdd,
+tagsRemove and metafieldsSet are idempotent, so sending twice leaves the store exactly right).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from plugin.store.db import is_postgres
+from plugin.store.models import Customer, CustomerScore, CustomerSync, SyncChange
+
+_YIELD = 2000
+
+
+@dataclass(frozen=True)
+class Held:
+    """One customer's desired state (from the last score; none if unscored) and pushed state."""
+
+    customer_id: int
+    tags: str | None  # desired tag names, space-separated, without prefix; None: no score
+    reasons: str  # JSON: tag name -> why
+    historical_clv: float | None
+    predicted_clv: float | None
+    p_alive: float | None
+    expected_next_order_at: datetime | None
+    segment: str | None
+    pushed_tags: frozenset[str]
+    pushed_metafields: dict[str, str]
+    blocked: str | None
+    blocked_tags: frozenset[str] | None
+
+
+def held_state(engine: Engine, shop_id: int) -> Iterator[Held]:
+    """Every scored customer (not deleted), then every customer with pushed state but no score."""
+    score, synced = CustomerScore, CustomerSync
+    joined = and_(
+        col(synced.shop_id) == col(score.shop_id), col(synced.customer_id) == col(score.customer_id)
+    )
+    alive = and_(
+        col(Customer.shop_id) == col(score.shop_id),
+        col(Customer.customer_id) == col(score.customer_id),
+        col(Customer.deleted_at).is_(None),
+    )
+    scored = (
+        select(
+            col(score.customer_id),
+            col(score.tags),
+            col(score.reasons),
+            col(score.historical_clv),
+            col(score.predicted_clv),
+            col(score.p_alive),
+            col(score.expected_next_order_at),
+            col(score.segment),
+            col(synced.tags),
+            col(synced.metafields),
+            col(synced.blocked),
+            col(synced.blocked_tags),
+        )
+        .outerjoin(synced, joined)
+        .where(col(score.shop_id) == shop_id, exists().where(alive))
+        .order_by(col(score.customer_id))
+    )
+    unscored = (
+        select(
+            col(synced.customer_id),
+            col(synced.tags),
+            col(synced.metafields),
+            col(synced.blocked),
+            col(synced.blocked_tags),
+        )
+        .where(col(synced.shop_id) == shop_id, ~exists().where(joined, alive))
+        .order_by(col(synced.customer_id))
+    )
+    with Session(engine) as session:
+        for row in session.execute(scored.execution_options(yield_per=_YIELD)):
+            yield Held(*row[:8], *_pushed(*row[8:]))  # type: ignore[call-arg]
+        for row in session.execute(unscored.execution_options(yield_per=_YIELD)):
+            yield Held(row[0], None, "{}", None, None, None, None, None, *_pushed(*row[1:]))
+
+
+def _pushed(
+    tags: str | None, metafields: str | None, blocked: str | None, blocked_tags: str | None
+) -> tuple[frozenset[str], dict[str, str], str | None, frozenset[str] | None]:
+    return (
+        frozenset(json.loads(tags or "[]")),
+        json.loads(metafields or "{}"),
+        blocked,
+        None if blocked_tags is None else frozenset(json.loads(blocked_tags)),
+    )
+
+
+@dataclass
+class Outcome:
+    """What the store confirmed (or refused) for one customer in one batch of calls."""
+
+    customer_id: int
+    tags: frozenset[str] | None = None  # the app's tags the store now holds, after a tag change
+    metafields: dict[str, str] | None = None  # the app's metafields it now holds, if changed
+    blocked: str | None = None  # why the store refused the tag change
+    blocked_tags: frozenset[str] | None = None
+    changes: list[tuple[str, str, str, str | None, str]] = field(default_factory=list)
+    # (kind, name, action, value, reason) for the audit trail
+
+
+def record_outcomes(
+    engine: Engine,
+    shop_id: int,
+    outcomes: Sequence[Outcome],
+    *,
+    via: str,
+    job_run_id: int | None,
+    now: datetime,
+) -> None:
+    """Store what the store now holds, and the audit rows, in one transaction."""
+    if not outcomes:
+        return
+    with Session(engine) as session, session.begin():
+        current = _current(session, shop_id, [o.customer_id for o in outcomes])
+        rows = []
+        for outcome in outcomes:
+            row = current.get(outcome.customer_id) or {
+                "shop_id": shop_id,
+                "customer_id": outcome.customer_id,
+                "tags": "[]",
+                "metafields": "{}",
+                "pushed_at": None,
+                "checked_at": None,
+                "blocked": None,
+                "blocked_tags": None,
+            }
+            if outcome.tags is not None:  # a tag outcome: it also says whether it was refused
+                row["tags"] = json.dumps(sorted(outcome.tags))
+                row["blocked"] = outcome.blocked
+                blocked_tags = outcome.blocked_tags
+                row["blocked_tags"] = (
+                    None if blocked_tags is None else json.dumps(sorted(blocked_tags))
+                )
+            if outcome.metafields is not None:
+                row["metafields"] = json.dumps(outcome.metafields, sort_keys=True)
+            row["pushed_at"] = now
+            rows.append(row)
+        _upsert(session, rows)
+        session.add_all(
+            SyncChange(
+                shop_id=shop_id,
+                customer_id=outcome.customer_id,
+                kind=kind,
+                name=name,
+                action=action,
+                value=value,
+                reason=reason,
+                via=via,
+                job_run_id=job_run_id,
+                applied_at=now,
+            )
+            for outcome in outcomes
+            for kind, name, action, value, reason in outcome.changes
+        )
+
+
+def record_read_back(
+    engine: Engine,
+    shop_id: int,
+    held: dict[int, tuple[frozenset[str], dict[str, str]]],
+    now: datetime,
+) -> int:
+    """Replace the pushed state with what a reconcile read from the store; the number of
+    customers whose recorded state was wrong (drift)."""
+    drifted = 0
+    with Session(engine) as session, session.begin():
+        current = _current(session, shop_id, list(held))
+        rows = []
+        for customer_id, (tags, metafields) in held.items():
+            was = current.get(customer_id)
+            tags_text = json.dumps(sorted(tags))
+            metafields_text = json.dumps(metafields, sort_keys=True)
+            if was is None:
+                if not tags and not metafields:
+                    continue
+                was = {"shop_id": shop_id, "customer_id": customer_id, "pushed_at": None}
+                drifted += 1
+            elif (was["tags"], was["metafields"]) != (tags_text, metafields_text):
+                drifted += 1
+            rows.append(
+                {
+                    **was,
+                    "tags": tags_text,
+                    "metafields": metafields_text,
+                    "checked_at": now,
+                    "blocked": None,
+                    "blocked_tags": None,
+                }
+            )
+        _upsert(session, rows)
+    return drifted
+
+
+def pushed_tags(engine: Engine, shop_id: int) -> dict[int, list[str]]:
+    """Each customer's tags as last confirmed in the store (for the export)."""
+    with Session(engine) as session:
+        query = select(col(CustomerSync.customer_id), col(CustomerSync.tags)).where(
+            col(CustomerSync.shop_id) == shop_id
+        )
+        return {customer_id: json.loads(tags) for customer_id, tags in session.execute(query)}
+
+
+def _current(session: Session, shop_id: int, customer_ids: list[int]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(customer_ids), 5000):
+        chunk = customer_ids[start : start + 5000]
+        query = select(CustomerSync).where(
+            col(CustomerSync.shop_id) == shop_id, col(CustomerSync.customer_id).in_(chunk)
+        )
+        for (row,) in session.execute(query):
+            found[row.customer_id] = row.model_dump()
+    return found
+
+
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    insert = postgresql.insert if is_postgres(session) else sqlite.insert
+    statement = insert(CustomerSync)
+    columns = ("tags", "metafields", "pushed_at", "checked_at", "blocked", "blocked_tags")
+    statement = statement.on_conflict_do_update(
+        index_elements=["shop_id", "customer_id"],
+        set_={name: statement.excluded[name] for name in columns},
+    )
+    for start in range(0, len(rows), 1000):
+        session.execute(statement, rows[start : start + 1000])

@@ -1,0 +1,213 @@
+"""The push against a live dev store over real HTTP: exact end state, only the app's tags,
+pacing, faults, bulk versus per-call, refusals, metafields, dry run, audit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from jobs.writeback import WritebackError, plan_changes, push_shop, shop_writeback_settings
+from plugin.devstore.config import DevStoreConfig
+from plugin.shopify.client import AuthError
+from plugin.store.models import CustomerSync, SyncChange
+from tests.devstore.conftest import DevStoreFactory
+from tests.helpers import add_shop
+from tests.writeback.conftest import MERCHANT_TAGS, Scenario, ScenarioFactory, devstore_state
+
+pytestmark = pytest.mark.anyio
+MERCHANT = {"newsletter", "wholesale", "north"}
+
+
+def assert_in_sync(scenario: Scenario) -> None:
+    desired = scenario.desired()
+    for customer_id, tags in scenario.store_tags().items():
+        assert len(tags) == len(set(tags)), f"customer {customer_id} holds a tag twice"
+        ours = {t for t in tags if t.startswith("clv:")}
+        assert ours == desired[customer_id], customer_id
+        others = set(tags) - ours
+        assert others in (set(), MERCHANT), customer_id
+
+
+async def test_push_per_call_under_faults_leaves_exactly_the_desired_tags(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a dev store that fails 10% of calls, throttles with 429 and drops 10% of responses
+    # after applying the mutation
+    config = DevStoreConfig(
+        fault_error_share=0.1, fault_drop_share=0.1, throttle_status_code=429, seed=5
+    )
+    scenario = scenario_factory(config=config)
+    pusher = scenario.pusher(http)
+    # when the changes are pushed call by call
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    assert plan.items and len(plan.items) < pusher.settings.bulk_threshold
+    counts = await pusher.push(plan)
+    # then every customer holds exactly the desired tags under the prefix, once, beside the
+    # merchant's own, and faults were met and retried
+    assert_in_sync(scenario)
+    assert counts.bulk_operations == 0 and counts.customers_refused == 0
+    assert pusher.client.stats.server_errors > 0 and pusher.client.stats.retries > 0
+    # and a second push finds nothing left to do
+    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+
+
+async def test_push_with_aborted_responses_is_exact(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given responses cut off mid-body after the mutation ran (the client sees a broken
+    # connection, not an answer)
+    config = DevStoreConfig(fault_drop_share=0.3, fault_drop_mode="abort", seed=9)
+    scenario = scenario_factory(config=config)
+    pusher = scenario.pusher(http)
+    # when pushed
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then the retries leave the store exactly right
+    assert pusher.client.stats.transport_errors > 0
+    assert_in_sync(scenario)
+
+
+async def test_paced_push_never_overdraws_the_bucket(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a small bucket that a burst of unpaced calls would empty at once
+    scenario = scenario_factory(config=DevStoreConfig(bucket_size=600, restore_rate=50))
+    pusher = scenario.pusher(http)
+    # when a whole shop's changes are pushed
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then no call was ever throttled: the client waited for the points each call needed
+    stats = pusher.client.stats
+    assert stats.throttled == 0 and stats.paced_seconds > 0 and stats.requests >= 3
+    assert_in_sync(scenario)
+
+
+async def test_bulk_and_per_call_paths_reach_the_same_end_state(
+    scenario_factory: ScenarioFactory,
+    devstore_factory: DevStoreFactory,
+    http: httpx.AsyncClient,
+) -> None:
+    # given the same shop pushed call by call and, with a threshold of 1, in bulk
+    per_call = scenario_factory(seed=4)
+    pusher = per_call.pusher(http)
+    await pusher.push(plan_changes(per_call.engine, pusher.shop, pusher.settings))
+    end_state = (per_call.store_tags(), per_call.store_metafields())
+    # (the same shop again, from scratch, in a fresh dev store that fails 10% of calls)
+    per_call.forget_pushed_state()
+    config = DevStoreConfig(fault_error_share=0.1, seed=2)
+    bulk = replace(per_call, devstore=devstore_factory(devstore_state(per_call.store), config))
+    bulk.set_shop_settings(bulk_threshold=1)
+    bulk_pusher = bulk.pusher(http)
+    counts = await bulk_pusher.push(
+        plan_changes(bulk.engine, bulk_pusher.shop, bulk_pusher.settings)
+    )
+    # then the bulk path ran bulk operations, and both stores hold the same tags and values
+    assert counts.bulk_operations >= 2
+    assert (bulk.store_tags(), bulk.store_metafields()) == end_state
+    assert_in_sync(bulk)
+
+
+async def test_customer_at_the_tag_cap_is_refused_reported_and_not_resent(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a customer who already holds 250 tags of the merchant's
+    scenario = scenario_factory()
+    desired = scenario.desired()
+    full = next(c for c, tags in desired.items() if tags)
+    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
+    pusher = scenario.pusher(http)
+    # when pushed
+    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then that customer is refused and recorded so, the rest are in sync
+    assert counts.customers_refused == 1
+    assert scenario.devstore.state.customers[full].tags == [f"m{i}" for i in range(250)]
+    with Session(scenario.engine) as session:
+        sync = session.get(CustomerSync, (scenario.shop.id, full))
+        refusal = session.exec(select(SyncChange).where(SyncChange.action == "refused")).one()
+    assert sync is not None and sync.blocked and "250" in sync.blocked
+    assert refusal.customer_id == full
+    # and the next plan does not send it again while nothing changed
+    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    assert again.skipped_refused == 1 and all(i.change.customer_id != full for i in again.items)
+
+
+async def test_metafields_are_defined_once_typed_and_set_only_when_changed(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    scenario = scenario_factory()
+    pusher = scenario.pusher(http)
+    # when pushed twice
+    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    requests_first = pusher.client.stats.requests
+    second = scenario.pusher(http)
+    await second.push(plan_changes(scenario.engine, second.shop, second.settings))
+    # then the definitions exist, typed, and the values match the scores
+    definitions = {
+        d.key: d.type
+        for d in scenario.devstore.state.metafield_definitions.values()
+        if d.namespace == "clv" and d.owner_type == "CUSTOMER"
+    }
+    assert definitions["predicted_value"] == "number_decimal"
+    assert definitions["expected_next_order_date"] == "date"
+    assert definitions["segment"] == "single_line_text_field"
+    values = scenario.store_metafields()
+    scored = {c for c, tags in scenario.desired().items() if tags}
+    assert counts.metafields_set > 0 and all(values[c].get("segment") for c in scored)
+    # and the second push sent nothing at all
+    assert requests_first > 0 and second.client.stats.requests == 0
+
+
+async def test_push_job_dry_run_reports_without_calling(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    scenario = scenario_factory()
+    before = scenario.store_tags()
+    # when the shop's dry-run setting is on
+    scenario.set_shop_settings(dry_run=True)
+    result = await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then the plan is reported, with counts by tag and reasons, and the store is untouched
+    assert result["dry_run"] is True and result["customers_with_tag_changes"] > 0
+    assert sum(result["tags_added"].values()) > 0
+    assert all(reason for sample in result["sample"] for reason in sample["add"].values())
+    assert scenario.store_tags() == before
+
+
+async def test_push_job_records_every_applied_change_with_its_reason(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    scenario = scenario_factory()
+    result = await push_shop(scenario.context(http), scenario.refreshed_shop(), 7)
+    with Session(scenario.engine) as session:
+        changes = session.exec(select(SyncChange)).all()
+    added = [c for c in changes if c.kind == "tag" and c.action == "add"]
+    assert len(added) == result["tags_added"] > 0
+    assert all(c.reason and c.job_run_id == 7 and c.via == "call" for c in added)
+    assert_in_sync(scenario)
+
+
+def test_merchant_tags_fixture_splits_like_shopify() -> None:
+    assert {t.strip() for item in MERCHANT_TAGS for t in item.split(",")} == MERCHANT
+
+
+def test_bad_write_back_setting_is_named(scenario_factory: ScenarioFactory) -> None:
+    scenario = scenario_factory(customers=30)
+    scenario.set_shop_settings(bulk_threshold=0)
+    with pytest.raises(Exception, match="bulk_threshold must be at least 1"):
+        shop_writeback_settings(scenario.refreshed_shop())
+
+
+async def test_push_job_with_a_refused_token_marks_the_shop_for_reauthorisation(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop whose stored token the store no longer accepts
+    scenario = scenario_factory(customers=30)
+    add_shop(scenario.engine, scenario.store.shop_domain, "shpat_revoked")
+    # when the push job runs
+    with pytest.raises(AuthError):
+        await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then the shop is marked as needing re-authorisation, and later pushes refuse to start
+    shop = scenario.refreshed_shop()
+    assert shop.needs_reauth
+    with pytest.raises(WritebackError, match="needs to authorise the app again"):
+        await push_shop(scenario.context(http), shop, None)
