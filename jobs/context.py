@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import anyio
 import httpx
 from sqlalchemy import Engine
 
@@ -30,3 +32,7 @@ class JobContext:
     http: httpx.AsyncClient  # shared by every job of the process; Shopify calls go through it
     worker: str = field(default_factory=worker_name)
     clock: Callable[[], datetime] = utcnow
+    # Waiting and monotonic time for Shopify calls' pacing and backoff (tests and benchmarks
+    # compress time through these).
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    monotonic: Callable[[], float] = time.monotonic

@@ -676,6 +676,8 @@ def admin_client(ctx: JobContext, shop: Shop) -> AdminClient:
         token,
         api_version=ctx.settings.api_version,
         admin_url=ctx.settings.admin_url,
+        sleep=ctx.sleep,
+        clock=ctx.monotonic,
     )
 
 
@@ -699,7 +701,7 @@ async def _with_client(
         ctx.engine,
         shop,
         client,
-        BulkRunner(client, ctx.http, sleep=anyio.sleep),
+        BulkRunner(client, ctx.http, sleep=ctx.sleep),
         settings,
         job_run_id=run_id,
         clock=ctx.clock,

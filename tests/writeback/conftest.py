@@ -70,21 +70,20 @@ class Scenario:
             assert stored is not None
             stored.settings = json.dumps({**json.loads(stored.settings), **values})
 
+    async def sleep(self, seconds: float) -> None:
+        """Waiting moves the dev store's clock: pacing and backoff are exact and instant."""
+        self.devstore.clock.advance(seconds)
+        await anyio.sleep(0.001 if seconds > 0 else 0)
+
     def client(self, http: httpx.AsyncClient, seed: int = 0) -> AdminClient:
-        clock = self.devstore.clock
-
-        async def sleep(seconds: float) -> None:
-            clock.advance(seconds)
-            await anyio.sleep(0.001 if seconds > 0 else 0)
-
         return AdminClient(
             http,
             self.store.shop_domain,
             DEFAULT_TOKEN,
             api_version="2026-10",
             admin_url=self.devstore.base_url,
-            sleep=sleep,
-            clock=clock,
+            sleep=self.sleep,
+            clock=self.devstore.clock,
             rng=random.Random(seed),
         )
 
@@ -116,7 +115,15 @@ class Scenario:
 
     def context(self, http: httpx.AsyncClient) -> JobContext:
         settings = make_settings(SHOPIFY_ADMIN_URL=self.devstore.base_url)
-        return JobContext(self.engine, settings, http, "test-worker", clock=lambda: self.as_of)
+        return JobContext(
+            self.engine,
+            settings,
+            http,
+            "test-worker",
+            clock=lambda: self.as_of,
+            sleep=self.sleep,
+            monotonic=self.devstore.clock,
+        )
 
     # what the store holds
 

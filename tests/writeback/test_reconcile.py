@@ -1,0 +1,79 @@
+"""The reconcile: the store's state read back (pages or a bulk query) and drift repaired."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from jobs import writeback
+from jobs.writeback import plan_changes, push_shop, reconcile_shop
+from plugin.devstore.models import Metafield
+from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.test_push import assert_in_sync
+
+pytestmark = pytest.mark.anyio
+
+
+def drift(scenario: Scenario) -> tuple[int, int, int]:
+    """Someone edits the store: a clv tag removed, a stray clv tag added, a value changed."""
+    desired = scenario.desired()
+    customers = scenario.devstore.state.customers
+    tagged = [c for c, tags in desired.items() if tags]
+    untagged = [c for c, tags in desired.items() if not tags] or tagged[-1:]
+    lost, stray, edited = tagged[0], untagged[0], tagged[1]
+    customers[lost].tags = [t for t in customers[lost].tags if not t.startswith("clv:")]
+    customers[stray].tags.append("clv:champions-by-hand")
+    metafields = customers[edited].metafields
+    assert metafields is not None
+    old = metafields[("clv", "segment")]
+    metafields[("clv", "segment")] = Metafield(
+        old.id, old.owner_gid, old.owner_type, "clv", "segment", "edited", old.type, "", ""
+    )
+    return lost, stray, edited
+
+
+@pytest.mark.parametrize("bulk_read", [False, True], ids=["pages", "bulk-query"])
+async def test_reconcile_repairs_drift_made_in_the_store(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    bulk_read: bool,
+) -> None:
+    # given a pushed shop that someone then edited by hand
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert_in_sync(scenario)
+    lost, stray, edited = drift(scenario)
+    # (our records still say all is well: a push alone would send nothing)
+    pusher = scenario.pusher(http)
+    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    # when the reconcile runs (reading with a bulk query when the shop counts as large)
+    monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1 if bulk_read else 10**9)
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then it read every customer, found the three drifted ones and repaired them
+    assert result["customers_read"] == len(scenario.devstore.state.customers)
+    assert result["drifted"] == 3 and result["bulk_operations"] == (1 if bulk_read else 0)
+    assert_in_sync(scenario)
+    values = scenario.store_metafields()
+    assert values[edited]["segment"] != "edited"
+    assert set(scenario.desired()[lost]) <= set(scenario.devstore.state.customers[lost].tags)
+    assert "clv:champions-by-hand" not in scenario.devstore.state.customers[stray].tags
+
+
+async def test_reconcile_after_a_changed_prefix_removes_the_old_tags(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop pushed under clv:, whose merchant then chose the prefix ltv-
+    scenario = scenario_factory(customers=60)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    scenario.set_shop_settings(tag_prefix="ltv-")
+    # when reconciled (and so pushed)
+    await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then the old tags are gone and the new ones are there
+    for customer_id, tags in scenario.store_tags().items():
+        assert not any(t.startswith("clv:") for t in tags), customer_id
+        assert {t for t in tags if t.startswith("ltv-")} == {
+            "ltv-" + t.removeprefix("clv:") for t in scenario.desired()[customer_id]
+        }
