@@ -292,8 +292,14 @@ class Pusher:
 
     # -- tags
 
+    def _tag_fields_per_call(self) -> int:
+        """Up to TAG_FIELDS_PER_CALL, and never more than half the bucket (as last reported):
+        a call dearer than the bucket could never be afforded."""
+        half_bucket = int(self.client.bucket.maximum // (2 * MUTATION_COST))
+        return max(1, min(TAG_FIELDS_PER_CALL, half_bucket))
+
     async def tags_per_call(self, items: Sequence[Planned]) -> None:
-        for batch in _batches(items, TAG_FIELDS_PER_CALL, lambda i: _tag_fields(i.change)):
+        for batch in _batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
             query, variables = _tags_document(batch)
             cost = MUTATION_COST * sum(_tag_fields(item.change) for item in batch)
             data = await self.client.execute(query, variables, cost=cost)
@@ -609,14 +615,16 @@ def _metafield_count(item: Planned) -> int:
 
 
 def _batches(
-    items: Sequence[Planned], capacity: int, weight: Callable[[Planned], int]
+    items: Sequence[Planned], capacity: int | Callable[[], int], weight: Callable[[Planned], int]
 ) -> Iterable[list[Planned]]:
-    """Consecutive groups whose weights sum to at most `capacity` (an item is never split)."""
+    """Consecutive groups whose weights sum to at most `capacity` (an item is never split);
+    a callable capacity is asked again for each group."""
     batch: list[Planned] = []
     used = 0
     for item in items:
         size = weight(item)
-        if batch and used + size > capacity:
+        limit = capacity() if callable(capacity) else capacity
+        if batch and used + size > limit:
             yield batch
             batch, used = [], 0
         batch.append(item)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +25,9 @@ import httpx
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
+from jobs.context import JobContext
 from jobs.recompute import full_recompute
+from jobs.writeback import push_shop
 from plugin.app import create_app
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
@@ -33,15 +35,14 @@ from plugin.devstore.generator import GeneratedStore, WebhookEvent, generate_sto
 from plugin.devstore.sender import RetrySchedule, SendSummary, WebhookSender
 from plugin.devstore.server import create_devstore_app
 from plugin.devstore.state import DevStoreState
+from plugin.domain.writeback import DEFAULT_TAG_PREFIX
 from plugin.serving import serve_in_thread
 from plugin.settings import Settings, load_settings
 from plugin.store import inbox, shops
 from plugin.store.db import make_engine, upgrade
-from plugin.store.models import Customer, Order, Shop
+from plugin.store.models import Customer, CustomerScore, Order, Shop
 from plugin.store.tokens import TokenCipher
 
-# What the demo cannot run yet, and the open issue it waits for.
-SKIPPED = ("push: tags and metafields write-back (issue 5) is not built yet",)
 T = TypeVar("T")
 
 
@@ -130,8 +131,34 @@ def _held(engine: Engine, domain: str) -> tuple[int, int]:
     return int(customers), int(orders)
 
 
+async def _push(engine: Engine, settings: Settings, shop: Shop, as_of: datetime) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await push_shop(JobContext(engine, settings, http, clock=lambda: as_of), shop, None)
+
+
+def tags_in_sync(engine: Engine, shop: Shop, state: DevStoreState, prefix: str) -> bool:
+    """Does every customer in the dev store hold exactly its desired tags under the prefix?"""
+    with Session(engine) as session:
+        scores = session.exec(
+            select(CustomerScore.customer_id, CustomerScore.tags).where(
+                CustomerScore.shop_id == shop.id
+            )
+        ).all()
+    desired = {customer_id: {prefix + t for t in tags.split()} for customer_id, tags in scores}
+    return all(
+        {t for t in customer.tags if t.startswith(prefix)} == desired.get(customer.id, set())
+        and len(customer.tags) == len(set(customer.tags))
+        for customer in state.customers.values()
+    )
+
+
 def run_demo(
-    customers: int, seed: int, database_url: str, ports: DemoPorts, once: bool
+    customers: int,
+    seed: int,
+    database_url: str,
+    ports: DemoPorts,
+    once: bool,
+    error_share: float = 0.0,
 ) -> dict[str, Any]:
     started = time.monotonic()
     settings = demo_settings(database_url)
@@ -144,7 +171,12 @@ def run_demo(
     _register_shop(engine, settings, store.shop_domain)
     with ExitStack() as running:
         devstore_url = running.enter_context(
-            serve_in_thread(create_devstore_app(state, DevStoreConfig()), ports.devstore)
+            serve_in_thread(
+                create_devstore_app(
+                    state, DevStoreConfig(fault_error_share=error_share, seed=seed)
+                ),
+                ports.devstore,
+            )
         )
         app_url = running.enter_context(
             serve_in_thread(create_app(settings, engine=engine), ports.app)
@@ -158,22 +190,28 @@ def run_demo(
         # The generated history ends at start + history_days: score as of then, not today.
         as_of = store.config.start + timedelta(days=store.config.history_days)
         recompute = full_recompute(engine, shop, as_of)
+        click.echo(
+            f"pushing tags and metafields to the dev store ({error_share:.0%} of its calls fail "
+            "with a 5xx on purpose) ...",
+            err=True,
+        )
+        push_settings = replace(settings, admin_url=devstore_url)
+        pushed = anyio.run(_push, engine, push_settings, shop, as_of)
         held_customers, held_orders = _held(engine, store.shop_domain)
-        for skipped in SKIPPED:
-            click.echo(f"skipped {skipped}", err=True)
         result: dict[str, Any] = {
             "webhooks_sent": summary.sent,
             "webhooks_acknowledged": summary.acknowledged,
             "customers": held_customers,
             "orders": held_orders,
-            "tag_changes_pushed": 0,
-            "metafields_pushed": 0,
-            "api_cost_used": 0,
-            "throttled_responses": 0,
-            "tags_in_sync": None,  # nothing decides the desired tags yet
+            "tag_changes_pushed": pushed["tags_added"] + pushed["tags_removed"],
+            "metafields_pushed": pushed["metafields_set"],
+            "api_cost_used": pushed["api_cost"],
+            "throttled_responses": pushed["throttled"],
+            "api_retries": pushed["retries"],
+            "bulk_operations": pushed["bulk_operations"],
+            "tags_in_sync": tags_in_sync(engine, shop, state, DEFAULT_TAG_PREFIX),
             "seconds": round(time.monotonic() - started, 2),
             "recompute": recompute,
-            "skipped": list(SKIPPED),
         }
         if not once:
             _stay_up(app_url, devstore_url, store.shop_domain, database_url)
@@ -212,6 +250,13 @@ def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) ->
 )
 @click.option("--port", default=8000, show_default=True, help="The app's port (not with --once).")
 @click.option("--devstore-port", default=8100, show_default=True, help="(not with --once)")
+@click.option(
+    "--devstore-errors",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0.0, 0.5),
+    help="Share of the dev store's Admin API calls that fail with a 5xx (the push retries).",
+)
 def demo(
     customers: int,
     seed: int,
@@ -220,6 +265,7 @@ def demo(
     database_url: str | None,
     port: int,
     devstore_port: int,
+    devstore_errors: float,
 ) -> None:
     """Run the product against a generated dev store, on this machine only."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -227,7 +273,7 @@ def demo(
             path = Path(scratch) / "demo.db" if once else Path("clvsync-demo.db").resolve()
             database_url = f"sqlite:///{path}"
         ports = DemoPorts(None, None) if once else DemoPorts(port, devstore_port)
-        result = run_demo(customers, seed, database_url, ports, once)
+        result = run_demo(customers, seed, database_url, ports, once, devstore_errors)
     if once and as_json:
         click.echo(json.dumps(result))
     elif once:
