@@ -1,0 +1,109 @@
+"""The write-back's pure rules: settings, metafield values, and the desired-versus-pushed diff."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plugin.domain.writeback import (
+    CustomerFigures,
+    WritebackSettingsError,
+    customer_change,
+    desired_tags,
+    metafield_values,
+    writeback_settings,
+)
+
+NAMES = st.sampled_from(["champions", "lost", "top-20", "tier-vip", "win-back", "churn-risk"])
+OURS = st.frozensets(NAMES.map(lambda n: "clv:" + n))
+MERCHANT = st.frozensets(st.sampled_from(["newsletter", "wholesale", "clv", "VIP", "clv-fan"]))
+VALUES = st.dictionaries(st.sampled_from(["segment", "p_alive"]), st.sampled_from(["a", "b"]))
+
+
+@given(desired=OURS, pushed=OURS, merchant=MERCHANT, want=VALUES, held=VALUES)
+def test_change_applied_to_the_store_gives_the_desired_tags_and_keeps_the_rest(
+    desired: frozenset[str],
+    pushed: frozenset[str],
+    merchant: frozenset[str],
+    want: dict[str, str],
+    held: dict[str, str],
+) -> None:
+    # given a store holding the merchant's tags and what was pushed before
+    store = set(merchant | pushed)
+    change = customer_change(1, desired, pushed, want, held, {}, "lost")
+    if change is None:
+        # then nothing to do means nothing differs
+        assert desired == pushed and want == held
+        return
+    # when the change is applied, as tagsRemove then tagsAdd (twice: a retried call)
+    for _ in range(2):
+        store -= set(change.remove)
+        store |= set(change.add)
+    values = held | dict(change.set_metafields)
+    for key in change.delete_metafields:
+        values.pop(key)
+    # then the store holds the merchant's tags and exactly the desired ones, and the values
+    assert store == set(merchant) | desired
+    assert values == want
+    # and only tags the app owns were ever named
+    assert set(change.add) | set(change.remove) <= desired | pushed
+
+
+def test_removal_reason_names_the_new_segment_and_additions_keep_theirs() -> None:
+    change = customer_change(
+        7,
+        frozenset({"clv:lost"}),
+        frozenset({"clv:champions"}),
+        {},
+        {},
+        {"clv:lost": "R 1, F 1"},
+        "lost",
+    )
+    assert change is not None
+    assert change.reason("clv:lost") == "R 1, F 1"
+    assert change.reason("clv:champions") == "no longer applies (segment lost)"
+
+
+def test_metafield_values_publish_predictions_only_when_fitted() -> None:
+    figures = CustomerFigures(120.456, 300.0, 0.8765, datetime(2027, 3, 4, 5, tzinfo=UTC), "loyal")
+    fitted = metafield_values(figures, fitted=True)
+    assert fitted == {
+        "historical_value": "120.46",
+        "predicted_value": "300.00",
+        "p_alive": "0.88",
+        "expected_next_order_date": "2027-03-04",
+        "segment": "loyal",
+    }
+    assert metafield_values(figures, fitted=False) == {
+        "historical_value": "120.46",
+        "segment": "loyal",
+    }
+
+
+def test_desired_tags_carry_the_prefix() -> None:
+    assert desired_tags("ltv-", "champions top-20") == {"ltv-champions", "ltv-top-20"}
+    assert desired_tags("clv:", "") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"tag_prefix": ""}, "tag_prefix"),
+        ({"tag_prefix": "a,b"}, "tag_prefix"),
+        ({"dry_run": "yes"}, "dry_run"),
+        ({"bulk_threshold": 0}, "bulk_threshold"),
+        ({"bulk_threshold": True}, "bulk_threshold"),
+        ({"metafield_namespace": "x"}, "metafield_namespace"),
+    ],
+)
+def test_bad_write_back_settings_are_refused_by_name(raw: dict[str, object], named: str) -> None:
+    with pytest.raises(WritebackSettingsError, match=named):
+        writeback_settings(raw)
+
+
+def test_write_back_settings_ignore_other_parts_keys() -> None:
+    settings = writeback_settings({"scoring": {"top_share": 0.2}, "tag_prefix": "ltv-"})
+    assert settings.tag_prefix == "ltv-" and settings.bulk_threshold == 1000
