@@ -157,7 +157,7 @@ def scenario_factory(
     merchant's own, in a live dev store."""
 
     def build(
-        customers: int = 120, seed: int = 3, config: DevStoreConfig | None = None
+        customers: int = 60, seed: int = 3, config: DevStoreConfig | None = None
     ) -> Scenario:
         store, shop, as_of = load_store(engine, customers, seed)
         shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)  # the token the store takes
