@@ -1,0 +1,395 @@
+"""Every scheduled job and its trigger, and the APScheduler 3 scheduler that fires them per shop.
+
+The one module that imports APScheduler. Each installed shop gets the jobs in `STANDARD_JOBS`
+(push and reconcile only while its token works), with the shop's own times from its settings'
+"schedule" key; the shop list is re-read every minute, so shops installed, uninstalled or
+re-authorised later get or lose their jobs without a restart.
+
+The job store is in memory, always: APScheduler 3 must never share one between processes. Two
+processes that both fire a shop's job are kept apart by the lease in `jobs.runs.run_job`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import anyio.abc
+from apscheduler.executors.asyncio import AsyncIOExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+
+from jobs.context import JobContext
+from jobs.recompute import full_recompute, rescore_changed
+from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
+from jobs.writeback import push_shop, reconcile_shop
+from plugin.store.models import Shop
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_KEY = "schedule"  # the shop settings' key that overrides the times below
+SHOPS_JOB = "shops"  # the scheduler's own job: re-read the shop list
+MAX_EVERY_MINUTES = 24 * 60
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job run for every installed shop: every so often, or daily at an hour (UTC)."""
+
+    name: str
+    run: JobFn
+    every: timedelta | None = None
+    daily_at_hour: int | None = None
+    needs_token: bool = False  # only for shops whose access token works (calls Shopify)
+    heavy: bool = False  # loads a whole shop: only a few at once per process
+    misfire_grace_seconds: int = 300  # a run this late (the loop was busy, the process down) is
+    # still made; a later one is dropped, as the next tick is as good
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+
+    def __post_init__(self) -> None:
+        if (self.every is None) == (self.daily_at_hour is None):
+            raise ValueError(f"job {self.name!r}: give `every` or `daily_at_hour`, one of them")
+
+    @property
+    def setting(self) -> str:
+        """The "schedule" key that sets this job's time for a shop."""
+        return f"{self.name}_minutes" if self.every is not None else f"{self.name}_hour"
+
+    def default_when(self) -> When:
+        return When(self.every, self.daily_at_hour)
+
+
+@dataclass(frozen=True)
+class When:
+    every: timedelta | None
+    daily_at_hour: int | None
+
+    def trigger(self) -> IntervalTrigger | CronTrigger:
+        if self.every is not None:
+            return IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC)
+        return CronTrigger(hour=self.daily_at_hour, minute=0, timezone=UTC)
+
+
+# --- the jobs ---------------------------------------------------------------------------------
+
+
+async def rescore(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    """Re-score the customers whose orders changed (a full refit first if the shop has none)."""
+    summary = await anyio.to_thread.run_sync(rescore_changed, ctx.engine, shop, ctx.clock())
+    return _model_run_counts(summary)
+
+
+async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    """Refit the shop's models and score every customer."""
+    summary = await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, ctx.clock())
+    return _model_run_counts(summary)
+
+
+async def push(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    return await push_shop(ctx, shop, run_id)
+
+
+async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    return await reconcile_shop(ctx, shop, run_id)
+
+
+def _model_run_counts(summary: dict[str, Any]) -> dict[str, Any]:
+    # "run_id" in a recompute summary is the model run's; the job run has an id of its own
+    return {("model_run_id" if key == "run_id" else key): value for key, value in summary.items()}
+
+
+STANDARD_JOBS: tuple[JobSpec, ...] = (
+    JobSpec("rescore", rescore, every=timedelta(minutes=15), heavy=True),
+    JobSpec(
+        "refit",
+        refit,
+        daily_at_hour=2,
+        heavy=True,
+        misfire_grace_seconds=6 * 3600,  # a refit missed at 02:00 is still worth making by 08:00
+        lease_seconds=1800.0,
+    ),
+    JobSpec("push", push, every=timedelta(minutes=5), needs_token=True, misfire_grace_seconds=120),
+    JobSpec(
+        "reconcile",
+        reconcile,
+        daily_at_hour=4,
+        needs_token=True,
+        misfire_grace_seconds=6 * 3600,
+        lease_seconds=1800.0,
+    ),
+)
+
+
+# --- per-shop times -------------------------------------------------------------------------
+
+
+class ScheduleError(ValueError):
+    """A shop's "schedule" setting names a job time that does not exist, or a wrong value."""
+
+
+def shop_schedule(shop: Shop, jobs: Sequence[JobSpec] = STANDARD_JOBS) -> dict[str, When]:
+    """Each job's time for the shop: the defaults, with the overrides in its "schedule" setting,
+    e.g. {"rescore_minutes": 15, "push_minutes": 5, "refit_hour": 2, "reconcile_hour": 4}.
+
+    Raises ScheduleError naming every unknown key and bad value.
+    """
+    try:
+        settings = json.loads(shop.settings or "{}")
+    except json.JSONDecodeError:
+        raise ScheduleError(f"{shop.domain}: the shop's settings are not valid JSON") from None
+    overrides = settings.get(SCHEDULE_KEY, {}) if isinstance(settings, dict) else {}
+    if not isinstance(overrides, dict):
+        raise ScheduleError(f'{shop.domain}: "{SCHEDULE_KEY}" must be an object of job times')
+    by_setting = {spec.setting: spec for spec in jobs}
+    problems = [
+        problem
+        for key, value in overrides.items()
+        if (problem := _check_override(by_setting, key, value)) is not None
+    ]
+    if problems:
+        raise ScheduleError(f"{shop.domain}: schedule: {'; '.join(problems)}")
+    whens = {spec.name: spec.default_when() for spec in jobs}
+    for key, value in overrides.items():
+        spec = by_setting[key]
+        whens[spec.name] = (
+            When(timedelta(minutes=value), None) if spec.every is not None else When(None, value)
+        )
+    return whens
+
+
+def _check_override(by_setting: dict[str, JobSpec], key: str, value: Any) -> str | None:
+    spec = by_setting.get(key)
+    if spec is None:
+        return f"unknown setting {key!r} (known: {', '.join(sorted(by_setting))})"
+    low, high = (1, MAX_EVERY_MINUTES) if spec.every is not None else (0, 23)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"{key} must be a whole number from {low} to {high}, not {value!r}"
+    return None
+
+
+# --- the scheduler --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """A job as the scheduler holds it (for the operator and the tests)."""
+
+    id: str
+    job: str
+    shop_id: int | None
+    trigger: str  # e.g. "interval[0:15:00]", "cron[hour='2', minute='0']" (UTC)
+    next_run_at: datetime | None
+    max_instances: int
+    coalesce: bool
+    misfire_grace_seconds: int | None
+
+
+class JobScheduler:
+    """Fires every shop's jobs in the event loop it runs in (`run`), through `run_job`."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        jobs: Sequence[JobSpec] = STANDARD_JOBS,
+        *,
+        shops_every_seconds: float = 60.0,
+        heavy_at_once: int = 2,
+        shutdown_grace_seconds: float = 30.0,
+    ) -> None:
+        self._ctx = ctx
+        self._jobs = {spec.name: spec for spec in jobs}
+        self._shops_every_seconds = shops_every_seconds
+        self._heavy_at_once = heavy_at_once
+        self._shutdown_grace_seconds = shutdown_grace_seconds
+        self._scheduler = AsyncIOScheduler(
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": AsyncIOExecutor()},
+            job_defaults={"max_instances": 1, "coalesce": True},
+            timezone=UTC,
+        )
+        self._planned: dict[str, When] = {}
+        self._schedule_errors: dict[int, str] = {}
+        self._running: set[str] = set()
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._heavy: anyio.CapacityLimiter | None = None
+
+    @property
+    def running(self) -> bool:
+        return bool(self._scheduler.running)
+
+    def jobs(self) -> list[ScheduledJob]:
+        return [_describe(job) for job in self._scheduler.get_jobs()]
+
+    async def run(
+        self,
+        stop: anyio.Event,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Plan every shop's jobs and fire them until `stop` is set; then let the running ones
+        finish (up to the grace period; cancelled after it, and recorded so) and stop."""
+        self._heavy = anyio.CapacityLimiter(self._heavy_at_once)
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            self._scheduler.start()
+            try:
+                await self.sync_shops()
+                self._scheduler.add_job(
+                    self.sync_shops,
+                    IntervalTrigger(seconds=self._shops_every_seconds, timezone=UTC),
+                    id=SHOPS_JOB,
+                    name=SHOPS_JOB,
+                    misfire_grace_time=max(1, int(self._shops_every_seconds)),
+                )
+                log.info("scheduler started: %d jobs planned", len(self._planned))
+                task_status.started()
+                await stop.wait()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._wind_down(tasks)
+        self._tasks = None
+        with anyio.CancelScope(shield=True):
+            await self._shut_down()
+
+    async def _wind_down(self, tasks: anyio.abc.TaskGroup) -> None:
+        if self._scheduler.running:
+            self._scheduler.pause()
+        with anyio.move_on_after(self._shutdown_grace_seconds):
+            while self._running:
+                await anyio.sleep(0.05)
+        if self._running:
+            log.warning("scheduler: cancelling %s at shutdown", ", ".join(sorted(self._running)))
+        tasks.cancel_scope.cancel()
+
+    async def _shut_down(self) -> None:
+        if not self._scheduler.running:
+            return
+        # AsyncIOScheduler.shutdown takes effect on the loop's next turn.
+        self._scheduler.shutdown(wait=False)
+        with anyio.move_on_after(5):
+            while self._scheduler.running:
+                await anyio.sleep(0.01)
+        log.info("scheduler stopped")
+
+    async def sync_shops(self) -> None:
+        """Plan the jobs of every installed shop, drop those of shops gone, and re-plan those
+        whose schedule changed. A database error keeps the current plan until the next time."""
+        try:
+            shops = await anyio.to_thread.run_sync(_installed_shops, self._ctx.engine)
+        except SQLAlchemyError as exc:
+            log.error("scheduler: cannot read the shops, keeping the plan: %s", describe_error(exc))
+            return
+        wanted: dict[str, tuple[JobSpec, Shop, When]] = {}
+        for shop in shops:
+            whens = self._schedule_of(shop)
+            for spec in self._jobs.values():
+                if not spec.needs_token or (
+                    not shop.needs_reauth and shop.access_token_encrypted is not None
+                ):
+                    wanted[f"{spec.name}:{shop.id}"] = (spec, shop, whens[spec.name])
+        for job_id in sorted(set(self._planned) - set(wanted)):
+            self._scheduler.remove_job(job_id)
+            del self._planned[job_id]
+            log.info("scheduler: %s unplanned", job_id)
+        for job_id, (spec, shop, when) in wanted.items():
+            if self._planned.get(job_id) != when:
+                self._plan(job_id, spec, shop, when)
+
+    def _plan(self, job_id: str, spec: JobSpec, shop: Shop, when: When) -> None:
+        self._scheduler.add_job(
+            self._fire,
+            when.trigger(),
+            args=(spec.name, shop.id),
+            id=job_id,
+            name=f"{spec.name} {shop.domain}",
+            replace_existing=True,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=spec.misfire_grace_seconds,
+        )
+        self._planned[job_id] = when
+
+    def _schedule_of(self, shop: Shop) -> dict[str, When]:
+        """The shop's job times; the defaults (logged once per distinct problem) if its
+        "schedule" setting is wrong: a bad setting never stops the scheduler."""
+        assert shop.id is not None
+        try:
+            whens = shop_schedule(shop, tuple(self._jobs.values()))
+        except ScheduleError as exc:
+            if self._schedule_errors.get(shop.id) != str(exc):
+                log.error("scheduler: %s; using the default times", exc)
+                self._schedule_errors[shop.id] = str(exc)
+            return {spec.name: spec.default_when() for spec in self._jobs.values()}
+        self._schedule_errors.pop(shop.id, None)
+        return whens
+
+    async def _fire(self, job: str, shop_id: int) -> None:
+        """What APScheduler runs. The run itself goes to this scheduler's task group, where a
+        shutdown can wind it down (anyio cancellation, with the run recorded); waiting for it
+        here makes max_instances=1 hold while it lasts."""
+        if self._tasks is None:
+            return
+        done = anyio.Event()
+        try:
+            self._tasks.start_soon(self._run, self._jobs[job], shop_id, done)
+        except RuntimeError:  # the task group is closing: the process is shutting down
+            return
+        await done.wait()
+
+    async def _run(self, spec: JobSpec, shop_id: int, done: anyio.Event) -> None:
+        key = f"{spec.name}:{shop_id}"
+        self._running.add(key)
+        try:
+            if spec.heavy and self._heavy is not None:
+                async with self._heavy:
+                    await self._run_job(spec, shop_id)
+            else:
+                await self._run_job(spec, shop_id)
+        except Exception as exc:  # run_job records its own failures; this is the last guard
+            log.error("scheduler: %s failed outside its run: %s", key, describe_error(exc))
+        finally:
+            self._running.discard(key)
+            done.set()
+
+    async def _run_job(self, spec: JobSpec, shop_id: int) -> None:
+        await run_job(self._ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
+
+
+def build_scheduler(
+    ctx: JobContext, jobs: Sequence[JobSpec] = STANDARD_JOBS, **options: Any
+) -> JobScheduler:
+    """The process's scheduler over `jobs` (tests pass quick fake ones); see JobScheduler."""
+    return JobScheduler(ctx, jobs, **options)
+
+
+def _installed_shops(engine: Engine) -> list[Shop]:
+    with Session(engine, expire_on_commit=False) as session:
+        return list(
+            session.exec(
+                select(Shop).where(col(Shop.uninstalled_at).is_(None)).order_by(col(Shop.id))
+            )
+        )
+
+
+def _describe(job: Any) -> ScheduledJob:
+    kind, _, shop = job.id.partition(":")
+    return ScheduledJob(
+        id=job.id,
+        job=kind,
+        shop_id=int(shop) if shop else None,
+        trigger=str(job.trigger),
+        next_run_at=getattr(job, "next_run_time", None),
+        max_instances=job.max_instances,
+        coalesce=job.coalesce,
+        misfire_grace_seconds=job.misfire_grace_time,
+    )
