@@ -1,13 +1,18 @@
-"""`create_app(settings)`: the one place where the web app, the store and the processor meet."""
+"""`create_app(settings)`: the one place where the web app, the store, the processor and the
+job scheduler meet; `run_worker` runs the processor and the scheduler without the web app."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
+import anyio.abc
+import httpx
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -15,6 +20,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from jobs.context import JobContext
+from jobs.scheduler import STANDARD_JOBS, JobScheduler, JobSpec, build_scheduler
 from plugin.settings import Settings
 from plugin.store.db import checkpoint, make_engine
 from webhooks.gate import IngestGate
@@ -24,15 +31,23 @@ from webhooks.writer import InboxWriter
 
 log = logging.getLogger(__name__)
 
+# Shopify calls: a connection is set up within 10 s, and no read or write waits more than 30 s.
+HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+HTTP_LIMITS = httpx.Limits(max_connections=50, max_keepalive_connections=20)
+
 
 def create_app(
     settings: Settings,
     *,
     engine: Engine | None = None,
     run_processor: bool = True,
+    run_jobs: bool = True,
+    jobs: Sequence[JobSpec] = STANDARD_JOBS,
     clock: Callable[[], datetime] = utcnow,
 ) -> Starlette:
-    """The ASGI app. With `run_processor`, the inbox processor runs beside it in its event loop.
+    """The ASGI app. With `run_processor`, the inbox processor runs beside it in its event loop;
+    with `run_jobs`, the scheduler of `jobs` does too. While the app runs, `app.state.http` is
+    the HTTP client the jobs share and `app.state.scheduler` the scheduler (None without jobs).
 
     The schema is not created here: run the migrations first (`clvsync serve` does).
     """
@@ -48,26 +63,19 @@ def create_app(
         return JSONResponse({"status": "ok", "database": True})
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        stop = anyio.Event()
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(_checkpoints, engine, stop)
-                if run_processor:
-                    processor = Processor(
-                        engine,
-                        max_attempts=settings.processor_max_attempts,
-                        batch_size=settings.processor_batch_size,
-                        idle_seconds=settings.processor_idle_seconds,
-                        clock=clock,
-                        gate=gate,
-                    )
-                    tasks.start_soon(processor.run, stop)
-                    log.info("inbox processor started")
-                try:
-                    yield
-                finally:
-                    stop.set()
+            async with background(
+                settings,
+                engine,
+                run_processor=run_processor,
+                run_jobs=run_jobs,
+                jobs=jobs,
+                clock=clock,
+                gate=gate,
+            ) as running:
+                app.state.http, app.state.scheduler = running.http, running.scheduler
+                yield
         finally:
             writer.stop()
 
@@ -78,6 +86,87 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+@dataclass(frozen=True)
+class Background:
+    http: httpx.AsyncClient  # shared by every job of the process
+    scheduler: JobScheduler | None
+
+
+@contextlib.asynccontextmanager
+async def background(
+    settings: Settings,
+    engine: Engine,
+    *,
+    run_processor: bool = True,
+    run_jobs: bool = True,
+    jobs: Sequence[JobSpec] = STANDARD_JOBS,
+    clock: Callable[[], datetime] = utcnow,
+    gate: IngestGate | None = None,
+) -> AsyncIterator[Background]:
+    """The work besides answering requests, for as long as the block lasts: SQLite's
+    checkpoints, the inbox processor, and the job scheduler with the HTTP client its jobs share.
+
+    On leaving, the scheduler lets running jobs finish (see JobScheduler.run) before the HTTP
+    client is closed.
+    """
+    stop = anyio.Event()
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as http:
+        scheduler = None
+        if run_jobs:
+            scheduler = build_scheduler(JobContext(engine, settings, http, clock=clock), jobs)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_checkpoints, engine, stop)
+            if run_processor:
+                processor = Processor(
+                    engine,
+                    max_attempts=settings.processor_max_attempts,
+                    batch_size=settings.processor_batch_size,
+                    idle_seconds=settings.processor_idle_seconds,
+                    clock=clock,
+                    gate=gate,
+                )
+                tasks.start_soon(processor.run, stop)
+                log.info("inbox processor started")
+            if scheduler is not None:
+                await tasks.start(scheduler.run, stop)
+            try:
+                yield Background(http, scheduler)
+            finally:
+                stop.set()
+
+
+async def run_worker(
+    settings: Settings,
+    engine: Engine,
+    *,
+    stop: anyio.Event | None = None,
+    jobs: Sequence[JobSpec] = STANDARD_JOBS,
+    clock: Callable[[], datetime] = utcnow,
+    task_status: anyio.abc.TaskStatus[Background] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The inbox processor and the scheduled jobs without the web app, until SIGINT or SIGTERM
+    (or `stop`); then a clean shutdown, as the app's."""
+    stop = stop or anyio.Event()
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            background(settings, engine, jobs=jobs, clock=clock) as running,
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(_stop_on_signal, signals, stop)
+            log.info("worker started: inbox processor and scheduled jobs")
+            task_status.started(running)
+            await stop.wait()
+            tasks.cancel_scope.cancel()
+    log.info("worker stopped")
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: anyio.Event) -> None:
+    async for signum in signals:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+        return
 
 
 async def _checkpoints(engine: Engine, stop: anyio.Event, every_seconds: float = 1.0) -> None:

@@ -20,6 +20,7 @@ from sqlmodel import Session
 from plugin.cli_backtest import backtest
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
+from plugin.cli_jobs import jobs_group
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
 from plugin.store.db import make_engine, upgrade
@@ -101,16 +102,7 @@ def main() -> None:
     """clvsync: customer lifetime value, segments and recommendations for Shopify stores."""
 
 
-@main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
-    """Run the app: webhooks endpoint and inbox processor, under uvicorn."""
-    import uvicorn
-
-    from plugin.app import create_app
-
-    settings = _settings()
+def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -118,8 +110,41 @@ def serve(host: str, port: int) -> None:
         logging.getLogger("clvsync").warning(
             "development mode: fixed, public development secrets are in use"
         )
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--no-jobs",
+    is_flag=True,
+    help="Do not run the scheduled jobs in this process (run `clvsync worker` for them).",
+)
+def serve(host: str, port: int, no_jobs: bool) -> None:
+    """Run the app: webhooks endpoint, inbox processor and scheduled jobs, under uvicorn."""
+    import uvicorn
+
+    from plugin.app import create_app
+
+    settings = _settings()
+    _configure_logging(settings)
     with _open_store(settings) as engine:
-        uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+        app = create_app(settings, engine=engine, run_jobs=not no_jobs)
+        uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@main.command()
+def worker() -> None:
+    """Run the inbox processor and the scheduled jobs without the web server, until SIGINT or
+    SIGTERM (any number of workers may share one PostgreSQL database)."""
+    import anyio
+
+    from plugin.app import run_worker
+
+    settings = _settings()
+    _configure_logging(settings)
+    with _open_store(settings) as engine:
+        anyio.run(run_worker, settings, engine)
 
 
 @main.group()
@@ -324,6 +349,7 @@ def recompute(domain: str, changed: bool) -> None:
 main.add_command(backtest)
 main.add_command(devstore)
 main.add_command(demo)
+main.add_command(jobs_group)
 
 
 @main.group()

@@ -1,0 +1,96 @@
+"""`clvsync jobs`: the scheduled jobs' recent runs, and running one job for a shop now."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import click
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from jobs.context import JobContext
+from jobs.runs import OK, SKIPPED, RunResult, recent_runs, run_job
+from jobs.scheduler import STANDARD_JOBS, JobSpec
+from plugin.settings import Settings
+from plugin.store.models import JobRun, Shop
+
+_BY_NAME = {spec.name: spec for spec in STANDARD_JOBS}
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """The scheduled jobs: rescore, refit, push, reconcile."""
+
+
+@jobs_group.command("runs")
+@click.option("--shop", "domain", default=None, help="Only this shop's runs.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+def jobs_runs(domain: str | None, limit: int) -> None:
+    """The most recent job runs, newest first: when, how they ended, what they counted."""
+    from plugin.cli import _open_store, _settings, _shop_or_fail
+
+    with _open_store(_settings()) as engine:
+        shop_id = None
+        if domain is not None:
+            with Session(engine) as session:
+                shop_id = _shop_or_fail(session, domain).id
+        runs = recent_runs(engine, shop_id, limit)
+        domains = _domains(engine)
+    if not runs:
+        click.echo("no job runs yet")
+        return
+    click.echo(
+        f"{'id':>6} {'job':<10} {'shop':<32} {'started':<25} {'finished':<25} "
+        f"{'outcome':<8} counts / error"
+    )
+    for run in runs:
+        click.echo(_run_line(run, domains.get(run.shop_id, str(run.shop_id))))
+
+
+def _domains(engine: Engine) -> dict[int, str]:
+    with Session(engine) as session:
+        return {
+            shop_id: domain
+            for shop_id, domain in session.exec(select(Shop.id, Shop.domain))
+            if shop_id is not None
+        }
+
+
+def _run_line(run: JobRun, domain: str) -> str:
+    started = run.started_at.isoformat(timespec="seconds")
+    finished = run.finished_at.isoformat(timespec="seconds") if run.finished_at else "-"
+    detail = run.counts if run.error is None else f"{run.counts} {run.error}"
+    return (
+        f"{run.id:>6} {run.job:<10} {domain:<32} {started:<25} {finished:<25} "
+        f"{run.outcome:<8} {detail}"
+    )
+
+
+@jobs_group.command("run")
+@click.argument("job", type=click.Choice(sorted(_BY_NAME)))
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+def jobs_run(job: str, domain: str) -> None:
+    """Run one job for a shop now, recorded like a scheduled run; print its counts as JSON."""
+    from plugin.cli import _open_store, _settings, _shop_or_fail
+
+    settings = _settings()
+    with _open_store(settings) as engine:
+        with Session(engine) as session:
+            shop = _shop_or_fail(session, domain)
+        assert shop.id is not None
+        click.echo(f"running {job} for {shop.domain} ...", err=True)
+        result = anyio.run(_run_once, settings, engine, shop.id, _BY_NAME[job])
+    if result.outcome != OK:
+        verb = "not run" if result.outcome == SKIPPED else "failed"
+        raise click.ClickException(f"{job} for {shop.domain} {verb}: {result.error}")
+    click.echo(json.dumps(dict(result.counts), sort_keys=True, default=str))
+
+
+async def _run_once(settings: Settings, engine: Engine, shop_id: int, spec: JobSpec) -> RunResult:
+    from plugin.app import HTTP_LIMITS, HTTP_TIMEOUT
+
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as http:
+        ctx = JobContext(engine, settings, http)
+        return await run_job(ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
