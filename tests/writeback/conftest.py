@@ -156,9 +156,7 @@ def scenario_factory(
     """A generated store's history in our ledger, scored; its customers, with tags of the
     merchant's own, in a live dev store."""
 
-    def build(
-        customers: int = 60, seed: int = 3, config: DevStoreConfig | None = None
-    ) -> Scenario:
+    def build(customers: int = 60, seed: int = 3, config: DevStoreConfig | None = None) -> Scenario:
         store, shop, as_of = load_store(engine, customers, seed)
         shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)  # the token the store takes
         full_recompute(engine, shop, as_of)
