@@ -41,6 +41,20 @@ _MAX_ERROR_CHARS = 1000
 # Shopify access tokens and API secrets (shpat_, shpca_, shppa_, shpss_ ...): never stored.
 _TOKEN = re.compile(r"shp[a-z]{2}_\w+")
 
+# Jobs that must not overlap for one shop share one lease: the push and the reconcile (which
+# pushes) both write the pushed state; the refit and the re-score both write the scores.
+SHARED_LEASES = {
+    "push": "writeback",
+    "reconcile": "writeback",
+    "refit": "scoring",
+    "rescore": "scoring",
+}
+
+
+def lease_name(job: str) -> str:
+    return SHARED_LEASES.get(job, job)
+
+
 JobFn = Callable[[JobContext, Shop, int | None], Awaitable[Mapping[str, Any]]]
 
 
@@ -203,8 +217,8 @@ def _begin(
         shop = session.get(Shop, shop_id)
         if shop is None:
             return None
-        if not take_lease(session, shop_id, job, worker, now, lease_seconds):
-            lease = session.get(JobLease, (shop_id, job))
+        if not take_lease(session, shop_id, lease_name(job), worker, now, lease_seconds):
+            lease = session.get(JobLease, (shop_id, lease_name(job)))
             if lease is None:
                 return "the lease was just released by another worker"
             return f"running on {lease.holder} (lease until {lease.expires_at.isoformat()})"
@@ -270,7 +284,11 @@ def _renew(
     with engine.begin() as connection:
         renewed = connection.execute(
             update(table)
-            .where(table.c.shop_id == shop_id, table.c.job == job, table.c.holder == holder)
+            .where(
+                table.c.shop_id == shop_id,
+                table.c.job == lease_name(job),
+                table.c.holder == holder,
+            )
             .values(expires_at=now + timedelta(seconds=lease_seconds))
         ).rowcount
     return bool(renewed)
@@ -296,7 +314,9 @@ def _finish(
             run.counts = json.dumps(dict(counts), sort_keys=True, default=str)
         session.connection().execute(
             delete(table).where(
-                table.c.shop_id == shop_id, table.c.job == job, table.c.holder == holder
+                table.c.shop_id == shop_id,
+                table.c.job == lease_name(job),
+                table.c.holder == holder,
             )
         )
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.context import JobContext, utcnow
-from jobs.runs import FAILED, OK, RUNNING, SKIPPED, run_job
+from jobs.runs import FAILED, OK, RUNNING, SKIPPED, lease_name, run_job
 from plugin.store.models import JobLease, JobRun, Shop
 from tests.helpers import SHOP, T0, add_shop, make_settings
 
@@ -48,7 +48,8 @@ def leases_of(engine: Engine) -> list[JobLease]:
 def hold_lease(engine: Engine, shop: Shop, job: str, holder: str, until: datetime) -> None:
     assert shop.id is not None
     with Session(engine) as session, session.begin():
-        session.add(JobLease(shop_id=shop.id, job=job, holder=holder, expires_at=until))
+        lease = JobLease(shop_id=shop.id, job=lease_name(job), holder=holder, expires_at=until)
+        session.add(lease)
 
 
 async def counting(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
@@ -71,7 +72,7 @@ async def test_run_job_ok_records_worker_times_outcome_and_counts(engine: Engine
         result = await run_job(context(engine, http), shop.id, "push", job)
     # then it ran under its lease, as a run "running" then "ok", with its counts
     assert result.outcome == OK and result.counts == {"pushed": 3, "unchanged": 7}
-    assert seen == {"runs": [(result.run_id, RUNNING)], "leases": [("push", "worker-a")]}
+    assert seen == {"runs": [(result.run_id, RUNNING)], "leases": [("writeback", "worker-a")]}
     [run] = runs_of(engine)
     assert (run.id, run.shop_id, run.job, run.worker, run.outcome) == (
         result.run_id,
@@ -154,6 +155,22 @@ async def test_run_job_lease_held_by_another_worker_skips_unrecorded(engine: Eng
     async with httpx.AsyncClient() as http:
         other = await run_job(context(engine, http), shop.id, "rescore", counting)
     assert other.outcome == OK
+
+
+@pytest.mark.parametrize(("held", "wanted"), [("push", "reconcile"), ("refit", "rescore")])
+async def test_run_job_jobs_writing_the_same_state_never_overlap(
+    engine: Engine, held: str, wanted: str
+) -> None:
+    # given another worker running one of two jobs that write the same state (the pushed
+    # state; the scores)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    hold_lease(engine, shop, held, "worker-b", NOW + timedelta(hours=1))
+    # when this worker runs the other one
+    async with httpx.AsyncClient() as http:
+        result = await run_job(context(engine, http), shop.id, wanted, counting)
+    # then it waits its turn: skipped
+    assert result.outcome == SKIPPED and result.error is not None and "worker-b" in result.error
 
 
 async def test_run_job_expired_lease_is_taken_over(engine: Engine) -> None:

@@ -282,7 +282,8 @@ class JobRun(SQLModel, table=True):
 
 
 class JobLease(SQLModel, table=True):
-    """Who runs a shop's job right now, until when: two processes never run the same one."""
+    """Who runs a shop's job right now, until when: two processes never run the same one. Jobs
+    that must not overlap share one lease name (see jobs/runs.py)."""
 
     __tablename__ = "job_leases"
 
