@@ -158,7 +158,7 @@ def real_app() -> Any:
     from plugin.settings import load_settings
 
     inline = os.environ.get("CLVSYNC_BENCH_PROCESSOR", "inline") == "inline"
-    return create_app(load_settings(env_file=None), run_processor=inline)
+    return create_app(load_settings(env_file=None), run_processor=inline, run_jobs=False)
 
 
 def serve(kind: str, port: int) -> None:

@@ -178,9 +178,11 @@ def run_demo(
                 ports.devstore,
             )
         )
-        app_url = running.enter_context(
-            serve_in_thread(create_app(settings, engine=engine), ports.app)
-        )
+        # Staying up, the app runs its scheduled jobs against the dev store; once, the demo
+        # recomputes and pushes itself, in order.
+        settings = replace(settings, admin_url=devstore_url)
+        app = create_app(settings, engine=engine, run_jobs=not once)
+        app_url = running.enter_context(serve_in_thread(app, ports.app))
         summary = anyio.run(_deliver, store, app_url, settings.api_secret)
         _wait_until_processed(engine, summary.sent)
         with Session(engine, expire_on_commit=False) as session:
@@ -195,8 +197,7 @@ def run_demo(
             "with a 5xx on purpose) ...",
             err=True,
         )
-        push_settings = replace(settings, admin_url=devstore_url)
-        pushed = anyio.run(_push, engine, push_settings, shop, as_of)
+        pushed = anyio.run(_push, engine, settings, shop, as_of)
         held_customers, held_orders = _held(engine, store.shop_domain)
         result: dict[str, Any] = {
             "webhooks_sent": summary.sent,

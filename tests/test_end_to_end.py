@@ -28,7 +28,7 @@ async def test_generated_history_with_duplicates_and_reordering_gives_the_plante
     # given a generated store (refunds, edits, cancellations, guest and test orders included)
     store = generate_store(GeneratorConfig(customers=80), seed=7)
     add_shop(engine, store.shop_domain)
-    app = create_app(make_settings(), engine=engine, run_processor=False)
+    app = create_app(make_settings(), engine=engine, run_processor=False, run_jobs=False)
     faults = DeliveryFaults(duplicate_share=0.1, reorder_window=20)
     # when its history is delivered, shuffled and partly twice, and processed
     with serve_in_thread(app) as url:

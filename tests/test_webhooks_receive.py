@@ -31,7 +31,7 @@ from webhooks.processor import Processor
 @pytest.fixture
 def app_url(engine: Engine) -> Iterator[str]:
     add_shop(engine)
-    app = create_app(make_settings(), engine=engine, run_processor=False)
+    app = create_app(make_settings(), engine=engine, run_processor=False, run_jobs=False)
     with serve_in_thread(app) as url:
         yield url
 
@@ -189,7 +189,9 @@ def test_receive_database_down_answers_503(dead_url: str) -> None:
     # given an app whose database cannot be reached
     from plugin.store.db import make_engine
 
-    app = create_app(make_settings(), engine=make_engine(dead_url), run_processor=False)
+    app = create_app(
+        make_settings(), engine=make_engine(dead_url), run_processor=False, run_jobs=False
+    )
     body = body_of(order_payload(1008))
     with serve_in_thread(app) as url:
         response = post(url, body, webhook_headers(body, "orders/create"))
