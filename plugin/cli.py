@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TextIO
@@ -21,6 +22,7 @@ from plugin.cli_backtest import backtest
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group
+from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, shops
 from plugin.store.db import make_engine, upgrade
@@ -50,6 +52,8 @@ EXPORT_COLUMNS = (
     "segment",
     "reorder_due_at",
     "desired_tags",
+    # as last confirmed in the store by a push or read back by a reconcile:
+    "pushed_tags",
 )
 _MONEY_FIGURES = (
     "aov",
@@ -58,7 +62,6 @@ _MONEY_FIGURES = (
     "expected_spend_per_order",
     "predicted_clv",
 )
-DEFAULT_TAG_PREFIX = "clv:"
 
 
 def _settings() -> Settings:
@@ -193,6 +196,56 @@ def shop_list() -> None:
         )
 
 
+def _setting_value(raw: str) -> Any:
+    """A JSON value (true, 60, {"win_back_days": 60}), or else the text itself (ltv-)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def check_shop_settings(shop: Shop) -> None:
+    """Every part of the shop's settings is valid, or a ClickException naming what is not."""
+    from jobs.recompute import ShopSettingsError, scoring_settings
+    from jobs.scheduler import ScheduleError, shop_schedule
+    from jobs.writeback import WritebackError, shop_writeback_settings
+
+    known = {"scoring", "schedule", *(f.name for f in fields(WritebackSettings))}
+    unknown = sorted(set(json.loads(shop.settings)) - known)
+    if unknown:
+        raise click.ClickException(
+            f"unknown shop settings {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    try:
+        shop_writeback_settings(shop)
+        scoring_settings(shop)
+        shop_schedule(shop)
+    except (WritebackError, ShopSettingsError, ScheduleError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@shop.command("settings")
+@click.argument("domain")
+@click.option("--set", "to_set", multiple=True, metavar="KEY=VALUE", help="e.g. dry_run=true")
+@click.option("--unset", "to_unset", multiple=True, metavar="KEY", help="Back to the default.")
+def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...]) -> None:
+    """Show a shop's settings, or change them (checked before anything is saved): tag_prefix,
+    dry_run, bulk_threshold, metafield_namespace, scoring {...}, schedule {...}."""
+    with _open_store(_settings()) as engine, Session(engine) as session, session.begin():
+        shop = _shop_or_fail(session, domain)
+        values = json.loads(shop.settings or "{}")
+        for item in to_set:
+            key, sep, raw = item.partition("=")
+            if not sep or not key.strip():
+                raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+            values[key.strip()] = _setting_value(raw)
+        for key in to_unset:
+            values.pop(key, None)
+        shop.settings = json.dumps(values, sort_keys=True)
+        check_shop_settings(shop)  # raising rolls the change back
+        click.echo(json.dumps(values, indent=2, sort_keys=True))
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -203,9 +256,9 @@ def _cell(value: Any) -> Any:
 
 def _score_cells(score: CustomerScore | None, prefix: str) -> dict[str, Any]:
     if score is None:
-        return dict.fromkeys(EXPORT_COLUMNS[6:], "")
+        return dict.fromkeys(EXPORT_COLUMNS[6:-1], "")
     cells: dict[str, Any] = {}
-    for name in EXPORT_COLUMNS[6:-1]:
+    for name in EXPORT_COLUMNS[6:-2]:
         value = getattr(score, name)
         if isinstance(value, float):
             value = round(value, 2 if name in _MONEY_FIGURES else 4)
@@ -216,8 +269,8 @@ def _score_cells(score: CustomerScore | None, prefix: str) -> dict[str, Any]:
 
 def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
     assert shop.id is not None
-    prefix = json.loads(shop.settings or "{}").get("tag_prefix", DEFAULT_TAG_PREFIX)
-    for customer, score in ledger.iter_customers(session, shop.id):
+    prefix = json.loads(shop.settings or "{}").get("tag_prefix", DEFAULT_TAG_PREFIX)  # as pushed
+    for customer, score, synced in ledger.iter_customers(session, shop.id):
         yield {
             "customer_id": customer.customer_id,
             "orders": customer.orders,
@@ -226,6 +279,7 @@ def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
             "first_order_at": _cell(customer.first_order_at) or "",
             "last_order_at": _cell(customer.last_order_at) or "",
             **_score_cells(score, prefix),
+            "pushed_tags": " ".join(json.loads(synced.tags)) if synced else "",
         }
 
 
@@ -344,6 +398,26 @@ def recompute(domain: str, changed: bool) -> None:
         except ShopSettingsError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(summary))
+
+
+@main.command()
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would change (counts by tag, a sample of customers with the reasons) "
+    "without calling Shopify.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
+def push(domain: str, dry_run: bool, as_json: bool) -> None:
+    """Push the changed tags and metafields to the store now (the scheduled push, run once)."""
+    from plugin.cli_push import run_writeback
+
+    settings = _settings()
+    with _open_store(settings) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            shop = _shop_or_fail(session, domain)
+        run_writeback(engine, settings, shop, dry_run, as_json)
 
 
 main.add_command(backtest)

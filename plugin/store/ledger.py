@@ -313,14 +313,20 @@ def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
 
 def iter_customers(
     session: Session, shop_id: int
-) -> Iterator[tuple[Customer, CustomerScore | None]]:
-    """The shop's customers (not deleted ones) with their scores if any, in customer id order."""
+) -> Iterator[tuple[Customer, CustomerScore | None, CustomerSync | None]]:
+    """The shop's customers (not deleted ones) with their scores and pushed state if any, in
+    customer id order."""
     query = (
-        select(Customer, CustomerScore)
+        select(Customer, CustomerScore, CustomerSync)
         .outerjoin(
             CustomerScore,
             (col(CustomerScore.shop_id) == col(Customer.shop_id))
             & (col(CustomerScore.customer_id) == col(Customer.customer_id)),
+        )
+        .outerjoin(
+            CustomerSync,
+            (col(CustomerSync.shop_id) == col(Customer.shop_id))
+            & (col(CustomerSync.customer_id) == col(Customer.customer_id)),
         )
         .where(Customer.shop_id == shop_id, col(Customer.deleted_at).is_(None))
         .order_by(col(Customer.customer_id))

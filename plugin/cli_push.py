@@ -1,0 +1,69 @@
+"""`clvsync push`: the push job run once now, or its dry run printed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import click
+import httpx
+from sqlalchemy import Engine
+
+from jobs.context import JobContext
+from jobs.runs import run_job
+from jobs.writeback import WritebackError, push_shop
+from plugin.settings import Settings
+from plugin.store.models import Shop
+
+
+def _print_plan(plan: dict[str, Any]) -> None:
+    click.echo(
+        f"dry run: {plan['customers_with_tag_changes']} customers' tags and "
+        f"{plan['customers_with_metafield_changes']} customers' metafields would change "
+        f"({plan['skipped_refused']} refused before and unchanged, left alone)"
+    )
+    for label, key in (("add", "tags_added"), ("remove", "tags_removed")):
+        for tag, count in plan[key].items():
+            click.echo(f"  {label:<7} {tag:<32} {count} customers")
+    for key, count in plan["metafields_changed"].items():
+        click.echo(f"  set     metafield {key:<22} {count} customers")
+    if plan["sample"]:
+        click.echo("sample:")
+    for sample in plan["sample"]:
+        click.echo(f"  customer {sample['customer_id']}")
+        for tag, reason in sample["add"].items():
+            click.echo(f"    + {tag}: {reason}")
+        for tag, reason in sample["remove"].items():
+            click.echo(f"    - {tag}: {reason}")
+
+
+async def _run(engine: Engine, settings: Settings, shop: Shop, dry_run: bool) -> Any:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as http:
+        ctx = JobContext(engine, settings, http)
+        if dry_run:  # nothing is changed, so nothing to lease or record
+            return await push_shop(ctx, shop, None, dry_run=True)
+        assert shop.id is not None
+        return await run_job(ctx, shop.id, "push", push_shop)
+
+
+def run_writeback(
+    engine: Engine, settings: Settings, shop: Shop, dry_run: bool, as_json: bool
+) -> None:
+    """Run the push for one shop now and report it; exit 1 if it failed."""
+    try:
+        result = anyio.run(_run, engine, settings, shop, dry_run)
+    except WritebackError as exc:
+        raise click.ClickException(str(exc)) from None
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps(result))
+        else:
+            _print_plan(result)
+        return
+    summary = {"outcome": result.outcome, "run_id": result.run_id, **dict(result.counts)}
+    if result.error:
+        summary["error"] = result.error
+    click.echo(json.dumps(summary, default=str))
+    if result.outcome != "ok":
+        raise SystemExit(1)
