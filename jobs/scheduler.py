@@ -33,6 +33,7 @@ from jobs.context import JobContext
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
 from jobs.writeback import push_shop, reconcile_shop
+from plugin.store import inbox
 from plugin.store.models import Shop
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,21 @@ async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str
     return await reconcile_shop(ctx, shop, run_id)
 
 
+# Shopify retries a delivery for about 4 hours and may deliver a day late: processed events'
+# ids are kept a fortnight for de-duplication, then deleted.
+INBOX_KEEP = timedelta(days=14)
+
+
+async def prune(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    """Delete the shop's processed webhook events older than INBOX_KEEP."""
+
+    def delete_old() -> int:
+        with Session(ctx.engine) as session, session.begin():
+            return inbox.prune_done(session, shop.domain, ctx.clock() - INBOX_KEEP)
+
+    return {"inbox_events_deleted": await anyio.to_thread.run_sync(delete_old)}
+
+
 def _model_run_counts(summary: dict[str, Any]) -> dict[str, Any]:
     # "run_id" in a recompute summary is the model run's; the job run has an id of its own
     return {("model_run_id" if key == "run_id" else key): value for key, value in summary.items()}
@@ -127,6 +143,7 @@ STANDARD_JOBS: tuple[JobSpec, ...] = (
         misfire_grace_seconds=6 * 3600,
         lease_seconds=1800.0,
     ),
+    JobSpec("prune", prune, daily_at_hour=3, misfire_grace_seconds=6 * 3600),
 )
 
 

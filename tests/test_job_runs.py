@@ -279,3 +279,43 @@ async def test_run_job_unknown_shop_fails_without_a_record(engine: Engine) -> No
         result = await run_job(context(engine, http), 999, "push", counting)
     assert (result.outcome, result.run_id, result.error) == (FAILED, None, "no shop with id 999")
     assert runs_of(engine) == []
+
+
+async def test_prune_job_deletes_only_the_shops_old_processed_events(engine: Engine) -> None:
+    # given processed events 20 and 2 days old, an old pending one, and another shop's old one
+    from jobs.scheduler import prune
+    from plugin.store.models import DONE, PENDING, InboxEvent
+
+    shop = add_shop(engine)
+    add_shop(engine, "other.myshopify.com")
+    assert shop.id is not None
+
+    def event(domain: str, webhook_id: str, days_old: int, status: str) -> InboxEvent:
+        at = NOW - timedelta(days=days_old)
+        return InboxEvent(
+            shop_domain=domain,
+            webhook_id=webhook_id,
+            topic="orders/create",
+            received_at=at,
+            payload="",
+            status=status,
+            next_attempt_at=at,
+        )
+
+    with Session(engine) as session, session.begin():
+        session.add_all(
+            [
+                event(SHOP, "old-done", 20, DONE),
+                event(SHOP, "new-done", 2, DONE),
+                event(SHOP, "old-pending", 20, PENDING),
+                event("other.myshopify.com", "other-old-done", 20, DONE),
+            ]
+        )
+    # when the shop's prune job runs
+    async with httpx.AsyncClient() as http:
+        result = await run_job(context(engine, http), shop.id, "prune", prune)
+    # then only its old processed event is gone
+    assert result.outcome == OK and result.counts == {"inbox_events_deleted": 1}
+    with Session(engine) as session:
+        left = set(session.exec(select(InboxEvent.webhook_id)))
+    assert left == {"new-done", "old-pending", "other-old-done"}

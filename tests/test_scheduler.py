@@ -86,12 +86,13 @@ async def test_standard_jobs_default_triggers_one_instance_coalesced(engine: Eng
     # when the scheduler runs the standard jobs
     async with running(engine) as scheduler:
         planned = scheduler.jobs()
-    # then the shop has its four jobs at the default times, and the shop list is re-read
+    # then the shop has its jobs at the default times, and the shop list is re-read
     assert {job.job: job.trigger for job in planned} == {
         "rescore": "interval[0:15:00]",
         "refit": "cron[hour='2', minute='0']",
         "push": "interval[0:05:00]",
         "reconcile": "cron[hour='4', minute='0']",
+        "prune": "cron[hour='3', minute='0']",
         "shops": "interval[0:01:00]",
     }
     assert {job.shop_id for job in planned} == {shop.id, None}
@@ -113,6 +114,7 @@ async def test_shop_schedule_overrides_apply_per_shop(engine: Engine) -> None:
             "refit": "cron[hour='3', minute='0']",
             "push": "interval[0:05:00]",
             "reconcile": "cron[hour='4', minute='0']",
+            "prune": "cron[hour='3', minute='0']",
             "shops": "interval[0:01:00]",
         }
         assert triggers(scheduler, plain)["rescore"] == "interval[0:15:00]"
@@ -189,7 +191,12 @@ async def test_scheduler_push_and_reconcile_only_for_shops_whose_token_works(
     async with running(engine) as scheduler:
         planned = {(job.job, job.shop_id) for job in scheduler.jobs()}
     # then the first is only recomputed, the uninstalled one has no jobs at all
-    assert planned == {("rescore", reauth.id), ("refit", reauth.id), ("shops", None)}
+    assert planned == {
+        ("rescore", reauth.id),
+        ("refit", reauth.id),
+        ("prune", reauth.id),
+        ("shops", None),
+    }
 
 
 async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
@@ -208,7 +215,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
         # when the second needs re-authorising, then is authorised again
         set_shop(engine, second, needs_reauth=True)
         await scheduler.sync_shops()
-        assert set(triggers(scheduler, second)) == {"rescore", "refit", "shops"}
+        assert set(triggers(scheduler, second)) == {"rescore", "refit", "prune", "shops"}
         set_shop(engine, second, needs_reauth=False)
         await scheduler.sync_shops()
         # then it loses its push and reconcile meanwhile and gets them back
@@ -217,6 +224,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
             "refit",
             "push",
             "reconcile",
+            "prune",
             "shops",
         }
         # and a changed schedule is re-planned at the next read
@@ -232,7 +240,7 @@ async def test_scheduler_rereads_the_shops_on_its_own(engine: Engine) -> None:
         # when a shop is installed
         shop = add_shop(engine)
         # then it gets its jobs without a restart
-        await eventually(lambda: len(triggers(scheduler, shop)) == 5)
+        await eventually(lambda: len(triggers(scheduler, shop)) == 6)
 
 
 def quick_jobs(fn: Callable[..., Any], every: timedelta = QUICK, **spec: Any) -> tuple[JobSpec]:

@@ -144,6 +144,20 @@ def requeue_parked(
     return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
 
 
+def prune_done(session: Session, shop_domain: str, before: datetime) -> int:
+    """Delete the shop's processed events received before `before` (their payloads are already
+    empty; only the ids were kept, for de-duplication); how many."""
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    result = session.connection().execute(
+        table.delete().where(
+            table.c.shop_domain == shop_domain,
+            table.c.status == DONE,
+            table.c.received_at < before,
+        )
+    )
+    return int(result.rowcount or 0)
+
+
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.exec(select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
     return {status: count for status, count in rows}
