@@ -1,0 +1,135 @@
+"""The write-back's plan: every customer's desired state against the state the store was last
+known to hold, and what a dry run reports of the differences."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from plugin.domain.writeback import (
+    CustomerChange,
+    CustomerFigures,
+    WritebackSettings,
+    WritebackSettingsError,
+    customer_change,
+    desired_tags,
+    metafield_values,
+    writeback_settings,
+)
+from plugin.store.models import Shop
+from plugin.store.scores import latest_full_run
+from plugin.store.sync import Held, held_state
+
+SAMPLE_SIZE = 10
+
+
+class WritebackError(RuntimeError):
+    """The shop cannot be pushed to: bad settings, no token, or a refused definition."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    change: CustomerChange
+    pushed_tags: frozenset[str]
+    pushed_metafields: dict[str, str]
+    desired_tags: frozenset[str]
+
+
+@dataclass
+class Plan:
+    """Every customer's change, and what a dry run reports of them."""
+
+    items: list[Planned] = field(default_factory=list)
+    skipped_refused: int = 0  # unchanged since the store refused them
+
+    def summary(self, sample: int = SAMPLE_SIZE) -> dict[str, Any]:
+        added: Counter[str] = Counter()
+        removed: Counter[str] = Counter()
+        metafields: Counter[str] = Counter()
+        for item in self.items:
+            added.update(item.change.add)
+            removed.update(item.change.remove)
+            metafields.update(key for key, _ in item.change.set_metafields)
+            metafields.update(item.change.delete_metafields)
+        return {
+            "customers_with_tag_changes": sum(i.change.tags_changed for i in self.items),
+            "customers_with_metafield_changes": sum(
+                i.change.metafields_changed for i in self.items
+            ),
+            "tags_added": dict(sorted(added.items())),
+            "tags_removed": dict(sorted(removed.items())),
+            "metafields_changed": dict(sorted(metafields.items())),
+            "skipped_refused": self.skipped_refused,
+            "sample": [_sample(item) for item in self.items[:sample]],
+        }
+
+
+def _sample(item: Planned) -> dict[str, Any]:
+    change = item.change
+    return {
+        "customer_id": change.customer_id,
+        "add": {tag: change.reason(tag) for tag in change.add},
+        "remove": {tag: change.reason(tag) for tag in change.remove},
+        "metafields": {key: value for key, value in change.set_metafields},
+        "delete_metafields": list(change.delete_metafields),
+    }
+
+
+def shop_writeback_settings(shop: Shop) -> WritebackSettings:
+    try:
+        return writeback_settings(json.loads(shop.settings or "{}"))
+    except (WritebackSettingsError, TypeError) as exc:
+        raise WritebackError(f"{shop.domain}: write-back settings: {exc}") from None
+
+
+def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Plan:
+    """Compare every customer's desired and pushed state (streamed from the store)."""
+    assert shop.id is not None
+    run = latest_full_run(engine, shop.id)
+    fitted = run is not None and run.confidence == "fitted"
+    plan = Plan()
+    for held in held_state(engine, shop.id):
+        planned = _planned(held, settings.tag_prefix, fitted)
+        if planned is None:
+            continue
+        if (
+            held.blocked is not None
+            and held.blocked_tags == planned.desired_tags
+            and not planned.change.metafields_changed
+        ):
+            plan.skipped_refused += 1
+            continue
+        plan.items.append(planned)
+    return plan
+
+
+def _planned(held: Held, prefix: str, fitted: bool) -> Planned | None:
+    desired = frozenset() if held.tags is None else desired_tags(prefix, held.tags)
+    values: dict[str, str] = {}
+    if held.tags is not None:
+        assert held.segment is not None and held.historical_clv is not None
+        figures = CustomerFigures(
+            held.historical_clv,
+            held.predicted_clv or 0.0,
+            held.p_alive or 0.0,
+            held.expected_next_order_at,
+            held.segment,
+        )
+        values = metafield_values(figures, fitted)
+    reasons = {prefix + tag: why for tag, why in json.loads(held.reasons).items()}
+    change = customer_change(
+        held.customer_id,
+        desired,
+        held.pushed_tags,
+        values,
+        held.pushed_metafields,
+        reasons,
+        held.segment,
+    )
+    if change is None:
+        return None
+    return Planned(change, held.pushed_tags, held.pushed_metafields, desired)

@@ -1,0 +1,450 @@
+"""The push itself: one shop's plan sent through its client, per call or in bulk, with each
+batch's results recorded as they come back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import anyio
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from jobs.plan import Plan, Planned, WritebackError
+from plugin.domain.writeback import (
+    DEFINITIONS_VERSION,
+    METAFIELD_TYPES,
+    METAFIELDS,
+    CustomerChange,
+    WritebackSettings,
+)
+from plugin.shopify.bulk import BulkRunner
+from plugin.shopify.client import AdminClient
+from plugin.store.models import Shop
+from plugin.store.sync import Outcome, record_outcomes
+
+log = logging.getLogger(__name__)
+
+TAG_FIELDS_PER_CALL = 50  # aliased tag mutations per request: 500 points, half the query maximum
+METAFIELDS_PER_SET = 25  # Shopify's limit per metafieldsSet
+SETS_PER_CALL = 10  # aliased metafieldsSet mutations per request
+MUTATION_COST = 10
+RECORD_EVERY = 1000  # customers' results per transaction on the bulk path
+
+_REMOVE_ONE = """mutation Remove($id: ID!, $tags: [String!]!) {
+  tagsRemove(id: $id, tags: $tags) { userErrors { field message } }
+}"""
+_ADD_ONE = """mutation Add($id: ID!, $tags: [String!]!) {
+  tagsAdd(id: $id, tags: $tags) { userErrors { field message } }
+}"""
+_SET_MANY = """mutation Set($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) { userErrors { field message code elementIndex } }
+}"""
+
+
+def customer_gid(customer_id: int) -> str:
+    return f"gid://shopify/Customer/{customer_id}"
+
+
+@dataclass
+class PushCounts:
+    customers_tagged: int = 0
+    tags_added: int = 0
+    tags_removed: int = 0
+    customers_refused: int = 0
+    metafields_set: int = 0
+    metafields_deleted: int = 0
+    bulk_operations: int = 0
+
+
+class Pusher:
+    """Pushes one shop's plan through its client, recording results as they come back."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        shop: Shop,
+        client: AdminClient,
+        bulk: BulkRunner,
+        settings: WritebackSettings,
+        *,
+        job_run_id: int | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        assert shop.id is not None
+        self.engine, self.shop, self.shop_id = engine, shop, shop.id
+        self.client, self.bulk, self.settings = client, bulk, settings
+        self.job_run_id, self.clock = job_run_id, clock
+        self.counts = PushCounts()
+
+    async def push(self, plan: Plan) -> PushCounts:
+        if self.shop.definitions_version < DEFINITIONS_VERSION:
+            await self.ensure_definitions()
+        tagged = [item for item in plan.items if item.change.tags_changed]
+        if len(tagged) >= self.settings.bulk_threshold:
+            await self.tags_in_bulk(tagged)
+        else:
+            await self.tags_per_call(tagged)
+        valued = [item for item in plan.items if item.change.metafields_changed]
+        if len(valued) >= self.settings.bulk_threshold:
+            await self.metafields_in_bulk(valued)
+        else:
+            await self.metafields_per_call(valued)
+        return self.counts
+
+    # -- definitions
+
+    async def ensure_definitions(self) -> None:
+        """Create the app's customer metafield definitions; an existing one (TAKEN) is fine."""
+        namespace = self.settings.metafield_namespace
+        declared = ", ".join(f"$d{i}: MetafieldDefinitionInput!" for i in range(len(METAFIELDS)))
+        fields_text = " ".join(
+            f"d{i}: metafieldDefinitionCreate(definition: $d{i}) "
+            "{ createdDefinition { id } userErrors { field message code } }"
+            for i in range(len(METAFIELDS))
+        )
+        variables = {
+            f"d{i}": {
+                "name": spec.name,
+                "namespace": namespace,
+                "key": spec.key,
+                "type": spec.type,
+                "ownerType": "CUSTOMER",
+                "description": spec.description,
+            }
+            for i, spec in enumerate(METAFIELDS)
+        }
+        data = await self.client.execute(
+            f"mutation Define({declared}) {{ {fields_text} }}",
+            variables,
+            cost=MUTATION_COST * len(METAFIELDS),
+        )
+        for i, spec in enumerate(METAFIELDS):
+            errors = [e for e in data[f"d{i}"]["userErrors"] if e.get("code") != "TAKEN"]
+            if errors:
+                raise WritebackError(
+                    f"{self.shop.domain}: metafield definition {namespace}.{spec.key} refused: "
+                    + "; ".join(e["message"] for e in errors)
+                )
+        await anyio.to_thread.run_sync(self._mark_defined)
+
+    def _mark_defined(self) -> None:
+        with Session(self.engine) as session, session.begin():
+            stored = session.get(Shop, self.shop_id)
+            if stored is not None:
+                stored.definitions_version = DEFINITIONS_VERSION
+        self.shop.definitions_version = DEFINITIONS_VERSION
+
+    # -- tags
+
+    def _tag_fields_per_call(self) -> int:
+        """Up to TAG_FIELDS_PER_CALL, and never more than half the bucket (as last reported):
+        a call dearer than the bucket could never be afforded."""
+        half_bucket = int(self.client.bucket.maximum // (2 * MUTATION_COST))
+        return max(1, min(TAG_FIELDS_PER_CALL, half_bucket))
+
+    async def tags_per_call(self, items: Sequence[Planned]) -> None:
+        for batch in _batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
+            query, variables = _tags_document(batch)
+            cost = MUTATION_COST * sum(_tag_fields(item.change) for item in batch)
+            data = await self.client.execute(query, variables, cost=cost)
+            outcomes = [
+                self._tag_outcome(item, _errors(data.get(f"r{n}")), _errors(data.get(f"a{n}")))
+                for n, item in enumerate(batch)
+            ]
+            await self._record(outcomes, "call")
+
+    async def tags_in_bulk(self, items: Sequence[Planned]) -> None:
+        """Removals, then additions: one bulk mutation each (one runs at a time per shop)."""
+        removing = [item for item in items if item.change.remove]
+        adding = [item for item in items if item.change.add]
+        removed = await self._bulk_lines(
+            _REMOVE_ONE,
+            "tagsRemove",
+            removing,
+            lambda c: {"id": customer_gid(c.customer_id), "tags": list(c.remove)},
+        )
+        added = await self._bulk_lines(
+            _ADD_ONE,
+            "tagsAdd",
+            adding,
+            lambda c: {"id": customer_gid(c.customer_id), "tags": list(c.add)},
+        )
+        outcomes = []
+        for item in items:
+            remove_result = removed.get(item.change.customer_id) if item.change.remove else []
+            add_result = added.get(item.change.customer_id) if item.change.add else []
+            if remove_result is None and add_result is None:
+                continue  # neither line confirmed: sent again next time
+            outcomes.append(self._tag_outcome(item, remove_result, add_result))
+        for start in range(0, len(outcomes), RECORD_EVERY):
+            await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
+
+    async def _bulk_lines(
+        self,
+        mutation: str,
+        field_name: str,
+        items: Sequence[Planned],
+        variables: Callable[[CustomerChange], dict[str, Any]],
+    ) -> dict[int, list[dict[str, Any]] | None]:
+        """Each customer's user errors from the result file ([] when the line succeeded);
+        None for a line with no result (the operation failed before it)."""
+        if not items:
+            return {}
+        outcome = await self.bulk.mutation(mutation, (variables(i.change) for i in items))
+        self.counts.bulk_operations += 1
+        if outcome.status != "COMPLETED":
+            log.warning(
+                "%s: bulk mutation %s ended %s (%s)",
+                self.shop.domain,
+                outcome.operation_id,
+                outcome.status,
+                outcome.error_code,
+            )
+        results = outcome.by_line
+        return {
+            item.change.customer_id: (
+                None if n not in results else _line_user_errors(results[n], field_name)
+            )
+            for n, item in enumerate(items)
+        }
+
+    def _tag_outcome(
+        self,
+        item: Planned,
+        remove_errors: list[dict[str, Any]] | None,
+        add_errors: list[dict[str, Any]] | None,
+    ) -> Outcome:
+        """What the store holds now: the pushed tags less the confirmed removals, plus the
+        confirmed additions. `None` errors: the call's result is unknown (not confirmed)."""
+        change = item.change
+        held = set(item.pushed_tags)
+        outcome = Outcome(change.customer_id)
+        if change.remove and remove_errors == []:
+            held -= set(change.remove)
+            self.counts.tags_removed += len(change.remove)
+            outcome.changes += [
+                ("tag", tag, "remove", None, change.reason(tag)) for tag in change.remove
+            ]
+        if change.add and add_errors == []:
+            held |= set(change.add)
+            self.counts.tags_added += len(change.add)
+            outcome.changes += [("tag", tag, "add", None, change.reason(tag)) for tag in change.add]
+        refused = [e["message"] for e in (remove_errors or []) + (add_errors or [])]
+        if refused:
+            self.counts.customers_refused += 1
+            outcome.blocked = "; ".join(refused)
+            outcome.blocked_tags = item.desired_tags
+            outcome.changes.append(("tag", " ".join(change.add), "refused", None, outcome.blocked))
+            log.info(
+                "%s: customer %d tags refused: %s", self.shop.domain, change.customer_id, refused
+            )
+        else:
+            self.counts.customers_tagged += 1
+        outcome.tags = frozenset(held)
+        return outcome
+
+    # -- metafields
+
+    async def metafields_per_call(self, items: Sequence[Planned]) -> None:
+        setting = [item for item in items if item.change.set_metafields]
+        for batch in _batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
+            groups = list(_batches(batch, METAFIELDS_PER_SET, _metafield_count))
+            declared = ", ".join(f"$m{n}: [MetafieldsSetInput!]!" for n in range(len(groups)))
+            body = " ".join(
+                f"m{n}: metafieldsSet(metafields: $m{n}) "
+                "{ userErrors { field message code elementIndex } }"
+                for n in range(len(groups))
+            )
+            variables = {f"m{n}": self._metafield_inputs(group) for n, group in enumerate(groups)}
+            data = await self.client.execute(
+                f"mutation Set({declared}) {{ {body} }}",
+                variables,
+                cost=MUTATION_COST * len(groups),
+            )
+            outcomes = []
+            for n, group in enumerate(groups):
+                errors = _errors(data.get(f"m{n}"))
+                outcomes += [self._set_outcome(item, errors) for item in group]
+            await self._record(outcomes, "call")
+        deleting = [item for item in items if item.change.delete_metafields]
+        for batch in _batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
+            await self._delete_metafields(batch)
+
+    async def metafields_in_bulk(self, items: Sequence[Planned]) -> None:
+        setting = [item for item in items if item.change.set_metafields]
+        groups = list(_batches(setting, METAFIELDS_PER_SET, _metafield_count))
+        if groups:
+            outcome = await self.bulk.mutation(
+                _SET_MANY, ({"metafields": self._metafield_inputs(g)} for g in groups)
+            )
+            self.counts.bulk_operations += 1
+            results = outcome.by_line
+            outcomes = []
+            for number, group in enumerate(groups):
+                line = results.get(number)
+                if line is None:
+                    continue
+                errors = _line_user_errors(line, "metafieldsSet")
+                outcomes += [self._set_outcome(item, errors) for item in group]
+            for start in range(0, len(outcomes), RECORD_EVERY):
+                await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
+        deleting = [item for item in items if item.change.delete_metafields]
+        for batch in _batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
+            await self._delete_metafields(batch)
+
+    def _metafield_inputs(self, items: Iterable[Planned]) -> list[dict[str, str]]:
+        return [
+            {
+                "ownerId": customer_gid(item.change.customer_id),
+                "namespace": self.settings.metafield_namespace,
+                "key": key,
+                "type": METAFIELD_TYPES[key],
+                "value": value,
+            }
+            for item in items
+            for key, value in item.change.set_metafields
+        ]
+
+    def _set_outcome(self, item: Planned, errors: list[dict[str, Any]] | None) -> Outcome:
+        change = item.change
+        outcome = Outcome(change.customer_id, tags=None)
+        if errors:  # metafieldsSet is atomic: the whole call was refused
+            message = "; ".join(e["message"] for e in errors)
+            outcome.changes.append(("metafield", "*", "refused", None, message))
+            return outcome
+        held = dict(item.pushed_metafields) | dict(change.set_metafields)
+        outcome.metafields = held
+        self.counts.metafields_set += len(change.set_metafields)
+        outcome.changes += [
+            ("metafield", key, "set", value, change.reason(key))
+            for key, value in change.set_metafields
+        ]
+        return outcome
+
+    async def _delete_metafields(self, batch: Sequence[Planned]) -> None:
+        namespace = self.settings.metafield_namespace
+        identifiers = [
+            {"ownerId": customer_gid(item.change.customer_id), "namespace": namespace, "key": key}
+            for item in batch
+            for key in item.change.delete_metafields
+        ]
+        data = await self.client.execute(
+            "mutation Delete($m: [MetafieldIdentifierInput!]!) "
+            "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
+            {"m": identifiers},
+            cost=MUTATION_COST,
+        )
+        if _errors(data.get("metafieldsDelete")):
+            return  # left as pushed: tried again next time
+        outcomes = []
+        for item in batch:
+            change = item.change
+            held = {
+                key: value
+                for key, value in (
+                    dict(item.pushed_metafields) | dict(change.set_metafields)
+                ).items()
+                if key not in change.delete_metafields
+            }
+            self.counts.metafields_deleted += len(change.delete_metafields)
+            outcome = Outcome(change.customer_id, metafields=held)
+            outcome.changes += [
+                ("metafield", key, "delete", None, change.reason(key))
+                for key in change.delete_metafields
+            ]
+            outcomes.append(outcome)
+        await self._record(outcomes, "call")
+
+    async def _record(self, outcomes: list[Outcome], via: str) -> None:
+        await anyio.to_thread.run_sync(self._record_now, outcomes, via)
+
+    def _record_now(self, outcomes: list[Outcome], via: str) -> None:
+        record_outcomes(
+            self.engine,
+            self.shop_id,
+            _merged(outcomes),
+            via=via,
+            job_run_id=self.job_run_id,
+            now=self.clock(),
+        )
+
+
+def _merged(outcomes: list[Outcome]) -> list[Outcome]:
+    """One outcome per customer (a customer's metafields can span two groups of a batch)."""
+    merged: dict[int, Outcome] = {}
+    for outcome in outcomes:
+        was = merged.get(outcome.customer_id)
+        if was is None:
+            merged[outcome.customer_id] = outcome
+            continue
+        if outcome.metafields is not None:
+            was.metafields = (was.metafields or {}) | outcome.metafields
+        was.changes += outcome.changes
+    return list(merged.values())
+
+
+def _tag_fields(change: CustomerChange) -> int:
+    return bool(change.add) + bool(change.remove)
+
+
+def _metafield_count(item: Planned) -> int:
+    return len(item.change.set_metafields)
+
+
+def _batches(
+    items: Sequence[Planned], capacity: int | Callable[[], int], weight: Callable[[Planned], int]
+) -> Iterable[list[Planned]]:
+    """Consecutive groups whose weights sum to at most `capacity` (an item is never split);
+    a callable capacity is asked again for each group."""
+    batch: list[Planned] = []
+    used = 0
+    for item in items:
+        size = weight(item)
+        limit = capacity() if callable(capacity) else capacity
+        if batch and used + size > limit:
+            yield batch
+            batch, used = [], 0
+        batch.append(item)
+        used += size
+    if batch:
+        yield batch
+
+
+def _tags_document(batch: Sequence[Planned]) -> tuple[str, dict[str, Any]]:
+    """One request: per customer, tagsRemove then tagsAdd (mutations run in order)."""
+    declared: list[str] = []
+    selected: list[str] = []
+    variables: dict[str, Any] = {}
+    for n, item in enumerate(batch):
+        change = item.change
+        declared.append(f"$id{n}: ID!")
+        variables[f"id{n}"] = customer_gid(change.customer_id)
+        for alias, mutation, tags in (
+            ("r", "tagsRemove", change.remove),
+            ("a", "tagsAdd", change.add),
+        ):
+            if tags:
+                declared.append(f"${alias}{n}: [String!]!")
+                variables[f"{alias}{n}"] = list(tags)
+                selected.append(
+                    f"{alias}{n}: {mutation}(id: $id{n}, tags: ${alias}{n}) "
+                    "{ userErrors { field message } }"
+                )
+    return f"mutation PushTags({', '.join(declared)}) {{ {' '.join(selected)} }}", variables
+
+
+def _errors(payload: Any) -> list[dict[str, Any]] | None:
+    if not isinstance(payload, dict):
+        return None
+    errors = payload.get("userErrors")
+    return list(errors) if isinstance(errors, list) else []
+
+
+def _line_user_errors(line: dict[str, Any], field_name: str) -> list[dict[str, Any]] | None:
+    if line.get("errors"):
+        return [{"message": str(e.get("message", e))} for e in line["errors"]]
+    return _errors((line.get("data") or {}).get(field_name))

@@ -1,0 +1,73 @@
+"""Reading the store's state back for the reconcile: every customer's tags and the app's
+metafields, by pages of customers or with one bulk query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+
+from plugin.shopify.bulk import BulkRunner
+from plugin.shopify.client import AdminClient
+
+READ_PAGE = 50  # customers per page (cost about 2 + 50 x 13 points)
+
+Found = dict[int, tuple[list[str], dict[str, str]]]  # customer -> (all tags, app metafields)
+Held = dict[int, tuple[frozenset[str], dict[str, str]]]  # customer -> (app's tags, metafields)
+
+
+class ReadBackError(RuntimeError):
+    """The store's state could not be read back."""
+
+
+def _customer_id(gid: str) -> int:
+    return int(gid.rsplit("/", 1)[-1])
+
+
+async def read_pages(client: AdminClient, namespace: str) -> Found:
+    query = (
+        f"query Read($after: String, $ns: String!) {{ customers(first: {READ_PAGE}, "
+        "after: $after) { pageInfo { hasNextPage endCursor } nodes { id tags "
+        "metafields(first: 10, namespace: $ns) { nodes { key value } } } } }"
+    )
+    found: Found = {}
+    after: str | None = None
+    while True:
+        data = await client.execute(query, {"after": after, "ns": namespace})
+        page = data["customers"]
+        for node in page["nodes"]:
+            values = {m["key"]: m["value"] for m in node["metafields"]["nodes"]}
+            found[_customer_id(node["id"])] = (node["tags"], values)
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+        after = page["pageInfo"]["endCursor"]
+
+
+async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:
+    outcome = await bulk.query(
+        "{ customers { edges { node { id tags "
+        f"metafields(namespace: {json.dumps(namespace)}) "
+        "{ edges { node { key value } } } } } } }"
+    )
+    if outcome.status != "COMPLETED":
+        raise ReadBackError(f"the read-back bulk query ended {outcome.status}")
+    found: Found = {}
+    for line in outcome.lines:
+        if "__parentId" in line:  # a metafield, on the line after its customer
+            owner = found.setdefault(_customer_id(line["__parentId"]), ([], {}))
+            owner[1][line["key"]] = line["value"]
+        else:
+            found.setdefault(_customer_id(line["id"]), ([], {}))[0].extend(line["tags"])
+    return found
+
+
+def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) -> Held:
+    """The app's part of what was read: tags under the prefix, or that it pushed before (under
+    an older prefix), and its metafields."""
+    held: Held = {}
+    for customer_id, (tags, values) in found.items():
+        before = set(pushed.get(customer_id, ()))
+        held[customer_id] = (
+            frozenset(t for t in tags if t.startswith(prefix) or t in before),
+            values,
+        )
+    return held
