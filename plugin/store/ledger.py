@@ -23,6 +23,7 @@ from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
 from plugin.store.db import lock_keys
 from plugin.store.models import (
     Customer,
+    CustomerRecommendation,
     CustomerScore,
     CustomerSync,
     DataRequest,
@@ -253,8 +254,8 @@ def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: 
 
 
 def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids: list[int]) -> None:
-    """Delete everything held for the customer: record, scores, pushed state and its audit
-    trail, orders (theirs and `order_ids`), lines, refunds, data requests."""
+    """Delete everything held for the customer: record, scores, recommendations, pushed state
+    and its audit trail, orders (theirs and `order_ids`), lines, refunds, data requests."""
     _lock_customers(session, shop_id, customer_id)
     owned = session.exec(
         select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
@@ -272,7 +273,7 @@ def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids:
             col(DataRequest.shop_id) == shop_id, col(DataRequest.customer_id) == customer_id
         )
     )
-    for held in (CustomerScore, CustomerSync, SyncChange, Customer):
+    for held in (CustomerScore, CustomerRecommendation, CustomerSync, SyncChange, Customer):
         session.execute(
             delete(held).where(col(held.shop_id) == shop_id, col(held.customer_id) == customer_id)
         )
@@ -363,6 +364,7 @@ def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[st
         )
     ).all()
     synced = session.get(CustomerSync, (shop_id, customer_id))
+    recommended = session.get(CustomerRecommendation, (shop_id, customer_id))
     changes = session.exec(
         select(SyncChange)
         .where(SyncChange.shop_id == shop_id, SyncChange.customer_id == customer_id)
@@ -372,6 +374,7 @@ def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[st
         "customer": _public(customer, exclude={"shop_id"}) if customer else None,
         "scores": _public(score, exclude={"shop_id"}) if score else None,
         "pushed": _public(synced, exclude={"shop_id"}) if synced else None,
+        "recommended": _public(recommended, exclude={"shop_id"}) if recommended else None,
         "changes_pushed": [_public(c, exclude={"shop_id", "id"}) for c in changes],
         "orders": [_public(o, exclude={"shop_id", "version_digest"}) for o in orders],
         "order_lines": [_public(line, exclude={"shop_id"}) for line in lines],

@@ -291,3 +291,57 @@ class JobLease(SQLModel, table=True):
     job: str = Field(max_length=32, primary_key=True)
     holder: str = Field(max_length=255)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ProductRecommendation(SQLModel, table=True):
+    """A product's recommended partners from the last recommendations run, in rank order:
+    frequently bought together ("fbt") or upsell ("upsell")."""
+
+    __tablename__ = "product_recommendations"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    product_id: int = Field(sa_type=BigInteger, primary_key=True)
+    kind: str = Field(max_length=16, primary_key=True)
+    rank: int = Field(primary_key=True)
+    other_product_id: int = Field(sa_type=BigInteger)
+    support: int  # orders (fbt) or customers (upsell) behind it
+    confidence: float | None = None
+    lift: float | None = None
+
+
+class BundleCandidate(SQLModel, table=True):
+    """Products bought together well above chance, for the merchant to review."""
+
+    __tablename__ = "bundle_candidates"
+    __table_args__ = (Index("ix_bundle_candidates_shop", "shop_id", "rank"),)
+
+    id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
+    shop_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
+    )
+    rank: int
+    product_ids: str = Field(sa_type=Text)  # space-separated, 2 or 3 of them
+    orders: int
+    lift: float
+    combined_price: Decimal = Field(sa_type=Money)
+
+
+class CustomerRecommendation(SQLModel, table=True):
+    """A customer's next products from the last recommendations run."""
+
+    __tablename__ = "customer_recommendations"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    customer_id: int = Field(sa_type=BigInteger, primary_key=True)
+    product_ids: str = Field(sa_type=Text)  # JSON list, best first
+
+
+class ProductSync(SQLModel, table=True):
+    """The app's product metafield values last confirmed in the store."""
+
+    __tablename__ = "product_sync"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    product_id: int = Field(sa_type=BigInteger, primary_key=True)
+    metafields: str = Field(default="{}", sa_type=Text)  # JSON: "namespace.key" -> value
+    pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
