@@ -119,7 +119,7 @@ def _planned(held: Held, prefix: str, fitted: bool) -> Planned | None:
             held.expected_next_order_at,
             held.segment,
         )
-        values = metafield_values(figures, fitted)
+        values = metafield_values(figures, fitted, held.recommended)
     reasons = {prefix + tag: why for tag, why in json.loads(held.reasons).items()}
     change = customer_change(
         held.customer_id,

@@ -98,7 +98,8 @@ class Pusher:
     # -- definitions
 
     async def ensure_definitions(self) -> None:
-        """Create the app's customer metafield definitions; an existing one (TAKEN) is fine."""
+        """Create the app's customer and product metafield definitions; an existing one (TAKEN)
+        is fine."""
         namespace = self.settings.metafield_namespace
         declared = ", ".join(f"$d{i}: MetafieldDefinitionInput!" for i in range(len(METAFIELDS)))
         fields_text = " ".join(
@@ -112,7 +113,7 @@ class Pusher:
                 "namespace": namespace,
                 "key": spec.key,
                 "type": spec.type,
-                "ownerType": "CUSTOMER",
+                "ownerType": spec.owner,
                 "description": spec.description,
             }
             for i, spec in enumerate(METAFIELDS)

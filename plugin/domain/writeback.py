@@ -8,7 +8,8 @@ ones it pushed before, say under an older prefix) and sets or deletes its own me
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,12 @@ from typing import Any
 DEFAULT_TAG_PREFIX = "clv:"
 MAX_TAG_LENGTH = 255
 # The version of METAFIELDS below: a shop whose definitions are older gets them (re)made.
-DEFINITIONS_VERSION = 1
+DEFINITIONS_VERSION = 2
+# Shopify's own complementary-products metafield (Search & Discovery, Storefront
+# productRecommendations COMPLEMENTARY); whether an app may write it is unconfirmed, so it is
+# written only when the shop asks for it, beside the app's own.
+COMPLEMENTARY_PRODUCTS = "shopify--discovery--product_recommendation.complementary_products"
+MAX_PRODUCT_REFERENCES = 10
 
 
 class WritebackSettingsError(ValueError):
@@ -31,6 +37,7 @@ class WritebackSettings:
     dry_run: bool = False  # compute and report the changes, never call Shopify
     bulk_threshold: int = 1000  # this many customers with changes or more: one bulk mutation
     metafield_namespace: str = "clv"
+    complementary_products: bool = False  # also write Shopify's complementary-products field
 
     def __post_init__(self) -> None:
         if not isinstance(self.tag_prefix, str) or not self.tag_prefix.strip():
@@ -39,6 +46,8 @@ class WritebackSettings:
             raise WritebackSettingsError("tag_prefix must have no comma and at most 40 characters")
         if not isinstance(self.dry_run, bool):
             raise WritebackSettingsError("dry_run must be true or false")
+        if not isinstance(self.complementary_products, bool):
+            raise WritebackSettingsError("complementary_products must be true or false")
         if isinstance(self.bulk_threshold, bool) or not isinstance(self.bulk_threshold, int):
             raise WritebackSettingsError("bulk_threshold must be a whole number")
         if self.bulk_threshold < 1:
@@ -62,6 +71,7 @@ class MetafieldSpec:
     type: str
     name: str
     description: str
+    owner: str = "CUSTOMER"
 
 
 # Customer metafields, typed so that Shopify segments, Flow and discounts can filter on them.
@@ -91,6 +101,26 @@ METAFIELDS: tuple[MetafieldSpec, ...] = (
         "When the next order is expected, if within ten years.",
     ),
     MetafieldSpec("segment", "single_line_text_field", "Segment", "The customer's RFM segment."),
+    MetafieldSpec(
+        "recommended_products",
+        "list.product_reference",
+        "Recommended products",
+        "The products this customer is most likely to buy next, best first.",
+    ),
+    MetafieldSpec(
+        "frequently_bought_together",
+        "list.product_reference",
+        "Frequently bought together",
+        "Products often in the same order as this one, by lift (at most 10).",
+        owner="PRODUCT",
+    ),
+    MetafieldSpec(
+        "upsell",
+        "list.product_reference",
+        "Upsell",
+        "Pricier products of the same type that buyers of this one went on to buy.",
+        owner="PRODUCT",
+    ),
 )
 METAFIELD_TYPES = {spec.key: spec.type for spec in METAFIELDS}
 
@@ -106,18 +136,46 @@ class CustomerFigures:
     segment: str
 
 
-def metafield_values(figures: CustomerFigures, fitted: bool) -> dict[str, str]:
+def product_gid(product_id: int) -> str:
+    return f"gid://shopify/Product/{product_id}"
+
+
+def product_references(product_ids: Sequence[int]) -> str:
+    """A list.product_reference value: a JSON array of product GIDs (at most 10)."""
+    return json.dumps([product_gid(p) for p in product_ids[:MAX_PRODUCT_REFERENCES]])
+
+
+def metafield_values(
+    figures: CustomerFigures, fitted: bool, recommended: Sequence[int] = ()
+) -> dict[str, str]:
     """The metafield values to hold, as Shopify takes them (strings). Predictions are only
     published when the shop's models are fitted: a rules-only shop shows none."""
     values = {
         "historical_value": f"{figures.historical_clv:.2f}",
         "segment": figures.segment,
     }
+    if recommended:
+        values["recommended_products"] = product_references(recommended)
     if fitted:
         values["predicted_value"] = f"{figures.predicted_clv:.2f}"
         values["p_alive"] = f"{figures.p_alive:.2f}"
         if figures.expected_next_order_at is not None:
             values["expected_next_order_date"] = figures.expected_next_order_at.date().isoformat()
+    return values
+
+
+def product_values(
+    partners: Mapping[str, Sequence[int]], settings: WritebackSettings
+) -> dict[str, str]:
+    """A product's metafields ("namespace.key" -> value) from its partners by kind."""
+    namespace = settings.metafield_namespace
+    values = {}
+    if partners.get("fbt"):
+        values[f"{namespace}.frequently_bought_together"] = product_references(partners["fbt"])
+        if settings.complementary_products:
+            values[COMPLEMENTARY_PRODUCTS] = product_references(partners["fbt"])
+    if partners.get("upsell"):
+        values[f"{namespace}.upsell"] = product_references(partners["upsell"])
     return values
 
 

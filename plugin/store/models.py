@@ -251,7 +251,8 @@ class SyncChange(SQLModel, table=True):
     shop_id: int = Field(
         sa_column=Column(BigInteger, ForeignKey("shops.id", ondelete="CASCADE"), nullable=False)
     )
-    customer_id: int = Field(sa_type=BigInteger)
+    customer_id: int | None = Field(default=None, sa_type=BigInteger)
+    product_id: int | None = Field(default=None, sa_type=BigInteger)  # product metafields
     kind: str = Field(max_length=16)  # "tag" | "metafield"
     name: str = Field(max_length=255)  # the full tag, or the metafield key
     action: str = Field(max_length=16)  # "add" | "remove" | "set" | "refused"

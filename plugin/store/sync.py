@@ -19,7 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from plugin.store.db import is_postgres
-from plugin.store.models import Customer, CustomerScore, CustomerSync, SyncChange
+from plugin.store.models import (
+    Customer,
+    CustomerRecommendation,
+    CustomerScore,
+    CustomerSync,
+    SyncChange,
+)
 
 _YIELD = 2000
 
@@ -36,6 +42,7 @@ class Held:
     p_alive: float | None
     expected_next_order_at: datetime | None
     segment: str | None
+    recommended: list[int]  # next products, best first
     pushed_tags: frozenset[str]
     pushed_metafields: dict[str, str]
     blocked: str | None
@@ -44,9 +51,12 @@ class Held:
 
 def held_state(engine: Engine, shop_id: int) -> Iterator[Held]:
     """Every scored customer (not deleted), then every customer with pushed state but no score."""
-    score, synced = CustomerScore, CustomerSync
+    score, synced, recs = CustomerScore, CustomerSync, CustomerRecommendation
     joined = and_(
         col(synced.shop_id) == col(score.shop_id), col(synced.customer_id) == col(score.customer_id)
+    )
+    recommended = and_(
+        col(recs.shop_id) == col(score.shop_id), col(recs.customer_id) == col(score.customer_id)
     )
     alive = and_(
         col(Customer.shop_id) == col(score.shop_id),
@@ -63,12 +73,14 @@ def held_state(engine: Engine, shop_id: int) -> Iterator[Held]:
             col(score.p_alive),
             col(score.expected_next_order_at),
             col(score.segment),
+            col(recs.product_ids),
             col(synced.tags),
             col(synced.metafields),
             col(synced.blocked),
             col(synced.blocked_tags),
         )
         .outerjoin(synced, joined)
+        .outerjoin(recs, recommended)
         .where(col(score.shop_id) == shop_id, exists().where(alive))
         .order_by(col(score.customer_id))
     )
@@ -85,9 +97,10 @@ def held_state(engine: Engine, shop_id: int) -> Iterator[Held]:
     )
     with Session(engine) as session:
         for row in session.execute(scored.execution_options(yield_per=_YIELD)):
-            yield Held(*row[:8], *_pushed(*row[8:]))  # type: ignore[call-arg]
+            recommended_ids = json.loads(row[8] or "[]")
+            yield Held(*row[:8], recommended_ids, *_pushed(*row[9:]))  # type: ignore[call-arg]
         for row in session.execute(unscored.execution_options(yield_per=_YIELD)):
-            yield Held(row[0], None, "{}", None, None, None, None, None, *_pushed(*row[1:]))
+            yield Held(row[0], None, "{}", None, None, None, None, None, [], *_pushed(*row[1:]))
 
 
 def _pushed(

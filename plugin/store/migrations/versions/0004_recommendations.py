@@ -23,6 +23,9 @@ def _shop_fk() -> sa.ForeignKeyConstraint:
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("sync_changes") as changes:  # product metafields are audited too
+        changes.alter_column("customer_id", existing_type=sa.BigInteger(), nullable=True)
+        changes.add_column(sa.Column("product_id", sa.BigInteger(), nullable=True))
     op.create_table(
         "product_recommendations",
         sa.Column("shop_id", sa.BigInteger(), nullable=False),
@@ -74,3 +77,6 @@ def downgrade() -> None:
     op.drop_index("ix_bundle_candidates_shop", table_name="bundle_candidates")
     op.drop_table("bundle_candidates")
     op.drop_table("product_recommendations")
+    with op.batch_alter_table("sync_changes") as changes:
+        changes.drop_column("product_id")
+        changes.alter_column("customer_id", existing_type=sa.BigInteger(), nullable=False)
