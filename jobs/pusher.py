@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Engine
@@ -27,6 +27,7 @@ from plugin.store.models import Shop
 from plugin.store.sync import Outcome, record_outcomes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TAG_FIELDS_PER_CALL = 50  # aliased tag mutations per request: 500 points, half the query maximum
 METAFIELDS_PER_SET = 25  # Shopify's limit per metafieldsSet
@@ -148,12 +149,14 @@ class Pusher:
         return max(1, min(TAG_FIELDS_PER_CALL, half_bucket))
 
     async def tags_per_call(self, items: Sequence[Planned]) -> None:
-        for batch in _batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
+        for batch in batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
             query, variables = _tags_document(batch)
             cost = MUTATION_COST * sum(_tag_fields(item.change) for item in batch)
             data = await self.client.execute(query, variables, cost=cost)
             outcomes = [
-                self._tag_outcome(item, _errors(data.get(f"r{n}")), _errors(data.get(f"a{n}")))
+                self._tag_outcome(
+                    item, user_errors(data.get(f"r{n}")), user_errors(data.get(f"a{n}"))
+                )
                 for n, item in enumerate(batch)
             ]
             await self._record(outcomes, "call")
@@ -252,8 +255,8 @@ class Pusher:
 
     async def metafields_per_call(self, items: Sequence[Planned]) -> None:
         setting = [item for item in items if item.change.set_metafields]
-        for batch in _batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
-            groups = list(_batches(batch, METAFIELDS_PER_SET, _metafield_count))
+        for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
+            groups = list(batches(batch, METAFIELDS_PER_SET, _metafield_count))
             declared = ", ".join(f"$m{n}: [MetafieldsSetInput!]!" for n in range(len(groups)))
             body = " ".join(
                 f"m{n}: metafieldsSet(metafields: $m{n}) "
@@ -268,16 +271,16 @@ class Pusher:
             )
             outcomes = []
             for n, group in enumerate(groups):
-                errors = _errors(data.get(f"m{n}"))
+                errors = user_errors(data.get(f"m{n}"))
                 outcomes += [self._set_outcome(item, errors) for item in group]
             await self._record(outcomes, "call")
         deleting = [item for item in items if item.change.delete_metafields]
-        for batch in _batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
+        for batch in batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
             await self._delete_metafields(batch)
 
     async def metafields_in_bulk(self, items: Sequence[Planned]) -> None:
         setting = [item for item in items if item.change.set_metafields]
-        groups = list(_batches(setting, METAFIELDS_PER_SET, _metafield_count))
+        groups = list(batches(setting, METAFIELDS_PER_SET, _metafield_count))
         if groups:
             outcome = await self.bulk.mutation(
                 _SET_MANY, ({"metafields": self._metafield_inputs(g)} for g in groups)
@@ -294,7 +297,7 @@ class Pusher:
             for start in range(0, len(outcomes), RECORD_EVERY):
                 await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
         deleting = [item for item in items if item.change.delete_metafields]
-        for batch in _batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
+        for batch in batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
             await self._delete_metafields(batch)
 
     def _metafield_inputs(self, items: Iterable[Planned]) -> list[dict[str, str]]:
@@ -339,7 +342,7 @@ class Pusher:
             {"m": identifiers},
             cost=MUTATION_COST,
         )
-        if _errors(data.get("metafieldsDelete")):
+        if user_errors(data.get("metafieldsDelete")):
             return  # left as pushed: tried again next time
         outcomes = []
         for item in batch:
@@ -396,12 +399,12 @@ def _metafield_count(item: Planned) -> int:
     return len(item.change.set_metafields)
 
 
-def _batches(
-    items: Sequence[Planned], capacity: int | Callable[[], int], weight: Callable[[Planned], int]
-) -> Iterable[list[Planned]]:
+def batches(
+    items: Sequence[T], capacity: int | Callable[[], int], weight: Callable[[T], int]
+) -> Iterable[list[T]]:
     """Consecutive groups whose weights sum to at most `capacity` (an item is never split);
     a callable capacity is asked again for each group."""
-    batch: list[Planned] = []
+    batch: list[T] = []
     used = 0
     for item in items:
         size = weight(item)
@@ -438,7 +441,7 @@ def _tags_document(batch: Sequence[Planned]) -> tuple[str, dict[str, Any]]:
     return f"mutation PushTags({', '.join(declared)}) {{ {' '.join(selected)} }}", variables
 
 
-def _errors(payload: Any) -> list[dict[str, Any]] | None:
+def user_errors(payload: Any) -> list[dict[str, Any]] | None:
     if not isinstance(payload, dict):
         return None
     errors = payload.get("userErrors")
@@ -448,4 +451,4 @@ def _errors(payload: Any) -> list[dict[str, Any]] | None:
 def _line_user_errors(line: dict[str, Any], field_name: str) -> list[dict[str, Any]] | None:
     if line.get("errors"):
         return [{"message": str(e.get("message", e))} for e in line["errors"]]
-    return _errors((line.get("data") or {}).get(field_name))
+    return user_errors((line.get("data") or {}).get(field_name))

@@ -27,6 +27,7 @@ from sqlmodel import Session, col
 
 from jobs.context import JobContext
 from jobs.plan import Plan, Planned, WritebackError, plan_changes, shop_writeback_settings
+from jobs.product_push import ProductPusher, plan_products
 from jobs.pusher import PushCounts, Pusher
 from jobs.readback import ReadBackError, owned_state, read_in_bulk, read_pages
 from plugin.shopify.bulk import BulkRunner
@@ -122,11 +123,13 @@ async def push_shop(
     settings = shop_writeback_settings(shop)
     plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
     if dry_run or settings.dry_run:
-        return {"dry_run": True, **plan.summary()}
+        assert shop.id is not None
+        products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop.id, settings)
+        return {"dry_run": True, **plan.summary(), "products_with_changes": len(products)}
 
     async def work(pusher: Pusher) -> dict[str, Any]:
         await pusher.push(plan)
-        return {"skipped_refused": plan.skipped_refused}
+        return {"skipped_refused": plan.skipped_refused, **await _push_products(ctx, pusher)}
 
     return await _with_client(ctx, shop, run_id, work)
 
@@ -157,9 +160,21 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         )
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
-        return {"customers_read": len(state), "drifted": drifted}
+        products = await _push_products(ctx, pusher)
+        return {"customers_read": len(state), "drifted": drifted, **products}
 
     return await _with_client(ctx, shop, run_id, work)
+
+
+async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
+    """The products' recommendation metafields, through the same client (and bucket)."""
+    changes = await anyio.to_thread.run_sync(
+        plan_products, ctx.engine, pusher.shop_id, pusher.settings
+    )
+    products = ProductPusher(
+        ctx.engine, pusher.shop_id, pusher.client, job_run_id=pusher.job_run_id, clock=ctx.clock
+    )
+    return await products.push(changes)
 
 
 def _known_customers(engine: Engine, shop_id: int) -> int:

@@ -151,8 +151,6 @@ def record_product_metafields(
 ) -> None:
     """Products' metafields now confirmed in the store, and the audit rows
     (product id, name, action, value, reason), in one transaction."""
-    if not held:
-        return
     with Session(engine) as session, session.begin():
         insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
         statement = insert_(ProductSync)
@@ -169,7 +167,8 @@ def record_product_metafields(
             }
             for product_id, values in held.items()
         ]
-        session.execute(statement, rows)
+        if rows:
+            session.execute(statement, rows)
         session.add_all(
             SyncChange(
                 shop_id=shop_id,

@@ -1,0 +1,80 @@
+"""Recommendations pushed: product metafields (frequently bought together, upsell, optionally
+Shopify's complementary products) and customers' recommended products, only when changed."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from jobs.writeback import push_shop
+from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
+from plugin.store.models import SyncChange
+from plugin.store.recommendations import Bundle, Partner, replace_recommendations
+from tests.writeback.conftest import Scenario, ScenarioFactory
+
+pytestmark = pytest.mark.anyio
+
+
+def product_metafields(scenario: Scenario) -> dict[int, dict[str, list[str]]]:
+    return {
+        p.id: {f"{ns}.{key}": json.loads(m.value) for (ns, key), m in (p.metafields or {}).items()}
+        for p in scenario.devstore.state.products.values()
+        if p.metafields
+    }
+
+
+def recommend(scenario: Scenario, fbt: dict[int, list[int]], customer_next: list[int]) -> int:
+    """Store recommendations as a run would; the customer they are for."""
+    partners = [
+        Partner(anchor, "fbt", rank, other, 5, 0.5, 2.0)
+        for anchor, others in fbt.items()
+        for rank, other in enumerate(others, start=1)
+    ]
+    customer = next(c for c, tags in scenario.desired().items() if tags)
+    bundles = [Bundle(tuple(sorted(fbt)[:2]), 4, 3.0, Decimal("19.90"))]
+    replace_recommendations(
+        scenario.engine, scenario.shop.id, partners, bundles, [(customer, customer_next)]
+    )
+    return customer
+
+
+async def test_push_sends_product_and_customer_recommendations_only_when_changed(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given recommendations for two products and one customer, and the shop asking for
+    # Shopify's complementary-products field too
+    scenario = scenario_factory()
+    products = sorted(scenario.devstore.state.products)
+    a, b, c, d = products[:4]
+    customer = recommend(scenario, {a: [b, c], b: [a]}, [c, d])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the products hold their partners as product references, in rank order
+    gid = "gid://shopify/Product/{}".format
+    held = product_metafields(scenario)
+    assert held[a]["clv.frequently_bought_together"] == [gid(b), gid(c)]
+    assert held[a][COMPLEMENTARY_PRODUCTS] == [gid(b), gid(c)]
+    assert held[b]["clv.frequently_bought_together"] == [gid(a)]
+    assert counts["product_metafields_set"] == 4
+    # and the customer their next products
+    values = scenario.store_metafields()[customer]
+    assert json.loads(values["recommended_products"]) == [gid(c), gid(d)]
+    # and a second push sends nothing; a changed recommendation replaces, a gone one deletes
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert again["product_metafields_set"] == 0 and again["api_requests"] == 0
+    recommend(scenario, {a: [c]}, [c, d])
+    changed = await push_shop(ctx, scenario.refreshed_shop(), None)
+    held = product_metafields(scenario)
+    assert held[a]["clv.frequently_bought_together"] == [gid(c)]
+    assert b not in held
+    assert changed["product_metafields_deleted"] == 2  # its own and the complementary one
+    # and every product change is in the audit trail
+    with Session(scenario.engine) as session:
+        audited = session.exec(select(SyncChange).where(SyncChange.product_id == b)).all()
+    assert {row.action for row in audited} == {"set", "delete"}
