@@ -105,16 +105,20 @@ async def _deliver(store: GeneratedStore, app_url: str, secret: str) -> SendSumm
         return await sender.send(events)
 
 
-def _wait_until_processed(engine: Engine, total: int) -> None:
+def _wait_until_processed(database_url: str, total: int) -> None:
     progress = Progress("webhooks processed", total)
-    while True:
-        with Session(engine) as session:
-            counts = inbox.count_by_status(session)
-        pending = counts.get("pending", 0)
-        progress.update(total - min(pending, total), final=pending == 0)
-        if pending == 0:
-            return
-        time.sleep(0.2)
+    reader = make_engine(database_url, read_only=True)  # never waits behind the writers
+    try:
+        while True:
+            with Session(reader) as session:
+                counts = inbox.count_by_status(session)
+            pending = counts.get("pending", 0)
+            progress.update(total - min(pending, total), final=pending == 0)
+            if pending == 0:
+                return
+            time.sleep(0.2)
+    finally:
+        reader.dispose()
 
 
 def _held(engine: Engine, domain: str) -> tuple[int, int]:
@@ -184,7 +188,7 @@ def run_demo(
         app = create_app(settings, engine=engine, run_jobs=not once)
         app_url = running.enter_context(serve_in_thread(app, ports.app))
         summary = anyio.run(_deliver, store, app_url, settings.api_secret)
-        _wait_until_processed(engine, summary.sent)
+        _wait_until_processed(database_url, summary.sent)
         with Session(engine, expire_on_commit=False) as session:
             shop = shops.get_shop(session, store.shop_domain)
         assert shop is not None

@@ -24,7 +24,7 @@ def database_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     """An engine for `url`. SQLite is set up for durable, concurrent use:
 
     WAL with synchronous=FULL, so a committed webhook survives a power cut; a 30 s busy
@@ -33,6 +33,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     instead of waiting; and no automatic checkpoints, which would run inside whichever commit
     crosses the threshold (a webhook's, tens of milliseconds): the app checkpoints from a
     background task (`checkpoint`), and SQLite checkpoints when the last connection closes.
+
+    `read_only` engines begin deferred: in WAL mode a reader never waits for the write lock, so
+    a progress display polling a busy database is not starved by the writers taking turns.
     """
     url = database_url(url)
     if make_url(url).get_backend_name() != "sqlite":
@@ -55,7 +58,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 
