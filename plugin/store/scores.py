@@ -120,6 +120,64 @@ def load_ledger(
     )
 
 
+@dataclass(frozen=True)
+class BasketArrays:
+    """Counted orders' product lines (guest orders included, customer -1), as arrays, and each
+    product's type as last seen on a line."""
+
+    order_id: NDArray[np.int64]
+    customer_id: NDArray[np.int64]
+    product_id: NDArray[np.int64]
+    day: NDArray[np.float64]
+    quantity: NDArray[np.int64]
+    unit_price: NDArray[np.float64]
+    product_types: dict[int, str | None]
+
+
+def load_baskets(engine: Engine, shop_id: int) -> BasketArrays:
+    """The shop's baskets for the recommendations: lines still held (current quantity above
+    zero) of counted orders, without gift cards or custom items."""
+    joined = and_(
+        col(OrderLine.shop_id) == col(Order.shop_id), col(OrderLine.order_id) == col(Order.order_id)
+    )
+    kept = and_(
+        col(Order.shop_id) == shop_id,
+        col(Order.counted),
+        col(OrderLine.product_id).is_not(None),
+        col(OrderLine.current_quantity) > 0,
+        col(OrderLine.gift_card).is_(False),
+    )
+    rows = _fetch(
+        engine,
+        select(
+            col(Order.order_id),
+            func.coalesce(col(Order.customer_id), -1),
+            col(OrderLine.product_id),
+            _epoch_days(engine, Order.processed_at),
+            col(OrderLine.current_quantity),
+            coerce(OrderLine.price, BigInteger),
+        )
+        .join(OrderLine, joined)
+        .where(kept),
+        6,
+    )
+    with Session(engine) as session:
+        types = session.execute(
+            select(col(OrderLine.product_id), func.max(col(OrderLine.product_type)))
+            .where(col(OrderLine.shop_id) == shop_id, col(OrderLine.product_id).is_not(None))
+            .group_by(col(OrderLine.product_id))
+        ).all()
+    return BasketArrays(
+        order_id=rows[:, 0].astype(np.int64),
+        customer_id=rows[:, 1].astype(np.int64),
+        product_id=rows[:, 2].astype(np.int64),
+        day=rows[:, 3],
+        quantity=rows[:, 4].astype(np.int64),
+        unit_price=rows[:, 5] / 10**MONEY_SCALE,
+        product_types={int(product): kind for product, kind in types},
+    )
+
+
 def ledger_versions(
     engine: Engine, shop_id: int, customer_ids: NDArray[np.int64]
 ) -> NDArray[np.int64]:
