@@ -1,0 +1,223 @@
+"""Product recommendations from a shop's own orders: frequently bought together, bundle
+candidates, upsell, and each customer's next products.
+
+Inputs and outputs
+------------------
+In (`plugin.domain.recommendations_types`):
+- `OrderLines`: one row per counted order line (order id, customer id or -1 for a guest,
+  product id, day since the Unix epoch, quantity, unit price in shop currency), any row order.
+- `ProductTable`: the products that may be recommended, with product type and current price.
+- `RecommendationSettings`: every threshold, validated (ValueError naming the field).
+- `as_of_day`: lines after it are ignored; the clock is never read.
+- `replenishment_days` (optional): product id -> refill interval in days, as learned by
+  `plugin.domain.replenishment.learn_replenishment` for the reorder-due flag (pass the shop's
+  `ScoreReference.replenishment_days` so both agree); learned here from the lines when None.
+- `scoring`: the shop's `ScoringSettings` (reorder_grace and reorder_lapse decide when a
+  consumable is due, as for the flag; replenishment thresholds when intervals are learned here).
+
+Out (plain int64 / float64 arrays, product and customer ids as in the input):
+- `recommend(...) -> Recommendations`, everything from one pass over the lines:
+  `.frequently_bought_together` and `.upsell`: `ProductLinks`, long format (product_id,
+  partner_id, rank, support, confidence, lift), grouped by product id, best first;
+  `.bundles`: `BundleCandidates` (product_ids (n, 3) padded with -1, orders, lift,
+  combined_price); `.next_products`: `CustomerNextProducts` (customer_id (m,), product_id
+  (m, k) padded with -1, reorder_day (m, k): expected reorder day of a due consumable, else
+  NaN); `.replenishment_days`: the intervals used.
+- `frequently_bought_together`, `bundle_candidates`, `upsell`, `next_products`: one each.
+
+The rules and formulas are in the modules that apply them: baskets and counting in
+`recommendations_baskets`, co-purchase (support, confidence, lift, bundles) in
+`recommendations_together`, upsell and next-order statistics in `recommendations_sequence`,
+per-customer scoring in `recommendations_next`. Consumables and their intervals come from
+`plugin.domain.replenishment`, never computed twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from plugin.domain.recommendations_baskets import Baskets, build_baskets
+from plugin.domain.recommendations_next import (
+    Signals,
+    concat_candidates,
+    customer_history,
+    due_consumables,
+    expand,
+    owned_keys,
+    rank_next_products,
+)
+from plugin.domain.recommendations_sequence import (
+    chance_bound,
+    next_order_followers,
+    upsell_links,
+)
+from plugin.domain.recommendations_together import (
+    Links,
+    PairCounts,
+    count_pairs,
+    find_bundles,
+    together_links,
+)
+from plugin.domain.recommendations_types import (
+    NO_PRODUCT,
+    BundleCandidates,
+    CustomerNextProducts,
+    OrderLines,
+    ProductLinks,
+    ProductTable,
+    Recommendations,
+    RecommendationSettings,
+)
+from plugin.domain.replenishment import learn_replenishment
+from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
+
+__all__ = [
+    "NO_PRODUCT",
+    "BundleCandidates",
+    "CustomerNextProducts",
+    "OrderLines",
+    "ProductLinks",
+    "ProductTable",
+    "RecommendationSettings",
+    "Recommendations",
+    "bundle_candidates",
+    "frequently_bought_together",
+    "line_purchases",
+    "next_products",
+    "recommend",
+    "upsell",
+]
+
+DEFAULTS = RecommendationSettings()
+
+
+def recommend(
+    lines: OrderLines,
+    products: ProductTable,
+    as_of_day: float,
+    settings: RecommendationSettings = DEFAULTS,
+    replenishment_days: dict[int, float] | None = None,
+    scoring: ScoringSettings | None = None,
+) -> Recommendations:
+    """Every recommendation of the module docstring, sharing one basket build and one count."""
+    scoring = scoring or ScoringSettings()
+    baskets = build_baskets(lines, products, as_of_day, settings)
+    counts = _pair_counts(baskets, settings)
+    together = together_links(counts, baskets.recommendable, settings)
+    intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
+    return Recommendations(
+        frequently_bought_together=together.with_ids(baskets.product_ids),
+        bundles=find_bundles(baskets, counts, settings),
+        upsell=upsell_links(baskets, settings).with_ids(baskets.product_ids),
+        next_products=_next(baskets, counts, together, intervals, as_of_day, settings, scoring),
+        replenishment_days=intervals,
+    )
+
+
+def frequently_bought_together(
+    lines: OrderLines,
+    products: ProductTable,
+    as_of_day: float,
+    settings: RecommendationSettings = DEFAULTS,
+) -> ProductLinks:
+    """Per product, up to fbt_per_product partners by lift, then confidence (see
+    `recommendations_together`: support n(AB) baskets, confidence n(AB)/n(A), lift
+    n(AB) N / (n(A) n(B)); pairs need fbt_min_support baskets and fbt_min_lift)."""
+    baskets = build_baskets(lines, products, as_of_day, settings)
+    counts = _pair_counts(baskets, settings)
+    return together_links(counts, baskets.recommendable, settings).with_ids(baskets.product_ids)
+
+
+def bundle_candidates(
+    lines: OrderLines,
+    products: ProductTable,
+    as_of_day: float,
+    settings: RecommendationSettings = DEFAULTS,
+) -> BundleCandidates:
+    """Pairs and triples in bundle_min_support baskets or more, bought together at least
+    bundle_min_lift times as often as chance, most ordered first (`recommendations_together`)."""
+    baskets = build_baskets(lines, products, as_of_day, settings)
+    return find_bundles(baskets, _pair_counts(baskets, settings), settings)
+
+
+def upsell(
+    lines: OrderLines,
+    products: ProductTable,
+    as_of_day: float,
+    settings: RecommendationSettings = DEFAULTS,
+) -> ProductLinks:
+    """Per product, pricier products of its type that its buyers bought in a later order,
+    ranked by how many customers did (`recommendations_sequence.upsell_links`)."""
+    baskets = build_baskets(lines, products, as_of_day, settings)
+    return upsell_links(baskets, settings).with_ids(baskets.product_ids)
+
+
+def next_products(
+    lines: OrderLines,
+    products: ProductTable,
+    as_of_day: float,
+    settings: RecommendationSettings = DEFAULTS,
+    replenishment_days: dict[int, float] | None = None,
+    scoring: ScoringSettings | None = None,
+) -> CustomerNextProducts:
+    """Each customer's next_products picks (`recommendations_next`): due consumables first,
+    then products they do not own by popularity plus the gains their recent orders point to."""
+    scoring = scoring or ScoringSettings()
+    baskets = build_baskets(lines, products, as_of_day, settings)
+    counts = _pair_counts(baskets, settings)
+    together = together_links(counts, baskets.recommendable, settings)
+    intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
+    return _next(baskets, counts, together, intervals, as_of_day, settings, scoring)
+
+
+def line_purchases(lines: OrderLines, as_of_day: float) -> ProductPurchases:
+    """The customers' lines (no guests) on or before `as_of_day`, as replenishment takes them."""
+    keep = (lines.customer_id >= 0) & (lines.day <= as_of_day) & (lines.quantity > 0)
+    return ProductPurchases(
+        np.asarray(lines.customer_id[keep], dtype=np.int64),
+        np.asarray(lines.product_id[keep], dtype=np.int64),
+        np.asarray(lines.day[keep], dtype=np.float64),
+    )
+
+
+def _pair_counts(baskets: Baskets, settings: RecommendationSettings) -> PairCounts:
+    return count_pairs(baskets, min(settings.fbt_min_support, settings.bundle_min_support))
+
+
+def _intervals(
+    lines: OrderLines,
+    as_of_day: float,
+    scoring: ScoringSettings,
+    known: dict[int, float] | None,
+) -> dict[int, float]:
+    if known is not None:
+        return dict(known)
+    return learn_replenishment(line_purchases(lines, as_of_day), as_of_day, scoring)
+
+
+def _next(
+    baskets: Baskets,
+    counts: PairCounts,
+    together: Links,
+    intervals: dict[int, float],
+    as_of_day: float,
+    settings: RecommendationSettings,
+    scoring: ScoringSettings,
+) -> CustomerNextProducts:
+    popularity = counts.product_baskets / max(float(counts.baskets), 1.0)
+    history = customer_history(baskets, settings)
+    followers = next_order_followers(baskets, settings)
+    co_gain = settings.co_purchase_weight * (together.confidence - popularity[together.partner])
+    expected = together.confidence / together.lift * counts.product_baskets[together.anchor]
+    positive = co_gain > 0
+    positive &= chance_bound(together.support, expected) <= settings.signal_max_chance
+    parts = [
+        expand(history, followers.source, followers.target, followers.gain),
+        expand(history, together.anchor[positive], together.partner[positive], co_gain[positive]),
+        due_consumables(baskets, intervals, as_of_day, scoring, settings.reorder_lead),
+    ]
+    personal = concat_candidates(parts)
+    recommendable = np.flatnonzero(baskets.recommendable)
+    popular = recommendable[np.lexsort((recommendable, -counts.product_baskets[recommendable]))]
+    signals = Signals(baskets, popularity, popular, owned_keys(baskets), personal)
+    return rank_next_products(signals, baskets.customer_ids.size, settings)

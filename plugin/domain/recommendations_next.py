@@ -1,0 +1,309 @@
+"""Per-customer next products: due consumables first, then the best-scored products they lack.
+
+For customer c and a product b they may be offered:
+    score(c, b) = p(b) + sum over products a in c's last history_orders orders of
+                  w(a) x (gain_next(a -> b) + co_purchase_weight x gain_together(a -> b))
+where p(b) = n(b) / N is b's share of baskets (its popularity), w(a) = history_decay^j for a
+in the customer's j-th most recent order (j = 0 for the last one; the largest weight when a is
+in several), gain_next the shrunk next-order gain of `next_order_followers`, and gain_together
+= P(b | a) - p(b) over a's frequently-bought-together partners. Every term is a probability of b
+being bought, so a product nobody's history points to ranks by popularity alone.
+
+Never offered: products off the product table, and products the customer already owns (any of
+their orders, oversized ones too) unless it is a consumable (it has a replenishment interval)
+that is due: days since its last purchase >= reorder_grace x interval and < reorder_lapse x
+interval, the reorder-due rule of `plugin.domain.replenishment`. Due consumables come first,
+earliest expected reorder day (last purchase + interval) first; ties go to the lower product id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from plugin.domain.recommendations_baskets import (
+    Baskets,
+    argsort_keys,
+    distinct,
+    member,
+    rank_in_group,
+)
+from plugin.domain.recommendations_types import (
+    NO_PRODUCT,
+    CustomerNextProducts,
+    RecommendationSettings,
+)
+from plugin.domain.replenishment import reorder_status
+from plugin.domain.scoring_types import FloatArray, IntArray, ProductPurchases, ScoringSettings
+
+# Customers are ranked in chunks so that (customer in chunk, product) keys stay below 2**31
+# (the fast packed sort of `argsort_keys`) and memory stays bounded.
+KEY_SPACE = 2**31
+ROWS_PER_CUSTOMER_BUDGET = 2_000_000  # popular candidates: customers x products at most this
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Rows (dense customer, dense product) sorted by customer: `gain` to add to popularity,
+    `due_day` the expected reorder day of a due consumable (NaN otherwise)."""
+
+    customer: IntArray
+    item: IntArray
+    gain: FloatArray
+    due_day: FloatArray
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What every chunk of customers is scored against."""
+
+    baskets: Baskets
+    popularity: FloatArray
+    popular: IntArray  # recommendable dense products, most popular first
+    owned_keys: IntArray  # customer * P + product, sorted
+    personal: Candidates  # history gains and due consumables, sorted by customer
+
+
+def customer_history(baskets: Baskets, settings: RecommendationSettings) -> Candidates:
+    """(customer, product, weight) for the products of each customer's last history_orders
+    orders within the size cap, the weight history_decay^j of the most recent one."""
+    index = np.flatnonzero(baskets.counted & (baskets.customer >= 0))
+    customer = baskets.customer[index]
+    back = _reverse_rank(customer)
+    recent = back < settings.history_orders
+    index, customer, back = index[recent], customer[recent], back[recent]
+    size = baskets.size[index]
+    item_pos = np.repeat(baskets.start[index], size)
+    item_pos += np.arange(item_pos.size) - np.repeat(np.cumsum(size) - size, size)
+    weight = np.repeat(settings.history_decay ** back.astype(np.float64), size)
+    who = np.repeat(customer, size)
+    item = baskets.item[item_pos]
+    # Rows run from older to newer orders; after a stable sort by (customer, product) the last
+    # row of each pair is its most recent order, with the largest weight.
+    order = argsort_keys(who * baskets.n_products + item)
+    who, item, weight = who[order], item[order], weight[order]
+    last = np.append((who[1:] != who[:-1]) | (item[1:] != item[:-1]), True)[: who.size]
+    nan = np.full(int(last.sum()), np.nan)
+    return Candidates(who[last], item[last], weight[last], nan)
+
+
+def _reverse_rank(group: IntArray) -> IntArray:
+    """For rows sorted by group: how many rows of the same group follow each row."""
+    rank = rank_in_group(group)
+    if group.size == 0:
+        return rank
+    new = np.concatenate(([True], group[1:] != group[:-1]))
+    size = np.diff(np.append(np.flatnonzero(new), group.size))
+    return np.repeat(size, size) - 1 - rank
+
+
+def expand(history: Candidates, source: IntArray, target: IntArray, gain: FloatArray) -> Candidates:
+    """Each history row (c, a, w) joined with a's rows (a, b, g) of a table sorted by source:
+    rows (c, b, w g)."""
+    n = int(max(history.item.max(initial=-1), source.max(initial=-1))) + 1
+    starts = np.searchsorted(source, np.arange(n))
+    counts = np.bincount(source, minlength=n)
+    fan = counts[history.item]
+    first = np.repeat(starts[history.item], fan)
+    pos = first + np.arange(first.size) - np.repeat(np.cumsum(fan) - fan, fan)
+    return Candidates(
+        customer=np.repeat(history.customer, fan),
+        item=target[pos],
+        gain=np.repeat(history.gain, fan) * gain[pos],
+        due_day=np.full(pos.size, np.nan),
+    )
+
+
+def due_consumables(
+    baskets: Baskets,
+    intervals: dict[int, float],
+    as_of_day: float,
+    scoring: ScoringSettings,
+    lead: float,
+) -> Candidates:
+    """(customer, consumable, expected reorder day) for every consumable a customer owns that
+    is due, by `reorder_status` asked one consumable at a time (every pair, not only the one
+    behind the reorder-due flag)."""
+    ids = np.array(sorted(intervals), dtype=np.int64)
+    slot = np.minimum(np.searchsorted(baskets.product_ids, ids), max(baskets.n_products - 1, 0))
+    dense = slot[baskets.product_ids[slot] == ids] if baskets.n_products else slot[:0]
+    basket = baskets.item_basket()
+    rows = member(baskets.item, np.sort(dense)) & (baskets.customer[basket] >= 0)
+    item, basket = baskets.item[rows], basket[rows]
+    order = np.argsort(item, kind="stable")
+    item, basket = item[order], basket[order]
+    parts: list[Candidates] = []
+    for product in distinct(item).tolist():
+        low, high = np.searchsorted(item, [product, product + 1])
+        who, day = baskets.customer[basket[low:high]], baskets.day[basket[low:high]]
+        interval = intervals[int(baskets.product_ids[product])]
+        customers = distinct(who)
+        purchases = ProductPurchases(who, np.full(who.size, product, dtype=np.int64), day)
+        ahead = as_of_day + lead * interval
+        status = reorder_status(purchases, customers, {product: interval}, ahead, scoring)
+        due = status.due
+        parts.append(
+            Candidates(
+                customers[due],
+                np.full(int(due.sum()), product, dtype=np.int64),
+                np.zeros(int(due.sum())),
+                status.due_day[due],
+            )
+        )
+    return concat_candidates(parts)
+
+
+def concat_candidates(parts: list[Candidates]) -> Candidates:
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Candidates(empty, empty, np.zeros(0), np.zeros(0))
+    merged = Candidates(
+        np.concatenate([p.customer for p in parts]),
+        np.concatenate([p.item for p in parts]),
+        np.concatenate([p.gain for p in parts]),
+        np.concatenate([p.due_day for p in parts]),
+    )
+    order = argsort_keys(merged.customer)
+    return Candidates(
+        merged.customer[order], merged.item[order], merged.gain[order], merged.due_day[order]
+    )
+
+
+def owned_keys(baskets: Baskets) -> IntArray:
+    """customer * P + product for every product a customer bought (any basket), sorted."""
+    basket = baskets.item_basket()
+    who = baskets.customer[basket]
+    mine = who >= 0
+    return distinct(who[mine] * baskets.n_products + baskets.item[mine])
+
+
+def rank_next_products(
+    signals: Signals, n_customers: int, settings: RecommendationSettings
+) -> CustomerNextProducts:
+    """Top next_products per customer (module docstring), chunk by chunk of customers."""
+    k = settings.next_products
+    picks = np.full((n_customers, k), -1, dtype=np.int64)
+    due_days = np.full((n_customers, k), np.nan)
+    n = signals.baskets.n_products
+    chunk = max(1, min(KEY_SPACE // max(n, 1), 200_000))
+    width = _popular_width(signals.popular.size, n_customers, k)
+    for low in range(0, n_customers, chunk):
+        customers = np.arange(low, min(low + chunk, n_customers), dtype=np.int64)
+        _rank_into(signals, customers, width, k, picks, due_days)
+    # A customer who owns most of the popular products gets the rest from further down the list.
+    while width < signals.popular.size:
+        short = np.flatnonzero((picks < 0).any(axis=1))
+        if short.size == 0:
+            break
+        width = min(signals.popular.size, width * 4)
+        for low in range(0, short.size, chunk):
+            _rank_into(signals, short[low : low + chunk], width, k, picks, due_days)
+    product_id = np.where(picks >= 0, signals.baskets.product_ids[np.maximum(picks, 0)], NO_PRODUCT)
+    return CustomerNextProducts(signals.baskets.customer_ids, product_id, due_days)
+
+
+def _popular_width(n_popular: int, n_customers: int, k: int) -> int:
+    return min(n_popular, max(k + 8, ROWS_PER_CUSTOMER_BUDGET // max(n_customers, 1)))
+
+
+def _rank_into(
+    signals: Signals,
+    customers: IntArray,
+    width: int,
+    k: int,
+    picks: IntArray,
+    due_days: FloatArray,
+) -> None:
+    rows = _chunk_rows(signals, customers, width)
+    if rows.customer.size == 0:
+        return
+    new = np.concatenate(([True], rows.customer[1:] != rows.customer[:-1]))
+    starts = np.flatnonzero(new)
+    due = ~np.isnan(rows.due_day)
+    # Due consumables first (earliest reorder day first), then by score; ties to the lower id,
+    # which is the earlier row, as rows are sorted by product within a customer.
+    primary = due.astype(np.float64)
+    secondary = np.where(due, -rows.due_day, signals.popularity[rows.item] + rows.gain)
+    chosen = _segmented_top(starts, primary, secondary, k)
+    who = rows.customer[starts]
+    picked = chosen >= 0
+    slot = np.maximum(chosen, 0)
+    picks[who] = np.where(picked, rows.item[slot], -1)
+    due_days[who] = np.where(picked, rows.due_day[slot], np.nan)
+
+
+def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates:
+    """The chunk's candidate rows, merged per (customer, product) and filtered: one row each,
+    sorted by customer then product, gains summed, due day kept."""
+    personal = signals.personal
+    if customers[-1] - customers[0] + 1 == customers.size:  # a range: a slice of the rows
+        low, high = np.searchsorted(personal.customer, [customers[0], customers[-1] + 1])
+        mine = np.zeros(personal.customer.size, dtype=np.bool_)
+        mine[low:high] = True
+    else:
+        mine = member(personal.customer, customers)
+    popular = signals.popular[:width]
+    rows = _concat_unsorted(
+        Candidates(
+            personal.customer[mine],
+            personal.item[mine],
+            personal.gain[mine],
+            personal.due_day[mine],
+        ),
+        Candidates(
+            np.repeat(customers, popular.size),
+            np.tile(popular, customers.size),
+            np.zeros(customers.size * popular.size),
+            np.full(customers.size * popular.size, np.nan),
+        ),
+    )
+    n = signals.baskets.n_products
+    local = np.searchsorted(customers, rows.customer)
+    order = argsort_keys(local * n + rows.item)
+    key = (local * n + rows.item)[order]
+    new = np.concatenate(([True], key[1:] != key[:-1])) if key.size else np.zeros(0, np.bool_)
+    starts = np.flatnonzero(new)
+    gain = np.add.reduceat(rows.gain[order], starts) if starts.size else np.zeros(0)
+    due_day = np.fmin.reduceat(rows.due_day[order], starts) if starts.size else np.zeros(0)
+    customer, item = customers[key[starts] // n], key[starts] % n
+    owned = member(customer * n + item, signals.owned_keys)
+    keep = signals.baskets.recommendable[item] & (~owned | ~np.isnan(due_day))
+    return Candidates(customer[keep], item[keep], gain[keep], due_day[keep])
+
+
+def _concat_unsorted(first: Candidates, second: Candidates) -> Candidates:
+    return Candidates(
+        np.concatenate((first.customer, second.customer)),
+        np.concatenate((first.item, second.item)),
+        np.concatenate((first.gain, second.gain)),
+        np.concatenate((first.due_day, second.due_day)),
+    )
+
+
+def _segmented_top(
+    starts: IntArray, primary: FloatArray, secondary: FloatArray, k: int
+) -> IntArray:
+    """Per group (rows starts[g]..starts[g+1]-1), the row indices of its k best rows by
+    (primary, secondary) descending, the earlier row on ties; -1 where a group runs out.
+
+    k rounds of a segmented arg-max (np.maximum.reduceat): cheaper than sorting millions of
+    rows when only a handful per group is wanted.
+    """
+    n_rows = primary.size
+    sizes = np.diff(np.append(starts, n_rows))
+    alive = np.ones(n_rows, dtype=np.bool_)
+    chosen = np.full((starts.size, k), -1, dtype=np.int64)
+    index = np.arange(n_rows)
+    for r in range(k):
+        first = np.where(alive, primary, -np.inf)
+        best_first = np.repeat(np.maximum.reduceat(first, starts), sizes)
+        level = alive & (first == best_first)
+        second = np.where(level, secondary, -np.inf)
+        best_second = np.repeat(np.maximum.reduceat(second, starts), sizes)
+        level &= second == best_second
+        pick = np.minimum.reduceat(np.where(level, index, n_rows), starts)
+        found = pick < n_rows
+        chosen[found, r] = pick[found]
+        alive[pick[found]] = False
+    return chosen

@@ -1,0 +1,526 @@
+"""Recommendations on hand-made baskets with known answers, and their properties (Hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plugin.domain.recommendations import (
+    NO_PRODUCT,
+    OrderLines,
+    ProductTable,
+    Recommendations,
+    RecommendationSettings,
+    bundle_candidates,
+    frequently_bought_together,
+    next_products,
+    recommend,
+    upsell,
+)
+from plugin.domain.replenishment import reorder_status
+from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
+
+Order = tuple[int, int, float, list[int]]  # order id, customer id (-1 guest), day, products
+LOOSE = RecommendationSettings(fbt_min_support=1, fbt_min_lift=0.0, bundle_min_support=1)
+
+
+def lines_of(orders: list[Order], quantity: int = 1) -> OrderLines:
+    rows = [(o, c, d, p) for o, c, d, products in orders for p in products]
+    return OrderLines(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.int64),
+        np.array([r[3] for r in rows], dtype=np.int64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+        np.full(len(rows), quantity, dtype=np.int64),
+        np.full(len(rows), 10.0),
+    )
+
+
+def table_of(products: dict[int, tuple[str, float]]) -> ProductTable:
+    ids = sorted(products)
+    return ProductTable(
+        np.array(ids, dtype=np.int64),
+        np.array([products[i][0] for i in ids]),
+        np.array([products[i][1] for i in ids], dtype=np.float64),
+    )
+
+
+def guests(baskets: list[list[int]], first_order: int = 1) -> list[Order]:
+    return [(first_order + i, -1, 1.0, b) for i, b in enumerate(baskets)]
+
+
+A, B, C, D, E = 11, 12, 13, 14, 15
+TEN_BASKETS = [[A, B], [A, B], [A, B, C], [A, C], [B], [C], [D], [D], [A], [B, D]]
+CATALOGUE = table_of({p: ("Thing", 10.0) for p in (A, B, C, D, E)})
+
+
+def rows_of(links: object, product: int) -> list[tuple[int, int, float, float]]:
+    """(partner, support, confidence, lift) of one product's links, in rank order."""
+    mine = links.product_id == product  # type: ignore[attr-defined]
+    return [
+        (int(p), int(s), float(c), float(lift))
+        for p, s, c, lift in zip(
+            links.partner_id[mine],  # type: ignore[attr-defined]
+            links.support[mine],  # type: ignore[attr-defined]
+            links.confidence[mine],  # type: ignore[attr-defined]
+            links.lift[mine],  # type: ignore[attr-defined]
+            strict=True,
+        )
+    ]
+
+
+# ---- frequently bought together ------------------------------------------------------------
+
+
+def test_frequently_bought_together_ten_baskets_support_confidence_lift_by_hand() -> None:
+    # given 10 baskets: n(A) = 5, n(B) = 5, n(C) = 3, n(AB) = 3, n(AC) = 2, n(BC) = 1
+    lines = lines_of(guests(TEN_BASKETS))
+    # when pairs need 2 baskets and any lift
+    links = frequently_bought_together(
+        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0)
+    )
+    # then A's partners rank by lift: C (2 x 10 / (5 x 3) = 1.33) before B (3 x 10 / 25 = 1.2),
+    # with confidence P(C | A) = 2/5 and P(B | A) = 3/5; C's partner A has P(A | C) = 2/3
+    assert rows_of(links, A) == [
+        (C, 2, pytest.approx(0.4), pytest.approx(4 / 3)),
+        (B, 3, pytest.approx(0.6), pytest.approx(1.2)),
+    ]
+    assert rows_of(links, B) == [(A, 3, pytest.approx(0.6), pytest.approx(1.2))]
+    assert rows_of(links, C) == [(A, 2, pytest.approx(2 / 3), pytest.approx(4 / 3))]
+    assert links.partners_of(D) == ()
+    assert links.rank[links.product_id == A].tolist() == [0, 1]
+
+
+def test_frequently_bought_together_pair_below_min_support_is_left_out() -> None:
+    # given the ten baskets (A and C together twice, A and B three times)
+    lines = lines_of(guests(TEN_BASKETS))
+    # when pairs need 3 baskets
+    links = frequently_bought_together(
+        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=3, fbt_min_lift=0.0)
+    )
+    # then only A-B is left
+    assert links.partners_of(A) == (B,)
+    assert links.partners_of(C) == ()
+
+
+def test_frequently_bought_together_lift_below_threshold_is_left_out() -> None:
+    # given the ten baskets (lift 1.2 for A-B, 1.33 for A-C) and a threshold of 1.25
+    lines = lines_of(guests(TEN_BASKETS))
+    found = frequently_bought_together(
+        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=2, fbt_min_lift=1.25)
+    )
+    # then only A-C is left
+    assert found.partners_of(A) == (C,)
+
+
+def test_frequently_bought_together_basket_over_the_cap_is_skipped() -> None:
+    # given the ten baskets plus one of 4 distinct products, and a cap of 3 products
+    big = guests([[A, C, D, E]], first_order=100)
+    capped = RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0, max_basket_products=3)
+    # when counted with and without the big basket
+    with_big = frequently_bought_together(
+        lines_of(guests(TEN_BASKETS) + big), CATALOGUE, 2.0, capped
+    )
+    without = frequently_bought_together(lines_of(guests(TEN_BASKETS)), CATALOGUE, 2.0, capped)
+    # then the big basket changes nothing (N stays 10; A-C stays at 2 baskets)
+    assert rows_of(with_big, A) == rows_of(without, A)
+    # and with a cap of 4 it counts: 11 baskets, n(A) = 6, n(C) = 4, A-C in 3 of them
+    counted = frequently_bought_together(
+        lines_of(guests(TEN_BASKETS) + big),
+        CATALOGUE,
+        2.0,
+        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0, max_basket_products=4),
+    )
+    assert rows_of(counted, A) == [
+        (C, 3, pytest.approx(0.5), pytest.approx(3 * 11 / (6 * 4))),
+        (B, 3, pytest.approx(0.5), pytest.approx(3 * 11 / (6 * 5))),
+    ]
+
+
+def test_frequently_bought_together_duplicate_lines_and_quantities_count_once() -> None:
+    # given each basket's lines twice, with quantity 3
+    baskets = guests(TEN_BASKETS)
+    doubled = [(o, c, d, products + products) for o, c, d, products in baskets]
+    loose = RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0)
+    # then the pairs are those of the single lines
+    once = frequently_bought_together(lines_of(baskets), CATALOGUE, 2.0, loose)
+    twice = frequently_bought_together(lines_of(doubled, quantity=3), CATALOGUE, 2.0, loose)
+    assert rows_of(once, A) == rows_of(twice, A)
+
+
+def test_frequently_bought_together_at_most_ten_partners_best_lift_first() -> None:
+    # given X bought with each of 12 partners in 2 baskets, partner i also alone in i baskets,
+    # so that lift falls with i
+    x = 1
+    partners = list(range(100, 112))
+    baskets = [[x, p] for p in partners for _ in range(2)]
+    baskets += [[p] for i, p in enumerate(partners) for _ in range(i)]
+    table = table_of({p: ("Thing", 5.0) for p in [x, *partners]})
+    # when at most 10 per product
+    links = frequently_bought_together(
+        lines_of(guests(baskets)),
+        table,
+        2.0,
+        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0),
+    )
+    # then X keeps the 10 with the highest lift, best first
+    assert links.partners_of(x) == tuple(partners[:10])
+    assert np.all(np.diff(links.lift[links.product_id == x]) < 0)
+
+
+def test_frequently_bought_together_product_off_the_table_is_never_a_partner() -> None:
+    # given the ten baskets and a table without C
+    table = table_of({p: ("Thing", 10.0) for p in (A, B, D, E)})
+    links = frequently_bought_together(
+        lines_of(guests(TEN_BASKETS)),
+        table,
+        2.0,
+        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0),
+    )
+    # then C appears nowhere, though its baskets still count (lift of A-B stays 1.2)
+    assert C not in links.partner_id.tolist() + links.product_id.tolist()
+    assert rows_of(links, A) == [(B, 3, pytest.approx(0.6), pytest.approx(1.2))]
+
+
+# ---- bundles ---------------------------------------------------------------------------------
+
+
+def test_bundle_candidates_pair_and_triple_above_chance_with_combined_price() -> None:
+    # given A+B+C together in 10 baskets, A+B alone together in 2 more, D in every basket
+    # (popular, so nothing with D is above chance) and 10 baskets of D alone
+    baskets = [[A, B, C, D]] * 10 + [[A, B, D]] * 2 + [[D]] * 10
+    table = table_of({A: ("x", 10.0), B: ("x", 20.5), C: ("x", 1.25), D: ("x", 3.0)})
+    rules = RecommendationSettings(bundle_min_support=10, bundle_min_lift=1.5)
+    # when bundles are sought
+    bundles = bundle_candidates(lines_of(guests(baskets)), table, 2.0, rules)
+    found = {
+        tuple(int(p) for p in row if p != NO_PRODUCT): (int(n), float(lift), float(price))
+        for row, n, lift, price in zip(
+            bundles.product_ids, bundles.orders, bundles.lift, bundles.combined_price, strict=True
+        )
+    }
+    # then A-B (12 of 22 baskets: lift 12 x 22 / (12 x 12) = 1.83), A-C, B-C (10 baskets, lift
+    # 10 x 22 / (12 x 10) = 1.83) and A-B-C (lift 10 x 22^2 / (12 x 12 x 10) = 3.36; every
+    # split 1.83) are in, nothing with D (lift 1); most orders first
+    assert set(found) == {(A, B), (A, C), (B, C), (A, B, C)}
+    assert found[(A, B)] == (12, pytest.approx(22 / 12), pytest.approx(30.5))
+    assert found[(A, B, C)] == (10, pytest.approx(10 * 22**2 / (12 * 12 * 10)), 31.75)
+    assert int(bundles.orders[0]) == 12
+    assert np.all(np.diff(bundles.orders) <= 0)
+
+
+def test_bundle_candidates_triple_whose_third_product_is_no_better_than_chance_is_left_out() -> (
+    None
+):
+    # given A+B in 20 baskets, E in half of all 40 baskets whatever else is in them
+    baskets = [[A, B, E]] * 10 + [[A, B]] * 10 + [[E]] * 10 + [[C]] * 10
+    rules = RecommendationSettings(bundle_min_support=5, bundle_min_lift=1.5)
+    bundles = bundle_candidates(lines_of(guests(baskets)), CATALOGUE, 2.0, rules)
+    # then A-B is a bundle but A-B-E is not (E joins A-B at exactly its own rate), though its
+    # lift against full independence is 10 x 40^2 / (20 x 20 x 20) = 2
+    rows = {tuple(int(p) for p in r if p != NO_PRODUCT) for r in bundles.product_ids}
+    assert (A, B) in rows
+    assert (A, B, E) not in rows
+
+
+# ---- upsell ----------------------------------------------------------------------------------
+
+B1, B2, B3, M1 = 21, 22, 23, 24
+BREWERS = table_of({B1: ("Brewers", 40.0), B2: ("Brewers", 80.0), B3: ("Brewers", 42.0)})
+UPSELL_TABLE = table_of(
+    {B1: ("Brewers", 40.0), B2: ("Brewers", 80.0), B3: ("Brewers", 42.0), M1: ("Mugs", 90.0)}
+)
+
+
+def upsell_orders() -> list[Order]:
+    orders: list[Order] = []
+    for c in (1, 2, 3):  # B1, then a pricier brewer, a slightly pricier one and a mug later
+        orders += [(10 * c, c, 1.0, [B1]), (10 * c + 1, c, 5.0, [B2, B3, M1])]
+    orders += [(40, 4, 1.0, [B2]), (41, 4, 5.0, [B1])]  # downwards: not an upsell of B1
+    orders += [(50, 5, 1.0, [B2]), (51, 5, 5.0, [B1])]  # B2 before B1: not "went on to buy"
+    orders += [(60, 6, 1.0, [B1, B2])]  # the same order: not later
+    return orders
+
+
+def test_upsell_pricier_same_type_bought_later_ranked_by_customers() -> None:
+    # given three customers who moved from B1 (40) to B2 (80) and B3 (42), and others who did
+    # not move up, or not later
+    links = upsell(
+        lines_of(upsell_orders()), UPSELL_TABLE, 10.0, RecommendationSettings(upsell_min_support=3)
+    )
+    # then B1's upsell is B2 alone: 3 customers of the 6 who bought B1 (lift 0.5 / (6 / 6):
+    # every customer bought B2); B3 is not 10% dearer and the mug is another type
+    assert rows_of(links, B1) == [(B2, 3, pytest.approx(0.5), pytest.approx(0.5))]
+    assert links.partners_of(B2) == ()
+
+
+def test_upsell_below_min_support_is_left_out() -> None:
+    links = upsell(
+        lines_of(upsell_orders()), UPSELL_TABLE, 10.0, RecommendationSettings(upsell_min_support=4)
+    )
+    assert links.product_id.size == 0
+
+
+def test_upsell_products_without_type_have_none() -> None:
+    # given the same orders and a table where the brewers have no type
+    table = table_of({B1: ("", 40.0), B2: ("", 80.0), B3: ("", 42.0), M1: ("Mugs", 90.0)})
+    links = upsell(
+        lines_of(upsell_orders()), table, 10.0, RecommendationSettings(upsell_min_support=1)
+    )
+    assert links.product_id.size == 0
+
+
+# ---- next products ---------------------------------------------------------------------------
+
+COFFEE, MUG, KETTLE, TEA = 31, 32, 33, 34
+SHOP = table_of(
+    {COFFEE: ("Coffee", 14.0), MUG: ("Mugs", 16.0), KETTLE: ("Kettles", 60.0), TEA: ("Tea", 9.0)}
+)
+INTERVALS = {COFFEE: 30.0}
+
+
+def coffee_orders() -> list[Order]:
+    # customers 1-4 last bought coffee on days 100, 120, 112 and 0; customer 1 also owns a mug
+    orders: list[Order] = [(1, 1, 100.0, [COFFEE, MUG]), (2, 2, 120.0, [COFFEE])]
+    orders += [(3, 3, 112.0, [COFFEE]), (4, 4, 0.0, [COFFEE]), (5, -1, 50.0, [KETTLE, TEA])]
+    return orders
+
+
+def picks(result: object, customer: int) -> list[int]:
+    row = int(np.searchsorted(result.customer_id, customer))  # type: ignore[attr-defined]
+    return [int(p) for p in result.product_id[row] if p != NO_PRODUCT]  # type: ignore[attr-defined]
+
+
+def test_next_products_owned_one_off_is_never_offered_again() -> None:
+    # given customer 1 who owns a mug and the coffee
+    result = next_products(lines_of(coffee_orders()), SHOP, 135.0, replenishment_days=INTERVALS)
+    # then the mug is not among their picks
+    assert MUG not in picks(result, 1)
+    # and the guest order gave no customer row
+    assert result.customer_id.tolist() == [1, 2, 3, 4]
+
+
+def test_next_products_due_consumable_comes_back_first_with_its_reorder_day() -> None:
+    # given coffee every 30 days and, as of day 135, purchases 35 (due), 15 (not yet), 23
+    # (within the 0.3 x 30 = 9 days' lead) and 135 days ago (lapsed: 3 x 30 = 90)
+    result = next_products(lines_of(coffee_orders()), SHOP, 135.0, replenishment_days=INTERVALS)
+    # then coffee comes first for customers 1 and 3, at their expected reorder days
+    assert picks(result, 1)[0] == COFFEE
+    assert result.reorder_day[0, 0] == pytest.approx(130.0)
+    assert picks(result, 3)[0] == COFFEE
+    assert result.reorder_day[2, 0] == pytest.approx(142.0)
+    # and not for customers 2 and 4; no other pick has a reorder day
+    assert COFFEE not in picks(result, 2)
+    assert COFFEE not in picks(result, 4)
+    assert np.isfinite(result.reorder_day).sum() == 2
+
+
+def test_next_products_without_lead_follow_the_reorder_due_flag_exactly() -> None:
+    # given no lead
+    result = next_products(
+        lines_of(coffee_orders()),
+        SHOP,
+        135.0,
+        RecommendationSettings(reorder_lead=0.0),
+        replenishment_days=INTERVALS,
+    )
+    # then coffee comes back exactly for the customers the reorder-due flag holds due
+    who = np.array([1, 2, 3, 4], dtype=np.int64)
+    purchases = ProductPurchases(who, np.full(4, COFFEE), np.array([100.0, 120.0, 112.0, 0.0]))
+    flag = reorder_status(purchases, who, INTERVALS, 135.0, ScoringSettings())
+    offered = [COFFEE in picks(result, int(c)) for c in who]
+    assert offered == flag.due.tolist() == [True, False, False, False]
+
+
+def test_next_products_customer_who_owns_everything_is_padded() -> None:
+    # given a customer who bought every product but the coffee, which is not due
+    orders: list[Order] = [(1, 1, 120.0, [COFFEE, MUG, KETTLE, TEA])]
+    result = next_products(lines_of(orders), SHOP, 135.0, replenishment_days=INTERVALS)
+    # then there is nothing to offer: the row is all padding
+    assert result.product_id.tolist() == [[NO_PRODUCT] * 5]
+    assert np.isnan(result.reorder_day).all()
+
+
+def test_next_products_follow_what_customers_bought_next() -> None:
+    # given 60 customers who bought a kettle and then tea in their next order, 120 who bought
+    # coffee twice, 90 guest orders of a mug, and a newcomer with a kettle
+    orders: list[Order] = []
+    for c in range(1, 61):
+        orders += [(2 * c, c, 1.0, [KETTLE]), (2 * c + 1, c, 20.0, [TEA])]
+    for c in range(100, 220):
+        orders += [(2 * c, c, 2.0, [COFFEE]), (2 * c + 1, c, 22.0, [COFFEE])]
+    orders += guests([[MUG]] * 90, first_order=1000)
+    orders += [(2000, 999, 30.0, [KETTLE])]
+    result = next_products(lines_of(orders), SHOP, 40.0, replenishment_days={})
+    # then the newcomer is offered tea before the more popular mug: of 451 baskets, tea is in
+    # 60 (0.13) and the mug in 90 (0.20), but tea follows a kettle in 60 of 60 next orders
+    # against 60 of 180 overall, a gain of (60 - 20) / (60 + 50) = 0.36
+    assert picks(result, 999) == [COFFEE, TEA, MUG]
+
+
+def test_next_products_lines_after_as_of_are_ignored() -> None:
+    early = next_products(lines_of(coffee_orders()), SHOP, 135.0, replenishment_days=INTERVALS)
+    later = [*coffee_orders(), (9, 1, 200.0, [KETTLE])]
+    same = next_products(lines_of(later), SHOP, 135.0, replenishment_days=INTERVALS)
+    assert np.array_equal(early.product_id, same.product_id)
+
+
+def test_recommend_no_lines_gives_empty_results() -> None:
+    # given no order lines at all
+    result = recommend(lines_of([]), SHOP, 10.0, replenishment_days={})
+    # then every result is empty
+    assert result.frequently_bought_together.product_id.size == 0
+    assert result.bundles.orders.size == 0
+    assert result.upsell.product_id.size == 0
+    assert result.next_products.customer_id.size == 0
+    assert result.next_products.product_id.shape == (0, 5)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("fbt_min_support", 0),
+        ("fbt_per_product", 0),
+        ("max_basket_products", 1),
+        ("bundle_min_lift", -1.0),
+        ("upsell_min_price_ratio", 0.9),
+        ("history_decay", 0.0),
+        ("reorder_lead", 1.0),
+        ("signal_max_chance", 0.0),
+        ("next_products", 0),
+    ],
+)
+def test_recommendation_settings_out_of_range_is_refused_by_name(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        RecommendationSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_order_lines_of_different_lengths_are_refused() -> None:
+    lines = lines_of(guests(TEN_BASKETS))
+    broken = OrderLines(
+        lines.order_id[:-1],
+        lines.customer_id,
+        lines.product_id,
+        lines.day,
+        lines.quantity,
+        lines.unit_price,
+    )
+    with pytest.raises(ValueError, match="one length"):
+        recommend(broken, CATALOGUE, 2.0, replenishment_days={})
+
+
+# ---- properties ------------------------------------------------------------------------------
+
+PRODUCTS = list(range(1, 9))
+PROPERTY_TABLE = table_of({p: ("odd" if p % 2 else "even", float(5 * p)) for p in PRODUCTS})
+PROPERTY_INTERVALS = {1: 10.0, 2: 25.0}
+PROPERTY_SETTINGS = RecommendationSettings(
+    fbt_min_support=1,
+    fbt_min_lift=0.0,
+    fbt_per_product=20,
+    bundle_min_support=1,
+    bundle_min_lift=0.0,
+    upsell_min_support=1,
+    sequence_min_support=1,
+    signal_max_chance=1.0,
+    max_basket_products=5,
+)
+order_rows = st.lists(
+    st.tuples(
+        st.integers(-1, 5),
+        st.integers(0, 60),
+        st.lists(st.sampled_from(PRODUCTS), min_size=1, max_size=7),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+def orders_of(rows: list[tuple[int, int, list[int]]]) -> list[Order]:
+    return [(i + 1, c, float(d), products) for i, (c, d, products) in enumerate(rows)]
+
+
+def run(lines: OrderLines) -> Recommendations:
+    return recommend(lines, PROPERTY_TABLE, 60.0, PROPERTY_SETTINGS, PROPERTY_INTERVALS)
+
+
+def same(first: object, second: object) -> bool:
+    for name in vars(first):
+        a, b = getattr(first, name), getattr(second, name)
+        if isinstance(a, np.ndarray):
+            if not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                return False
+        elif a != b:
+            return False
+    return True
+
+
+@settings(max_examples=60, deadline=None)
+@given(order_rows, st.randoms(use_true_random=False))
+def test_recommend_any_row_order_gives_the_same_results(
+    rows: list[tuple[int, int, list[int]]], random: object
+) -> None:
+    # given order lines and the same lines shuffled
+    lines = lines_of(orders_of(rows))
+    shuffle = list(range(lines.order_id.size))
+    random.shuffle(shuffle)  # type: ignore[attr-defined]
+    shuffled = OrderLines(*(getattr(lines, f)[shuffle] for f in vars(lines)))
+    # when both are recommended on, then every result is identical
+    first, second = run(lines), run(shuffled)
+    assert same(first.frequently_bought_together, second.frequently_bought_together)
+    assert same(first.bundles, second.bundles)
+    assert same(first.upsell, second.upsell)
+    assert same(first.next_products, second.next_products)
+
+
+@settings(max_examples=60, deadline=None)
+@given(order_rows)
+def test_frequently_bought_together_lift_symmetric_confidence_a_probability(
+    rows: list[tuple[int, int, list[int]]],
+) -> None:
+    links = run(lines_of(orders_of(rows))).frequently_bought_together
+    found = {
+        (int(a), int(b)): (float(c), float(lift), int(s))
+        for a, b, c, lift, s in zip(
+            links.product_id,
+            links.partner_id,
+            links.confidence,
+            links.lift,
+            links.support,
+            strict=True,
+        )
+    }
+    for (a, b), (confidence, lift, support) in found.items():
+        assert (b, a) in found
+        assert found[(b, a)][1] == pytest.approx(lift)
+        assert found[(b, a)][2] == support
+        assert 0.0 < confidence <= 1.0
+        assert lift > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(order_rows)
+def test_next_products_never_an_owned_product_unless_a_due_consumable(
+    rows: list[tuple[int, int, list[int]]],
+) -> None:
+    orders = orders_of(rows)
+    result = run(lines_of(orders)).next_products
+    owned: dict[int, set[int]] = {}
+    for _, customer, _, products in orders:
+        if customer >= 0:
+            owned.setdefault(customer, set()).update(products)
+    assert result.customer_id.tolist() == sorted(owned)
+    for row, customer in enumerate(result.customer_id.tolist()):
+        chosen = [int(p) for p in result.product_id[row] if p != NO_PRODUCT]
+        assert len(chosen) == len(set(chosen))
+        for slot, product in enumerate(chosen):
+            due = bool(np.isfinite(result.reorder_day[row, slot]))
+            if product in owned[customer]:
+                assert due and product in PROPERTY_INTERVALS
+            else:
+                assert not due
+        # a customer is short of picks only when every product left is owned
+        if len(chosen) < PROPERTY_SETTINGS.next_products:
+            assert set(PRODUCTS) - set(chosen) <= owned[customer]
