@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 _ASSUMED_BUCKET = 1000.0
 _ASSUMED_RESTORE_RATE = 50.0
 DEFAULT_EXPECTED_COST = 50.0
+_KNOWN_COSTS_MAX = 256  # queries whose last cost is remembered (callers of varying documents
+# pass their cost, so this holds the few fixed queries: reads, polls)
 
 
 class ShopifyError(Exception):
@@ -153,7 +155,8 @@ class AdminClient:
             await self._pace(expected)
             outcome = await self._attempt(body)
             if isinstance(outcome, dict):
-                self._known_costs[query] = self._charged(outcome, expected)
+                if cost is None and len(self._known_costs) < _KNOWN_COSTS_MAX:
+                    self._known_costs[query] = self._charged(outcome, expected)
                 data: dict[str, Any] = outcome.get("data") or {}
                 return data
             wait, throttled = outcome

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, select
+from sqlalchemy import Engine, and_, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -165,22 +165,27 @@ def record_outcomes(
             row["pushed_at"] = now
             rows.append(row)
         _upsert(session, rows)
-        session.add_all(
-            SyncChange(
-                shop_id=shop_id,
-                customer_id=outcome.customer_id,
-                kind=kind,
-                name=name,
-                action=action,
-                value=value,
-                reason=reason,
-                via=via,
-                job_run_id=job_run_id,
-                applied_at=now,
-            )
+        # Core inserts of plain rows: a bulk push records hundreds of thousands of changes, and
+        # building an ORM object per row cost more than the database did.
+        changes = [
+            {
+                "shop_id": shop_id,
+                "customer_id": outcome.customer_id,
+                "product_id": None,
+                "kind": kind,
+                "name": name,
+                "action": action,
+                "value": value,
+                "reason": reason,
+                "via": via,
+                "job_run_id": job_run_id,
+                "applied_at": now,
+            }
             for outcome in outcomes
             for kind, name, action, value, reason in outcome.changes
-        )
+        ]
+        for start in range(0, len(changes), 5000):
+            session.execute(insert(SyncChange), changes[start : start + 5000])
 
 
 def record_read_back(
