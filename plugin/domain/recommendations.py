@@ -13,7 +13,8 @@ In (`plugin.domain.recommendations_types`):
   `plugin.domain.replenishment.learn_replenishment` for the reorder-due flag (pass the shop's
   `ScoreReference.replenishment_days` so both agree); learned here from the lines when None.
 - `scoring`: the shop's `ScoringSettings` (reorder_grace and reorder_lapse decide when a
-  consumable is due, as for the flag; replenishment thresholds when intervals are learned here).
+  consumable is due, as for the flag, seen `RecommendationSettings.reorder_lead` x its interval
+  ahead; the replenishment thresholds when intervals are learned here).
 
 Out (plain int64 / float64 arrays, product and customer ids as in the input):
 - `recommend(...) -> Recommendations`, everything from one pass over the lines:

@@ -173,7 +173,8 @@ class BundleCandidates:
 class CustomerNextProducts:
     """Per customer (sorted by customer id): up to k product ids, best first, padded with
     NO_PRODUCT (-1); `reorder_day` beside each pick is the expected reorder day (days since the
-    Unix epoch) of a consumable that is due again, NaN for every other pick."""
+    Unix epoch) of a consumable the customer owns and that is coming due again, NaN for every
+    other pick."""
 
     customer_id: IntArray
     product_id: IntArray
