@@ -17,8 +17,9 @@ coming due: the reorder-due rule of `plugin.domain.replenishment` (days since it
 >= reorder_grace x interval and < reorder_lapse x interval) holds reorder_lead x interval days
 after `as_of`. Refills come early as often as late, so with a run every night and a lead of
 0.3, 97-98% of the dev store's refills were on offer when bought (bench/recommendations.py,
-seeds 3, 5, 7), against about half with no lead, which is the flag's rule exactly. Consumables coming due come first, earliest expected reorder day
-(last purchase + interval) first; ties go to the lower product id.
+seeds 3, 5, 7), against about half with no lead, which is the flag's rule exactly.
+Consumables coming due come first, earliest expected reorder day (last purchase + interval)
+first; ties go to the lower product id.
 """
 
 from __future__ import annotations
