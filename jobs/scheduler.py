@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
+from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
 from jobs.writeback import push_shop, reconcile_shop
@@ -144,6 +145,14 @@ STANDARD_JOBS: tuple[JobSpec, ...] = (
         lease_seconds=1800.0,
     ),
     JobSpec("prune", prune, daily_at_hour=3, misfire_grace_seconds=6 * 3600),
+    JobSpec(
+        "recommend",
+        recommend_shop,
+        daily_at_hour=1,  # before the 02:00 refit, so the morning's pushes carry both
+        heavy=True,
+        misfire_grace_seconds=6 * 3600,
+        lease_seconds=1800.0,
+    ),
 )
 
 

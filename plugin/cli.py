@@ -24,9 +24,9 @@ from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.settings import Settings, SettingsError, load_settings
-from plugin.store import inbox, ledger, shops
+from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.db import make_engine, upgrade
-from plugin.store.models import CustomerScore, Shop
+from plugin.store.models import BundleCandidate, CustomerScore, Shop
 from plugin.store.tokens import TokenCipher
 
 EXPORT_COLUMNS = (
@@ -55,6 +55,7 @@ EXPORT_COLUMNS = (
     # as last confirmed in the store by a push or read back by a reconcile:
     "pushed_tags",
 )
+BUNDLE_COLUMNS = ("rank", "product_ids", "orders", "lift", "combined_price")
 _MONEY_FIGURES = (
     "aov",
     "trailing_12m_spend",
@@ -206,11 +207,17 @@ def _setting_value(raw: str) -> Any:
 
 def check_shop_settings(shop: Shop) -> None:
     """Every part of the shop's settings is valid, or a ClickException naming what is not."""
+    from jobs.recommend import recommendation_settings
     from jobs.recompute import ShopSettingsError, scoring_settings
     from jobs.scheduler import ScheduleError, shop_schedule
     from jobs.writeback import WritebackError, shop_writeback_settings
 
-    known = {"scoring", "schedule", *(f.name for f in fields(WritebackSettings))}
+    known = {
+        "scoring",
+        "schedule",
+        "recommendations",
+        *(f.name for f in fields(WritebackSettings)),
+    }
     unknown = sorted(set(json.loads(shop.settings)) - known)
     if unknown:
         raise click.ClickException(
@@ -219,6 +226,7 @@ def check_shop_settings(shop: Shop) -> None:
     try:
         shop_writeback_settings(shop)
         scoring_settings(shop)
+        recommendation_settings(shop)
         shop_schedule(shop)
     except (WritebackError, ShopSettingsError, ScheduleError) as exc:
         raise click.ClickException(str(exc)) from None
@@ -283,9 +291,25 @@ def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
         }
 
 
-def _write_rows(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
+def _bundle_rows(candidates: list[BundleCandidate]) -> Iterator[dict[str, Any]]:
+    for candidate in candidates:
+        yield {
+            "rank": candidate.rank,
+            "product_ids": candidate.product_ids,
+            "orders": candidate.orders,
+            "lift": round(candidate.lift, 2),
+            "combined_price": str(candidate.combined_price),
+        }
+
+
+def _write_rows(
+    rows: Iterator[dict[str, Any]],
+    fmt: str,
+    out: TextIO,
+    columns: tuple[str, ...] = EXPORT_COLUMNS,
+) -> int:
     count = 0
-    writer = csv.DictWriter(out, EXPORT_COLUMNS, lineterminator="\n") if fmt == "csv" else None
+    writer = csv.DictWriter(out, columns, lineterminator="\n") if fmt == "csv" else None
     if writer is not None:
         writer.writeheader()
     for row in rows:
@@ -308,12 +332,23 @@ def _write_rows(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
     default=None,
     help="Report everything held for one customer (for a data request), as JSON.",
 )
+@click.option(
+    "--bundles",
+    is_flag=True,
+    help="The bundle candidates of the last recommendations run instead, for review.",
+)
 @click.option("--output", "-o", type=click.File("w"), default="-", help="Default: stdout.")
-def export(domain: str, fmt: str, customer: int | None, output: TextIO) -> None:
-    """One row per customer with the figures held so far (or one customer's full report)."""
+def export(domain: str, fmt: str, customer: int | None, bundles: bool, output: TextIO) -> None:
+    """One row per customer with the figures held so far (or one customer's full report, or
+    the shop's bundle candidates)."""
     with _open_store(_settings()) as engine, Session(engine) as session:
         shop = _shop_or_fail(session, domain)
         assert shop.id is not None
+        if bundles:
+            rows = _bundle_rows(recommendations.bundle_candidates(session, shop.id))
+            count = _write_rows(rows, fmt, output, BUNDLE_COLUMNS)
+            click.echo(f"exported {count} bundle candidates of {shop.domain}", err=True)
+            return
         if customer is not None:
             report = ledger.customer_report(session, shop.id, customer)
             if report is None:

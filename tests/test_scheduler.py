@@ -93,6 +93,7 @@ async def test_standard_jobs_default_triggers_one_instance_coalesced(engine: Eng
         "push": "interval[0:05:00]",
         "reconcile": "cron[hour='4', minute='0']",
         "prune": "cron[hour='3', minute='0']",
+        "recommend": "cron[hour='1', minute='0']",
         "shops": "interval[0:01:00]",
     }
     assert {job.shop_id for job in planned} == {shop.id, None}
@@ -115,6 +116,7 @@ async def test_shop_schedule_overrides_apply_per_shop(engine: Engine) -> None:
             "push": "interval[0:05:00]",
             "reconcile": "cron[hour='4', minute='0']",
             "prune": "cron[hour='3', minute='0']",
+            "recommend": "cron[hour='1', minute='0']",
             "shops": "interval[0:01:00]",
         }
         assert triggers(scheduler, plain)["rescore"] == "interval[0:15:00]"
@@ -195,6 +197,7 @@ async def test_scheduler_push_and_reconcile_only_for_shops_whose_token_works(
         ("rescore", reauth.id),
         ("refit", reauth.id),
         ("prune", reauth.id),
+        ("recommend", reauth.id),
         ("shops", None),
     }
 
@@ -215,7 +218,13 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
         # when the second needs re-authorising, then is authorised again
         set_shop(engine, second, needs_reauth=True)
         await scheduler.sync_shops()
-        assert set(triggers(scheduler, second)) == {"rescore", "refit", "prune", "shops"}
+        assert set(triggers(scheduler, second)) == {
+            "rescore",
+            "refit",
+            "prune",
+            "recommend",
+            "shops",
+        }
         set_shop(engine, second, needs_reauth=False)
         await scheduler.sync_shops()
         # then it loses its push and reconcile meanwhile and gets them back
@@ -225,6 +234,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
             "push",
             "reconcile",
             "prune",
+            "recommend",
             "shops",
         }
         # and a changed schedule is re-planned at the next read
@@ -240,7 +250,7 @@ async def test_scheduler_rereads_the_shops_on_its_own(engine: Engine) -> None:
         # when a shop is installed
         shop = add_shop(engine)
         # then it gets its jobs without a restart
-        await eventually(lambda: len(triggers(scheduler, shop)) == 6)
+        await eventually(lambda: len(triggers(scheduler, shop)) == 7)
 
 
 def quick_jobs(fn: Callable[..., Any], every: timedelta = QUICK, **spec: Any) -> tuple[JobSpec]:

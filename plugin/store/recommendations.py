@@ -97,10 +97,9 @@ def _insert(session: Session, table: type, rows: Iterable[dict[str, object]]) ->
         session.execute(insert(table), batch)
 
 
-def bundle_candidates(engine: Engine, shop_id: int) -> list[BundleCandidate]:
-    with Session(engine) as session:
-        query = select(BundleCandidate).where(col(BundleCandidate.shop_id) == shop_id)
-        return [row for (row,) in session.execute(query.order_by(col(BundleCandidate.rank)))]
+def bundle_candidates(session: Session, shop_id: int) -> list[BundleCandidate]:
+    query = select(BundleCandidate).where(col(BundleCandidate.shop_id) == shop_id)
+    return [row for (row,) in session.execute(query.order_by(col(BundleCandidate.rank)))]
 
 
 @dataclass(frozen=True)
