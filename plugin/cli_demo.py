@@ -1,8 +1,10 @@
 """`clvsync demo`: the whole product against the dev store, on loopback, with no credentials.
 
 It starts the dev store and the app, generates a store, delivers its history to the app as
-signed webhooks (as Shopify would), waits until the app has processed them, and then either
-stays up (printing where to look) or, with --once, stops both and prints one JSON object.
+signed webhooks (as Shopify would), waits until the app has processed them, scores every
+customer, computes the recommendations, pushes tags and metafields to the dev store, and then
+either stays up (printing where to look) or, with --once, stops both and prints one JSON
+object.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
+from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from jobs.writeback import push_shop
 from plugin.app import create_app
@@ -196,6 +199,8 @@ def run_demo(
         # The generated history ends at start + history_days: score as of then, not today.
         as_of = store.config.start + timedelta(days=store.config.history_days)
         recompute = full_recompute(engine, shop, as_of)
+        click.echo("recommending: frequently bought together, upsell, next products ...", err=True)
+        recommended = compute_recommendations(engine, shop, as_of)
         click.echo(
             f"pushing tags and metafields to the dev store ({error_share:.0%} of its calls fail "
             "with a 5xx on purpose) ...",
@@ -217,6 +222,8 @@ def run_demo(
             "tags_in_sync": tags_in_sync(engine, shop, state, DEFAULT_TAG_PREFIX),
             "seconds": round(time.monotonic() - started, 2),
             "recompute": recompute,
+            "recommendations": recommended,
+            "product_metafields_pushed": pushed["product_metafields_set"],
         }
         if not once:
             _stay_up(app_url, devstore_url, store.shop_domain, database_url)

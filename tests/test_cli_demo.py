@@ -36,4 +36,5 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
     # and the desired tags and metafields were pushed, through the faults, exactly
     assert summary["tags_in_sync"] is True
     assert summary["tag_changes_pushed"] > 0 and summary["metafields_pushed"] > 0
+    assert summary["recommendations"]["order_lines"] > 0
     assert "webhooks processed" in result.stderr
