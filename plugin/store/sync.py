@@ -97,8 +97,19 @@ def held_state(engine: Engine, shop_id: int) -> Iterator[Held]:
     )
     with Session(engine) as session:
         for row in session.execute(scored.execution_options(yield_per=_YIELD)):
-            recommended_ids = json.loads(row[8] or "[]")
-            yield Held(*row[:8], recommended_ids, *_pushed(*row[9:]))  # type: ignore[call-arg]
+            customer_id, tags, reasons, historical, predicted, p_alive, next_at, segment = row[:8]
+            yield Held(
+                customer_id,
+                tags,
+                reasons,
+                historical,
+                predicted,
+                p_alive,
+                next_at,
+                segment,
+                json.loads(row[8] or "[]"),
+                *_pushed(row[9], row[10], row[11], row[12]),
+            )
         for row in session.execute(unscored.execution_options(yield_per=_YIELD)):
             yield Held(row[0], None, "{}", None, None, None, None, None, [], *_pushed(*row[1:]))
 
