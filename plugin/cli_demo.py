@@ -119,7 +119,7 @@ def _wait_until_processed(database_url: str, total: int) -> None:
             progress.update(total - min(pending, total), final=pending == 0)
             if pending == 0:
                 return
-            time.sleep(0.2)
+            time.sleep(1.0)  # counting a large inbox is not free: once a second is enough
     finally:
         reader.dispose()
 
