@@ -112,6 +112,8 @@ async def _with_client(
         "api_cost": round(stats.cost_actual, 1),
         "throttled": stats.throttled,
         "retries": stats.retries,
+        "server_errors": stats.server_errors,
+        "transport_errors": stats.transport_errors,
     }
 
 

@@ -218,6 +218,7 @@ def run_demo(
             "api_cost_used": pushed["api_cost"],
             "throttled_responses": pushed["throttled"],
             "api_retries": pushed["retries"],
+            "api_server_errors_met": pushed["server_errors"],
             "bulk_operations": pushed["bulk_operations"],
             "tags_in_sync": tags_in_sync(engine, shop, state, DEFAULT_TAG_PREFIX),
             "seconds": round(time.monotonic() - started, 2),
