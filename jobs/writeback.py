@@ -8,11 +8,13 @@ Few changes go as batched calls (many aliased mutations per request, paced by th
 result file is read back to confirm each line. Whatever the store confirms is recorded with its
 reason as each batch returns; what it refuses (a customer at the 250-tag cap, a deleted one) is
 recorded as refused and not sent again until the desired tags change or a reconcile re-reads
-the customer.
+the customer. Then each product's recommendation metafields go the same way
+(`jobs/product_push.py`).
 
 The reconcile reads the store's state back (pages of customers, or a bulk query for large
 shops), replaces the recorded pushed state with it, and pushes: drift from a lost call or from
-someone editing the store is repaired either way.
+someone editing the store is repaired either way. (It reads customers only: products'
+metafields are compared with what was pushed, not with the store.)
 """
 
 from __future__ import annotations
