@@ -11,6 +11,7 @@ processes that both fire a shop's job are kept apart by the lease in `jobs.runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -71,14 +72,23 @@ class JobSpec:
         return When(self.every, self.daily_at_hour)
 
 
+_PHASE_ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class When:
     every: timedelta | None
     daily_at_hour: int | None
 
-    def trigger(self) -> IntervalTrigger | CronTrigger:
+    def trigger(self, phase: str = "") -> IntervalTrigger | CronTrigger:
+        """The APScheduler trigger. An interval job's runs are shifted by a fixed share of the
+        interval drawn from `phase` (shop and job): shops' jobs do not all fire at once, and a
+        restarted process keeps each shop's times instead of starting the interval over."""
         if self.every is not None:
-            return IntervalTrigger(seconds=self.every.total_seconds(), timezone=UTC)
+            seconds = self.every.total_seconds()
+            shift = int.from_bytes(hashlib.sha256(phase.encode()).digest()[:4]) % max(1, seconds)
+            start = _PHASE_ORIGIN + timedelta(seconds=shift)
+            return IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC)
         return CronTrigger(hour=self.daily_at_hour, minute=0, timezone=UTC)
 
 
@@ -334,7 +344,7 @@ class JobScheduler:
     def _plan(self, job_id: str, spec: JobSpec, shop: Shop, when: When) -> None:
         self._scheduler.add_job(
             self._fire,
-            when.trigger(),
+            when.trigger(f"{spec.name}:{shop.id}"),
             args=(spec.name, shop.id),
             id=job_id,
             name=f"{spec.name} {shop.domain}",

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -353,3 +353,20 @@ def test_job_spec_needs_exactly_one_trigger() -> None:
         JobSpec("both", job, every=QUICK, daily_at_hour=2)
     with pytest.raises(ValueError, match="one of them"):
         JobSpec("neither", job)
+
+
+async def test_scheduler_spreads_shops_interval_jobs_over_the_interval(engine: Engine) -> None:
+    # given many shops
+    shops = [add_shop(engine, f"shop-{n}.myshopify.com") for n in range(8)]
+    # when the scheduler plans them
+    async with running(engine) as scheduler:
+        planned = [j for j in scheduler.jobs() if j.job == "push"]
+    # then their pushes fire at different times, each within one interval from now
+    times = [j.next_run_at for j in planned if j.next_run_at is not None]
+    assert len(times) == len(shops) and max(times) - min(times) > timedelta(seconds=30)
+    now = datetime.now(UTC)
+    assert all(now - timedelta(seconds=1) <= t <= now + timedelta(minutes=5) for t in times)
+    # and a shop keeps its times when planned again (a restart does not start over)
+    async with running(engine) as again:
+        replanned = {j.shop_id: j.next_run_at for j in again.jobs() if j.job == "push"}
+    assert {j.shop_id: j.next_run_at for j in planned} == replanned
