@@ -71,3 +71,35 @@ def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) 
             values,
         )
     return held
+
+
+ProductFound = dict[int, dict[str, str]]  # product -> "namespace.key" -> value
+
+
+async def read_product_pages(
+    client: AdminClient, namespace: str, extra: tuple[str, str] | None = None
+) -> ProductFound:
+    """Every product's metafields in the app's namespace (and the one `extra` field, e.g.
+    Shopify's complementary products), by pages."""
+    extra_field = (
+        f'x: metafield(namespace: "{extra[0]}", key: "{extra[1]}") {{ value }}' if extra else ""
+    )
+    query = (
+        f"query ReadProducts($after: String, $ns: String!) {{ products(first: {READ_PAGE}, "
+        "after: $after) { pageInfo { hasNextPage endCursor } nodes { id "
+        f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} {extra_field} }} }} }}"
+    )
+    found: ProductFound = {}
+    after: str | None = None
+    while True:
+        data = await client.execute(query, {"after": after, "ns": namespace})
+        page = data["products"]
+        for node in page["nodes"]:
+            values = {f"{namespace}.{m['key']}": m["value"] for m in node["metafields"]["nodes"]}
+            if extra and node.get("x"):
+                values[".".join(extra)] = node["x"]["value"]
+            if values:
+                found[_customer_id(node["id"])] = values
+        if not page["pageInfo"]["hasNextPage"]:
+            return found
+        after = page["pageInfo"]["endCursor"]

@@ -13,8 +13,8 @@ the customer. Then each product's recommendation metafields go the same way
 
 The reconcile reads the store's state back (pages of customers, or a bulk query for large
 shops), replaces the recorded pushed state with it, and pushes: drift from a lost call or from
-someone editing the store is repaired either way. (It reads customers only: products'
-metafields are compared with what was pushed, not with the store.)
+someone editing the store is repaired either way; products' recommendation metafields are
+read back (by pages) and repaired the same way.
 """
 
 from __future__ import annotations
@@ -31,10 +31,18 @@ from jobs.context import JobContext
 from jobs.plan import Plan, Planned, WritebackError, plan_changes, shop_writeback_settings
 from jobs.product_push import ProductPusher, plan_products
 from jobs.pusher import PushCounts, Pusher
-from jobs.readback import ReadBackError, owned_state, read_in_bulk, read_pages
+from jobs.readback import (
+    ReadBackError,
+    owned_state,
+    read_in_bulk,
+    read_pages,
+    read_product_pages,
+)
+from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, Shop
+from plugin.store.recommendations import record_product_read_back
 from plugin.store.sync import pushed_tags, record_read_back
 from plugin.store.tokens import TokenCipher
 
@@ -164,8 +172,22 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         )
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
+        complementary = tuple(COMPLEMENTARY_PRODUCTS.rsplit(".", 1))
+        product_values = await read_product_pages(
+            pusher.client,
+            namespace,
+            (complementary[0], complementary[1]) if settings.complementary_products else None,
+        )
+        products_drifted = await anyio.to_thread.run_sync(
+            record_product_read_back, ctx.engine, shop_id, product_values, ctx.clock()
+        )
         products = await _push_products(ctx, pusher)
-        return {"customers_read": len(state), "drifted": drifted, **products}
+        return {
+            "customers_read": len(state),
+            "drifted": drifted,
+            "products_drifted": products_drifted,
+            **products,
+        }
 
     return await _with_client(ctx, shop, run_id, work)
 

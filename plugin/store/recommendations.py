@@ -183,3 +183,30 @@ def record_product_metafields(
             )
             for product_id, name, action, value, reason in changes
         )
+
+
+def record_product_read_back(
+    engine: Engine, shop_id: int, found: dict[int, dict[str, str]], now: datetime
+) -> int:
+    """Replace the products' pushed metafields with what a reconcile read from the store (a
+    product read with none has none); how many products had drifted."""
+    with Session(engine) as session, session.begin():
+        held = {
+            product_id: json.loads(values)
+            for product_id, values in session.execute(
+                select(col(ProductSync.product_id), col(ProductSync.metafields)).where(
+                    col(ProductSync.shop_id) == shop_id
+                )
+            )
+        }
+        drifted = [p for p in set(held) | set(found) if held.get(p, {}) != found.get(p, {})]
+    record_product_metafields(
+        engine,
+        shop_id,
+        {product_id: found.get(product_id, {}) for product_id in drifted},
+        [],
+        via="reconcile",
+        job_run_id=None,
+        now=now,
+    )
+    return len(drifted)

@@ -4,13 +4,14 @@ Shopify's complementary products) and customers' recommended products, only when
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from jobs.writeback import push_shop
+from jobs.writeback import push_shop, reconcile_shop
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.store.models import SyncChange
 from plugin.store.recommendations import Bundle, Partner, replace_recommendations
@@ -78,3 +79,31 @@ async def test_push_sends_product_and_customer_recommendations_only_when_changed
     with Session(scenario.engine) as session:
         audited = session.exec(select(SyncChange).where(SyncChange.product_id == b)).all()
     assert {row.action for row in audited} == {"set", "delete"}
+
+
+async def test_reconcile_repairs_product_metafields_edited_in_the_store(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given pushed product recommendations, then one removed and one edited by hand
+    scenario = scenario_factory()
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b, c], b: [a]}, [c])
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    products = scenario.devstore.state.products
+    removed = products[a].metafields
+    edited = products[b].metafields
+    assert removed is not None and edited is not None
+    del removed[("clv", "frequently_bought_together")]
+    old = edited[("clv", "frequently_bought_together")]
+    edited[("clv", "frequently_bought_together")] = replace(
+        old, value='["gid://shopify/Product/1"]'
+    )
+    # when reconciled
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then both products drifted and are repaired
+    gid = "gid://shopify/Product/{}".format
+    held = product_metafields(scenario)
+    assert result["products_drifted"] == 2
+    assert held[a]["clv.frequently_bought_together"] == [gid(b), gid(c)]
+    assert held[b]["clv.frequently_bought_together"] == [gid(a)]
