@@ -28,6 +28,8 @@ def _print_plan(plan: dict[str, Any]) -> None:
             click.echo(f"  {label:<7} {tag:<32} {count} customers")
     for key, count in plan["metafields_changed"].items():
         click.echo(f"  set     metafield {key:<22} {count} customers")
+    products = plan["products_with_changes"]
+    click.echo(f"  {products} products' recommendation metafields would change")
     if plan["sample"]:
         click.echo("sample:")
     for sample in plan["sample"]:
