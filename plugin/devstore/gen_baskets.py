@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +34,22 @@ class Baskets:
     total: NDArray[np.int64]
 
 
+# Rewrites (candidates, is_complement) in place before the lines are kept: see gen_taste.
+Sequencer = Callable[[NDArray[np.int64], NDArray[np.bool_]], None]
+
+
 def _candidates(
-    rng: np.random.Generator, catalogue: Catalogue, params: CatalogueParams, n: int
+    rng: np.random.Generator,
+    catalogue: Catalogue,
+    params: CatalogueParams,
+    n: int,
+    override: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     width = params.max_candidate_lines
     cand = rng.choice(catalogue.n_variants, size=(n, width), p=catalogue.variant_weight)
     cand = cand.astype(np.int64)
+    if override is not None:  # taste: some lines drawn from the customer's preferences
+        cand = np.where(override >= 0, override, cand)
     is_complement = np.zeros((n, width), dtype=np.bool_)
     # Planted complements: an anchor in position j pulls its partner into position j + 1.
     for j in range(width - 1):
@@ -52,7 +63,7 @@ def _candidates(
     return cand, is_complement
 
 
-def _keep_prefix(
+def keep_prefix(
     price: NDArray[np.int64], target: NDArray[np.int64], is_complement: NDArray[np.bool_]
 ) -> NDArray[np.bool_]:
     keep = np.logical_and.accumulate(np.cumsum(price, axis=1) <= target[:, None], axis=1)
@@ -105,18 +116,25 @@ def build_baskets(
     catalogue: Catalogue,
     params: CatalogueParams,
     target_cents: NDArray[np.int64],
+    override: NDArray[np.int64] | None = None,
+    sequencer: Sequencer | None = None,
 ) -> Baskets:
     """Fill each order's cart up to its target value, then make the totals add up exactly.
 
     Lines are drawn by popularity, kept while the running subtotal stays within the target;
     spare budget first raises the first line's quantity, then becomes shipping and tax; an
     overshoot (one line dearer than the target, or a forced complement) becomes a discount.
+    `override` (orders x max_candidate_lines, -1 to keep the popularity draw) and `sequencer`
+    change only which products the candidate lines are (`gen_taste`); the totals are the
+    targets whatever they pick.
     """
     n = target_cents.shape[0]
-    cand, is_complement = _candidates(rng, catalogue, params, n)
+    cand, is_complement = _candidates(rng, catalogue, params, n, override)
+    if sequencer is not None:
+        sequencer(cand, is_complement)
     prices = np.r_[catalogue.variant_price_cents, CUSTOM_ITEM_PRICE_CENTS]
     price = prices[cand]
-    keep = _keep_prefix(price, target_cents, is_complement)
+    keep = keep_prefix(price, target_cents, is_complement)
     keep, quantity = _merge_duplicates(cand, keep)
     subtotal = (price * quantity).sum(axis=1)
     spare = target_cents - subtotal

@@ -32,6 +32,14 @@ from plugin.devstore.gen_simulate import (
     share_count,
     simulate_customers,
 )
+from plugin.devstore.gen_taste import (
+    TASTE_STREAM,
+    CustomerTaste,
+    draw_tastes,
+    plant_sequences,
+    taste_override,
+    taste_tables,
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class Chunk:
     customers: CustomerArrays
     orders: OrderTable
     profile_seed: int
+    taste: CustomerTaste | None = None  # only when config.customer_taste > 0
 
 
 @dataclass(frozen=True)
@@ -203,8 +212,8 @@ def generate_chunk(
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(5)]
     customers, purchases = simulate_customers(streams[0], config, first, n)
     basket_rng = streams[1]
-    purchase_baskets = build_baskets(
-        basket_rng, catalogue, config.catalogue, purchases.target_cents
+    taste, purchase_baskets = _purchase_baskets(
+        config, catalogue, seed, index, customers, purchases, basket_rng
     )
     real = _Orders(
         purchases.customer,
@@ -225,7 +234,43 @@ def generate_chunk(
     baskets.append(build_baskets(basket_rng, catalogue, config.catalogue, targets))
     orders = _concat_orders(parts)
     table = _life_cycle(streams[3], config, catalogue, index, orders, concat_baskets(baskets))
-    return Chunk(index, customers, table, int(streams[4].integers(0, 2**62)))
+    return Chunk(index, customers, table, int(streams[4].integers(0, 2**62)), taste)
+
+
+def _purchase_baskets(
+    config: GeneratorConfig,
+    catalogue: Catalogue,
+    seed: int,
+    index: int,
+    customers: CustomerArrays,
+    purchases: PurchaseArrays,
+    basket_rng: np.random.Generator,
+) -> tuple[CustomerTaste | None, Baskets]:
+    """The purchase orders' baskets; taste and sequential complements (gen_taste) draw from
+    their own stream, so with both off the baskets are exactly the popularity ones."""
+    params, target = config.catalogue, purchases.target_cents
+    if config.customer_taste <= 0.0 and config.sequential_complements <= 0.0:
+        return None, build_baskets(basket_rng, catalogue, params, target)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, TASTE_STREAM]))
+    taste, override = None, None
+    if config.customer_taste > 0.0:
+        tables = taste_tables(catalogue)
+        pop = config.population
+        mean = pop.spend_p * pop.spend_gamma / max(pop.spend_q - 1.0, 1e-9)
+        taste = draw_tastes(rng, tables, customers.spend_mean, mean, config.taste_types)
+        override = taste_override(
+            rng, tables, taste, purchases.customer, params.max_candidate_lines,
+            config.customer_taste,
+        )  # fmt: skip
+    share = config.sequential_complements
+
+    def sequencer(cand: NDArray[np.int64], is_complement: NDArray[np.bool_]) -> None:
+        plant_sequences(rng, catalogue, purchases.customer, target, share, cand, is_complement)
+
+    baskets = build_baskets(
+        basket_rng, catalogue, params, target, override, sequencer if share > 0.0 else None
+    )
+    return taste, baskets
 
 
 def _life_cycle(

@@ -90,6 +90,21 @@ class GeneratorConfig:
     lifecycle: LifecycleParams = field(default_factory=LifecycleParams)
     consumable_refills: bool = True
     chunk_customers: int = 10_000
+    # Opt-in realism of which products customers buy (plugin.devstore.gen_taste); at 0 the
+    # store is exactly what it was without them. customer_taste: the share of a customer's
+    # purchase candidate lines drawn from their taste_types preferred product types (and
+    # price tier) instead of global popularity; sequential_complements: the chance that a
+    # later purchase order brings the planted partner of an anchor bought before without it.
+    customer_taste: float = 0.0
+    taste_types: int = 2
+    sequential_complements: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("customer_taste", "sequential_complements"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1]")
+        if self.taste_types < 1:
+            raise ValueError("taste_types must be at least 1")
 
     @property
     def end(self) -> datetime:

@@ -28,7 +28,7 @@ from typing import IO, Any, NamedTuple, cast
 import numpy as np
 from numpy.typing import NDArray
 
-from plugin.devstore.gen_catalog import Catalogue, build_catalogue
+from plugin.devstore.gen_catalog import TIERS, Catalogue, build_catalogue
 from plugin.devstore.gen_chunk import Chunk, generate_chunk
 from plugin.devstore.gen_config import CUSTOMER_ID_BASE, GeneratorConfig, PopulationParams
 from plugin.devstore.gen_payloads import ChunkRenderer, RawEvent, money
@@ -57,7 +57,9 @@ class PlantedTruth:
     shop currency before partial refunds (Gamma-Gamma p / nu); alive_at_end; first_purchase_day
     (days since the start). Complements are (anchor product id, partner product id); consumables
     map product id to its refill cycle in days. order_kinds (in-memory stores only) maps an order
-    id to purchase, refill, cancelled, full_refund, test or guest.
+    id to purchase, refill, cancelled, full_refund, test or guest. preferred_types and
+    preferred_tier (only with config.customer_taste > 0) map a customer id to the product types
+    and the price tier their taste draws from (plugin.devstore.gen_taste).
 
     The BG/NBD and Gamma-Gamma truth describes the "purchase" orders. Refill orders (list price,
     every cycle days while the customer is alive) come on top when config.consumable_refills is
@@ -76,6 +78,8 @@ class PlantedTruth:
     population: PopulationParams
     time_unit: str = "day"
     order_kinds: dict[int, str] = field(default_factory=dict)
+    preferred_types: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    preferred_tier: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,17 @@ def _truth(config: GeneratorConfig, catalogue: Catalogue, parts: list[Chunk]) ->
     def cat(name: str) -> Any:
         return np.concatenate([getattr(c.customers, name) for c in parts])
 
+    types: dict[int, tuple[str, ...]] = {}
+    tiers: dict[int, str] = {}
+    names = list(dict.fromkeys(catalogue.product_types))
+    for c in parts:
+        if c.taste is None:
+            continue
+        ids = (CUSTOMER_ID_BASE + c.customers.index + 1).tolist()
+        for cid, row, tier in zip(ids, c.taste.types.tolist(), c.taste.tier.tolist(), strict=True):
+            types[cid] = tuple(names[t] for t in row)
+            tiers[cid] = TIERS[tier][0]
+
     return PlantedTruth(
         customer_ids=CUSTOMER_ID_BASE + cat("index") + 1,
         lam=cat("lam"),
@@ -183,6 +198,8 @@ def _truth(config: GeneratorConfig, catalogue: Catalogue, parts: list[Chunk]) ->
             for c in parts
             for oid, k in zip(c.orders.order_id.tolist(), c.orders.kind.tolist(), strict=True)
         },
+        preferred_types=types,
+        preferred_tier=tiers,
     )
 
 

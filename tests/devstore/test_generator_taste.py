@@ -1,0 +1,163 @@
+"""Opt-in customer taste and sequential complements: off by default (the store is byte for
+byte what it was), and when on they change which products are bought, never how many orders
+or what they are worth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from plugin.devstore.gen_config import GeneratorConfig
+from plugin.devstore.gen_simulate import PURCHASE
+from plugin.devstore.generator import (
+    GeneratedStore,
+    catalogue_for,
+    chunks,
+    generate_store,
+)
+
+# sha256 of a 400-customer store (two chunks) per seed, computed before the taste settings
+# existed: products, final customers and orders, every webhook event, every transaction.
+DIGESTS = {
+    7: "41400f957a57bdccd1439c4bbd959280eb0c2305e462a30640a3b998cc125b56",
+    2024: "02fbc9dae5d7bd7064fd411cf97ee8e932f3d96f45b5eb6b245c0f974ff95fd8",
+}
+TASTE = 0.6
+
+
+def digest(store: GeneratedStore) -> str:
+    h = hashlib.sha256()
+    for part in (store.products, store.customers, store.orders):
+        h.update(json.dumps(part, sort_keys=True).encode())
+    for e in store.events:
+        event = [e.topic, e.event_id, e.triggered_at.isoformat(), e.payload]
+        h.update(json.dumps(event, sort_keys=True).encode())
+    for t in store.transactions:
+        h.update(f"{t.customer_id},{t.date},{t.amount}".encode())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("seed", sorted(DIGESTS))
+def test_default_output_is_unchanged(seed: int) -> None:
+    store = generate_store(GeneratorConfig(customers=400, chunk_customers=250), seed=seed)
+    assert digest(store) == DIGESTS[seed]
+    assert store.truth.preferred_types == {}
+
+
+def purchase_type_counts(store: GeneratedStore) -> dict[int, Counter[str]]:
+    kinds = store.truth.order_kinds
+    counts: dict[int, Counter[str]] = defaultdict(Counter)
+    for order in store.orders:
+        if kinds[order["id"]] != "purchase":
+            continue
+        for line in order["line_items"]:
+            if line.get("product_id") is not None and not line["gift_card"]:
+                counts[order["customer"]["id"]][line["product_type"]] += 1
+    return counts
+
+
+def top_two_share(counts: dict[int, Counter[str]]) -> float:
+    shares = [
+        sum(n for _, n in c.most_common(2)) / sum(c.values())
+        for c in counts.values()
+        if sum(c.values()) >= 6
+    ]
+    return float(np.mean(shares))
+
+
+@pytest.fixture(scope="module")
+def stores() -> tuple[GeneratedStore, GeneratedStore]:
+    off = generate_store(GeneratorConfig(customers=2_000), seed=5)
+    on = generate_store(
+        GeneratorConfig(customers=2_000, customer_taste=TASTE, sequential_complements=0.3), seed=5
+    )
+    return off, on
+
+
+def test_taste_concentrates_purchases_on_preferred_types(
+    stores: tuple[GeneratedStore, GeneratedStore],
+) -> None:
+    off, on = stores
+    # Customers with 6+ purchase lines: the share of their lines in their two most bought
+    # types. Off it is about 0.55 (popular types dominate anyway); with 60% of candidate lines
+    # from two preferred types it is about 0.71 (seed 5).
+    assert top_two_share(purchase_type_counts(on)) > top_two_share(purchase_type_counts(off)) + 0.1
+    # And those are the planted preferences: the preferred types' share of each customer's
+    # purchase lines, on against off for the same customer ids (the same population).
+    preferred = on.truth.preferred_types
+    assert len(preferred) == 2_000
+    assert {len(t) for t in preferred.values()} == {2}
+
+    def preferred_share(store: GeneratedStore) -> float:
+        counts = purchase_type_counts(store)
+        mine = sum(sum(c[t] for t in preferred[cid]) for cid, c in counts.items())
+        return mine / sum(sum(c.values()) for c in counts.values())
+
+    assert preferred_share(on) > preferred_share(off) + 0.2
+
+
+def test_taste_keeps_purchase_counts_and_values() -> None:
+    base = GeneratorConfig(customers=1_500, chunk_customers=1_000)
+    tasty = GeneratorConfig(
+        customers=1_500, chunk_customers=1_000, customer_taste=TASTE, sequential_complements=0.3
+    )
+    catalogue = catalogue_for(base, 11)
+    for plain, rich in zip(chunks(base, 11, catalogue), chunks(tasty, 11, catalogue), strict=True):
+        a, b = plain.orders, rich.orders
+        pa, pb = a.kind == PURCHASE, b.kind == PURCHASE
+        # The planted purchase process and order values are the same draws.
+        assert np.array_equal(a.customer[pa], b.customer[pb])
+        assert np.array_equal(a.day[pa], b.day[pb])
+        assert np.array_equal(a.baskets.total[pa], b.baskets.total[pb])
+        np.testing.assert_array_equal(plain.customers.lam, rich.customers.lam)
+        np.testing.assert_array_equal(plain.customers.spend_mean, rich.customers.spend_mean)
+        # Lines still add up to each order's total.
+        bb = b.baskets
+        line_total = bb.line_price * bb.line_quantity - bb.line_discount
+        kept = ~b.line_removed
+        subtotal = np.bincount(bb.line_order[kept], weights=line_total[kept], minlength=pb.size)
+        assert np.array_equal((subtotal + bb.shipping + bb.tax).astype(np.int64), bb.total)
+        assert not np.array_equal(a.baskets.line_variant, b.baskets.line_variant)
+
+
+def test_sequential_complements_bring_partners_later(
+    stores: tuple[GeneratedStore, GeneratedStore],
+) -> None:
+    def later_partner_rate(store: GeneratedStore) -> float:
+        """Among customers who bought an anchor without its partner and ordered again: the
+        share who bought the partner in a later purchase."""
+        kinds = store.truth.order_kinds
+        history: dict[int, list[set[int]]] = defaultdict(list)
+        for order in store.orders:  # sorted by time
+            if kinds[order["id"]] == "purchase":
+                items = {line["product_id"] for line in order["line_items"]}
+                history[order["customer"]["id"]].append(items)
+        eligible = followed = 0
+        for orders in history.values():
+            for anchor, partner in store.truth.complements:
+                first = next(
+                    (i for i, o in enumerate(orders) if anchor in o and partner not in o), None
+                )
+                if (
+                    first is None
+                    or first == len(orders) - 1
+                    or any(partner in o for o in orders[:first])
+                ):
+                    continue
+                eligible += 1
+                followed += any(partner in o for o in orders[first + 1 :])
+        return followed / max(eligible, 1)
+
+    off, on = stores
+    assert later_partner_rate(on) > later_partner_rate(off) + 0.1
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="customer_taste"):
+        GeneratorConfig(customer_taste=1.5)
+    with pytest.raises(ValueError, match="taste_types"):
+        GeneratorConfig(taste_types=0)
