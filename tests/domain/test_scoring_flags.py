@@ -144,3 +144,15 @@ def test_tag_matrix_and_bits_agree_with_tags() -> None:
         assert sorted(from_matrix) == sorted(from_bits) == sorted(scores.tags(i))
         assert lists[i] == scores.tags(i)
     assert scores.all_reasons() == [scores.reasons(i) for i in range(len(scores))]
+
+
+def test_product_rank_sampled_equals_full_rank_with_rare_products() -> None:
+    # given 300,000 lines of a few common products and three rare ones the sample skips
+    from plugin.domain.replenishment import _product_rank
+
+    rng = np.random.default_rng(3)
+    product = rng.choice(np.array([10, 20, 30, 40], dtype=np.int64), 300_000)
+    product[[1, 7, 299_999]] = [5, 25, 99]
+    # when ranked from a sample, then completed; then the rank of a full sort
+    expected = np.unique(product, return_inverse=True)[1].reshape(-1)
+    assert np.array_equal(_product_rank(product), expected)
