@@ -5,6 +5,10 @@ the GIL and, on SQLite, for the single write lock. So the processor waits, befor
 until no webhook is being stored, but never longer than `max_wait_seconds`, so that it cannot
 be starved either; and it ends a batch early when one arrives.
 
+While webhooks keep coming, a batch is also capped in time (see webhooks/processor.py); once
+none has come for a while (`quiet_for`), the processor takes whole batches: one commit, one
+fsync, for many events, which is what clears a backlog.
+
 On SQLite the two also take turns through `writing()`, a lock in this process, instead of
 through SQLite's busy handler, which polls with sleeps of up to 100 ms: a webhook that found
 the database locked for a millisecond could wait tens of milliseconds.
@@ -13,6 +17,7 @@ the database locked for a millisecond could wait tens of milliseconds.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +30,7 @@ class IngestGate:
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+        self._last_stored = float("-inf")  # monotonic seconds
 
     @contextmanager
     def storing(self) -> Iterator[None]:
@@ -36,6 +42,7 @@ class IngestGate:
         finally:
             with self._lock:
                 self._active -= 1
+                self._last_stored = time.monotonic()
                 if self._active == 0:
                     self._idle.set()
 
@@ -52,6 +59,10 @@ class IngestGate:
     def busy(self) -> bool:
         """Whether a webhook is being stored right now."""
         return not self._idle.is_set()
+
+    def quiet_for(self, seconds: float) -> bool:
+        """No webhook stored, nor being stored, for the last `seconds`."""
+        return not self.busy and time.monotonic() - self._last_stored >= seconds
 
     def wait_for_quiet(self) -> None:
         self._idle.wait(self._max_wait_seconds)

@@ -61,6 +61,7 @@ class Processor:
         max_attempts: int = 8,
         batch_size: int = 50,
         batch_seconds: float = 0.02,
+        quiet_batch_seconds: float = 0.5,
         idle_seconds: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
         gate: IngestGate | None = None,
@@ -69,6 +70,7 @@ class Processor:
         self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._batch_seconds = batch_seconds
+        self._quiet_batch_seconds = quiet_batch_seconds
         self._idle_seconds = idle_seconds
         self._clock = clock
         self._gate = gate
@@ -77,12 +79,15 @@ class Processor:
         """Claim up to `limit` due events and process them in one transaction.
 
         One commit (one fsync) for the batch instead of one per event. The batch ends early
-        after `batch_seconds`, or as soon as a webhook waits to be stored, because on SQLite
-        this transaction holds the only write lock. Claimed events it did not reach stay
-        pending, as does the whole batch if the commit fails.
+        after `batch_seconds` (`quiet_batch_seconds` when no webhook has come for a second),
+        or as soon as a webhook waits to be stored, because on SQLite this transaction holds
+        the only write lock. Claimed events it did not reach stay pending, as does the whole
+        batch if the commit fails.
         """
         now = self._clock()
-        deadline = time.monotonic() + self._batch_seconds
+        quiet = self._gate is None or self._gate.quiet_for(1.0)
+        budget = self._quiet_batch_seconds if quiet else self._batch_seconds
+        deadline = time.monotonic() + budget
         outcomes: list[Outcome] = []
         turn = self._gate.writing() if self._gate is not None else contextlib.nullcontext()
         with turn, Session(self._engine, expire_on_commit=False) as session, session.begin():
