@@ -17,7 +17,14 @@ from typing import Any
 import anyio
 from sqlalchemy import Engine
 
-from jobs.pusher import METAFIELDS_PER_SET, MUTATION_COST, SETS_PER_CALL, batches, user_errors
+from jobs.pusher import (
+    METAFIELDS_PER_SET,
+    MUTATION_COST,
+    SETS_PER_CALL,
+    batches,
+    metafields_set_document,
+    user_errors,
+)
 from plugin.domain.writeback import WritebackSettings, product_gid, product_values
 from plugin.shopify.client import AdminClient
 from plugin.store.recommendations import product_state, record_product_metafields
@@ -80,16 +87,9 @@ class ProductPusher:
         }
 
     async def _set(self, groups: list[list[ProductChange]]) -> None:
-        declared = ", ".join(f"$m{n}: [MetafieldsSetInput!]!" for n in range(len(groups)))
-        body = " ".join(
-            f"m{n}: metafieldsSet(metafields: $m{n}) {{ userErrors {{ field message code }} }}"
-            for n in range(len(groups))
-        )
         variables = {f"m{n}": _inputs(group) for n, group in enumerate(groups)}
         data = await self.client.execute(
-            f"mutation SetProducts({declared}) {{ {body} }}",
-            variables,
-            cost=MUTATION_COST * len(groups),
+            metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
         )
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []

@@ -46,6 +46,17 @@ _SET_MANY = """mutation Set($metafields: [MetafieldsSetInput!]!) {
 }"""
 
 
+def metafields_set_document(calls: int) -> str:
+    """One request of `calls` aliased metafieldsSet mutations, variables $m0, $m1, ..."""
+    declared = ", ".join(f"$m{n}: [MetafieldsSetInput!]!" for n in range(calls))
+    body = " ".join(
+        f"m{n}: metafieldsSet(metafields: $m{n}) "
+        "{ userErrors { field message code elementIndex } }"
+        for n in range(calls)
+    )
+    return f"mutation Set({declared}) {{ {body} }}"
+
+
 def customer_gid(customer_id: int) -> str:
     return f"gid://shopify/Customer/{customer_id}"
 
@@ -257,17 +268,9 @@ class Pusher:
         setting = [item for item in items if item.change.set_metafields]
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
             groups = list(batches(batch, METAFIELDS_PER_SET, _metafield_count))
-            declared = ", ".join(f"$m{n}: [MetafieldsSetInput!]!" for n in range(len(groups)))
-            body = " ".join(
-                f"m{n}: metafieldsSet(metafields: $m{n}) "
-                "{ userErrors { field message code elementIndex } }"
-                for n in range(len(groups))
-            )
             variables = {f"m{n}": self._metafield_inputs(group) for n, group in enumerate(groups)}
             data = await self.client.execute(
-                f"mutation Set({declared}) {{ {body} }}",
-                variables,
-                cost=MUTATION_COST * len(groups),
+                metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
             )
             outcomes = []
             for n, group in enumerate(groups):

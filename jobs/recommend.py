@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import fields, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from jobs.context import JobContext
-from jobs.recompute import ShopSettingsError, epoch_days, scoring_settings
+from jobs.recompute import epoch_days, overridden, scoring_settings
 from plugin.domain.recommendations import (
     NO_PRODUCT,
     OrderLines,
@@ -34,17 +33,7 @@ SETTINGS_KEY = "recommendations"
 
 def recommendation_settings(shop: Shop) -> RecommendationSettings:
     """The shop's thresholds: the defaults, with the overrides in its "recommendations" key."""
-    overrides = json.loads(shop.settings or "{}").get(SETTINGS_KEY, {})
-    known = {f.name for f in fields(RecommendationSettings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ShopSettingsError(
-            f"{shop.domain}: unknown recommendation settings {', '.join(unknown)}"
-        )
-    try:
-        return replace(RecommendationSettings(), **overrides)
-    except (TypeError, ValueError) as exc:
-        raise ShopSettingsError(f"{shop.domain}: recommendation settings: {exc}") from None
+    return overridden(shop, SETTINGS_KEY, RecommendationSettings())
 
 
 def product_table(baskets: BasketArrays) -> ProductTable:

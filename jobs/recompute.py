@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine
@@ -47,7 +47,11 @@ from plugin.store.scores import (
     to_json,
 )
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 log = logging.getLogger(__name__)
+T = TypeVar("T", bound="DataclassInstance")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESCORE_BATCH = 5000
@@ -71,19 +75,27 @@ class RunSummary:
     seconds: float
 
 
+def overridden(shop: Shop, key: str, defaults: T) -> T:
+    """`defaults` with the overrides under `key` of the shop's settings; a ShopSettingsError
+    names an unknown or badly valued one."""
+    overrides = json.loads(shop.settings or "{}").get(key, {})
+    known = {f.name for f in fields(defaults)}
+    unknown = sorted(set(overrides) - known)
+    what = {"scoring": "scoring", "recommendations": "recommendation"}.get(key, key)
+    if unknown:
+        raise ShopSettingsError(f"{shop.domain}: unknown {what} settings {', '.join(unknown)}")
+    try:
+        return replace(defaults, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise ShopSettingsError(f"{shop.domain}: {what} settings: {exc}") from None
+
+
 def scoring_settings(shop: Shop) -> ScoringSettings:
     """The shop's thresholds: the defaults, with the overrides in its settings' "scoring" key."""
-    overrides = json.loads(shop.settings or "{}").get("scoring", {})
-    known = {f.name for f in fields(ScoringSettings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ShopSettingsError(f"{shop.domain}: unknown scoring settings {', '.join(unknown)}")
-    if "candidate_models" in overrides:
-        overrides["candidate_models"] = tuple(overrides["candidate_models"])
-    try:
-        return replace(ScoringSettings(), **overrides)
-    except (TypeError, ValueError) as exc:
-        raise ShopSettingsError(f"{shop.domain}: scoring settings: {exc}") from None
+    scoring = overridden(shop, "scoring", ScoringSettings())
+    if not isinstance(scoring.candidate_models, tuple):  # JSON gives a list
+        scoring = replace(scoring, candidate_models=tuple(scoring.candidate_models))
+    return scoring
 
 
 def epoch_days(moment: datetime) -> float:
