@@ -44,6 +44,7 @@ from plugin.domain.recommendations_next import (
     customer_history,
     due_consumables,
     expand,
+    first_purchases,
     owned_keys,
     rank_next_products,
 )
@@ -218,7 +219,12 @@ def _next(
         due_consumables(baskets, intervals, as_of_day, scoring, settings.reorder_lead),
     ]
     personal = concat_candidates(parts)
+    # What a customer is offered they do not own (or a consumable coming due, which ranks
+    # apart): its base is how often baskets buy it new, not its share of baskets, which refills
+    # of the same consumable by the same customers inflate.
+    bought_new = first_purchases(baskets)
     recommendable = np.flatnonzero(baskets.recommendable)
-    popular = recommendable[np.lexsort((recommendable, -counts.product_baskets[recommendable]))]
-    signals = Signals(baskets, popularity, popular, owned_keys(baskets), personal)
+    popular = recommendable[np.lexsort((recommendable, -bought_new[recommendable]))]
+    base = bought_new / max(float(counts.baskets), 1.0)
+    signals = Signals(baskets, base, popular, owned_keys(baskets), personal)
     return rank_next_products(signals, baskets.customer_ids.size, settings)

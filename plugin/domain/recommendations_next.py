@@ -4,12 +4,15 @@ lack.
 For customer c and a product b they may be offered:
     score(c, b) = p(b) + sum over products a in c's last history_orders orders of
                   w(a) x (gain_next(a -> b) + co_purchase_weight x gain_together(a -> b))
-where p(b) = n(b) / N is b's share of baskets (its popularity), w(a) = history_decay^j for a
+where p(b) = new(b) / N is the share of baskets that bought b new (from a guest, or from a
+customer who had not bought it before: what an offer to someone who lacks b can hope for;
+refills of the same consumable by its regular buyers do not count), w(a) = history_decay^j for a
 in the customer's j-th most recent order (j = 0 for the last one; the largest weight when a is
 in several), gain_next the shrunk next-order gain of `next_order_followers`, and gain_together
-= P(b | a) - p(b) over a's frequently-bought-together partners (counts that independent
-purchases would reach with a chance above signal_max_chance are left out). Every term is a
-probability of b being bought, so a product nobody's history points to ranks by popularity alone.
+= P(b | a) - n(b) / N (n(b) the baskets with b) over a's frequently-bought-together partners
+(counts that independent purchases would reach with a chance above signal_max_chance are left
+out). Every term is a probability of b being bought, so a product nobody's history points to
+ranks by popularity alone.
 
 Never offered: products off the product table, and products the customer already owns (any of
 their orders, oversized ones too) unless it is a consumable (it has a replenishment interval)
@@ -174,6 +177,20 @@ def concat_candidates(parts: list[Candidates]) -> Candidates:
     return Candidates(
         merged.customer[order], merged.item[order], merged.gain[order], merged.due_day[order]
     )
+
+
+def first_purchases(baskets: Baskets) -> IntArray:
+    """Per dense product: the counted baskets that bought it new, from a guest or from a
+    customer who had not bought it before (in any earlier basket, oversized ones too)."""
+    basket = baskets.item_basket()
+    who = baskets.customer[basket]
+    # Baskets run by customer, then day: a (customer, product) key's first row is its first buy.
+    key = np.where(who >= 0, who * baskets.n_products + baskets.item, -1 - np.arange(who.size))
+    _, first = np.unique(key, return_index=True)
+    new = np.zeros(who.size, dtype=np.bool_)
+    new[first] = True
+    new &= baskets.counted[basket]
+    return np.bincount(baskets.item[new], minlength=baskets.n_products).astype(np.int64)
 
 
 def owned_keys(baskets: Baskets) -> IntArray:

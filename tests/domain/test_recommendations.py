@@ -354,10 +354,24 @@ def test_next_products_follow_what_customers_bought_next() -> None:
     orders += guests([[MUG]] * 90, first_order=1000)
     orders += [(2000, 999, 30.0, [KETTLE])]
     result = next_products(lines_of(orders), SHOP, 40.0, replenishment_days={})
-    # then the newcomer is offered tea before the more popular mug: of 451 baskets, tea is in
-    # 60 (0.13) and the mug in 90 (0.20), but tea follows a kettle in 60 of 60 next orders
-    # against 60 of 180 overall, a gain of (60 - 20) / (60 + 50) = 0.36
-    assert picks(result, 999) == [COFFEE, TEA, MUG]
+    # then the newcomer is offered tea before the more popular mug and coffee: of 451 baskets,
+    # 60 bought tea new (0.13), 90 the mug (0.20) and 120 coffee (0.27), but tea follows a
+    # kettle in 60 of 60 next orders against 60 of 180 overall, a gain of
+    # (60 - 20) / (60 + 50) = 0.36
+    assert picks(result, 999) == [TEA, COFFEE, MUG]
+
+
+def test_next_products_rank_by_new_buyers_not_by_repeat_baskets() -> None:
+    # given 20 customers who bought coffee four times each (80 baskets, 20 of them new buyers)
+    # and 50 guests who bought a mug once, and a newcomer with a kettle
+    orders: list[Order] = []
+    for c in range(1, 21):
+        orders += [(10 * c + k, c, 10.0 * k, [COFFEE]) for k in range(4)]
+    orders += guests([[MUG]] * 50, first_order=1000)
+    orders += [(2000, 999, 30.0, [KETTLE])]
+    result = next_products(lines_of(orders), SHOP, 40.0, replenishment_days={})
+    # then the mug, bought new 50 times, comes before the coffee, bought new 20 times
+    assert picks(result, 999)[:2] == [MUG, COFFEE]
 
 
 def test_next_products_lines_after_as_of_are_ignored() -> None:
