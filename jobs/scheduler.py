@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,8 +35,8 @@ from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
 from jobs.writeback import push_shop, reconcile_shop
-from plugin.store import inbox
 from plugin.store.models import Shop
+from plugin.store.retention import Pruned, prune_shop
 
 log = logging.getLogger(__name__)
 
@@ -115,19 +115,16 @@ async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str
     return await reconcile_shop(ctx, shop, run_id)
 
 
-# Shopify retries a delivery for about 4 hours and may deliver a day late: processed events'
-# ids are kept a fortnight for de-duplication, then deleted.
-INBOX_KEEP = timedelta(days=14)
-
-
 async def prune(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
-    """Delete the shop's processed webhook events older than INBOX_KEEP."""
+    """Delete the shop's records past their keep (`plugin.store.retention`)."""
+    assert shop.id is not None
+    shop_id = shop.id
 
-    def delete_old() -> int:
+    def delete_old() -> Pruned:
         with Session(ctx.engine) as session, session.begin():
-            return inbox.prune_done(session, shop.domain, ctx.clock() - INBOX_KEEP)
+            return prune_shop(session, shop_id, shop.domain, ctx.clock())
 
-    return {"inbox_events_deleted": await anyio.to_thread.run_sync(delete_old)}
+    return asdict(await anyio.to_thread.run_sync(delete_old))
 
 
 def _model_run_counts(summary: dict[str, Any]) -> dict[str, Any]:

@@ -315,7 +315,97 @@ async def test_prune_job_deletes_only_the_shops_old_processed_events(engine: Eng
     async with httpx.AsyncClient() as http:
         result = await run_job(context(engine, http), shop.id, "prune", prune)
     # then only its old processed event is gone
-    assert result.outcome == OK and result.counts == {"inbox_events_deleted": 1}
+    assert result.outcome == OK and result.counts["inbox_events_deleted"] == 1
     with Session(engine) as session:
         left = set(session.exec(select(InboxEvent.webhook_id)))
     assert left == {"new-done", "old-pending", "other-old-done"}
+
+
+async def test_prune_job_keeps_audit_runs_and_the_model_runs_still_in_use(engine: Engine) -> None:
+    # given a shop's audit rows 200 and 10 days old, job runs finished 100 and 10 days ago and
+    # one marked running for 100 days, and model runs: two old full ones (the older superseded),
+    # two old re-scores (one still behind a customer's score) and a recent one; and another
+    # shop's old audit row
+    from jobs.scheduler import prune
+    from plugin.store.models import CustomerScore, ModelRun, SyncChange
+
+    shop = add_shop(engine)
+    other = add_shop(engine, "other.myshopify.com")
+    assert shop.id is not None and other.id is not None
+
+    def ago(days: int) -> datetime:
+        return NOW - timedelta(days=days)
+
+    def change(shop_id: int, name: str, days: int) -> SyncChange:
+        return SyncChange(
+            shop_id=shop_id, customer_id=1, kind="tag", name=name, action="add", via="call",
+            applied_at=ago(days),
+        )  # fmt: skip
+
+    def job_run(job: str, days: int, finished: bool) -> JobRun:
+        assert shop.id is not None
+        end = ago(days) + timedelta(minutes=1) if finished else None
+        return JobRun(shop_id=shop.id, job=job, worker="w", started_at=ago(days), finished_at=end)
+
+    def model_run(kind: str, days: int) -> ModelRun:
+        assert shop.id is not None
+        return ModelRun(
+            shop_id=shop.id, kind=kind, started_at=ago(days), seconds=1.0, as_of=ago(days),
+            repeat_model="bgnbd", repeat_params="{}", confidence="fitted",
+        )  # fmt: skip
+
+    with Session(engine) as session, session.begin():
+        session.add_all(
+            [
+                change(shop.id, "clv:old", 200),
+                change(shop.id, "clv:recent", 10),
+                change(other.id, "clv:other-old", 200),
+                job_run("push-old", 100, True),
+                job_run("refit-stuck", 100, False),
+                job_run("push-recent", 10, True),
+            ]
+        )
+        runs = {
+            name: model_run(kind, days)
+            for name, kind, days in [
+                ("superseded", "full", 120),
+                ("latest-full", "full", 100),
+                ("rescore-in-use", "rescore", 100),
+                ("rescore-old", "rescore", 100),
+                ("rescore-recent", "rescore", 5),
+            ]
+        }
+        for run in runs.values():
+            session.add(run)
+            session.flush()
+        in_use = runs["rescore-in-use"].id
+        assert in_use is not None
+        session.add(
+            CustomerScore(
+                shop_id=shop.id, customer_id=1, run_id=in_use, ledger_version=1, aov=1.0,
+                trailing_12m_spend=1.0, historical_clv=1.0, p_alive=1.0, expected_purchases=1.0,
+                expected_spend_per_order=1.0, predicted_clv=1.0, recency_score=1,
+                frequency_score=1, monetary_score=1, segment="new",
+            )
+        )  # fmt: skip
+        kept_ids = {name: run.id for name, run in runs.items()}
+    # when the shop's prune job runs
+    async with httpx.AsyncClient() as http:
+        result = await run_job(context(engine, http), shop.id, "prune", prune)
+    # then what is past its keep is gone, and the rest stays
+    assert result.outcome == OK
+    assert result.counts == {
+        "inbox_events_deleted": 0,
+        "sync_changes_deleted": 1,
+        "job_runs_deleted": 1,
+        "model_runs_deleted": 2,
+    }
+    with Session(engine) as session:
+        changes = set(session.exec(select(SyncChange.name)))
+        jobs = set(session.exec(select(JobRun.job)))
+        models = set(session.exec(select(ModelRun.id)))
+    assert changes == {"clv:recent", "clv:other-old"}
+    assert jobs == {"refit-stuck", "push-recent", "prune"}
+    assert models == {
+        kept_ids[name] for name in ("latest-full", "rescore-in-use", "rescore-recent")
+    }
