@@ -39,12 +39,18 @@ from tests.test_recompute import load_store
 MERCHANT_TAGS = ("newsletter", "wholesale, north")  # the second is two tags, as Shopify splits
 
 
+def merchant_tagged(store: GeneratedStore) -> set[int]:
+    """The customers the merchant tagged: a third of them."""
+    return {int(c["id"]) for n, c in enumerate(store.customers) if n % 3 == 0}
+
+
 def devstore_state(store: GeneratedStore) -> DevStoreState:
     """The generated store's customers and products, a third of them with merchant tags."""
     state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
+    tagged = merchant_tagged(store)
     customers = [
-        {**c, "tags": ", ".join(MERCHANT_TAGS) if n % 3 == 0 else ""}
-        for n, c in enumerate(store.customers)
+        {**c, "tags": ", ".join(MERCHANT_TAGS) if int(c["id"]) in tagged else ""}
+        for c in store.customers
     ]
     state.load(products=store.products, customers=customers, orders=[])
     return state
