@@ -175,6 +175,18 @@ def next_orders(data: StoreLines, cut: float) -> dict[int, NextOrder]:
     return result
 
 
+def owned_one_offs(
+    train: OrderLines, consumables: set[int], customers: list[int]
+) -> dict[int, set[int]]:
+    """Per customer: the products they bought in training that are not consumables (never
+    offered again, by our rule)."""
+    owned: dict[int, set[int]] = {}
+    mine = train.customer_id >= 0
+    for c, p in zip(train.customer_id[mine].tolist(), train.product_id[mine].tolist(), strict=True):
+        owned.setdefault(c, set()).add(p)
+    return {c: owned.get(c, set()) - consumables for c in customers}
+
+
 def popularity_picks(
     train: OrderLines, consumables: set[int], customers: list[int]
 ) -> dict[int, list[int]]:
@@ -182,15 +194,8 @@ def popularity_picks(
     pairs = np.unique(np.column_stack((train.order_id, train.product_id)), axis=0)
     ids, counts = np.unique(pairs[:, 1], return_counts=True)
     ranked = ids[np.lexsort((ids, -counts))].tolist()
-    owned: dict[int, set[int]] = {}
-    mine = train.customer_id >= 0
-    for c, p in zip(train.customer_id[mine].tolist(), train.product_id[mine].tolist(), strict=True):
-        owned.setdefault(c, set()).add(p)
-    picks = {}
-    for customer in customers:
-        skip = owned.get(customer, set()) - consumables
-        picks[customer] = [p for p in ranked if p not in skip][:TOP]
-    return picks
+    skipped = owned_one_offs(train, consumables, customers)
+    return {c: [p for p in ranked if p not in skip][:TOP] for c, skip in skipped.items()}
 
 
 def picks_of(result: CustomerNextProducts) -> dict[int, list[int]]:
@@ -264,15 +269,11 @@ def taste_oracle_picks(
         group = counts.setdefault(taste(c), {})
         group[p] = group.get(p, 0) + 1
     ranked = {key: sorted(group, key=lambda p: (-group[p], p)) for key, group in counts.items()}
-    owned: dict[int, set[int]] = {}
-    mine = train.customer_id >= 0
-    for c, p in zip(train.customer_id[mine].tolist(), train.product_id[mine].tolist(), strict=True):
-        owned.setdefault(c, set()).add(p)
-    picks = {}
-    for customer in customers:
-        skip = owned.get(customer, set()) - consumables
-        picks[customer] = [p for p in ranked.get(taste(customer), []) if p not in skip][:TOP]
-    return picks
+    skipped = owned_one_offs(train, consumables, customers)
+    return {
+        c: [p for p in ranked.get(taste(c), []) if p not in skip][:TOP]
+        for c, skip in skipped.items()
+    }
 
 
 def planted_figures(store: GeneratedStore, result: Recommendations) -> dict[str, Any]:
