@@ -455,6 +455,26 @@ def push(domain: str, dry_run: bool, as_json: bool) -> None:
         run_writeback(engine, settings, shop, dry_run, as_json)
 
 
+@main.command()
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    help="Only orders updated on or after this day (UTC); all of them by default.",
+)
+@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
+def backfill(domain: str, since: datetime | None, as_json: bool) -> None:
+    """Read the shop's order history from the store (one bulk query) into the ledger. Safe to
+    run again: an order the ledger holds in the same or a newer version is left as it is."""
+    from plugin.cli_backfill import run_backfill
+
+    settings = _settings()
+    with _open_store(settings) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            shop = _shop_or_fail(session, domain)
+        run_backfill(engine, settings, shop, since and since.replace(tzinfo=UTC), as_json)
+
+
 main.add_command(backtest)
 main.add_command(devstore)
 main.add_command(demo)

@@ -88,6 +88,8 @@ class LineItem:
     current_quantity: int
     price: Decimal
     sku: str | None = None
+    is_gift_card: bool = False
+    total_discount: Decimal = Decimal(0)
     graphql_type: ClassVar[str] = "LineItem"
 
 
@@ -111,8 +113,16 @@ class Order:
     financial_status: str | None = None
     source_name: str | None = None
     tags: list[str] = field(default_factory=list)
+    refunds: list[Refund] = field(default_factory=list)
     metafields: dict[tuple[str, str], Metafield] | None = None
     graphql_type: ClassVar[str] = "Order"
+
+
+@dataclass(slots=True)
+class Refund:
+    id: int
+    created_at: str
+    graphql_type: ClassVar[str] = "Refund"
 
 
 @dataclass(slots=True)
@@ -142,6 +152,7 @@ GID_TYPES: dict[type, str] = {
     Variant: "ProductVariant",
     Order: "Order",
     LineItem: "LineItem",
+    Refund: "Refund",
     Metafield: "Metafield",
     MetafieldDefinition: "MetafieldDefinition",
     BulkOperation: "BulkOperation",

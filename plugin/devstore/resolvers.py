@@ -23,6 +23,7 @@ from plugin.devstore.models import (
     Metafield,
     Order,
     Product,
+    Refund,
     Variant,
 )
 from plugin.devstore.pagination import PageArgs, connection
@@ -317,6 +318,18 @@ def resolve_line_item_price(item: LineItem, info: Info) -> dict[str, Any]:
     }
 
 
+def resolve_line_item_discount(item: LineItem, info: Info) -> dict[str, Any]:
+    currency = ctx(info).state.currency_code
+    return {
+        "shopMoney": money(item.total_discount, currency),
+        "presentmentMoney": money(item.total_discount, currency),
+    }
+
+
+def resolve_order_refunds(order: Order, _: Info, first: int | None = None) -> list[Refund]:
+    return order.refunds if first is None else order.refunds[: max(first, 0)]
+
+
 def resolve_order_customer(order: Order, info: Info) -> Customer | None:
     return None if order.customer_id is None else ctx(info).state.customers.get(order.customer_id)
 
@@ -403,6 +416,7 @@ QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
         "totalPriceSet": resolve_order_original_total,
         "displayFinancialStatus": lambda order, _: order.financial_status,
         "lineItems": resolve_line_items,
+        "refunds": resolve_order_refunds,
         "metafield": resolve_metafield,
         "metafields": resolve_metafields,
     },
@@ -410,6 +424,7 @@ QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
         "product": resolve_line_item_product,
         "variant": resolve_line_item_variant,
         "originalUnitPriceSet": resolve_line_item_price,
+        "totalDiscountSet": resolve_line_item_discount,
     },
     "Metafield": {
         "compareDigest": resolve_compare_digest,

@@ -125,6 +125,8 @@ type LineItem implements Node {
   product: Product
   variant: ProductVariant
   originalUnitPriceSet: MoneyBag!
+  totalDiscountSet: MoneyBag!
+  isGiftCard: Boolean!
 }
 type LineItemEdge { cursor: String! node: LineItem! }
 type LineItemConnection { edges: [LineItemEdge!]! nodes: [LineItem!]! pageInfo: PageInfo! }
@@ -148,10 +150,12 @@ type Order implements Node & HasMetafields {
   tags: [String!]!
   lineItems(first: Int, after: String, last: Int, before: String,
     reverse: Boolean = false): LineItemConnection!
+  refunds(first: Int): [Refund!]!
   metafield(namespace: String, key: String!): Metafield
   metafields(first: Int, after: String, last: Int, before: String, namespace: String,
     keys: [String!], reverse: Boolean = false): MetafieldConnection!
 }
+type Refund { id: ID! createdAt: DateTime! }
 type OrderEdge { cursor: String! node: Order! }
 type OrderConnection { edges: [OrderEdge!]! nodes: [Order!]! pageInfo: PageInfo! }
 

@@ -18,6 +18,7 @@ from plugin.devstore.models import (
     MetafieldDefinition,
     Order,
     Product,
+    Refund,
     Variant,
 )
 
@@ -275,6 +276,8 @@ def _line_item(raw: Payload) -> LineItem:
         current_quantity=int(raw.get("current_quantity", quantity)),
         price=Decimal(str(raw.get("price", "0"))),
         sku=raw.get("sku"),
+        is_gift_card=bool(raw.get("gift_card", False)),
+        total_discount=Decimal(str(raw.get("total_discount", "0"))),
     )
 
 
@@ -308,6 +311,10 @@ def _order(payload: Payload, shop_currency: str, position: int) -> Order:
         current_total_presentment=presentment_amount,
         line_items=[_line_item(raw) for raw in payload.get("line_items") or []],
         tags=split_tag_string(payload.get("tags")),
+        refunds=[
+            Refund(int(r["id"]), normalise_datetime(r.get("created_at")) or created)
+            for r in payload.get("refunds") or []
+        ],
         total_shop=total_shop,
         total_presentment=total_presentment,
         financial_status=None if status is None else str(status).upper(),

@@ -1,0 +1,329 @@
+"""`clvsync backfill`: a shop's order history read from the live dev store (one bulk query, over
+real HTTP on loopback) into the ledger, compared with the ledger the same orders build as
+webhook payloads."""
+
+# ruff: noqa: F811  (the dev store's fixtures are imported, and used by name)
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from jobs.backfill import OrderDataError, backfill_shop, group_orders, order_version, orders_query
+from jobs.context import JobContext
+from jobs.runs import OK, run_job
+from plugin.cli import main
+from plugin.devstore.config import DEFAULT_TOKEN
+from plugin.devstore.gen_config import GeneratorConfig
+from plugin.devstore.generator import GeneratedStore, generate_store
+from plugin.devstore.state import DevStoreState
+from plugin.store import ledger, shops
+from plugin.store.models import Customer, Order, OrderLine, Shop
+from tests.devstore.conftest import (  # noqa: F401
+    DevStoreFactory,
+    LiveDevStore,
+    anyio_backend,
+    devstore_factory,
+    live_switch,
+)
+from tests.helpers import add_shop, make_settings
+from tests.test_compliance import cli_env
+from webhooks.payloads import parse_order
+
+pytestmark = pytest.mark.anyio
+
+REFERENCE = "reference.myshopify.com"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+
+
+def with_gift_card_and_custom_item(store: GeneratedStore) -> list[dict[str, Any]]:
+    """The store's orders, one of them with a gift card line and a custom item added (the
+    generator makes neither)."""
+    orders = [dict(o) for o in store.orders]
+    first = next(i for i, o in enumerate(orders) if o.get("customer") and not o.get("test"))
+    line = orders[first]["line_items"][0]
+    extra = [
+        {**line, "id": 9_000_000_001, "gift_card": True},
+        {**line, "id": 9_000_000_002, "product_id": None, "variant_id": None, "product_type": None},
+    ]
+    orders[first] = {**orders[first], "line_items": [*orders[first]["line_items"], *extra]}
+    return orders
+
+
+def live_store(
+    factory: DevStoreFactory, store: GeneratedStore, orders: list[dict[str, Any]] | None = None
+) -> LiveDevStore:
+    state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
+    chosen = store.orders if orders is None else orders
+    state.load(products=store.products, customers=store.customers, orders=chosen)
+    return factory(state)
+
+
+def context(engine: Engine, http: httpx.AsyncClient, live: LiveDevStore) -> JobContext:
+    async def sleep(seconds: float) -> None:
+        await anyio.sleep(min(seconds, 0.01))
+
+    settings = make_settings(SHOPIFY_ADMIN_URL=live.base_url)
+    return JobContext(engine, settings, http, "test-worker", sleep=sleep)
+
+
+def apply_payloads(engine: Engine, domain: str, payloads: list[dict[str, Any]]) -> None:
+    """The orders as their webhooks would leave them in the ledger."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        shop = shops.get_shop(session, domain)
+        assert shop is not None
+        for payload in payloads:
+            ledger.apply_order(session, shop, parse_order(payload))
+
+
+def shop_id(engine: Engine, domain: str) -> int:
+    with Session(engine) as session:
+        shop = shops.get_shop(session, domain)
+        assert shop is not None and shop.id is not None
+        return shop.id
+
+
+def ledger_of(engine: Engine, domain: str) -> dict[str, Any]:
+    """What the figures stand on: customers' aggregates, orders' value, lines' products."""
+    sid = shop_id(engine, domain)
+    with Session(engine) as session:
+        customers = {
+            c.customer_id: (c.orders, c.net_spend, c.first_order_at, c.last_order_at)
+            for c in session.exec(select(Customer).where(Customer.shop_id == sid))
+        }
+        orders = {
+            o.order_id: (
+                o.customer_id,
+                o.counted,
+                o.net_amount,
+                o.current_total,
+                o.financial_status,
+                o.processed_at,
+                o.cancelled_at,
+            )
+            for o in session.exec(select(Order).where(Order.shop_id == sid))
+        }
+        lines = {
+            (line.order_id, line.line_id): (
+                line.product_id,
+                line.product_type,
+                line.quantity,
+                line.current_quantity,
+                line.price,
+                line.gift_card,
+            )
+            for line in session.exec(select(OrderLine).where(OrderLine.shop_id == sid))
+        }
+    return {"customers": customers, "orders": orders, "lines": lines}
+
+
+async def backfill(
+    engine: Engine, http: httpx.AsyncClient, live: LiveDevStore, **options: Any
+) -> dict[str, Any]:
+    sid = shop_id(engine, live.state.domain)
+
+    async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        return await backfill_shop(ctx, shop, run_id, **options)
+
+    result = await run_job(context(engine, http, live), sid, "backfill", job)
+    assert result.outcome == OK, result.error
+    return dict(result.counts)
+
+
+async def test_backfill_builds_the_ledger_the_order_webhooks_build(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a generated store's history in the dev store (refunds, cancellations, test and
+    # guest orders, several currencies; a gift card and a custom item added), and the same
+    # orders applied as webhook payloads to a reference shop
+    store = generate_store(GeneratorConfig(customers=120), seed=5)
+    orders = with_gift_card_and_custom_item(store)
+    live = live_store(devstore_factory, store, orders)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    add_shop(engine, REFERENCE)
+    apply_payloads(engine, REFERENCE, orders)
+    # when the shop is backfilled from the store
+    counts = await backfill(engine, http, live)
+    # then every order was read, the test orders left out, and the ledger is the reference's
+    tests = sum(bool(o.get("test")) for o in orders)
+    assert counts["orders_read"] == len(orders)
+    assert counts["test_orders_skipped"] == tests > 0
+    assert counts["orders_applied"] == len(orders) - tests
+    assert counts["orders_unchanged"] == counts["orders_rejected"] == 0
+    ours, reference = ledger_of(engine, store.shop_domain), ledger_of(engine, REFERENCE)
+    assert ours == reference
+    lines = ours["lines"].values()
+    assert sum(line[5] for line in lines) == 1 and sum(line[0] is None for line in lines) == 1
+    not_counted = sum(not counted for _, counted, *_ in ours["orders"].values())
+    guests = sum(customer is None for customer, *_ in ours["orders"].values())
+    assert not_counted > 0 and guests > 0 and len(ours["customers"]) > 50
+
+
+async def test_backfill_again_changes_nothing_and_keeps_newer_webhook_versions(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a backfilled shop, one of whose orders then came cancelled by a webhook
+    store = generate_store(GeneratorConfig(customers=60), seed=7)
+    live = live_store(devstore_factory, store)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    await backfill(engine, http, live)
+    counted = next(o for o in store.orders if not o.get("test") and o.get("customer"))
+    later = datetime.fromisoformat(counted["updated_at"]) + timedelta(days=1)
+    cancelled = {**counted, "updated_at": later.isoformat(), "cancelled_at": later.isoformat()}
+    apply_payloads(engine, store.shop_domain, [cancelled])
+    before = ledger_of(engine, store.shop_domain)
+    # when it is backfilled again
+    counts = await backfill(engine, http, live)
+    # then nothing was applied: the store's older version of that order lost to the webhook's
+    assert counts["orders_applied"] == 0
+    assert counts["orders_unchanged"] == len(store.orders) - counts["test_orders_skipped"]
+    after = ledger_of(engine, store.shop_domain)
+    assert after == before
+    assert after["orders"][counted["id"]][1] is False  # cancelled: not counted
+
+
+async def test_backfill_since_reads_only_the_orders_updated_since(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    store = generate_store(GeneratorConfig(customers=60), seed=9)
+    live = live_store(devstore_factory, store)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
+    since = stamps[len(stamps) // 2]
+    counts = await backfill(engine, http, live, since=since)
+    assert counts["orders_read"] == sum(s >= since for s in stamps)
+    with Session(engine) as session:
+        held = session.exec(select(Order)).all()
+    assert held and all(o.updated_at >= since for o in held)
+
+
+def test_backfill_command_reports_the_run(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    store = generate_store(GeneratorConfig(customers=40), seed=11)
+    live = live_store(devstore_factory, store)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    args = ["backfill", "--shop", store.shop_domain, "--json"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "ok" and summary["orders_read"] == len(store.orders)
+    assert "orders applied:" in result.stderr
+    # an unknown shop is refused by name
+    result = CliRunner().invoke(main, ["backfill", "--shop", "nope.myshopify.com"], env=env)
+    assert result.exit_code != 0 and "no shop 'nope.myshopify.com'" in result.output
+
+
+def test_backfill_of_a_shop_without_a_token_fails_with_the_reason(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    store = generate_store(GeneratorConfig(customers=20), seed=13)
+    live = live_store(devstore_factory, store)
+    add_shop(engine, store.shop_domain, "shpat_revoked")
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
+    assert result.exit_code == 1
+    assert "AuthError" in result.stderr and "shpat_revoked" not in result.output
+
+
+ORDER = {
+    "id": "gid://shopify/Order/10",
+    "customer": {"id": "gid://shopify/Customer/7"},
+    "createdAt": "2026-01-02T03:04:05Z",
+    "processedAt": "2026-01-02T03:04:05Z",
+    "updatedAt": "2026-01-03T00:00:00Z",
+    "cancelledAt": None,
+    "test": False,
+    "displayFinancialStatus": "PARTIALLY_REFUNDED",
+    "currencyCode": "EUR",
+    "presentmentCurrencyCode": "USD",
+    "totalPriceSet": {"shopMoney": {"amount": "30.00", "currencyCode": "EUR"}},
+    "currentTotalPriceSet": {"shopMoney": {"amount": "20.00", "currencyCode": "EUR"}},
+    "refunds": [{"id": "gid://shopify/Refund/5", "createdAt": "2026-01-03T00:00:00Z"}],
+}
+LINE = {
+    "id": "gid://shopify/LineItem/11",
+    "quantity": 2,
+    "currentQuantity": 1,
+    "isGiftCard": False,
+    "sku": "",
+    "product": {"id": "gid://shopify/Product/3", "productType": "Coffee"},
+    "variant": {"id": "gid://shopify/ProductVariant/4"},
+    "originalUnitPriceSet": {"shopMoney": {"amount": "15.00"}},
+    "totalDiscountSet": {"shopMoney": {"amount": "0.00"}},
+    "__parentId": "gid://shopify/Order/10",
+}
+
+
+def test_order_version_reads_what_the_ledger_keeps() -> None:
+    version = order_version(ORDER, [LINE])
+    assert (version.order_id, version.customer_id, version.currency) == (10, 7, "EUR")
+    assert (version.total, version.current_total) == (Decimal("30.00"), Decimal("20.00"))
+    assert version.financial_status == "partially_refunded"
+    assert version.updated_at == datetime(2026, 1, 3, tzinfo=UTC)
+    assert [r.refund_id for r in version.refunds] == [5]
+    [line] = version.lines
+    assert (line.line_id, line.product_id, line.variant_id, line.product_type) == (
+        11,
+        3,
+        4,
+        "Coffee",
+    )
+    assert (line.quantity, line.current_quantity, line.price, line.sku) == (
+        2,
+        1,
+        Decimal("15.00"),
+        None,
+    )
+    custom = order_version(ORDER, [{**LINE, "product": None, "variant": None}]).lines[0]
+    assert (custom.product_id, custom.product_type) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"id": "10"}, "id: expected a global id"),
+        ({"createdAt": "yesterday"}, "createdAt: not a date-time"),
+        ({"createdAt": "2026-01-02T03:04:05"}, "createdAt: no time zone"),
+        ({"currentTotalPriceSet": {"shopMoney": {"amount": "x", "currencyCode": "EUR"}}}, "amount"),
+        ({"currentTotalPriceSet": None, "currencyCode": None}, "currency: expected"),
+        ({"customer": "gid://shopify/Customer/7"}, "customer: expected an object"),
+    ],
+)
+def test_order_version_names_the_field_it_cannot_read(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(OrderDataError, match=message):
+        order_version({**ORDER, **change}, [LINE])
+
+
+def test_line_items_are_grouped_with_their_order_wherever_they_come() -> None:
+    other = {**ORDER, "id": "gid://shopify/Order/20"}
+    late = {**LINE, "id": "gid://shopify/LineItem/12"}
+    stray = {**LINE, "id": "gid://shopify/LineItem/99", "__parentId": "gid://shopify/Order/99"}
+    early = {**LINE, "id": "gid://shopify/LineItem/21", "__parentId": "gid://shopify/Order/20"}
+    grouped = group_orders([ORDER, LINE, early, other, late, stray])
+    assert [(order["id"], [item["id"] for item in items]) for order, items in grouped] == [
+        ("gid://shopify/Order/10", ["gid://shopify/LineItem/11", "gid://shopify/LineItem/12"]),
+        ("gid://shopify/Order/20", ["gid://shopify/LineItem/21"]),
+    ]
+
+
+def test_orders_query_filters_on_the_update_time() -> None:
+    assert "orders {" in orders_query(None)
+    since = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert 'orders(query: "updated_at:>=2026-03-01T12:00:00Z")' in orders_query(since)
