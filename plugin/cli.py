@@ -173,6 +173,11 @@ def shop_add(domain: str, token: str) -> None:
                 session, domain, token, TokenCipher(settings.token_encryption_key), _now()
             )
             click.echo(f"shop {added.domain} registered")
+            click.echo(
+                f"its order history: clvsync backfill --shop {added.domain} (webhooks bring "
+                "only what happens from now on)",
+                err=True,
+            )
     except shops.ShopDomainError as exc:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
     except ValueError as exc:

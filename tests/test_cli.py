@@ -29,10 +29,11 @@ def run(url: str, *args: str) -> tuple[int, str, str]:
 def test_shop_add_stores_token_encrypted_and_list_never_shows_it(
     engine: Engine, migrated_url: str
 ) -> None:
-    code, out, _ = run(
+    code, out, err = run(
         migrated_url, "shop", "add", "My-Shop.myshopify.com", "--token", "shpat_s3cret"
     )
     assert (code, out.strip()) == (0, "shop my-shop.myshopify.com registered")
+    assert "clvsync backfill --shop my-shop.myshopify.com" in err
     with Session(engine) as session:
         shop = session.exec(select(Shop)).one()
     assert shop.access_token_encrypted and "shpat_s3cret" not in shop.access_token_encrypted
