@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from itertools import repeat
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -34,6 +35,7 @@ from plugin.domain.scoring import (
     rescore,
     score_shop,
 )
+from plugin.domain.tag_reasons import reason_texts
 from plugin.store.models import ModelRun, Shop
 from plugin.store.scores import (
     LedgerArrays,
@@ -277,6 +279,35 @@ def score_rows(
             segments[scores.segment[part]].tolist(),
             day_stamps(scores.reorder_due_day[part], postgres),
             [spelled[k] for k in which[part].tolist()],
-            [to_json(r) for r in scores.all_reasons(start, start + count)],
+            reasons_json(scores, start, start + count),
             strict=True,
         )
+
+
+def reasons_json(scores: ShopScores, start: int, stop: int) -> list[str]:
+    """`to_json(scores.reasons(i))` for customers start..stop, the same text built from each
+    tag's distinct reasons (`reason_texts`): each distinct `"tag": "reason"` pair is encoded
+    once, and a customer's object is its pairs in key order (to_json sorts keys)."""
+    count = max(min(stop, len(scores)) - start, 0)
+    pairs: dict[str, np.ndarray[Any, Any]] = {}
+    bits = np.zeros(count, dtype=np.int64)
+    given = reason_texts(scores, start, stop)
+    for tag, reasons in given.items():
+        key = encode_basestring_ascii(tag) + ": "
+        encoded = np.empty(len(reasons.texts), dtype=object)
+        encoded[:] = [key + encode_basestring_ascii(text) for text in reasons.texts]
+        column = np.empty(count, dtype=object)
+        column[reasons.customers] = encoded[reasons.text_of]
+        pairs[tag] = column
+        bits[reasons.customers] |= np.int64(1) << TAGS.index(tag)
+    objects = np.full(count, "{}", dtype=object)
+    patterns, which = np.unique(bits, return_inverse=True)
+    for k, pattern in enumerate(patterns.tolist()):
+        if pattern == 0:
+            continue
+        members = np.flatnonzero(which.reshape(-1) == k)
+        keys = sorted(tag for j, tag in enumerate(TAGS) if (pattern >> j) & 1)
+        form = "{" + ", ".join(["%s"] * len(keys)) + "}"
+        columns = [pairs[tag][members] for tag in keys]
+        objects[members] = [form % parts for parts in zip(*columns, strict=True)]
+    return list(objects.tolist())

@@ -7,22 +7,33 @@ import io
 import json
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from jobs.recompute import full_recompute, rescore_changed
+from jobs.recompute import full_recompute, reasons_json, rescore_changed
 from plugin.cli import main
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import GeneratedStore, generate_store
-from plugin.domain.scoring import SEGMENTS
+from plugin.domain.scoring import (
+    CONFIDENCE_RULES,
+    SEGMENTS,
+    FittedModels,
+    OrderHistory,
+    ScoringSettings,
+    score_shop,
+)
 from plugin.store import ledger, shops
 from plugin.store.models import Customer, CustomerScore, ModelRun, Shop
+from plugin.store.scores import to_json
 from tests.helpers import add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
 from webhooks.payloads import parse_order
 from webhooks.processor import Processor
+
+RULES = FittedModels("rules", {}, None, float("nan"), False, 0, 0, CONFIDENCE_RULES, "rules")
 
 
 def load_store(engine: Engine, customers: int, seed: int) -> tuple[GeneratedStore, Shop, datetime]:
@@ -144,3 +155,18 @@ def test_bad_shop_setting_is_refused_with_its_name(
         main, ["recompute", "--shop", store.shop_domain], env=cli_env(migrated_url)
     )
     assert result.exit_code == 1 and named in result.stderr
+
+
+def test_reasons_json_is_each_customers_reasons_encoded() -> None:
+    # given a scored shop whose customers carry one to several tags
+    customers = np.repeat(np.arange(1, 301, dtype=np.int64), 3)
+    day = 1000.0 - (customers % 97) * 3.7 - np.tile([0.0, 40.0, 200.0], 300)
+    amount = 20.0 + (customers % 13) * 35.0 + np.tile([0.0, 10.0, 400.0], 300)
+    scores = score_shop(OrderHistory(customers, day, amount), 1000.0, ScoringSettings(), RULES)
+    # when the reasons are encoded in slices, as the score rows are
+    encoded = [
+        text for start in range(0, 300, 128) for text in reasons_json(scores, start, start + 128)
+    ]
+    # then each is the JSON of that customer's reasons, keys sorted
+    assert encoded == [to_json(scores.reasons(i)) for i in range(len(scores))]
+    assert len({len(json.loads(text)) for text in encoded}) > 1

@@ -86,10 +86,18 @@ def money(value: float) -> str:
     return f"{value:,.2f}"
 
 
+_DAY_SLACK = 1e-9  # 2.9999999999 days of float arithmetic still read as 3 days
+
+
 def days(value: float) -> str:
     """A number of days in words: "1 day", "12 days"."""
-    whole = math.floor(value + 1e-9)
+    whole = math.floor(value + _DAY_SLACK)
     return "1 day" if whole == 1 else f"{whole} days"
+
+
+def whole_days(values: FloatArray) -> FloatArray:
+    """The whole number of days that `days` writes for each value: equal wholes, equal words."""
+    return np.floor(values + _DAY_SLACK)
 
 
 def percent(value: float) -> str:

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from plugin.domain.flags import top_threshold
+from plugin.domain.flags import days, top_threshold, whole_days
 from plugin.domain.scoring import (
     CONFIDENCE_RULES,
+    SEGMENTS,
     TAGS,
     FittedModels,
     OrderHistory,
@@ -17,6 +18,7 @@ from plugin.domain.scoring import (
     ScoringSettings,
     score_shop,
 )
+from plugin.domain.tag_reasons import reason_texts
 
 RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
 AS_OF = 1000.0
@@ -156,3 +158,40 @@ def test_product_rank_sampled_equals_full_rank_with_rare_products() -> None:
     # when ranked from a sample, then completed; then the rank of a full sort
     expected = np.unique(product, return_inverse=True)[1].reshape(-1)
     assert np.array_equal(_product_rank(product), expected)
+
+
+def test_reasons_shared_by_customers_with_equal_figures_match_each_customers_own() -> None:
+    # given customers who share scores, order counts, whole days since their last order and
+    # 12 months' spends (fractions of a day apart), beside rhythm and lapsed win-backs, a
+    # decline, and the rules' churn risk
+    rows = [(c, AS_OF - 100.0 - 0.1 * (c % 7), 120.0) for c in range(1, 40)]
+    rows += [(c, AS_OF - 100.9 - 0.01 * (c % 3), 80.0) for c in range(1, 40)]
+    rows += [
+        (c, AS_OF - 15.0 * k - 50.0 - c, 100.0 + 60.0 * k) for c in range(40, 60) for k in range(5)
+    ]
+    rows += [(c, AS_OF - 500.0 - c, 900.0) for c in range(60, 70)]
+    rows += [(c, AS_OF - 3.0 * k - 40.0, 40.0) for c in range(70, 75) for k in range(3)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # when the reasons are written for the whole shop, and in slices
+    whole = scores.all_reasons()
+    sliced = [
+        r for start in range(0, len(scores), 17) for r in scores.all_reasons(start, start + 17)
+    ]
+    # then each customer's reasons are its own, and the texts were shared
+    own = [scores.reasons(i) for i in range(len(scores))]
+    assert whole == sliced == own
+    assert all(list(a) == list(b) for a, b in zip(whole, own, strict=True))  # same key order
+    assert {"win-back", "spend-declining", "churn-risk"} <= {t for r in own for t in r}
+    assert any("usual" in r.get("win-back", "") for r in own)  # the rhythm branch
+    segment = reason_texts(scores)[SEGMENTS[int(scores.segment[0])]]
+    assert len(segment.texts) < segment.customers.size
+
+
+def test_whole_days_counts_what_days_writes() -> None:
+    # given day counts near whole numbers, and float noise just under them
+    values = np.array([0.0, 0.5, 0.999999999999, 1.0, 1.9999999999, 2.0, 30.25, 364.9999999999])
+    # when counted as arrays and written one by one
+    wholes = whole_days(values).tolist()
+    # then each count is the number `days` writes
+    for value, whole in zip(values.tolist(), wholes, strict=True):
+        assert days(value) == ("1 day" if whole == 1 else f"{whole:.0f} days")
