@@ -2,9 +2,9 @@
 
 Webhooks only bring what happens after the app is installed. The backfill reads every order
 (or those updated since a date) with one bulk query, `bulkOperationRunQuery` over `orders` with
-their line items, and applies each one to the ledger exactly as an order webhook is applied: an
-order is versioned by `updatedAt`, so a backfill that meets orders already delivered by webhooks,
-or runs twice, changes nothing it should not.
+their line items, and applies each one to the ledger as an order webhook is applied: an order is
+versioned by `updatedAt`, and only a later stamp than the ledger holds replaces it, so a backfill
+that meets orders already delivered by webhooks, or runs twice, changes nothing.
 
 The bulk result lists each line item on its own line after its order, with `__parentId`; the
 lines of one order need not follow it directly (Shopify only promises "after"), so the result is
@@ -237,7 +237,7 @@ def apply_orders(
                     continue
                 if version.test:
                     counts["test"] += 1
-                elif ledger.apply_order(session, stored, version):
+                elif ledger.apply_order(session, stored, version, same_stamp_wins=False):
                     counts["applied"] += 1
                 else:
                     counts["unchanged"] += 1

@@ -197,6 +197,28 @@ async def test_backfill_again_changes_nothing_and_keeps_newer_webhook_versions(
     assert after["orders"][counted["id"]][1] is False  # cancelled: not counted
 
 
+async def test_backfill_after_the_webhooks_applies_nothing(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop whose orders all came by webhook, in the versions the store holds
+    store = generate_store(GeneratorConfig(customers=60), seed=8)
+    live = live_store(devstore_factory, store)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    apply_payloads(engine, store.shop_domain, store.orders)
+    before = ledger_of(engine, store.shop_domain)
+    with Session(engine) as session:
+        versions = {c.customer_id: c.ledger_version for c in session.exec(select(Customer))}
+    # when it is backfilled
+    counts = await backfill(engine, http, live)
+    # then each order is the version already held (same stamp, read another way): none is
+    # rewritten, and no customer's ledger moves (which would have them re-scored)
+    assert counts["orders_applied"] == 0
+    assert counts["orders_unchanged"] == len(store.orders) - counts["test_orders_skipped"]
+    assert ledger_of(engine, store.shop_domain) == before
+    with Session(engine) as session:
+        assert {c.customer_id: c.ledger_version for c in session.exec(select(Customer))} == versions
+
+
 async def test_backfill_since_reads_only_the_orders_updated_since(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:

@@ -43,8 +43,15 @@ def _lock_customers(session: Session, shop_id: int, *customer_ids: int | None) -
     lock_keys(session, *(("customer", shop_id, c) for c in customer_ids if c is not None))
 
 
-def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
-    """Keep `version` if it is newer than the stored one; True when it was applied."""
+def apply_order(
+    session: Session, shop: Shop, version: OrderVersion, *, same_stamp_wins: bool = True
+) -> bool:
+    """Keep `version` if it is newer than the stored one; True when it was applied.
+
+    With `same_stamp_wins` False, a version stamped with the stored one's `updated_at` is the
+    same version seen another way (the backfill's read of an order a webhook delivered): kept
+    as stored, whatever the digests say.
+    """
     assert shop.id is not None
     if version.test:
         return False  # test orders are never part of the ledger
@@ -53,6 +60,8 @@ def apply_order(session: Session, shop: Shop, version: OrderVersion) -> bool:
     if stored is not None and not ledger.newer_than(
         (version.updated_at, version.digest), (stored.updated_at, stored.version_digest)
     ):
+        return False
+    if stored is not None and not same_stamp_wins and version.updated_at == stored.updated_at:
         return False
     previous_customer = stored.customer_id if stored is not None else None
     _lock_customers(session, shop.id, previous_customer, version.customer_id)
