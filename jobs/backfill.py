@@ -10,6 +10,10 @@ The bulk result lists each line item on its own line after its order, with `__pa
 lines of one order need not follow it directly (Shopify only promises "after"), so the result is
 grouped by parent before any order is applied.
 
+Scheduled daily (`scheduled_backfill`), it reads the orders updated since its last successful
+run began (less a day's overlap), or the whole history the first time: the periodic read through
+the Admin API that catches the webhooks Shopify never delivered.
+
 What the query reads is what the ledger keeps: ids, dates, amounts and products. The order's
 `currentTotalPriceSet` already nets its refunds, so the refunds are read for their ids only and
 recorded as reflected in the total (with no amount of their own). Customers get their ledger
@@ -24,23 +28,24 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import anyio
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
 from jobs.writeback import admin_client
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.shopify.bulk import BulkRunner
 from plugin.store import ledger
-from plugin.store.models import Shop
+from plugin.store.models import JobRun, Shop
 
 log = logging.getLogger(__name__)
 
 APPLY_BATCH = 500  # orders per transaction
+OVERLAP = timedelta(days=1)  # the scheduled run reads from this long before the last one began
 
 _ORDER_FIELDS = """
 id customer { id } createdAt processedAt updatedAt cancelledAt test sourceName
@@ -276,3 +281,31 @@ async def backfill_shop(
             seconds=round(time.monotonic() - started, 3),
         )
     )
+
+
+def last_backfill_start(session: Session, shop_id: int) -> datetime | None:
+    """When the shop's last successful backfill began, or None if it never had one."""
+    return session.exec(
+        select(JobRun.started_at)
+        .where(JobRun.shop_id == shop_id, JobRun.job == "backfill", JobRun.outcome == "ok")
+        .order_by(col(JobRun.id).desc())
+        .limit(1)
+    ).first()
+
+
+async def scheduled_backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    """The daily backfill: orders updated since the last successful one began, less OVERLAP;
+    the whole history the first time."""
+    assert shop.id is not None
+    shop_id = shop.id
+
+    def since() -> datetime | None:
+        with Session(ctx.engine) as session:
+            last = last_backfill_start(session, shop_id)
+        return None if last is None else last - OVERLAP
+
+    start = await anyio.to_thread.run_sync(since)
+    return {
+        "since": None if start is None else start.isoformat(),
+        **await backfill_shop(ctx, shop, run_id, since=start),
+    }

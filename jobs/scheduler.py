@@ -1,8 +1,8 @@
 """Every scheduled job and its trigger, and the APScheduler 3 scheduler that fires them per shop.
 
 The one module that imports APScheduler. Each installed shop gets the jobs in `STANDARD_JOBS`
-(push and reconcile only while its token works), with the shop's own times from its settings'
-"schedule" key; the shop list is re-read every minute, so shops installed, uninstalled or
+(those that call the store only while its token works), with the shop's own times from its
+settings' "schedule" key; the shop list is re-read every minute, so shops installed, uninstalled or
 re-authorised later get or lose their jobs without a restart.
 
 The job store is in memory, always: APScheduler 3 must never share one between processes. Two
@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from jobs.backfill import scheduled_backfill
 from jobs.context import JobContext
 from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
@@ -152,6 +153,14 @@ STANDARD_JOBS: tuple[JobSpec, ...] = (
         lease_seconds=1800.0,
     ),
     JobSpec("prune", prune, daily_at_hour=3, misfire_grace_seconds=6 * 3600),
+    JobSpec(
+        "backfill",  # orders updated since the last one: catches webhooks never delivered
+        scheduled_backfill,
+        daily_at_hour=0,
+        needs_token=True,
+        misfire_grace_seconds=6 * 3600,
+        lease_seconds=1800.0,
+    ),
     JobSpec(
         "recommend",
         recommend_shop,

@@ -21,7 +21,7 @@ _BY_NAME = {spec.name: spec for spec in STANDARD_JOBS}
 
 @click.group("jobs")
 def jobs_group() -> None:
-    """The scheduled jobs: rescore, refit, push, reconcile."""
+    """The scheduled jobs: rescore, refit, push, reconcile, prune, recommend, backfill."""
 
 
 @jobs_group.command("runs")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +20,15 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs.backfill import OrderDataError, backfill_shop, group_orders, order_version, orders_query
+from jobs.backfill import (
+    OVERLAP,
+    OrderDataError,
+    backfill_shop,
+    group_orders,
+    order_version,
+    orders_query,
+    scheduled_backfill,
+)
 from jobs.context import JobContext
 from jobs.runs import OK, run_job
 from plugin.cli import main
@@ -232,6 +241,29 @@ async def test_backfill_since_reads_only_the_orders_updated_since(
     with Session(engine) as session:
         held = session.exec(select(Order)).all()
     assert held and all(o.updated_at >= since for o in held)
+
+
+async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop whose last successful backfill began mid-history
+    store = generate_store(GeneratorConfig(customers=60), seed=10)
+    live = live_store(devstore_factory, store)
+    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    assert shop.id is not None
+    stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
+    middle = stamps[len(stamps) // 2]
+    ctx = replace(context(engine, http, live), clock=lambda: middle)
+    first = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    # when the daily job runs again
+    second = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    # then the first read the whole history, the second what was updated since a day before
+    # the first began
+    assert first.outcome == second.outcome == OK
+    assert first.counts["since"] is None and first.counts["orders_read"] == len(stamps)
+    since = middle - OVERLAP
+    assert second.counts["since"] == since.isoformat()
+    assert second.counts["orders_read"] == sum(s >= since for s in stamps) < len(stamps)
 
 
 def test_backfill_command_reports_the_run(

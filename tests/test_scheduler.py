@@ -94,6 +94,7 @@ async def test_standard_jobs_default_triggers_one_instance_coalesced(engine: Eng
         "reconcile": "cron[hour='4', minute='0']",
         "prune": "cron[hour='3', minute='0']",
         "recommend": "cron[hour='1', minute='0']",
+        "backfill": "cron[hour='0', minute='0']",
         "shops": "interval[0:01:00]",
     }
     assert {job.shop_id for job in planned} == {shop.id, None}
@@ -117,6 +118,7 @@ async def test_shop_schedule_overrides_apply_per_shop(engine: Engine) -> None:
             "reconcile": "cron[hour='4', minute='0']",
             "prune": "cron[hour='3', minute='0']",
             "recommend": "cron[hour='1', minute='0']",
+            "backfill": "cron[hour='0', minute='0']",
             "shops": "interval[0:01:00]",
         }
         assert triggers(scheduler, plain)["rescore"] == "interval[0:15:00]"
@@ -235,6 +237,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
             "reconcile",
             "prune",
             "recommend",
+            "backfill",
             "shops",
         }
         # and a changed schedule is re-planned at the next read
@@ -250,7 +253,7 @@ async def test_scheduler_rereads_the_shops_on_its_own(engine: Engine) -> None:
         # when a shop is installed
         shop = add_shop(engine)
         # then it gets its jobs without a restart
-        await eventually(lambda: len(triggers(scheduler, shop)) == 7)
+        await eventually(lambda: len(triggers(scheduler, shop)) == len(STANDARD_JOBS) + 1)
 
 
 def quick_jobs(fn: Callable[..., Any], every: timedelta = QUICK, **spec: Any) -> tuple[JobSpec]:
