@@ -32,6 +32,10 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
     }
     assert summary["webhooks_sent"] == summary["webhooks_acknowledged"] > 40
     assert summary["customers"] == 40 and summary["orders"] > 40
+    # and the store's orders, read back by the backfill, were all held already
+    backfill = summary["backfill"]
+    assert backfill["orders_read"] > 40 and backfill["orders_applied"] == 0
+    assert backfill["orders_unchanged"] + backfill["test_orders_skipped"] == backfill["orders_read"]
     assert summary["recompute"]["customers_scored"] > 0
     # and the desired tags and metafields were pushed, through the faults, exactly
     assert summary["tags_in_sync"] is True
