@@ -163,7 +163,8 @@ def next_products(
     scoring: ScoringSettings | None = None,
 ) -> CustomerNextProducts:
     """Each customer's next_products picks (`recommendations_next`): due consumables first,
-    then products they do not own by popularity plus the gains their recent orders point to."""
+    then products they do not own by how often baskets buy them new plus the gains their recent
+    orders point to."""
     scoring = scoring or ScoringSettings()
     baskets = build_baskets(lines, products, as_of_day, settings)
     counts = _pair_counts(baskets, settings)
