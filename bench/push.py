@@ -42,10 +42,10 @@ customers, the plan) takes one to two seconds of real time here, 20 to 40 s on t
 clock, longer than the 20 s a full bucket lasts, so restored points would overflow and the cost
 rate would measure the collector. The set-up's objects are therefore frozen out of the
 collector (`gc.freeze()`) before each path (`--no-gc-freeze` leaves them in). And the dev
-store's cache of parsed documents is cut from 512 to `--document-cache` (16) entries: every
-per-call request's document is different (its aliases depend on which customers have removals
-and additions), so the cache never hits, but 512 of them hold some 2.4 million objects that
-every full collection walks, two seconds each. The collector's pauses during the push are
+store's cache of parsed documents is cut from its default (64) to `--document-cache` (16)
+entries: every per-call request's document is different (its aliases depend on which customers
+have removals and additions), so the cache never hits, and when it held 512 of them, some 2.4
+million objects, every full collection walked them, two seconds each. The collector's pauses during the push are
 measured and printed, as are the points the bucket restored that no call used (it was full).
 Everything stays on this machine.
 """

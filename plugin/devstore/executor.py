@@ -62,9 +62,11 @@ def effective_variables(
 
 class DocumentCache:
     """Parsed and validated documents by query text: apps send the same few queries many times,
-    and parsing plus validation is most of the work of a small mutation."""
+    and parsing plus validation is most of the work of a small mutation. Kept small: a batch of
+    aliased mutations is a document of its own each time, and hundreds of large parsed
+    documents held at once made the garbage collector's full passes last seconds."""
 
-    def __init__(self, schema: GraphQLSchema, size: int = 512) -> None:
+    def __init__(self, schema: GraphQLSchema, size: int = 64) -> None:
         self.schema = schema
         self.size = size
         self._entries: dict[str, DocumentNode | list[GraphQLError]] = {}
