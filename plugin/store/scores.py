@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, func, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, cast, func, select
 from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
@@ -42,7 +42,9 @@ class LedgerArrays:
 
 def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
     if engine.dialect.name == "postgresql":
-        return coerce(func.extract("epoch", column) / 86400.0, Float)
+        # extract() gives a numeric; as a double (numeric to float8 rounds correctly, as the
+        # driver's Decimal to float did) it comes in binary, without a Decimal per row
+        return cast(func.extract("epoch", column) / 86400.0, Float)
     return coerce(func.julianday(column) - 2440587.5, Float)  # SQLite stores ISO text
 
 
@@ -61,7 +63,8 @@ def _fetch(engine: Engine, query: Any, width: int) -> NDArray[np.float64]:
     raw = engine.raw_connection()
     try:
         postgres = engine.dialect.name == "postgresql"
-        cursor = raw.cursor(name="clvsync_fetch") if postgres else raw.cursor()
+        # binary results: ints and doubles without parsing their text
+        cursor = raw.cursor(name="clvsync_fetch", binary=True) if postgres else raw.cursor()
         cursor.execute(str(compiled), arguments)
         while rows := cursor.fetchmany(_FETCH_ROWS):
             flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
