@@ -39,6 +39,7 @@ from jobs.context import JobContext
 from jobs.writeback import admin_client
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.shopify.bulk import BulkRunner
+from plugin.shopify.gid import gid_number
 from plugin.store import ledger
 from plugin.store.models import JobRun, Shop
 
@@ -112,12 +113,10 @@ def group_orders(lines: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any
 
 
 def _gid_id(value: Any, field: str) -> int:
-    if not isinstance(value, str) or "/" not in value:
-        raise OrderDataError(f"{field}: expected a global id, got {value!r}")
-    tail = value.rsplit("/", 1)[-1].split("?", 1)[0]
-    if not tail.isdigit():
-        raise OrderDataError(f"{field}: expected a numeric global id, got {value!r}")
-    return int(tail)
+    try:
+        return gid_number(value)
+    except ValueError as exc:
+        raise OrderDataError(f"{field}: {exc}") from None
 
 
 def _optional_gid(value: Any, field: str) -> int | None:

@@ -25,8 +25,9 @@ from jobs.pusher import (
     metafields_set_document,
     user_errors,
 )
-from plugin.domain.writeback import WritebackSettings, product_gid, product_values
+from plugin.domain.writeback import WritebackSettings, product_values
 from plugin.shopify.client import AdminClient
+from plugin.shopify.gid import gid
 from plugin.store.recommendations import product_state, record_product_metafields
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class ProductPusher:
 
     async def _delete(self, batch: list[ProductChange]) -> None:
         identifiers = [
-            {"ownerId": product_gid(c.product_id), "namespace": ns, "key": key}
+            {"ownerId": gid("Product", c.product_id), "namespace": ns, "key": key}
             for c in batch
             for ns, key in map(_split, c.to_delete)
         ]
@@ -158,7 +159,7 @@ def _count(change: ProductChange) -> int:
 def _inputs(group: list[ProductChange]) -> list[dict[str, Any]]:
     return [
         {
-            "ownerId": product_gid(change.product_id),
+            "ownerId": gid("Product", change.product_id),
             "namespace": _split(name)[0],
             "key": _split(name)[1],
             "type": LIST_OF_PRODUCTS,

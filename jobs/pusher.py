@@ -23,6 +23,7 @@ from plugin.domain.writeback import (
 )
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient
+from plugin.shopify.gid import gid
 from plugin.store.models import Shop
 from plugin.store.sync import Outcome, record_outcomes
 
@@ -55,10 +56,6 @@ def metafields_set_document(calls: int) -> str:
         for n in range(calls)
     )
     return f"mutation Set({declared}) {{ {body} }}"
-
-
-def customer_gid(customer_id: int) -> str:
-    return f"gid://shopify/Customer/{customer_id}"
 
 
 @dataclass
@@ -180,13 +177,13 @@ class Pusher:
             _REMOVE_ONE,
             "tagsRemove",
             removing,
-            lambda c: {"id": customer_gid(c.customer_id), "tags": list(c.remove)},
+            lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.remove)},
         )
         added = await self._bulk_lines(
             _ADD_ONE,
             "tagsAdd",
             adding,
-            lambda c: {"id": customer_gid(c.customer_id), "tags": list(c.add)},
+            lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.add)},
         )
         outcomes = []
         for item in items:
@@ -306,7 +303,7 @@ class Pusher:
     def _metafield_inputs(self, items: Iterable[Planned]) -> list[dict[str, str]]:
         return [
             {
-                "ownerId": customer_gid(item.change.customer_id),
+                "ownerId": gid("Customer", item.change.customer_id),
                 "namespace": self.settings.metafield_namespace,
                 "key": key,
                 "type": METAFIELD_TYPES[key],
@@ -335,7 +332,11 @@ class Pusher:
     async def _delete_metafields(self, batch: Sequence[Planned]) -> None:
         namespace = self.settings.metafield_namespace
         identifiers = [
-            {"ownerId": customer_gid(item.change.customer_id), "namespace": namespace, "key": key}
+            {
+                "ownerId": gid("Customer", item.change.customer_id),
+                "namespace": namespace,
+                "key": key,
+            }
             for item in batch
             for key in item.change.delete_metafields
         ]
@@ -429,7 +430,7 @@ def _tags_document(batch: Sequence[Planned]) -> tuple[str, dict[str, Any]]:
     for n, item in enumerate(batch):
         change = item.change
         declared.append(f"$id{n}: ID!")
-        variables[f"id{n}"] = customer_gid(change.customer_id)
+        variables[f"id{n}"] = gid("Customer", change.customer_id)
         for alias, mutation, tags in (
             ("r", "tagsRemove", change.remove),
             ("a", "tagsAdd", change.add),

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient
+from plugin.shopify.gid import gid_number
 
 READ_PAGE = 50  # customers per page (cost about 2 + 50 x 13 points)
 
@@ -17,10 +18,6 @@ Held = dict[int, tuple[frozenset[str], dict[str, str]]]  # customer -> (app's ta
 
 class ReadBackError(RuntimeError):
     """The store's state could not be read back."""
-
-
-def _customer_id(gid: str) -> int:
-    return int(gid.rsplit("/", 1)[-1])
 
 
 async def read_pages(client: AdminClient, namespace: str) -> Found:
@@ -36,7 +33,7 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
         page = data["customers"]
         for node in page["nodes"]:
             values = {m["key"]: m["value"] for m in node["metafields"]["nodes"]}
-            found[_customer_id(node["id"])] = (node["tags"], values)
+            found[gid_number(node["id"])] = (node["tags"], values)
         if not page["pageInfo"]["hasNextPage"]:
             return found
         after = page["pageInfo"]["endCursor"]
@@ -53,10 +50,10 @@ async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:
     found: Found = {}
     for line in outcome.lines:
         if "__parentId" in line:  # a metafield, on the line after its customer
-            owner = found.setdefault(_customer_id(line["__parentId"]), ([], {}))
+            owner = found.setdefault(gid_number(line["__parentId"]), ([], {}))
             owner[1][line["key"]] = line["value"]
         else:
-            found.setdefault(_customer_id(line["id"]), ([], {}))[0].extend(line["tags"])
+            found.setdefault(gid_number(line["id"]), ([], {}))[0].extend(line["tags"])
     return found
 
 
@@ -99,7 +96,7 @@ async def read_product_pages(
             if extra and node.get("x"):
                 values[".".join(extra)] = node["x"]["value"]
             if values:
-                found[_customer_id(node["id"])] = values
+                found[gid_number(node["id"])] = values
         if not page["pageInfo"]["hasNextPage"]:
             return found
         after = page["pageInfo"]["endCursor"]
