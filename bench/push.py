@@ -45,8 +45,9 @@ collector (`gc.freeze()`) before each path (`--no-gc-freeze` leaves them in). An
 store's cache of parsed documents is cut from its default (64) to `--document-cache` (16)
 entries: every per-call request's document is different (its aliases depend on which customers
 have removals and additions), so the cache never hits, and when it held 512 of them, some 2.4
-million objects, every full collection walked them, two seconds each. The collector's pauses during the push are
-measured and printed, as are the points the bucket restored that no call used (it was full).
+million objects, every full collection walked them, two seconds each. The collector's pauses
+during the push are measured and printed, as are the points the bucket restored that no call
+used (it was full).
 Everything stays on this machine.
 """
 
