@@ -172,29 +172,35 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     )
 
 
+def _refund(order_id: int, refund: Any, index: int) -> RefundRecord:
+    """A refund the order's current total already nets: its id and date, no amount of its own."""
+    if not isinstance(refund, Mapping):
+        raise OrderDataError(f"refunds[{index}]: expected an object, got {refund!r}")
+    return RefundRecord(
+        refund_id=_gid_id(refund.get("id"), f"refunds[{index}].id"),
+        order_id=order_id,
+        created_at=_time(refund.get("createdAt"), f"refunds[{index}].createdAt"),
+        lines_amount=Decimal(0),
+        transactions_amount=None,
+        transactions_currency=None,
+        lines=(),
+    )
+
+
 def order_version(node: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> OrderVersion:
     """An order of the bulk result (and its line items) as the ledger takes it."""
     order_id = _gid_id(node.get("id"), "id")
     current = node.get("currentTotalPriceSet")
-    currency = (current or {}).get("shopMoney", {}).get("currencyCode") or node.get("currencyCode")
+    shop_money = current.get("shopMoney") if isinstance(current, Mapping) else None
+    currency = shop_money.get("currencyCode") if isinstance(shop_money, Mapping) else None
+    currency = currency or node.get("currencyCode")
     if not isinstance(currency, str) or len(currency) != 3:
         raise OrderDataError(f"currency: expected the shop's 3-letter currency, got {currency!r}")
     created_at = _time(node.get("createdAt"), "createdAt")
     status = node.get("displayFinancialStatus")
     presentment = node.get("presentmentCurrencyCode")
     lines = [dict(item) for item in items]
-    refunds = tuple(
-        RefundRecord(
-            refund_id=_gid_id(refund.get("id"), f"refunds[{i}].id"),
-            order_id=order_id,
-            created_at=_time(refund.get("createdAt"), f"refunds[{i}].createdAt"),
-            lines_amount=Decimal(0),
-            transactions_amount=None,
-            transactions_currency=None,
-            lines=(),
-        )
-        for i, refund in enumerate(node.get("refunds") or [])
-    )
+    refunds = tuple(_refund(order_id, r, i) for i, r in enumerate(node.get("refunds") or []))
     canonical = json.dumps({"order": node, "lines": lines}, sort_keys=True, default=str)
     return OrderVersion(
         order_id=order_id,

@@ -358,6 +358,8 @@ def test_order_version_reads_what_the_ledger_keeps() -> None:
         ({"currentTotalPriceSet": {"shopMoney": {"amount": "x", "currencyCode": "EUR"}}}, "amount"),
         ({"currentTotalPriceSet": None, "currencyCode": None}, "currency: expected"),
         ({"customer": "gid://shopify/Customer/7"}, "customer: expected an object"),
+        ({"currentTotalPriceSet": "20.00", "currencyCode": None}, "currency: expected"),
+        ({"refunds": ["gid://shopify/Refund/5"]}, r"refunds\[0\]: expected an object"),
     ],
 )
 def test_order_version_names_the_field_it_cannot_read(change: dict[str, Any], message: str) -> None:
