@@ -1,16 +1,28 @@
-"""The scores store on a real database: the ledger read as arrays, exactly."""
+"""The scores store on a real database: the ledger read as arrays, exactly; scores written
+for an existing shop only, and deleted with it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Engine, Float, cast, literal, select, text
+import pytest
+from alembic import command
+from sqlalchemy import BigInteger, Engine, Float, cast, func, inspect, literal, select, text
 from sqlmodel import Session
 
-from plugin.store.db import is_postgres
-from plugin.store.scores import _fetch, load_ledger
-from tests.helpers import add_shop, enqueue, order_payload
+from plugin.store.db import alembic_config, is_postgres, make_engine, upgrade
+from plugin.store.models import CustomerScore
+from plugin.store.scores import (
+    SCORE_COLUMNS,
+    MissingShopError,
+    _fetch,
+    load_ledger,
+    replace_scores,
+)
+from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from webhooks.processor import Processor
 
 
@@ -63,3 +75,58 @@ def test_load_ledger_days_are_the_databases_own_day_arithmetic(engine: Engine) -
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     true_days = [(m - epoch) / timedelta(days=1) for m in moments]
     assert np.allclose(ledger.order_day, true_days, rtol=0, atol=1e-6)
+
+
+def score_row(shop_id: int, customer_id: int) -> tuple[Any, ...]:
+    values: dict[str, Any] = dict.fromkeys(SCORE_COLUMNS, 1.0)
+    values.update(shop_id=shop_id, customer_id=customer_id, run_id=1, ledger_version=1)
+    values.update(expected_next_order_at=None, reorder_due_at=None, segment="new")
+    values.update(tags="new", reasons="{}", mean_days_between_orders=None)
+    values.update(recency_score=1, frequency_score=1, monetary_score=1)
+    return tuple(values[name] for name in SCORE_COLUMNS)
+
+
+def shop_scores(engine: Engine, shop_id: int) -> int:
+    with Session(engine) as session:
+        query = select(func.count()).select_from(CustomerScore)
+        return int(session.execute(query.where(CustomerScore.shop_id == shop_id)).scalar_one())
+
+
+def test_replace_scores_for_a_missing_shop_writes_nothing(engine: Engine) -> None:
+    # given no shop 99
+    # when scores are written for it
+    with pytest.raises(MissingShopError):
+        replace_scores(engine, 99, [score_row(99, 1)], None)
+    # then none were
+    assert shop_scores(engine, 99) == 0
+
+
+def test_shop_redact_deletes_the_shops_scores_only(engine: Engine) -> None:
+    # given two shops with scores
+    first, second = add_shop(engine), add_shop(engine, "other.myshopify.com")
+    assert first.id is not None and second.id is not None
+    replace_scores(engine, first.id, [score_row(first.id, c) for c in (1, 2)], None)
+    replace_scores(engine, second.id, [score_row(second.id, 1)], None)
+    # when the first shop is redacted
+    enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
+    assert Processor(engine).drain().by_outcome["done"] == 1
+    # then its scores went with it, and the other shop's stayed
+    assert shop_scores(engine, first.id) == 0 and shop_scores(engine, second.id) == 1
+
+
+def test_migration_0006_drops_the_scores_key_and_its_downgrade_restores_it(tmp_path: Path) -> None:
+    # given a SQLite database at 0005, whose scores table has the key (unnamed there)
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine, "0005")
+    keys = lambda: inspect(engine).get_foreign_keys("customer_scores")  # noqa: E731
+    assert [k["referred_table"] for k in keys()] == ["shops"]
+    # when upgraded, then downgraded
+    upgrade(engine)
+    after_upgrade = keys()
+    command.downgrade(alembic_config(engine), "0005")
+    # then the key was gone, and is back with its cascade
+    assert after_upgrade == []
+    assert [(k["referred_table"], k["options"].get("ondelete")) for k in keys()] == [
+        ("shops", "CASCADE")
+    ]
+    engine.dispose()

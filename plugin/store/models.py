@@ -202,7 +202,8 @@ class CustomerScore(SQLModel, table=True):
 
     __tablename__ = "customer_scores"
 
-    shop_id: int = Field(sa_column=_shop_fk())
+    # no foreign key: replace_scores checks the shop once, forget_shop deletes (migration 0006)
+    shop_id: int = Field(sa_type=BigInteger, primary_key=True)
     customer_id: int = Field(sa_type=BigInteger, primary_key=True)
     run_id: int = Field(sa_type=BigInteger)
     ledger_version: int

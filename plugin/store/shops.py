@@ -6,9 +6,9 @@ import re
 from datetime import datetime
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from plugin.store.models import InboxEvent, Shop
+from plugin.store.models import CustomerScore, InboxEvent, Shop
 from plugin.store.tokens import TokenCipher
 
 _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
@@ -63,12 +63,16 @@ def uninstall_shop(session: Session, shop: Shop, at: datetime) -> bool:
 
 
 def forget_shop(session: Session, shop: Shop, keep_event_id: int | None = None) -> None:
-    """Delete everything held for the shop: its ledger (by cascade), its inbox rows, itself."""
+    """Delete everything held for the shop: its ledger (by cascade), its scores (which have no
+    foreign key, see `replace_scores`), its inbox rows, itself."""
     session.execute(
         delete(InboxEvent).where(
             InboxEvent.shop_domain == shop.domain,  # type: ignore[arg-type]
             InboxEvent.id != keep_event_id,  # type: ignore[arg-type]
         )
     )
+    shop_id = shop.id
     session.delete(shop)
+    # after the shop: a score write holding it is waited for, and its rows are seen here
     session.flush()
+    session.execute(delete(CustomerScore).where(col(CustomerScore.shop_id) == shop_id))
