@@ -41,11 +41,13 @@ _MAX_ERROR_CHARS = 1000
 # Shopify access tokens and API secrets (shpat_, shpca_, shppa_, shpss_ ...): never stored.
 _TOKEN = re.compile(r"shp[a-z]{2}_\w+")
 
-# Jobs that must not overlap for one shop share one lease: the push and the reconcile (which
-# pushes) both write the pushed state; the refit and the re-score both write the scores.
+# Jobs that must not overlap for one shop share one lease: the push, the reconcile (which
+# pushes) and the undo of a push all write the pushed state; the refit and the re-score both
+# write the scores.
 SHARED_LEASES = {
     "push": "writeback",
     "reconcile": "writeback",
+    "undo": "writeback",
     "refit": "scoring",
     "rescore": "scoring",
 }

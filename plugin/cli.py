@@ -448,8 +448,16 @@ def recompute(domain: str, changed: bool) -> None:
     help="Print what would change (counts by tag, a sample of customers with the reasons) "
     "without calling Shopify.",
 )
+@click.option(
+    "--undo",
+    "undo",
+    type=click.IntRange(min=1),
+    metavar="RUN",
+    help="Instead, take back what push run RUN changed on customers (`clvsync jobs runs` lists "
+    "them); the shop's push must be paused first (dry_run=true).",
+)
 @click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
-def push(domain: str, dry_run: bool, as_json: bool) -> None:
+def push(domain: str, dry_run: bool, undo: int | None, as_json: bool) -> None:
     """Push the changed tags and metafields to the store now (the scheduled push, run once)."""
     from plugin.cli_push import run_writeback
 
@@ -457,7 +465,7 @@ def push(domain: str, dry_run: bool, as_json: bool) -> None:
     with _open_store(settings) as engine:
         with Session(engine, expire_on_commit=False) as session:
             shop = _shop_or_fail(session, domain)
-        run_writeback(engine, settings, shop, dry_run, as_json)
+        run_writeback(engine, settings, shop, dry_run, as_json, undo)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from jobs.context import JobContext
 from jobs.runs import run_job
+from jobs.undo import check_undo, undo_run
 from jobs.writeback import WritebackError, push_shop
 from plugin.settings import Settings
 from plugin.store.models import Shop
@@ -28,8 +29,11 @@ def _print_plan(plan: dict[str, Any]) -> None:
             click.echo(f"  {label:<7} {tag:<32} {count} customers")
     for key, count in plan["metafields_changed"].items():
         click.echo(f"  set     metafield {key:<22} {count} customers")
-    products = plan["products_with_changes"]
-    click.echo(f"  {products} products' recommendation metafields would change")
+    if "products_with_changes" in plan:
+        products = plan["products_with_changes"]
+        click.echo(f"  {products} products' recommendation metafields would change")
+    if "superseded" in plan:
+        click.echo(f"  {plan['superseded']} of the run's changes replaced since, left alone")
     if plan["sample"]:
         click.echo("sample:")
     for sample in plan["sample"]:
@@ -40,21 +44,38 @@ def _print_plan(plan: dict[str, Any]) -> None:
             click.echo(f"    - {tag}: {reason}")
 
 
-async def _run(engine: Engine, settings: Settings, shop: Shop, dry_run: bool) -> Any:
+async def _run(
+    engine: Engine, settings: Settings, shop: Shop, dry_run: bool, undo: int | None
+) -> Any:
     async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as http:
         ctx = JobContext(engine, settings, http)
+        assert shop.id is not None
+        if undo is not None:
+            if dry_run:
+                return await undo_run(ctx, shop, None, target=undo, dry_run=True)
+            check_undo(ctx, shop, undo)  # refused before a failed run is recorded
+
+            async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+                return await undo_run(ctx, shop, run_id, target=undo)
+
+            return await run_job(ctx, shop.id, "undo", job)
         if dry_run:  # nothing is changed, so nothing to lease or record
             return await push_shop(ctx, shop, None, dry_run=True)
-        assert shop.id is not None
         return await run_job(ctx, shop.id, "push", push_shop)
 
 
 def run_writeback(
-    engine: Engine, settings: Settings, shop: Shop, dry_run: bool, as_json: bool
+    engine: Engine,
+    settings: Settings,
+    shop: Shop,
+    dry_run: bool,
+    as_json: bool,
+    undo: int | None = None,
 ) -> None:
-    """Run the push for one shop now and report it; exit 1 if it failed."""
+    """Run the push (or the undo of push run `undo`) for one shop now and report it; exit 1 if
+    it failed."""
     try:
-        result = anyio.run(_run, engine, settings, shop, dry_run)
+        result = anyio.run(_run, engine, settings, shop, dry_run, undo)
     except WritebackError as exc:
         raise click.ClickException(str(exc)) from None
     if dry_run:

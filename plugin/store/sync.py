@@ -269,3 +269,80 @@ def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     )
     for start in range(0, len(rows), 1000):
         session.execute(statement, rows[start : start + 1000])
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a job run changed on customers, from the audit: by customer, in order."""
+
+    changes: dict[int, list[tuple[str, str, str, str | None]]]  # (kind, name, action, value)
+    first_id: int | None  # the run's first audit row
+
+
+def run_record(engine: Engine, shop_id: int, job_run_id: int) -> RunRecord:
+    """The customers' tag and metafield changes the run applied (refusals left out)."""
+    query = (
+        select(
+            col(SyncChange.id),
+            col(SyncChange.customer_id),
+            col(SyncChange.kind),
+            col(SyncChange.name),
+            col(SyncChange.action),
+            col(SyncChange.value),
+        )
+        .where(
+            col(SyncChange.shop_id) == shop_id,
+            col(SyncChange.job_run_id) == job_run_id,
+            col(SyncChange.customer_id).is_not(None),
+            col(SyncChange.action).in_(("add", "remove", "set", "delete")),
+        )
+        .order_by(col(SyncChange.id))
+    )
+    changes: dict[int, list[tuple[str, str, str, str | None]]] = {}
+    first_id: int | None = None
+    with Session(engine) as session:
+        for row_id, customer_id, kind, name, action, value in session.execute(query):
+            first_id = row_id if first_id is None else first_id
+            changes.setdefault(customer_id, []).append((kind, name, action, value))
+    return RunRecord(changes, first_id)
+
+
+def values_before(
+    engine: Engine, shop_id: int, customer_ids: Sequence[int], before_id: int
+) -> dict[int, dict[str, str | None]]:
+    """Each customer's metafield values as the app last wrote them before audit row
+    `before_id` (None for one it deleted); keys it never wrote are absent."""
+    found: dict[int, dict[str, str | None]] = {}
+    with Session(engine) as session:
+        for start in range(0, len(customer_ids), 500):
+            query = (
+                select(
+                    col(SyncChange.customer_id),
+                    col(SyncChange.name),
+                    col(SyncChange.action),
+                    col(SyncChange.value),
+                )
+                .where(
+                    col(SyncChange.shop_id) == shop_id,
+                    col(SyncChange.customer_id).in_(list(customer_ids[start : start + 500])),
+                    col(SyncChange.id) < before_id,
+                    col(SyncChange.kind) == "metafield",
+                    col(SyncChange.action).in_(("set", "delete")),
+                )
+                .order_by(col(SyncChange.id))
+            )
+            for customer_id, name, action, value in session.execute(query):
+                found.setdefault(customer_id, {})[name] = value if action == "set" else None
+    return found
+
+
+def pushed_state(
+    engine: Engine, shop_id: int, customer_ids: Sequence[int]
+) -> dict[int, tuple[frozenset[str], dict[str, str]]]:
+    """What the store is known to hold for these customers: the app's tags and metafields."""
+    with Session(engine) as session:
+        rows = _current(session, shop_id, list(customer_ids))
+    return {
+        customer_id: (frozenset(json.loads(row["tags"])), json.loads(row["metafields"]))
+        for customer_id, row in rows.items()
+    }
