@@ -38,7 +38,7 @@ from sqlmodel import Session, col, select
 from jobs.context import JobContext
 from jobs.writeback import admin_client
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
-from plugin.shopify.bulk import BulkRunner
+from plugin.shopify.bulk import BulkRunner, OnPoll
 from plugin.shopify.gid import gid_number
 from plugin.store import ledger
 from plugin.store.models import JobRun, Shop
@@ -263,11 +263,14 @@ async def backfill_shop(
     *,
     since: datetime | None = None,
     progress: Progress | None = None,
+    reading: OnPoll | None = None,
 ) -> dict[str, Any]:
-    """Read the shop's orders (updated since `since`, or all) and apply them to the ledger."""
+    """Read the shop's orders (updated since `since`, or all) and apply them to the ledger;
+    `reading` hears how the bulk query is going, `progress` how the applying is."""
     started = time.monotonic()
     client = admin_client(ctx, shop)
-    outcome = await BulkRunner(client, ctx.http, sleep=ctx.sleep).query(orders_query(since))
+    runner = BulkRunner(client, ctx.http, sleep=ctx.sleep)
+    outcome = await runner.query(orders_query(since), on_poll=reading)
     if outcome.status != "COMPLETED":
         raise BackfillError(
             f"the orders bulk query ended {outcome.status}"

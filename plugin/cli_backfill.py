@@ -28,12 +28,23 @@ def _progress(done: int, total: int) -> None:
         click.echo(line, err=True)
 
 
+def _reading(status: str, objects: int) -> None:
+    """The bulk query's state on stderr: rewritten in place on a terminal, else each poll."""
+    line = f"bulk query {status.lower()}: {objects:,} objects read by the store"
+    if sys.stderr.isatty():
+        click.echo(f"\r{line}", err=True, nl=status != "RUNNING" and status != "CREATED")
+    else:
+        click.echo(line, err=True)
+
+
 async def _run(engine: Engine, settings: Settings, shop: Shop, since: datetime | None) -> Any:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as http:
         ctx = JobContext(engine, settings, http)
 
         async def backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
-            return await backfill_shop(ctx, shop, run_id, since=since, progress=_progress)
+            return await backfill_shop(
+                ctx, shop, run_id, since=since, progress=_progress, reading=_reading
+            )
 
         assert shop.id is not None
         return await run_job(ctx, shop.id, "backfill", backfill, lease_seconds=1800.0)

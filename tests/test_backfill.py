@@ -278,7 +278,7 @@ def test_backfill_command_reports_the_run(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["outcome"] == "ok" and summary["orders_read"] == len(store.orders)
-    assert "orders applied:" in result.stderr
+    assert "orders applied:" in result.stderr and "bulk query completed:" in result.stderr
     # an unknown shop is refused by name
     result = CliRunner().invoke(main, ["backfill", "--shop", "nope.myshopify.com"], env=env)
     assert result.exit_code != 0 and "no shop 'nope.myshopify.com'" in result.output

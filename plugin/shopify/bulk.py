@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,9 @@ _FIELDS = "id status errorCode objectCount url partialDataUrl query"
 _POLL = f"query Poll($id: ID!) {{ node(id: $id) {{ ... on BulkOperation {{ {_FIELDS} }} }} }}"
 _CURRENT = f"""
 query Current($type: BulkOperationType!) {{ currentBulkOperation(type: $type) {{ {_FIELDS} }} }}"""
+
+
+OnPoll = Callable[[str, int], None]  # (status, objects so far)
 
 
 class BulkError(QueryError):
@@ -99,26 +102,34 @@ class BulkRunner:
             _RUN_MUTATION, {"mutation": marked, "path": path}, "bulkOperationRunMutation", marked
         )
 
-    async def query(self, query: str) -> BulkOutcome:
-        """Run a bulk query; the outcome's lines are its JSONL export."""
+    async def query(self, query: str, on_poll: OnPoll | None = None) -> BulkOutcome:
+        """Run a bulk query; the outcome's lines are its JSONL export. `on_poll(status,
+        objects so far)` hears of each poll of the operation (a progress display)."""
         marked = f"# clvsync {uuid.uuid4()}\n{query.strip()}"
-        return await self._start(_RUN_QUERY, {"query": marked}, "bulkOperationRunQuery", marked)
+        return await self._start(
+            _RUN_QUERY, {"query": marked}, "bulkOperationRunQuery", marked, on_poll
+        )
 
     async def _start(
-        self, run: str, variables: dict[str, Any], field_name: str, marked: str
+        self,
+        run: str,
+        variables: dict[str, Any],
+        field_name: str,
+        marked: str,
+        on_poll: OnPoll | None = None,
     ) -> BulkOutcome:
         kind = "MUTATION" if field_name == "bulkOperationRunMutation" else "QUERY"
         while True:
             data = await self._client.execute(run, variables, cost=10)
             started = data[field_name]
             if started.get("bulkOperation"):
-                return await self._follow(started["bulkOperation"]["id"])
+                return await self._follow(started["bulkOperation"]["id"], on_poll=on_poll)
             codes = {error.get("code") for error in started.get("userErrors") or ()}
             if "OPERATION_IN_PROGRESS" not in codes:
                 raise BulkError(f"bulk {kind.lower()} refused: {_messages(started)}")
             current = await self._current(kind)
             if current is not None and marked in (current.get("query") or ""):
-                return await self._follow(current["id"])  # ours, started by a lost call
+                return await self._follow(current["id"], on_poll=on_poll)  # ours, started before
             if current is not None:
                 await self._follow(current["id"], read=False)  # someone else's: wait it out
 
@@ -164,11 +175,15 @@ class BulkRunner:
         current = data.get("currentBulkOperation")
         return current if isinstance(current, dict) else None
 
-    async def _follow(self, operation_id: str, *, read: bool = True) -> BulkOutcome:
+    async def _follow(
+        self, operation_id: str, *, read: bool = True, on_poll: OnPoll | None = None
+    ) -> BulkOutcome:
         delay = self._poll
         while True:
             data = await self._client.execute(_POLL, {"id": operation_id}, cost=2)
             node = data.get("node") or {}
+            if on_poll is not None:
+                on_poll(str(node.get("status")), int(node.get("objectCount") or 0))
             if node.get("status") in TERMINAL:
                 break
             await self._sleep(delay)
