@@ -6,9 +6,11 @@ their line items, and applies each one to the ledger as an order webhook is appl
 versioned by `updatedAt`, and only a later stamp than the ledger holds replaces it, so a backfill
 that meets orders already delivered by webhooks, or runs twice, changes nothing.
 
-The bulk result lists each line item on its own line after its order, with `__parentId`; the
-lines of one order need not follow it directly (Shopify only promises "after"), so the result is
-grouped by parent before any order is applied.
+The bulk result lists each line item on its own line after its order, with `__parentId`. It is
+written to a temporary file as it downloads and read twice, never held whole in memory (a large
+shop's export runs to gigabytes): once to count the orders and find any whose line items do not
+follow it directly (Shopify writes them so, but only promises "after"), then to apply each order
+as soon as its line items are read, the scattered ones (normally none) gathered and applied last.
 
 Scheduled daily (`scheduled_backfill`), it reads the orders updated since its last successful
 run began (less a day's overlap), or the whole history the first time: the periodic read through
@@ -23,13 +25,16 @@ row from their orders; a customer without an order has no figures to keep.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,7 +43,7 @@ from sqlmodel import Session, col, select
 from jobs.context import JobContext
 from jobs.writeback import admin_client
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
-from plugin.shopify.bulk import BulkRunner, OnPoll
+from plugin.shopify.bulk import BulkRunner, OnPoll, jsonl_lines
 from plugin.shopify.gid import gid_number
 from plugin.store import ledger
 from plugin.store.models import JobRun, Shop
@@ -93,23 +98,52 @@ def orders_query(since: datetime | None) -> str:
     return f"{{ orders{filter_} {{ edges {{ node {{ {_ORDER_FIELDS} }} }} }} }}"
 
 
-def group_orders(lines: Iterable[Mapping[str, Any]]) -> list[tuple[dict[str, Any], list[Any]]]:
-    """The bulk result's orders, each with its line items (children may come in any place after
-    their parent), in the order the orders came."""
-    orders: dict[str, tuple[dict[str, Any], list[Any]]] = {}
-    orphans: dict[str, list[Any]] = {}
-    for line in lines:
+@dataclass(frozen=True)
+class ExportShape:
+    orders: int
+    scattered: frozenset[str]  # orders whose line items do not all follow them directly
+
+
+def export_shape(export: Path) -> ExportShape:
+    """First pass over the export: how many orders, and which have line items elsewhere than
+    right after them (Shopify writes them so; it only promises "after")."""
+    orders, scattered, current = 0, set[str](), None
+    for line in jsonl_lines(export):
         parent = line.get("__parentId")
         if parent is None:
-            gid = str(line.get("id"))
-            orders[gid] = (dict(line), orphans.pop(gid, []))
-        elif parent in orders:
-            orders[parent][1].append(line)
-        else:  # before its parent: not what Shopify promises, kept all the same
-            orphans.setdefault(parent, []).append(line)
+            orders, current = orders + 1, line.get("id")
+        elif parent != current:
+            scattered.add(str(parent))
+    return ExportShape(orders, frozenset(scattered))
+
+
+def read_orders(
+    export: Path, scattered: frozenset[str]
+) -> Iterator[tuple[dict[str, Any], list[Any]]]:
+    """Second pass: each order with its line items, as soon as they are all read; the scattered
+    orders (normally none) are gathered and come last. Only those are held in memory."""
+    gathered: dict[str, tuple[dict[str, Any], list[Any]]] = {}
+    current: tuple[dict[str, Any], list[Any]] | None = None
+    orphans = 0
+    for line in jsonl_lines(export):
+        parent = line.get("__parentId")
+        if parent is None:
+            if current is not None:
+                yield current
+            current = (line, [])
+            if str(line.get("id")) in scattered:
+                gathered[str(line.get("id"))], current = current, None
+        elif parent in gathered:
+            gathered[parent][1].append(line)
+        elif current is not None and parent == current[0].get("id"):
+            current[1].append(line)
+        else:
+            orphans += 1  # before its order, or of none: not what Shopify writes
+    if current is not None:
+        yield current
+    yield from gathered.values()
     if orphans:
-        log.warning("backfill: line items of %d unknown orders left out", len(orphans))
-    return list(orders.values())
+        log.warning("backfill: %d line items without an order before them left out", orphans)
 
 
 def _gid_id(value: Any, field: str) -> int:
@@ -228,16 +262,20 @@ def order_version(node: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -
 def apply_orders(
     ctx: JobContext,
     shop: Shop,
-    orders: list[tuple[dict[str, Any], list[Any]]],
+    export: Path,
     progress: Progress | None = None,
 ) -> dict[str, int]:
-    """Apply the orders to the ledger, APPLY_BATCH per transaction; counts by outcome."""
-    counts = {"applied": 0, "unchanged": 0, "test": 0, "rejected": 0}
-    for start in range(0, len(orders), APPLY_BATCH):
+    """Apply the export's orders to the ledger, APPLY_BATCH per transaction; counts by outcome."""
+    shape = export_shape(export)
+    log.info("backfill %s: %d orders read", shop.domain, shape.orders)
+    counts = {"read": shape.orders, "applied": 0, "unchanged": 0, "test": 0, "rejected": 0}
+    orders = read_orders(export, shape.scattered)
+    done = 0
+    while batch := list(itertools.islice(orders, APPLY_BATCH)):
         with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
             stored = session.get(Shop, shop.id)
             assert stored is not None
-            for node, items in orders[start : start + APPLY_BATCH]:
+            for node, items in batch:
                 try:
                     version = order_version(node, items)
                 except OrderDataError as exc:
@@ -251,8 +289,9 @@ def apply_orders(
                     counts["applied"] += 1
                 else:
                     counts["unchanged"] += 1
+        done += len(batch)
         if progress is not None:
-            progress(min(start + APPLY_BATCH, len(orders)), len(orders))
+            progress(done, shape.orders)
     return counts
 
 
@@ -270,18 +309,18 @@ async def backfill_shop(
     started = time.monotonic()
     client = admin_client(ctx, shop)
     runner = BulkRunner(client, ctx.http, sleep=ctx.sleep)
-    outcome = await runner.query(orders_query(since), on_poll=reading)
-    if outcome.status != "COMPLETED":
-        raise BackfillError(
-            f"the orders bulk query ended {outcome.status}"
-            + (f" ({outcome.error_code})" if outcome.error_code else "")
-        )
-    orders = group_orders(outcome.lines)
-    log.info("backfill %s: %d orders read", shop.domain, len(orders))
-    counts = await anyio.to_thread.run_sync(apply_orders, ctx, shop, orders, progress)
+    with tempfile.TemporaryDirectory(prefix="clvsync-backfill-") as scratch:
+        export = Path(scratch) / "orders.jsonl"
+        outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
+        if outcome.status != "COMPLETED":
+            raise BackfillError(
+                f"the orders bulk query ended {outcome.status}"
+                + (f" ({outcome.error_code})" if outcome.error_code else "")
+            )
+        counts = await anyio.to_thread.run_sync(apply_orders, ctx, shop, export, progress)
     return vars(
         BackfillCounts(
-            orders_read=len(orders),
+            orders_read=counts["read"],
             orders_applied=counts["applied"],
             orders_unchanged=counts["unchanged"],
             test_orders_skipped=counts["test"],

@@ -4,9 +4,13 @@ metafields, by pages of customers or with one bulk query."""
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-from plugin.shopify.bulk import BulkRunner
+import anyio
+
+from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid_number
 
@@ -40,16 +44,24 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
 
 
 async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:
-    outcome = await bulk.query(
-        "{ customers { edges { node { id tags "
-        f"metafields(namespace: {json.dumps(namespace)}) "
-        "{ edges { node { key value } } } } } } }"
-    )
-    if outcome.status != "COMPLETED":
-        raise ReadBackError(f"the read-back bulk query ended {outcome.status}")
+    with tempfile.TemporaryDirectory(prefix="clvsync-readback-") as scratch:
+        export = Path(scratch) / "customers.jsonl"
+        outcome = await bulk.query(
+            "{ customers { edges { node { id tags "
+            f"metafields(namespace: {json.dumps(namespace)}) "
+            "{ edges { node { key value } } } } } } }",
+            into=export,
+        )
+        if outcome.status != "COMPLETED":
+            raise ReadBackError(f"the read-back bulk query ended {outcome.status}")
+        # read in a worker thread: a large shop's export would hold up the event loop
+        return await anyio.to_thread.run_sync(_found_in, export)
+
+
+def _found_in(export: Path) -> Found:
     found: Found = {}
-    for line in outcome.lines:
-        if "__parentId" in line:  # a metafield, on the line after its customer
+    for line in jsonl_lines(export):
+        if "__parentId" in line:  # a metafield, after its customer
             owner = found.setdefault(gid_number(line["__parentId"]), ([], {}))
             owner[1][line["key"]] = line["value"]
         else:

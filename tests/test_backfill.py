@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,11 +23,13 @@ from sqlmodel import Session, select
 
 from jobs.backfill import (
     OVERLAP,
+    ExportShape,
     OrderDataError,
     backfill_shop,
-    group_orders,
+    export_shape,
     order_version,
     orders_query,
+    read_orders,
     scheduled_backfill,
 )
 from jobs.context import JobContext
@@ -241,6 +244,9 @@ async def test_backfill_since_reads_only_the_orders_updated_since(
     with Session(engine) as session:
         held = session.exec(select(Order)).all()
     assert held and all(o.updated_at >= since for o in held)
+    # and nothing updated since: an empty export, nothing read
+    later = await backfill(engine, http, live, since=stamps[-1] + timedelta(days=1))
+    assert later["orders_read"] == later["orders_applied"] == 0
 
 
 async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run(
@@ -367,16 +373,30 @@ def test_order_version_names_the_field_it_cannot_read(change: dict[str, Any], me
         order_version({**ORDER, **change}, [LINE])
 
 
-def test_line_items_are_grouped_with_their_order_wherever_they_come() -> None:
+def test_line_items_are_read_with_their_order_wherever_they_come(tmp_path: Path) -> None:
+    # given an export where order 10's lines follow it directly, and then come again after
+    # order 20 (Shopify only promises "after"), and a line of an order never seen
     other = {**ORDER, "id": "gid://shopify/Order/20"}
     late = {**LINE, "id": "gid://shopify/LineItem/12"}
     stray = {**LINE, "id": "gid://shopify/LineItem/99", "__parentId": "gid://shopify/Order/99"}
     early = {**LINE, "id": "gid://shopify/LineItem/21", "__parentId": "gid://shopify/Order/20"}
-    grouped = group_orders([ORDER, LINE, early, other, late, stray])
-    assert [(order["id"], [item["id"] for item in items]) for order, items in grouped] == [
-        ("gid://shopify/Order/10", ["gid://shopify/LineItem/11", "gid://shopify/LineItem/12"]),
-        ("gid://shopify/Order/20", ["gid://shopify/LineItem/21"]),
+    export = tmp_path / "orders.jsonl"
+    lines = [ORDER, LINE, other, early, late, stray]
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    # then the first pass counts the orders and finds the scattered ones
+    shape = export_shape(export)
+    assert shape == ExportShape(2, frozenset({"gid://shopify/Order/10", "gid://shopify/Order/99"}))
+    # and the second reads every order with all of its lines, the scattered one last
+    read = [
+        (o["id"], [i["id"] for i in items]) for o, items in read_orders(export, shape.scattered)
     ]
+    assert read == [
+        ("gid://shopify/Order/20", ["gid://shopify/LineItem/21"]),
+        ("gid://shopify/Order/10", ["gid://shopify/LineItem/11", "gid://shopify/LineItem/12"]),
+    ]
+    # an export of orders whose lines follow them, as Shopify writes it: nothing scattered
+    export.write_text("".join(json.dumps(line) + "\n" for line in [ORDER, LINE, other, early]))
+    assert export_shape(export) == ExportShape(2, frozenset())
 
 
 def test_orders_query_filters_on_the_update_time() -> None:

@@ -13,11 +13,15 @@ own and follow it instead of starting the work twice.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
@@ -102,12 +106,13 @@ class BulkRunner:
             _RUN_MUTATION, {"mutation": marked, "path": path}, "bulkOperationRunMutation", marked
         )
 
-    async def query(self, query: str, on_poll: OnPoll | None = None) -> BulkOutcome:
-        """Run a bulk query; the outcome's lines are its JSONL export. `on_poll(status,
+    async def query(self, query: str, into: Path, on_poll: OnPoll | None = None) -> BulkOutcome:
+        """Run a bulk query; its JSONL export is written to the file `into` (streamed: a large
+        shop's export never sits in memory; read it with `jsonl_lines`). `on_poll(status,
         objects so far)` hears of each poll of the operation (a progress display)."""
         marked = f"# clvsync {uuid.uuid4()}\n{query.strip()}"
         return await self._start(
-            _RUN_QUERY, {"query": marked}, "bulkOperationRunQuery", marked, on_poll
+            _RUN_QUERY, {"query": marked}, "bulkOperationRunQuery", marked, on_poll, into
         )
 
     async def _start(
@@ -117,19 +122,23 @@ class BulkRunner:
         field_name: str,
         marked: str,
         on_poll: OnPoll | None = None,
+        into: Path | None = None,
     ) -> BulkOutcome:
         kind = "MUTATION" if field_name == "bulkOperationRunMutation" else "QUERY"
         while True:
             data = await self._client.execute(run, variables, cost=10)
             started = data[field_name]
             if started.get("bulkOperation"):
-                return await self._follow(started["bulkOperation"]["id"], on_poll=on_poll)
+                return await self._follow(
+                    started["bulkOperation"]["id"], on_poll=on_poll, into=into
+                )
             codes = {error.get("code") for error in started.get("userErrors") or ()}
             if "OPERATION_IN_PROGRESS" not in codes:
                 raise BulkError(f"bulk {kind.lower()} refused: {_messages(started)}")
             current = await self._current(kind)
             if current is not None and marked in (current.get("query") or ""):
-                return await self._follow(current["id"], on_poll=on_poll)  # ours, started before
+                # ours, started by a call whose response was lost
+                return await self._follow(current["id"], on_poll=on_poll, into=into)
             if current is not None:
                 await self._follow(current["id"], read=False)  # someone else's: wait it out
 
@@ -176,7 +185,12 @@ class BulkRunner:
         return current if isinstance(current, dict) else None
 
     async def _follow(
-        self, operation_id: str, *, read: bool = True, on_poll: OnPoll | None = None
+        self,
+        operation_id: str,
+        *,
+        read: bool = True,
+        on_poll: OnPoll | None = None,
+        into: Path | None = None,
     ) -> BulkOutcome:
         delay = self._poll
         while True:
@@ -190,20 +204,45 @@ class BulkRunner:
             delay = min(self._poll_cap, delay * 1.5)
         outcome = BulkOutcome(operation_id, node["status"], node.get("errorCode"))
         url = node.get("url") or node.get("partialDataUrl")
-        if read and url:
-            outcome.lines = await self._download(url)
+        if into is not None:
+            into.write_bytes(b"")  # no result file (nothing matched): an empty export
+        if read and url and into is not None:
+            await self._download(url, lambda: into.open("wb"))
+        elif read and url:
+            buffers: list[io.BytesIO] = []
+
+            def buffer() -> contextlib.nullcontext[IO[bytes]]:
+                buffers.append(io.BytesIO())
+                return contextlib.nullcontext(buffers[-1])
+
+            await self._download(url, buffer)
+            lines = buffers[-1].getvalue().splitlines()
+            outcome.lines = [json.loads(line) for line in lines if line.strip()]
         return outcome
 
-    async def _download(self, url: str) -> list[dict[str, Any]]:
+    async def _download(self, url: str, sink: Callable[[], ContextManager[IO[bytes]]]) -> None:
+        """The result file, streamed into a fresh `sink()`; started again from the top if the
+        transfer fails."""
         for attempt in range(1, self._upload_attempts + 1):
             try:
-                response = await self._http.get(url)
+                async with self._http.stream("GET", url) as response:
+                    if response.status_code == 200:
+                        with sink() as out:
+                            async for chunk in response.aiter_bytes():
+                                out.write(chunk)
+                        return
             except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 200:
-                return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+                pass
             await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
         raise TransientError("the bulk operation's result file could not be read")
+
+
+def jsonl_lines(path: Path) -> Iterator[dict[str, Any]]:
+    """A bulk query's export, one object per line, read as it goes."""
+    with path.open("rb") as lines:
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
 
 def _messages(payload: Mapping[str, Any]) -> str:
