@@ -10,15 +10,17 @@ from typing import Any
 import numpy as np
 import pytest
 from alembic import command
-from sqlalchemy import BigInteger, Engine, Float, cast, func, inspect, literal, select, text
-from sqlmodel import Session
+from sqlalchemy import BigInteger, Engine, Float, and_, cast, func, inspect, literal, select, text
+from sqlmodel import Session, col
 
 from plugin.store.db import alembic_config, is_postgres, make_engine, upgrade
-from plugin.store.models import CustomerScore
+from plugin.store.models import CustomerScore, Order, OrderLine
 from plugin.store.scores import (
     SCORE_COLUMNS,
     MissingShopError,
+    _concatenated,
     _fetch,
+    _lines_query,
     load_ledger,
     replace_scores,
 )
@@ -130,3 +132,33 @@ def test_migration_0006_drops_the_scores_key_and_its_downgrade_restores_it(tmp_p
         ("shops", "CASCADE")
     ]
     engine.dispose()
+
+
+def test_lines_read_as_text_by_ranges_equal_the_lines_read_row_by_row(engine: Engine) -> None:
+    # given orders of one to three lines, among them lines without a product and gift cards
+    shop = add_shop(engine)
+    assert shop.id is not None
+    for k in range(1, 9):
+        payload = order_payload(k, customer_id=500 + k % 3)
+        first = payload["line_items"][0]
+        payload["line_items"] = [
+            {**first, "id": 100 * k + j, "product_id": 7000 + (k * j) % 5 if j else None}
+            for j in range(1 + k % 3)
+        ]
+        payload["line_items"][-1]["gift_card"] = k == 5
+        enqueue(engine, "orders/create", payload, f"o-{k}")
+    Processor(engine).drain()
+    if is_postgres(engine):
+        return  # the text read is SQLite's
+    counted = and_(col(Order.shop_id) == shop.id, col(Order.counted))
+    query = _lines_query(engine, shop.id, counted, True)
+    order_id = _fetch(engine, select(col(Order.order_id)).where(counted), 1)[:, 0]
+    # when the lines are read as text, two orders' worth of ids per range, and row by row
+    as_text = _concatenated(engine, query, order_id, per_range=2)
+    by_row = _fetch(engine, query, 2)
+    # then they are the same lines in the same order
+    assert as_text is not None and as_text.tolist() == by_row.tolist()
+    assert len(by_row) == 17 - 8 - 1  # lines, less the eight without a product and a gift card
+    # and a query whose order ids do not ascend is refused, for the row by row read
+    backwards = query.order_by(None).order_by(col(OrderLine.order_id).desc())
+    assert _concatenated(engine, backwards, order_id, per_range=100) is None
