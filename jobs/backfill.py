@@ -272,23 +272,22 @@ def apply_orders(
     orders = read_orders(export, shape.scattered)
     done = 0
     while batch := list(itertools.islice(orders, APPLY_BATCH)):
+        versions = []
+        for node, items in batch:
+            try:
+                versions.append(order_version(node, items))
+            except OrderDataError as exc:
+                which = node.get("id")
+                log.error("backfill %s: order %s left out: %s", shop.domain, which, exc)
+                counts["rejected"] += 1
+        tests = sum(v.test for v in versions)
         with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
             stored = session.get(Shop, shop.id)
             assert stored is not None
-            for node, items in batch:
-                try:
-                    version = order_version(node, items)
-                except OrderDataError as exc:
-                    which = node.get("id")
-                    log.error("backfill %s: order %s left out: %s", shop.domain, which, exc)
-                    counts["rejected"] += 1
-                    continue
-                if version.test:
-                    counts["test"] += 1
-                elif ledger.apply_order(session, stored, version, same_stamp_wins=False):
-                    counts["applied"] += 1
-                else:
-                    counts["unchanged"] += 1
+            applied = ledger.apply_order_batch(session, stored, versions)
+        counts["test"] += tests
+        counts["applied"] += applied
+        counts["unchanged"] += len(versions) - tests - applied
         done += len(batch)
         if progress is not None:
             progress(done, shape.orders)

@@ -50,7 +50,7 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import add_shop, make_settings
 from tests.test_compliance import cli_env
-from webhooks.payloads import parse_order
+from webhooks.payloads import parse_order, parse_refund
 
 pytestmark = pytest.mark.anyio
 
@@ -169,6 +169,14 @@ async def test_backfill_builds_the_ledger_the_order_webhooks_build(
     add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
     add_shop(engine, REFERENCE)
     apply_payloads(engine, REFERENCE, orders)
+    # and, for one refunded order, its refunds/create webhook already processed (before any of
+    # the order's own)
+    refunded = next(o for o in orders if o.get("refunds") and not o.get("test"))
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        shop = shops.get_shop(session, store.shop_domain)
+        assert shop is not None
+        for refund in refunded["refunds"]:
+            ledger.apply_refund(session, shop, parse_refund({"order_id": refunded["id"], **refund}))
     # when the shop is backfilled from the store
     counts = await backfill(engine, http, live)
     # then every order was read, the test orders left out, and the ledger is the reference's

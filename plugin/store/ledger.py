@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlmodel import Session, col, select
 
 from plugin.domain import ledger
@@ -89,6 +89,86 @@ def apply_order(
         assert customer_id is not None
         refresh_customer(session, shop.id, customer_id)
     return True
+
+
+def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVersion]) -> int:
+    """Apply many orders' versions at once (the backfill); how many were applied.
+
+    Every order's lock is taken first, then every customer's they touch (both sorted), so a
+    processor working meanwhile can never deadlock with the batch. Orders the ledger does not
+    hold yet, with no refund recorded ahead of them, are inserted with one statement per table
+    and their customers refreshed once each; the others go through `apply_order`, where a
+    version stamped as the stored one is kept as stored (the same version read another way).
+    """
+    assert shop.id is not None
+    newest: dict[int, OrderVersion] = {}  # an order read twice: its newest version
+    for v in versions:
+        seen = newest.get(v.order_id)
+        if not v.test and (
+            seen is None
+            or ledger.newer_than((v.updated_at, v.digest), (seen.updated_at, seen.digest))
+        ):
+            newest[v.order_id] = v
+    versions = list(newest.values())
+    if not versions:
+        return 0
+    ids = [v.order_id for v in versions]
+    _lock_orders(session, shop.id, ids)
+    held = dict(
+        session.execute(
+            select(col(Order.order_id), col(Order.customer_id)).where(
+                col(Order.shop_id) == shop.id, col(Order.order_id).in_(ids)
+            )
+        ).all()
+    )
+    refunded = set(
+        session.exec(
+            select(col(Refund.order_id)).where(
+                col(Refund.shop_id) == shop.id, col(Refund.order_id).in_(ids)
+            )
+        )
+    )
+    customers = {v.customer_id for v in versions} | set(held.values())
+    _lock_customers(session, shop.id, *customers)
+    if shop.currency is None:
+        shop.currency = versions[0].currency
+        session.add(shop)
+    new = [v for v in versions if v.order_id not in held and v.order_id not in refunded]
+    _insert_new(session, shop.id, new)
+    applied = len(new)
+    for version in versions:
+        if version.order_id in held or version.order_id in refunded:
+            applied += apply_order(session, shop, version, same_stamp_wins=False)
+    for customer_id in sorted({v.customer_id for v in new if v.customer_id is not None}):
+        refresh_customer(session, shop.id, customer_id)
+    return applied
+
+
+def _lock_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
+    lock_keys(session, *(("order", shop_id, o) for o in order_ids))
+
+
+def _insert_new(session: Session, shop_id: int, versions: Sequence[OrderVersion]) -> None:
+    """Orders the ledger does not hold, and no refund of which is recorded: their rows as
+    `apply_order` would write them, in one statement per table."""
+    if not versions:
+        return
+    orders = []
+    for version in versions:
+        order = Order(shop_id=shop_id, order_id=version.order_id, **_version_fields(version))
+        _set_net(order, [])
+        orders.append(order.model_dump())
+    session.execute(insert(Order), orders)
+    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
+    if lines:
+        session.execute(insert(OrderLine), lines)
+    refunds = [
+        _refund_row(shop_id, refund, reflected=True).model_dump()
+        for v in versions
+        for refund in v.refunds
+    ]
+    if refunds:
+        session.execute(insert(Refund), refunds)
 
 
 def _version_fields(version: OrderVersion) -> dict[str, Any]:
