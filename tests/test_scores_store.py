@@ -12,6 +12,7 @@ import pytest
 from alembic import command
 from sqlalchemy import BigInteger, Engine, Float, and_, cast, func, inspect, literal, select, text
 from sqlmodel import Session, col
+from sqlmodel import select as model_select
 
 from plugin.store.db import alembic_config, is_postgres, make_engine, upgrade
 from plugin.store.models import CustomerScore, Order, OrderLine
@@ -21,6 +22,7 @@ from plugin.store.scores import (
     _concatenated,
     _fetch,
     _lines_query,
+    day_stamps,
     load_ledger,
     replace_scores,
 )
@@ -162,3 +164,43 @@ def test_lines_read_as_text_by_ranges_equal_the_lines_read_row_by_row(engine: En
     # and a query whose order ids do not ascend is refused, for the row by row read
     backwards = query.order_by(None).order_by(col(OrderLine.order_id).desc())
     assert _concatenated(engine, backwards, order_id, per_range=100) is None
+
+
+def test_scores_written_read_back_exactly_with_nulls_negatives_and_extremes(engine: Engine) -> None:
+    # given score rows with negative, tiny and huge figures, missing values, and moments
+    # before the epoch, before 2000 (PostgreSQL's zero) and after, down to the microsecond
+    shop = add_shop(engine)
+    assert shop.id is not None
+    floats = [-0.5, 5e-324, 1.7976931348623157e308, -1e-300, 0.1, 123_456.789]
+    days = np.array([-0.25, 10_956.999999988, 20_000.123456789, np.nan, 0.0, 1.5])
+    stamps = day_stamps(days, is_postgres(engine))
+    rows = []
+    for k, (value, stamp) in enumerate(zip(floats, stamps, strict=True)):
+        row = dict(zip(SCORE_COLUMNS, score_row(shop.id, k + 1), strict=True))
+        row.update(aov=value, p_alive=-value, mean_days_between_orders=None if k % 2 else value)
+        row.update(expected_next_order_at=stamp, reorder_due_at=stamps[-1 - k])
+        row.update(recency_score=-k, ledger_version=2**31 - 1, run_id=-(2**62))
+        row.update(tags="vip \\ \t\n", reasons='{"x": "\\u00e9 \\" é"}', segment="at-risk")
+        rows.append(tuple(row[name] for name in SCORE_COLUMNS))
+    # when they are written and read back
+    replace_scores(engine, shop.id, rows, None)
+    with Session(engine) as session:
+        stored = session.exec(model_select(CustomerScore).order_by(CustomerScore.customer_id)).all()
+    # then every value is the one written, the moments to the microsecond
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    moments = [
+        None if np.isnan(d) else epoch + timedelta(microseconds=int(d * 86_400_000_000))
+        for d in days.tolist()
+    ]
+    assert len(stored) == len(rows)
+    for k, score in enumerate(stored):
+        assert repr(score.aov) == repr(floats[k]) and repr(score.p_alive) == repr(-floats[k])
+        assert score.mean_days_between_orders is None or k % 2 == 0
+        assert score.expected_next_order_at == moments[k]
+        assert score.reorder_due_at == moments[-1 - k]
+        assert (score.recency_score, score.ledger_version, score.run_id) == (
+            -k,
+            2**31 - 1,
+            -(2**62),
+        )
+        assert score.tags == "vip \\ \t\n" and score.reasons == '{"x": "\\u00e9 \\" é"}'

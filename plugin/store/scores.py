@@ -316,14 +316,16 @@ def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
         return [int(c) for c in session.execute(query).scalars()]
 
 
-def day_stamps(days: NDArray[np.float64], postgres: bool) -> list[str | None]:
-    """Days since the epoch as text each database reads back as a UTC datetime; NaN is None."""
+def day_stamps(days: NDArray[np.float64], postgres: bool) -> list[str | datetime | None]:
+    """Days since the epoch as each database's writer takes a UTC moment: for SQLite text, for
+    PostgreSQL's binary COPY a naive datetime (see SCORE_WIRE_TYPES); NaN is None."""
     missing = ~np.isfinite(days)
     moments = (np.where(missing, 0.0, days) * 86_400_000_000).astype("datetime64[us]")
-    text = np.char.replace(np.datetime_as_string(moments, unit="us"), "T", " ")
+    stamps: list[str | datetime | None]
     if postgres:
-        text = np.char.add(text, "+00")
-    stamps: list[str | None] = text.tolist()
+        stamps = moments.astype(object).tolist()
+    else:
+        stamps = np.char.replace(np.datetime_as_string(moments, unit="us"), "T", " ").tolist()
     for index in np.flatnonzero(missing).tolist():
         stamps[index] = None
     return stamps
@@ -334,6 +336,14 @@ SCORE_COLUMNS = (
     "trailing_12m_spend", "historical_clv", "p_alive", "expected_purchases",
     "expected_next_order_at", "expected_spend_per_order", "predicted_clv", "recency_score",
     "frequency_score", "monetary_score", "segment", "reorder_due_at", "tags", "reasons",
+)  # fmt: skip
+# The columns' types on the wire of PostgreSQL's binary COPY, which the server stores as they
+# come (no text to parse: a third less time than text COPY). The two moments go as `timestamp`
+# from naive UTC datetimes: the very bytes of a timestamptz (microseconds since 2000-01-01 UTC),
+# without an aware datetime per row.
+SCORE_WIRE_TYPES = (
+    "int8", "int8", "int8", "int4", "float8", "float8", "float8", "float8", "float8", "float8",
+    "timestamp", "float8", "float8", "int4", "int4", "int4", "text", "timestamp", "text", "text",
 )  # fmt: skip
 
 
@@ -357,10 +367,11 @@ def replace_scores(
 ) -> None:
     """Replace the shop's scores (all of them, or `customer_ids`') by `rows`, in one transaction.
 
-    Each row follows SCORE_COLUMNS. PostgreSQL takes them through COPY. The table has no foreign
-    key to the shop (checked row by row, it cost a third of the write): the shop is checked
-    here, once, and held until the rows are in, so that a shop being forgotten meanwhile either
-    waits for them (and deletes them) or is gone first (and nothing is written): MissingShopError.
+    Each row follows SCORE_COLUMNS, its moments from `day_stamps`. PostgreSQL takes them
+    through binary COPY (SCORE_WIRE_TYPES). The table has no foreign key to the shop (checked
+    row by row, it cost a third of the write): the shop is checked here, once, and held until
+    the rows are in, so that a shop being forgotten meanwhile either waits for them (and
+    deletes them) or is gone first (and nothing is written): MissingShopError.
     """
     postgres = engine.dialect.name == "postgresql"
     raw = engine.raw_connection()
@@ -385,7 +396,9 @@ def replace_scores(
                 )
         columns = ", ".join(SCORE_COLUMNS)
         if postgres:
-            with cursor.copy(f"COPY customer_scores ({columns}) FROM STDIN") as copy:
+            binary = f"COPY customer_scores ({columns}) FROM STDIN (FORMAT BINARY)"
+            with cursor.copy(binary) as copy:
+                copy.set_types(list(SCORE_WIRE_TYPES))
                 for row in rows:
                     copy.write_row(row)
         else:
