@@ -139,12 +139,15 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         return full_recompute(engine, shop, as_of)
     started = time.perf_counter()
     settings = scoring_settings(shop)
+    customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH)
+    if not customer_ids:  # nothing to do: no run recorded (this job comes every 15 minutes)
+        return {"run_id": None, "kind": "rescore", "customers_scored": 0}
     models, reference = _models_of(last), _reference_of(last)
     run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
     run_id = save_run(engine, run)
     scored, seen = 0, set[int]()
     while True:
-        customer_ids = [c for c in stale_customers(engine, shop.id, RESCORE_BATCH) if c not in seen]
+        customer_ids = [c for c in customer_ids if c not in seen]
         if not customer_ids:
             break
         seen.update(customer_ids)
@@ -157,6 +160,7 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         rows = score_rows(shop.id, run_id, scores, versions[at], epoch_days(as_of), postgres)
         replace_scores(engine, shop.id, rows, customer_ids)
         scored += int(scores.customer_id.size)
+        customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH)
     run.scored = scored
     return _finish(engine, run_id, run, started)
 

@@ -110,7 +110,12 @@ def test_rescore_changed_updates_only_customers_whose_orders_changed(engine: Eng
     assert after[buyer].trailing_12m_spend >= before[buyer].trailing_12m_spend + 80 - 1e-6
     unchanged = {c: s.run_id for c, s in after.items() if c != buyer}
     assert unchanged == {c: s.run_id for c, s in before.items() if c != buyer}
+    # and with nothing stale, nothing is scored and no run is recorded
+    with Session(engine) as session:
+        runs = len(session.exec(select(ModelRun)).all())
     assert rescore_changed(engine, shop, as_of)["customers_scored"] == 0
+    with Session(engine) as session:
+        assert len(session.exec(select(ModelRun)).all()) == runs
 
 
 def test_export_shows_scores_and_prefixed_desired_tags(engine: Engine, migrated_url: str) -> None:
