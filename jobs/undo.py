@@ -21,9 +21,8 @@ from sqlmodel import Session
 from jobs.context import JobContext
 from jobs.plan import Plan, Planned, WritebackError, shop_writeback_settings
 from jobs.pusher import Pusher
-from jobs.writeback import admin_client
+from jobs.writeback import with_pusher
 from plugin.domain.undo import RunChange, undo_change
-from plugin.shopify.bulk import BulkRunner
 from plugin.store.models import JobRun, Shop
 from plugin.store.sync import pushed_state, run_record, values_before
 
@@ -85,20 +84,9 @@ async def undo_run(
     plan, superseded = await anyio.to_thread.run_sync(undo_plan, ctx, shop, target)
     if dry_run:
         return {"undo_of_run": target, "superseded": superseded, **plan.summary()}
-    client = admin_client(ctx, shop)
-    pusher = Pusher(
-        ctx.engine,
-        shop,
-        client,
-        BulkRunner(client, ctx.http, sleep=ctx.sleep),
-        shop_writeback_settings(shop),
-        job_run_id=run_id,
-        clock=ctx.clock,
-    )
-    counts = await pusher.push(plan)
-    return {
-        "undo_of_run": target,
-        "customers_undone": len(plan.items),
-        "superseded": superseded,
-        **vars(counts),
-    }
+
+    async def work(pusher: Pusher) -> dict[str, Any]:
+        await pusher.push(plan)
+        return {"undo_of_run": target, "customers_undone": len(plan.items)}
+
+    return {"superseded": superseded, **await with_pusher(ctx, shop, run_id, work)}

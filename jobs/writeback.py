@@ -57,6 +57,7 @@ __all__ = [
     "push_shop",
     "reconcile_shop",
     "shop_writeback_settings",
+    "with_pusher",
 ]
 
 log = logging.getLogger(__name__)
@@ -88,12 +89,14 @@ def _mark_needs_reauth(engine: Engine, shop_id: int) -> None:
             stored.needs_reauth = True
 
 
-async def _with_client(
+async def with_pusher(
     ctx: JobContext,
     shop: Shop,
     run_id: int | None,
     work: Callable[[Pusher], Any],
 ) -> dict[str, Any]:
+    """`work(pusher)` with a pusher on the shop's client; its counts, the client's, and what
+    `work` returned. A refused token marks the shop as needing re-authorisation."""
     assert shop.id is not None
     settings = shop_writeback_settings(shop)
     client = admin_client(ctx, shop)
@@ -143,7 +146,7 @@ async def push_shop(
         await pusher.push(plan)
         return {"skipped_refused": plan.skipped_refused, **await _push_products(ctx, pusher)}
 
-    return await _with_client(ctx, shop, run_id, work)
+    return await with_pusher(ctx, shop, run_id, work)
 
 
 async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
@@ -189,7 +192,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
             **products,
         }
 
-    return await _with_client(ctx, shop, run_id, work)
+    return await with_pusher(ctx, shop, run_id, work)
 
 
 async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
