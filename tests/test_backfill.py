@@ -86,6 +86,14 @@ def live_store(
     return factory(state)
 
 
+def installed(
+    engine: Engine, factory: DevStoreFactory, customers: int, seed: int, token: str = DEFAULT_TOKEN
+) -> tuple[GeneratedStore, LiveDevStore, Shop]:
+    """A generated store's history in a live dev store, and the shop registered with a token."""
+    store = generate_store(GeneratorConfig(customers=customers), seed=seed)
+    return store, live_store(factory, store), add_shop(engine, store.shop_domain, token)
+
+
 def context(engine: Engine, http: httpx.AsyncClient, live: LiveDevStore) -> JobContext:
     async def sleep(seconds: float) -> None:
         await anyio.sleep(min(seconds, 0.01))
@@ -198,9 +206,7 @@ async def test_backfill_again_changes_nothing_and_keeps_newer_webhook_versions(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a backfilled shop, one of whose orders then came cancelled by a webhook
-    store = generate_store(GeneratorConfig(customers=60), seed=7)
-    live = live_store(devstore_factory, store)
-    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, _ = installed(engine, devstore_factory, 60, 7)
     await backfill(engine, http, live)
     counted = next(o for o in store.orders if not o.get("test") and o.get("customer"))
     later = datetime.fromisoformat(counted["updated_at"]) + timedelta(days=1)
@@ -221,9 +227,7 @@ async def test_backfill_after_the_webhooks_applies_nothing(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop whose orders all came by webhook, in the versions the store holds
-    store = generate_store(GeneratorConfig(customers=60), seed=8)
-    live = live_store(devstore_factory, store)
-    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, _ = installed(engine, devstore_factory, 60, 8)
     apply_payloads(engine, store.shop_domain, store.orders)
     before = ledger_of(engine, store.shop_domain)
     with Session(engine) as session:
@@ -242,9 +246,7 @@ async def test_backfill_after_the_webhooks_applies_nothing(
 async def test_backfill_since_reads_only_the_orders_updated_since(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
-    store = generate_store(GeneratorConfig(customers=60), seed=9)
-    live = live_store(devstore_factory, store)
-    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, _ = installed(engine, devstore_factory, 60, 9)
     stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
     since = stamps[len(stamps) // 2]
     counts = await backfill(engine, http, live, since=since)
@@ -261,9 +263,7 @@ async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop whose last successful backfill began mid-history
-    store = generate_store(GeneratorConfig(customers=60), seed=10)
-    live = live_store(devstore_factory, store)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, shop = installed(engine, devstore_factory, 60, 10)
     assert shop.id is not None
     stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
     middle = stamps[len(stamps) // 2]
@@ -283,9 +283,7 @@ async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run
 def test_backfill_command_reports_the_run(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
-    store = generate_store(GeneratorConfig(customers=40), seed=11)
-    live = live_store(devstore_factory, store)
-    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, _ = installed(engine, devstore_factory, 40, 11)
     env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
     args = ["backfill", "--shop", store.shop_domain, "--json"]
     result = CliRunner().invoke(main, args, env=env)
@@ -301,9 +299,7 @@ def test_backfill_command_reports_the_run(
 def test_backfill_of_a_shop_without_a_token_fails_with_the_reason(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
-    store = generate_store(GeneratorConfig(customers=20), seed=13)
-    live = live_store(devstore_factory, store)
-    add_shop(engine, store.shop_domain, "shpat_revoked")
+    store, live, _ = installed(engine, devstore_factory, 20, 13, "shpat_revoked")
     env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
     result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
     assert result.exit_code == 1
