@@ -67,7 +67,7 @@ BULK_READ_ABOVE = 5000  # known customers from which the reconcile reads with a 
 
 def admin_client(ctx: JobContext, shop: Shop) -> AdminClient:
     if not shop.installed or shop.access_token_encrypted is None:
-        raise WritebackError(f"{shop.domain} is not installed: nothing to push to")
+        raise WritebackError(f"{shop.domain} is not installed: no token to call the store with")
     if shop.needs_reauth:
         raise WritebackError(f"{shop.domain} needs to authorise the app again")
     token = TokenCipher(ctx.settings.token_encryption_key).decrypt(shop.access_token_encrypted)
