@@ -1,9 +1,9 @@
 """The ledger read as arrays for the models, and scores written back in bulk.
 
 A shop can hold millions of orders: rows are read straight into numpy arrays (dates as days
-since the epoch, computed by the database; money as the stored integer count of 1/10,000), and
-scores are written with COPY on PostgreSQL and one executemany on SQLite, never row by row
-through the ORM.
+since the epoch, computed by the database; money as the stored integer count of 1/10,000; on
+SQLite the lines as text, a column at a time), and scores are written with binary COPY on
+PostgreSQL and one executemany on SQLite, never row by row through the ORM.
 """
 
 from __future__ import annotations
