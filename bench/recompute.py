@@ -219,9 +219,8 @@ def load(url: str, shop: Shop) -> None:
             else:
                 cursor.execute("BEGIN")
                 marks = ", ".join("?" * len(columns))
-                cursor.executemany(
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-                )
+                statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+                cursor.executemany(statement, rows)  # type: ignore[arg-type]  # takes iterators
                 cursor.execute("COMMIT")
         raw.commit()
     finally:
