@@ -42,7 +42,9 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
     committed before return (one fsync for the lot: see webhooks/writer.py).
 
     Deliveries for unknown shops, and for uninstalled shops except the compliance topics
-    (shop/redact comes 48 hours after uninstalling), are not stored.
+    (shop/redact comes 48 hours after uninstalling), are not stored. The rest go in one
+    statement, `ON CONFLICT DO NOTHING`, which returns the keys it inserted; a delivery whose
+    key it did not return was already there (two copies in one batch: both stored, once).
     """
     with Session(engine) as session, session.begin():
         domains = {d.shop_domain for d in deliveries}
@@ -51,42 +53,51 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
                 select(Shop.domain, Shop.uninstalled_at).where(col(Shop.domain).in_(domains))
             ).all()
         )
+        outcomes = [_refused(d, uninstalled) for d in deliveries]
+        rows = [
+            _row(d, now) for d, refused in zip(deliveries, outcomes, strict=True) if not refused
+        ]
+        if not rows:
+            return [refused or Stored.DUPLICATE for refused in outcomes]
+        table = InboxEvent.__table__  # type: ignore[attr-defined]
         insert = postgresql.insert if is_postgres(session) else sqlite.insert
-        return [_store(session, insert, d, uninstalled, now) for d in deliveries]
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+            .returning(table.c.shop_domain, table.c.webhook_id)
+        )
+        result = session.connection().execute(statement, rows)
+        inserted = {(domain, webhook_id) for domain, webhook_id in result}
+        return [
+            refused
+            or (Stored.STORED if (d.shop_domain, d.webhook_id) in inserted else Stored.DUPLICATE)
+            for d, refused in zip(deliveries, outcomes, strict=True)
+        ]
 
 
-def _store(
-    session: Session,
-    insert: Any,
-    delivery: Delivery,
-    uninstalled: dict[str, datetime | None],
-    now: datetime,
-) -> Stored:
+def _refused(delivery: Delivery, uninstalled: dict[str, datetime | None]) -> Stored | None:
+    """Why the delivery is not stored, or None."""
     if delivery.shop_domain not in uninstalled:
         return Stored.UNKNOWN_SHOP
     if uninstalled[delivery.shop_domain] is not None and delivery.topic not in COMPLIANCE_TOPICS:
         return Stored.NOT_INSTALLED
-    table = InboxEvent.__table__  # type: ignore[attr-defined]
-    statement = (
-        insert(table)
-        .values(
-            shop_domain=delivery.shop_domain,
-            webhook_id=delivery.webhook_id,
-            topic=delivery.topic,
-            event_id=delivery.event_id,
-            triggered_at=delivery.triggered_at,
-            api_version=delivery.api_version,
-            received_at=now,
-            payload=delivery.payload,
-            status=PENDING,
-            attempts=0,
-            next_attempt_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
-        .returning(table.c.id)
-    )
-    inserted = session.execute(statement).first()
-    return Stored.DUPLICATE if inserted is None else Stored.STORED
+    return None
+
+
+def _row(delivery: Delivery, now: datetime) -> dict[str, Any]:
+    return {
+        "shop_domain": delivery.shop_domain,
+        "webhook_id": delivery.webhook_id,
+        "topic": delivery.topic,
+        "event_id": delivery.event_id,
+        "triggered_at": delivery.triggered_at,
+        "api_version": delivery.api_version,
+        "received_at": now,
+        "payload": delivery.payload,
+        "status": PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+    }
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> list[InboxEvent]:
