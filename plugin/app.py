@@ -4,6 +4,7 @@ job scheduler meet; `run_worker` runs the processor and the scheduler without th
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -131,10 +132,28 @@ async def background(
                 log.info("inbox processor started")
             if scheduler is not None:
                 await tasks.start(scheduler.run, stop)
+            freeze_startup_objects()
             try:
                 yield Background(http, scheduler)
             finally:
                 stop.set()
+
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move what exists once the process has started (the imported libraries, the app, the
+    settings) out of the garbage collector's reach, once per process.
+
+    Full collections otherwise walk all of it, tens of milliseconds each, and the requests that
+    arrive meanwhile wait: at 200 webhooks/s with the processor draining a backlog, p99 latency
+    was 33-64 ms on SQLite and 50-52 ms on PostgreSQL without this, 18-21 ms with it, in runs
+    side by side (bench/ingest.py)."""
+    global _frozen
+    if not _frozen:
+        gc.freeze()
+        _frozen = True
 
 
 async def run_worker(
