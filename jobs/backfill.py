@@ -78,6 +78,8 @@ class OrderDataError(ValueError):
 
 @dataclass(frozen=True)
 class BackfillCounts:
+    since: str | None  # orders updated since then were read; None: all of them
+    covers_all: bool  # the ledger has every order up to the run's start (see last_backfill_start)
     orders_read: int
     orders_applied: int  # newer than what the ledger held (or new)
     orders_unchanged: int  # the ledger already held this version or a newer one
@@ -300,11 +302,14 @@ async def backfill_shop(
     run_id: int | None,
     *,
     since: datetime | None = None,
+    covers_all: bool | None = None,
     progress: Progress | None = None,
     reading: OnPoll | None = None,
 ) -> dict[str, Any]:
     """Read the shop's orders (updated since `since`, or all) and apply them to the ledger;
-    `reading` hears how the bulk query is going, `progress` how the applying is."""
+    `reading` hears how the bulk query is going, `progress` how the applying is. The counts
+    say whether the run leaves no gap behind it (`covers_all`: by default, when it read the
+    whole history)."""
     started = time.monotonic()
     client = admin_client(ctx, shop)
     runner = BulkRunner(client, ctx.http, sleep=ctx.sleep)
@@ -319,6 +324,8 @@ async def backfill_shop(
         counts = await anyio.to_thread.run_sync(apply_orders, ctx, shop, export, progress)
     return vars(
         BackfillCounts(
+            since=None if since is None else since.isoformat(),
+            covers_all=since is None if covers_all is None else covers_all,
             orders_read=counts["read"],
             orders_applied=counts["applied"],
             orders_unchanged=counts["unchanged"],
@@ -330,18 +337,20 @@ async def backfill_shop(
 
 
 def last_backfill_start(session: Session, shop_id: int) -> datetime | None:
-    """When the shop's last successful backfill began, or None if it never had one."""
-    return session.exec(
-        select(JobRun.started_at)
+    """When the shop's last successful backfill that left no gap behind it began (the whole
+    history, or the daily run from the one before): None if there was none. A run asked for
+    `--since` a date covers only from there, so the daily run never starts from it."""
+    runs = session.exec(
+        select(JobRun.started_at, JobRun.counts)
         .where(JobRun.shop_id == shop_id, JobRun.job == "backfill", JobRun.outcome == "ok")
         .order_by(col(JobRun.id).desc())
-        .limit(1)
-    ).first()
+    )
+    return next((start for start, counts in runs if json.loads(counts).get("covers_all")), None)
 
 
 async def scheduled_backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
-    """The daily backfill: orders updated since the last successful one began, less OVERLAP;
-    the whole history the first time."""
+    """The daily backfill: orders updated since the last gapless one began, less OVERLAP; the
+    whole history the first time."""
     assert shop.id is not None
     shop_id = shop.id
 
@@ -351,7 +360,4 @@ async def scheduled_backfill(ctx: JobContext, shop: Shop, run_id: int | None) ->
         return None if last is None else last - OVERLAP
 
     start = await anyio.to_thread.run_sync(since)
-    return {
-        "since": None if start is None else start.isoformat(),
-        **await backfill_shop(ctx, shop, run_id, since=start),
-    }
+    return await backfill_shop(ctx, shop, run_id, since=start, covers_all=True)

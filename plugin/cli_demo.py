@@ -150,7 +150,7 @@ async def _backfill(engine: Engine, settings: Settings, shop: Shop) -> dict[str,
         )
     if result.outcome != "ok":
         raise click.ClickException(f"the backfill failed: {result.error}")
-    return {key: value for key, value in result.counts.items() if key != "since"}
+    return {k: v for k, v in result.counts.items() if k not in ("since", "covers_all")}
 
 
 async def _push(engine: Engine, settings: Settings, shop: Shop, as_of: datetime) -> dict[str, Any]:

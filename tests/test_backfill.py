@@ -280,6 +280,33 @@ async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run
     assert second.counts["orders_read"] == sum(s >= since for s in stamps) < len(stamps)
 
 
+async def test_a_backfill_asked_for_since_a_date_never_starts_the_daily_run(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a full backfill at one moment, then one asked for since a date, later
+    store, live, shop = installed(engine, devstore_factory, 40, 12)
+    assert shop.id is not None
+    stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
+    full_at, partial_at = stamps[len(stamps) // 3], stamps[2 * len(stamps) // 3]
+    base = context(engine, http, live)
+
+    async def partial(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        return await backfill_shop(ctx, shop, run_id, since=partial_at)
+
+    full = await run_job(replace(base, clock=lambda: full_at), shop.id, "backfill", backfill_job)
+    part = await run_job(replace(base, clock=lambda: partial_at), shop.id, "backfill", partial)
+    assert full.counts["covers_all"] is True and part.counts["covers_all"] is False
+    # when the daily run comes
+    daily = await run_job(base, shop.id, "backfill", scheduled_backfill)
+    # then it reads from the full one, not from the partial one, which left a gap before it
+    assert daily.counts["since"] == (full_at - OVERLAP).isoformat()
+    assert daily.counts["covers_all"] is True
+
+
+async def backfill_job(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    return await backfill_shop(ctx, shop, run_id)
+
+
 def test_backfill_command_reports_the_run(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
