@@ -97,7 +97,7 @@ MERCHANT_TAGS = ("newsletter", "wholesale", "vip", "local-pickup", "b2b", "staff
 FLAG_SHARE = 0.15  # each flag is desired for about this share of customers
 INSERT_ROWS = 10_000
 DEFAULT_COMPRESSION = 20.0
-DOCUMENT_CACHE = 16  # the dev store's parsed-document cache (its default, 512: see above)
+DOCUMENT_CACHE = 16  # the dev store's parsed-document cache (its default, 64: see above)
 PROGRESS_SECONDS = 10.0
 SERVER_LOAD_WARN = 0.5  # dev store time per request x K, as a share of the restore interval
 ROUND_TRIP_WARN = 0.8  # the same for the whole round trip
@@ -650,7 +650,7 @@ def main() -> None:
         "--document-cache",
         type=int,
         default=DOCUMENT_CACHE,
-        help="entries in the dev store's cache of parsed documents (its own default: 512)",
+        help="entries in the dev store's cache of parsed documents (its own default: 64)",
     )
     parser.add_argument(
         "--no-gc-freeze",
