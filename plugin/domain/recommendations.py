@@ -23,7 +23,8 @@ Out (plain int64 / float64 arrays, product and customer ids as in the input):
   `.bundles`: `BundleCandidates` (product_ids (n, 3) padded with -1, orders, lift,
   combined_price); `.next_products`: `CustomerNextProducts` (customer_id (m,), product_id
   (m, k) padded with -1, reorder_day (m, k): expected reorder day of a due consumable, else
-  NaN); `.replenishment_days`: the intervals used.
+  NaN); `.replenishment_days`: the intervals used; `.bought_again`: the products offered
+  again to the customers who own them (bought again, not consumables).
 - `frequently_bought_together`, `bundle_candidates`, `upsell`, `next_products`: one each.
 
 The rules and formulas are in the modules that apply them: baskets and counting in
@@ -40,7 +41,9 @@ import numpy as np
 from plugin.domain.recommendations_baskets import Baskets, build_baskets
 from plugin.domain.recommendations_next import (
     Signals,
+    buy_again,
     concat_candidates,
+    consumable_items,
     customer_history,
     due_consumables,
     expand,
@@ -71,7 +74,7 @@ from plugin.domain.recommendations_types import (
     RecommendationSettings,
 )
 from plugin.domain.replenishment import learn_replenishment
-from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
+from plugin.domain.scoring_types import IntArray, ProductPurchases, ScoringSettings
 
 __all__ = [
     "NO_PRODUCT",
@@ -107,12 +110,14 @@ def recommend(
     counts = _pair_counts(baskets, settings)
     together = together_links(counts, baskets.recommendable, settings)
     intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
+    picks, bought_again = _next(baskets, counts, together, intervals, as_of_day, settings, scoring)
     return Recommendations(
         frequently_bought_together=together.with_ids(baskets.product_ids),
         bundles=find_bundles(baskets, counts, settings),
         upsell=upsell_links(baskets, settings).with_ids(baskets.product_ids),
-        next_products=_next(baskets, counts, together, intervals, as_of_day, settings, scoring),
+        next_products=picks,
         replenishment_days=intervals,
+        bought_again=bought_again,
     )
 
 
@@ -164,13 +169,13 @@ def next_products(
 ) -> CustomerNextProducts:
     """Each customer's next_products picks (`recommendations_next`): due consumables first,
     then products they do not own by how often baskets buy them new plus the gains their recent
-    orders point to."""
+    orders point to, and products of theirs that are bought again by how often they are."""
     scoring = scoring or ScoringSettings()
     baskets = build_baskets(lines, products, as_of_day, settings)
     counts = _pair_counts(baskets, settings)
     together = together_links(counts, baskets.recommendable, settings)
     intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
-    return _next(baskets, counts, together, intervals, as_of_day, settings, scoring)
+    return _next(baskets, counts, together, intervals, as_of_day, settings, scoring)[0]
 
 
 def line_purchases(lines: OrderLines, as_of_day: float) -> ProductPurchases:
@@ -206,7 +211,8 @@ def _next(
     as_of_day: float,
     settings: RecommendationSettings,
     scoring: ScoringSettings,
-) -> CustomerNextProducts:
+) -> tuple[CustomerNextProducts, IntArray]:
+    """The picks, and the product ids offered again to their owners."""
     popularity = counts.product_baskets / max(float(counts.baskets), 1.0)
     history = customer_history(baskets, settings)
     followers = next_order_followers(baskets, settings)
@@ -227,5 +233,9 @@ def _next(
     recommendable = np.flatnonzero(baskets.recommendable)
     popular = recommendable[np.lexsort((recommendable, -bought_new[recommendable]))]
     base = bought_new / max(float(counts.baskets), 1.0)
-    signals = Signals(baskets, base, popular, owned_keys(baskets), personal)
-    return rank_next_products(signals, baskets.customer_ids.size, settings)
+    consumable = np.zeros(baskets.n_products, dtype=np.bool_)
+    consumable[consumable_items(baskets, intervals)] = True
+    again = buy_again(baskets, consumable, base, settings)
+    signals = Signals(baskets, base, popular, owned_keys(baskets), personal, again)
+    picks = rank_next_products(signals, baskets.customer_ids.size, settings)
+    return picks, baskets.product_ids[again.repeatable]

@@ -1,7 +1,7 @@
-"""Per-customer next products: consumables coming due first, then the best-scored products they
-lack.
+"""Per-customer next products: consumables coming due first, then the best-scored products: those
+they lack, and those of theirs the shop's customers buy again.
 
-For customer c and a product b they may be offered:
+For customer c and a product b they lack:
     score(c, b) = p(b) + sum over products a in c's last history_orders orders of
                   w(a) x (gain_next(a -> b) + co_purchase_weight x gain_together(a -> b))
 where p(b) = new(b) / N is the share of baskets that bought b new (from a guest, or from a
@@ -14,13 +14,24 @@ in several), gain_next the shrunk next-order gain of `next_order_followers`, and
 out). Every term is a probability of b being bought, so a product nobody's history points to
 ranks by popularity alone.
 
-Never offered: products off the product table, and products the customer already owns (any of
-their orders, oversized ones too) unless it is a consumable (it has a replenishment interval)
-coming due: the reorder-due rule of `plugin.domain.replenishment` (days since its last purchase
->= reorder_grace x interval and < reorder_lapse x interval) holds reorder_lead x interval days
-after `as_of`. Refills come early as often as late, so with a run every night and a lead of
-0.3, 97-98% of the dev store's refills were on offer when bought (bench/recommendations.py,
-seeds 3, 5, 7), against about half with no lead, which is the flag's rule exactly.
+For a product b that c owns and that is bought again (not a consumable; at least
+again_min_customers customers bought it in a later order, and its owners' later orders hold it
+at least as often as p(b), so that owning it makes buying it more likely, not less):
+    score(c, b) = (k + a r(b)) / (n + a)
+the chance that c's next order holds it: n is c's counted orders after their first one with b,
+k how many of those hold b, r(b) the same share over all its owners, a = again_prior_orders.
+Shoppers come back for the same tea without a regular cycle: on the dev store's generated data
+(bench/recommendations.py, seed 3) 48% of the customers' next purchase orders held a product
+they had bought before that is not a consumable.
+
+Never offered: products off the product table, and the customer's one-offs: products they
+already own (any of their orders, oversized ones too) that are not bought again, unless it is a
+consumable (it has a replenishment interval) coming due: the reorder-due rule of
+`plugin.domain.replenishment` (days since its last purchase >= reorder_grace x interval and
+< reorder_lapse x interval) holds reorder_lead x interval days after `as_of`. Refills come
+early as often as late, so with a run every night and a lead of 0.3, 97-98% of the dev store's
+refills were on offer when bought (bench/recommendations.py, seeds 3, 5, 7), against about half
+with no lead, which is the flag's rule exactly.
 Consumables coming due come first, earliest expected reorder day (last purchase + interval)
 first; ties go to the lower product id.
 """
@@ -33,10 +44,12 @@ import numpy as np
 
 from plugin.domain.recommendations_baskets import (
     Baskets,
+    BoolArray,
     argsort_keys,
     distinct,
     member,
     rank_in_group,
+    run_starts,
 )
 from plugin.domain.recommendations_types import (
     NO_PRODUCT,
@@ -64,6 +77,16 @@ class Candidates:
 
 
 @dataclass(frozen=True)
+class BuyAgain:
+    """The owned products a customer may be offered again (module docstring): `keys` customer *
+    P + product (dense, ascending) and their `score`; `repeatable` per dense product."""
+
+    keys: IntArray
+    score: FloatArray
+    repeatable: BoolArray
+
+
+@dataclass(frozen=True)
 class Signals:
     """What every chunk of customers is scored against."""
 
@@ -72,6 +95,7 @@ class Signals:
     popular: IntArray  # recommendable dense products, most popular first
     owned_keys: IntArray  # customer * P + product, sorted
     personal: Candidates  # history gains and due consumables, sorted by customer
+    again: BuyAgain
 
 
 def customer_history(baskets: Baskets, settings: RecommendationSettings) -> Candidates:
@@ -82,11 +106,9 @@ def customer_history(baskets: Baskets, settings: RecommendationSettings) -> Cand
     back = _reverse_rank(customer)
     recent = back < settings.history_orders
     index, customer, back = index[recent], customer[recent], back[recent]
-    size = baskets.size[index]
-    item_pos = np.repeat(baskets.start[index], size)
-    item_pos += np.arange(item_pos.size) - np.repeat(np.cumsum(size) - size, size)
-    weight = np.repeat(settings.history_decay ** back.astype(np.float64), size)
-    who = np.repeat(customer, size)
+    item_pos, row = _basket_items(baskets, index)
+    weight = settings.history_decay ** back[row].astype(np.float64)
+    who = customer[row]
     item = baskets.item[item_pos]
     # Rows run from older to newer orders; after a stable sort by (customer, product) the last
     # row of each pair is its most recent order, with the largest weight.
@@ -95,6 +117,45 @@ def customer_history(baskets: Baskets, settings: RecommendationSettings) -> Cand
     last = np.append((who[1:] != who[:-1]) | (item[1:] != item[:-1]), True)[: who.size]
     nan = np.full(int(last.sum()), np.nan)
     return Candidates(who[last], item[last], weight[last], nan)
+
+
+def buy_again(
+    baskets: Baskets, consumable: BoolArray, base: FloatArray, settings: RecommendationSettings
+) -> BuyAgain:
+    """Every (customer, owned product) whose product is bought again, with its score (module
+    docstring), from the counted baskets; `base` is p(b) per dense product."""
+    n = baskets.n_products
+    index = np.flatnonzero(baskets.counted & (baskets.customer >= 0))
+    customer = baskets.customer[index]
+    later_orders = _reverse_rank(customer)
+    item_pos, row = _basket_items(baskets, index)
+    # Rows run by customer, then day; after a stable sort by (customer, product) the first row of
+    # each pair is the customer's first order with the product.
+    key = customer[row] * n + baskets.item[item_pos]
+    order = argsort_keys(key)
+    key = key[order]
+    starts = run_starts(key)
+    again = np.diff(np.append(starts, key.size)) - 1  # later orders that hold it
+    later = later_orders[row[order[starts]]]  # later orders at all
+    item = key[starts] % n
+    rate = np.bincount(item, weights=again, minlength=n) / np.maximum(
+        np.bincount(item, weights=later, minlength=n), 1
+    )
+    buyers_again = np.bincount(item[again > 0], minlength=n)
+    repeatable = (buyers_again >= settings.again_min_customers) & (rate >= base) & ~consumable
+    mine = repeatable[item]
+    prior = settings.again_prior_orders
+    score = (again[mine] + prior * rate[item[mine]]) / (later[mine] + prior)
+    return BuyAgain(key[starts][mine], score, repeatable)
+
+
+def _basket_items(baskets: Baskets, index: IntArray) -> tuple[IntArray, IntArray]:
+    """The items of baskets `index`: each item's position in `baskets.item`, and which entry of
+    `index` it belongs to."""
+    size = baskets.size[index]
+    row = np.repeat(np.arange(index.size, dtype=np.int64), size)
+    item_pos = baskets.start[index][row] + np.arange(row.size) - (np.cumsum(size) - size)[row]
+    return item_pos, row
 
 
 def _reverse_rank(group: IntArray) -> IntArray:
@@ -134,11 +195,9 @@ def due_consumables(
     """(customer, consumable, expected reorder day) for every consumable a customer owns that
     is due `lead` x its interval after `as_of_day`, by `reorder_status` asked one consumable at a
     time (every pair, not only the one behind the reorder-due flag)."""
-    ids = np.array(sorted(intervals), dtype=np.int64)
-    slot = np.minimum(np.searchsorted(baskets.product_ids, ids), max(baskets.n_products - 1, 0))
-    dense = slot[baskets.product_ids[slot] == ids] if baskets.n_products else slot[:0]
     basket = baskets.item_basket()
-    rows = member(baskets.item, np.sort(dense)) & (baskets.customer[basket] >= 0)
+    rows = member(baskets.item, consumable_items(baskets, intervals))
+    rows &= baskets.customer[basket] >= 0
     item, basket = baskets.item[rows], basket[rows]
     order = np.argsort(item, kind="stable")
     item, basket = item[order], basket[order]
@@ -161,6 +220,13 @@ def due_consumables(
             )
         )
     return concat_candidates(parts)
+
+
+def consumable_items(baskets: Baskets, intervals: dict[int, float]) -> IntArray:
+    """The dense products that have a replenishment interval, ascending."""
+    ids = np.array(sorted(intervals), dtype=np.int64)
+    slot = np.minimum(np.searchsorted(baskets.product_ids, ids), max(baskets.n_products - 1, 0))
+    return slot[baskets.product_ids[slot] == ids] if baskets.n_products else slot[:0]
 
 
 def concat_candidates(parts: list[Candidates]) -> Candidates:
@@ -247,7 +313,7 @@ def _rank_into(
     # Due consumables first (earliest reorder day first), then by score; ties to the lower id,
     # which is the earlier row, as rows are sorted by product within a customer.
     primary = due.astype(np.float64)
-    secondary = np.where(due, -rows.due_day, signals.popularity[rows.item] + rows.gain)
+    secondary = np.where(due, -rows.due_day, rows.gain)
     chosen = _segmented_top(starts, primary, secondary, k)
     who = rows.customer[starts]
     picked = chosen >= 0
@@ -258,14 +324,11 @@ def _rank_into(
 
 def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates:
     """The chunk's candidate rows, merged per (customer, product) and filtered: one row each,
-    sorted by customer then product, gains summed, due day kept."""
+    sorted by customer then product, due day kept, and in `gain` the row's whole score."""
+    n = signals.baskets.n_products
     personal = signals.personal
-    if customers[-1] - customers[0] + 1 == customers.size:  # a range: a slice of the rows
-        low, high = np.searchsorted(personal.customer, [customers[0], customers[-1] + 1])
-        mine = np.zeros(personal.customer.size, dtype=np.bool_)
-        mine[low:high] = True
-    else:
-        mine = member(personal.customer, customers)
+    mine = _rows_of(personal.customer, customers)
+    again = _rows_of(signals.again.keys // n, customers)
     popular = signals.popular[:width]
     rows = _concat_unsorted(
         Candidates(
@@ -275,13 +338,12 @@ def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates
             personal.due_day[mine],
         ),
         Candidates(
-            np.repeat(customers, popular.size),
-            np.tile(popular, customers.size),
-            np.zeros(customers.size * popular.size),
-            np.full(customers.size * popular.size, np.nan),
+            np.concatenate((np.repeat(customers, popular.size), signals.again.keys[again] // n)),
+            np.concatenate((np.tile(popular, customers.size), signals.again.keys[again] % n)),
+            np.zeros(customers.size * popular.size + int(again.sum())),
+            np.full(customers.size * popular.size + int(again.sum()), np.nan),
         ),
     )
-    n = signals.baskets.n_products
     local = np.searchsorted(customers, rows.customer)
     order = argsort_keys(local * n + rows.item)
     key = (local * n + rows.item)[order]
@@ -291,8 +353,30 @@ def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates
     due_day = np.fmin.reduceat(rows.due_day[order], starts) if starts.size else np.zeros(0)
     customer, item = customers[key[starts] // n], key[starts] % n
     owned = member(customer * n + item, signals.owned_keys)
-    keep = signals.baskets.recommendable[item] & (~owned | ~np.isnan(due_day))
-    return Candidates(customer[keep], item[keep], gain[keep], due_day[keep])
+    again_score = _lookup(signals.again.keys, signals.again.score, customer * n + item)
+    keep = signals.baskets.recommendable[item] & (
+        ~owned | ~np.isnan(due_day) | ~np.isnan(again_score)
+    )
+    score = np.where(owned, again_score, signals.popularity[item] + gain)
+    return Candidates(customer[keep], item[keep], score[keep], due_day[keep])
+
+
+def _rows_of(row_customer: IntArray, customers: IntArray) -> BoolArray:
+    """Which rows (sorted by customer) belong to `customers` (ascending)."""
+    if customers[-1] - customers[0] + 1 == customers.size:  # a range: a slice of the rows
+        low, high = np.searchsorted(row_customer, [customers[0], customers[-1] + 1])
+        mine = np.zeros(row_customer.size, dtype=np.bool_)
+        mine[low:high] = True
+        return mine
+    return member(row_customer, customers)
+
+
+def _lookup(keys: IntArray, values: FloatArray, query: IntArray) -> FloatArray:
+    """values[i] where keys[i] == query (keys ascending), NaN where no key matches."""
+    if keys.size == 0:
+        return np.full(query.size, np.nan)
+    slot = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+    return np.where(keys[slot] == query, values[slot], np.nan)
 
 
 def _concat_unsorted(first: Candidates, second: Candidates) -> Candidates:

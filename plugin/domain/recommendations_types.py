@@ -95,6 +95,11 @@ class RecommendationSettings:
     # Weight of the co-purchase gain (bought together with something the customer owns)
     # beside the sequence gain (bought next by those who bought what the customer owns).
     co_purchase_weight: float = 0.25
+    # An owned product is offered again only if at least again_min_customers customers bought it
+    # in a later order (else it is a one-off); a customer's own share of later orders with it is
+    # shrunk towards the shop's as if again_prior_orders more orders had been seen at that share.
+    again_min_customers: int = 3
+    again_prior_orders: float = 5.0
 
     def __post_init__(self) -> None:
         problems = [text for broken, text in self._checks() if broken]
@@ -114,6 +119,7 @@ class RecommendationSettings:
             "history_orders",
             "sequence_min_support",
             "sequence_neighbors",
+            "again_min_customers",
         )
         checks = [(getattr(self, name) < 1, f"{name} must be >= 1") for name in at_least_one]
         checks += [
@@ -126,6 +132,7 @@ class RecommendationSettings:
             (not self.sequence_prior_orders >= 0, "sequence_prior_orders must be >= 0"),
             (not 0 <= self.reorder_lead < 1, "reorder_lead must be in [0, 1)"),
             (not self.co_purchase_weight >= 0, "co_purchase_weight must be >= 0"),
+            (not self.again_prior_orders > 0, "again_prior_orders must be > 0"),
         ]
         return checks
 
@@ -194,3 +201,5 @@ class Recommendations:
     upsell: ProductLinks
     next_products: CustomerNextProducts
     replenishment_days: dict[int, float]
+    # Products offered again to their owners (bought again, not consumables), ascending ids.
+    bought_again: IntArray

@@ -374,6 +374,46 @@ def test_next_products_rank_by_new_buyers_not_by_repeat_baskets() -> None:
     assert picks(result, 999)[:2] == [MUG, COFFEE]
 
 
+def test_next_products_offer_again_what_customers_buy_again_by_their_own_share() -> None:
+    # given tea bought again by three customers (1 in 2 of 3 later orders, 2 in 1 of 3, 3 in 1
+    # of 1), each of whose other orders held a kettle and nothing more, and 12 guest mugs
+    orders: list[Order] = [
+        (10, 1, 1.0, [TEA]), (11, 1, 5.0, [TEA]), (12, 1, 9.0, [KETTLE]), (13, 1, 13.0, [TEA]),
+        (20, 2, 1.0, [TEA]), (21, 2, 5.0, [KETTLE]), (22, 2, 9.0, [KETTLE]), (23, 2, 13.0, [TEA]),
+        (30, 3, 1.0, [TEA]), (31, 3, 5.0, [TEA]),
+    ]  # fmt: skip
+    orders += guests([[MUG]] * 12, first_order=1000)
+    found = recommend(lines_of(orders), SHOP, 40.0, replenishment_days={})
+    # then tea is bought again (4 later orders with it of 7, 0.57, against 3 of 22 baskets
+    # buying it new); the kettle, bought again by one customer, is a one-off
+    assert found.bought_again.tolist() == [TEA]
+    result = found.next_products
+    # and each tea drinker's own share, shrunk towards 4/7 as if 5 more orders had been seen,
+    # ranks tea against the mug, bought new in 12 of 22 baskets (0.55): customer 1's
+    # (2 + 5 x 4/7) / (3 + 5) = 0.61 and customer 3's (1 + 5 x 4/7) / (1 + 5) = 0.64 come
+    # before it, customer 2's (1 + 5 x 4/7) / (3 + 5) = 0.48 after it
+    assert picks(result, 1) == [TEA, MUG, COFFEE]
+    assert picks(result, 2) == [MUG, TEA, COFFEE]
+    # and no one is offered the kettle they own; customer 3, who has none, is (2 of 22 new)
+    assert picks(result, 3) == [TEA, MUG, KETTLE, COFFEE]
+
+
+def test_next_products_owners_buying_less_than_newcomers_make_a_one_off() -> None:
+    # given 30 customers who bought a kettle and then two orders of tea, three of whom bought a
+    # kettle again in a third order
+    orders: list[Order] = []
+    for c in range(1, 31):
+        orders += [(10 * c, c, 1.0, [KETTLE]), (10 * c + 1, c, 5.0, [TEA])]
+        orders += [(10 * c + 2, c, 9.0, [TEA])]
+        if c <= 3:
+            orders += [(10 * c + 3, c, 13.0, [KETTLE])]
+    result = recommend(lines_of(orders), SHOP, 40.0, replenishment_days={})
+    # then the kettle is a one-off: 3 of its owners' 63 later orders hold it (0.05), while
+    # 30 of 93 baskets bought it new (0.32); tea, in 30 of its owners' 33 later orders, is not
+    assert result.bought_again.tolist() == [TEA]
+    assert all(KETTLE not in picks(result.next_products, c) for c in range(1, 31))
+
+
 def test_next_products_lines_after_as_of_are_ignored() -> None:
     early = next_products(lines_of(coffee_orders()), SHOP, 135.0, replenishment_days=INTERVALS)
     later = [*coffee_orders(), (9, 1, 200.0, [KETTLE])]
@@ -516,11 +556,13 @@ def test_frequently_bought_together_lift_symmetric_confidence_a_probability(
 
 @settings(max_examples=60, deadline=None)
 @given(order_rows)
-def test_next_products_never_an_owned_product_unless_a_due_consumable(
+def test_next_products_never_an_owned_one_off(
     rows: list[tuple[int, int, list[int]]],
 ) -> None:
     orders = orders_of(rows)
-    result = run(lines_of(orders)).next_products
+    found = run(lines_of(orders))
+    result, again = found.next_products, set(found.bought_again.tolist())
+    assert not again & set(PROPERTY_INTERVALS)
     owned: dict[int, set[int]] = {}
     for _, customer, _, products in orders:
         if customer >= 0:
@@ -531,10 +573,10 @@ def test_next_products_never_an_owned_product_unless_a_due_consumable(
         assert len(chosen) == len(set(chosen))
         for slot, product in enumerate(chosen):
             due = bool(np.isfinite(result.reorder_day[row, slot]))
-            if product in owned[customer]:
-                assert due and product in PROPERTY_INTERVALS
-            else:
-                assert not due
+            if due:
+                assert product in owned[customer] and product in PROPERTY_INTERVALS
+            elif product in owned[customer]:
+                assert product in again
         # a customer is short of picks only when every product left is owned
         if len(chosen) < PROPERTY_SETTINGS.next_products:
             assert set(PRODUCTS) - set(chosen) <= owned[customer]

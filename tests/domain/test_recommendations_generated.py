@@ -115,7 +115,7 @@ def test_recommend_generated_store_recovers_planted_refill_cycles(seed: int) -> 
         assert learned[product] == pytest.approx(cycle, rel=0.07)
 
 
-def test_next_products_generated_store_offers_again_only_consumables_coming_due() -> None:
+def test_next_products_generated_store_offers_owned_products_only_due_or_bought_again() -> None:
     # given a generated store's recommendations as of its last day
     data = generated(2)
     picks = data.result.next_products
@@ -126,21 +126,27 @@ def test_next_products_generated_store_offers_again_only_consumables_coming_due(
             key = (int(c), int(p))
             last_bought[key] = max(last_bought.get(key, -np.inf), float(d))
     intervals = data.result.replenishment_days
-    coming_due = 0
-    # then an owned product is offered only as a consumable coming due, with its last purchase
-    # plus its interval as reorder day: seen 0.3 interval ahead (the lead), at least one
-    # interval (reorder_grace) and less than three (reorder_lapse) have passed
+    again = set(data.result.bought_again.tolist())
+    coming_due = offered_again = 0
+    # then an owned product is offered only as a product bought again (never a consumable),
+    # without a reorder day, or as a consumable coming due, with its last purchase plus its
+    # interval as reorder day: seen 0.3 interval ahead (the lead), at least one interval
+    # (reorder_grace) and less than three (reorder_lapse) have passed
+    assert not again & set(intervals)
     for row, customer in enumerate(picks.customer_id.tolist()):
         for slot, product in enumerate(picks.product_id[row].tolist()):
             if product == NO_PRODUCT:
                 continue
             last = last_bought.get((customer, product))
-            if last is None:
+            if last is None or product in again:
                 assert np.isnan(picks.reorder_day[row, slot])
+                offered_again += last is not None
                 continue
             interval = intervals[product]
             assert picks.reorder_day[row, slot] == pytest.approx(last + interval)
             assert 1.0 * interval <= data.end_day + 0.3 * interval - last < 3.0 * interval
             coming_due += 1
-    # (252 such picks among 1,987 customers on this store; 113 and 125 on seeds 8 and 5)
+    # (252 such picks among 1,987 customers on this store; 113 and 125 on seeds 8 and 5; and
+    # 2,542 picks of 26 products bought again)
     assert coming_due > 50
+    assert offered_again > 1000
