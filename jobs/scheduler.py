@@ -5,8 +5,13 @@ The one module that imports APScheduler. Each installed shop gets the jobs in `S
 settings' "schedule" key; the shop list is re-read every minute, so shops installed, uninstalled or
 re-authorised later get or lose their jobs without a restart.
 
-The job store is in memory, always: APScheduler 3 must never share one between processes. Two
-processes that both fire a shop's job are kept apart by the lease in `jobs.runs.run_job`.
+The job store is in memory, always: APScheduler 3 must never share one between processes. Of
+several processes on one PostgreSQL database, only the elected one runs the jobs (`jobs.leader`).
+The others keep the same plan and let each tick pass, noting it; on taking the lead, a process
+runs the ticks it let pass within their misfire grace that no run of that shop's job has
+started since (the old leader died before it ran them), and only those. Should two processes
+run a shop's job all the same (a leader that lost its connection and has not noticed yet), the
+lease in `jobs.runs.run_job` keeps the runs apart.
 """
 
 from __future__ import annotations
@@ -26,17 +31,18 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs.backfill import scheduled_backfill
 from jobs.context import JobContext
+from jobs.leader import Election
 from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
 from jobs.writeback import push_shop, reconcile_shop
-from plugin.store.models import Shop
+from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
 
 log = logging.getLogger(__name__)
@@ -247,12 +253,17 @@ class JobScheduler:
         shops_every_seconds: float = 60.0,
         heavy_at_once: int = 2,
         shutdown_grace_seconds: float = 30.0,
+        elect_every_seconds: float = 5.0,
     ) -> None:
         self._ctx = ctx
         self._jobs = {spec.name: spec for spec in jobs}
         self._shops_every_seconds = shops_every_seconds
         self._heavy_at_once = heavy_at_once
         self._shutdown_grace_seconds = shutdown_grace_seconds
+        self._elect_every_seconds = elect_every_seconds
+        self._election = Election(ctx.engine)
+        self._leading = False
+        self._passed: dict[str, datetime] = {}  # job id -> the last tick let pass, standing by
         self._scheduler = AsyncIOScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": AsyncIOExecutor()},
@@ -269,6 +280,11 @@ class JobScheduler:
     def running(self) -> bool:
         return bool(self._scheduler.running)
 
+    @property
+    def leading(self) -> bool:
+        """Whether this process's scheduler fires the jobs (`jobs.leader`)."""
+        return self._leading
+
     def jobs(self) -> list[ScheduledJob]:
         return [_describe(job) for job in self._scheduler.get_jobs()]
 
@@ -278,8 +294,9 @@ class JobScheduler:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Plan every shop's jobs and fire them until `stop` is set; then let the running ones
-        finish (up to the grace period; cancelled after it, and recorded so) and stop."""
+        """Plan every shop's jobs and, while this process leads, fire them until `stop` is set;
+        then let the running ones finish (up to the grace period; cancelled after it, and
+        recorded so) and stop."""
         self._heavy = anyio.CapacityLimiter(self._heavy_at_once)
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
@@ -293,15 +310,76 @@ class JobScheduler:
                     name=SHOPS_JOB,
                     misfire_grace_time=max(1, int(self._shops_every_seconds)),
                 )
-                log.info("scheduler started: %d jobs planned", len(self._planned))
+                await self._elect()
+                log.info(
+                    "scheduler started: %d jobs planned, %s",
+                    len(self._planned),
+                    "leading" if self._leading else "standing by",
+                )
                 task_status.started()
-                await stop.wait()
+                await self._hold_the_lead(stop)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._wind_down(tasks)
+                    await anyio.to_thread.run_sync(self._election.resign)
+                    self._leading = False
         self._tasks = None
         with anyio.CancelScope(shield=True):
             await self._shut_down()
+
+    async def _hold_the_lead(self, stop: anyio.Event) -> None:
+        """Until `stop`: as leader, check the lead every elect_every_seconds and stand by on
+        losing it (running jobs go on, under their leases); standing by, try to take it as
+        often."""
+        while not stop.is_set():
+            with anyio.move_on_after(self._elect_every_seconds):
+                await stop.wait()
+            if stop.is_set():
+                return
+            if not self._leading:
+                await self._elect()
+            elif not await anyio.to_thread.run_sync(self._election.still_leads):
+                self._leading = False
+                log.warning("scheduler: lost the lead; standing by")
+
+    async def _elect(self) -> None:
+        """Try to take the lead; on taking it, re-read the shops and run the ticks let pass
+        that no run has served (module docstring)."""
+        if not await anyio.to_thread.run_sync(self._election.try_lead):
+            return
+        self._leading = True
+        if self._election.contested:
+            log.info("scheduler: elected to run the jobs")
+        await self.sync_shops()
+        passed, self._passed = self._passed, {}
+        await self._make_up(passed)
+
+    async def _make_up(self, passed: dict[str, datetime]) -> None:
+        """Run the ticks let pass (job id -> tick), within their misfire grace, that no run of
+        that shop's job has started since."""
+        now = self._ctx.clock()
+        due = {
+            job_id: tick
+            for job_id, tick in passed.items()
+            if job_id in self._planned
+            and now - tick <= timedelta(seconds=self._spec_of(job_id).misfire_grace_seconds)
+        }
+        if not due:
+            return
+        try:
+            started = await anyio.to_thread.run_sync(_last_starts, self._ctx.engine, set(due))
+        except SQLAlchemyError as exc:
+            log.error("scheduler: cannot read the runs, no tick made up: %s", describe_error(exc))
+            return
+        for job_id, tick in sorted(due.items()):
+            name, _, shop_id = job_id.partition(":")
+            last = started.get((name, int(shop_id)))
+            if (last is None or last < tick) and self._tasks is not None:
+                log.info("scheduler: making up %s of %s", job_id, tick.isoformat())
+                self._tasks.start_soon(self._run, self._jobs[name], int(shop_id), anyio.Event())
+
+    def _spec_of(self, job_id: str) -> JobSpec:
+        return self._jobs[job_id.partition(":")[0]]
 
     async def _wind_down(self, tasks: anyio.abc.TaskGroup) -> None:
         if self._scheduler.running:
@@ -376,10 +454,14 @@ class JobScheduler:
         return whens
 
     async def _fire(self, job: str, shop_id: int) -> None:
-        """What APScheduler runs. The run itself goes to this scheduler's task group, where a
-        shutdown can wind it down (anyio cancellation, with the run recorded); waiting for it
-        here makes max_instances=1 hold while it lasts."""
+        """What APScheduler runs. Standing by, it notes the tick and returns. The run itself
+        goes to this scheduler's task group, where a shutdown can wind it down (anyio
+        cancellation, with the run recorded); waiting for it here makes max_instances=1 hold
+        while it lasts."""
         if self._tasks is None:
+            return
+        if not self._leading:
+            self._passed[f"{job}:{shop_id}"] = self._ctx.clock()
             return
         done = anyio.Event()
         try:
@@ -412,6 +494,21 @@ def build_scheduler(
 ) -> JobScheduler:
     """The process's scheduler over `jobs` (tests pass quick fake ones); see JobScheduler."""
     return JobScheduler(ctx, jobs, **options)
+
+
+def _last_starts(engine: Engine, job_ids: set[str]) -> dict[tuple[str, int], datetime]:
+    """When a run of each (job, shop) of `job_ids` ("job:shop id") last started."""
+    pairs = {(name, int(shop)) for name, _, shop in (j.partition(":") for j in job_ids)}
+    with Session(engine) as session:
+        rows = session.exec(
+            select(JobRun.job, JobRun.shop_id, func.max(JobRun.started_at))
+            .where(
+                col(JobRun.job).in_({name for name, _ in pairs}),
+                col(JobRun.shop_id).in_({shop for _, shop in pairs}),
+            )
+            .group_by(col(JobRun.job), col(JobRun.shop_id))
+        )
+        return {(job, shop): started for job, shop, started in rows if (job, shop) in pairs}
 
 
 def _installed_shops(engine: Engine) -> list[Shop]:

@@ -1,0 +1,186 @@
+"""The scheduler's election: of several processes on one PostgreSQL database only one fires the
+jobs, and a standby takes over when the leader stops or loses its connection. Each "process" is
+a scheduler with an engine (a connection pool) of its own, in this event loop."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from jobs.context import JobContext, utcnow
+from jobs.leader import Election
+from jobs.runs import run_job
+from jobs.scheduler import JobScheduler, build_scheduler
+from plugin.store.db import make_engine
+from plugin.store.models import Shop
+from tests.helpers import add_shop
+from tests.test_job_runs import context
+from tests.test_scheduler import QUICK, eventually, quick_jobs, running
+
+pytestmark = pytest.mark.anyio
+
+ELECT_EVERY = 0.1
+
+
+def needs_postgres(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the election is PostgreSQL's: SQLite serves one process, which always leads")
+
+
+async def tick(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+    """The job: counts its runs per worker, and per (worker, shop domain)."""
+    FIRED[ctx.worker] += 1
+    FIRED[f"{ctx.worker} {shop.domain}"] += 1
+    return {}
+
+
+FIRED: Counter[str] = Counter()
+
+
+@asynccontextmanager
+async def ticking(url: str, every: timedelta = QUICK) -> AsyncIterator[tuple[Counter[str], Any]]:
+    """A way to start schedulers ("processes") that run `tick` for every shop `every` so often,
+    on the wall clock: `start(worker)` -> (scheduler, its stop event); and the runs counted."""
+    FIRED.clear()
+    engines: list[Engine] = []
+    stops: list[anyio.Event] = []
+    async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
+
+        async def start(worker: str) -> tuple[JobScheduler, anyio.Event]:
+            own = make_engine(url)
+            engines.append(own)
+            scheduler = build_scheduler(
+                context(own, http, worker=worker, clock=utcnow),
+                quick_jobs(tick, every=every),
+                elect_every_seconds=ELECT_EVERY,
+            )
+            stop = anyio.Event()
+            stops.append(stop)
+            await tasks.start(scheduler.run, stop)
+            return scheduler, stop
+
+        try:
+            yield FIRED, start
+        finally:
+            for stop in stops:
+                stop.set()
+    for own in engines:
+        own.dispose()
+
+
+async def test_a_lone_scheduler_leads(engine: Engine) -> None:
+    add_shop(engine)
+    async with running(engine) as scheduler:
+        assert scheduler.leading
+
+
+async def test_of_two_schedulers_only_the_elected_fires_until_it_stops(
+    engine: Engine, migrated_url: str
+) -> None:
+    needs_postgres(engine)
+    add_shop(engine)
+    async with ticking(migrated_url) as (fired, start):
+        # given two processes' schedulers, the first one started first
+        first, stop_first = await start("worker-a")
+        second, _ = await start("worker-b")
+        # when the job has been due many times
+        await eventually(lambda: fired["worker-a"] >= 5)
+        # then only the first fired it; the second stands by
+        assert first.leading and not second.leading
+        assert fired["worker-b"] == 0
+        # when the first stops
+        stop_first.set()
+        # then the second takes over and fires
+        await eventually(lambda: second.leading and fired["worker-b"] >= 3)
+
+
+async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes_over(
+    engine: Engine, migrated_url: str
+) -> None:
+    needs_postgres(engine)
+    add_shop(engine)
+    async with ticking(migrated_url) as (fired, start):
+        first, _ = await start("worker-a")
+        second, _ = await start("worker-b")
+        await eventually(lambda: fired["worker-a"] >= 2)
+        # when the connection holding the lead is cut (as a network failure would)
+        with engine.begin() as connection:
+            cut = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND granted AND database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ).all()
+        assert cut == [(True,)]
+        # then the first steps down and the second leads and fires
+        await eventually(lambda: not first.leading and second.leading)
+        before = fired["worker-a"]
+        await eventually(lambda: fired["worker-b"] >= 3)
+        # and the first, standing by, fires no more nor takes the lead back
+        assert fired["worker-a"] == before
+        assert not first.leading
+
+
+async def test_on_taking_the_lead_a_process_makes_up_only_the_ticks_no_run_served(
+    engine: Engine, migrated_url: str
+) -> None:
+    needs_postgres(engine)
+    served = add_shop(engine, "served.myshopify.com")
+    missed = add_shop(engine, "missed.myshopify.com")
+    async with ticking(migrated_url, every=timedelta(hours=1)) as (fired, start):
+        # given a leader and a standby, and an hourly job, due now for both shops
+        first, stop_first = await start("worker-a")
+        second, _ = await start("worker-b")
+        assert first.leading and not second.leading
+        # when the tick comes, the standby lets it pass (APScheduler's calls, played here)
+        for shop in (served, missed):
+            assert shop.id is not None
+            await second._fire("tick", shop.id)
+        # and the leader runs it for one shop, then stops before the other's
+        async with httpx.AsyncClient() as http:
+            ctx = context(engine, http, worker="worker-a", clock=utcnow)
+            await run_job(ctx, served.id, "tick", tick)
+        stop_first.set()
+        # then the standby, elected, makes up the tick no run served, and only that one
+        await eventually(lambda: second.leading and fired["worker-b missed.myshopify.com"] == 1)
+        await anyio.sleep(5 * ELECT_EVERY)
+        assert fired["worker-b served.myshopify.com"] == 0
+        assert fired["worker-b missed.myshopify.com"] == 1
+
+
+def test_election_on_postgres_one_holder_at_a_time_and_resigning_frees_it(
+    engine: Engine, migrated_url: str
+) -> None:
+    needs_postgres(engine)
+    other = make_engine(migrated_url)
+    first, second = Election(engine), Election(other)
+    try:
+        assert first.try_lead() and first.still_leads()
+        assert not second.try_lead()
+        # a standby is not a leader
+        assert not second.still_leads()
+        first.resign()
+        assert second.try_lead()
+        assert not first.try_lead()
+    finally:
+        first.resign()
+        second.resign()
+        other.dispose()
+
+
+def test_election_on_sqlite_always_leads_and_holds_no_connection(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's case")
+    first, second = Election(engine), Election(engine)
+    assert first.try_lead() and second.try_lead()
+    assert first.still_leads() and second.still_leads()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
