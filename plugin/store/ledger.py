@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -33,6 +33,8 @@ from plugin.store.models import (
     Shop,
     SyncChange,
 )
+
+REFRESH_CHUNK = 500  # customers per query of `refresh_customers` (bound parameters stay few)
 
 
 def _lock_order(session: Session, shop_id: int, order_id: int) -> None:
@@ -85,9 +87,7 @@ def apply_order(
     session.add(order)
     session.add_all(_line_rows(shop.id, version))
     session.flush()
-    for customer_id in {previous_customer, version.customer_id} - {None}:
-        assert customer_id is not None
-        refresh_customer(session, shop.id, customer_id)
+    refresh_customers(session, shop.id, {previous_customer, version.customer_id} - {None})
     return True
 
 
@@ -139,8 +139,7 @@ def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVers
     for version in versions:
         if version.order_id in held or version.order_id in refunded:
             applied += apply_order(session, shop, version, same_stamp_wins=False)
-    for customer_id in sorted({v.customer_id for v in new if v.customer_id is not None}):
-        refresh_customer(session, shop.id, customer_id)
+    refresh_customers(session, shop.id, {v.customer_id for v in new} - {None})
     return applied
 
 
@@ -260,7 +259,7 @@ def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
         _refresh_order_net(session, order)
         session.flush()
         if order.customer_id is not None:
-            refresh_customer(session, shop.id, order.customer_id)
+            refresh_customers(session, shop.id, [order.customer_id])
     return True
 
 
@@ -295,22 +294,36 @@ def _refund_amount(refund: Refund, shop_currency: str) -> Decimal:
     )
 
 
-def refresh_customer(session: Session, shop_id: int, customer_id: int) -> Customer:
-    """Recompute one customer's aggregates from their counted orders (creating the row if new)."""
-    rows = session.exec(
-        select(col(Order.processed_at), col(Order.net_amount)).where(
-            Order.shop_id == shop_id, Order.customer_id == customer_id, col(Order.counted)
+def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int | None]) -> None:
+    """Recompute customers' aggregates from their counted orders (creating the rows of new
+    ones), reading orders and customers with one query each per REFRESH_CHUNK customers."""
+    ids = sorted({c for c in customer_ids if c is not None})
+    counted: dict[int, list[tuple[datetime, Decimal]]] = {c: [] for c in ids}
+    held: dict[int, Customer] = {}
+    for low in range(0, len(ids), REFRESH_CHUNK):
+        chunk = ids[low : low + REFRESH_CHUNK]
+        orders = session.exec(
+            select(col(Order.customer_id), col(Order.processed_at), col(Order.net_amount)).where(
+                Order.shop_id == shop_id, col(Order.customer_id).in_(chunk), col(Order.counted)
+            )
         )
-    ).all()
-    totals = ledger.customer_totals(rows)
-    customer = session.get(Customer, (shop_id, customer_id)) or Customer(
-        shop_id=shop_id, customer_id=customer_id
-    )
-    customer.orders, customer.net_spend = totals.orders, totals.net_spend
-    customer.first_order_at, customer.last_order_at = totals.first_order_at, totals.last_order_at
-    customer.ledger_version = (customer.ledger_version or 0) + 1  # its scores are now stale
-    session.add(customer)
-    return customer
+        for customer_id, processed_at, net in orders:
+            assert customer_id is not None  # selected by it
+            counted[customer_id].append((processed_at, net))
+        rows = session.exec(
+            select(Customer).where(
+                Customer.shop_id == shop_id, col(Customer.customer_id).in_(chunk)
+            )
+        )
+        held.update((row.customer_id, row) for row in rows)
+    for customer_id in ids:
+        totals = ledger.customer_totals(counted[customer_id])
+        customer = held.get(customer_id) or Customer(shop_id=shop_id, customer_id=customer_id)
+        customer.orders, customer.net_spend = totals.orders, totals.net_spend
+        customer.first_order_at = totals.first_order_at
+        customer.last_order_at = totals.last_order_at
+        customer.ledger_version = (customer.ledger_version or 0) + 1  # its scores are now stale
+        session.add(customer)
 
 
 def upsert_customer(
@@ -374,7 +387,7 @@ def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids:
 def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
     """Every customer's totals recomputed from the raw ledger (orders and refunds) alone.
 
-    Used to check the aggregates kept current by `refresh_customer`, which must equal these.
+    Used to check the aggregates kept current by `refresh_customers`, which must equal these.
     """
     unreflected: dict[int, list[Refund]] = defaultdict(list)
     for refund in session.exec(
