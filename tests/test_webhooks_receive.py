@@ -14,11 +14,13 @@ from sqlmodel import Session, select
 
 from plugin.app import create_app
 from plugin.serving import serve_in_thread
+from plugin.store import inbox
 from plugin.store.models import InboxEvent
 from tests.helpers import (
     PREVIOUS_SECRET,
     SECRET,
     SHOP,
+    T0,
     add_shop,
     body_of,
     make_settings,
@@ -166,17 +168,32 @@ async def test_receive_same_delivery_ten_times_concurrently_is_stored_once(
     body = body_of(order_payload(1007))
     headers = webhook_headers(body, "orders/create", webhook_id="wh-dup")
     statuses: list[int] = []
+    answers: list[str] = []
     async with httpx.AsyncClient(timeout=10) as client:
 
         async def send() -> None:
             response = await client.post(f"{app_url}/webhooks", content=body, headers=headers)
             statuses.append(response.status_code)
+            answers.append(response.text.strip())
 
         async with anyio.create_task_group() as tasks:
             for _ in range(10):
                 tasks.start_soon(send)
-    # then every copy is acknowledged and exactly one is stored
+    # then every copy is acknowledged, exactly one as stored, and exactly one is stored
     assert statuses == [200] * 10
+    assert sorted(answers) == ["duplicate"] * 9 + ["stored"]
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(InboxEvent)).one() == 1
+
+
+def test_store_two_copies_in_one_batch_first_stored_second_duplicate(engine: Engine) -> None:
+    add_shop(engine)
+    copy = inbox.Delivery(SHOP, "wh-twice", "orders/create", None, None, "2026-10", "{}")
+    assert inbox.store_deliveries(engine, [copy, copy], T0) == [
+        inbox.Stored.STORED,
+        inbox.Stored.DUPLICATE,
+    ]
+    assert inbox.store_deliveries(engine, [copy], T0) == [inbox.Stored.DUPLICATE]
     with Session(engine) as session:
         assert session.exec(select(func.count()).select_from(InboxEvent)).one() == 1
 

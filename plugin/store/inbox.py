@@ -44,7 +44,8 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
     Deliveries for unknown shops, and for uninstalled shops except the compliance topics
     (shop/redact comes 48 hours after uninstalling), are not stored. The rest go in one
     statement, `ON CONFLICT DO NOTHING`, which returns the keys it inserted; a delivery whose
-    key it did not return was already there (two copies in one batch: both stored, once).
+    key it did not return was already there. Of copies of one delivery in the batch, the first
+    is the one stored, the others are duplicates.
     """
     with Session(engine) as session, session.begin():
         domains = {d.shop_domain for d in deliveries}
@@ -68,11 +69,12 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
         )
         result = session.connection().execute(statement, rows)
         inserted = {(domain, webhook_id) for domain, webhook_id in result}
-        return [
-            refused
-            or (Stored.STORED if (d.shop_domain, d.webhook_id) in inserted else Stored.DUPLICATE)
-            for d, refused in zip(deliveries, outcomes, strict=True)
-        ]
+        stored: list[Stored] = []
+        for delivery, refused in zip(deliveries, outcomes, strict=True):
+            key = (delivery.shop_domain, delivery.webhook_id)
+            stored.append(refused or (Stored.STORED if key in inserted else Stored.DUPLICATE))
+            inserted.discard(key)  # a later copy in this batch is a duplicate
+        return stored
 
 
 def _refused(delivery: Delivery, uninstalled: dict[str, datetime | None]) -> Stored | None:
