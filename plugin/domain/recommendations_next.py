@@ -328,8 +328,9 @@ def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates
     n = signals.baskets.n_products
     personal = signals.personal
     mine = _rows_of(personal.customer, customers)
-    again = _rows_of(signals.again.keys // n, customers)
+    again = signals.again.keys[_rows_of(signals.again.keys // n, customers)]
     popular = signals.popular[:width]
+    added = customers.size * popular.size + again.size
     rows = _concat_unsorted(
         Candidates(
             personal.customer[mine],
@@ -337,11 +338,11 @@ def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates
             personal.gain[mine],
             personal.due_day[mine],
         ),
-        Candidates(
-            np.concatenate((np.repeat(customers, popular.size), signals.again.keys[again] // n)),
-            np.concatenate((np.tile(popular, customers.size), signals.again.keys[again] % n)),
-            np.zeros(customers.size * popular.size + int(again.sum())),
-            np.full(customers.size * popular.size + int(again.sum()), np.nan),
+        Candidates(  # the popular products and the customers' own bought again, scored below
+            np.concatenate((np.repeat(customers, popular.size), again // n)),
+            np.concatenate((np.tile(popular, customers.size), again % n)),
+            np.zeros(added),
+            np.full(added, np.nan),
         ),
     )
     local = np.searchsorted(customers, rows.customer)
