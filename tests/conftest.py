@@ -69,7 +69,20 @@ def migrated_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def engine(migrated_url: str) -> Iterator[Engine]:
     """An engine on an empty, migrated database (every table emptied before the test)."""
-    engine = make_engine(migrated_url)
+    yield from _emptied(migrated_url)
+
+
+@pytest.fixture
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """`engine` on PostgreSQL alone, for what only PostgreSQL does (the scheduler's election)."""
+    migrated = make_engine(postgres_url)
+    upgrade(migrated)
+    migrated.dispose()
+    yield from _emptied(postgres_url)
+
+
+def _emptied(url: str) -> Iterator[Engine]:
+    engine = make_engine(url)
     with engine.begin() as connection:
         for table in reversed(SQLModel.metadata.sorted_tables):
             connection.execute(table.delete())

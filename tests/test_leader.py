@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,11 +29,6 @@ from tests.test_scheduler import QUICK, eventually, quick_jobs, running
 pytestmark = pytest.mark.anyio
 
 ELECT_EVERY = 0.1
-
-
-def needs_postgres(engine: Engine) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the election is PostgreSQL's: SQLite serves one process, which always leads")
 
 
 async def tick(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
@@ -83,11 +79,11 @@ async def test_a_lone_scheduler_leads(engine: Engine) -> None:
 
 
 async def test_of_two_schedulers_only_the_elected_fires_until_it_stops(
-    engine: Engine, migrated_url: str
+    postgres_engine: Engine, postgres_url: str
 ) -> None:
-    needs_postgres(engine)
+    engine = postgres_engine
     add_shop(engine)
-    async with ticking(migrated_url) as (fired, start):
+    async with ticking(postgres_url) as (fired, start):
         # given two processes' schedulers, the first one started first
         first, stop_first = await start("worker-a")
         second, _ = await start("worker-b")
@@ -103,11 +99,11 @@ async def test_of_two_schedulers_only_the_elected_fires_until_it_stops(
 
 
 async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes_over(
-    engine: Engine, migrated_url: str
+    postgres_engine: Engine, postgres_url: str
 ) -> None:
-    needs_postgres(engine)
+    engine = postgres_engine
     add_shop(engine)
-    async with ticking(migrated_url) as (fired, start):
+    async with ticking(postgres_url) as (fired, start):
         first, _ = await start("worker-a")
         second, _ = await start("worker-b")
         await eventually(lambda: fired["worker-a"] >= 2)
@@ -131,12 +127,12 @@ async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes
 
 
 async def test_on_taking_the_lead_a_process_makes_up_only_the_ticks_no_run_served(
-    engine: Engine, migrated_url: str
+    postgres_engine: Engine, postgres_url: str
 ) -> None:
-    needs_postgres(engine)
+    engine = postgres_engine
     served = add_shop(engine, "served.myshopify.com")
     missed = add_shop(engine, "missed.myshopify.com")
-    async with ticking(migrated_url, every=timedelta(hours=1)) as (fired, start):
+    async with ticking(postgres_url, every=timedelta(hours=1)) as (fired, start):
         # given a leader and a standby, and an hourly job, due now for both shops
         first, stop_first = await start("worker-a")
         second, _ = await start("worker-b")
@@ -158,10 +154,10 @@ async def test_on_taking_the_lead_a_process_makes_up_only_the_ticks_no_run_serve
 
 
 def test_election_on_postgres_one_holder_at_a_time_and_resigning_frees_it(
-    engine: Engine, migrated_url: str
+    postgres_engine: Engine, postgres_url: str
 ) -> None:
-    needs_postgres(engine)
-    other = make_engine(migrated_url)
+    engine = postgres_engine
+    other = make_engine(postgres_url)
     first, second = Election(engine), Election(other)
     try:
         assert first.try_lead() and first.still_leads()
@@ -177,10 +173,10 @@ def test_election_on_postgres_one_holder_at_a_time_and_resigning_frees_it(
         other.dispose()
 
 
-def test_election_on_sqlite_always_leads_and_holds_no_connection(engine: Engine) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite's case")
+def test_election_on_sqlite_always_leads_and_holds_no_connection(sqlite_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{sqlite_path}")
     first, second = Election(engine), Election(engine)
     assert first.try_lead() and second.try_lead()
     assert first.still_leads() and second.still_leads()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    engine.dispose()
