@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,13 +26,17 @@ log = logging.getLogger(__name__)
 
 # A fixed 64-bit key in PostgreSQL's advisory lock space, per database.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"clvsync scheduler").digest()[:8], "big", signed=True)
+# The lock connection's application_name: this prefix and the worker's name, so that
+# `current_leader` (and pg_stat_activity) can tell who leads.
+APPLICATION_PREFIX = "clvsync scheduler "
 
 
 class Election:
     """This process's hold on the scheduler's lead. Every method blocks (run it in a thread)."""
 
-    def __init__(self, engine: Engine, key: int = LOCK_KEY) -> None:
+    def __init__(self, engine: Engine, worker: str = "", key: int = LOCK_KEY) -> None:
         self._engine = engine
+        self._worker = worker
         self._key = key
         self._connection: Connection | None = None
         self._holds = False
@@ -47,6 +53,10 @@ class Election:
         try:
             if self._connection is None:
                 self._connection = self._engine.connect()
+                self._connection.execute(
+                    text("SELECT set_config('application_name', :name, false)"),
+                    {"name": (APPLICATION_PREFIX + self._worker)[:63]},
+                )
             taken = self._connection.execute(
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}
             ).scalar()
@@ -88,3 +98,33 @@ class Election:
             connection.close()
         except SQLAlchemyError:
             pass  # already broken: nothing is held by a closed connection
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The process whose scheduler leads, as PostgreSQL sees its lock connection."""
+
+    worker: str  # its worker name (host:pid), as job runs and leases name it
+    client: str | None  # the connection's client address (None over a Unix socket)
+    connected_at: datetime
+
+
+def current_leader(engine: Engine, key: int = LOCK_KEY) -> Leader | None:
+    """Who holds the scheduler's lock on this database now (PostgreSQL), or None."""
+    # A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low 32 bits),
+    # with objsubid 1.
+    query = text(
+        "SELECT a.application_name, host(a.client_addr), a.backend_start"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+        " AND l.classid::bigint = :high AND l.objid::bigint = :low"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    with engine.connect() as connection:
+        row = connection.execute(
+            query, {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF}
+        ).first()
+    if row is None:
+        return None
+    name, client, connected_at = row
+    return Leader(name.removeprefix(APPLICATION_PREFIX), client, connected_at)

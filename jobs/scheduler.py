@@ -261,7 +261,7 @@ class JobScheduler:
         self._heavy_at_once = heavy_at_once
         self._shutdown_grace_seconds = shutdown_grace_seconds
         self._elect_every_seconds = elect_every_seconds
-        self._election = Election(ctx.engine)
+        self._election = Election(ctx.engine, ctx.worker)
         self._leading = False
         self._passed: dict[str, datetime] = {}  # job id -> the last tick let pass, standing by
         self._scheduler = AsyncIOScheduler(

@@ -1,4 +1,5 @@
-"""`clvsync jobs`: the scheduled jobs' recent runs, and running one job for a shop now."""
+"""`clvsync jobs`: the scheduled jobs' recent runs, running one job for a shop now, and which
+process runs them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.context import JobContext
+from jobs.leader import current_leader
 from jobs.runs import OK, SKIPPED, RunResult, recent_runs, run_job
 from jobs.scheduler import STANDARD_JOBS, JobSpec
 from plugin.settings import Settings
@@ -47,6 +49,32 @@ def jobs_runs(domain: str | None, limit: int) -> None:
     )
     for run in runs:
         click.echo(_run_line(run, domains.get(run.shop_id, str(run.shop_id))))
+
+
+@jobs_group.command("leader")
+def jobs_leader() -> None:
+    """Which process runs the scheduled jobs: on PostgreSQL, the one elected among the
+    `clvsync serve` and `clvsync worker` processes (exit 1 when none is running)."""
+    from plugin.cli import _open_store, _settings
+
+    with _open_store(_settings()) as engine:
+        if engine.dialect.name != "postgresql":
+            click.echo(
+                "SQLite: the one process that runs the app (`clvsync serve`) or `clvsync worker`"
+                " runs the jobs; there is no election"
+            )
+            return
+        leader = current_leader(engine)
+    if leader is None:
+        raise click.ClickException(
+            "no process runs the scheduled jobs on this database: start `clvsync worker`, or"
+            " `clvsync serve` without --no-jobs"
+        )
+    client = f" from {leader.client}" if leader.client else ""
+    click.echo(
+        f"{leader.worker} runs the scheduled jobs (its lock connection{client}, opened "
+        f"{leader.connected_at.isoformat(timespec='seconds')})"
+    )
 
 
 def _domains(engine: Engine) -> dict[int, str]:

@@ -17,12 +17,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from jobs.context import JobContext, utcnow
-from jobs.leader import Election
+from jobs.leader import Election, current_leader
 from jobs.runs import run_job
 from jobs.scheduler import JobScheduler, build_scheduler
 from plugin.store.db import make_engine
 from plugin.store.models import Shop
 from tests.helpers import add_shop
+from tests.test_app_jobs import cli
 from tests.test_job_runs import context
 from tests.test_scheduler import QUICK, eventually, quick_jobs, running
 
@@ -180,3 +181,30 @@ def test_election_on_sqlite_always_leads_and_holds_no_connection(sqlite_path: Pa
     assert first.still_leads() and second.still_leads()
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     engine.dispose()
+
+
+def test_current_leader_names_the_worker_holding_the_lock(
+    postgres_engine: Engine, postgres_url: str
+) -> None:
+    assert current_leader(postgres_engine) is None
+    other = make_engine(postgres_url)
+    election = Election(other, "host-a:4242")
+    try:
+        assert election.try_lead()
+        leader = current_leader(postgres_engine)
+        assert leader is not None and leader.worker == "host-a:4242"
+        assert leader.client == "127.0.0.1"
+        # and the CLI says so
+        code, out, _ = cli(postgres_url, "jobs", "leader")
+        assert code == 0 and out.startswith("host-a:4242 runs the scheduled jobs")
+    finally:
+        election.resign()
+        other.dispose()
+    # with no process leading, the CLI says how to start one, and exits 1
+    code, _, err = cli(postgres_url, "jobs", "leader")
+    assert code == 1 and "start `clvsync worker`" in err
+
+
+def test_jobs_leader_on_sqlite_says_there_is_no_election(sqlite_path: Path) -> None:
+    code, out, _ = cli(f"sqlite:///{sqlite_path}", "jobs", "leader")
+    assert code == 0 and "there is no election" in out
