@@ -248,7 +248,11 @@ class SyncChange(SQLModel, table=True):
     """One change applied to the store (or refused by it), with its reason: the audit trail."""
 
     __tablename__ = "sync_changes"
-    __table_args__ = (Index("ix_sync_changes_customer", "shop_id", "customer_id", "id"),)
+    __table_args__ = (
+        Index("ix_sync_changes_customer", "shop_id", "customer_id", "id"),
+        Index("ix_sync_changes_run", "shop_id", "job_run_id", "id"),  # a run's changes: undo
+        Index("ix_sync_changes_applied", "shop_id", "applied_at"),  # the prune
+    )
 
     id: int | None = Field(default=None, sa_type=BigIntId, primary_key=True)
     shop_id: int = Field(
