@@ -99,6 +99,20 @@ def test_shop_redact_deletes_everything_of_that_shop_only(engine: Engine) -> Non
     assert count(engine, Refund) == 1 and count(engine, OrderLine) == 3
 
 
+def test_order_after_shop_redact_in_the_same_batch_is_dropped(engine: Engine) -> None:
+    # given one batch: an order, the shop's redact, then another order of that shop
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501), "order-1")
+    enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
+    enqueue(engine, "orders/create", order_payload(2, customer_id=502), "order-2")
+    # when they are processed together
+    assert Processor(engine).drain().by_outcome["done"] == 3
+    # then the shop and its first order are gone, and the later order was not kept for it
+    with Session(engine) as session:
+        assert session.exec(select(Shop)).all() == []
+    assert count(engine, Order) == 0 and count(engine, Customer) == 0
+
+
 def test_data_request_report_lists_exactly_what_is_held(engine: Engine, migrated_url: str) -> None:
     # given a customer with two orders (one partly refunded), and a data request for them
     add_shop(engine)

@@ -115,6 +115,9 @@ def on_uninstalled(
         log.info("app/uninstalled: %s marked uninstalled, its token discarded", shop.domain)
 
 
+# Topics whose handlers change or delete the shop row itself.
+SHOP_TOPICS = frozenset({"shop/redact", "app/uninstalled"})
+
 HANDLERS: dict[str, Handler] = {
     **dict.fromkeys(ORDER_TOPICS, on_order),
     "refunds/create": on_refund,

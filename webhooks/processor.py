@@ -24,9 +24,9 @@ from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from plugin.store import inbox, shops
-from plugin.store.models import InboxEvent
+from plugin.store.models import InboxEvent, Shop
 from webhooks.gate import IngestGate
-from webhooks.handlers import HANDLERS
+from webhooks.handlers import HANDLERS, SHOP_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +89,11 @@ class Processor:
         budget = self._quiet_batch_seconds if quiet else self._batch_seconds
         deadline = time.monotonic() + budget
         outcomes: list[Outcome] = []
+        known: dict[str, Shop | None] = {}  # the batch's shops, read once each
         turn = self._gate.writing() if self._gate is not None else contextlib.nullcontext()
         with turn, Session(self._engine, expire_on_commit=False) as session, session.begin():
             for event in inbox.claim_due(session, now, limit):
-                outcomes.append(self._process(session, event, now))
+                outcomes.append(self._process(session, event, now, known))
                 if time.monotonic() > deadline or (self._gate is not None and self._gate.busy):
                     break
         return outcomes
@@ -102,12 +103,14 @@ class Processor:
         outcomes = self.process_batch(1)
         return outcomes[0] if outcomes else None
 
-    def _process(self, session: Session, event: InboxEvent, now: datetime) -> Outcome:
+    def _process(
+        self, session: Session, event: InboxEvent, now: datetime, known: dict[str, Shop | None]
+    ) -> Outcome:
         try:
             # A savepoint, so a failing handler's writes are undone but the claim (and the
             # record of the failure) stay in this transaction.
             with session.begin_nested():
-                self._apply(session, event)
+                self._apply(session, event, known)
         except Exception as exc:  # any handler failure is recorded, not raised
             parked = inbox.mark_failed(event, _describe(exc), now, self._max_attempts)
             log.warning(
@@ -123,8 +126,12 @@ class Processor:
         inbox.mark_done(event, now)
         return Outcome.DONE
 
-    def _apply(self, session: Session, event: InboxEvent) -> None:
-        shop = shops.get_shop(session, event.shop_domain)
+    def _apply(self, session: Session, event: InboxEvent, known: dict[str, Shop | None]) -> None:
+        """Apply the event with its topic's handler. The shop is read once per batch (`known`),
+        and read again after an event that changes or deletes the shop itself."""
+        if event.shop_domain not in known:
+            known[event.shop_domain] = shops.get_shop(session, event.shop_domain)
+        shop = known[event.shop_domain]
         if shop is None:
             return  # the shop was redacted after this event arrived: nothing to keep
         handler = HANDLERS.get(event.topic)
@@ -133,7 +140,11 @@ class Processor:
         payload = json.loads(event.payload)
         if not isinstance(payload, dict):
             raise ValueError("stored payload is not a JSON object")
-        handler(session, shop, payload, event)
+        try:
+            handler(session, shop, payload, event)
+        finally:
+            if event.topic in SHOP_TOPICS:
+                del known[event.shop_domain]
 
     def drain(self, limit: int | None = None) -> Counts:
         """Process due events until none is left (or `limit` were processed)."""
