@@ -27,3 +27,29 @@ def test_read_only_engine_reads_while_a_writer_holds_the_lock(tmp_path: Path) ->
     finally:
         writer.dispose()
         reader.dispose()
+
+
+def libpq_parameters(url: str) -> dict[str, str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            return dict(raw.info.get_parameters())  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+def test_postgres_connections_find_a_vanished_server_within_a_minute(postgres_url: str) -> None:
+    # every connection probes an idle server after 30 s, 3 times 10 s apart, and gives up
+    # connecting after 10 s
+    parameters = libpq_parameters(postgres_url)
+    assert {k: parameters.get(k) for k in ("keepalives_idle", "keepalives_interval")} == {
+        "keepalives_idle": "30",
+        "keepalives_interval": "10",
+    }
+    assert parameters.get("keepalives_count") == "3"
+    assert parameters.get("connect_timeout") == "10"
+    # and what DATABASE_URL sets itself is kept
+    own = libpq_parameters(postgres_url + "?keepalives_idle=5")
+    assert own.get("keepalives_idle") == "5" and own.get("keepalives_interval") == "10"
