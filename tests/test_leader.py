@@ -4,6 +4,11 @@ a scheduler with an engine (a connection pool) of its own, in this event loop.""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -23,7 +28,8 @@ from jobs.scheduler import JobScheduler, build_scheduler
 from plugin.store.db import make_engine
 from plugin.store.models import Shop
 from tests.helpers import add_shop
-from tests.test_app_jobs import cli
+from tests.test_app_jobs import ROOT, cli
+from tests.test_compliance import cli_env
 from tests.test_job_runs import context
 from tests.test_scheduler import QUICK, eventually, quick_jobs, running
 
@@ -208,3 +214,51 @@ def test_current_leader_names_the_worker_holding_the_lock(
 def test_jobs_leader_on_sqlite_says_there_is_no_election(sqlite_path: Path) -> None:
     code, out, _ = cli(f"sqlite:///{sqlite_path}", "jobs", "leader")
     assert code == 0 and "there is no election" in out
+
+
+def test_two_worker_processes_one_leads_and_the_other_takes_over_when_it_is_killed(
+    postgres_engine: Engine, postgres_url: str
+) -> None:
+    # given two `clvsync worker` processes on one PostgreSQL database
+    env = {**os.environ, **cli_env(postgres_url), "CLVSYNC_LOG_LEVEL": "WARNING"}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "plugin.cli", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        # then one of them leads
+        first = wait_for_leader(postgres_engine, {w.pid for w in workers})
+        # when the leader is killed outright
+        leader = next(w for w in workers if w.pid == first)
+        leader.kill()
+        leader.wait(timeout=30)
+        # then the other takes over within seconds
+        (other,) = (w.pid for w in workers if w.pid != first)
+        assert wait_for_leader(postgres_engine, {other}) == other
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+
+
+def wait_for_leader(engine: Engine, pids: set[int], seconds: float = 30.0) -> int:
+    """The pid of the leading worker, once it is one of `pids`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        leader = current_leader(engine)
+        pid = int(leader.worker.rpartition(":")[2]) if leader is not None else None
+        if pid in pids:
+            return pid
+        time.sleep(0.1)
+    raise AssertionError(f"none of {sorted(pids)} led within {seconds} s")
