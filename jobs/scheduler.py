@@ -343,14 +343,13 @@ class JobScheduler:
                 log.warning("scheduler: lost the lead; standing by")
 
     async def _elect(self) -> None:
-        """Try to take the lead; on taking it, re-read the shops and run the ticks let pass
-        that no run has served (module docstring)."""
+        """Try to take the lead; on taking it, run the ticks let pass that no run has served
+        (module docstring). The plan needs no re-reading: a standby keeps it current too."""
         if not await anyio.to_thread.run_sync(self._election.try_lead):
             return
         self._leading = True
         if self._election.contested:
             log.info("scheduler: elected to run the jobs")
-        await self.sync_shops()
         passed, self._passed = self._passed, {}
         await self._make_up(passed)
 
