@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from alembic import command
-from sqlalchemy import Engine, delete, inspect, select, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlmodel import col
 
 from plugin.store.db import alembic_config, make_engine, upgrade
@@ -67,3 +73,80 @@ def test_undo_and_prune_reads_of_the_audit_use_its_indexes(postgres_engine: Engi
     # then each reads its index, not the whole table
     assert "ix_sync_changes_run" in plan(postgres_engine, by_run)
     assert "ix_sync_changes_applied" in plan(postgres_engine, by_age)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """An empty PostgreSQL database of its own, for a migration run from scratch."""
+    name = f"clvsync_migrate_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_on_postgresql_0007_builds_the_indexes_concurrently_and_keeps_one_built_by_hand(
+    fresh_postgres_url: str,
+) -> None:
+    # given a database at 0006 where an operator already built one of the indexes by hand
+    engine = make_engine(fresh_postgres_url)
+    upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.execute(
+            text("CREATE INDEX ix_sync_changes_run ON sync_changes (shop_id, job_run_id, id)")
+        )
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    # when the migrations run to the head
+    upgrade(engine)
+    # then both indexes are built without blocking writes, and both are valid
+    creates = [s for s in statements if s.startswith("CREATE INDEX")]
+    assert len(creates) == 2
+    assert all(s.startswith("CREATE INDEX CONCURRENTLY IF NOT EXISTS") for s in creates)
+    with engine.connect() as connection:
+        valid = connection.execute(
+            text(
+                "SELECT c.relname, i.indisvalid FROM pg_index i"
+                " JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE 'ix_sync_changes_%'"
+            )
+        ).all()
+    assert {name: ok for name, ok in valid if name in INDEXES} == dict.fromkeys(INDEXES, True)
+    engine.dispose()
+
+
+def test_on_postgresql_processes_starting_together_migrate_one_at_a_time_without_deadlock(
+    fresh_postgres_url: str,
+) -> None:
+    # given three processes' engines on an empty database
+    engines = [make_engine(fresh_postgres_url) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def migrate(engine: Engine) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    # when all three run the migrations at once (those waiting for the first must not hold
+    # a snapshot that its CREATE INDEX CONCURRENTLY waits for)
+    threads = [threading.Thread(target=migrate, args=(e,), daemon=True) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # then each finished, and the schema is at the head once
+    assert not any(thread.is_alive() for thread in threads), "upgrade deadlocked"
+    assert errors == []
+    assert indexes(engines[0]) >= INDEXES
+    with engines[0].connect() as connection:
+        versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+        assert list(versions) == [
+            ScriptDirectory.from_config(alembic_config(engines[0])).get_current_head()
+        ]
+    for engine in engines:
+        engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x636C7673  # "clvs": serialises concurrent `upgrade` runs on PostgreSQL
+MIGRATION_LOCK_POLL_SECONDS = 0.2
 
 
 def database_url(url: str) -> str:
@@ -125,15 +127,23 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to `revision` through the migrations (safe to run from many processes)."""
+    """Bring the schema to `revision` through the migrations (safe to run from many processes).
+
+    On PostgreSQL one process migrates at a time, under a session advisory lock. The others
+    wait for it by trying again every `MIGRATION_LOCK_POLL_SECONDS`, in autocommit and outside
+    any statement: a backend blocked in `pg_advisory_lock` holds a snapshot, which a migration's
+    `CREATE INDEX CONCURRENTLY` would wait for while that backend waits for the migration.
+    """
     config = alembic_config(engine)
     if engine.dialect.name != "postgresql":
         command.upgrade(config, revision)
         return
     with engine.connect() as connection:
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        key = {"key": _MIGRATION_LOCK}
+        while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
+            time.sleep(MIGRATION_LOCK_POLL_SECONDS)
         try:
             command.upgrade(config, revision)
         finally:
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
-            connection.commit()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), key)
