@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from click.testing import CliRunner
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from plugin.cli import main
-from plugin.store import inbox
+from plugin.store import inbox, shops
 from plugin.store.models import (
     Customer,
     DataRequest,
@@ -19,7 +20,16 @@ from plugin.store.models import (
     Refund,
     Shop,
 )
-from tests.helpers import SHOP, T0, add_shop, enqueue, make_settings, order_payload, refund_payload
+from plugin.store.tokens import TokenCipher
+from tests.helpers import (
+    SHOP,
+    T0,
+    add_shop,
+    enqueue,
+    make_settings,
+    order_payload,
+    refund_payload,
+)
 from webhooks.processor import Processor
 
 OTHER = "other-shop.myshopify.com"
@@ -34,6 +44,11 @@ def cli_env(url: str) -> dict[str, str]:
         "SHOPIFY_API_SECRET": settings.api_secret,
         "TOKEN_ENCRYPTION_KEY": settings.token_encryption_key,
     }
+
+
+def uninstalled(domain: str) -> dict[str, object]:
+    """app/uninstalled's payload: the shop, its primary domain being its own."""
+    return {"id": 1, "domain": "shop.example.com", "myshopify_domain": domain}
 
 
 def seed_two_customers(engine: Engine, shop: str = SHOP) -> None:
@@ -86,27 +101,29 @@ def test_shop_redact_deletes_everything_of_that_shop_only(engine: Engine) -> Non
     add_shop(engine, OTHER)
     seed_two_customers(engine, SHOP)
     seed_two_customers(engine, OTHER)
-    # when the first one is redacted
+    # when the first one uninstalls the app and is then redacted
+    enqueue(engine, "app/uninstalled", uninstalled(SHOP), "bye")
     enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
-    assert Processor(engine).drain().by_outcome["done"] == 1
+    assert Processor(engine).drain().by_outcome["done"] == 2
     # then nothing of it is left but the (empty) record of the redact event; the other is whole
     with Session(engine) as session:
         domains = session.exec(select(Shop.domain)).all()
         events = session.exec(select(InboxEvent).where(InboxEvent.shop_domain == SHOP)).all()
     assert domains == [OTHER]
-    assert [(e.topic, e.payload) for e in events] == [("shop/redact", "{}")]
+    assert [(e.topic, e.payload) for e in events] == [("shop/redact", "{}")]  # the uninstall too
     assert count(engine, Order) == 3 and count(engine, Customer) == 2
     assert count(engine, Refund) == 1 and count(engine, OrderLine) == 3
 
 
 def test_order_after_shop_redact_in_the_same_batch_is_dropped(engine: Engine) -> None:
-    # given one batch: an order, the shop's redact, then another order of that shop
+    # given one batch: an order, the uninstall, the shop's redact, then another order of it
     add_shop(engine)
     enqueue(engine, "orders/create", order_payload(1, customer_id=501), "order-1")
+    enqueue(engine, "app/uninstalled", uninstalled(SHOP), "bye")
     enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
     enqueue(engine, "orders/create", order_payload(2, customer_id=502), "order-2")
     # when they are processed together
-    assert Processor(engine).drain().by_outcome["done"] == 3
+    assert Processor(engine).drain().by_outcome["done"] == 4
     # then the shop and its first order are gone, and the later order was not kept for it
     with Session(engine) as session:
         assert session.exec(select(Shop)).all() == []
@@ -143,7 +160,7 @@ def test_data_request_report_lists_exactly_what_is_held(engine: Engine, migrated
 def test_app_uninstalled_discards_token_and_stops_ingestion(engine: Engine) -> None:
     # given an installed shop that uninstalls the app
     add_shop(engine)
-    enqueue(engine, "app/uninstalled", {"id": 1, "domain": SHOP}, "bye")
+    enqueue(engine, "app/uninstalled", uninstalled(SHOP), "bye")
     Processor(engine).drain()
     with Session(engine) as session:
         shop = session.exec(select(Shop)).one()
@@ -155,3 +172,68 @@ def test_app_uninstalled_discards_token_and_stops_ingestion(engine: Engine) -> N
         inbox.Stored.NOT_INSTALLED,
         inbox.Stored.STORED,
     ]
+
+
+def test_signed_bodies_sent_again_under_a_deleting_topic_or_another_shop_delete_nothing(
+    engine: Engine,
+) -> None:
+    # given two installed shops with data. Shopify signs the body but not the headers, so a
+    # captured signed body verifies under any X-Shopify-Topic or X-Shopify-Shop-Domain.
+    add_shop(engine, SHOP)
+    add_shop(engine, OTHER)
+    seed_two_customers(engine, SHOP)
+    # when an order's body comes as shop/redact and app/uninstalled, and the other shop's
+    # customer redact comes under this shop's domain
+    order = order_payload(1, customer_id=501)
+    enqueue(engine, "shop/redact", order, "replay-1")
+    enqueue(engine, "app/uninstalled", order, "replay-2")
+    theirs = {"shop_domain": OTHER, "customer": {"id": 501}, "orders_to_redact": [1]}
+    enqueue(engine, "customers/redact", theirs, "replay-3")
+    drained = Processor(engine).drain()
+    # then none acts: each is held back as not this shop's payload, and the data is whole
+    assert drained.by_outcome == {"retry": 3}
+    with Session(engine) as session:
+        errors = session.exec(
+            select(InboxEvent.last_error).where(col(InboxEvent.last_error).is_not(None))
+        ).all()
+        shop = session.exec(select(Shop).where(Shop.domain == SHOP)).one()
+    assert len(errors) == 3 and all("not this shop's payload" in str(e) for e in errors)
+    assert shop.uninstalled_at is None and shop.access_token_encrypted is not None
+    assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
+
+
+def test_shop_redact_for_an_installed_shop_deletes_nothing_until_it_uninstalls(
+    engine: Engine,
+) -> None:
+    # given an installed shop with data, and a shop/redact that arrives before its uninstall
+    add_shop(engine)
+    seed_two_customers(engine)
+    enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
+    # when it is processed, then nothing is deleted and it waits to be tried again
+    assert Processor(engine).drain().by_outcome == {"retry": 1}
+    assert count(engine, Order) == 3 and count(engine, Shop) == 1
+    # when the late app/uninstalled comes and the redact is tried again, then the shop goes
+    enqueue(engine, "app/uninstalled", uninstalled(SHOP), "bye")
+    Processor(engine).drain()
+    with Session(engine) as session, session.begin():  # its backoff has passed
+        for event in session.exec(select(InboxEvent).where(InboxEvent.status != "done")):
+            event.next_attempt_at = T0
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    assert count(engine, Order) == 0 and count(engine, Shop) == 0
+
+
+def test_uninstall_triggered_before_a_reinstall_keeps_the_new_token(engine: Engine) -> None:
+    # given a shop uninstalled at T0 and installed again before that webhook was processed
+    add_shop(engine)
+    enqueue(engine, "app/uninstalled", uninstalled(SHOP), "bye")
+    cipher = TokenCipher(make_settings().token_encryption_key)
+    with Session(engine) as session, session.begin():
+        shops.add_shop(session, SHOP, "shpat_new_token", cipher, T0 + timedelta(minutes=5))
+    # when the uninstall is processed
+    Processor(engine).drain()
+    # then the shop stays installed with its new token
+    with Session(engine) as session:
+        shop = session.exec(select(Shop)).one()
+    assert shop.uninstalled_at is None
+    assert shop.access_token_encrypted is not None
+    assert cipher.decrypt(shop.access_token_encrypted) == "shpat_new_token"

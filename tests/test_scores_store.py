@@ -112,8 +112,9 @@ def test_shop_redact_deletes_the_shops_scores_only(engine: Engine) -> None:
     replace_scores(engine, first.id, [score_row(first.id, c) for c in (1, 2)], None)
     replace_scores(engine, second.id, [score_row(second.id, 1)], None)
     # when the first shop is redacted
+    enqueue(engine, "app/uninstalled", {"id": 1, "myshopify_domain": SHOP}, "bye")
     enqueue(engine, "shop/redact", {"shop_id": 1, "shop_domain": SHOP}, "shop-redact")
-    assert Processor(engine).drain().by_outcome["done"] == 1
+    assert Processor(engine).drain().by_outcome["done"] == 2
     # then its scores went with it, and the other shop's stayed
     assert shop_scores(engine, first.id) == 0 and shop_scores(engine, second.id) == 1
 

@@ -61,6 +61,28 @@ def on_customer_delete(
     ledger.mark_customer_deleted(session, _shop_id(shop), _customer_id(payload, "id"), at)
 
 
+def _addressed_to(shop: Shop, payload: Mapping[str, Any], *fields: str) -> None:
+    """The payload names the shop that sent it (the first of `fields` present).
+
+    Shopify signs the body, not the headers: a captured signed body sent again under another
+    X-Shopify-Topic or X-Shopify-Shop-Domain verifies too. The topics that delete or discard
+    must act only on a payload that is theirs, for that shop (an order's body names no shop).
+    """
+    named = next((payload[f] for f in fields if payload.get(f)), None)
+    try:
+        same = isinstance(named, str) and shops.normalise_domain(named) == shop.domain
+    except shops.ShopDomainError:
+        same = False
+    if not same:
+        raise PayloadError(
+            f"{' or '.join(fields)} is {named!r}, not {shop.domain}: not this shop's payload"
+        )
+
+
+class ShopStillInstalledError(Exception):
+    """shop/redact for a shop that is installed: nothing is deleted (retried, then parked)."""
+
+
 def _compliance_customer(payload: Mapping[str, Any]) -> int:
     customer = payload.get("customer")
     if not isinstance(customer, Mapping):
@@ -71,6 +93,7 @@ def _compliance_customer(payload: Mapping[str, Any]) -> int:
 def on_data_request(
     session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
 ) -> None:
+    _addressed_to(shop, payload, "shop_domain")
     customer_id = _compliance_customer(payload)
     request = payload.get("data_request")
     request_id = request.get("id") if isinstance(request, Mapping) else None
@@ -94,6 +117,7 @@ def on_data_request(
 def on_customer_redact(
     session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent
 ) -> None:
+    _addressed_to(shop, payload, "shop_domain")
     raw_orders = payload.get("orders_to_redact") or []
     if not isinstance(raw_orders, list):
         raise PayloadError("orders_to_redact: expected a list of order ids")
@@ -102,15 +126,24 @@ def on_customer_redact(
 
 
 def on_shop_redact(
-    session: Session, shop: Shop, _payload: Mapping[str, Any], event: InboxEvent
+    session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
 ) -> None:
+    """Shopify sends it 48 hours after an uninstall. For a shop that is installed (never
+    uninstalled, or installed again since) nothing is deleted: the event is retried, in case
+    its app/uninstalled is late, then parked for the operator."""
+    _addressed_to(shop, payload, "shop_domain")
+    if shop.uninstalled_at is None:
+        raise ShopStillInstalledError(
+            f"shop/redact for {shop.domain}, which is installed: nothing deleted"
+        )
     shops.forget_shop(session, shop, keep_event_id=event.id)
     log.info("shop/redact: deleted everything held for %s", shop.domain)
 
 
 def on_uninstalled(
-    session: Session, shop: Shop, _payload: Mapping[str, Any], event: InboxEvent
+    session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
 ) -> None:
+    _addressed_to(shop, payload, "myshopify_domain", "domain")
     if shops.uninstall_shop(session, shop, event.triggered_at or event.received_at):
         log.info("app/uninstalled: %s marked uninstalled, its token discarded", shop.domain)
 

@@ -34,14 +34,16 @@ def get_shop(session: Session, domain: str) -> Shop | None:
 
 
 def add_shop(session: Session, domain: str, token: str, cipher: TokenCipher, now: datetime) -> Shop:
-    """Register (or re-install) a shop that uses a custom app's Admin API token."""
+    """Register (or re-install) a shop that uses a custom app's Admin API token.
+
+    `installed_at` becomes `now` whenever a token is stored: an app/uninstalled triggered
+    before it (still in the inbox when the shop was installed again) must not discard it."""
     domain = normalise_domain(domain)
     if not token.strip():
         raise ValueError("the access token is empty")
     shop = get_shop(session, domain) or Shop(domain=domain, installed_at=now)
     shop.access_token_encrypted = cipher.encrypt(token.strip())
-    if shop.uninstalled_at is not None:
-        shop.installed_at, shop.uninstalled_at = now, None
+    shop.installed_at, shop.uninstalled_at = now, None
     shop.needs_reauth = False
     session.add(shop)
     session.flush()
