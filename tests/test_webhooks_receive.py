@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import anyio
 import httpx
 import pytest
 from sqlalchemy import Engine, func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from plugin.app import create_app
@@ -27,7 +29,9 @@ from tests.helpers import (
     order_payload,
     webhook_headers,
 )
+from webhooks.gate import IngestGate
 from webhooks.processor import Processor
+from webhooks.writer import InboxWriter
 
 
 @pytest.fixture
@@ -227,7 +231,7 @@ def test_logs_carry_no_secret_token_or_personal_data(
     post(app_url, body, webhook_headers(body, "orders/create", secret="wrong"))
     bad = body_of({**order_payload(1010), "currency": None})
     post(app_url, bad, webhook_headers(bad, "orders/create"))
-    request = body_of({"customer": {"id": 501, "email": "jane@example.com"}})
+    request = body_of({"shop_domain": SHOP, "customer": {"id": 501, "email": "jane@example.com"}})
     post(app_url, request, webhook_headers(request, "customers/data_request"))
     Processor(engine).drain()
     # then no log line holds a secret, the shop token, or the customer's details
@@ -273,3 +277,39 @@ async def test_receive_many_concurrent_deliveries_are_all_stored(
     assert sorted(row.webhook_id for row in inbox_rows(engine)) == sorted(
         f"many-{i}" for i in range(60)
     )
+
+
+def test_unreadable_optional_headers_are_kept_short_or_dropped_not_refused(
+    app_url: str, engine: Engine
+) -> None:
+    # given a webhook whose optional headers are out of range: a Triggered-At past year 9999
+    # once in UTC, and an Event-Id longer than its column
+    body = body_of(order_payload(1011))
+    headers = webhook_headers(body, "orders/create")
+    headers["X-Shopify-Triggered-At"] = "9999-12-31T23:59:59-01:00"
+    headers["X-Shopify-Event-Id"] = "e" * 300
+    # when it is delivered, then it is stored, the time dropped and the id cut to 255
+    assert post(app_url, body, headers).status_code == 200
+    [row] = inbox_rows(engine)
+    assert row.triggered_at is None and row.event_id == "e" * 255
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_request(engine: Engine) -> None:
+    # given a batch of three deliveries, the middle one breaking a NOT NULL constraint
+    add_shop(engine)
+    writer = InboxWriter(engine, lambda: T0, IngestGate(serialise_writes=False))
+
+    def delivery(webhook_id: str, topic: str | None) -> inbox.Delivery:
+        return inbox.Delivery(SHOP, webhook_id, topic, None, None, "2026-10", "{}")  # type: ignore[arg-type]
+
+    batch = [
+        (delivery("good-1", "orders/create"), Future[inbox.Stored]()),
+        (delivery("bad", None), Future[inbox.Stored]()),
+        (delivery("good-2", "orders/create"), Future[inbox.Stored]()),
+    ]
+    # when the writer stores them together
+    writer._write(batch)
+    # then the good ones are stored and answered, and only the bad one fails
+    assert batch[0][1].result() == batch[2][1].result() == inbox.Stored.STORED
+    assert isinstance(batch[1][1].exception(), IntegrityError)
+    assert sorted(row.webhook_id for row in inbox_rows(engine)) == ["good-1", "good-2"]

@@ -123,9 +123,9 @@ def parse_time(value: Any, field: str) -> datetime:
         raise PayloadError(f"{field}: expected an ISO 8601 date-time, got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise PayloadError(f"{field}: not an ISO 8601 date-time: {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: out of range once in UTC (9999-12-31)
+        raise PayloadError(f"{field}: not an ISO 8601 date-time in range: {value!r}") from None
 
 
 def _optional_time(value: Any, field: str) -> datetime | None:

@@ -97,7 +97,7 @@ def webhook_endpoint(
             shop_domain=domain,
             webhook_id=headers["x-shopify-webhook-id"][:255],
             topic=topic,
-            event_id=(headers.get("x-shopify-event-id") or None),
+            event_id=(headers.get("x-shopify-event-id") or "")[:255] or None,
             triggered_at=_triggered_at(headers.get("x-shopify-triggered-at")),
             api_version=headers["x-shopify-api-version"][:32],
             payload=json.dumps(minimise(topic, payload), separators=(",", ":")),

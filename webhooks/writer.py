@@ -4,7 +4,9 @@ A commit that survives a power cut costs an fsync (about 3 ms on SQLite here, si
 PostgreSQL), so storing each webhook in a transaction of its own caps ingestion at a few
 hundred per second. The writer thread takes whatever deliveries are waiting, stores them in one
 transaction, and only after the commit answers each request: still no 200 before the event is
-durable, and a failed commit fails (503) every request of its batch.
+durable. A commit that fails because of the database (down, unreachable) fails (503) every
+request of its batch; one that fails on a row the database refuses is retried a delivery at a
+time, so only that delivery fails.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from concurrent.futures import Future
 from datetime import datetime
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from plugin.store import inbox
 from webhooks.gate import IngestGate
@@ -86,6 +89,12 @@ class InboxWriter:
                     self._engine, [d for d, _ in batch], self._clock()
                 )
         except Exception as exc:  # every request of the batch is told; none is acknowledged
+            if len(batch) > 1 and not isinstance(exc, OperationalError):
+                # A row the database refused (DataError, ...), not the database itself: each
+                # delivery alone, so the one bad row does not fail the others.
+                for item in batch:
+                    self._write([item])
+                return
             for _, future in batch:
                 future.set_exception(exc)
             return
