@@ -237,6 +237,18 @@ def check_shop_settings(shop: Shop) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _check_namespace_kept(shop: Shop, before: str) -> None:
+    """The metafield namespace is chosen before the first push: once the app has defined its
+    customer metafields there (and segments, Flow and Shopify Email may filter on them), a new
+    namespace would leave every value and definition behind under the old one."""
+    after = json.loads(shop.settings).get("metafield_namespace", before)
+    if after != before and shop.definitions_version > 0:
+        raise click.ClickException(
+            f"metafield_namespace stays {before!r}: the app has already written its metafields "
+            "and their definitions there, and segments or Flow may use them"
+        )
+
+
 @shop.command("settings")
 @click.argument("domain")
 @click.option("--set", "to_set", multiple=True, metavar="KEY=VALUE", help="e.g. dry_run=true")
@@ -247,6 +259,7 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
     with _open_store(_settings()) as engine, Session(engine) as session, session.begin():
         shop = _shop_or_fail(session, domain)
         values = json.loads(shop.settings or "{}")
+        namespace = values.get("metafield_namespace", WritebackSettings.metafield_namespace)
         for item in to_set:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
@@ -256,6 +269,7 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
             values.pop(key, None)
         shop.settings = json.dumps(values, sort_keys=True)
         check_shop_settings(shop)  # raising rolls the change back
+        _check_namespace_kept(shop, namespace)
         click.echo(json.dumps(values, indent=2, sort_keys=True))
 
 

@@ -44,6 +44,9 @@ class WritebackSettings:
             raise WritebackSettingsError("tag_prefix must be a non-empty string")
         if "," in self.tag_prefix or len(self.tag_prefix) > 40:
             raise WritebackSettingsError("tag_prefix must have no comma and at most 40 characters")
+        if self.tag_prefix != self.tag_prefix.strip():
+            # Shopify trims its tags: the app would no longer know the tags it wrote as its own
+            raise WritebackSettingsError("tag_prefix must not begin or end with white space")
         if not isinstance(self.dry_run, bool):
             raise WritebackSettingsError("dry_run must be true or false")
         if not isinstance(self.complementary_products, bool):

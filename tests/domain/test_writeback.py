@@ -93,6 +93,8 @@ def test_desired_tags_carry_the_prefix() -> None:
     [
         ({"tag_prefix": ""}, "tag_prefix"),
         ({"tag_prefix": "a,b"}, "tag_prefix"),
+        ({"tag_prefix": " clv:"}, "tag_prefix"),
+        ({"tag_prefix": "clv: "}, "tag_prefix"),
         ({"dry_run": "yes"}, "dry_run"),
         ({"bulk_threshold": 0}, "bulk_threshold"),
         ({"bulk_threshold": True}, "bulk_threshold"),

@@ -75,3 +75,32 @@ def test_shop_settings_are_checked_before_they_are_saved(
     # and a setting can be taken back to its default
     back = run(scenario, migrated_url, "shop", "settings", domain, "--unset", "dry_run")
     assert back.exit_code == 0 and json.loads(scenario.refreshed_shop().settings) == {}
+
+
+def test_metafield_namespace_can_change_before_the_first_push_only(
+    scenario_factory: ScenarioFactory, migrated_url: str
+) -> None:
+    scenario = scenario_factory(customers=30)
+    domain = scenario.store.shop_domain
+    # before anything was pushed, the namespace can change (and back)
+    for namespace in ("clvx", "clv"):
+        chosen = run(
+            scenario,
+            migrated_url,
+            "shop",
+            "settings",
+            domain,
+            "--set",
+            f"metafield_namespace={namespace}",
+        )
+        assert chosen.exit_code == 0, chosen.output
+    # once a push has defined the app's metafields there, it cannot
+    assert run(scenario, migrated_url, "push", "--shop", domain).exit_code == 0
+    moved = run(
+        scenario, migrated_url, "shop", "settings", domain, "--set", "metafield_namespace=clvx"
+    )
+    assert moved.exit_code == 1 and "metafield_namespace stays 'clv'" in moved.output
+    assert json.loads(scenario.refreshed_shop().settings) == {"metafield_namespace": "clv"}
+    # while the other settings still can
+    paused = run(scenario, migrated_url, "shop", "settings", domain, "--set", "dry_run=true")
+    assert paused.exit_code == 0, paused.output
