@@ -163,13 +163,19 @@ class Processor:
     async def run(self, stop: anyio.Event | threading.Event) -> None:
         """Drain in a worker thread, sleep while idle, until `stop` is set.
 
-        Database outages are logged and waited out: the events stay in the inbox.
+        Database outages are logged and waited out: the events stay in the inbox. So is any
+        other failure of a batch as a whole (a handler's failure is the event's, recorded in
+        `_process`): a batch that did not commit leaves its events pending, and the processor
+        must outlive it, or `clvsync serve` would go on taking webhooks that nothing applies.
         """
         while not stop.is_set():
             try:
                 counts = await anyio.to_thread.run_sync(self.drain, 500)
             except OperationalError as exc:
                 log.error("inbox processor: database unavailable, retrying: %s", _describe(exc))
+                counts = Counts()
+            except Exception:
+                log.exception("inbox processor: a batch failed and is left pending, retrying")
                 counts = Counts()
             if counts.total == 0:
                 await anyio.sleep(self._idle_seconds)
