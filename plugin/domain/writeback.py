@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 DEFAULT_TAG_PREFIX = "clv:"
@@ -144,8 +145,30 @@ def product_gid(product_id: int) -> str:
 
 
 def product_references(product_ids: Sequence[int]) -> str:
-    """A list.product_reference value: a JSON array of product GIDs (at most 10)."""
-    return json.dumps([product_gid(p) for p in product_ids[:MAX_PRODUCT_REFERENCES]])
+    """A list.product_reference value: a JSON array of product GIDs (at most 10), compact."""
+    gids = [product_gid(p) for p in product_ids[:MAX_PRODUCT_REFERENCES]]
+    return json.dumps(gids, separators=(",", ":"))
+
+
+def same_value(held: str | None, wanted: str) -> bool:
+    """Whether a metafield holding `held` already shows `wanted`.
+
+    Values are compared as what they mean, not as text: whether Shopify gives a value back
+    as it was sent, or in its own form (a JSON list without spaces, "12.5" for "12.50"), is
+    unconfirmed, and a text comparison would then find every read-back value changed and
+    send it all again after each reconcile.
+    """
+    if held is None or held == wanted:
+        return held == wanted
+    if held.startswith("[") and wanted.startswith("["):
+        try:
+            return bool(json.loads(held) == json.loads(wanted))
+        except ValueError:
+            return False
+    try:
+        return Decimal(held) == Decimal(wanted)
+    except InvalidOperation:
+        return False
 
 
 def metafield_values(
@@ -223,7 +246,9 @@ def customer_change(
     or None when there is none. Every tag in `pushed` is the app's own (it pushed it)."""
     add = tuple(sorted(desired - pushed))
     remove = tuple(sorted(pushed - desired))
-    to_set = tuple(sorted((k, v) for k, v in desired_values.items() if pushed_values.get(k) != v))
+    to_set = tuple(
+        sorted((k, v) for k, v in desired_values.items() if not same_value(pushed_values.get(k), v))
+    )
     to_delete = tuple(sorted(set(pushed_values) - set(desired_values)))
     if not (add or remove or to_set or to_delete):
         return None

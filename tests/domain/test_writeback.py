@@ -14,6 +14,8 @@ from plugin.domain.writeback import (
     customer_change,
     desired_tags,
     metafield_values,
+    product_references,
+    same_value,
     writeback_settings,
 )
 
@@ -109,3 +111,44 @@ def test_bad_write_back_settings_are_refused_by_name(raw: dict[str, object], nam
 def test_write_back_settings_ignore_other_parts_keys() -> None:
     settings = writeback_settings({"scoring": {"top_share": 0.2}, "tag_prefix": "ltv-"})
     assert settings.tag_prefix == "ltv-" and settings.bulk_threshold == 1000
+
+
+@pytest.mark.parametrize(
+    ("held", "wanted", "same"),
+    [
+        ("12.50", "12.50", True),
+        ("12.5", "12.50", True),  # a decimal given back in its shortest form
+        ("12.49", "12.50", False),
+        (
+            '["gid://shopify/Product/1", "gid://shopify/Product/2"]',
+            product_references([1, 2]),
+            True,
+        ),
+        (
+            '["gid://shopify/Product/2","gid://shopify/Product/1"]',
+            product_references([1, 2]),
+            False,
+        ),
+        ("champions", "champions", True),
+        ("lost", "champions", False),
+        ("2026-11-22", "2026-11-23", False),
+        (None, "champions", False),
+        ("[not json", "[]", False),
+    ],
+)
+def test_held_values_are_compared_by_what_they_mean(
+    held: str | None, wanted: str, same: bool
+) -> None:
+    assert same_value(held, wanted) is same
+
+
+def test_a_value_shopify_gives_back_in_its_own_form_is_not_sent_again() -> None:
+    # given values read back from the store in another form than the app sends them
+    wanted = {"historical_value": "120.50", "recommended_products": product_references([3, 4])}
+    held = {
+        "historical_value": "120.5",
+        "recommended_products": '["gid://shopify/Product/3", "gid://shopify/Product/4"]',
+    }
+    # then there is nothing to send
+    assert customer_change(1, frozenset(), frozenset(), wanted, held, {}, None) is None
+    assert product_references([3, 4]) == '["gid://shopify/Product/3","gid://shopify/Product/4"]'
