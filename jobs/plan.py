@@ -49,12 +49,13 @@ class Plan:
     def summary(self, sample: int = SAMPLE_SIZE) -> dict[str, Any]:
         added: Counter[str] = Counter()
         removed: Counter[str] = Counter()
-        metafields: Counter[str] = Counter()
+        set_: Counter[str] = Counter()
+        deleted: Counter[str] = Counter()
         for item in self.items:
             added.update(item.change.add)
             removed.update(item.change.remove)
-            metafields.update(key for key, _ in item.change.set_metafields)
-            metafields.update(item.change.delete_metafields)
+            set_.update(key for key, _ in item.change.set_metafields)
+            deleted.update(item.change.delete_metafields)
         return {
             "customers_with_tag_changes": sum(i.change.tags_changed for i in self.items),
             "customers_with_metafield_changes": sum(
@@ -62,7 +63,10 @@ class Plan:
             ),
             "tags_added": dict(sorted(added.items())),
             "tags_removed": dict(sorted(removed.items())),
-            "metafields_changed": dict(sorted(metafields.items())),
+            # set and deleted together, the key readers of the dry run had before the split
+            "metafields_changed": dict(sorted((set_ + deleted).items())),
+            "metafields_set": dict(sorted(set_.items())),
+            "metafields_deleted": dict(sorted(deleted.items())),
             "skipped_refused": self.skipped_refused,
             "sample": [_sample(item) for item in self.items[:sample]],
         }

@@ -13,20 +13,25 @@ are not undone: the nightly recommendations job rewrites them anyway.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
-from sqlmodel import Session
+from sqlalchemy import Engine, Exists, exists, or_
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
 from jobs.plan import Plan, Planned, WritebackError, shop_writeback_settings
 from jobs.pusher import Pusher
 from jobs.writeback import with_pusher
 from plugin.domain.undo import RunChange, undo_change
-from plugin.store.models import JobRun, Shop
+from plugin.store.models import JobRun, Shop, SyncChange
 from plugin.store.sync import pushed_state, run_record, values_before
 
 UNDOABLE_JOBS = ("push", "reconcile", "undo")
+APPLIED = ("add", "remove", "set", "delete")  # a refusal left the store as it was
+_BATCH = 500
 
 
 def check_undo(ctx: JobContext, shop: Shop, target: int, *, dry_run: bool = False) -> None:
@@ -59,6 +64,7 @@ def undo_plan(ctx: JobContext, shop: Shop, target: int) -> tuple[Plan, int]:
     customers = sorted(record.changes)
     before = values_before(ctx.engine, shop.id, customers, record.first_id)
     pushed = pushed_state(ctx.engine, shop.id, customers)
+    later = touched_later(ctx.engine, shop.id, target, customers)
     for customer_id in customers:
         tags, values = pushed.get(customer_id, (frozenset(), {}))
         undo = undo_change(
@@ -68,12 +74,54 @@ def undo_plan(ctx: JobContext, shop: Shop, target: int) -> tuple[Plan, int]:
             tags,
             values,
             f"undo of job run {target}",
+            later=later.get(customer_id, frozenset()),
         )
         superseded += undo.superseded
         if undo.change is not None:
             target_tags = (tags - set(undo.change.remove)) | set(undo.change.add)
             plan.items.append(Planned(undo.change, tags, values, frozenset(target_tags)))
     return plan, superseded
+
+
+def touched_later(
+    engine: Engine, shop_id: int, target: int, customer_ids: Sequence[int]
+) -> dict[int, frozenset[tuple[str, str]]]:
+    """By customer, the (kind, name) pairs of run `target`'s changes that a later audited change
+    (another run's, or one made outside any run) touched again, whatever it left in the store."""
+    # The store's current state alone cannot tell: a tag run `target` added, a later run removed
+    # and another added back looks untouched, yet it is the last run's to keep.
+    done = SyncChange
+    found: dict[int, set[tuple[str, str]]] = {}
+    with Session(engine) as session:
+        for start in range(0, len(customer_ids), _BATCH):
+            chunk = list(customer_ids[start : start + _BATCH])
+            query = select(col(done.customer_id), col(done.kind), col(done.name)).where(
+                col(done.shop_id) == shop_id,
+                col(done.job_run_id) == target,
+                col(done.customer_id).in_(chunk),
+                col(done.action).in_(APPLIED),
+                _touched_again(shop_id, target, chunk),
+            )
+            for customer_id, kind, name in session.execute(query):
+                found.setdefault(customer_id, set()).add((kind, name))
+    return {customer_id: frozenset(pairs) for customer_id, pairs in found.items()}
+
+
+def _touched_again(shop_id: int, target: int, chunk: list[int]) -> Exists:
+    """A later applied change, outside run `target`, to the same customer's same tag or key as
+    the outer query's row. The chunk is repeated inside so that, whichever join the database
+    picks, it reads only these customers' audit rows (by ix_sync_changes_customer)."""
+    done, again = SyncChange, aliased(SyncChange)
+    return exists().where(
+        col(again.shop_id) == shop_id,
+        col(again.customer_id).in_(chunk),
+        col(again.customer_id) == col(done.customer_id),
+        col(again.id) > col(done.id),
+        col(again.kind) == col(done.kind),
+        col(again.name) == col(done.name),
+        col(again.action).in_(APPLIED),
+        or_(col(again.job_run_id).is_(None), col(again.job_run_id) != target),
+    )
 
 
 async def undo_run(

@@ -27,8 +27,9 @@ def _print_plan(plan: dict[str, Any]) -> None:
     for label, key in (("add", "tags_added"), ("remove", "tags_removed")):
         for tag, count in plan[key].items():
             click.echo(f"  {label:<7} {tag:<32} {count} customers")
-    for key, count in plan["metafields_changed"].items():
-        click.echo(f"  set     metafield {key:<22} {count} customers")
+    for label, key in (("set", "metafields_set"), ("delete", "metafields_deleted")):
+        for name, count in plan[key].items():
+            click.echo(f"  {label:<7} metafield {name:<22} {count} customers")
     if "products_with_changes" in plan:
         products = plan["products_with_changes"]
         click.echo(f"  {products} products' recommendation metafields would change")

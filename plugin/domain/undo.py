@@ -6,7 +6,8 @@ removed, a tag it removed that the store still lacks is added again, a metafield
 still holds the value it set goes back to the value before the run (or is deleted if there was
 none), and a metafield it deleted that is still absent gets its earlier value back. What a later
 run (or a reconcile) changed again is left as it is now: undoing an old run never overwrites
-newer work.
+newer work. A tag or metafield a later change touched counts as changed again even when the
+store holds what the run left (added, removed, added back): that value is the later run's.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ def undo_change(
     pushed_tags: frozenset[str],
     pushed_values: Mapping[str, str],
     reason: str,
+    *,
+    later: frozenset[tuple[str, str]] = frozenset(),
 ) -> Undo:
     """The change that takes back what `run` did to one customer (module docstring).
 
     `before`: each metafield key's value just before the run (None: it had none);
-    `pushed_tags` and `pushed_values`: what the store is known to hold now.
+    `pushed_tags` and `pushed_values`: what the store is known to hold now; `later`: the
+    (kind, name) pairs a change after the run's own touched, left alone whatever they hold.
     """
     add: set[str] = set()
     remove: set[str] = set()
@@ -52,7 +56,9 @@ def undo_change(
     to_delete: set[str] = set()
     superseded = 0
     for done in run:
-        if done.kind == "tag" and done.action == "add":
+        if (done.kind, done.name) in later:
+            superseded += 1
+        elif done.kind == "tag" and done.action == "add":
             if done.name in pushed_tags:
                 remove.add(done.name)
             else:
