@@ -93,14 +93,14 @@ def test_refund_before_order_update_is_netted_once(shop_engine: Engine) -> None:
     assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("kind", ["cancelled", "refunded"])
+@pytest.mark.parametrize("kind", ["cancelled", "refunded", "voided", "expired"])
 def test_cancelled_or_fully_refunded_order_counts_zero(shop_engine: Engine, kind: str) -> None:
     enqueue(shop_engine, "orders/create", order_payload(1, total="50.00"), "a")
     enqueue(shop_engine, "orders/create", order_payload(2, total="40.00", day=3), "b")
     changed = (
         order_payload(2, total="40.00", day=3, updated=60, cancelled=True, current_total="0.00")
         if kind == "cancelled"
-        else order_payload(2, total="40.00", day=3, updated=60, financial_status="refunded")
+        else order_payload(2, total="40.00", day=3, updated=60, financial_status=kind)
     )
     enqueue(shop_engine, "orders/updated", changed, "c")
     process(shop_engine)

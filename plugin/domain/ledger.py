@@ -90,6 +90,11 @@ def newer_than(candidate: tuple[datetime, str], stored: tuple[datetime, str]) ->
     return candidate > stored
 
 
+# Financial statuses of an order that brought no money: fully refunded, payment voided, or
+# authorized and never captured before the authorization expired.
+NO_MONEY_STATUSES = frozenset({"refunded", "voided", "expired"})
+
+
 def order_net_amount(
     current_total: Decimal,
     *,
@@ -102,17 +107,20 @@ def order_net_amount(
     `current_total` (current_total_price_set.shop_money) already reflects the edits, refunds and
     cancellation known when that version was sent; refunds delivered since (by refunds/create,
     before an orders/updated catches up) are subtracted here. Cancelled and fully refunded
-    orders are worth zero, and no order is worth less than zero.
+    orders are worth zero, as are orders whose payment was voided or whose authorization
+    expired uncaptured (`NO_MONEY_STATUSES`: no money came in, cancelled or not), and no order
+    is worth less than zero.
     """
-    if cancelled or financial_status == "refunded":
+    if cancelled or financial_status in NO_MONEY_STATUSES:
         return ZERO
     net = current_total - sum(unreflected_refunds, ZERO)
     return max(net, ZERO)
 
 
 def order_counts(net_amount: Decimal, *, cancelled: bool, financial_status: str | None) -> bool:
-    """An order counts as a purchase when it was not cancelled or fully refunded and kept value."""
-    return not cancelled and financial_status != "refunded" and net_amount > ZERO
+    """An order counts as a purchase when it was not cancelled, fully refunded or left unpaid
+    (`NO_MONEY_STATUSES`) and kept value."""
+    return not cancelled and financial_status not in NO_MONEY_STATUSES and net_amount > ZERO
 
 
 @dataclass(frozen=True)
