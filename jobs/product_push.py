@@ -3,13 +3,14 @@ together, upsell, and Shopify's complementary products if the shop asks), sent o
 changed, with metafieldsSet (25 per call) and metafieldsDelete, recorded with their reasons.
 
 A value the store refuses (Shopify's complementary-products namespace may not accept an app's
-writes: unconfirmed) is recorded as refused and left for the next push; it never stops the
-rest."""
+writes: unconfirmed; a partner deleted from the store) is recorded as refused and left for the
+next push; it never stops the rest: a refused group of products is sent again product by
+product, so only the product at fault stays refused."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from jobs.pusher import (
     MUTATION_COST,
     SETS_PER_CALL,
     batches,
+    error_text,
     metafields_set_document,
     user_errors,
 )
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 LIST_OF_PRODUCTS = "list.product_reference"
 
 Change = tuple[int, str, str, str | None, str]  # product, name, action, value, reason
+Answer = list[dict[str, Any]] | None  # a metafieldsSet's user errors; None: no answer
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class ProductPusher:
         self.engine, self.shop_id, self.client = engine, shop_id, client
         self.job_run_id, self.clock = job_run_id, clock
         self.set, self.deleted, self.refused = 0, 0, 0
+        self.values_accepted: set[int] = set()  # products whose values this push set
 
     async def push(self, changes: Sequence[ProductChange]) -> dict[str, int]:
         setting = [c for c in changes if c.to_set]
@@ -88,28 +92,58 @@ class ProductPusher:
         }
 
     async def _set(self, groups: list[list[ProductChange]]) -> None:
+        """The groups in one request; then the products of each refused group alone, in one
+        request per group: metafieldsSet is atomic, so one product naming a deleted product
+        would refuse its whole group, every push."""
+        answers = await self._send(groups)
+        refused = [g for g, errors in zip(groups, answers, strict=True) if _retried(g, errors)]
+        await self._settle(
+            (g, errors)
+            for g, errors in zip(groups, answers, strict=True)
+            if not _retried(g, errors)
+        )
+        for group in refused:
+            alone = [[change] for change in group]
+            await self._settle(zip(alone, await self._send(alone), strict=True))
+
+    async def _send(self, groups: list[list[ProductChange]]) -> list[Answer]:
+        """Each group's answer, from one request of aliased metafieldsSet mutations."""
         variables = {f"m{n}": _inputs(group) for n, group in enumerate(groups)}
         data = await self.client.execute(
             metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
         )
+        return [user_errors(data.get(f"m{n}")) for n in range(len(groups))]
+
+    async def _settle(self, answered: Iterable[tuple[list[ProductChange], Answer]]) -> None:
+        """Record what the store confirmed; a group without an answer is left as pushed, to be
+        sent again next push (recorded as set, it might never reach the store)."""
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []
-        for n, group in enumerate(groups):
-            errors = user_errors(data.get(f"m{n}"))
-            if errors is None or errors:  # atomic: the whole call was refused
+        for group, errors in answered:
+            if errors is None:
+                log.warning("product metafields: no answer, sent again next push")
+            elif errors:  # atomic: the whole call was refused
                 self.refused += 1
-                message = "; ".join(e["message"] for e in errors or [])
-                log.warning("product metafields refused: %s", message or "no answer")
+                message = error_text(errors)
+                log.warning("product metafields refused: %s", message)
                 audit += [(c.product_id, "*", "refused", None, message) for c in group]
-                continue
-            for change in group:
-                held[change.product_id] = dict(change.pushed) | dict(change.to_set)
-                self.set += len(change.to_set)
-                audit += [
-                    (change.product_id, name, "set", value, "recommendations changed")
-                    for name, value in change.to_set
-                ]
-        await self._record(held, audit)
+            else:
+                audit += self._accepted(group, held)
+        if held or audit:
+            await self._record(held, audit)
+
+    def _accepted(
+        self, group: list[ProductChange], held: dict[int, dict[str, str]]
+    ) -> list[Change]:
+        for change in group:
+            held[change.product_id] = dict(change.pushed) | dict(change.to_set)
+            self.values_accepted.add(change.product_id)
+            self.set += len(change.to_set)
+        return [
+            (change.product_id, name, "set", value, "recommendations changed")
+            for change in group
+            for name, value in change.to_set
+        ]
 
     async def _delete(self, batch: list[ProductChange]) -> None:
         identifiers = [
@@ -126,9 +160,7 @@ class ProductPusher:
         if user_errors(data.get("metafieldsDelete")):
             self.refused += 1
             return  # left as pushed: tried again next time
-        held = {
-            c.product_id: {k: v for k, v in c.pushed.items() if k not in c.to_delete} for c in batch
-        }
+        held = {c.product_id: self._held_after_delete(c) for c in batch}
         self.deleted += sum(len(c.to_delete) for c in batch)
         audit: list[Change] = [
             (c.product_id, name, "delete", None, "no recommendation any more")
@@ -136,6 +168,13 @@ class ProductPusher:
             for name in c.to_delete
         ]
         await self._record(held, audit)
+
+    def _held_after_delete(self, change: ProductChange) -> dict[str, str]:
+        """The pushed values, with those this push set (only if the store took them), less the
+        deleted: the record replaces the product's whole state."""
+        was_set = change.product_id in self.values_accepted
+        values = dict(change.pushed) | dict(change.to_set if was_set else ())
+        return {k: v for k, v in values.items() if k not in change.to_delete}
 
     async def _record(self, held: dict[int, dict[str, str]], audit: list[Change]) -> None:
         def record() -> None:
@@ -150,6 +189,11 @@ class ProductPusher:
             )
 
         await anyio.to_thread.run_sync(record)
+
+
+def _retried(group: list[ProductChange], errors: Answer) -> bool:
+    """A refused group of several products: sent again product by product."""
+    return bool(errors) and len(group) > 1
 
 
 def _count(change: ProductChange) -> int:

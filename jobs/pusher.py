@@ -35,6 +35,7 @@ METAFIELDS_PER_SET = 25  # Shopify's limit per metafieldsSet
 SETS_PER_CALL = 10  # aliased metafieldsSet mutations per request
 MUTATION_COST = 10
 RECORD_EVERY = 1000  # customers' results per transaction on the bulk path
+AUDIT_NAME_LENGTH = 255  # sync_changes.name
 
 _REMOVE_ONE = """mutation Remove($id: ID!, $tags: [String!]!) {
   tagsRemove(id: $id, tags: $tags) { userErrors { field message } }
@@ -88,6 +89,8 @@ class Pusher:
         self.client, self.bulk, self.settings = client, bulk, settings
         self.job_run_id, self.clock = job_run_id, clock
         self.counts = PushCounts()
+        # Customers whose values this push set: a later delete records only those as held.
+        self.values_accepted: set[int] = set()
 
     async def push(self, plan: Plan) -> PushCounts:
         if self.shop.definitions_version < DEFINITIONS_VERSION:
@@ -250,7 +253,8 @@ class Pusher:
             self.counts.customers_refused += 1
             outcome.blocked = "; ".join(refused)
             outcome.blocked_tags = item.desired_tags
-            outcome.changes.append(("tag", " ".join(change.add), "refused", None, outcome.blocked))
+            name = _refused_tags(change, remove_errors, add_errors)
+            outcome.changes.append(("tag", name, "refused", None, outcome.blocked))
             log.info(
                 "%s: customer %d tags refused: %s", self.shop.domain, change.customer_id, refused
             )
@@ -269,11 +273,8 @@ class Pusher:
             data = await self.client.execute(
                 metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
             )
-            outcomes = []
-            for n, group in enumerate(groups):
-                errors = user_errors(data.get(f"m{n}"))
-                outcomes += [self._set_outcome(item, errors) for item in group]
-            await self._record(outcomes, "call")
+            answers = [user_errors(data.get(f"m{n}")) for n in range(len(groups))]
+            await self._settle_sets(groups, answers, "call")
         deleting = [item for item in items if item.change.delete_metafields]
         for batch in batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
             await self._delete_metafields(batch)
@@ -287,15 +288,11 @@ class Pusher:
             )
             self.counts.bulk_operations += 1
             results = outcome.by_line
-            outcomes = []
-            for number, group in enumerate(groups):
-                line = results.get(number)
-                if line is None:
-                    continue
-                errors = _line_user_errors(line, "metafieldsSet")
-                outcomes += [self._set_outcome(item, errors) for item in group]
-            for start in range(0, len(outcomes), RECORD_EVERY):
-                await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
+            answers = [
+                None if n not in results else _line_user_errors(results[n], "metafieldsSet")
+                for n in range(len(groups))
+            ]
+            await self._settle_sets(groups, answers, "bulk")
         deleting = [item for item in items if item.change.delete_metafields]
         for batch in batches(deleting, 250, lambda i: len(i.change.delete_metafields)):
             await self._delete_metafields(batch)
@@ -313,15 +310,58 @@ class Pusher:
             for key, value in item.change.set_metafields
         ]
 
-    def _set_outcome(self, item: Planned, errors: list[dict[str, Any]] | None) -> Outcome:
+    async def _settle_sets(
+        self,
+        groups: Sequence[list[Planned]],
+        answers: Sequence[list[dict[str, Any]] | None],
+        via: str,
+    ) -> None:
+        """Record each group's answer, then send the customers of each refused group alone:
+        metafieldsSet is atomic, so one bad owner (a customer deleted in Shopify, a reference to
+        a deleted product) refuses its whole group, and would every push."""
+        outcomes: list[Outcome] = []
+        refused: list[list[Planned]] = []
+        for group, errors in zip(groups, answers, strict=True):
+            if errors and len(group) > 1:
+                refused.append(group)
+            else:
+                outcomes += self._set_outcomes(group, errors)
+        for start in range(0, len(outcomes), RECORD_EVERY):
+            await self._record(outcomes[start : start + RECORD_EVERY], via)
+        for group in refused:
+            await self._record(await self._set_alone(group), "call")
+
+    async def _set_alone(self, group: Sequence[Planned]) -> list[Outcome]:
+        """One request, one metafieldsSet per customer (elementIndex is not relied on: not every
+        error is known to carry it), so each customer's own answer tells who was refused."""
+        variables = {f"m{n}": self._metafield_inputs([item]) for n, item in enumerate(group)}
+        data = await self.client.execute(
+            metafields_set_document(len(group)), variables, cost=MUTATION_COST * len(group)
+        )
+        outcomes: list[Outcome] = []
+        for n, item in enumerate(group):
+            outcomes += self._set_outcomes([item], user_errors(data.get(f"m{n}")))
+        return outcomes
+
+    def _set_outcomes(
+        self, group: Sequence[Planned], errors: list[dict[str, Any]] | None
+    ) -> list[Outcome]:
+        """One group's outcomes; none when its answer is unknown, so it is sent again next push
+        (a value recorded as set without an answer might never reach the store)."""
+        if errors is None:
+            return []
+        return [self._set_outcome(item, errors) for item in group]
+
+    def _set_outcome(self, item: Planned, errors: list[dict[str, Any]]) -> Outcome:
         change = item.change
         outcome = Outcome(change.customer_id, tags=None)
         if errors:  # metafieldsSet is atomic: the whole call was refused
-            message = "; ".join(e["message"] for e in errors)
+            message = error_text(errors)
             outcome.changes.append(("metafield", "*", "refused", None, message))
             return outcome
         held = dict(item.pushed_metafields) | dict(change.set_metafields)
         outcome.metafields = held
+        self.values_accepted.add(change.customer_id)
         self.counts.metafields_set += len(change.set_metafields)
         outcome.changes += [
             ("metafield", key, "set", value, change.reason(key))
@@ -351,10 +391,12 @@ class Pusher:
         outcomes = []
         for item in batch:
             change = item.change
+            # Only values this push set are held: a refused or unanswered set left the old ones.
+            was_set = change.customer_id in self.values_accepted
             held = {
                 key: value
                 for key, value in (
-                    dict(item.pushed_metafields) | dict(change.set_metafields)
+                    dict(item.pushed_metafields) | dict(change.set_metafields if was_set else ())
                 ).items()
                 if key not in change.delete_metafields
             }
@@ -393,6 +435,18 @@ def _merged(outcomes: list[Outcome]) -> list[Outcome]:
             was.metafields = (was.metafields or {}) | outcome.metafields
         was.changes += outcome.changes
     return list(merged.values())
+
+
+def _refused_tags(
+    change: CustomerChange,
+    remove_errors: list[dict[str, Any]] | None,
+    add_errors: list[dict[str, Any]] | None,
+) -> str:
+    """The refused tag changes for the audit trail, "-removed +added": a refused removal
+    named by the additions alone would leave the row nameless."""
+    removed = [f"-{tag}" for tag in change.remove] if remove_errors else []
+    added = [f"+{tag}" for tag in change.add] if add_errors else []
+    return " ".join(removed + added)[:AUDIT_NAME_LENGTH]
 
 
 def _tag_fields(change: CustomerChange) -> int:
@@ -450,6 +504,11 @@ def user_errors(payload: Any) -> list[dict[str, Any]] | None:
         return None
     errors = payload.get("userErrors")
     return list(errors) if isinstance(errors, list) else []
+
+
+def error_text(errors: Iterable[dict[str, Any]]) -> str:
+    """The messages, each once: a bad owner's error comes once per value."""
+    return "; ".join(dict.fromkeys(str(e["message"]) for e in errors))
 
 
 def _line_user_errors(line: dict[str, Any], field_name: str) -> list[dict[str, Any]] | None:
