@@ -3,10 +3,6 @@ metafieldsSet group with it (customers per call and in bulk, products), an unans
 recorded as held, a refused set beside an accepted delete records only what the store holds, and
 a refused tag change is audited by what it tried."""
 
-# The write-back fixtures are imported by name (this module sits outside tests/writeback/), so
-# every test parameter that names one redefines the import.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -26,15 +22,7 @@ from plugin.store.models import (
     SyncChange,
 )
 from plugin.store.scores import latest_full_run
-from tests.writeback.conftest import (  # noqa: F401  (fixtures, used by name)
-    Scenario,
-    ScenarioFactory,
-    anyio_backend,
-    devstore_factory,
-    http,
-    live_switch,
-    scenario_factory,
-)
+from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 
 pytestmark = pytest.mark.anyio
