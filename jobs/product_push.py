@@ -27,7 +27,7 @@ from jobs.pusher import (
     metafields_set_document,
     user_errors,
 )
-from plugin.domain.writeback import WritebackSettings, product_values
+from plugin.domain.writeback import WritebackSettings, product_values, same_value
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid
 from plugin.store.recommendations import product_state, record_product_metafields
@@ -51,7 +51,9 @@ def plan_products(engine: Engine, shop_id: int, settings: WritebackSettings) -> 
     changes = []
     for held in product_state(engine, shop_id):
         desired = product_values(held.partners, settings)
-        to_set = tuple(sorted((k, v) for k, v in desired.items() if held.pushed.get(k) != v))
+        to_set = tuple(
+            sorted((k, v) for k, v in desired.items() if not same_value(held.pushed.get(k), v))
+        )
         to_delete = tuple(sorted(set(held.pushed) - set(desired)))
         if to_set or to_delete:
             changes.append(ProductChange(held.product_id, held.pushed, to_set, to_delete))
