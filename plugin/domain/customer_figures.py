@@ -1,8 +1,14 @@
 """Historical figures per customer from one row per order, with group-bys in numpy only.
 
-Orders are put in a canonical order (customer, day, amount) first, so that every per-customer sum
-is taken in the same sequence whatever the row order, and whether the customer is scored with the
-whole shop or alone: a re-score then gives the very same floats as the full run.
+Money is summed exactly: each amount is taken as a whole number of ten-thousandths of the shop's
+currency (the ledger's resolution, `plugin.store.types.MONEY_SCALE`), those are added (exact in
+float64 below 2**53 of them, 900 billion in currency), and a sum is divided by 10,000 only at the
+end. 169.80 + 120.08 + 354.95 + 105.17 is then 750.0, not 749.9999999999999: a figure compared
+with a threshold (a tier's 750) is the amount the merchant reads, and a sum does not depend on
+the order of the rows, nor on whether the customer is scored with the whole shop or alone.
+
+Orders are put in a canonical order (customer, day, amount) first, so that "the last k orders"
+are the same ones whatever the row order (same-day orders by amount).
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from numpy.typing import NDArray
 from plugin.domain.scoring_types import FloatArray, IntArray, OrderHistory, ScoringSettings
 
 TRAILING_DAYS = 365.0  # the "trailing 12 months" window, in days
+# Money units summed per unit of currency: 4 decimals, the ledger's MONEY_SCALE (the domain does
+# not import the store). Shopify amounts have at most 3 decimals, so nothing real is rounded.
+MONEY_UNITS = 10_000.0
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class CustomerFigures:
 class _Sorted:
     customer: IntArray
     day: FloatArray
-    amount: FloatArray
+    units: FloatArray  # amount in 1 / MONEY_UNITS of the currency, whole numbers
     starts: NDArray[np.intp]
     ends: NDArray[np.intp]
     index: NDArray[np.intp]
@@ -110,7 +119,12 @@ def _sort(history: OrderHistory, as_of_day: float) -> _Sorted:
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], customer.size)[: starts.size] - 1
     index = np.cumsum(new, dtype=np.intp) - 1
-    return _Sorted(customer, day, amount, starts, ends.astype(np.intp), index)
+    return _Sorted(customer, day, money_units(amount), starts, ends.astype(np.intp), index)
+
+
+def money_units(amount: FloatArray) -> FloatArray:
+    """Amounts as whole numbers of 1 / MONEY_UNITS of the currency (float64, exact integers)."""
+    return np.rint(amount * MONEY_UNITS)
 
 
 def customer_figures(
@@ -121,23 +135,26 @@ def customer_figures(
     net spend = sum of amounts; AOV = net spend / orders; mean days between orders =
     (last - first order day) / (orders - 1), NaN below 2 orders; trailing-12-month spend = sum of
     amounts with day > as_of - 365; historical CLV = net spend x margin_rate when the shop sets a
-    margin rate, else net spend.
+    margin rate, else net spend. Every sum is exact to 1 / MONEY_UNITS (module docstring); a mean
+    or a margin is that exact sum divided or multiplied once.
     """
     validate_history(history)
     rows = _sort(history, as_of_day)
     n = rows.starts.size
     orders = np.diff(np.append(rows.starts, rows.customer.size)).astype(np.int64)
-    net = np.bincount(rows.index, weights=rows.amount, minlength=n).astype(np.float64)
+    net_units = np.bincount(rows.index, weights=rows.units, minlength=n).astype(np.float64)
+    net = net_units / MONEY_UNITS
     recent = rows.day > as_of_day - TRAILING_DAYS
-    trailing = np.bincount(
-        rows.index, weights=np.where(recent, rows.amount, 0.0), minlength=n
+    trailing = (
+        np.bincount(rows.index, weights=np.where(recent, rows.units, 0.0), minlength=n)
+        / MONEY_UNITS
     ).astype(np.float64)
     trailing_orders = np.bincount(rows.index, weights=recent, minlength=n).astype(np.float64)
     first, last = rows.day[rows.starts], rows.day[rows.ends]
     gaps = np.full(n, np.nan)
     many = orders >= 2
     gaps[many] = (last[many] - first[many]) / (orders[many] - 1)
-    recent_mean, earlier_mean = _recent_and_earlier(rows, orders, net, settings)
+    recent_mean, earlier_mean = _recent_and_earlier(rows, orders, net_units, settings)
     margin = 1.0 if settings.margin_rate is None else settings.margin_rate
     model = _model_inputs(rows, n, as_of_day)
     return CustomerFigures(
@@ -162,20 +179,20 @@ def customer_figures(
 
 
 def _recent_and_earlier(
-    rows: _Sorted, orders: IntArray, net: FloatArray, settings: ScoringSettings
+    rows: _Sorted, orders: IntArray, net_units: FloatArray, settings: ScoringSettings
 ) -> tuple[FloatArray, FloatArray]:
     """Mean of each customer's last k orders, and of their earlier orders (NaN if too few).
 
-    The last k amounts are gathered one by one (k is small) rather than taken from a running
-    sum, whose rounding would depend on the customer's position in the shop.
+    The last k amounts are gathered one by one (k is small), in money units: the sums are exact.
     """
     k = max(1, settings.spend_recent_orders)
     eligible = orders >= k + max(1, settings.spend_earlier_orders)
     recent_sum = np.zeros(orders.size)
     for j in range(k):
-        recent_sum += np.where(eligible, rows.amount[np.maximum(rows.ends - j, 0)], 0.0)
-    recent = np.where(eligible, recent_sum / k, np.nan)
-    earlier = np.where(eligible, (net - recent_sum) / np.maximum(orders - k, 1), np.nan)
+        recent_sum += np.where(eligible, rows.units[np.maximum(rows.ends - j, 0)], 0.0)
+    recent = np.where(eligible, recent_sum / k / MONEY_UNITS, np.nan)
+    earlier_sum = net_units - recent_sum
+    earlier = np.where(eligible, earlier_sum / np.maximum(orders - k, 1) / MONEY_UNITS, np.nan)
     return recent, earlier
 
 
@@ -188,7 +205,7 @@ def _model_inputs(
     new_day[1:] = (rows.index[1:] != rows.index[:-1]) | (whole[1:] != whole[:-1])
     day_starts = np.flatnonzero(new_day)
     day_index = np.cumsum(new_day, dtype=np.intp) - 1
-    day_amount = np.bincount(day_index, weights=rows.amount, minlength=day_starts.size)
+    day_amount = np.bincount(day_index, weights=rows.units, minlength=day_starts.size)
     owner = rows.index[day_starts]
     days_per_customer = np.bincount(owner, minlength=n)
     first_day, last_day = whole[rows.starts], whole[rows.ends]
@@ -196,7 +213,7 @@ def _model_inputs(
     first_amount = day_amount[np.cumsum(days_per_customer) - days_per_customer]
     total = np.bincount(owner, weights=day_amount, minlength=n)
     monetary = np.divide(
-        total - first_amount, frequency, out=np.zeros(n), where=frequency > 0
+        (total - first_amount) / MONEY_UNITS, frequency, out=np.zeros(n), where=frequency > 0
     ).astype(np.float64)
     age = np.floor(as_of_day) - first_day
     return frequency, last_day - first_day, age, monetary

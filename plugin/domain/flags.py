@@ -2,7 +2,8 @@
 
 Every threshold is a per-shop setting (`ScoringSettings`); money in shop currency, days.
 - top-20: predicted CLV > 0 and >= the shop's top_clv_threshold, the smallest predicted CLV among
-  the top `top_share` of customers (ties at the threshold are all in).
+  the top `top_share` of customers, which are never more than that share: customers tied at the
+  cut-off are all in only when all of them fit (see `top_threshold`).
 - tier-vip: trailing-12-month spend >= tier_vip; tier-insider: >= tier_insider and < tier_vip;
   tier-enthusiast: > 0 and < tier_insider. At most one tier; none without spend in 12 months.
 - win-back: days since the last order >= win_back_days, or, for customers with a rhythm (2+
@@ -39,12 +40,27 @@ FLAGS: tuple[str, ...] = (
 
 
 def top_threshold(predicted_clv: FloatArray, share: float) -> float:
-    """The smallest predicted CLV among the top `share` of customers (inf when there are none)."""
-    n = predicted_clv.size
+    """The smallest predicted CLV among the top `share` of customers (inf when there are none).
+
+    The top share is k = ceil(n x share) customers, and v the k-th largest value. Customers above
+    v are always in. Those at v are in only if every customer at v fits within the k; otherwise
+    none of them is, and the threshold is the smallest value above v (inf when there is none).
+    Why: the tag promises a top fifth, and a tied group that does not fit can only be cut by
+    telling equal customers apart (by id, or at random) or by letting all of them in; the first
+    gives one of two identical customers the tag and not the other, and changes with the
+    customers' ids, the second tags 100% of a shop where 90% share one value. So the flag may
+    cover fewer than k customers (none when the whole shop ties), never more. O(n).
+    """
+    values = np.asarray(predicted_clv, dtype=np.float64)
+    n = values.size
     count = min(n, math.ceil(n * share - 1e-9)) if share > 0 else 0
     if count == 0:
         return math.inf
-    return float(np.partition(predicted_clv, n - count)[n - count])
+    cutoff = float(np.partition(values, n - count)[n - count])
+    if np.count_nonzero(values >= cutoff) <= count:
+        return cutoff
+    above = values[values > cutoff]
+    return float(above.min()) if above.size else math.inf
 
 
 def rhythm_rule_days(gap: FloatArray, settings: ScoringSettings) -> FloatArray:

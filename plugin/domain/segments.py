@@ -2,11 +2,22 @@
 
 Scores (1..5, 5 best), from the shop's own customers:
 - R from the day of the last order (later is better), F from the number of orders, M from net
-  spend. The cut points are the shop's 20th, 40th, 60th and 80th percentiles, each an actual
-  customer's value (the lower order statistic, no interpolation).
-- Each score = 1 + the number of cut points strictly below the customer's value. A customer
-  exactly on a cut point gets the lower score, so ties (most customers have one order) share
-  one score; more spend never lowers M, and a later order never lowers R.
+  spend.
+- By mid-rank: n customers sorted by the value, a group of customers with one value takes the
+  ranks lo + 1 .. hi (lo customers below it, hi at or below it), and all of them the score of
+  its middle: percentile p = (lo + hi) / (2n), the middle of the group's span lo/n .. hi/n, and
+  score 1 + floor(5p), i.e. p in [0, 0.2) scores 1, ..., [0.8, 1) scores 5 (a middle exactly on
+  a quintile boundary takes the score above it). Without ties that is the customer's own
+  quintile; a tied group across a boundary lands where its middle is, not at the bottom of
+  its range: a whole shop with one value scores 3, the 40% who share the latest day score 5
+  (middle at p = 0.8), a larger group there 4 (3 beyond 80%). Deterministic: nothing is broken
+  at random or by customer id.
+- Kept as cut points: cut point j is the largest value that scores j or less (an actual
+  customer's value; just below the smallest value when no customer scores that low), and a
+  score = 1 + the number of cut points strictly below the value. On the shop itself that gives
+  the mid-rank scores exactly; a customer re-scored later against the stored cut points with a
+  value between two of the population's gets the score of the one above. More spend never
+  lowers M, and a later order never lowers R.
 - R's cut points are days (not days ago): a customer re-scored a few days after the full run
   is compared with the population as it was, not with a population that aged meanwhile.
 
@@ -27,6 +38,10 @@ first orders very recently (R 5, F 1); promising recently (R 4, F 1); need-atten
 lately (R 1-2, F 3-4); cant-lose were among the most frequent but have not come back (R 1-2,
 F 5); hibernating have been away with few orders (R 2, F 1-2, or R 1, F 2); lost bought once,
 long ago (R 1, F 1).
+
+F is relative to the shop like R and M: "bought once" is F 1 only while one-order customers are
+fewer than 40% of the shop. From 40% their middle rank lies above the first quintile: they score
+F 2 (F 3 from 80%, at-risk when not recent), and new, promising and lost are empty.
 """
 
 from __future__ import annotations
@@ -67,11 +82,24 @@ SEGMENT_GRID: NDArray[np.int8] = np.array(
 
 
 def quintile_edges(values: ArrayLike) -> tuple[float, ...]:
-    """The 20/40/60/80th percentiles, each the lower order statistic (an actual value)."""
-    array = np.asarray(values, dtype=np.float64)
-    if array.size == 0:
+    """The 4 cut points of the mid-rank quintile scores of `values` (module docstring).
+
+    One sort, O(n log n): cut point j = the largest value whose mid-rank score is <= j, or the
+    float just below the smallest value when none is.
+    """
+    array = np.sort(np.asarray(values, dtype=np.float64).ravel())
+    n = array.size
+    if n == 0:
         return (0.0, 0.0, 0.0, 0.0)
-    return tuple(float(v) for v in np.quantile(array, QUINTILES, method="lower"))
+    opens = np.empty(n, dtype=np.bool_)
+    opens[0] = True
+    np.not_equal(array[1:], array[:-1], out=opens[1:])
+    below = np.flatnonzero(opens).astype(np.int64)  # lo: customers below each distinct value
+    at_or_below = np.append(below[1:], n)  # hi
+    scores = 1 + (5 * (below + at_or_below)) // (2 * n)  # 1 + floor(5p), in integers
+    last = np.searchsorted(scores, np.arange(1, len(QUINTILES) + 1), side="right") - 1
+    floor = float(np.nextafter(array[0], -np.inf))
+    return tuple(float(array[below[k]]) if k >= 0 else floor for k in last.tolist())
 
 
 def score_higher_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:
