@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, update
+from sqlalchemy import Engine, func, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -174,3 +175,90 @@ def prune_done(session: Session, shop_domain: str, before: datetime) -> int:
 def count_by_status(session: Session) -> dict[str, int]:
     rows = session.exec(select(InboxEvent.status, func.count()).group_by(InboxEvent.status))
     return {status: count for status, count in rows}
+
+
+_MENTION_CHUNK = 100  # ids per LIKE query of `forget_customer`
+
+
+def forget_customer(
+    session: Session, shop_domain: str, customer_id: int, order_ids: Iterable[int]
+) -> set[int]:
+    """Delete the shop's inbox rows, whatever their status, that name the customer or one of
+    their orders: orders/* of that customer or with one of `order_ids`, refunds of one of those
+    orders, customers/* (record, delete, data request, redact) of that customer. Orders of the
+    customer found only here count as theirs (their refunds go too); all their orders' ids are
+    returned.
+
+    Rows this session holds as objects are kept: the processor's claimed batch, the event being
+    processed among them. The processor marks each done (which empties its payload), and a row
+    deleted under it would fail the whole batch; the redact's tombstones make the ledger skip
+    the others. Rows are found with LIKE on the ids' digits, among the shop's rows only, and
+    confirmed by reading their JSON.
+    """
+    keep = {o.id for o in session.identity_map.values() if isinstance(o, InboxEvent)}
+    orders = set(order_ids)
+    doomed: set[int] = set()
+    searched: set[int] = set()
+    ids = {customer_id} | orders
+    while ids:  # an order of theirs found here: its refunds are searched for next
+        searched |= ids
+        for row_id, topic, payload in _mentioning(session, shop_domain, ids):
+            if row_id in keep or row_id in doomed:
+                continue
+            customer, order, refunded = _named(topic, payload)
+            if customer == customer_id and order is not None:
+                orders.add(order)
+            if customer == customer_id or order in orders or refunded in orders:
+                doomed.add(row_id)
+        ids = orders - searched
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    listed = sorted(doomed)
+    for low in range(0, len(listed), 500):
+        session.connection().execute(table.delete().where(table.c.id.in_(listed[low : low + 500])))
+    return orders
+
+
+def _mentioning(session: Session, shop_domain: str, ids: Iterable[int]) -> list[Any]:
+    """(id, topic, payload) of the shop's rows whose payload has one of `ids`' digits."""
+    table = InboxEvent.__table__  # type: ignore[attr-defined]
+    wanted = sorted(ids)
+    rows: list[Any] = []
+    for low in range(0, len(wanted), _MENTION_CHUNK):
+        chunk = wanted[low : low + _MENTION_CHUNK]
+        query = table.select().with_only_columns(table.c.id, table.c.topic, table.c.payload)
+        query = query.where(
+            table.c.shop_domain == shop_domain,
+            or_(*(table.c.payload.like(f"%{i}%") for i in chunk)),
+        )
+        rows += session.connection().execute(query).all()
+    return rows
+
+
+def _named(topic: str, payload: str) -> tuple[int | None, int | None, int | None]:
+    """The customer, the order and the refunded order a stored payload names (None if not)."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    customer = data.get("customer")
+    customer_id = _id(customer.get("id")) if isinstance(customer, dict) else None
+    if topic.startswith("orders/"):
+        return customer_id, _id(data.get("id")), None
+    if topic.startswith("refunds/"):
+        return None, None, _id(data.get("order_id"))
+    if topic.startswith("customers/"):  # records carry their id; compliance topics `customer`
+        return customer_id if isinstance(customer, dict) else _id(data.get("id")), None, None
+    return None, None, None
+
+
+def _id(value: Any) -> int | None:
+    """A numeric id as Shopify sends it (a number, its digits, or a GID), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.rsplit("/", 1)[-1].isdigit():
+        return int(value.rsplit("/", 1)[-1])
+    return None

@@ -4,6 +4,10 @@ Every function runs inside the caller's transaction and never commits. Work on o
 on one customer's aggregates, is serialised with `lock_keys` (PostgreSQL advisory locks; SQLite
 has a single writer anyway), always order before customer, so two processors never deadlock
 and never compute an aggregate from a stale view.
+
+A customer redacted (customers/redact) is remembered, with their orders, as a `Redaction`:
+nothing applied after it (a late delivery, a backfill) stores them again. Each check reads the
+tombstones after taking the locks the redact takes, so it sees a redact that ran meanwhile.
 """
 
 from __future__ import annotations
@@ -11,16 +15,18 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import and_, delete, exists, insert, or_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from plugin.domain import ledger
 from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
-from plugin.store.db import lock_keys
+from plugin.store import inbox
+from plugin.store.db import is_postgres, lock_keys
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -29,12 +35,14 @@ from plugin.store.models import (
     DataRequest,
     Order,
     OrderLine,
+    Redaction,
     Refund,
     Shop,
     SyncChange,
 )
 
 REFRESH_CHUNK = 500  # customers per query of `refresh_customers` (bound parameters stay few)
+CUSTOMER, ORDER = "customer", "order"  # the kinds of `Redaction`
 
 
 def _lock_order(session: Session, shop_id: int, order_id: int) -> None:
@@ -53,6 +61,10 @@ def apply_order(
     With `same_stamp_wins` False, a version stamped with the stored one's `updated_at` is the
     same version seen another way (the backfill's read of an order a webhook delivered): kept
     as stored, whatever the digests say.
+
+    A redacted order is never stored again, nor an order of a redacted customer, at all: such
+    an order is remembered as redacted itself, and what was held of it (an earlier version of
+    another customer's, refunds recorded ahead of it) is deleted.
     """
     assert shop.id is not None
     if version.test:
@@ -67,6 +79,14 @@ def apply_order(
         return False
     previous_customer = stored.customer_id if stored is not None else None
     _lock_customers(session, shop.id, previous_customer, version.customer_id)
+    order_gone, customer_gone = _redactions_of(session, shop.id, version)
+    if order_gone:
+        return False
+    if customer_gone:
+        _forget_orders(session, shop.id, [version.order_id])
+        _remember(session, shop.id, ORDER, [version.order_id], datetime.now(UTC))
+        refresh_customers(session, shop.id, [previous_customer])
+        return False
     if shop.currency is None:
         shop.currency = version.currency
         session.add(shop)
@@ -98,7 +118,8 @@ def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVers
     processor working meanwhile can never deadlock with the batch. Orders the ledger does not
     hold yet, with no refund recorded ahead of them, are inserted with one statement per table
     and their customers refreshed once each; the others go through `apply_order`, where a
-    version stamped as the stored one is kept as stored (the same version read another way).
+    version stamped as the stored one is kept as stored (the same version read another way),
+    and where a redacted order, or one of a redacted customer, is skipped.
     """
     assert shop.id is not None
     newest: dict[int, OrderVersion] = {}  # an order read twice: its newest version
@@ -130,14 +151,17 @@ def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVers
     )
     customers = {v.customer_id for v in versions} | set(held.values())
     _lock_customers(session, shop.id, *customers)
+    gone = redacted(session, shop.id, CUSTOMER, customers)
+    special = set(held) | refunded | redacted(session, shop.id, ORDER, ids)
+    special |= {v.order_id for v in versions if v.customer_id in gone}
     if shop.currency is None:
         shop.currency = versions[0].currency
         session.add(shop)
-    new = [v for v in versions if v.order_id not in held and v.order_id not in refunded]
+    new = [v for v in versions if v.order_id not in special]
     _insert_new(session, shop.id, new)
     applied = len(new)
     for version in versions:
-        if version.order_id in held or version.order_id in refunded:
+        if version.order_id in special:
             applied += apply_order(session, shop, version, same_stamp_wins=False)
     refresh_customers(session, shop.id, {v.customer_id for v in new} - {None})
     return applied
@@ -246,10 +270,13 @@ def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refun
 
 
 def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
-    """Record a refund (once); net it from its order if the order does not reflect it yet."""
+    """Record a refund (once); net it from its order if the order does not reflect it yet.
+    A refund of a redacted order is not recorded."""
     assert shop.id is not None
     _lock_order(session, shop.id, refund.order_id)
     if session.get(Refund, (shop.id, refund.refund_id)) is not None:
+        return False
+    if redacted(session, shop.id, ORDER, [refund.order_id]):
         return False
     session.add(_refund_row(shop.id, refund, reflected=False))
     session.flush()
@@ -329,8 +356,11 @@ def refresh_customers(session: Session, shop_id: int, customer_ids: Iterable[int
 def upsert_customer(
     session: Session, shop_id: int, customer_id: int, fields: dict[str, Any]
 ) -> bool:
-    """Keep a customer's record (created_at, updated_at, state) if newer than the stored one."""
+    """Keep a customer's record (created_at, updated_at, state) if newer than the stored one,
+    and never a redacted customer's."""
     _lock_customers(session, shop_id, customer_id)
+    if redacted(session, shop_id, CUSTOMER, [customer_id]):
+        return False
     customer = session.get(Customer, (shop_id, customer_id))
     updated_at = fields.get("updated_at")
     if (
@@ -348,6 +378,8 @@ def upsert_customer(
 
 def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: datetime) -> None:
     _lock_customers(session, shop_id, customer_id)
+    if redacted(session, shop_id, CUSTOMER, [customer_id]):
+        return  # nothing is held for them, and no record of them is made again
     customer = session.get(Customer, (shop_id, customer_id)) or Customer(
         shop_id=shop_id, customer_id=customer_id
     )
@@ -355,30 +387,151 @@ def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: 
     session.add(customer)
 
 
-def redact_customer(session: Session, shop_id: int, customer_id: int, order_ids: list[int]) -> None:
+def redact_customer(
+    session: Session,
+    shop_id: int,
+    customer_id: int,
+    order_ids: list[int],
+    *,
+    at: datetime | None = None,
+) -> None:
     """Delete everything held for the customer: record, scores, recommendations, pushed state
-    and its audit trail, orders (theirs and `order_ids`), lines, refunds, data requests."""
+    and its audit trail, orders (theirs and `order_ids`), lines, refunds, data requests, and
+    the shop's inbox rows that name them (`inbox.forget_customer`); and remember the customer
+    and those orders as redacted, so that nothing applied later stores them again.
+
+    The orders' locks, then the customer's (the ledger's order), and the customer's row is
+    deleted first: the writers of scores, recommendations and pushed state hold the rows of the
+    customers they write (`hold_customers`) until they commit, so a redact either waits for
+    such a writer and then deletes what it wrote, or is seen by it, which then writes nothing
+    for the customer.
+    """
+    at = at or datetime.now(UTC)
+    _lock_orders(
+        session, shop_id, sorted(set(_orders_of(session, shop_id, customer_id)) | set(order_ids))
+    )
     _lock_customers(session, shop_id, customer_id)
-    owned = session.exec(
-        select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
-    ).all()
-    doomed = sorted(set(owned) | set(order_ids))
-    for table in (OrderLine, Refund, Order):
-        session.execute(
-            delete(table).where(
-                col(table.shop_id) == shop_id,
-                col(table.order_id).in_(doomed),
-            )
+    session.execute(
+        delete(Customer).where(
+            col(Customer.shop_id) == shop_id, col(Customer.customer_id) == customer_id
         )
+    )
+    doomed = set(_orders_of(session, shop_id, customer_id)) | set(order_ids)  # as now locked
+    shop = session.get(Shop, shop_id)
+    if shop is not None:
+        doomed = inbox.forget_customer(session, shop.domain, customer_id, doomed)
+    _forget_orders(session, shop_id, sorted(doomed))
     session.execute(
         delete(DataRequest).where(
             col(DataRequest.shop_id) == shop_id, col(DataRequest.customer_id) == customer_id
         )
     )
-    for held in (CustomerScore, CustomerRecommendation, CustomerSync, SyncChange, Customer):
+    for held in (CustomerScore, CustomerRecommendation, CustomerSync, SyncChange):
         session.execute(
             delete(held).where(col(held.shop_id) == shop_id, col(held.customer_id) == customer_id)
         )
+    _remember(session, shop_id, CUSTOMER, [customer_id], at)
+    _remember(session, shop_id, ORDER, doomed, at)
+
+
+def _orders_of(session: Session, shop_id: int, customer_id: int) -> list[int]:
+    return list(
+        session.exec(
+            select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
+        )
+    )
+
+
+def _forget_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
+    """Delete the orders with their lines and refunds."""
+    for low in range(0, len(order_ids), REFRESH_CHUNK):
+        chunk = order_ids[low : low + REFRESH_CHUNK]
+        for table in (OrderLine, Refund, Order):
+            session.execute(
+                delete(table).where(col(table.shop_id) == shop_id, col(table.order_id).in_(chunk))
+            )
+
+
+def _remember(
+    session: Session, shop_id: int, kind: str, item_ids: Iterable[int], at: datetime
+) -> None:
+    """Record the ids as redacted (once: a redact may be processed twice)."""
+    rows = [
+        {"shop_id": shop_id, "kind": kind, "item_id": item, "redacted_at": at}
+        for item in sorted(set(item_ids))
+    ]
+    if not rows:
+        return
+    insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
+    statement = insert_(Redaction).on_conflict_do_nothing(
+        index_elements=["shop_id", "kind", "item_id"]
+    )
+    for low in range(0, len(rows), REFRESH_CHUNK):
+        session.execute(statement, rows[low : low + REFRESH_CHUNK])
+
+
+def _redactions_of(session: Session, shop_id: int, version: OrderVersion) -> tuple[bool, bool]:
+    """Whether the version's order, and whether its customer, were redacted (one query: it
+    runs for every order applied)."""
+    wanted = and_(col(Redaction.kind) == ORDER, col(Redaction.item_id) == version.order_id)
+    if version.customer_id is not None:
+        wanted = or_(
+            wanted,
+            and_(col(Redaction.kind) == CUSTOMER, col(Redaction.item_id) == version.customer_id),
+        )
+    query = select(col(Redaction.kind)).where(col(Redaction.shop_id) == shop_id, wanted)
+    kinds = set(session.exec(query))
+    return ORDER in kinds, CUSTOMER in kinds
+
+
+def redacted(session: Session, shop_id: int, kind: str, item_ids: Iterable[int | None]) -> set[int]:
+    """Which of the ids (customers' or orders', by `kind`) were redacted."""
+    wanted = sorted({i for i in item_ids if i is not None})
+    found: set[int] = set()
+    for low in range(0, len(wanted), REFRESH_CHUNK):
+        query = select(col(Redaction.item_id)).where(
+            Redaction.shop_id == shop_id,
+            Redaction.kind == kind,
+            col(Redaction.item_id).in_(wanted[low : low + REFRESH_CHUNK]),
+        )
+        found.update(session.exec(query))
+    return found
+
+
+HOLD_CHUNK = 5000  # customers per query of `hold_customers`
+
+
+def hold_customers(session: Session, shop_id: int, customer_ids: Iterable[int]) -> set[int]:
+    """Which of the customers the shop still holds (a row in `customers`, not redacted), their
+    rows held until the transaction ends; one query per HOLD_CHUNK customers.
+
+    For the writers of what is kept per customer (scores, recommendations, pushed state), in
+    the transaction of their write, before it touches any row: they write only the customers
+    returned. On PostgreSQL the rows are locked FOR KEY SHARE: `redact_customer`, which deletes
+    the customer's row first, waits for the writer to commit and then deletes what it wrote;
+    a redact committed, or under way, before the lock is seen (the lock waits for it). A key
+    share lock does not wait for, nor hold up, the ledger's updates of the customer's figures.
+    SQLite: the write transaction already holds the database's only write lock.
+    """
+    wanted = sorted(set(customer_ids))
+    found: set[int] = set()
+    tombstone = exists().where(
+        col(Redaction.shop_id) == col(Customer.shop_id),
+        col(Redaction.kind) == CUSTOMER,
+        col(Redaction.item_id) == col(Customer.customer_id),
+    )
+    for low in range(0, len(wanted), HOLD_CHUNK):
+        query = (
+            select(col(Customer.customer_id))
+            .where(
+                col(Customer.shop_id) == shop_id,
+                col(Customer.customer_id).in_(wanted[low : low + HOLD_CHUNK]),
+                ~tombstone,
+            )
+            .with_for_update(read=True, key_share=True)
+        )
+        found.update(session.exec(query))
+    return found
 
 
 # --- reading ------------------------------------------------------------------------------

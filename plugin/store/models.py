@@ -169,6 +169,18 @@ class DataRequest(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class Redaction(SQLModel, table=True):
+    """A customer or an order redacted by customers/redact (ids only), so that nothing
+    delivered or read after it (a late webhook, a backfill) brings it back."""
+
+    __tablename__ = "redactions"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    kind: str = Field(max_length=16, primary_key=True)  # "customer" | "order"
+    item_id: int = Field(sa_type=BigInteger, primary_key=True)
+    redacted_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class ModelRun(SQLModel, table=True):
     """One scoring run of a shop: a full refit, or a re-score of changed customers."""
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from plugin.store.db import is_postgres
+from plugin.store.ledger import hold_customers
 from plugin.store.models import (
     BundleCandidate,
     CustomerRecommendation,
@@ -51,8 +52,15 @@ def replace_recommendations(
     bundles: Sequence[Bundle],
     next_products: Iterable[tuple[int, Sequence[int]]],
 ) -> None:
-    """The shop's recommendations, all replaced in one transaction."""
+    """The shop's recommendations, all replaced in one transaction.
+
+    Customers the shop no longer holds (redacted while these were computed) get none; the
+    others' rows are held until the commit, before anything is deleted, as
+    `ledger.hold_customers` explains.
+    """
+    next_products = [(customer, ids) for customer, ids in next_products if ids]
     with Session(engine) as session, session.begin():
+        held = hold_customers(session, shop_id, [customer for customer, _ in next_products])
         for table in (ProductRecommendation, BundleCandidate, CustomerRecommendation):
             session.execute(delete(table).where(col(table.shop_id) == shop_id))
         _insert(
@@ -81,7 +89,7 @@ def replace_recommendations(
             (
                 {"shop_id": shop_id, "customer_id": customer, "product_ids": json.dumps(list(ids))}
                 for customer, ids in next_products
-                if ids
+                if customer in held
             ),
         )
 

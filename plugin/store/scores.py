@@ -9,11 +9,11 @@ PostgreSQL and one executemany on SQLite, never row by row through the ORM.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import chain
+from itertools import chain, compress, islice
 from typing import Any
 
 import numpy as np
@@ -372,6 +372,11 @@ def replace_scores(
     row by row, it cost a third of the write): the shop is checked here, once, and held until
     the rows are in, so that a shop being forgotten meanwhile either waits for them (and
     deletes them) or is gone first (and nothing is written): MissingShopError.
+
+    Rows of customers the shop no longer holds (redacted while the scores were computed) are
+    left out, and the others' rows held until the commit, before anything is deleted, as
+    `ledger.hold_customers` explains: one read of the shop's customers for a full replace,
+    one per 500 customers otherwise.
     """
     postgres = engine.dialect.name == "postgresql"
     raw = engine.raw_connection()
@@ -384,6 +389,8 @@ def replace_scores(
         cursor.execute(f"SELECT 1 FROM shops WHERE id = {mark}{hold}", (shop_id,))
         if cursor.fetchone() is None:
             raise MissingShopError(f"shop {shop_id} does not exist: no scores written")
+        held = _hold_customers(cursor, postgres, shop_id, customer_ids)
+        rows = _of_customers(rows, held)
         if customer_ids is None:
             cursor.execute(f"DELETE FROM customer_scores WHERE shop_id = {mark}", (shop_id,))
         else:
@@ -411,6 +418,47 @@ def replace_scores(
         raise
     finally:
         raw.close()
+
+
+# Customers the shop holds (not redacted), their rows locked until the commit (see
+# `ledger.hold_customers`); the `{ids}` are the chunk's marks, or empty for the whole shop.
+_HELD_CUSTOMERS = (
+    "SELECT customer_id FROM customers c WHERE c.shop_id = {mark}{ids} AND NOT EXISTS "
+    "(SELECT 1 FROM redactions r WHERE r.shop_id = c.shop_id AND r.kind = 'customer' "
+    "AND r.item_id = c.customer_id){hold}"
+)
+_ROW_CHUNK = 10_000  # rows checked against the held customers at once
+
+
+def _hold_customers(
+    cursor: Any, postgres: bool, shop_id: int, customer_ids: Sequence[int] | None
+) -> NDArray[np.int64]:
+    """The customers (all the shop's, or of `customer_ids`) the shop holds, sorted."""
+    mark = "%s" if postgres else "?"
+    hold = " FOR KEY SHARE" if postgres else ""
+    found: list[int] = []
+    if customer_ids is None:
+        cursor.execute(_HELD_CUSTOMERS.format(mark=mark, ids="", hold=hold), (shop_id,))
+        while rows := cursor.fetchmany(_FETCH_ROWS):
+            found += (customer for (customer,) in rows)
+    for start in range(0, len(customer_ids or ()), 500):
+        chunk = list((customer_ids or ())[start : start + 500])
+        ids = f" AND c.customer_id IN ({', '.join([mark] * len(chunk))})"
+        cursor.execute(_HELD_CUSTOMERS.format(mark=mark, ids=ids, hold=hold), (shop_id, *chunk))
+        found += (customer for (customer,) in cursor.fetchall())
+    return np.sort(np.array(found, dtype=np.int64))
+
+
+def _of_customers(
+    rows: Iterable[tuple[Any, ...]], held: NDArray[np.int64]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows (customer id second) of the `held` customers, checked a chunk at a time."""
+    iterator = iter(rows)
+    while chunk := list(islice(iterator, _ROW_CHUNK)):
+        ids = np.fromiter((row[1] for row in chunk), dtype=np.int64, count=len(chunk))
+        at = np.minimum(np.searchsorted(held, ids), max(held.size - 1, 0))
+        kept = (held[at] == ids) if held.size else np.zeros(ids.size, dtype=bool)
+        yield from compress(chunk, kept.tolist())
 
 
 def latest_full_run(engine: Engine, shop_id: int) -> ModelRun | None:

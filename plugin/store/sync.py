@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from plugin.store.db import is_postgres
+from plugin.store.ledger import hold_customers
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -147,10 +148,17 @@ def record_outcomes(
     job_run_id: int | None,
     now: datetime,
 ) -> None:
-    """Store what the store now holds, and the audit rows, in one transaction."""
+    """Store what the store now holds, and the audit rows, in one transaction.
+
+    Customers the shop no longer holds (redacted while the push was under way) are left out:
+    nothing of theirs is written again. The others' rows are held until the commit, before
+    anything is written, as `ledger.hold_customers` explains.
+    """
     if not outcomes:
         return
     with Session(engine) as session, session.begin():
+        held = hold_customers(session, shop_id, [o.customer_id for o in outcomes])
+        outcomes = [o for o in outcomes if o.customer_id in held]
         current = _current(session, shop_id, [o.customer_id for o in outcomes])
         rows = []
         for outcome in outcomes:
