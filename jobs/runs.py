@@ -8,6 +8,10 @@ never raised: one shop's broken job does not stop the others.
 A run whose lease is held by another worker is skipped and NOT recorded: with several workers,
 every one of them fires every tick and all but one skip, so recording skips would fill
 `job_runs` with noise. The caller gets the outcome "skipped" and who holds the lease.
+
+A run that loses its lease (another worker took it over, or renewals failed until it expired
+by this worker's clock) is cancelled there and recorded as failed ("lease lost to ..."): from
+then on another worker may be running a job that writes the same state.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, delete, or_, update
+from sqlalchemy import Connection, Engine, delete, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
@@ -57,7 +61,16 @@ def lease_name(job: str) -> str:
     return SHARED_LEASES.get(job, job)
 
 
+def _sharing(job: str) -> list[str]:
+    """The jobs under `job`'s lease, itself included."""
+    return sorted({name for name in SHARED_LEASES if lease_name(name) == lease_name(job)} | {job})
+
+
 JobFn = Callable[[JobContext, Shop, int | None], Awaitable[Mapping[str, Any]]]
+
+
+class LeaseLostError(Exception):
+    """The run's lease is no longer its own: another worker may run the job now."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +93,10 @@ async def run_job(
 
     Never raises (except the cancellation of the caller, after recording the run as failed).
     """
+    now = ctx.clock()
     try:
         begun = await anyio.to_thread.run_sync(
-            _begin, ctx.engine, shop_id, job, ctx.worker, ctx.clock(), lease_seconds
+            _begin, ctx.engine, shop_id, job, ctx.worker, now, lease_seconds
         )
     except SQLAlchemyError as exc:
         error = describe_error(exc)
@@ -95,17 +109,26 @@ async def run_job(
         log.error("%s for shop %d not started: no such shop", job, shop_id)
         return RunResult(FAILED, None, error=f"no shop with id {shop_id}")
     shop, run_id = begun
-    return await _run_recorded(ctx, shop, job, fn, run_id, lease_seconds)
+    lease = _Lease(job, lease_seconds, now + timedelta(seconds=lease_seconds))
+    return await _run_recorded(ctx, shop, fn, run_id, lease)
+
+
+@dataclass
+class _Lease:
+    job: str
+    seconds: float
+    until: datetime  # when it expires, by this worker's clock, unless renewed
 
 
 async def _run_recorded(
-    ctx: JobContext, shop: Shop, job: str, fn: JobFn, run_id: int, lease_seconds: float
+    ctx: JobContext, shop: Shop, fn: JobFn, run_id: int, lease: _Lease
 ) -> RunResult:
     assert shop.id is not None
+    job = lease.job
     started = time.monotonic()
     outcome, counts, error = FAILED, dict[str, Any](), None
     try:
-        counts = dict(await _call_keeping_lease(ctx, shop, job, fn, run_id, lease_seconds))
+        counts = dict(await _call_keeping_lease(ctx, shop, fn, run_id, lease))
         outcome = OK
     except anyio.get_cancelled_exc_class():
         error = "Cancelled: the process shut down before the job finished"
@@ -118,7 +141,7 @@ async def _run_recorded(
     finally:
         # Recorded and released even while being cancelled: a shutdown leaves no run "running".
         with anyio.CancelScope(shield=True):
-            await _finish_quietly(ctx, shop, job, run_id, outcome, counts, error)
+            outcome, error = await _finish_quietly(ctx, shop, job, run_id, outcome, counts, error)
     if outcome == OK:
         log.info(
             "%s for %s: ok in %.1f s %s",
@@ -131,12 +154,14 @@ async def _run_recorded(
 
 
 async def _call_keeping_lease(
-    ctx: JobContext, shop: Shop, job: str, fn: JobFn, run_id: int, lease_seconds: float
+    ctx: JobContext, shop: Shop, fn: JobFn, run_id: int, lease: _Lease
 ) -> Mapping[str, Any]:
     """`fn`'s counts, the lease renewed meanwhile; `fn`'s exception raised as it is (not in a
-    group: the run records its own type and message)."""
+    group: the run records its own type and message). LeaseLostError, `fn` cancelled, when the
+    lease is lost before `fn` ends."""
     results: list[Mapping[str, Any]] = []
     failures: list[Exception] = []
+    lost: list[str] = []
 
     async def call(scope: anyio.CancelScope) -> None:
         try:
@@ -146,9 +171,15 @@ async def _call_keeping_lease(
         finally:
             scope.cancel()  # stops the renewals
 
+    async def keep(scope: anyio.CancelScope) -> None:
+        lost.append(await _keep_lease(ctx, shop, lease))
+        scope.cancel()  # stops the job: another worker may be running it, or may start to
+
     async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_renew_lease, ctx, shop, job, lease_seconds)
+        tasks.start_soon(keep, tasks.cancel_scope)
         tasks.start_soon(call, tasks.cancel_scope)
+    if lost:  # first, even if `fn` ended meanwhile: it may have overlapped another run
+        raise LeaseLostError(lost[0])
     if failures:
         raise failures[0]
     if not results:
@@ -156,19 +187,36 @@ async def _call_keeping_lease(
     return results[0]
 
 
-async def _renew_lease(ctx: JobContext, shop: Shop, job: str, lease_seconds: float) -> None:
+async def _keep_lease(ctx: JobContext, shop: Shop, lease: _Lease) -> str:
+    """Renews the lease every third of its length; returns, saying why, once it is no longer
+    ours: another worker holds it or has released it, or it expired by our clock while the
+    renewals failed or hung (from then on another worker may take it, unseen by us)."""
     assert shop.id is not None
+    last_error = "no renewal answered in time"
     while True:
-        await anyio.sleep(lease_seconds / RENEWALS_PER_LEASE)
-        try:
-            kept = await anyio.to_thread.run_sync(
-                _renew, ctx.engine, shop.id, job, ctx.worker, ctx.clock(), lease_seconds
-            )
-        except SQLAlchemyError as exc:
-            log.warning("%s for %s: lease not renewed: %s", job, shop.domain, describe_error(exc))
+        with anyio.move_on_after((lease.until - ctx.clock()).total_seconds()):
+            await anyio.sleep(lease.seconds / RENEWALS_PER_LEASE)
+            now = ctx.clock()
+            try:
+                lost = await anyio.to_thread.run_sync(
+                    _renew,
+                    ctx.engine,
+                    shop.id,
+                    lease.job,
+                    ctx.worker,
+                    now,
+                    lease.seconds,
+                    abandon_on_cancel=True,  # a hung renewal must not outlast the lease
+                )
+            except SQLAlchemyError as exc:  # retried while the lease lasts
+                last_error = describe_error(exc)
+                log.warning("%s for %s: lease not renewed: %s", lease.job, shop.domain, last_error)
+                continue
+            if lost is not None:
+                return lost
+            lease.until = now + timedelta(seconds=lease.seconds)
             continue
-        if not kept:
-            log.warning("%s for %s: the lease was lost to another worker", job, shop.domain)
+        return f"lease lost: it expired at {lease.until.isoformat()} unrenewed ({last_error})"
 
 
 async def _finish_quietly(
@@ -179,10 +227,11 @@ async def _finish_quietly(
     outcome: str,
     counts: Mapping[str, Any],
     error: str | None,
-) -> None:
+) -> tuple[str, str | None]:
+    """The outcome and error recorded: failed, if the job ended ok but the lease was lost."""
     assert shop.id is not None
     try:
-        await anyio.to_thread.run_sync(
+        return await anyio.to_thread.run_sync(
             _finish,
             ctx.engine,
             run_id,
@@ -199,6 +248,7 @@ async def _finish_quietly(
         log.error(
             "%s for %s: run %d not recorded: %s", job, shop.domain, run_id, describe_error(exc)
         )
+        return outcome, error
 
 
 def describe_error(exc: BaseException) -> str:
@@ -224,7 +274,7 @@ def _begin(
             if lease is None:
                 return "the lease was just released by another worker"
             return f"running on {lease.holder} (lease until {lease.expires_at.isoformat()})"
-        _close_abandoned(session, shop_id, job, now)
+        _close_abandoned(session, shop_id, job, worker, now)
         run = JobRun(shop_id=shop_id, job=job, worker=worker, started_at=now, outcome=RUNNING)
         session.add(run)
         session.flush()
@@ -232,13 +282,21 @@ def _begin(
         return shop, run.id
 
 
-def _close_abandoned(session: Session, shop_id: int, job: str, now: datetime) -> None:
+def _close_abandoned(session: Session, shop_id: int, job: str, worker: str, now: datetime) -> None:
     """Runs still "running" when their lease is taken were left by a worker that died (or
-    stalled past its lease): recorded as failed, so that no run stays "running" for ever."""
+    stalled past its lease): recorded as failed, so that no run stays "running" for ever. Those
+    of every job sharing the lease (a reconcile taking over a dead push's lease closes its run),
+    but not another job's run of this very worker: that one is alive (a worker takes a lease it
+    holds again, so the push and the reconcile of one process may overlap)."""
     table = JobRun.__table__  # type: ignore[attr-defined]
+    sibling_elsewhere = table.c.job.in_(_sharing(job)) & (table.c.worker != worker)
     session.connection().execute(
         update(table)
-        .where(table.c.shop_id == shop_id, table.c.job == job, table.c.outcome == RUNNING)
+        .where(
+            table.c.shop_id == shop_id,
+            table.c.outcome == RUNNING,
+            or_(table.c.job == job, sibling_elsewhere),
+        )
         .values(
             outcome=FAILED,
             finished_at=now,
@@ -281,7 +339,8 @@ def take_lease(
 
 def _renew(
     engine: Engine, shop_id: int, job: str, holder: str, now: datetime, lease_seconds: float
-) -> bool:
+) -> str | None:
+    """None when the lease is renewed; otherwise who has it now (see `_lost_to`)."""
     table = JobLease.__table__  # type: ignore[attr-defined]
     with engine.begin() as connection:
         renewed = connection.execute(
@@ -293,7 +352,23 @@ def _renew(
             )
             .values(expires_at=now + timedelta(seconds=lease_seconds))
         ).rowcount
-    return bool(renewed)
+        if renewed:
+            return None
+        return _lost_to(connection, shop_id, job)
+
+
+def _lost_to(connection: Connection, shop_id: int, job: str) -> str:
+    """Why a lease we held is not ours any more, read in the caller's transaction."""
+    table = JobLease.__table__  # type: ignore[attr-defined]
+    holder = connection.execute(
+        select(table.c.holder).where(table.c.shop_id == shop_id, table.c.job == lease_name(job))
+    ).scalar()
+    if holder is not None:
+        return f"lease lost to {holder}"
+    shops = Shop.__table__  # type: ignore[attr-defined]
+    if connection.execute(select(shops.c.id).where(shops.c.id == shop_id)).first() is None:
+        return "lease lost: the shop was deleted"
+    return "lease lost: another worker took it over and has released it"
 
 
 def _finish(
@@ -306,21 +381,53 @@ def _finish(
     outcome: str,
     counts: Mapping[str, Any],
     error: str | None,
-) -> None:
-    """Record how the run ended and release the lease (only if it is still ours)."""
+) -> tuple[str, str | None]:
+    """Record how the run ended and release the lease (only if it is still ours). A job that
+    ended ok after its lease was taken (its worker stalled past the lease, unable to notice)
+    is recorded as failed: another run may have written the same state meanwhile."""
     table = JobLease.__table__  # type: ignore[attr-defined]
     with Session(engine) as session, session.begin():
+        if _sibling_running(session, run_id, shop_id, job, holder):
+            kept = True  # ours, and still needed by that run: not released
+        else:
+            released = session.connection().execute(
+                delete(table)
+                .where(
+                    table.c.shop_id == shop_id,
+                    table.c.job == lease_name(job),
+                    table.c.holder == holder,
+                )
+                .returning(table.c.holder)
+            )
+            kept = released.first() is not None
+        if outcome == OK and not kept:
+            outcome = FAILED
+            error = f"{LeaseLostError.__name__}: {_lost_to(session.connection(), shop_id, job)}"
         run = session.get(JobRun, run_id)
         if run is not None:  # gone only if the shop was deleted meanwhile
             run.finished_at, run.outcome, run.error = now, outcome, error
             run.counts = json.dumps(dict(counts), sort_keys=True, default=str)
-        session.connection().execute(
-            delete(table).where(
-                table.c.shop_id == shop_id,
-                table.c.job == lease_name(job),
-                table.c.holder == holder,
-            )
-        )
+    return outcome, error
+
+
+def _sibling_running(session: Session, run_id: int, shop_id: int, job: str, holder: str) -> bool:
+    """Whether the lease is ours and another run of ours under it is still going (a worker
+    takes a lease it holds again): the lease must outlive this run, or that one would find it
+    lost."""
+    runs = JobRun.__table__  # type: ignore[attr-defined]
+    leases = JobLease.__table__  # type: ignore[attr-defined]
+    ours = select(leases.c.holder).where(
+        leases.c.shop_id == shop_id, leases.c.job == lease_name(job), leases.c.holder == holder
+    )
+    query = select(runs.c.id).where(
+        runs.c.shop_id == shop_id,
+        runs.c.job.in_(_sharing(job)),
+        runs.c.worker == holder,
+        runs.c.outcome == RUNNING,
+        runs.c.id != run_id,
+        ours.exists(),
+    )
+    return session.connection().execute(query.limit(1)).first() is not None
 
 
 def recent_runs(engine: Engine, shop_id: int | None = None, limit: int = 20) -> list[JobRun]:

@@ -1,0 +1,259 @@
+"""run_job on a real database when a run's lease is lost: the job is stopped and recorded as
+failed; and a run abandoned under a shared lease is closed by whichever job takes it over."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from jobs.context import JobContext, utcnow
+from jobs.runs import FAILED, OK, RUNNING, RunResult, run_job, take_lease
+from plugin.store.models import JobLease, JobRun, Shop
+from tests.helpers import add_shop
+from tests.test_job_runs import NOW, context, hold_lease, leases_of, runs_of
+
+pytestmark = pytest.mark.anyio
+
+
+class Watched:
+    """A job that ticks for `seconds` unless stopped, noting whether it finished or was stopped."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started, self.stopped = anyio.Event(), anyio.Event()
+        self.finished = False
+
+    async def __call__(self, ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        self.started.set()
+        try:
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline:
+                await anyio.sleep(0.02)
+            self.finished = True
+            return {"ticked": 1}
+        finally:
+            self.stopped.set()
+
+
+@contextmanager
+def lease_row_locked(engine: Engine) -> Iterator[None]:
+    """Another transaction holding the lease rows: on PostgreSQL a row lock, on SQLite the
+    write lock (every transaction begins IMMEDIATE). A renewal waits on it, as on a stuck
+    database."""
+    with engine.connect() as connection, connection.begin():
+        connection.execute(select(JobLease).with_for_update()).all()
+        yield
+
+
+async def test_run_job_lease_taken_over_stops_the_job_and_records_it_failed(
+    engine: Engine,
+) -> None:
+    # given worker A pushing a shop for 3 s under a 1 s lease (renewed every 1/3 s)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    push = Watched(seconds=3.0)
+    results: dict[str, RunResult] = {}
+
+    async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        with anyio.move_on_after(5):  # until A stops (it never would, were the loss ignored)
+            await push.stopped.wait()
+        return {"drifted": 0}
+
+    async with httpx.AsyncClient() as http:
+
+        async def a() -> None:
+            assert shop.id is not None
+            ctx = context(engine, http, "worker-a", clock=utcnow)
+            results["a"] = await run_job(ctx, shop.id, "push", push, lease_seconds=1.0)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(a)
+                with anyio.fail_after(5):
+                    await push.started.wait()
+                # when worker B, whose clock runs an hour ahead, finds A's lease expired and takes
+                # it over for a reconcile (which writes the same pushed state)
+                ahead = context(
+                    engine, http, "worker-b", clock=lambda: utcnow() + timedelta(hours=1)
+                )
+                results["b"] = await run_job(ahead, shop.id, "reconcile", reconcile)
+    # then A's push was stopped at its next renewal and recorded as failed, naming B
+    assert not push.finished
+    assert (results["a"].outcome, results["a"].error) == (
+        FAILED,
+        "LeaseLostError: lease lost to worker-b",
+    )
+    assert [(r.job, r.worker, r.outcome, r.error) for r in runs_of(engine)] == [
+        ("push", "worker-a", FAILED, "LeaseLostError: lease lost to worker-b"),
+        ("reconcile", "worker-b", OK, None),
+    ]
+    # and B's lease was left to B, which released it
+    assert results["b"].outcome == OK and leases_of(engine) == []
+
+
+async def test_run_job_renewals_stuck_until_the_lease_expires_stop_the_job(
+    engine: Engine,
+) -> None:
+    # given a 2 s job under a 0.3 s lease, on the real clock
+    shop = add_shop(engine)
+    assert shop.id is not None
+    job = Watched(seconds=2.0)
+    results: dict[str, RunResult] = {}
+
+    async with httpx.AsyncClient() as http:
+
+        async def run() -> None:
+            assert shop.id is not None
+            ctx = context(engine, http, clock=utcnow)
+            results["run"] = await run_job(ctx, shop.id, "refit", job, lease_seconds=0.3)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run)
+                with anyio.fail_after(5):
+                    await job.started.wait()
+                # when the database stops answering its renewals, for longer than the lease
+                with lease_row_locked(engine):
+                    with anyio.move_on_after(3):
+                        await job.stopped.wait()
+    # then the job was stopped once the lease had expired by its own clock (another worker
+    # could have taken it from then on), and recorded as failed, saying so
+    assert not job.finished
+    result = results["run"]
+    assert result.outcome == FAILED and result.error is not None
+    assert result.error.startswith("LeaseLostError: lease lost: it expired at ")
+    [run] = runs_of(engine)
+    assert (run.outcome, run.error) == (FAILED, result.error)
+    assert leases_of(engine) == []
+
+
+async def test_run_job_renewal_delayed_within_the_lease_carries_on(engine: Engine) -> None:
+    # given a 2 s job under a 1.5 s lease (renewed every 0.5 s), on the real clock
+    shop = add_shop(engine)
+    assert shop.id is not None
+    job = Watched(seconds=2.0)
+    results: dict[str, RunResult] = {}
+
+    async with httpx.AsyncClient() as http:
+
+        async def run() -> None:
+            assert shop.id is not None
+            ctx = context(engine, http, clock=utcnow)
+            results["run"] = await run_job(ctx, shop.id, "refit", job, lease_seconds=1.5)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run)
+                with anyio.fail_after(5):
+                    await job.started.wait()
+                # when the database holds up the first renewal for a while, but not past the lease
+                with lease_row_locked(engine):
+                    await anyio.sleep(0.7)
+    # then the renewal went through late and the job ran to its end
+    assert job.finished and results["run"].outcome == OK
+    assert [(r.outcome, r.error) for r in runs_of(engine)] == [(OK, None)]
+
+
+async def test_run_job_stalled_past_its_lease_is_not_recorded_ok(engine: Engine) -> None:
+    # given a job that blocks its event loop past its 0.2 s lease (a stalled worker cannot
+    # renew, nor notice), while another worker takes the lease over, and then ends well
+    shop = add_shop(engine)
+    assert shop.id is not None
+
+    async def stalling(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        assert shop.id is not None
+        time.sleep(0.4)
+        with Session(engine) as session, session.begin():
+            assert take_lease(session, shop.id, "writeback", "worker-b", utcnow(), 600.0)
+        return {"pushed": 1}
+
+    # when it is run
+    async with httpx.AsyncClient() as http:
+        ctx = context(engine, http, clock=utcnow)
+        result = await run_job(ctx, shop.id, "push", stalling, lease_seconds=0.2)
+    # then it is recorded as failed: the other worker may have written the same state
+    assert (result.outcome, result.error) == (FAILED, "LeaseLostError: lease lost to worker-b")
+    assert [(r.outcome, r.error) for r in runs_of(engine)] == [(FAILED, result.error)]
+    # and the other worker's lease is left alone
+    assert [lease.holder for lease in leases_of(engine)] == ["worker-b"]
+
+
+async def test_run_job_taking_over_a_shared_lease_closes_the_dead_sibling_run(
+    engine: Engine,
+) -> None:
+    # given a push left "running" by a worker that died (its writeback lease expired), and a
+    # refit "running" on a live worker (another lease)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    hold_lease(engine, shop, "push", "worker-b", NOW - timedelta(seconds=1))
+    hold_lease(engine, shop, "refit", "worker-c", NOW + timedelta(hours=1))
+    started: datetime = NOW - timedelta(minutes=20)
+    with Session(engine) as session, session.begin():
+        for job, worker in (("push", "worker-b"), ("refit", "worker-c")):
+            session.add(JobRun(shop_id=shop.id, job=job, worker=worker, started_at=started))
+
+    async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        return {"drifted": 0}
+
+    # when this worker runs the reconcile, which shares the push's lease
+    async with httpx.AsyncClient() as http:
+        result = await run_job(context(engine, http), shop.id, "reconcile", reconcile)
+    # then it took the lease over, and the dead push's run no longer claims to be running
+    assert result.outcome == OK
+    runs = {(r.job, r.worker): r for r in runs_of(engine)}
+    push = runs[("push", "worker-b")]
+    assert (push.outcome, push.finished_at) == (FAILED, NOW)
+    assert push.error == "Abandoned: its worker stopped before the job finished"
+    # and the refit, under another lease, is left running
+    assert runs[("refit", "worker-c")].outcome == RUNNING
+    assert runs[("reconcile", "worker-a")].outcome == OK
+
+
+async def test_run_job_sibling_in_the_same_process_neither_loses_the_lease_nor_is_abandoned(
+    engine: Engine,
+) -> None:
+    # given this process (one worker name) in the middle of a shop's push, renewing its 1 s
+    # lease, as when the one process running every job has the push and the reconcile due in
+    # the same minute (it takes a lease it holds again: they overlap, as they did before)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    push = Watched(seconds=1.5)
+    results: dict[str, RunResult] = {}
+
+    async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        return {"drifted": 0}
+
+    async with httpx.AsyncClient() as http:
+
+        async def run_push() -> None:
+            assert shop.id is not None
+            ctx = context(engine, http, clock=utcnow)
+            results["push"] = await run_job(ctx, shop.id, "push", push, lease_seconds=1.0)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(run_push)
+                with anyio.fail_after(5):
+                    await push.started.wait()
+                # when the same process runs the reconcile to its end meanwhile
+                ctx = context(engine, http, clock=utcnow)
+                results["reconcile"] = await run_job(ctx, shop.id, "reconcile", reconcile)
+    # then the reconcile neither closed the push's run as abandoned nor released the lease
+    # under it: the push renewed it and ran to its end, and both are recorded ok
+    assert push.finished
+    assert [(r.outcome, r.error) for r in results.values()] == [(OK, None), (OK, None)]
+    assert [(r.job, r.outcome, r.error) for r in runs_of(engine)] == [
+        ("push", OK, None),
+        ("reconcile", OK, None),
+    ]
+    # and the last to end released it
+    assert leases_of(engine) == []
