@@ -15,7 +15,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
 from plugin.store.db import alembic_config, is_postgres, make_engine, upgrade
-from plugin.store.models import CustomerScore, Order, OrderLine
+from plugin.store.models import Customer, CustomerScore, Order, OrderLine
 from plugin.store.scores import (
     SCORE_COLUMNS,
     MissingShopError,
@@ -90,6 +90,12 @@ def score_row(shop_id: int, customer_id: int) -> tuple[Any, ...]:
     return tuple(values[name] for name in SCORE_COLUMNS)
 
 
+def add_customers(engine: Engine, shop_id: int, *customer_ids: int) -> None:
+    """Customers' rows: scores are written for customers the shop holds only."""
+    with Session(engine) as session, session.begin():
+        session.add_all(Customer(shop_id=shop_id, customer_id=c) for c in customer_ids)
+
+
 def shop_scores(engine: Engine, shop_id: int) -> int:
     with Session(engine) as session:
         query = select(func.count()).select_from(CustomerScore)
@@ -109,6 +115,8 @@ def test_shop_redact_deletes_the_shops_scores_only(engine: Engine) -> None:
     # given two shops with scores
     first, second = add_shop(engine), add_shop(engine, "other.myshopify.com")
     assert first.id is not None and second.id is not None
+    add_customers(engine, first.id, 1, 2)
+    add_customers(engine, second.id, 1)
     replace_scores(engine, first.id, [score_row(first.id, c) for c in (1, 2)], None)
     replace_scores(engine, second.id, [score_row(second.id, 1)], None)
     # when the first shop is redacted
@@ -183,7 +191,8 @@ def test_scores_written_read_back_exactly_with_nulls_negatives_and_extremes(engi
         row.update(recency_score=-k, ledger_version=2**31 - 1, run_id=-(2**62))
         row.update(tags="vip \\ \t\n", reasons='{"x": "\\u00e9 \\" é"}', segment="at-risk")
         rows.append(tuple(row[name] for name in SCORE_COLUMNS))
-    # when they are written and read back
+    # when they are written (for customers the shop holds) and read back
+    add_customers(engine, shop.id, *range(1, len(rows) + 1))
     replace_scores(engine, shop.id, rows, None)
     with Session(engine) as session:
         stored = session.exec(model_select(CustomerScore).order_by(CustomerScore.customer_id)).all()
