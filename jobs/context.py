@@ -36,3 +36,7 @@ class JobContext:
     # compress time through these).
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     monotonic: Callable[[], float] = time.monotonic
+    # One lock per (shop, lease name): this process's jobs under one lease run one at a time.
+    lease_locks: dict[tuple[int, str], anyio.Lock] = field(
+        default_factory=dict, compare=False, repr=False
+    )

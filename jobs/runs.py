@@ -92,7 +92,18 @@ async def run_job(
     """Run `fn(ctx, shop, run_id)` for the shop under the (shop, job) lease, and record it.
 
     Never raises (except the cancellation of the caller, after recording the run as failed).
+    Jobs that share a lease (push and reconcile, rescore and refit) run one at a time in this
+    process: the lease keeps processes apart, but a worker takes a lease it holds again, so
+    the one process running every job would otherwise run a shop's push and reconcile at once.
     """
+    lock = ctx.lease_locks.setdefault((shop_id, lease_name(job)), anyio.Lock())
+    async with lock:
+        return await _run_job_now(ctx, shop_id, job, fn, lease_seconds)
+
+
+async def _run_job_now(
+    ctx: JobContext, shop_id: int, job: str, fn: JobFn, lease_seconds: float
+) -> RunResult:
     now = ctx.clock()
     try:
         begun = await anyio.to_thread.run_sync(
@@ -274,7 +285,7 @@ def _begin(
             if lease is None:
                 return "the lease was just released by another worker"
             return f"running on {lease.holder} (lease until {lease.expires_at.isoformat()})"
-        _close_abandoned(session, shop_id, job, worker, now)
+        _close_abandoned(session, shop_id, job, now)
         run = JobRun(shop_id=shop_id, job=job, worker=worker, started_at=now, outcome=RUNNING)
         session.add(run)
         session.flush()
@@ -282,20 +293,18 @@ def _begin(
         return shop, run.id
 
 
-def _close_abandoned(session: Session, shop_id: int, job: str, worker: str, now: datetime) -> None:
+def _close_abandoned(session: Session, shop_id: int, job: str, now: datetime) -> None:
     """Runs still "running" when their lease is taken were left by a worker that died (or
     stalled past its lease): recorded as failed, so that no run stays "running" for ever. Those
-    of every job sharing the lease (a reconcile taking over a dead push's lease closes its run),
-    but not another job's run of this very worker: that one is alive (a worker takes a lease it
-    holds again, so the push and the reconcile of one process may overlap)."""
+    of every job sharing the lease: a reconcile taking over a dead push's lease closes its run.
+    (None of them is a live run of this process: its jobs under one lease run one at a time.)"""
     table = JobRun.__table__  # type: ignore[attr-defined]
-    sibling_elsewhere = table.c.job.in_(_sharing(job)) & (table.c.worker != worker)
     session.connection().execute(
         update(table)
         .where(
             table.c.shop_id == shop_id,
             table.c.outcome == RUNNING,
-            or_(table.c.job == job, sibling_elsewhere),
+            table.c.job.in_(_sharing(job)),
         )
         .values(
             outcome=FAILED,
@@ -387,19 +396,16 @@ def _finish(
     is recorded as failed: another run may have written the same state meanwhile."""
     table = JobLease.__table__  # type: ignore[attr-defined]
     with Session(engine) as session, session.begin():
-        if _sibling_running(session, run_id, shop_id, job, holder):
-            kept = True  # ours, and still needed by that run: not released
-        else:
-            released = session.connection().execute(
-                delete(table)
-                .where(
-                    table.c.shop_id == shop_id,
-                    table.c.job == lease_name(job),
-                    table.c.holder == holder,
-                )
-                .returning(table.c.holder)
+        released = session.connection().execute(
+            delete(table)
+            .where(
+                table.c.shop_id == shop_id,
+                table.c.job == lease_name(job),
+                table.c.holder == holder,
             )
-            kept = released.first() is not None
+            .returning(table.c.holder)
+        )
+        kept = released.first() is not None
         if outcome == OK and not kept:
             outcome = FAILED
             error = f"{LeaseLostError.__name__}: {_lost_to(session.connection(), shop_id, job)}"
@@ -408,26 +414,6 @@ def _finish(
             run.finished_at, run.outcome, run.error = now, outcome, error
             run.counts = json.dumps(dict(counts), sort_keys=True, default=str)
     return outcome, error
-
-
-def _sibling_running(session: Session, run_id: int, shop_id: int, job: str, holder: str) -> bool:
-    """Whether the lease is ours and another run of ours under it is still going (a worker
-    takes a lease it holds again): the lease must outlive this run, or that one would find it
-    lost."""
-    runs = JobRun.__table__  # type: ignore[attr-defined]
-    leases = JobLease.__table__  # type: ignore[attr-defined]
-    ours = select(leases.c.holder).where(
-        leases.c.shop_id == shop_id, leases.c.job == lease_name(job), leases.c.holder == holder
-    )
-    query = select(runs.c.id).where(
-        runs.c.shop_id == shop_id,
-        runs.c.job.in_(_sharing(job)),
-        runs.c.worker == holder,
-        runs.c.outcome == RUNNING,
-        runs.c.id != run_id,
-        ours.exists(),
-    )
-    return session.connection().execute(query.limit(1)).first() is not None
 
 
 def recent_runs(engine: Engine, shop_id: int | None = None, limit: int = 20) -> list[JobRun]:

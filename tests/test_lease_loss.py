@@ -218,25 +218,26 @@ async def test_run_job_taking_over_a_shared_lease_closes_the_dead_sibling_run(
     assert runs[("reconcile", "worker-a")].outcome == OK
 
 
-async def test_run_job_sibling_in_the_same_process_neither_loses_the_lease_nor_is_abandoned(
+async def test_run_job_siblings_in_the_same_process_run_one_after_the_other(
     engine: Engine,
 ) -> None:
-    # given this process (one worker name) in the middle of a shop's push, renewing its 1 s
-    # lease, as when the one process running every job has the push and the reconcile due in
-    # the same minute (it takes a lease it holds again: they overlap, as they did before)
+    # given this process (one context) in the middle of a shop's push, as when the one process
+    # running every job has the push and the reconcile, which share a lease, due together
     shop = add_shop(engine)
     assert shop.id is not None
     push = Watched(seconds=1.5)
     results: dict[str, RunResult] = {}
+    reconcile_started_after_push: list[bool] = []
 
     async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        reconcile_started_after_push.append(push.finished)
         return {"drifted": 0}
 
     async with httpx.AsyncClient() as http:
+        ctx = context(engine, http, clock=utcnow)
 
         async def run_push() -> None:
             assert shop.id is not None
-            ctx = context(engine, http, clock=utcnow)
             results["push"] = await run_job(ctx, shop.id, "push", push, lease_seconds=1.0)
 
         with anyio.fail_after(10):
@@ -244,16 +245,15 @@ async def test_run_job_sibling_in_the_same_process_neither_loses_the_lease_nor_i
                 tasks.start_soon(run_push)
                 with anyio.fail_after(5):
                     await push.started.wait()
-                # when the same process runs the reconcile to its end meanwhile
-                ctx = context(engine, http, clock=utcnow)
+                # when the same process runs the reconcile meanwhile
                 results["reconcile"] = await run_job(ctx, shop.id, "reconcile", reconcile)
-    # then the reconcile neither closed the push's run as abandoned nor released the lease
-    # under it: the push renewed it and ran to its end, and both are recorded ok
-    assert push.finished
+    # then the reconcile waited for the push to end (it did not run beside it), and the push,
+    # renewing its lease, was neither stopped nor closed as abandoned: both are recorded ok
+    assert reconcile_started_after_push == [True]
     assert [(r.outcome, r.error) for r in results.values()] == [(OK, None), (OK, None)]
     assert [(r.job, r.outcome, r.error) for r in runs_of(engine)] == [
         ("push", OK, None),
         ("reconcile", OK, None),
     ]
-    # and the last to end released it
+    # and the lease was released at the end
     assert leases_of(engine) == []
