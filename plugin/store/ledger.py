@@ -2,8 +2,10 @@
 
 Every function runs inside the caller's transaction and never commits. Work on one order, and
 on one customer's aggregates, is serialised with `lock_keys` (PostgreSQL advisory locks; SQLite
-has a single writer anyway), always order before customer, so two processors never deadlock
-and never compute an aggregate from a stale view.
+has a single writer anyway), always order before customer within an event, so an aggregate is
+never computed from a stale view. A processor's batch holds its locks until it commits, so two
+processors on PostgreSQL can still deadlock across events (A: order 1 then order 2; B: order 2
+then customer of order 1): PostgreSQL aborts one event, which is retried with the others.
 
 A customer redacted (customers/redact) is remembered, with their orders, as a `Redaction`:
 nothing applied after it (a late delivery, a backfill) stores them again. Each check reads the

@@ -18,8 +18,9 @@ from sqlalchemy import Engine, and_, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
+from plugin.domain.writeback import same_value
 from plugin.store.db import is_postgres
-from plugin.store.ledger import hold_customers
+from plugin.store.ledger import CUSTOMER, hold_customers, redacted
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -214,12 +215,17 @@ def record_read_back(
     now: datetime,
 ) -> int:
     """Replace the pushed state with what a reconcile read from the store; the number of
-    customers whose recorded state was wrong (drift)."""
+    customers whose recorded state was wrong (drift: other tags, or values that differ by what
+    they mean, see `same_value`). Nothing is kept for a redacted customer, whom the store
+    may still hold."""
     drifted = 0
     with Session(engine) as session, session.begin():
+        gone = redacted(session, shop_id, CUSTOMER, held)
         current = _current(session, shop_id, list(held))
         rows = []
         for customer_id, (tags, metafields) in held.items():
+            if customer_id in gone:
+                continue
             was = current.get(customer_id)
             tags_text = json.dumps(sorted(tags))
             metafields_text = json.dumps(metafields, sort_keys=True)
@@ -228,7 +234,9 @@ def record_read_back(
                     continue
                 was = {"shop_id": shop_id, "customer_id": customer_id, "pushed_at": None}
                 drifted += 1
-            elif (was["tags"], was["metafields"]) != (tags_text, metafields_text):
+            elif was["tags"] != tags_text or not _same_values(
+                json.loads(was["metafields"]), metafields
+            ):
                 drifted += 1
             rows.append(
                 {
@@ -242,6 +250,12 @@ def record_read_back(
             )
         _upsert(session, rows)
     return drifted
+
+
+def _same_values(recorded: dict[str, str], read: dict[str, str]) -> bool:
+    return recorded.keys() == read.keys() and all(
+        same_value(recorded[key], value) for key, value in read.items()
+    )
 
 
 def pushed_tags(engine: Engine, shop_id: int) -> dict[int, list[str]]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from sqlmodel import Session, select
 
 from jobs import writeback
 from jobs.writeback import plan_changes, push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
+from plugin.store.models import CustomerSync
+from tests.helpers import enqueue
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
+from webhooks.processor import Processor
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +81,22 @@ async def test_reconcile_after_a_changed_prefix_removes_the_old_tags(
         assert {t for t in tags if t.startswith("ltv-")} == {
             "ltv-" + t.removeprefix("clv:") for t in scenario.desired()[customer_id]
         }
+
+
+async def test_reconcile_keeps_nothing_of_a_redacted_customer_the_store_still_holds(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop, then one tagged customer redacted (the store keeps the customer)
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    gone = next(c for c, tags in scenario.desired().items() if tags)
+    payload = {"shop_domain": scenario.store.shop_domain, "customer": {"id": gone}}
+    enqueue(scenario.engine, "customers/redact", payload, "redact", scenario.store.shop_domain)
+    assert Processor(scenario.engine).drain().by_outcome == {"done": 1}
+    # when reconciled: the store's tags and values are read back for every customer
+    await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then nothing is held for the redacted customer again
+    with Session(scenario.engine) as session:
+        kept = session.exec(select(CustomerSync).where(CustomerSync.customer_id == gone)).all()
+    assert kept == []
