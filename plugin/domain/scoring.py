@@ -37,6 +37,7 @@ from plugin.domain.scoring_types import (
 )
 from plugin.domain.segments import (
     SEGMENTS,
+    lower_quintile_edges,
     quintile_edges,
     score_higher_better,
     segment_of,
@@ -158,7 +159,7 @@ def compute_reference(
     intervals = {} if purchases is None else learn_replenishment(purchases, as_of_day, settings)
     return ScoreReference(
         recency_edges=quintile_edges(figures.last_order_day),
-        frequency_edges=quintile_edges(figures.orders),
+        frequency_edges=lower_quintile_edges(figures.orders),
         monetary_edges=quintile_edges(figures.net_spend),
         top_clv_threshold=top_threshold(predicted.predicted_clv, settings.top_share),
         replenishment_days=intervals,

@@ -39,9 +39,12 @@ lately (R 1-2, F 3-4); cant-lose were among the most frequent but have not come 
 F 5); hibernating have been away with few orders (R 2, F 1-2, or R 1, F 2); lost bought once,
 long ago (R 1, F 1).
 
-F is relative to the shop like R and M: "bought once" is F 1 only while one-order customers are
-fewer than 40% of the shop. From 40% their middle rank lies above the first quintile: they score
-F 2 (F 3 from 80%, at-risk when not recent), and new, promising and lost are empty.
+F is the exception to the mid-rank rule: most of a shop ties on one order, and at the middle of
+that group one-time buyers would score F 2 or 3 from 40% or 80% of the shop, which would leave
+new, promising and lost (the first-order cells) empty in a typical shop. F's cut points are the
+shop's 20th, 40th, 60th and 80th percentiles (the lower order statistic, an actual value):
+customers tied on a cut point take the lower score, so a one-time buyer is always F 1
+(`lower_quintile_edges`).
 """
 
 from __future__ import annotations
@@ -100,6 +103,15 @@ def quintile_edges(values: ArrayLike) -> tuple[float, ...]:
     last = np.searchsorted(scores, np.arange(1, len(QUINTILES) + 1), side="right") - 1
     floor = float(np.nextafter(array[0], -np.inf))
     return tuple(float(array[below[k]]) if k >= 0 else floor for k in last.tolist())
+
+
+def lower_quintile_edges(values: ArrayLike) -> tuple[float, ...]:
+    """F's cut points: the 20/40/60/80th percentiles, each the lower order statistic (an
+    actual value), so a group tied on a cut point takes the lower score (module docstring)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    return tuple(float(v) for v in np.quantile(array, QUINTILES, method="lower"))
 
 
 def score_higher_better(values: FloatArray, edges: tuple[float, ...]) -> NDArray[np.int8]:

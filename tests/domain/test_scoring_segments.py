@@ -273,5 +273,5 @@ def test_score_shop_same_day_orders_in_any_order_sum_in_one_order(
     rows = [(1, AS_OF - 3.0, a) for a in amounts]
     # when scored, rows already sorted by customer and day
     scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
-    # then they are added smallest first, whatever order they came in
-    assert scores.net_spend[0] == (0.1 + 0.2) + 0.3
+    # then the sum is exact (in the ledger's 1/10,000 units), whatever order they came in
+    assert scores.net_spend[0] == 0.6

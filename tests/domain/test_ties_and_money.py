@@ -78,15 +78,17 @@ def test_score_shop_same_day_amounts_in_any_order_sum_to_the_exact_amount() -> N
         assert scores.trailing_12m_spend[0] == 0.6
 
 
-def test_score_shop_whole_shop_ordered_at_one_moment_scores_three_and_no_top_20() -> None:
+def test_score_shop_whole_shop_ordered_at_one_moment_scores_r_and_m_three_and_no_top_20() -> None:
     # given 100 customers who each ordered once, all at the same moment yesterday, for 30.00
     rows = [(c, AS_OF - 1.5, 30.0) for c in range(1, 101)]
     # when scored
     scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
-    # then every score is the middle one, nobody is "lost", and nobody is top-20: all are tied,
-    # and 100% of the shop does not fit in the top fifth
-    for name in ("recency_score", "frequency_score", "monetary_score"):
+    # then R and M are the middle score, F the lowest (a one-time buyer is always F 1), nobody
+    # is "lost", and nobody is top-20: all are tied, and 100% of the shop does not fit in the
+    # top fifth
+    for name in ("recency_score", "monetary_score"):
         assert getattr(scores, name).tolist() == [3] * 100, name
+    assert scores.frequency_score.tolist() == [1] * 100
     assert "lost" not in {SEGMENTS[i] for i in scores.segment}
     assert not scores.flags["top-20"].any()
 
@@ -170,3 +172,19 @@ def test_top_threshold_any_values_never_exceed_the_share_and_keep_all_above_the_
         fits = sum(v >= cutoff for v in values) <= k
         expected = [v > cutoff or (v == cutoff and fits) for v in values]
         assert chosen.tolist() == expected
+
+
+def test_score_shop_one_time_buyers_are_f_one_however_many_they_are() -> None:
+    # given a shop where 70% of the customers bought once, the rest two to four times
+    rows = [(c, AS_OF - 10.0 - c, 30.0) for c in range(1, 71)]
+    for c in range(71, 101):
+        rows += [(c, AS_OF - 200.0 + 10.0 * k, 30.0) for k in range(2 + c % 3)]
+    rows.sort()
+    # when scored
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then every one-time buyer scores F 1 (their group's middle rank would give F 2), so the
+    # recent ones can be "new" and "promising", and repeat buyers score higher
+    once = scores.orders == 1
+    assert set(scores.frequency_score[once].tolist()) == {1}
+    assert scores.frequency_score[~once].min() > 1
+    assert {"new", "promising"} <= {SEGMENTS[i] for i in scores.segment[once]}
