@@ -14,8 +14,10 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 import click
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlmodel import Session
 
 from plugin.cli_backtest import backtest
@@ -74,17 +76,72 @@ def _settings() -> Settings:
 
 @contextlib.contextmanager
 def _open_store(settings: Settings) -> Iterator[Engine]:
-    """An engine on a schema brought up to date by the migrations, disposed of after use."""
-    engine = make_engine(settings.database_url)
+    """An engine on a schema brought up to date by the migrations, disposed of after use.
+
+    What goes wrong while opening (a URL that is not one, a driver not installed, a server that
+    does not answer, a file that is not a database, a schema newer than this code) is one line
+    naming DATABASE_URL without its password; a database error later in the command is reported
+    as such, not as a failure to open."""
+    engine = _migrated_engine(settings.database_url)
     try:
-        upgrade(engine)
         yield engine
     except OperationalError as exc:
-        raise click.ClickException(
-            f"cannot open the database in DATABASE_URL: {str(exc.orig).strip()}"
-        ) from None
+        raise click.ClickException(f"database error: {_one_line(exc.orig)}") from None
     finally:
         engine.dispose()
+
+
+def _migrated_engine(url: str) -> Engine:
+    shown = _shown_url(url)
+    try:
+        engine = make_engine(url)
+    except NoSuchModuleError as exc:
+        raise click.ClickException(
+            f"DATABASE_URL {shown}: not a kind of database this app knows ({exc}); use "
+            "sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    except (ArgumentError, ValueError) as exc:
+        # a ValueError is a port that is not a number; its text is left out, as it could be
+        # part of the password in a garbled URL
+        reason = (
+            _one_line(exc)
+            if isinstance(exc, ArgumentError)
+            else "malformed, e.g. a port that is not a number"
+        )
+        raise click.ClickException(
+            f"DATABASE_URL is not a database URL ({reason}); use sqlite:///FILE or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    except ImportError as exc:
+        raise click.ClickException(
+            f"DATABASE_URL {shown}: its database driver is not installed ({exc}); use "
+            "sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    try:
+        upgrade(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise click.ClickException(
+            f"cannot open the database in DATABASE_URL {shown}: {_one_line(exc.orig)}"
+        ) from None
+    except CommandError as exc:
+        engine.dispose()
+        raise click.ClickException(
+            f"cannot open the database in DATABASE_URL {shown}: its schema version is not one "
+            f"this clvsync knows, perhaps a newer one ({_one_line(exc)})"
+        ) from None
+    return engine
+
+
+def _shown_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(not a URL)"
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
 
 
 def _now() -> datetime:

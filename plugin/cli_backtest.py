@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from plugin.domain.backtest import FREQUENCY_GROUPS, BacktestError, run_backtest
 from plugin.domain.rfm_summary import TimeUnit
+from plugin.domain.scoring_types import MAX_HORIZON_DAYS
 
 REQUIRED_COLUMNS = ("customer_id", "date", "amount")
 
@@ -44,9 +45,12 @@ def parse_day(text: str) -> int:
 
 
 def _parse_amount(text: str) -> float:
+    """A purchase amount: finite and >= 0, as the scorer requires of order amounts."""
     amount = float(text)
     if not math.isfinite(amount):
         raise ValueError(f"not a finite amount: {text!r}")
+    if amount < 0:
+        raise ValueError(f"a negative amount: {text!r} (amounts must be >= 0)")
     return amount
 
 
@@ -72,6 +76,35 @@ def read_purchases(stream: TextIO) -> Purchases:
     return Purchases(np.array(ids, dtype=np.str_), np.array(days, float), np.array(amounts, float))
 
 
+def _read_file(path: Path) -> Purchases:
+    # utf-8-sig: a spreadsheet's UTF-8 byte order mark is not part of the first column's name
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            return read_purchases(stream)
+    except UnicodeDecodeError as error:
+        raise click.ClickException(
+            f"{click.format_filename(path)} is not UTF-8 text (byte {error.start}): save the "
+            "CSV as UTF-8"
+        ) from None
+
+
+def _strict_json(value: Any) -> Any:
+    """`value` with every non-finite float as None: JSON has no NaN or Infinity."""
+    if isinstance(value, dict):
+        return {key: _strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _horizon_option(_ctx: click.Context, _param: click.Parameter, value: float | None) -> Any:
+    if value is not None and math.isnan(value):  # FloatRange lets NaN through
+        raise click.BadParameter("must be a number of days, not NaN")
+    return value
+
+
 def _day_option(value: str, name: str) -> int:
     try:
         return date.fromisoformat(value.strip()).toordinal()
@@ -92,9 +125,11 @@ def _day_option(value: str, name: str) -> int:
 @click.option("--time-unit", type=click.Choice(["day", "week"]), default="week", show_default=True)
 @click.option(
     "--horizon-days",
-    type=click.FloatRange(min=0.0),
+    type=click.FloatRange(min=0.0, max=MAX_HORIZON_DAYS),
+    callback=_horizon_option,
     default=None,
-    help="Horizon of the predicted CLV total [default: the holdout length].",
+    help=f"Horizon of the predicted CLV total, at most {MAX_HORIZON_DAYS:,.0f} [default: the "
+    "holdout length].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def backtest(
@@ -112,8 +147,7 @@ def backtest(
     """
     calibration_day = _day_option(calibration_end, "--calibration-end")
     holdout_day = _day_option(holdout_end, "--holdout-end")
-    with transactions.open(newline="", encoding="utf-8-sig") as stream:
-        purchases = read_purchases(stream)
+    purchases = _read_file(transactions)
     try:
         report = run_backtest(
             purchases.customer_ids,
@@ -127,7 +161,10 @@ def backtest(
         )
     except BacktestError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(json.dumps(report) if as_json else "\n".join(format_report(report)))
+    if as_json:
+        click.echo(json.dumps(_strict_json(report), allow_nan=False))
+    else:
+        click.echo("\n".join(format_report(report)))
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -138,6 +175,9 @@ def _model_lines(report: dict[str, Any]) -> Iterable[str]:
     yield f"time unit: {report['time_unit']}"
     yield f"{'model':<12} {'params':<52} {'log-lik':>12} {'conv':>5} {'seconds':>8}"
     for name, model in report["models"].items():
+        if model is None:
+            yield f"{name:<12} not fitted"
+            continue
         params = " ".join(f"{k}={v:.4g}" for k, v in model["params"].items())
         yield (
             f"{name:<12} {params:<52} {model['log_likelihood']:>12.2f} "
@@ -171,6 +211,8 @@ def _clv_lines(report: dict[str, Any]) -> Iterable[str]:
             f"predicted holdout spend ({name}): {_number(value, 2)}; "
             f"predicted CLV over {clv['horizon_days']:.0f} days: {_number(horizon, 2)}"
         )
+    if clv["note"]:
+        yield clv["note"]
 
 
 def format_report(report: dict[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from plugin.domain.rfm_summary import (
     count_purchase_days,
     summarise_purchases,
 )
+from plugin.domain.scoring_types import MAX_HORIZON_DAYS
 
 FloatArray = NDArray[np.float64]
 Clock = Callable[[], float]
@@ -43,7 +44,8 @@ FREQUENCY_GROUPS: tuple[str, ...] = ("0", "1", "2", "3", "4", "5", "6", "7+")
 
 
 class BacktestError(ValueError):
-    """The purchases cannot support a backtest (no customers, no repeat buyers, bad dates)."""
+    """The purchases cannot support a backtest (no customers, no repeat buyers, bad dates,
+    negative or non-finite amounts, a horizon out of range)."""
 
 
 T = TypeVar("T")
@@ -78,10 +80,14 @@ def run_backtest(
     (total actual and predicted repeat purchases, and their per-customer means by calibration
     frequency 0..6 and 7+), `customers`, `repeat_customers`, and `clv_calibration`: actual and
     predicted holdout spend (E[Y(holdout)] E[M]) and the predicted CLV total over `horizon_days`
-    (default: the holdout length), undiscounted.
+    (default: the holdout length, at most `MAX_HORIZON_DAYS`), undiscounted. Both are null, and
+    `clv_calibration.note` says why, when the Gamma-Gamma model could not be fitted (no repeat
+    purchase worth more than 0), did not converge, or has an infinite mean (q <= 1): the scorer
+    does not use such a fit either. `models.gamma_gamma` is null when it was not fitted.
     """
     if holdout_end_day <= calibration_end_day:
         raise BacktestError("the holdout end must be after the calibration end")
+    _check_inputs(amounts, horizon_days)
     summary = summarise_purchases(
         customer_ids, days, amounts, calibration_end_day=calibration_end_day, time_unit=time_unit
     )
@@ -94,6 +100,14 @@ def run_backtest(
     )
     horizon = holdout.days if horizon_days is None else horizon_days
     return _report(summary, holdout, horizon, models, clock)
+
+
+def _check_inputs(amounts: ArrayLike, horizon_days: float | None) -> None:
+    values = np.asarray(amounts, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise BacktestError("purchase amounts must be finite and >= 0")
+    if horizon_days is not None and not 0 <= horizon_days <= MAX_HORIZON_DAYS:
+        raise BacktestError(f"the horizon must be between 0 and {MAX_HORIZON_DAYS:,.0f} days")
 
 
 def _observe_holdout(
@@ -124,14 +138,14 @@ def _report(
 ) -> dict[str, Any]:
     unit = DAYS_PER_UNIT[summary.time_unit]
     fits = {name: _timed(clock, partial(_fit_model, summary, name)) for name in models}
-    spend = _timed(clock, lambda: fit_gamma_gamma(summary.frequency, summary.monetary_value))
+    spend, spend_seconds = _timed(clock, partial(_fit_spend, summary))
     predicted = {
         name: _predict(fit, summary, holdout.days / unit) for name, (fit, _) in fits.items()
     }
     mse = {name: holdout_mse(values, holdout.purchases) for name, values in predicted.items()}
     selected = select_by_holdout(mse, {name: fit.converged for name, (fit, _) in fits.items()})
     entries: dict[str, Any] = {name: _model_entry(*timed) for name, timed in fits.items()}
-    entries["gamma_gamma"] = _model_entry(*spend)
+    entries["gamma_gamma"] = None if isinstance(spend, str) else _model_entry(spend, spend_seconds)
     return {
         "time_unit": summary.time_unit,
         "models": entries,
@@ -142,7 +156,7 @@ def _report(
         "clv_calibration": _clv_section(
             summary,
             {n: f for n, (f, _) in fits.items()},
-            spend[0],
+            spend,
             predicted,
             holdout.spend,
             horizon_days,
@@ -152,6 +166,14 @@ def _report(
 
 def _fit_model(summary: RfmSummary, model: RepeatModel) -> RepeatFit:
     return fit_repeat_model(model, summary.frequency, summary.recency, summary.age)
+
+
+def _fit_spend(summary: RfmSummary) -> GammaGammaFit | str:
+    """The Gamma-Gamma fit, or why there is none."""
+    try:
+        return fit_gamma_gamma(summary.frequency, summary.monetary_value)
+    except ValueError as error:  # no repeat purchase worth more than 0
+        return str(error)
 
 
 def _timed(clock: Clock, fit: Callable[[], T]) -> tuple[T, float]:
@@ -216,13 +238,18 @@ def _group_entry(
 def _clv_section(
     summary: RfmSummary,
     fits: dict[RepeatModel, RepeatFit],
-    spend_fit: GammaGammaFit,
+    spend_fit: GammaGammaFit | str,
     predicted: dict[RepeatModel, FloatArray],
     actual_spend: float,
     horizon_days: float,
 ) -> dict[str, Any]:
-    section: dict[str, Any] = {"actual_holdout_spend": actual_spend, "horizon_days": horizon_days}
-    if spend_fit.params.q <= 1.0:  # the Gamma-Gamma mean is infinite: no spend prediction
+    note = _unusable_spend(spend_fit)
+    section: dict[str, Any] = {
+        "actual_holdout_spend": actual_spend,
+        "horizon_days": horizon_days,
+        "note": note,
+    }
+    if note is not None or isinstance(spend_fit, str):
         section["predicted_holdout_spend"] = dict.fromkeys(fits)
         section["predicted_clv"] = dict.fromkeys(fits)
         return section
@@ -234,6 +261,20 @@ def _clv_section(
         name: _total_clv(fit, spend_fit, summary, horizon_days) for name, fit in fits.items()
     }
     return section
+
+
+def _unusable_spend(spend_fit: GammaGammaFit | str) -> str | None:
+    """Why the spend fit gives no spend prediction, or None when it does."""
+    if isinstance(spend_fit, str):
+        return f"no spend prediction: Gamma-Gamma not fitted ({spend_fit})"
+    if not spend_fit.converged:
+        return f"no spend prediction: the Gamma-Gamma fit did not converge ({spend_fit.message})"
+    if spend_fit.params.q <= 1.0:
+        return (
+            f"no spend prediction: Gamma-Gamma q = {spend_fit.params.q:.3g} <= 1, so the mean "
+            "spend per order is infinite"
+        )
+    return None
 
 
 def _total_clv(

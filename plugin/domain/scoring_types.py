@@ -6,7 +6,9 @@ segment, flag and replenishment modules can use them without importing the score
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from numbers import Integral, Real
 
 import numpy as np
 from numpy.typing import NDArray
@@ -17,6 +19,9 @@ IntArray = NDArray[np.int64]
 CONFIDENCE_FITTED = "fitted"
 CONFIDENCE_RULES = "rules"
 RULES_MODEL = "rules"  # FittedModels.repeat_model when no model is trusted
+# The longest CLV horizon, 100 years: scoring steps through it month by month when discounting,
+# so an unbounded horizon (1e12 days) would hang a recompute, and an infinite one overflow it.
+MAX_HORIZON_DAYS = 36_500.0
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,31 @@ class ScoringSettings:
     choice_max_customers: int = 100_000
 
     def __post_init__(self) -> None:
-        problems = [text for broken, text in self._checks() if broken]
+        problems = self._type_problems() or [text for broken, text in self._checks() if broken]
         if problems:
             raise ValueError("invalid scoring settings: " + "; ".join(problems))
+
+    def _type_problems(self) -> list[str]:
+        """Every number is finite (NaN fails no `not x >= 0` check, infinity passes most), and a
+        count is a whole number; checked first, so that `_checks` compares numbers only."""
+        problems = []
+        for field in fields(self):  # types are strings here (from __future__ import annotations)
+            value = getattr(self, field.name)
+            if field.type == "int" and not _is_count(value):
+                problems.append(f"{field.name} must be a whole number")
+            elif field.type in ("float", "float | None") and not (
+                _is_finite(value) or (value is None and field.type == "float | None")
+            ):
+                problems.append(f"{field.name} must be a finite number")
+        return problems
 
     def _checks(self) -> list[tuple[bool, str]]:
         margin = self.margin_rate
         return [
-            (not self.horizon_days >= 0, "horizon_days must be >= 0"),
+            (
+                not 0 <= self.horizon_days <= MAX_HORIZON_DAYS,
+                f"horizon_days must be in [0, {MAX_HORIZON_DAYS:.0f}]",
+            ),
             (not self.annual_discount_rate > -1, "annual_discount_rate must be > -1"),
             (margin is not None and not 0 <= margin <= 1, "margin_rate must be in [0, 1]"),
             (not 0 <= self.tier_insider <= self.tier_vip, "need 0 <= tier_insider <= tier_vip"),
@@ -78,7 +100,9 @@ class ScoringSettings:
             (not 0 <= self.churn_p_alive <= 1, "churn_p_alive must be in [0, 1]"),
             (not self.spend_declining_ratio > 0, "spend_declining_ratio must be > 0"),
             (not 0 <= self.top_share <= 1, "top_share must be in [0, 1]"),
-            (min(self.min_customers, self.min_repeat_customers) < 0, "minimums must be >= 0"),
+            # a model is never fitted to no customers, nor to no repeat purchase
+            (self.min_customers < 1, "min_customers must be >= 1"),
+            (self.min_repeat_customers < 1, "min_repeat_customers must be >= 1"),
             (not 0 < self.reorder_grace < self.reorder_lapse, "need 0 < reorder_grace < lapse"),
             (min(self.spend_recent_orders, self.spend_earlier_orders) < 1, "spend orders >= 1"),
             (self.replenishment_min_buyers < 1, "replenishment_min_buyers must be >= 1"),
@@ -90,6 +114,14 @@ class ScoringSettings:
             ),
             (self.choice_max_customers < 1, "choice_max_customers must be >= 1"),
         ]
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
