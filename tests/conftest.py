@@ -30,27 +30,53 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for this run, dropped at the end."""
-    base = database_url(os.environ.get("CLVSYNC_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
-    name = f"clvsync_test_{uuid.uuid4().hex[:10]}"
+def _create_database(base: str, prefix: str) -> str:
+    """A new, empty database on the server of `base` (a database URL); its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
+    finally:
         admin.dispose()
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(base: str, url: str) -> None:
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            name = make_url(url).database
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this run, dropped at the end."""
+    base = database_url(os.environ.get("CLVSYNC_TEST_POSTGRES_URL", DEFAULT_POSTGRES))
+    try:
+        url = _create_database(base, "clvsync_test")
+    except OperationalError as exc:
         reason = f"PostgreSQL unreachable at {make_url(base).render_as_string()}: {exc.orig}"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(reason + " (CI requires PostgreSQL)", pytrace=False)
         pytest.skip(reason)
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        _drop_database(base, url)
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """Another empty PostgreSQL database, for a migration run from scratch."""
+    url = _create_database(postgres_url, "clvsync_migrate")
+    try:
+        yield url
+    finally:
+        _drop_database(postgres_url, url)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])

@@ -4,16 +4,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, delete, event, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, delete, event, inspect, select, text
 from sqlmodel import col
 
 from plugin.store.db import alembic_config, make_engine, upgrade
@@ -73,21 +69,6 @@ def test_undo_and_prune_reads_of_the_audit_use_its_indexes(postgres_engine: Engi
     # then each reads its index, not the whole table
     assert "ix_sync_changes_run" in plan(postgres_engine, by_run)
     assert "ix_sync_changes_applied" in plan(postgres_engine, by_age)
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
-    """An empty PostgreSQL database of its own, for a migration run from scratch."""
-    name = f"clvsync_migrate_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_on_postgresql_0007_builds_the_indexes_concurrently_and_keeps_one_built_by_hand(

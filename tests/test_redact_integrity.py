@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,8 +14,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine, func, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, func, inspect, text
 from sqlmodel import Session, col, select
 
 from plugin.store import inbox, ledger
@@ -418,21 +416,6 @@ def test_migration_0008_adds_the_tombstones_and_its_downgrade_drops_them(tmp_pat
     upgrade(engine)
     assert "redactions" in inspect(engine).get_table_names()
     engine.dispose()
-
-
-@pytest.fixture
-def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
-    """An empty PostgreSQL database of its own, for a migration run from scratch."""
-    name = f"clvsync_migrate_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_on_postgresql_migration_0008_downgrades_and_upgrades_again(
