@@ -91,14 +91,16 @@ def _open_store(settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
+_URL_FORMS = "use sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
+
+
 def _migrated_engine(url: str) -> Engine:
     shown = _shown_url(url)
     try:
         engine = make_engine(url)
     except NoSuchModuleError as exc:
         raise click.ClickException(
-            f"DATABASE_URL {shown}: not a kind of database this app knows ({exc}); use "
-            "sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
+            f"DATABASE_URL {shown}: not a kind of database this app knows ({exc}); {_URL_FORMS}"
         ) from None
     except (ArgumentError, ValueError) as exc:
         # a ValueError is a port that is not a number; its text is left out, as it could be
@@ -109,13 +111,11 @@ def _migrated_engine(url: str) -> Engine:
             else "malformed, e.g. a port that is not a number"
         )
         raise click.ClickException(
-            f"DATABASE_URL is not a database URL ({reason}); use sqlite:///FILE or "
-            "postgresql://USER:PASSWORD@HOST/DB"
+            f"DATABASE_URL is not a database URL ({reason}); {_URL_FORMS}"
         ) from None
     except ImportError as exc:
         raise click.ClickException(
-            f"DATABASE_URL {shown}: its database driver is not installed ({exc}); use "
-            "sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
+            f"DATABASE_URL {shown}: its database driver is not installed ({exc}); {_URL_FORMS}"
         ) from None
     try:
         upgrade(engine)
