@@ -43,6 +43,10 @@ def _print_plan(plan: dict[str, Any]) -> None:
             click.echo(f"    + {tag}: {reason}")
         for tag, reason in sample["remove"].items():
             click.echo(f"    - {tag}: {reason}")
+        for key, value in sample["metafields"].items():
+            click.echo(f"    = metafield {key}: {value}")
+        for key in sample["delete_metafields"]:
+            click.echo(f"    x metafield {key}")
 
 
 async def _run(
