@@ -2,8 +2,6 @@
 the undone run had left (added, removed, added back): against the live dev store, and the audit
 query on its own, on SQLite and PostgreSQL."""
 
-# ruff: noqa: F811  (the dev store's and write-back's fixtures are imported, and used by name)
-
 from __future__ import annotations
 
 from datetime import timedelta
@@ -20,14 +18,7 @@ from jobs.writeback import push_shop
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import CustomerScore, Shop, SyncChange
 from tests.helpers import T0, add_shop
-from tests.writeback.conftest import (  # noqa: F401
-    Scenario,
-    ScenarioFactory,
-    devstore_factory,
-    http,
-    live_switch,
-    scenario_factory,
-)
+from tests.writeback.conftest import Scenario, ScenarioFactory
 
 Held = tuple[list[str], dict[str, str]]
 

@@ -2,8 +2,6 @@
 printed report and in its JSON, after a real push to the live dev store, on SQLite and
 PostgreSQL."""
 
-# ruff: noqa: F811  (the dev store's and write-back's fixtures are imported, and used by name)
-
 from __future__ import annotations
 
 import json
@@ -14,13 +12,7 @@ from sqlmodel import Session
 from plugin.cli import main
 from plugin.store.models import Customer, CustomerScore
 from tests.test_compliance import cli_env
-from tests.writeback.conftest import (  # noqa: F401
-    Scenario,
-    ScenarioFactory,
-    devstore_factory,
-    live_switch,
-    scenario_factory,
-)
+from tests.writeback.conftest import Scenario, ScenarioFactory
 
 
 def push(scenario: Scenario, url: str, *args: str) -> Result:
@@ -65,6 +57,9 @@ def test_push_dry_run_deleted_metafields_reported_as_deleted_not_set(
     assert [line for line in lines if line.startswith("set metafield")] == [
         "set metafield segment 1 customers"
     ]
+    # and the sample shows each customer's metafield changes beside their tags
+    assert "x metafield segment" in lines
+    assert any(line.startswith("= metafield segment: ") for line in lines)
     report = json.loads(as_json.stdout)
     assert report["metafields_set"] == {"segment": 1}
     assert report["metafields_deleted"] == {key: 1 for key in to_delete}
