@@ -100,35 +100,43 @@ async def test_run_job_lease_taken_over_stops_the_job_and_records_it_failed(
     assert results["b"].outcome == OK and leases_of(engine) == []
 
 
-async def test_run_job_renewals_stuck_until_the_lease_expires_stop_the_job(
-    engine: Engine,
-) -> None:
-    # given a 2 s job under a 0.3 s lease, on the real clock
+async def run_with_renewals_held(
+    engine: Engine, job: Watched, lease_seconds: float, held_seconds: float
+) -> RunResult:
+    """`job` run under a lease of `lease_seconds` on the real clock; once it has started, the
+    lease rows are locked (renewals wait, as on a stuck database) for up to `held_seconds`, or
+    until the job stops."""
     shop = add_shop(engine)
     assert shop.id is not None
-    job = Watched(seconds=2.0)
-    results: dict[str, RunResult] = {}
+    results: list[RunResult] = []
 
     async with httpx.AsyncClient() as http:
 
         async def run() -> None:
             assert shop.id is not None
             ctx = context(engine, http, clock=utcnow)
-            results["run"] = await run_job(ctx, shop.id, "refit", job, lease_seconds=0.3)
+            results.append(await run_job(ctx, shop.id, "refit", job, lease_seconds=lease_seconds))
 
         with anyio.fail_after(10):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(run)
                 with anyio.fail_after(5):
                     await job.started.wait()
-                # when the database stops answering its renewals, for longer than the lease
-                with lease_row_locked(engine):
-                    with anyio.move_on_after(3):
-                        await job.stopped.wait()
+                with lease_row_locked(engine), anyio.move_on_after(held_seconds):
+                    await job.stopped.wait()
+    return results[0]
+
+
+async def test_run_job_renewals_stuck_until_the_lease_expires_stop_the_job(
+    engine: Engine,
+) -> None:
+    # given a 2 s job under a 0.3 s lease, on the real clock
+    job = Watched(seconds=2.0)
+    # when the database stops answering its renewals, for longer than the lease
+    result = await run_with_renewals_held(engine, job, lease_seconds=0.3, held_seconds=3.0)
     # then the job was stopped once the lease had expired by its own clock (another worker
     # could have taken it from then on), and recorded as failed, saying so
     assert not job.finished
-    result = results["run"]
     assert result.outcome == FAILED and result.error is not None
     assert result.error.startswith("LeaseLostError: lease lost: it expired at ")
     [run] = runs_of(engine)
@@ -138,28 +146,11 @@ async def test_run_job_renewals_stuck_until_the_lease_expires_stop_the_job(
 
 async def test_run_job_renewal_delayed_within_the_lease_carries_on(engine: Engine) -> None:
     # given a 2 s job under a 1.5 s lease (renewed every 0.5 s), on the real clock
-    shop = add_shop(engine)
-    assert shop.id is not None
     job = Watched(seconds=2.0)
-    results: dict[str, RunResult] = {}
-
-    async with httpx.AsyncClient() as http:
-
-        async def run() -> None:
-            assert shop.id is not None
-            ctx = context(engine, http, clock=utcnow)
-            results["run"] = await run_job(ctx, shop.id, "refit", job, lease_seconds=1.5)
-
-        with anyio.fail_after(10):
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(run)
-                with anyio.fail_after(5):
-                    await job.started.wait()
-                # when the database holds up the first renewal for a while, but not past the lease
-                with lease_row_locked(engine):
-                    await anyio.sleep(0.7)
+    # when the database holds up the first renewal for a while, but not past the lease
+    result = await run_with_renewals_held(engine, job, lease_seconds=1.5, held_seconds=0.7)
     # then the renewal went through late and the job ran to its end
-    assert job.finished and results["run"].outcome == OK
+    assert job.finished and result.outcome == OK
     assert [(r.outcome, r.error) for r in runs_of(engine)] == [(OK, None)]
 
 

@@ -34,9 +34,10 @@ from plugin.store.models import (
     SyncChange,
 )
 from plugin.store.recommendations import replace_recommendations
-from plugin.store.scores import SCORE_COLUMNS, replace_scores
+from plugin.store.scores import replace_scores
 from plugin.store.sync import Outcome, record_outcomes
 from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
+from tests.test_scores_store import score_row
 from webhooks.payloads import minimise, parse_order
 from webhooks.processor import Processor
 
@@ -236,15 +237,6 @@ def test_shop_redact_deletes_the_shops_tombstones(engine: Engine) -> None:
 
 
 # --- writers that computed the customer before the redact ----------------------------------
-
-
-def score_row(shop_id: int, customer_id: int) -> tuple[Any, ...]:
-    values: dict[str, Any] = dict.fromkeys(SCORE_COLUMNS, 1.0)
-    values.update(shop_id=shop_id, customer_id=customer_id, run_id=1, ledger_version=1)
-    values.update(expected_next_order_at=None, reorder_due_at=None, segment="new")
-    values.update(tags="new", reasons="{}", mean_days_between_orders=None)
-    values.update(recency_score=1, frequency_score=1, monetary_score=1)
-    return tuple(values[name] for name in SCORE_COLUMNS)
 
 
 def scored(engine: Engine) -> list[int]:

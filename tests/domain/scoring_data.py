@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -9,10 +10,21 @@ from functools import lru_cache
 import numpy as np
 
 from plugin.devstore.generator import GeneratedStore, GeneratorConfig, generate_store
-from plugin.domain.scoring import OrderHistory, ProductPurchases
+from plugin.domain.scoring import CONFIDENCE_RULES, FittedModels, OrderHistory, ProductPurchases
 
 EPOCH = date(1970, 1, 1).toordinal()
 COUNTED_KINDS = ("purchase", "refill")
+# No fitted model: the shop is scored by its transparent rules.
+RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
+
+
+def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
+    """A shop's orders from (customer, day, amount) rows."""
+    return OrderHistory(
+        np.array([r[0] for r in rows], dtype=np.int64),
+        np.array([r[1] for r in rows], dtype=np.float64),
+        np.array([r[2] for r in rows], dtype=np.float64),
+    )
 
 
 @dataclass(frozen=True)

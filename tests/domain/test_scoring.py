@@ -14,24 +14,13 @@ from plugin.domain.predictions import repeat_params_of
 from plugin.domain.scoring import (
     CONFIDENCE_FITTED,
     CONFIDENCE_RULES,
-    FittedModels,
     OrderHistory,
     ScoringSettings,
     fit_models,
     rescore,
     score_shop,
 )
-from tests.domain.scoring_data import generated
-
-RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
-
-
-def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
-    return OrderHistory(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.float64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-    )
+from tests.domain.scoring_data import RULES, generated, history
 
 
 def test_score_shop_hand_built_history_figures_match_arithmetic() -> None:

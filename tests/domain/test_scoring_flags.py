@@ -9,27 +9,16 @@ import pytest
 
 from plugin.domain.flags import days, top_threshold, whole_days
 from plugin.domain.scoring import (
-    CONFIDENCE_RULES,
     SEGMENTS,
     TAGS,
-    FittedModels,
-    OrderHistory,
     ProductPurchases,
     ScoringSettings,
     score_shop,
 )
 from plugin.domain.tag_reasons import reason_texts
+from tests.domain.scoring_data import RULES, history
 
-RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
 AS_OF = 1000.0
-
-
-def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
-    return OrderHistory(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.float64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-    )
 
 
 def flag_of(rows: list[tuple[int, float, float]], flag: str, **settings: float) -> list[bool]:

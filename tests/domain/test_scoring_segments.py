@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,7 +9,6 @@ from hypothesis import strategies as st
 
 from plugin.domain.scoring import (
     CONFIDENCE_FITTED,
-    CONFIDENCE_RULES,
     SEGMENTS,
     FittedModels,
     OrderHistory,
@@ -25,8 +22,8 @@ from plugin.domain.segments import (
     score_higher_better,
     segment_of,
 )
+from tests.domain.scoring_data import RULES, history
 
-RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
 BGNBD = FittedModels(
     "bgnbd",
     {"r": 0.5, "alpha": 60.0, "a": 0.8, "b": 2.5},
@@ -61,14 +58,6 @@ orders = st.lists(
     min_size=1,
     max_size=60,
 )
-
-
-def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
-    return OrderHistory(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.float64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-    )
 
 
 def test_quintile_edges_are_actual_values_at_20_40_60_80_percent() -> None:

@@ -11,30 +11,19 @@ from hypothesis import strategies as st
 
 from plugin.domain.flags import top_threshold
 from plugin.domain.scoring import (
-    CONFIDENCE_RULES,
     SEGMENTS,
-    FittedModels,
-    OrderHistory,
     ScoringSettings,
     score_shop,
 )
 from plugin.domain.segments import quintile_edges, score_higher_better
+from tests.domain.scoring_data import RULES, history
 
-RULES = FittedModels("rules", {}, None, math.nan, False, 0, 0, CONFIDENCE_RULES, "rules")
 AS_OF = 20_000.5
 
 
 def quintile_scores(values: np.ndarray) -> list[int]:
     """Each value's score within `values`, through the cut points as the scorer takes them."""
     return score_higher_better(values, quintile_edges(values)).tolist()
-
-
-def history(rows: list[tuple[int, float, float]]) -> OrderHistory:
-    return OrderHistory(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.float64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-    )
 
 
 def test_score_shop_four_orders_making_exactly_750_reach_vip() -> None:

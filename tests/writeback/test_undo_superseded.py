@@ -5,37 +5,21 @@ query on its own, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from jobs.runs import OK, RunResult, run_job
-from jobs.undo import touched_later, undo_run
-from jobs.writeback import push_shop
+from jobs.runs import OK
+from jobs.undo import touched_later
 from plugin.domain.undo import RunChange, undo_change
-from plugin.store.models import CustomerScore, Shop, SyncChange
+from plugin.store.models import CustomerScore, SyncChange
 from tests.helpers import T0, add_shop
 from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.test_undo import push, undo
 
 Held = tuple[list[str], dict[str, str]]
-
-
-async def push(scenario: Scenario, http: httpx.AsyncClient) -> int:
-    assert scenario.shop.id is not None
-    result = await run_job(scenario.context(http), scenario.shop.id, "push", push_shop)
-    assert result.outcome == OK and result.run_id is not None, result.error
-    return result.run_id
-
-
-async def undo(scenario: Scenario, http: httpx.AsyncClient, target: int) -> RunResult:
-    async def job(ctx: Any, shop: Shop, run_id: int | None) -> dict[str, Any]:
-        return await undo_run(ctx, shop, run_id, target=target)
-
-    assert scenario.shop.id is not None
-    return await run_job(scenario.context(http), scenario.shop.id, "undo", job)
 
 
 def rescore(scenario: Scenario, customer_id: int, tags: str, segment: str) -> None:
