@@ -6,11 +6,12 @@ their line items, and applies each one to the ledger as an order webhook is appl
 versioned by `updatedAt`, and only a later stamp than the ledger holds replaces it, so a backfill
 that meets orders already delivered by webhooks, or runs twice, changes nothing.
 
-The bulk result lists each line item on its own line after its order, with `__parentId`. It is
-written to a temporary file as it downloads and read twice, never held whole in memory (a large
-shop's export runs to gigabytes): once to count the orders and find any whose line items do not
-follow it directly (Shopify writes them so, but only promises "after"), then to apply each order
-as soon as its line items are read, the scattered ones (normally none) gathered and applied last.
+The bulk result lists each line item on its own line, with `__parentId`. Since API version
+2026-01 it is not grouped (`groupObjects` defaults to false, and Shopify asks readers not to rely
+on the order of lines): a line item may come anywhere in the file, before its order or after it.
+The export is written to a temporary file as it downloads and never held whole in memory (a
+large shop's runs to gigabytes): it is read once into an index, a SQLite file beside it, and the
+orders are read back from there with their line items, one batch at a time.
 
 Scheduled daily (`scheduled_backfill`), it reads the orders updated since its last successful
 run began (less a day's overlap), or the whole history the first time: the periodic read through
@@ -24,10 +25,12 @@ row from their orders; a customer without an order has no figures to keep.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import logging
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -43,7 +46,7 @@ from sqlmodel import Session, col, select
 from jobs.context import JobContext
 from jobs.writeback import admin_client
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
-from plugin.shopify.bulk import BulkRunner, OnPoll, jsonl_lines
+from plugin.shopify.bulk import BulkRunner, OnPoll
 from plugin.shopify.gid import gid_number
 from plugin.store import ledger
 from plugin.store.models import JobRun, Shop
@@ -100,52 +103,70 @@ def orders_query(since: datetime | None) -> str:
     return f"{{ orders{filter_} {{ edges {{ node {{ {_ORDER_FIELDS} }} }} }} }}"
 
 
-@dataclass(frozen=True)
-class ExportShape:
-    orders: int
-    scattered: frozenset[str]  # orders whose line items do not all follow them directly
+class OrderIndex:
+    """A bulk export's orders, each with its line items, wherever in the file they came."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+
+    @property
+    def orders(self) -> int:
+        return int(self._connection.execute("SELECT count(*) FROM orders").fetchone()[0])
+
+    @property
+    def orphans(self) -> int:
+        """Line items of an order the export does not hold: not something Shopify writes."""
+        query = "SELECT count(*) FROM items WHERE order_id NOT IN (SELECT id FROM orders)"
+        return int(self._connection.execute(query).fetchone()[0])
+
+    def read(self) -> Iterator[tuple[dict[str, Any], list[Any]]]:
+        """Each order with its line items, both in the order the export gave them."""
+        rows = self._connection.execute(
+            "SELECT o.rowid, o.body, i.body FROM orders o "
+            "LEFT JOIN items i ON i.order_id = o.id ORDER BY o.rowid, i.rowid"
+        )
+        for _, group in itertools.groupby(rows, key=lambda row: row[0]):
+            rows_of_order = list(group)
+            items = [json.loads(row[2]) for row in rows_of_order if row[2] is not None]
+            yield json.loads(rows_of_order[0][1]), items
 
 
-def export_shape(export: Path) -> ExportShape:
-    """First pass over the export: how many orders, and which have line items elsewhere than
-    right after them (Shopify writes them so; it only promises "after")."""
-    orders, scattered, current = 0, set[str](), None
-    for line in jsonl_lines(export):
-        parent = line.get("__parentId")
-        if parent is None:
-            orders, current = orders + 1, line.get("id")
-        elif parent != current:
-            scattered.add(str(parent))
-    return ExportShape(orders, frozenset(scattered))
+_INDEX_CHUNK = 10_000  # export lines per insert
 
 
-def read_orders(
-    export: Path, scattered: frozenset[str]
-) -> Iterator[tuple[dict[str, Any], list[Any]]]:
-    """Second pass: each order with its line items, as soon as they are all read; the scattered
-    orders (normally none) are gathered and come last. Only those are held in memory."""
-    gathered: dict[str, tuple[dict[str, Any], list[Any]]] = {}
-    current: tuple[dict[str, Any], list[Any]] | None = None
-    orphans = 0
-    for line in jsonl_lines(export):
-        parent = line.get("__parentId")
-        if parent is None:
-            if current is not None:
-                yield current
-            current = (line, [])
-            if str(line.get("id")) in scattered:
-                gathered[str(line.get("id"))], current = current, None
-        elif parent in gathered:
-            gathered[parent][1].append(line)
-        elif current is not None and parent == current[0].get("id"):
-            current[1].append(line)
-        else:
-            orphans += 1  # before its order, or of none: not what Shopify writes
-    if current is not None:
-        yield current
-    yield from gathered.values()
-    if orphans:
-        log.warning("backfill: %d line items without an order before them left out", orphans)
+@contextlib.contextmanager
+def order_index(export: Path) -> Iterator[OrderIndex]:
+    """Index the export (one pass, `_INDEX_CHUNK` lines at a time) in a SQLite file beside it,
+    deleted on leaving. Only ids are parsed out; each line is kept as its text."""
+    path = export.with_name(export.name + ".index")
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, body TEXT NOT NULL);"
+            "CREATE TABLE items (order_id TEXT NOT NULL, body TEXT NOT NULL);"
+        )
+        with export.open("rb") as lines:
+            while chunk := list(itertools.islice(lines, _INDEX_CHUNK)):
+                orders, items = [], []
+                for raw in chunk:
+                    if not raw.strip():
+                        continue
+                    line = json.loads(raw)
+                    parent = line.get("__parentId")
+                    if parent is None:
+                        orders.append((str(line.get("id")), raw.decode()))
+                    else:
+                        items.append((str(parent), raw.decode()))
+                # an order listed twice is read once, as first listed
+                connection.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?)", orders)
+                connection.executemany("INSERT INTO items VALUES (?, ?)", items)
+        connection.execute("CREATE INDEX items_by_order ON items (order_id)")
+        connection.commit()
+        yield OrderIndex(connection)
+    finally:
+        connection.close()
+        path.unlink(missing_ok=True)
 
 
 def _gid_id(value: Any, field: str) -> int:
@@ -268,10 +289,19 @@ def apply_orders(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """Apply the export's orders to the ledger, APPLY_BATCH per transaction; counts by outcome."""
-    shape = export_shape(export)
-    log.info("backfill %s: %d orders read", shop.domain, shape.orders)
-    counts = {"read": shape.orders, "applied": 0, "unchanged": 0, "test": 0, "rejected": 0}
-    orders = read_orders(export, shape.scattered)
+    with order_index(export) as index:
+        return _apply_indexed(ctx, shop, index, progress)
+
+
+def _apply_indexed(
+    ctx: JobContext, shop: Shop, index: OrderIndex, progress: Progress | None
+) -> dict[str, int]:
+    read = index.orders
+    log.info("backfill %s: %d orders read", shop.domain, read)
+    if orphans := index.orphans:
+        log.warning("backfill %s: %d line items without their order left out", shop.domain, orphans)
+    counts = {"read": read, "applied": 0, "unchanged": 0, "test": 0, "rejected": 0}
+    orders = index.read()
     done = 0
     while batch := list(itertools.islice(orders, APPLY_BATCH)):
         versions = []
@@ -292,7 +322,7 @@ def apply_orders(
         counts["unchanged"] += len(versions) - tests - applied
         done += len(batch)
         if progress is not None:
-            progress(done, shape.orders)
+            progress(done, read)
     return counts
 
 

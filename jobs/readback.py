@@ -59,9 +59,11 @@ async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:
 
 
 def _found_in(export: Path) -> Found:
+    """Each customer's tags and metafields. The export is not grouped (API 2026-01 on): a
+    metafield may come before its customer or anywhere after it."""
     found: Found = {}
     for line in jsonl_lines(export):
-        if "__parentId" in line:  # a metafield, after its customer
+        if "__parentId" in line:  # a metafield
             owner = found.setdefault(gid_number(line["__parentId"]), ([], {}))
             owner[1][line["key"]] = line["value"]
         else:

@@ -23,13 +23,11 @@ from sqlmodel import Session, select
 
 from jobs.backfill import (
     OVERLAP,
-    ExportShape,
     OrderDataError,
     backfill_shop,
-    export_shape,
+    order_index,
     order_version,
     orders_query,
-    read_orders,
     scheduled_backfill,
 )
 from jobs.context import JobContext
@@ -405,29 +403,32 @@ def test_order_version_names_the_field_it_cannot_read(change: dict[str, Any], me
 
 
 def test_line_items_are_read_with_their_order_wherever_they_come(tmp_path: Path) -> None:
-    # given an export where order 10's lines follow it directly, and then come again after
-    # order 20 (Shopify only promises "after"), and a line of an order never seen
+    # given an ungrouped export (API 2026-01 on): order 20's line before it, order 10's lines
+    # one right after it and one after order 20, and a line of an order never listed
     other = {**ORDER, "id": "gid://shopify/Order/20"}
     late = {**LINE, "id": "gid://shopify/LineItem/12"}
     stray = {**LINE, "id": "gid://shopify/LineItem/99", "__parentId": "gid://shopify/Order/99"}
     early = {**LINE, "id": "gid://shopify/LineItem/21", "__parentId": "gid://shopify/Order/20"}
     export = tmp_path / "orders.jsonl"
-    lines = [ORDER, LINE, other, early, late, stray]
-    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    # then the first pass counts the orders and finds the scattered ones
-    shape = export_shape(export)
-    assert shape == ExportShape(2, frozenset({"gid://shopify/Order/10", "gid://shopify/Order/99"}))
-    # and the second reads every order with all of its lines, the scattered one last
-    read = [
-        (o["id"], [i["id"] for i in items]) for o, items in read_orders(export, shape.scattered)
-    ]
+    lines = [early, ORDER, LINE, other, late, stray]
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines) + "\n")
+    # then every order is read with all of its lines, in the export's order
+    with order_index(export) as index:
+        assert index.orders == 2 and index.orphans == 1
+        read = [(o["id"], [i["id"] for i in items]) for o, items in index.read()]
     assert read == [
-        ("gid://shopify/Order/20", ["gid://shopify/LineItem/21"]),
         ("gid://shopify/Order/10", ["gid://shopify/LineItem/11", "gid://shopify/LineItem/12"]),
+        ("gid://shopify/Order/20", ["gid://shopify/LineItem/21"]),
     ]
-    # an export of orders whose lines follow them, as Shopify writes it: nothing scattered
-    export.write_text("".join(json.dumps(line) + "\n" for line in [ORDER, LINE, other, early]))
-    assert export_shape(export) == ExportShape(2, frozenset())
+    # and the index is gone with the block
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.jsonl"]
+
+
+def test_an_order_without_line_items_is_read_with_none(tmp_path: Path) -> None:
+    export = tmp_path / "orders.jsonl"
+    export.write_text(json.dumps(ORDER) + "\n")
+    with order_index(export) as index:
+        assert [(o["id"], items) for o, items in index.read()] == [(ORDER["id"], [])]
 
 
 def test_orders_query_filters_on_the_update_time() -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 from sqlmodel import Session, select
 
-from jobs import writeback
+from jobs import readback, writeback
 from jobs.writeback import plan_changes, push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
 from plugin.store.models import CustomerSync
@@ -100,3 +103,19 @@ async def test_reconcile_keeps_nothing_of_a_redacted_customer_the_store_still_ho
     with Session(scenario.engine) as session:
         kept = session.exec(select(CustomerSync).where(CustomerSync.customer_id == gone)).all()
     assert kept == []
+
+
+def test_a_bulk_read_finds_metafields_wherever_they_come(tmp_path: Path) -> None:
+    # an ungrouped export (API 2026-01 on): one metafield before its customer, one after
+    lines = [
+        {"key": "segment", "value": "champions", "__parentId": "gid://shopify/Customer/7"},
+        {"id": "gid://shopify/Customer/7", "tags": ["clv:vip", "wholesale"]},
+        {"id": "gid://shopify/Customer/8", "tags": []},
+        {"key": "clv", "value": "12.50", "__parentId": "gid://shopify/Customer/7"},
+    ]
+    export = tmp_path / "customers.jsonl"
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert readback._found_in(export) == {
+        7: (["clv:vip", "wholesale"], {"segment": "champions", "clv": "12.50"}),
+        8: ([], {}),
+    }
