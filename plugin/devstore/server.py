@@ -122,7 +122,7 @@ class DevStoreServer:
             fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
             key = fields["key"].decode()
             store_upload(self.states.values(), key, fields["file"])
-        except (UploadError, KeyError) as error:
+        except (UploadError, KeyError, UnicodeDecodeError) as error:
             return Response(f"Bad upload: {error}", status_code=400, media_type="text/plain")
         return _upload_created(str(request.url), key)
 
@@ -146,13 +146,14 @@ class DevStoreServer:
 
 
 async def _request_payload(request: Request) -> Any:
-    """JSON `{query, variables, operationName}`, or a bare query sent as application/graphql."""
+    """JSON `{query, variables, operationName}`, or a bare query sent as application/graphql;
+    None for a body that is neither (invalid UTF-8 included), which Shopify answers with 400."""
     body = await request.body()
-    if request.headers.get("content-type", "").startswith("application/graphql"):
-        return {"query": body.decode()}
     try:
+        if request.headers.get("content-type", "").startswith("application/graphql"):
+            return {"query": body.decode()}
         return json.loads(body)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are both ValueErrors
         return None
 
 

@@ -256,3 +256,17 @@ def test_bulk_query_with_search_filter_spans_steps(devstore_factory: DevStoreFac
     # Then exactly the matching customers come back, once each
     ids = [line["id"] for line in download_jsonl(store, operation["url"])]
     assert ids == [f"gid://shopify/Customer/{n}" for n in (2, 4, 6, 8)]
+
+
+def test_staged_upload_with_a_key_that_is_not_utf8_is_refused(devstore: LiveDevStore) -> None:
+    body = (
+        b'--XX\r\nContent-Disposition: form-data; name="key"\r\n\r\n\xff\xfe\r\n'
+        b'--XX\r\nContent-Disposition: form-data; name="file"; filename="v.jsonl"\r\n\r\n{}\r\n'
+        b"--XX--\r\n"
+    )
+    response = httpx.post(
+        f"{devstore.base_url}/staged-uploads",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=XX"},
+    )
+    assert response.status_code == 400

@@ -221,3 +221,15 @@ def test_graphql_accepts_application_graphql_body(devstore: LiveDevStore) -> Non
         headers={"X-Shopify-Access-Token": devstore.token, "Content-Type": "application/graphql"},
     )
     assert response.json()["data"] == {"shop": {"name": "Dev Store"}}
+
+
+def test_graphql_body_of_invalid_utf8_is_400(devstore: LiveDevStore) -> None:
+    # Given a bare query whose bytes are not UTF-8
+    response = devstore.client.post(
+        devstore.graphql_url,
+        content=b"{ shop { name } }\xff",
+        headers={"X-Shopify-Access-Token": devstore.token, "Content-Type": "application/graphql"},
+    )
+    # Then it is a bad request, not a server error
+    assert response.status_code == 400
+    assert response.json() == {"errors": {"query": "Required parameter missing or invalid"}}
