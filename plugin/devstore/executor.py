@@ -129,7 +129,10 @@ def run_operation(
 
 
 class AdminGraphQL:
-    """The GraphQL side of the dev store, shared by every shop and token of one app."""
+    """The GraphQL side of the dev store, shared by every shop and token of one app.
+
+    The throttle is keyed by shop domain: Shopify's bucket is per app and shop, so a refreshed
+    (or second) access token for the same shop draws from the same bucket."""
 
     def __init__(
         self,
@@ -145,58 +148,58 @@ class AdminGraphQL:
         self.throttle_status_code = throttle_status_code
         self.documents = DocumentCache(schema)
 
-    def _cost(self, token: str, requested: int, actual: int | None) -> dict[str, Any]:
+    def _cost(self, shop: str, requested: int, actual: int | None) -> dict[str, Any]:
         return {
             "cost": {
                 "requestedQueryCost": requested,
                 "actualQueryCost": actual,
-                "throttleStatus": self.throttle.status(token).as_json(),
+                "throttleStatus": self.throttle.status(shop).as_json(),
             }
         }
 
-    def handle(self, token: str, payload: Any, context: ResolveContext) -> GraphQLReply:
+    def handle(self, shop: str, payload: Any, context: ResolveContext) -> GraphQLReply:
         parsed = parse_request(self.schema, payload, self.documents)
         if parsed is None:
             body = {"errors": {"query": "Required parameter missing or invalid"}}
             return GraphQLReply(400, body)
         if isinstance(parsed, list):
             errors = [error.formatted for error in parsed]
-            return GraphQLReply(200, {"errors": errors, "extensions": self._cost(token, 0, 0)})
+            return GraphQLReply(200, {"errors": errors, "extensions": self._cost(shop, 0, 0)})
         requested = requested_cost(
             self.schema, parsed.operation, parsed.fragments, parsed.variables
         )
         if requested > self.max_query_cost:
-            return GraphQLReply(200, self._max_cost_exceeded(token, requested))
-        if not self.throttle.try_acquire(token, requested):
-            wait = self.throttle.seconds_until(token, requested)
-            body = self._throttled(token, requested)
+            return GraphQLReply(200, self._max_cost_exceeded(shop, requested))
+        if not self.throttle.try_acquire(shop, requested):
+            wait = self.throttle.seconds_until(shop, requested)
+            body = self._throttled(shop, requested)
             return GraphQLReply(self.throttle_status_code, body, retry_after_seconds=wait)
-        return self._execute(token, parsed, context, requested)
+        return self._execute(shop, parsed, context, requested)
 
     def _execute(
-        self, token: str, parsed: ParsedRequest, context: ResolveContext, requested: int
+        self, shop: str, parsed: ParsedRequest, context: ResolveContext, requested: int
     ) -> GraphQLReply:
         result = run_operation(self.schema, parsed, context)
         actual = actual_cost(
             self.schema, parsed.operation, parsed.fragments, parsed.variables, result.data
         )
-        self.throttle.refund(token, requested - actual)
+        self.throttle.refund(shop, requested - actual)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]
         body["data"] = result.data
-        body["extensions"] = self._cost(token, requested, actual)
+        body["extensions"] = self._cost(shop, requested, actual)
         is_mutation = parsed.operation.operation == OperationType.MUTATION
         return GraphQLReply(200, body, executed_mutation=is_mutation)
 
-    def _throttled(self, token: str, requested: int) -> dict[str, Any]:
+    def _throttled(self, shop: str, requested: int) -> dict[str, Any]:
         error = {
             "message": "Throttled",
             "extensions": {"code": "THROTTLED", "documentation": RATE_LIMITS_DOC},
         }
-        return {"errors": [error], "extensions": self._cost(token, requested, None)}
+        return {"errors": [error], "extensions": self._cost(shop, requested, None)}
 
-    def _max_cost_exceeded(self, token: str, requested: int) -> dict[str, Any]:
+    def _max_cost_exceeded(self, shop: str, requested: int) -> dict[str, Any]:
         message = (
             f"Query cost is {requested}, which exceeds the single query max cost limit "
             f"({self.max_query_cost}).\n\nSee {RATE_LIMITS_DOC} for more information on how the\n"
@@ -213,4 +216,4 @@ class AdminGraphQL:
                 "documentation": RATE_LIMITS_DOC,
             },
         }
-        return {"errors": [error], "extensions": self._cost(token, requested, None)}
+        return {"errors": [error], "extensions": self._cost(shop, requested, None)}

@@ -103,7 +103,7 @@ class DevStoreServer:
         context = ResolveContext(
             state, str(request.base_url).rstrip("/"), self.config.app_id, self.bulk
         )
-        reply = self.graphql.handle(token, payload, context)
+        reply = self.graphql.handle(state.domain, payload, context)
         return self._respond(reply, plan, request_id)
 
     def _respond(self, reply: GraphQLReply, plan: FaultPlan, request_id: str) -> Response:

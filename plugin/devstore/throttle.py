@@ -1,6 +1,6 @@
-"""Shopify's leaky bucket: one bucket per access token, charged the requested cost up front and
-refunded the difference once the actual cost is known. The clock is injected (monotonic seconds),
-so tests are deterministic and benchmarks can compress time."""
+"""Shopify's leaky bucket: one bucket per key (the shop, as a dev store serves one app), charged
+the requested cost up front and refunded the difference once the actual cost is known. The clock
+is injected (monotonic seconds), so tests are deterministic and benchmarks can compress time."""
 
 from __future__ import annotations
 

@@ -192,14 +192,18 @@ def devstore_factory(live_switch: tuple[AppSwitch, str]) -> Iterator[DevStoreFac
     with ExitStack() as stack:
 
         def start(
-            state: DevStoreState | None = None, config: DevStoreConfig | None = None
+            state: DevStoreState | list[DevStoreState] | None = None,
+            config: DevStoreConfig | None = None,
         ) -> LiveDevStore:
+            """One shop (`state`, or a fresh one) or several; the first is the store's `state`."""
             clock = FakeClock()
-            chosen_state = state if state is not None else make_state()
+            if state is None:
+                state = make_state()
+            states = state if isinstance(state, list) else [state]
             chosen_config = config or DevStoreConfig()
-            switch.target = create_devstore_app(chosen_state, chosen_config, clock=clock)
+            switch.target = create_devstore_app(states, chosen_config, clock=clock)
             client = stack.enter_context(httpx.Client(timeout=10))
-            return LiveDevStore(base_url, chosen_state, chosen_config, clock, client)
+            return LiveDevStore(base_url, states[0], chosen_config, clock, client)
 
         yield start
         switch.target = None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.state import DevStoreState
 from plugin.devstore.throttle import LeakyBucketThrottle
-from tests.devstore.conftest import DevStoreFactory, FakeClock
+from tests.devstore.conftest import DevStoreFactory, FakeClock, make_state
 
 TAG = (
     'mutation { tagsAdd(id: "gid://shopify/Customer/1", tags: ["x"]) '
@@ -57,16 +58,25 @@ def test_bucket_restores_at_the_configured_rate(devstore_factory: DevStoreFactor
     assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 0
 
 
-def test_buckets_are_per_access_token(devstore_factory: DevStoreFactory) -> None:
-    # Given two tokens for the same shop and a bucket that holds one mutation
-    tokens = {"shpat_a": "devstore.myshopify.com", "shpat_b": "devstore.myshopify.com"}
-    store = devstore_factory(config=DevStoreConfig(bucket_size=10, access_tokens=tokens))
+def test_buckets_are_per_shop_whatever_the_token(devstore_factory: DevStoreFactory) -> None:
+    # Given two tokens for one shop, one for another, and a bucket that holds one mutation
+    other = DevStoreState(domain="other.myshopify.com")
+    other.add_customer({"id": 1})
+    tokens = {
+        "shpat_a": "devstore.myshopify.com",
+        "shpat_refreshed": "devstore.myshopify.com",
+        "shpat_other": "other.myshopify.com",
+    }
+    config = DevStoreConfig(bucket_size=10, access_tokens=tokens)
+    store = devstore_factory([make_state(), other], config)
     store.token = "shpat_a"
     assert store.post(TAG).status_code == 200
-    assert "errors" in store.post(TAG).json()
-    # When the other token calls
-    store.token = "shpat_b"
-    # Then its own bucket is full
+    # When a refreshed token for the same shop calls
+    store.token = "shpat_refreshed"
+    # Then it draws from the same, empty bucket (Shopify's bucket is per app and shop)
+    assert store.post(TAG).json()["errors"][0]["extensions"]["code"] == "THROTTLED"
+    # And the other shop's bucket is full
+    store.token = "shpat_other"
     assert "errors" not in store.post(TAG).json()
 
 
