@@ -313,6 +313,18 @@ class JobLease(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class QueuedJob(SQLModel, table=True):
+    """A shop's job that is due: put here by the elected scheduler at each tick, taken by the
+    first worker with room for it (`jobs.queue`). One per (shop, job): a tick that comes while
+    one waits is the same work, and joins it."""
+
+    __tablename__ = "job_queue"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    job: str = Field(max_length=32, primary_key=True)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class ProductRecommendation(SQLModel, table=True):
     """A product's recommended partners from the last recommendations run, in rank order:
     frequently bought together ("fbt") or upsell ("upsell")."""
