@@ -1,11 +1,13 @@
 """Calculated query cost, following Shopify's published rules for the Admin API.
 
 Scalars and enums cost 0, objects 1, a connection 2 plus `first` (or `last`) times the cost of one
-item (the item object's 1 plus its own selections), a list of objects (`nodes(ids:)`) one object per
-id, an abstract selection the most expensive of its type conditions, and every top-level mutation
-field 10. The requested cost is computed from the query before it runs; the actual cost walks the
-result, so connections count the items they returned and null objects count 1 without children.
-"""
+item (the item object's 1 plus its own selections), a list of objects one object per item asked for
+(`nodes(ids:)` per id, `refunds(first:)` per `first`, otherwise 1), an abstract selection the most
+expensive of its type conditions, and every top-level mutation field 10. The requested cost is
+computed from the query before it runs; the actual cost walks the result, so connections and lists
+count the items they returned and null objects count 1 without children. Arguments are read as
+graphql-core coerces them (a variable sent as 250.0 is the Int 250), and a negative size counts as
+0: a cost below zero would credit the bucket."""
 
 from __future__ import annotations
 
@@ -20,17 +22,14 @@ from graphql import (
     GraphQLNamedType,
     GraphQLSchema,
     InlineFragmentNode,
-    IntValueNode,
-    ListValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
-    ValueNode,
-    VariableNode,
     get_named_type,
     get_nullable_type,
     is_leaf_type,
 )
+from graphql.execution.values import VariableValues, get_argument_values
 
 MUTATION_COST = 10
 CONNECTION_COST = 2
@@ -38,17 +37,17 @@ OBJECT_COST = 1
 
 
 class _Walk:
-    """Shared state of one cost walk: schema, fragments, variables."""
+    """Shared state of one cost walk: schema, fragments, coerced variables."""
 
     def __init__(
         self,
         schema: GraphQLSchema,
         fragments: Mapping[str, FragmentDefinitionNode],
-        variables: Mapping[str, Any],
+        variables: VariableValues,
     ) -> None:
         self.schema = schema
         self.fragments = fragments
-        self.variables = dict(variables)
+        self.variables = variables
 
     def type_named(self, name: str | None, fallback: GraphQLNamedType) -> GraphQLNamedType:
         found = self.schema.get_type(name) if name else None
@@ -78,32 +77,24 @@ def _is_connection(named: GraphQLNamedType) -> bool:
     return named.name.endswith("Connection")
 
 
-def _argument(walk: _Walk, node: FieldNode, name: str) -> Any:
-    """An argument's plain value, from a literal or a variable (the two forms sizes come in)."""
-    for argument in node.arguments or ():
-        if argument.name.value == name:
-            return _plain_value(walk, argument.value)
-    return None
+def _arguments(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> dict[str, Any]:
+    """The field's arguments as execution sees them: literals and variables coerced, defaults in."""
+    field = parent.fields[node.name.value]  # type: ignore[attr-defined]
+    return get_argument_values(field, node, walk.variables)
 
 
-def _plain_value(walk: _Walk, value: ValueNode) -> Any:
-    if isinstance(value, VariableNode):
-        return walk.variables.get(value.name.value)
-    if isinstance(value, IntValueNode):
-        return int(value.value)
-    if isinstance(value, ListValueNode):
-        return [_plain_value(walk, item) for item in value.values]
-    return getattr(value, "value", None)
+def _page_size(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> int:
+    arguments = _arguments(walk, parent, node)
+    size = arguments.get("first") or arguments.get("last") or 0
+    return max(size, 0)
 
 
-def _page_size(walk: _Walk, node: FieldNode) -> int:
-    size = _argument(walk, node, "first") or _argument(walk, node, "last") or 0
-    return size if isinstance(size, int) else 0
-
-
-def _list_size(walk: _Walk, node: FieldNode) -> int:
-    ids = _argument(walk, node, "ids")
-    return len(ids) if isinstance(ids, list) else 1
+def _list_size(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> int:
+    arguments = _arguments(walk, parent, node)
+    if isinstance(arguments.get("ids"), list):
+        return len(arguments["ids"])
+    size = arguments.get("first") or arguments.get("last")
+    return 1 if size is None else max(size, 0)
 
 
 # --- requested cost ---------------------------------------------------------------------------
@@ -157,11 +148,11 @@ def _requested_field(walk: _Walk, parent: GraphQLNamedType, node: FieldNode) -> 
         per_item = OBJECT_COST + max(
             (_requested_selection(walk, t, s) for t, s in items), default=0
         )
-        return CONNECTION_COST + _page_size(walk, node) * per_item
+        return CONNECTION_COST + _page_size(walk, parent, node) * per_item
     children = _requested_selection(walk, named, node.selection_set)
     field_type = parent.fields[node.name.value].type  # type: ignore[attr-defined]
     if isinstance(get_nullable_type(field_type), GraphQLList):
-        return _list_size(walk, node) * (OBJECT_COST + children)
+        return _list_size(walk, parent, node) * (OBJECT_COST + children)
     return OBJECT_COST + children
 
 
@@ -169,7 +160,7 @@ def requested_cost(
     schema: GraphQLSchema,
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any],
+    variables: VariableValues,
 ) -> int:
     if operation.operation == OperationType.MUTATION:
         return MUTATION_COST * _top_level_count(operation)
@@ -244,7 +235,7 @@ def actual_cost(
     schema: GraphQLSchema,
     operation: OperationDefinitionNode,
     fragments: Mapping[str, FragmentDefinitionNode],
-    variables: Mapping[str, Any],
+    variables: VariableValues,
     data: Any,
 ) -> int:
     if operation.operation == OperationType.MUTATION:

@@ -22,7 +22,8 @@ from graphql import (
     parse,
     validate,
 )
-from graphql.utilities import get_operation_ast, value_from_ast_untyped
+from graphql.execution.values import VariableValues, get_variable_values
+from graphql.utilities import get_operation_ast
 
 from plugin.devstore.context import ResolveContext
 from plugin.devstore.cost import actual_cost, requested_cost
@@ -48,16 +49,14 @@ class ParsedRequest:
     variables: dict[str, Any]
 
 
-def effective_variables(
-    operation: OperationDefinitionNode, supplied: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Supplied variables plus the operation's declared defaults, as the cost walk needs them."""
-    values = dict(supplied)
-    for definition in operation.variable_definitions or ():
-        name = definition.variable.name.value
-        if name not in values and definition.default_value is not None:
-            values[name] = value_from_ast_untyped(definition.default_value)
-    return values
+def coerce_variables(
+    schema: GraphQLSchema, request: ParsedRequest
+) -> VariableValues | list[GraphQLError]:
+    """The variables as execution will see them (defaults in, 250.0 an Int 250), for the cost
+    walk; or the errors Shopify reports for variables that do not fit their declared types."""
+    definitions = request.operation.variable_definitions or ()
+    coerced = get_variable_values(schema, definitions, request.variables)
+    return coerced if isinstance(coerced, VariableValues) else list(coerced)
 
 
 class DocumentCache:
@@ -106,11 +105,10 @@ def parse_request(
         for node in document.definitions
         if isinstance(node, FragmentDefinitionNode)
     }
-    supplied = payload.get("variables") or {}
-    if not isinstance(supplied, Mapping):
+    variables = payload.get("variables") or {}
+    if not isinstance(variables, Mapping):
         return [GraphQLError("Variables must be a JSON object.")]
-    variables = effective_variables(operation, supplied)
-    return ParsedRequest(document, operation, fragments, variables)
+    return ParsedRequest(document, operation, fragments, dict(variables))
 
 
 def run_operation(
@@ -162,28 +160,33 @@ class AdminGraphQL:
         if parsed is None:
             body = {"errors": {"query": "Required parameter missing or invalid"}}
             return GraphQLReply(400, body)
-        if isinstance(parsed, list):
-            errors = [error.formatted for error in parsed]
+        variables = parsed if isinstance(parsed, list) else coerce_variables(self.schema, parsed)
+        if isinstance(variables, list):
+            errors = [error.formatted for error in variables]
             return GraphQLReply(200, {"errors": errors, "extensions": self._cost(shop, 0, 0)})
-        requested = requested_cost(
-            self.schema, parsed.operation, parsed.fragments, parsed.variables
-        )
+        assert isinstance(parsed, ParsedRequest)
+        requested = requested_cost(self.schema, parsed.operation, parsed.fragments, variables)
         if requested > self.max_query_cost:
             return GraphQLReply(200, self._max_cost_exceeded(shop, requested))
         if not self.throttle.try_acquire(shop, requested):
             wait = self.throttle.seconds_until(shop, requested)
             body = self._throttled(shop, requested)
             return GraphQLReply(self.throttle_status_code, body, retry_after_seconds=wait)
-        return self._execute(shop, parsed, context, requested)
+        return self._execute(shop, parsed, variables, context, requested)
 
     def _execute(
-        self, shop: str, parsed: ParsedRequest, context: ResolveContext, requested: int
+        self,
+        shop: str,
+        parsed: ParsedRequest,
+        variables: VariableValues,
+        context: ResolveContext,
+        requested: int,
     ) -> GraphQLReply:
         result = run_operation(self.schema, parsed, context)
         actual = actual_cost(
-            self.schema, parsed.operation, parsed.fragments, parsed.variables, result.data
+            self.schema, parsed.operation, parsed.fragments, variables, result.data
         )
-        self.throttle.refund(shop, requested - actual)
+        self.throttle.settle(shop, requested, actual)
         body: dict[str, Any] = {}
         if result.errors:
             body["errors"] = [error.formatted for error in result.errors]

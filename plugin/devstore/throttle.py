@@ -1,5 +1,6 @@
 """Shopify's leaky bucket: one bucket per key (the shop, as a dev store serves one app), charged
-the requested cost up front and refunded the difference once the actual cost is known. The clock
+the requested cost up front and settled once the actual cost is known: the difference refunded, or
+charged when the query cost more than it asked for (Shopify charges the actual cost). The clock
 is injected (monotonic seconds), so tests are deterministic and benchmarks can compress time."""
 
 from __future__ import annotations
@@ -59,13 +60,16 @@ class LeakyBucketThrottle:
             bucket = self._refilled(key)
             if cost > bucket.available:
                 return False
-            bucket.available -= cost
+            bucket.available -= max(0.0, cost)
             return True
 
-    def refund(self, key: str, points: float) -> None:
+    def settle(self, key: str, requested: float, actual: float) -> None:
+        """Bring a call charged `requested` up front to its `actual` cost: refund what it did
+        not use, take what it used beyond (the bucket never goes below empty or above full)."""
         with self._lock:
             bucket = self._refilled(key)
-            bucket.available = min(self.size, bucket.available + max(0.0, points))
+            settled = bucket.available + max(0.0, requested) - actual
+            bucket.available = min(self.size, max(0.0, settled))
 
     def seconds_until(self, key: str, cost: float) -> float:
         """How long until the bucket holds `cost` points (0 when it already does)."""

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.models import Refund
 from tests.devstore.conftest import DevStoreFactory, LiveDevStore, make_state
 
 
@@ -102,3 +103,58 @@ def test_variables_size_the_connection(devstore: LiveDevStore) -> None:
         "query($n: Int = 20) { customers(first: $n) { nodes { id } } }",
     )
     assert body["extensions"]["cost"]["requestedQueryCost"] == 22
+
+
+def test_size_sent_as_a_float_variable_is_costed_as_the_int_it_becomes(
+    devstore: LiveDevStore,
+) -> None:
+    # Given a page size sent as 250.0, which graphql-core coerces to the Int 250
+    query = "query($n: Int!) { customers(first: $n) { nodes { id } } }"
+    # When the query runs
+    body = devstore.gql(query, {"n": 250.0})
+    # Then it is costed as a page of 250, not as a page of nothing
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 252
+
+
+def test_variable_that_does_not_fit_its_type_is_an_error_without_cost(
+    devstore: LiveDevStore,
+) -> None:
+    body = devstore.gql("query($n: Int!) { customers(first: $n) { nodes { id } } }", {"n": 2.5})
+    assert "Int cannot represent non-integer value" in body["errors"][0]["message"]
+    assert "data" not in body
+    assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 2000
+
+
+def test_negative_first_is_refused_and_credits_nothing(devstore: LiveDevStore) -> None:
+    # Given a full bucket and a call spending 10 points
+    devstore.gql(
+        'mutation { tagsAdd(id: "gid://shopify/Customer/1", tags: ["a"]) { node { id } } }'
+    )
+    # When a page of -100000 is asked for
+    query = "query($n: Int) { customers(first: $n) { nodes { id } } }"
+    body = devstore.gql(query, {"n": -100_000})
+    # Then it is refused, its cost is not negative, and the bucket gains nothing from it
+    assert body["errors"][0]["message"] == "first must be greater than or equal to 0"
+    assert body["extensions"]["cost"]["requestedQueryCost"] == 2
+    assert body["extensions"]["cost"]["actualQueryCost"] == 0
+    assert body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 2000 - 10
+
+
+def test_list_field_is_costed_by_its_size_and_actual_cost_above_requested_is_charged(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given one order with three refunds
+    state = make_state(customers=1, products=1)
+    order = state.orders[5010]
+    order.refunds = [Refund(n, "2025-02-02T00:00:00Z") for n in (1, 2, 3)]
+    store = devstore_factory(state)
+    # When refunds(first: 5) is asked for, it is costed as five refund objects
+    sized = cost_of(store, "{ orders(first: 1) { nodes { refunds(first: 5) { id } } } }")
+    assert sized["requestedQueryCost"] == 2 + 1 * (1 + 5)
+    assert sized["actualQueryCost"] == 2 + 1 * (1 + 3)
+    # When refunds is asked for without a size, one is requested but three come back
+    unsized = cost_of(store, "{ orders(first: 1) { nodes { refunds { id } } } }")
+    assert unsized["requestedQueryCost"] == 2 + 1 * (1 + 1)
+    assert unsized["actualQueryCost"] == 2 + 1 * (1 + 3)
+    # Then the bucket paid the actual cost of both calls, not the smaller requested one
+    assert unsized["throttleStatus"]["currentlyAvailable"] == 2000 - 6 - 6

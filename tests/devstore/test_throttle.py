@@ -84,7 +84,7 @@ def test_throttle_refund_never_overfills() -> None:
     clock = FakeClock()
     throttle = LeakyBucketThrottle(100, 10, clock)
     assert throttle.try_acquire("t", 30)
-    throttle.refund("t", 500)
+    throttle.settle("t", 500, 0)
     assert throttle.status("t").currently_available == 100
 
 
