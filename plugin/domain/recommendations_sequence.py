@@ -70,12 +70,19 @@ def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     """Per product A with a type, the pricier products B of the same type that customers who
     bought A went on to buy in a later order.
 
-    B qualifies when price(B) >= upsell_min_price_ratio x price(A) (current prices, shop
-    currency) and at least upsell_min_support customers bought A and then B in a later order
-    (their first order with A comes before their last order with B). Ranked by that number of
-    customers, then product id; at most upsell_per_product. `confidence` is that number over
-    the customers who bought A; `lift` is confidence over the share of all customers who
-    bought B.
+    B qualifies when price(B) > price(A) and price(B) >= upsell_min_price_ratio x price(A)
+    (current prices, shop currency; the first rule keeps two free products from being each
+    other's upsell) and at least upsell_min_support customers bought A and then B in a later
+    order (their first order with A comes before their last order with B). Ranked by that number
+    of customers, then product id; at most upsell_per_product. `confidence` is that number over
+    the customers who bought A; `lift` is confidence over the share of all customers who bought
+    B.
+
+    Each customer's products of one type are paired only with the pricier ones; a customer who
+    owns more than max_basket_products products of one type (a reseller, a staff or test
+    account, as with an oversized basket) takes no part, though they still count among the
+    buyers. So a customer's products give at most max_basket_products / 2 pairs each, and the
+    pairs grow with the order lines, not with the square of a catalogue someone bought whole.
     """
     own = _ownership(baskets)
     n = baskets.n_products
@@ -85,13 +92,17 @@ def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     customer, item = own.customer[typed], own.item[typed]
     first, last = own.first[typed], own.last[typed]
     group = customer * (int(baskets.type_code.max(initial=0)) + 1) + baskets.type_code[item]
-    order = np.argsort(group, kind="stable")
-    customer, item, first, last = customer[order], item[order], first[order], last[order]
-    _, size = count_keys(group[order])
-    i, j = pairs_within(size)
-    low, high = np.concatenate((i, j)), np.concatenate((j, i))  # both directions: A, then B
+    # by (customer and type, price): each product's pricier partners come after it
+    order = np.lexsort((item, baskets.price[item], group))
+    group, item, first, last = group[order], item[order], first[order], last[order]
+    _, size = count_keys(group)
+    small = size <= settings.max_basket_products
+    mine = np.repeat(small, size)
+    item, first, last = item[mine], first[mine], last[mine]
+    low, high = pairs_within(size[small])
     price = baskets.price
-    step_up = price[item[high]] >= settings.upsell_min_price_ratio * price[item[low]]
+    step_up = price[item[high]] > price[item[low]]
+    step_up &= price[item[high]] >= settings.upsell_min_price_ratio * price[item[low]]
     later = first[low] < last[high]
     keep = step_up & later & baskets.recommendable[item[high]]
     keys, support = count_keys(item[low[keep]] * n + item[high[keep]])

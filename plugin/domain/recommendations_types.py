@@ -69,8 +69,10 @@ class RecommendationSettings:
     bundle_min_support: int = 10
     bundle_min_lift: float = 2.0
     bundle_max: int = 200
-    # Upsell: a product of the same type costing at least upsell_min_price_ratio times as much,
-    # bought later by at least upsell_min_support customers; at most upsell_per_product.
+    # Upsell: a pricier product of the same type costing at least upsell_min_price_ratio times
+    # as much, bought later by at least upsell_min_support customers; at most
+    # upsell_per_product. A customer with more than max_basket_products products of one type
+    # takes no part (see `upsell_links`).
     upsell_min_support: int = 3
     upsell_min_price_ratio: float = 1.1
     upsell_per_product: int = 10

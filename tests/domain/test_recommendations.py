@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -270,6 +272,60 @@ def test_upsell_products_without_type_have_none() -> None:
         lines_of(upsell_orders()), table, 10.0, RecommendationSettings(upsell_min_support=1)
     )
     assert links.product_id.size == 0
+
+
+def test_upsell_free_products_are_not_pricier_than_each_other() -> None:
+    # given two free samples of one type, five customers moving from each to the other, and a
+    # paid product that three of them bought after a sample
+    free, other_free, paid = 41, 43, 42
+    table = table_of({free: ("Sample", 0.0), other_free: ("Sample", 0.0), paid: ("Sample", 5.0)})
+    orders: list[Order] = []
+    for c in range(1, 11):
+        first, then = (free, other_free) if c <= 5 else (other_free, free)
+        orders += [(10 * c, c, 1.0, [first]), (10 * c + 1, c, 5.0, [then])]
+        if c <= 3:
+            orders += [(10 * c + 2, c, 9.0, [paid])]
+    links = upsell(lines_of(orders), table, 10.0, RecommendationSettings(upsell_min_support=3))
+    # then neither free product is the other's upsell (0 >= 1.1 x 0, but 0 is not pricier);
+    # the paid product is both samples' upsell
+    assert links.partners_of(free) == (paid,)
+    assert links.partners_of(other_free) == (paid,)
+    assert links.partners_of(paid) == ()
+
+
+def test_upsell_customer_owning_more_products_of_a_type_than_a_basket_takes_no_part() -> None:
+    # given three customers who moved from B1 to B2, and a fourth who did too but also owns a
+    # third brewer: three products of one type, each bought in an order of its own
+    orders: list[Order] = [
+        (10 * c + k, c, 1.0 + k, [b]) for c in (1, 2, 3) for k, b in enumerate([B1, B2])
+    ]
+    orders += [(70, 7, 1.0, [B1]), (71, 7, 5.0, [B2]), (72, 7, 6.0, [B3])]
+    # when upsell needs four customers and a customer may own two products of a type, then
+    # B1 -> B2 has three customers (customer 7 is left out)
+    capped = RecommendationSettings(upsell_min_support=4, max_basket_products=2)
+    assert upsell(lines_of(orders), BREWERS, 10.0, capped).product_id.size == 0
+    # and with a cap of three, customer 7 counts: four customers
+    counted = RecommendationSettings(upsell_min_support=4, max_basket_products=3)
+    assert upsell(lines_of(orders), BREWERS, 10.0, counted).partners_of(B1) == (B2,)
+
+
+def test_upsell_one_customer_owning_a_whole_catalogue_stays_small_in_memory() -> None:
+    # given one customer who bought 3,000 teas, 40 per order (within the basket cap)
+    ids = np.arange(1, 3001, dtype=np.int64)
+    order = (ids - 1) // 40 + 1
+    prices = np.linspace(5.0, 100.0, ids.size)
+    lines = OrderLines(
+        order, np.full(ids.size, 7), ids, order.astype(np.float64), np.ones_like(ids), prices
+    )
+    table = ProductTable(ids, np.array(["Tea"] * ids.size), prices)
+    # when upsell is computed, then memory stays far below the 4.5 million pairs' (gigabytes)
+    tracemalloc.start()
+    try:
+        upsell(lines, table, 1e6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * 2**20
 
 
 # ---- next products ---------------------------------------------------------------------------
