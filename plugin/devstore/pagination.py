@@ -12,6 +12,11 @@ from typing import Any
 from graphql import GraphQLError
 
 MAX_PAGE_SIZE = 250
+# SHOPIFY.md and Shopify's API limits page: "Shopify limits pagination of arrays of objects to
+# 25,000 objects". The Storefront changelog (June 2025) documents the signal, an error "when
+# paginating past the 25,000th item"; how the Admin API signals it is not documented, so the
+# dev store answers the same way there (message and code are this store's own).
+MAX_PAGINATED_OBJECTS = 25_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,16 @@ def check_page_size(args: PageArgs) -> None:
             )
         if value is not None and value < 0:
             raise GraphQLError(f"{name} must be greater than or equal to 0")
+
+
+def _check_depth(last_position: int) -> None:
+    """Refuse a page that reaches past the 25,000th object of the (sorted) array."""
+    if last_position > MAX_PAGINATED_OBJECTS:
+        raise GraphQLError(
+            f"Pagination is limited to {MAX_PAGINATED_OBJECTS:,} objects. Use a search query to "
+            "narrow the results, or bulk operations to read them all.",
+            extensions={"code": "PAGINATION_LIMIT_EXCEEDED"},
+        )
 
 
 def _window(keys: Sequence[int], args: PageArgs, is_sorted: bool) -> tuple[int, int]:
@@ -105,6 +120,8 @@ def connection(
     if not unlimited and args.last is not None:
         start = max(start, stop - args.last)
     display = [keys[hi - 1 - i] if args.reverse else keys[lo + i] for i in range(start, stop)]
+    if not unlimited and stop > start:
+        _check_depth((len(keys) - hi if args.reverse else lo) + stop)
     edges = [{"cursor": encode_cursor(key), "node": lookup(key)} for key in display]
     before_window = (len(keys) - hi) if args.reverse else lo
     after_window = lo if args.reverse else (len(keys) - hi)

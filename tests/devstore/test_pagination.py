@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from graphql import GraphQLError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugin.devstore.pagination import PageArgs, connection
+from plugin.devstore.pagination import PageArgs, connection, encode_cursor
 
 
 def walk(keys: list[int], size: int, reverse: bool, backwards: bool) -> list[int]:
@@ -40,3 +42,25 @@ def test_pagination_pages_cover_every_key_once_in_order(
 ) -> None:
     expected = list(reversed(keys)) if reverse else keys
     assert walk(keys, size, reverse, backwards) == expected
+
+
+def test_pagination_stops_with_an_error_past_the_25000th_object() -> None:
+    # Given 25,300 keys paged 250 at a time
+    keys = list(range(1, 25_301))
+    last_allowed = connection(
+        keys, lambda key: key, PageArgs(first=250, after=encode_cursor(24_750))
+    )
+    # Then the page ending at the 25,000th object is served, and says more exist
+    assert last_allowed["nodes"][-1] == 25_000
+    assert last_allowed["pageInfo"]["hasNextPage"] is True
+    # When the next page is asked for, it is refused (Shopify: an error past the 25,000th item)
+    with pytest.raises(GraphQLError, match="25,000"):
+        connection(keys, lambda key: key, PageArgs(first=250, after=encode_cursor(25_000)))
+    # And from the other end (reverse), depth counts in the reversed order
+    with pytest.raises(GraphQLError, match="25,000"):
+        connection(
+            keys, lambda key: key, PageArgs(first=250, after=encode_cursor(300), reverse=True)
+        )
+    # And bulk queries (unlimited) read past it
+    everything = connection(keys, lambda key: key, PageArgs(), unlimited=True)
+    assert len(everything["nodes"]) == 25_300
