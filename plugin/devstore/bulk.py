@@ -1,17 +1,30 @@
 """Bulk operations: bulkOperationRunQuery (JSONL with `__parentId` child lines) and
 bulkOperationRunMutation (one mutation per line of a staged JSONL upload, results with
 `__lineNumber`). They run as background tasks on the server's event loop, step by step, so clients
-see CREATED, RUNNING and COMPLETED through `node(id:)` and `currentBulkOperation`."""
+see CREATED, RUNNING and COMPLETED through `node(id:)` and `currentBulkOperation`.
+
+Since API 2026-01 `groupObjects` defaults to false and Shopify says to "avoid relying on a
+particular sequence of lines": ungrouped output here scatters child lines (some before their
+parent, some after later parents, some in a later step), deterministically per seed and operation,
+so a reader that assumes grouping fails in tests rather than in production."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
-from graphql import FieldNode, GraphQLSchema, OperationType
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLSchema,
+    InlineFragmentNode,
+    OperationType,
+    SelectionSetNode,
+)
 
 from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.context import BulkWindow, ResolveContext
@@ -47,6 +60,93 @@ def flatten(item: Mapping[str, Any], parent_id: str | None = None) -> Iterator[d
         if _is_connection(value):
             for child in _items(value):
                 yield from flatten(child, item.get("id"))
+
+
+class Scatter:
+    """Orders one ungrouped export: root lines keep their order, and each child line lands at a
+    random place among them (before its parent, or after later ones); a share of the children
+    is held back to a later step, as Shopify's ungrouped files keep no child near its parent."""
+
+    def __init__(self, seed: str) -> None:
+        self._random = random.Random(seed)
+        self._held: list[dict[str, Any]] = []
+
+    def step(self, lines: list[dict[str, Any]], last: bool) -> list[dict[str, Any]]:
+        roots = [line for line in lines if "__parentId" not in line]
+        children = self._held
+        self._held = []
+        for line in lines:
+            if "__parentId" not in line:
+                continue
+            if not last and self._random.random() < 0.3:
+                self._held.append(line)
+            else:
+                children.append(line)
+        self._random.shuffle(children)
+        # slot i: the children written just before root i; the last slot: after every root
+        slots: list[list[dict[str, Any]]] = [[] for _ in range(len(roots) + 1)]
+        for child in children:
+            slots[self._random.randint(0, len(roots))].append(child)
+        out: list[dict[str, Any]] = []
+        for root, before in zip(roots, slots, strict=False):
+            out.extend(before)
+            out.append(root)
+        return out + slots[-1]
+
+
+def _selected_fields(
+    selection_set: SelectionSetNode, fragments: Mapping[str, Any]
+) -> list[FieldNode]:
+    """The fields of a selection set, through inline fragments and fragment spreads."""
+    fields: list[FieldNode] = []
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            fields.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            fields.extend(_selected_fields(selection.selection_set, fragments))
+        elif isinstance(selection, FragmentSpreadNode):
+            fragment = fragments[selection.name.value]
+            fields.extend(_selected_fields(fragment.selection_set, fragments))
+    return fields
+
+
+def _item_selections(
+    connection: FieldNode, fragments: Mapping[str, Any]
+) -> list[SelectionSetNode] | None:
+    """The selections on each item of a connection field (`edges { node }` or `nodes`), or None
+    when the field is not a connection."""
+    if connection.selection_set is None:
+        return None
+    found: list[SelectionSetNode] = []
+    is_connection = False
+    for field in _selected_fields(connection.selection_set, fragments):
+        if field.name.value == "nodes" and field.selection_set:
+            is_connection = True
+            found.append(field.selection_set)
+        elif field.name.value == "edges" and field.selection_set:
+            is_connection = True
+            found.extend(
+                node.selection_set
+                for node in _selected_fields(field.selection_set, fragments)
+                if node.name.value == "node" and node.selection_set
+            )
+    return found if is_connection else None
+
+
+def _parents_without_id(connection: FieldNode, fragments: Mapping[str, Any]) -> list[str]:
+    """Nested connections whose parent items do not select `id` (unaliased): their lines could
+    carry no `__parentId`, so Shopify refuses the query."""
+    missing: list[str] = []
+    for items in _item_selections(connection, fragments) or ():
+        fields = _selected_fields(items, fragments)
+        has_id = any(f.name.value == "id" and f.alias is None for f in fields)
+        for field in fields:
+            if _item_selections(field, fragments) is None:
+                continue
+            if not has_id:
+                missing.append(field.name.value)
+            missing.extend(_parents_without_id(field, fragments))
+    return missing
 
 
 def _jsonl(lines: list[dict[str, Any]]) -> bytes:
@@ -121,7 +221,7 @@ class BulkRunner:
     # --- bulk query ---------------------------------------------------------------------------
 
     def start_query(
-        self, context: ResolveContext, query: str
+        self, context: ResolveContext, query: str, group_objects: bool
     ) -> tuple[BulkOperation | None, list[UserErrorDict]]:
         request = parse_request(self.schema, {"query": query})
         problem = self._query_problem(request)
@@ -135,7 +235,8 @@ class BulkRunner:
             )
             return None, [{"field": None, "message": message, "code": "OPERATION_IN_PROGRESS"}]
         operation = self._create(context.state, "QUERY", query)
-        work = self._query_steps(operation, request, context)
+        scatter = None if group_objects else Scatter(f"{self.config.seed}:{operation.id}")
+        work = self._query_steps(operation, request, context, scatter)
         self._spawn(operation, context.state, work, context.base_url)
         return operation, []
 
@@ -148,11 +249,18 @@ class BulkRunner:
             return "Bulk queries must be queries."
         if len(roots) != 1 or roots[0].name.value not in BULK_ROOTS:
             return "Bulk queries must contain at least one connection."
+        if _parents_without_id(roots[0], request.fragments):
+            return "The parent 'node' field for a nested connection must select the 'id' field."
         return None
 
     async def _query_steps(
-        self, operation: BulkOperation, request: ParsedRequest, context: ResolveContext
+        self,
+        operation: BulkOperation,
+        request: ParsedRequest,
+        context: ResolveContext,
+        scatter: Scatter | None,
     ) -> list[bytes]:
+        """Read the root connection window by window; with `scatter`, write it ungrouped."""
         await asyncio.sleep(self.config.bulk_start_delay_seconds)
         operation.status = "RUNNING"
         root = _root_fields(request)[0]
@@ -165,10 +273,11 @@ class BulkRunner:
             if result.errors or result.data is None:
                 raise RuntimeError(str(result.errors))
             lines = [line for item in _items(result.data[root_key]) for line in flatten(item)]
-            chunks.append(_jsonl(lines))
+            last = len(window.served_ids) < window.size
+            chunks.append(_jsonl(lines if scatter is None else scatter.step(lines, last)))
             operation.root_object_count += len(window.served_ids)
             operation.object_count += len(lines)
-            if len(window.served_ids) < window.size:
+            if last:
                 return chunks
             window.after_id = window.served_ids[-1]
             await asyncio.sleep(self.config.bulk_step_delay_seconds)

@@ -13,7 +13,7 @@ class BulkScheduler(Protocol):
     """Starts bulk operations in the background (implemented by bulk.BulkRunner)."""
 
     def start_query(
-        self, context: ResolveContext, query: str
+        self, context: ResolveContext, query: str, group_objects: bool
     ) -> tuple[BulkOperation | None, list[dict[str, object]]]: ...
 
     def start_mutation(

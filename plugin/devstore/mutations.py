@@ -120,11 +120,13 @@ def _scheduler_result(started: tuple[Any, list[dict[str, object]]]) -> dict[str,
     return {"bulkOperation": operation, "userErrors": errors}
 
 
-def resolve_bulk_run_query(_: Any, info: Info, query: str, **__: Any) -> dict[str, Any]:
+def resolve_bulk_run_query(
+    _: Any, info: Info, query: str, groupObjects: bool = False
+) -> dict[str, Any]:
     context = ctx(info)
     if context.bulk_scheduler is None or context.in_bulk:
         raise GraphQLError("Bulk operations cannot be started from here.")
-    return _scheduler_result(context.bulk_scheduler.start_query(context, query))
+    return _scheduler_result(context.bulk_scheduler.start_query(context, query, groupObjects))
 
 
 def resolve_bulk_run_mutation(

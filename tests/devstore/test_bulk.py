@@ -12,8 +12,8 @@ from plugin.devstore.config import DevStoreConfig
 from tests.devstore.conftest import DevStoreFactory, LiveDevStore, make_state
 
 RUN_QUERY = """
-mutation Run($query: String!) {
-  bulkOperationRunQuery(query: $query) {
+mutation Run($query: String!, $group: Boolean) {
+  bulkOperationRunQuery(query: $query, groupObjects: $group) {
     bulkOperation { id status }
     userErrors { field message code }
   }
@@ -50,10 +50,14 @@ BACKFILL = """
 """
 
 
-def start_query(store: LiveDevStore, query: str) -> dict[str, Any]:
-    payload: dict[str, Any] = store.gql(RUN_QUERY, {"query": query})["data"][
-        "bulkOperationRunQuery"
-    ]
+def start_query(
+    store: LiveDevStore, query: str, group_objects: bool | None = None
+) -> dict[str, Any]:
+    """Start a bulk query; `group_objects` None leaves the argument out (default false)."""
+    variables: dict[str, Any] = {"query": query}
+    if group_objects is not None:
+        variables["group"] = group_objects
+    payload: dict[str, Any] = store.gql(RUN_QUERY, variables)["data"]["bulkOperationRunQuery"]
     return payload
 
 
@@ -96,12 +100,14 @@ def test_bulk_query_life_cycle_created_running_completed(devstore_factory: DevSt
     assert operation["objectCount"] == "5"
 
 
-def test_bulk_query_jsonl_has_child_lines_with_parent_id(devstore_factory: DevStoreFactory) -> None:
-    # Given two customers with one order of one line each, and a guest order
+def test_bulk_query_grouped_jsonl_has_child_lines_under_their_parent(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given two customers with one order of one line each
     state = make_state(customers=2, products=2)
     store = devstore_factory(state)
-    # When the backfill query runs in bulk
-    started = start_query(store, BACKFILL)
+    # When the backfill query runs in bulk with groupObjects: true
+    started = start_query(store, BACKFILL, group_objects=True)
     operation, _ = poll_until_done(store, started["bulkOperation"]["id"])
     lines = download_jsonl(store, operation["url"])
     # Then each object is its own line, children pointing at their parent's id
@@ -117,6 +123,61 @@ def test_bulk_query_jsonl_has_child_lines_with_parent_id(devstore_factory: DevSt
     assert len(lines) == 6
     assert operation["objectCount"] == "6"
     assert int(operation["fileSize"]) == len(store.client.get(operation["url"]).content)
+
+
+def test_bulk_query_ungrouped_by_default_scatters_children_deterministically(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given 40 customers with three orders each, read 15 customers per step
+    config = DevStoreConfig(bulk_rows_per_step=15)
+    store = devstore_factory(make_state(customers=40, orders_per_customer=3), config)
+    query = "{ customers { edges { node { id orders { edges { node { id } } } } } } }"
+    grouped = download_jsonl(
+        store,
+        poll_until_done(store, start_query(store, query, True)["bulkOperation"]["id"])[0]["url"],
+    )
+    # When the same query runs without groupObjects (2026-01 on: false), then with false
+    runs = []
+    for group in (None, False):
+        operation, _ = poll_until_done(
+            store, start_query(store, query, group)["bulkOperation"]["id"]
+        )
+        runs.append(download_jsonl(store, operation["url"]))
+    # Then each holds the same lines as the grouped file, in another order
+    for lines in runs:
+        assert sorted(map(json.dumps, lines)) == sorted(map(json.dumps, grouped))
+        assert lines != grouped
+    # And some children come before their parent, some after a later parent
+    lines = runs[0]
+    position = {line["id"]: n for n, line in enumerate(lines)}
+    children = [
+        (n, position[line["__parentId"]]) for n, line in enumerate(lines) if "__parentId" in line
+    ]
+    assert any(n < parent for n, parent in children)
+    assert any(
+        any("__parentId" not in other for other in lines[parent + 1 : n])
+        for n, parent in children
+        if n > parent
+    )
+    # And a second store with the same seed writes the first run's file again
+    again = devstore_factory(make_state(customers=40, orders_per_customer=3), config)
+    poll_until_done(again, start_query(again, query, True)["bulkOperation"]["id"])
+    operation, _ = poll_until_done(again, start_query(again, query)["bulkOperation"]["id"])
+    assert download_jsonl(again, operation["url"]) == lines
+
+
+def test_bulk_query_nested_connection_without_parent_id_is_invalid(devstore: LiveDevStore) -> None:
+    query = "{ orders { edges { node { name lineItems { edges { node { id quantity } } } } } } }"
+    payload = start_query(devstore, query)
+    assert payload["bulkOperation"] is None
+    assert payload["userErrors"] == [
+        {
+            "field": ["query"],
+            "message": "The parent 'node' field for a nested connection must select the 'id' "
+            "field.",
+            "code": "INVALID",
+        }
+    ]
 
 
 def test_bulk_query_reads_past_the_250_page_limit(devstore_factory: DevStoreFactory) -> None:
