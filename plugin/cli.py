@@ -23,7 +23,7 @@ from sqlmodel import Session
 from plugin.cli_backtest import backtest
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
-from plugin.cli_jobs import jobs_group
+from plugin.cli_jobs import jobs_group, run_now
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
@@ -494,21 +494,24 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
     "full run's models (what the scheduler does every few minutes).",
 )
 def recompute(domain: str, changed: bool) -> None:
-    """Refit the shop's models and score every customer (or only the changed ones)."""
-    from jobs.recompute import ShopSettingsError, full_recompute, rescore_changed
+    """Refit the shop's models and score every customer (or only the changed ones): the refit
+    (or rescore) job run now, under the lease it shares with the scheduled ones, and recorded."""
+    from jobs.recompute import ShopSettingsError, scoring_settings
 
-    with _open_store(_settings()) as engine:
+    settings = _settings()
+    with _open_store(settings) as engine:
         with Session(engine, expire_on_commit=False) as session:
             shop = _shop_or_fail(session, domain)
+        try:
+            scoring_settings(shop)  # refused before a failed run is recorded
+        except ShopSettingsError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(
             f"{'re-scoring changed customers' if changed else 'recomputing'} {shop.domain} ...",
             err=True,
         )
-        try:
-            summary = (rescore_changed if changed else full_recompute)(engine, shop, _now())
-        except ShopSettingsError as exc:
-            raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(summary))
+        result = run_now(settings, engine, shop, "rescore" if changed else "refit")
+    click.echo(json.dumps({"outcome": result.outcome, "run_id": result.run_id, **result.counts}))
 
 
 @main.command()

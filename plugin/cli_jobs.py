@@ -107,13 +107,20 @@ def jobs_run(job: str, domain: str) -> None:
     with _open_store(settings) as engine:
         with Session(engine) as session:
             shop = _shop_or_fail(session, domain)
-        assert shop.id is not None
         click.echo(f"running {job} for {shop.domain} ...", err=True)
-        result = anyio.run(_run_once, settings, engine, shop.id, _BY_NAME[job])
+        result = run_now(settings, engine, shop, job)
+    click.echo(json.dumps(dict(result.counts), sort_keys=True, default=str))
+
+
+def run_now(settings: Settings, engine: Engine, shop: Shop, job: str) -> RunResult:
+    """Run the scheduled job `job` for the shop now, under its lease and recorded as a run; a
+    ClickException (exit 1) when another worker holds the lease or the run failed."""
+    assert shop.id is not None
+    result = anyio.run(_run_once, settings, engine, shop.id, _BY_NAME[job])
     if result.outcome != OK:
         verb = "not run" if result.outcome == SKIPPED else "failed"
         raise click.ClickException(f"{job} for {shop.domain} {verb}: {result.error}")
-    click.echo(json.dumps(dict(result.counts), sort_keys=True, default=str))
+    return result
 
 
 async def _run_once(settings: Settings, engine: Engine, shop_id: int, spec: JobSpec) -> RunResult:

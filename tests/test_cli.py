@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, func
+from sqlmodel import Session, col, select
 
 from plugin.cli import main
 from plugin.settings import SettingsError, load_settings
-from plugin.store.models import PARKED, InboxEvent, Shop
+from plugin.store.models import PARKED, InboxEvent, JobLease, JobRun, ModelRun, Shop
 from plugin.store.tokens import TokenCipher
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
@@ -133,3 +134,60 @@ def test_cli_configuration_error_exits_with_the_variable_name(migrated_url: str)
     env = {**cli_env(migrated_url), "SHOPIFY_API_SECRET": ""}
     result = CliRunner().invoke(main, ["shop", "list"], env=env)
     assert result.exit_code == 1 and "SHOPIFY_API_SECRET" in result.stderr
+
+
+# --- recompute: the refit and rescore jobs, run now ---------------------------------------------
+
+
+def _hold_lease(engine: Engine, shop_id: int, lease: str, holder: str) -> None:
+    with Session(engine) as session, session.begin():
+        until = datetime.now(UTC) + timedelta(minutes=10)
+        session.add(JobLease(shop_id=shop_id, job=lease, holder=holder, expires_at=until))
+
+
+def _runs(engine: Engine) -> list[tuple[str, str]]:
+    with Session(engine) as session:
+        return [
+            (job, outcome)
+            for job, outcome in session.exec(
+                select(JobRun.job, JobRun.outcome).order_by(col(JobRun.id))
+            )
+        ]
+
+
+@pytest.mark.parametrize("changed", [[], ["--changed"]])
+def test_recompute_while_the_scoring_lease_is_held_exits_1_and_scores_nothing(
+    engine: Engine, migrated_url: str, changed: list[str]
+) -> None:
+    # given a shop whose scoring lease (refit and rescore share it) another worker holds
+    shop = add_shop(engine)
+    assert shop.id is not None
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501), "a")
+    Processor(engine).drain()
+    _hold_lease(engine, shop.id, "scoring", "other-host:1")
+    # when recomputed from the CLI
+    code, _, err = run(migrated_url, "recompute", "--shop", SHOP, *changed)
+    # then it is not run, says who runs it, and nothing is scored
+    assert code == 1 and "not run" in err and "other-host:1" in err
+    with Session(engine) as session:
+        assert session.exec(select(func.count()).select_from(ModelRun)).one() == 0
+
+
+def test_recompute_is_recorded_as_a_refit_then_a_rescore_run(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop with an order
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501), "a")
+    Processor(engine).drain()
+    # when recomputed, then re-scored
+    code, out, err = run(migrated_url, "recompute", "--shop", SHOP)
+    assert code == 0, err
+    code, _, err = run(migrated_url, "recompute", "--shop", SHOP, "--changed")
+    assert code == 0, err
+    # then both are job runs, as the scheduler's are, and the summary names the first
+    assert _runs(engine) == [("refit", "ok"), ("rescore", "ok")]
+    summary = json.loads(out)
+    assert summary["outcome"] == "ok" and summary["kind"] == "full"
+    with Session(engine) as session:
+        assert session.get(JobRun, summary["run_id"]) is not None
