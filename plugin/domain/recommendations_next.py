@@ -270,40 +270,65 @@ def owned_keys(baskets: Baskets) -> IntArray:
 def rank_next_products(
     signals: Signals, n_customers: int, settings: RecommendationSettings
 ) -> CustomerNextProducts:
-    """Top next_products per customer (module docstring), chunk by chunk of customers."""
+    """Top next_products per customer (module docstring), chunk by chunk of customers.
+
+    Only the `width` most popular products join each customer's candidates (with their own
+    history's products and those they may be offered again), to bound the rows. The result is
+    still the exact ranking: a product past the cut that is no candidate scores its popularity
+    p(b) alone, at most that of the first product past the cut; a customer whose last pick
+    could lose to it (a slot empty, or a pick that is no due consumable and scores below it, or
+    equal with a higher product id, as ties go to the lower) is ranked again with a wider cut.
+    """
     k = settings.next_products
-    picks = np.full((n_customers, k), -1, dtype=np.int64)
-    due_days = np.full((n_customers, k), np.nan)
+    ranked = _Ranked(
+        np.full((n_customers, k), -1, dtype=np.int64),
+        np.full((n_customers, k), np.nan),
+        np.full((n_customers, k), np.nan),
+    )
     n = signals.baskets.n_products
     chunk = max(1, min(KEY_SPACE // max(n, 1), 200_000))
     width = _popular_width(signals.popular.size, n_customers, k)
     for low in range(0, n_customers, chunk):
         customers = np.arange(low, min(low + chunk, n_customers), dtype=np.int64)
-        _rank_into(signals, customers, width, k, picks, due_days)
-    # A customer who owns most of the popular products gets the rest from further down the list.
+        _rank_into(signals, customers, width, ranked)
     while width < signals.popular.size:
-        short = np.flatnonzero((picks < 0).any(axis=1))
-        if short.size == 0:
+        beaten = np.flatnonzero(_may_be_beaten(signals, ranked, int(signals.popular[width])))
+        if beaten.size == 0:
             break
         width = min(signals.popular.size, width * 4)
-        for low in range(0, short.size, chunk):
-            _rank_into(signals, short[low : low + chunk], width, k, picks, due_days)
+        for low in range(0, beaten.size, chunk):
+            _rank_into(signals, beaten[low : low + chunk], width, ranked)
+    picks = ranked.item
     product_id = np.where(picks >= 0, signals.baskets.product_ids[np.maximum(picks, 0)], NO_PRODUCT)
-    return CustomerNextProducts(signals.baskets.customer_ids, product_id, due_days)
+    return CustomerNextProducts(signals.baskets.customer_ids, product_id, ranked.due_day)
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """Per customer (rows) and slot: the dense product picked (-1 for none), its due day (NaN
+    unless a due consumable) and its score."""
+
+    item: IntArray
+    due_day: FloatArray
+    score: FloatArray
 
 
 def _popular_width(n_popular: int, n_customers: int, k: int) -> int:
     return min(n_popular, max(k + 8, ROWS_PER_CUSTOMER_BUDGET // max(n_customers, 1)))
 
 
-def _rank_into(
-    signals: Signals,
-    customers: IntArray,
-    width: int,
-    k: int,
-    picks: IntArray,
-    due_days: FloatArray,
-) -> None:
+def _may_be_beaten(signals: Signals, ranked: _Ranked, first_left_out: int) -> BoolArray:
+    """Whether a product past the cut, scoring at most the popularity of `first_left_out` (the
+    first product past it, and the lowest id among those as popular), could take a customer's
+    last slot."""
+    item, score = ranked.item[:, -1], ranked.score[:, -1]
+    bound = signals.popularity[first_left_out]
+    below = (score < bound) | ((score == bound) & (item > first_left_out))
+    return np.asarray((item < 0) | (np.isnan(ranked.due_day[:, -1]) & below), dtype=np.bool_)
+
+
+def _rank_into(signals: Signals, customers: IntArray, width: int, ranked: _Ranked) -> None:
+    k = ranked.item.shape[1]
     rows = _chunk_rows(signals, customers, width)
     if rows.customer.size == 0:
         return
@@ -318,8 +343,9 @@ def _rank_into(
     who = rows.customer[starts]
     picked = chosen >= 0
     slot = np.maximum(chosen, 0)
-    picks[who] = np.where(picked, rows.item[slot], -1)
-    due_days[who] = np.where(picked, rows.due_day[slot], np.nan)
+    ranked.item[who] = np.where(picked, rows.item[slot], -1)
+    ranked.due_day[who] = np.where(picked, rows.due_day[slot], np.nan)
+    ranked.score[who] = np.where(picked, rows.gain[slot], np.nan)
 
 
 def _chunk_rows(signals: Signals, customers: IntArray, width: int) -> Candidates:

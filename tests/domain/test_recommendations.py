@@ -470,6 +470,38 @@ def test_next_products_owners_buying_less_than_newcomers_make_a_one_off() -> Non
     assert all(KETTLE not in picks(result.next_products, c) for c in range(1, 31))
 
 
+def test_next_products_many_customers_rank_past_the_popular_cut_exactly() -> None:
+    # given 160,000 customers with one order each of P1..P15 (each product in 50% down to 22%
+    # of them, so that only the 13 most popular are scored per customer at first), a product R
+    # that four customers bought twice, and customer 1, who bought R once and then P1..P9
+    rng = np.random.default_rng(1)
+    popular = np.arange(101, 116, dtype=np.int64)
+    r, many = 900, 160_000
+    present = rng.random((many, popular.size)) < np.linspace(0.5, 0.22, popular.size)
+    present[~present.any(axis=1), 0] = True
+    who, which = np.nonzero(present)
+    order_id = np.concatenate((who + 1, np.arange(8) + 200_001, np.arange(10) + 300_001))
+    customer = np.concatenate((who + 100_000, [2, 2, 3, 3, 4, 4, 5, 5], np.ones(10)))
+    product = np.concatenate((popular[which], np.full(8, r), [r], popular[:9]))
+    day = np.concatenate((np.ones(who.size), np.tile([2.0, 3.0], 4), np.arange(2.0, 12.0)))
+    lines = OrderLines(
+        order_id.astype(np.int64),
+        customer.astype(np.int64),
+        product,
+        day,
+        np.ones(day.size, dtype=np.int64),
+        np.full(day.size, 10.0),
+    )
+    ids = np.append(popular, r)
+    table = ProductTable(ids, np.array(["t"] * ids.size), np.full(ids.size, 10.0))
+    # when next products are ranked
+    result = next_products(lines, table, 100.0, replenishment_days={})
+    # then customer 1, owning the one-offs P1..P9, is offered P10..P14, each in over a fifth
+    # of the baskets, not R, whose buy-again score is about 0.1 (0 of 9 later orders, shrunk
+    # towards its owners' 4 of 13)
+    assert picks(result, 1) == popular[9:14].tolist()
+
+
 def test_next_products_lines_after_as_of_are_ignored() -> None:
     early = next_products(lines_of(coffee_orders()), SHOP, 135.0, replenishment_days=INTERVALS)
     later = [*coffee_orders(), (9, 1, 200.0, [KETTLE])]
