@@ -35,6 +35,7 @@ from plugin.devstore.state import DevStoreState
 UserErrorDict = dict[str, object]
 ACTIVE = ("CREATED", "RUNNING")
 BULK_ROOTS = {"customers", "products", "orders"}
+FIVE_AT_A_TIME_FROM = "2026-01"  # "unstable" sorts after every dated version, as it should
 NOT_IN_BULK_MUTATIONS = {"bulkOperationRunQuery", "bulkOperationRunMutation", "stagedUploadsCreate"}
 
 
@@ -172,11 +173,16 @@ class BulkRunner:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _busy(self, state: DevStoreState, kind: str) -> BulkOperation | None:
-        active = [
-            op for op in state.bulk_operations.values() if op.type == kind and op.status in ACTIVE
-        ]
-        if len(active) < self.config.max_concurrent_bulk_operations:
+    def _busy(self, context: ResolveContext, kind: str) -> BulkOperation | None:
+        """The newest running operation of this type when no other may start. Shopify's guides:
+        from API 2026-01, up to five bulk queries and, separately, five bulk mutations at a
+        time per app and shop; before 2026-01, one of each type."""
+        operations = context.state.bulk_operations.values()
+        active = [op for op in operations if op.type == kind and op.status in ACTIVE]
+        limit = self.config.max_concurrent_bulk_operations
+        if context.api_version < FIVE_AT_A_TIME_FROM:
+            limit = 1
+        if len(active) < limit:
             return None
         return max(active, key=lambda op: op.id)
 
@@ -228,7 +234,7 @@ class BulkRunner:
         if problem is not None:
             return None, [{"field": ["query"], "message": problem, "code": "INVALID"}]
         assert isinstance(request, ParsedRequest)
-        busy = self._busy(context.state, "QUERY")
+        busy = self._busy(context, "QUERY")
         if busy is not None:
             message = (
                 f"A bulk query operation for this app and shop is already in progress: {busy.gid}."
@@ -298,7 +304,7 @@ class BulkRunner:
                 "you've entered the URL correctly for the stagedUploadPath mutation argument."
             )
             return None, [{"field": None, "message": message, "code": "NO_SUCH_FILE"}]
-        busy = self._busy(context.state, "MUTATION")
+        busy = self._busy(context, "MUTATION")
         if busy is not None:
             message = (
                 "A bulk mutation operation for this app and shop is already in progress: "

@@ -33,7 +33,7 @@ class DevStoreConfig:
     fault_drop_mode: str = "status"
     seed: int = 0
     app_id: int = 1
-    max_concurrent_bulk_operations: int = 5
+    max_concurrent_bulk_operations: int = 5  # of each type (query, mutation); 1 before 2026-01
     bulk_start_delay_seconds: float = 0.0
     bulk_rows_per_step: int = 1000
     bulk_step_delay_seconds: float = 0.0

@@ -39,6 +39,7 @@ class ResolveContext:
     app_id: int = 1
     bulk_scheduler: BulkScheduler | None = None
     bulk_window: BulkWindow | None = None
+    api_version: str = "2026-10"
 
     @property
     def in_bulk(self) -> bool:

@@ -101,7 +101,11 @@ class DevStoreServer:
             return _json(plan.error_status, _internal_error(request_id), request_id)
         payload = await _request_payload(request)
         context = ResolveContext(
-            state, str(request.base_url).rstrip("/"), self.config.app_id, self.bulk
+            state,
+            str(request.base_url).rstrip("/"),
+            self.config.app_id,
+            self.bulk,
+            api_version=request.path_params["version"],
         )
         reply = self.graphql.handle(state.domain, payload, context)
         return self._respond(reply, plan, request_id)

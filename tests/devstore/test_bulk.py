@@ -331,3 +331,35 @@ def test_staged_upload_with_a_key_that_is_not_utf8_is_refused(devstore: LiveDevS
         headers={"Content-Type": "multipart/form-data; boundary=XX"},
     )
     assert response.status_code == 400
+
+
+def test_bulk_limits_are_five_queries_and_five_mutations_at_once(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given operations that stay CREATED for a while
+    store = devstore_factory(config=DevStoreConfig(bulk_start_delay_seconds=5))
+    query = "{ customers { edges { node { id } } } }"
+    # When six queries and six mutations start (API 2026-10)
+    queries = [start_query(store, query) for _ in range(6)]
+    mutations = []
+    for _ in range(6):
+        path = stage_and_upload(store, [{"id": "gid://shopify/Customer/1", "tags": ["x"]}])
+        started = store.gql(RUN_MUTATION, {"mutation": TAGS_ADD, "path": path})
+        mutations.append(started["data"]["bulkOperationRunMutation"])
+    # Then five of each run side by side (Shopify's guides: five queries, five mutations)
+    assert [bool(q["bulkOperation"]) for q in queries] == [True] * 5 + [False]
+    assert [bool(m["bulkOperation"]) for m in mutations] == [True] * 5 + [False]
+    assert queries[5]["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+    assert mutations[5]["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+
+
+def test_bulk_limit_before_2026_01_is_one_of_each_type(devstore_factory: DevStoreFactory) -> None:
+    store = devstore_factory(config=DevStoreConfig(bulk_start_delay_seconds=5))
+    store.version = "2025-10"
+    query = "{ customers { edges { node { id } } } }"
+    first, second = start_query(store, query), start_query(store, query)
+    path = stage_and_upload(store, [{"id": "gid://shopify/Customer/1", "tags": ["x"]}])
+    mutation = store.gql(RUN_MUTATION, {"mutation": TAGS_ADD, "path": path})
+    assert first["bulkOperation"] is not None
+    assert second["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+    assert mutation["data"]["bulkOperationRunMutation"]["bulkOperation"] is not None
