@@ -81,9 +81,14 @@ def overridden(shop: Shop, key: str, defaults: T) -> T:
     """`defaults` with the overrides under `key` of the shop's settings; a ShopSettingsError
     names an unknown or badly valued one."""
     overrides = json.loads(shop.settings or "{}").get(key, {})
+    what = {"scoring": "scoring", "recommendations": "recommendation"}.get(key, key)
+    if not isinstance(overrides, dict):  # a list, a number, a string or null: no names to take
+        raise ShopSettingsError(
+            f'{shop.domain}: "{key}" must be a JSON object of {what} settings, e.g. '
+            f'{key}={{"name": value}}, not {json.dumps(overrides)}'
+        )
     known = {f.name for f in fields(defaults)}
     unknown = sorted(set(overrides) - known)
-    what = {"scoring": "scoring", "recommendations": "recommendation"}.get(key, key)
     if unknown:
         raise ShopSettingsError(f"{shop.domain}: unknown {what} settings {', '.join(unknown)}")
     try:

@@ -247,6 +247,20 @@ def test_shop_settings_refuse_scoring_values_that_crash_a_recompute(
     assert_one_line_error(result, named)
 
 
+@pytest.mark.parametrize(
+    "setting",
+    ["scoring=[1]", "scoring=5", "scoring=abc", "recommendations=null", "recommendations=[]"],
+)
+def test_shop_settings_refuse_a_group_that_is_not_an_object_naming_its_key(
+    shop_url: str, setting: str
+) -> None:
+    # when a settings group is set to a list, a number, a string or null
+    result = invoke(shop_url, "shop", "settings", SHOP, "--set", setting)
+    # then it is refused, naming the key and what it must be, instead of a traceback
+    key = setting.partition("=")[0]
+    assert_one_line_error(result, f'"{key}" must be a JSON object')
+
+
 def test_shop_settings_accept_sane_scoring_values(shop_url: str) -> None:
     scoring = {"min_customers": 1, "min_repeat_customers": 1, "horizon_days": 36500}
     result = invoke(shop_url, "shop", "settings", SHOP, "--set", f"scoring={json.dumps(scoring)}")
