@@ -249,14 +249,28 @@ def shop_list() -> None:
     if not rows:
         click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
         return
-    click.echo(f"{'domain':<40} {'state':<12} {'currency':<8} {'token':<8} installed_at")
+    click.echo(f"{'domain':<40} {'state':<13} {'currency':<8} {'token':<8} installed_at")
     for row in rows:
-        state = "installed" if row.installed else "uninstalled"
         token = "yes" if row.access_token_encrypted else "no"
         click.echo(
-            f"{row.domain:<40} {state:<12} {row.currency or '-':<8} {token:<8} "
+            f"{row.domain:<40} {_shop_state(row):<13} {row.currency or '-':<8} {token:<8} "
             f"{row.installed_at.isoformat()}"
         )
+    if any(_shop_state(row) == NEEDS_REAUTH for row in rows):
+        click.echo(
+            f"\n{NEEDS_REAUTH}: the store refused the shop's access token (401); push, reconcile "
+            "and backfill wait until it is authorised again. For a custom app, store a new "
+            "token: clvsync shop add DOMAIN --token TOKEN"
+        )
+
+
+NEEDS_REAUTH = "needs-reauth"
+
+
+def _shop_state(shop: Shop) -> str:
+    if not shop.installed:
+        return "uninstalled"
+    return NEEDS_REAUTH if shop.needs_reauth else "installed"
 
 
 def _setting_value(raw: str) -> Any:

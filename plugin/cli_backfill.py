@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from jobs.backfill import APPLY_BATCH, backfill_shop
 from jobs.context import JobContext
 from jobs.runs import RunResult, run_job
+from plugin.cli_jobs import check_authorised
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
@@ -54,6 +55,7 @@ def run_backfill(
     engine: Engine, settings: Settings, shop: Shop, since: datetime | None, as_json: bool
 ) -> None:
     """Run the backfill for one shop and report it; exit 1 if it failed."""
+    check_authorised(shop)
     click.echo(f"reading {shop.domain}'s orders with a bulk query ...", err=True)
     result: RunResult = anyio.run(_run, engine, settings, shop, since)
     summary = {"outcome": result.outcome, "run_id": result.run_id, **dict(result.counts)}

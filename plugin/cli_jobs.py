@@ -107,9 +107,22 @@ def jobs_run(job: str, domain: str) -> None:
     with _open_store(settings) as engine:
         with Session(engine) as session:
             shop = _shop_or_fail(session, domain)
+        if _BY_NAME[job].needs_token:
+            check_authorised(shop)
         click.echo(f"running {job} for {shop.domain} ...", err=True)
         result = run_now(settings, engine, shop, job)
     click.echo(json.dumps(dict(result.counts), sort_keys=True, default=str))
+
+
+def check_authorised(shop: Shop) -> None:
+    """A ClickException naming the fix when the store refused the shop's token (a 401 marked
+    it): jobs that call the store wait until a new token is stored (the scheduler skips them)."""
+    if shop.needs_reauth:
+        raise click.ClickException(
+            f"{shop.domain} needs to authorise the app again: the store refused its access "
+            "token (401). For a custom app, store a new Admin API token with `clvsync shop add "
+            f"{shop.domain} --token TOKEN`; push, reconcile and backfill resume from then on"
+        )
 
 
 def run_now(settings: Settings, engine: Engine, shop: Shop, job: str) -> RunResult:

@@ -14,6 +14,7 @@ from jobs.context import JobContext
 from jobs.runs import run_job
 from jobs.undo import check_undo, undo_run
 from jobs.writeback import WritebackError, push_shop
+from plugin.cli_jobs import check_authorised
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
@@ -79,6 +80,8 @@ def run_writeback(
 ) -> None:
     """Run the push (or the undo of push run `undo`) for one shop now and report it; exit 1 if
     it failed."""
+    if not dry_run:  # a dry run calls nothing
+        check_authorised(shop)
     try:
         result = anyio.run(_run, engine, settings, shop, dry_run, undo)
     except WritebackError as exc:

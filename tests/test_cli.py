@@ -191,3 +191,45 @@ def test_recompute_is_recorded_as_a_refit_then_a_rescore_run(
     assert summary["outcome"] == "ok" and summary["kind"] == "full"
     with Session(engine) as session:
         assert session.get(JobRun, summary["run_id"]) is not None
+
+
+# --- a shop whose token the store refused ---------------------------------------------------------
+
+
+def _mark_needs_reauth(engine: Engine) -> None:
+    with Session(engine) as session, session.begin():
+        shop = session.exec(select(Shop)).one()
+        shop.needs_reauth = True
+
+
+def test_shop_list_shows_a_shop_needing_reauthorisation_and_the_fix(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop whose token a 401 marked as refused
+    add_shop(engine)
+    _mark_needs_reauth(engine)
+    # when the shops are listed
+    code, out, _ = run(migrated_url, "shop", "list")
+    # then its state says so, and how to fix it
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith(SHOP))
+    assert row.split()[1] == "needs-reauth"
+    assert "clvsync shop add DOMAIN --token TOKEN" in out
+
+
+@pytest.mark.parametrize(
+    "command", [["push"], ["backfill"], ["jobs", "run", "push"], ["jobs", "run", "backfill"]]
+)
+def test_run_for_a_shop_needing_reauthorisation_names_the_fix(
+    engine: Engine, migrated_url: str, command: list[str]
+) -> None:
+    # given a shop whose token a 401 marked as refused
+    add_shop(engine)
+    _mark_needs_reauth(engine)
+    # when a job that calls the store is run for it
+    code, _, err = run(migrated_url, *command, "--shop", SHOP)
+    # then it exits 1 saying what to do, and no failed run is recorded
+    assert code == 1
+    assert "needs to authorise the app again" in err
+    assert f"clvsync shop add {SHOP} --token TOKEN" in err
+    assert _runs(engine) == []
