@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plugin.devstore.gid import InvalidGidError, format_gid, parse_gid
-from plugin.devstore.metafield_types import is_supported_type, value_error
+from plugin.devstore.metafield_types import is_supported_type, max_characters, value_error
 from plugin.devstore.models import Customer, Metafield, MetafieldDefinition, Order, Product
 from plugin.devstore.resolvers import compare_digest
 from plugin.devstore.state import DevStoreState
@@ -85,7 +85,14 @@ def _plan_one(
     if definition is not None and definition.type != type_name:
         mismatch = f"Type '{type_name}' does not match the definition's type '{definition.type}'."
         return _error(index, "type", mismatch, "INVALID_TYPE")
-    message = value_error(type_name, item["value"], lambda t, i: state.find(t, i) is not None)
+    value = item["value"]
+    if not value.strip():
+        return _error(index, "value", "Value can't be blank.", "BLANK")
+    limit = max_characters(type_name)
+    if len(value) > limit:
+        too_long = f"Value is too long (maximum is {limit} characters)"
+        return _error(index, "value", too_long, "TOO_LONG")
+    message = value_error(type_name, value, lambda t, i: state.find(t, i) is not None)
     if message:
         return _error(index, "value", message, "INVALID_VALUE")
     existing = (owner.metafields or {}).get((namespace, key))
@@ -96,7 +103,7 @@ def _plan_one(
             "Try again with an updated `compareDigest` value."
         )
         return _error(index, "compareDigest", message, "STALE_OBJECT")
-    return PlannedWrite(owner, namespace, key, item["value"], type_name)
+    return PlannedWrite(owner, namespace, key, value, type_name)
 
 
 def set_metafields(

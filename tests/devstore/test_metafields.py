@@ -51,6 +51,9 @@ def set_fields(store: LiveDevStore, items: list[dict[str, Any]]) -> dict[str, An
         ("boolean", "true"),
         ("json", '{"score": [1, 2]}'),
         ("list.product_reference", '["gid://shopify/Product/1000", "gid://shopify/Product/1001"]'),
+        ("number_decimal", "-9999999999999.999999999"),
+        ("number_decimal", "0.123456789"),
+        ("list.product_reference", "[" + ",".join(['"gid://shopify/Product/1000"'] * 128) + "]"),
     ],
 )
 def test_metafields_set_valid_value_is_stored(
@@ -77,6 +80,22 @@ def test_metafields_set_valid_value_is_stored(
         ("list.product_reference", '["gid://shopify/Product/999"]'),
         ("list.product_reference", '["gid://shopify/Customer/1"]'),
         ("list.product_reference", "gid://shopify/Product/1000"),
+        # matched whole and in ASCII digits only
+        ("number_integer", "12\n"),
+        ("number_decimal", "12.5\n"),
+        ("number_decimal", "\u0661\u0662.\u0665"),
+        ("number_integer", "\u0661\u0662"),
+        ("date", "2026-02-28\n"),
+        # Shopify's decimal range: +/-9999999999999.999999999
+        ("number_decimal", "1" * 14 + ".5"),
+        ("number_decimal", "-10000000000000"),
+        ("number_decimal", "1.1234567891"),
+        # strict JSON
+        ("json", '{"a": NaN}'),
+        ("json", "Infinity"),
+        ("json", "-Infinity"),
+        # at most 128 items in a list
+        ("list.product_reference", "[" + ",".join(['"gid://shopify/Product/1000"'] * 129) + "]"),
     ],
 )
 def test_metafields_set_invalid_value_is_an_invalid_value_user_error(
@@ -88,6 +107,26 @@ def test_metafields_set_invalid_value_is_an_invalid_value_user_error(
     assert error["code"] == "INVALID_VALUE"
     assert error["field"] == ["metafields", "0", "value"]
     assert error["elementIndex"] == 0
+    assert devstore.state.customers[1].metafields is None
+
+
+@pytest.mark.parametrize(
+    ("type_name", "value", "code"),
+    [
+        ("single_line_text_field", "", "BLANK"),
+        ("single_line_text_field", "   ", "BLANK"),
+        ("number_decimal", "", "BLANK"),
+        ("single_line_text_field", "x" * 65_001, "TOO_LONG"),
+        ("json", '"' + "x" * 2_000_000 + '"', "TOO_LONG"),
+    ],
+)
+def test_metafields_set_blank_or_too_long_value_is_refused(
+    devstore: LiveDevStore, type_name: str, value: str, code: str
+) -> None:
+    payload = set_fields(devstore, [metafield("field", value, type_name)])
+    assert payload["metafields"] is None
+    assert payload["userErrors"][0]["code"] == code
+    assert payload["userErrors"][0]["field"] == ["metafields", "0", "value"]
     assert devstore.state.customers[1].metafields is None
 
 
