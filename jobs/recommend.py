@@ -37,11 +37,15 @@ def recommendation_settings(shop: Shop) -> RecommendationSettings:
 
 
 def product_table(baskets: BasketArrays) -> ProductTable:
-    """The products seen in the baskets, each with its type and the last price paid for it.
+    """The products seen in the baskets, each with its type and a price paid for it: the highest
+    unit price among its lines in its latest order (by day, then order id).
 
+    The latest order follows price changes; within it, two variants of the product (a small and
+    a large bag) are one moment's prices, and the dearer one is taken, whatever order the
+    database returned the lines in, so upsell and bundle prices never depend on row order.
     (The app holds no catalogue yet: a product never ordered is never recommended, and one
     deleted from the store still is until its metafield write is refused.)"""
-    order = np.lexsort((baskets.day, baskets.product_id))
+    order = np.lexsort((baskets.unit_price, baskets.order_id, baskets.day, baskets.product_id))
     products = baskets.product_id[order]
     last = np.r_[products[1:] != products[:-1], True] if products.size else np.array([], bool)
     ids = products[last]

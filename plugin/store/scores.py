@@ -218,7 +218,7 @@ def _lines_of_orders(
 @dataclass(frozen=True)
 class BasketArrays:
     """Counted orders' product lines (guest orders included, customer -1), as arrays, and each
-    product's type as last seen on a line."""
+    product's type as last seen on a line that has one."""
 
     order_id: NDArray[np.int64]
     customer_id: NDArray[np.int64]
@@ -229,12 +229,15 @@ class BasketArrays:
     product_types: dict[int, str | None]
 
 
+def _line_of_its_order() -> ColumnElement[bool]:
+    return and_(
+        col(OrderLine.shop_id) == col(Order.shop_id), col(OrderLine.order_id) == col(Order.order_id)
+    )
+
+
 def load_baskets(engine: Engine, shop_id: int) -> BasketArrays:
     """The shop's baskets for the recommendations: lines still held (current quantity above
     zero) of counted orders, without gift cards or custom items."""
-    joined = and_(
-        col(OrderLine.shop_id) == col(Order.shop_id), col(OrderLine.order_id) == col(Order.order_id)
-    )
     kept = and_(
         col(Order.shop_id) == shop_id,
         col(Order.counted),
@@ -252,16 +255,10 @@ def load_baskets(engine: Engine, shop_id: int) -> BasketArrays:
             col(OrderLine.current_quantity),
             coerce(OrderLine.price, BigInteger),
         )
-        .join(OrderLine, joined)
+        .join(OrderLine, _line_of_its_order())
         .where(kept),
         6,
     )
-    with Session(engine) as session:
-        types = session.execute(
-            select(col(OrderLine.product_id), func.max(col(OrderLine.product_type)))
-            .where(col(OrderLine.shop_id) == shop_id, col(OrderLine.product_id).is_not(None))
-            .group_by(col(OrderLine.product_id))
-        ).all()
     return BasketArrays(
         order_id=rows[:, 0].astype(np.int64),
         customer_id=rows[:, 1].astype(np.int64),
@@ -269,8 +266,39 @@ def load_baskets(engine: Engine, shop_id: int) -> BasketArrays:
         day=rows[:, 3],
         quantity=rows[:, 4].astype(np.int64),
         unit_price=rows[:, 5] / 10**MONEY_SCALE,
-        product_types={int(product): kind for product, kind in types},
+        product_types=_latest_product_types(engine, shop_id),
     )
+
+
+def _latest_product_types(engine: Engine, shop_id: int) -> dict[int, str | None]:
+    """Each product's type on its latest line (by processed_at, order id, line id) of any of the
+    shop's orders that names one: a merchant who retypes a product is followed, and a line
+    without a type (an empty or missing product_type, as on some edited or imported orders)
+    leaves the known one alone."""
+    recency = func.row_number().over(
+        partition_by=col(OrderLine.product_id),
+        order_by=(
+            col(Order.processed_at).desc(),
+            col(OrderLine.order_id).desc(),
+            col(OrderLine.line_id).desc(),
+        ),
+    )
+    typed = (
+        select(col(OrderLine.product_id), col(OrderLine.product_type), recency.label("recency"))
+        .join(Order, _line_of_its_order())
+        .where(
+            col(OrderLine.shop_id) == shop_id,
+            col(OrderLine.product_id).is_not(None),
+            col(OrderLine.product_type).is_not(None),
+            col(OrderLine.product_type) != "",
+        )
+        .subquery()
+    )
+    with Session(engine) as session:
+        latest = session.execute(
+            select(typed.c.product_id, typed.c.product_type).where(typed.c.recency == 1)
+        ).all()
+    return {int(product): kind for product, kind in latest}
 
 
 def ledger_versions(

@@ -1,0 +1,107 @@
+"""What the recommendations job hands the recommender: each product's price and type, the same
+whatever order the database returns the lines in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from jobs.recommend import product_table
+from plugin.store.models import Order, OrderLine
+from plugin.store.scores import BasketArrays, load_baskets
+from tests.helpers import add_shop
+
+SHIRT, HAT = 100, 200
+T0 = datetime(2025, 3, 1, 23, 50, tzinfo=UTC)
+
+
+def baskets_in(rows: list[tuple[int, int, float, float]]) -> BasketArrays:
+    """(order id, product, day, unit price) lines of customer 7."""
+    column = list(zip(*rows, strict=True))
+    return BasketArrays(
+        np.array(column[0], dtype=np.int64),
+        np.full(len(rows), 7, dtype=np.int64),
+        np.array(column[1], dtype=np.int64),
+        np.array(column[2], dtype=np.float64),
+        np.ones(len(rows), dtype=np.int64),
+        np.array(column[3], dtype=np.float64),
+        {SHIRT: "Shirts", HAT: "Hats"},
+    )
+
+
+def test_product_table_price_is_the_dearest_variant_of_the_latest_order_in_any_row_order() -> None:
+    # given a shirt sold at 30.00 on day 40, then at 20.00 and 45.00 (two variants) in one order
+    # on day 50; and a hat in two orders of one day, the later (higher id) at 12.00
+    rows = [(1, SHIRT, 40.0, 30.0), (2, SHIRT, 50.0, 20.0), (2, SHIRT, 50.0, 45.0)]
+    rows += [(3, HAT, 60.0, 9.0), (4, HAT, 60.0, 12.0)]
+    # when the product table is made from the lines in every order
+    tables = [
+        product_table(baskets_in([rows[i] for i in order]))
+        for order in ([0, 1, 2, 3, 4], [2, 1, 0, 4, 3], [1, 2, 4, 0, 3])
+    ]
+    # then the shirt costs 45.00 and the hat 12.00 every time
+    for table in tables:
+        assert table.product_id.tolist() == [SHIRT, HAT]
+        assert table.price.tolist() == [45.0, 12.0]
+        assert table.product_type.tolist() == ["Shirts", "Hats"]
+
+
+def add_order(
+    session: Session, shop_id: int, order_id: int, at: datetime, lines: list[tuple[int, str | None]]
+) -> None:
+    """A counted order with one line per (product, product type), line ids order_id * 10 + i."""
+    session.add(
+        Order(
+            shop_id=shop_id,
+            order_id=order_id,
+            customer_id=7,
+            created_at=at,
+            processed_at=at,
+            updated_at=at,
+            version_digest="v",
+            currency="USD",
+            total=Decimal("10"),
+            current_total=Decimal("10"),
+            net_amount=Decimal("10"),
+            counted=True,
+        )
+    )
+    for i, (product, kind) in enumerate(lines):
+        session.add(
+            OrderLine(
+                shop_id=shop_id,
+                order_id=order_id,
+                line_id=order_id * 10 + i,
+                product_id=product,
+                product_type=kind,
+                quantity=1,
+                current_quantity=1,
+                price=Decimal("10"),
+                total_discount=Decimal("0"),
+            )
+        )
+
+
+def test_load_baskets_product_type_is_the_latest_one_named(engine: Engine) -> None:
+    # given a shirt typed "Tops", then "Shirts" 20 minutes later in an order with a lower id,
+    # then a day later on lines with no type; a hat typed "Hats", then "Caps" on a later line
+    # of the same order; a mug never typed
+    shop = add_shop(engine)
+    assert shop.id is not None
+    with Session(engine) as session, session.begin():
+        add_order(session, shop.id, 30, T0, [(SHIRT, "Tops")])
+        add_order(session, shop.id, 20, T0 + timedelta(minutes=20), [(SHIRT, "Shirts")])
+        add_order(session, shop.id, 40, T0 + timedelta(days=1), [(SHIRT, None), (SHIRT, "")])
+        add_order(session, shop.id, 50, T0, [(HAT, "Hats"), (HAT, "Caps")])
+        add_order(session, shop.id, 60, T0, [(300, None)])
+    # when the baskets are loaded
+    types = load_baskets(engine, shop.id).product_types
+    # then each product has the type of its latest line that names one (by time, then order
+    # and line id), not the largest name
+    assert types.get(SHIRT) == "Shirts"
+    assert types.get(HAT) == "Caps"
+    assert types.get(300) is None
