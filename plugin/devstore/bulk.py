@@ -15,6 +15,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from graphql import (
@@ -273,7 +274,7 @@ class BulkRunner:
         root_key = root.alias.value if root.alias else root.name.value
         chunks: list[bytes] = []
         window = BulkWindow(size=self.config.bulk_rows_per_step)
-        step_context = ResolveContext(context.state, context.base_url, context.app_id, None, window)
+        step_context = replace(context, bulk_scheduler=None, bulk_window=window)
         while True:
             result = run_operation(self.schema, request, step_context)
             if result.errors or result.data is None:
@@ -333,7 +334,7 @@ class BulkRunner:
     ) -> list[bytes]:
         await asyncio.sleep(self.config.bulk_start_delay_seconds)
         operation.status = "RUNNING"
-        step_context = ResolveContext(context.state, context.base_url, context.app_id, None, None)
+        step_context = replace(context, bulk_scheduler=None)
         run_line = self._line_runner(request, step_context)
         chunks: list[bytes] = []
         lines = [line for line in content.decode().splitlines() if line.strip()]

@@ -37,6 +37,10 @@ class DevStoreConfig:
     bulk_start_delay_seconds: float = 0.0
     bulk_rows_per_step: int = 1000
     bulk_step_delay_seconds: float = 0.0
+    # Whether an app may write metafields in Shopify's reserved `shopify--` namespaces (such as
+    # shopify--discovery--product_recommendation): unconfirmed (SHOPIFY.md), so both readings
+    # can be tested; false refuses such writes with APP_NOT_AUTHORIZED.
+    shopify_namespaces_writable: bool = True
 
     def __post_init__(self) -> None:
         if self.throttle_status_code not in (200, 429):

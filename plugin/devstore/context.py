@@ -40,6 +40,7 @@ class ResolveContext:
     bulk_scheduler: BulkScheduler | None = None
     bulk_window: BulkWindow | None = None
     api_version: str = "2026-10"
+    shopify_namespaces_writable: bool = True
 
     @property
     def in_bulk(self) -> bool:

@@ -16,6 +16,12 @@ MAX_METAFIELDS_PER_SET = 25
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 OWNER_TYPES: dict[type, str] = {Customer: "CUSTOMER", Product: "PRODUCT", Order: "ORDER"}
 OWNER_TYPE_NAMES = {"CUSTOMER": "Customer", "PRODUCT": "Product", "ORDER": "Order"}
+SHOPIFY_NAMESPACE_PREFIX = "shopify--"
+# Assumed, not confirmed: the code is Shopify's for metafields an app may not write
+# (MetafieldsSetUserErrorCode APP_NOT_AUTHORIZED); the message is a plausible wording.
+RESERVED_NAMESPACE_MESSAGE = (
+    "Access to this namespace and key on Metafields for this resource type is not allowed."
+)
 
 UserErrorDict = dict[str, Any]
 
@@ -63,7 +69,11 @@ def _owner(state: DevStoreState, owner_id: str) -> Customer | Product | Order | 
 
 
 def _plan_one(
-    state: DevStoreState, index: int, item: dict[str, Any], app_namespace: str
+    state: DevStoreState,
+    index: int,
+    item: dict[str, Any],
+    app_namespace: str,
+    shopify_namespaces_writable: bool,
 ) -> PlannedWrite | UserErrorDict:
     owner = _owner(state, item["ownerId"])
     if owner is None:
@@ -75,6 +85,8 @@ def _plan_one(
     )
     if name_error:
         return name_error
+    if namespace.startswith(SHOPIFY_NAMESPACE_PREFIX) and not shopify_namespaces_writable:
+        return _error(index, "namespace", RESERVED_NAMESPACE_MESSAGE, "APP_NOT_AUTHORIZED")
     owner_type = OWNER_TYPES[type(owner)]
     definition = state.metafield_definitions.get((owner_type, namespace, key))
     type_name = item.get("type") or (definition.type if definition else None)
@@ -107,7 +119,11 @@ def _plan_one(
 
 
 def set_metafields(
-    state: DevStoreState, items: list[dict[str, Any]], app_namespace: str
+    state: DevStoreState,
+    items: list[dict[str, Any]],
+    app_namespace: str,
+    *,
+    shopify_namespaces_writable: bool,
 ) -> tuple[list[Metafield] | None, list[UserErrorDict]]:
     """Validate every input first, then write all or nothing (metafieldsSet is atomic)."""
     if len(items) > MAX_METAFIELDS_PER_SET:
@@ -115,7 +131,10 @@ def set_metafields(
         return None, [
             {"field": ["metafields"], "message": message, "code": "LESS_THAN_OR_EQUAL_TO"}
         ]
-    plans = [_plan_one(state, index, item, app_namespace) for index, item in enumerate(items)]
+    plans = [
+        _plan_one(state, index, item, app_namespace, shopify_namespaces_writable)
+        for index, item in enumerate(items)
+    ]
     errors = [plan for plan in plans if isinstance(plan, dict)]
     if errors:
         return None, errors

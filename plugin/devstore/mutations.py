@@ -68,7 +68,12 @@ def resolve_tags_remove(
 def resolve_metafields_set(_: Any, info: Info, metafields: list[dict[str, Any]]) -> dict[str, Any]:
     ensure_input_size("metafields", metafields)
     context = ctx(info)
-    written, errors = set_metafields(context.state, metafields, context.app_namespace)
+    written, errors = set_metafields(
+        context.state,
+        metafields,
+        context.app_namespace,
+        shopify_namespaces_writable=context.shopify_namespaces_writable,
+    )
     return {"metafields": written, "userErrors": errors}
 
 

@@ -106,6 +106,7 @@ class DevStoreServer:
             self.config.app_id,
             self.bulk,
             api_version=request.path_params["version"],
+            shopify_namespaces_writable=self.config.shopify_namespaces_writable,
         )
         reply = self.graphql.handle(state.domain, payload, context)
         return self._respond(reply, plan, request_id)

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.devstore.conftest import LiveDevStore
+from plugin.devstore.config import DevStoreConfig
+from tests.devstore.conftest import DevStoreFactory, LiveDevStore
 
 SET = """
 mutation Set($metafields: [MetafieldsSetInput!]!) {
@@ -249,3 +250,42 @@ def test_metafields_set_product_reference_list_on_product(devstore: LiveDevStore
         'key: "frequently_bought_together") { jsonValue } } }'
     )
     assert body["data"]["product"]["metafield"]["jsonValue"] == ["gid://shopify/Product/1001"]
+
+
+COMPLEMENTARY = {
+    "ownerId": "gid://shopify/Product/1000",
+    "namespace": "shopify--discovery--product_recommendation",
+    "key": "complementary_products",
+    "type": "list.product_reference",
+    "value": '["gid://shopify/Product/1001"]',
+}
+
+
+def test_shopify_namespace_is_writable_by_default(devstore: LiveDevStore) -> None:
+    payload = set_fields(devstore, [COMPLEMENTARY])
+    assert payload["userErrors"] == []
+    assert devstore.state.products[1000].metafields is not None
+
+
+def test_shopify_namespace_refused_when_the_store_says_so(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given a store where apps may not write Shopify's reserved namespaces
+    store = devstore_factory(config=DevStoreConfig(shopify_namespaces_writable=False))
+    # When the complementary products and the app's own field are set in one call
+    own = COMPLEMENTARY | {"namespace": "clv", "key": "complements"}
+    payload = set_fields(store, [own, COMPLEMENTARY])
+    # Then the call is refused for the reserved namespace, and nothing is written (atomic)
+    assert payload["metafields"] is None
+    assert payload["userErrors"] == [
+        {
+            "field": ["metafields", "1", "namespace"],
+            "message": "Access to this namespace and key on Metafields for this resource type "
+            "is not allowed.",
+            "code": "APP_NOT_AUTHORIZED",
+            "elementIndex": 1,
+        }
+    ]
+    assert store.state.products[1000].metafields is None
+    # And the app's own namespace alone is still writable
+    assert set_fields(store, [own])["userErrors"] == []
