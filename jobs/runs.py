@@ -5,9 +5,10 @@
 the lease alive while the job runs, and releases it at the end. A failure is recorded and logged,
 never raised: one shop's broken job does not stop the others.
 
-A run whose lease is held by another worker is skipped and NOT recorded: with several workers,
-every one of them fires every tick and all but one skip, so recording skips would fill
-`job_runs` with noise. The caller gets the outcome "skipped" and who holds the lease.
+A run whose lease is held by another worker is skipped and NOT recorded (a tick taken while the
+shop's job, or one sharing its lease, still runs elsewhere: a long refit meets the next
+rescores): recording skips would fill `job_runs` with noise. The caller gets the outcome
+"skipped" and who holds the lease.
 
 A run that loses its lease (another worker took it over, or renewals failed until it expired
 by this worker's clock) is cancelled there and recorded as failed ("lease lost to ..."): from

@@ -6,12 +6,16 @@ settings' "schedule" key; the shop list is re-read every minute, so shops instal
 re-authorised later get or lose their jobs without a restart.
 
 The job store is in memory, always: APScheduler 3 must never share one between processes. Of
-several processes on one PostgreSQL database, only the elected one runs the jobs (`jobs.leader`).
-The others keep the same plan and let each tick pass, noting it; on taking the lead, a process
-runs the ticks it let pass within their misfire grace that no run of that shop's job has
-started since (the old leader died before it ran them), and only those. Should two processes
-run a shop's job all the same (a leader that lost its connection and has not noticed yet), the
-lease in `jobs.runs.run_job` keeps the runs apart.
+several processes on one PostgreSQL database, only the elected one fires the ticks (`jobs.leader`):
+each tick is a row in the job queue (`jobs.queue`), and every process, the leader too, takes
+from the queue what it has room for, so the jobs spread over the workers (DESIGN, process
+model). The others keep the same plan, to take the lead at once when the leader goes.
+
+On taking the lead (at start, or from a leader that died), a process queues the last tick of
+each job, within its misfire grace, that no run of that shop's job has started since: the ticks
+let pass while no process led, or while the process was down (a restart at 02:30 still makes
+the 02:00 refit). Should two processes run a shop's job all the same, the lease in
+`jobs.runs.run_job` keeps the runs apart.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from jobs import queue
 from jobs.backfill import scheduled_backfill
 from jobs.context import JobContext
 from jobs.leader import Election
+from jobs.queue import Due
 from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
@@ -50,6 +56,7 @@ log = logging.getLogger(__name__)
 SCHEDULE_KEY = "schedule"  # the shop settings' key that overrides the times below
 SHOPS_JOB = "shops"  # the scheduler's own job: re-read the shop list
 MAX_EVERY_MINUTES = 24 * 60
+QUEUE_KEEP = timedelta(days=1)  # a tick no worker took in this long is of a job gone: deleted
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,10 @@ class JobSpec:
     def default_when(self) -> When:
         return When(self.every, self.daily_at_hour)
 
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(seconds=self.misfire_grace_seconds)
+
 
 _PHASE_ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -97,6 +108,14 @@ class When:
             start = _PHASE_ORIGIN + timedelta(seconds=shift)
             return IntervalTrigger(seconds=seconds, start_date=start, timezone=UTC)
         return CronTrigger(hour=self.daily_at_hour, minute=0, timezone=UTC)
+
+    def last_tick(self, phase: str, now: datetime, grace: timedelta) -> datetime | None:
+        """The latest tick at or before `now` and within `grace` of it, if any."""
+        trigger = self.trigger(phase)
+        tick, latest = trigger.get_next_fire_time(None, now - grace), None
+        while tick is not None and tick <= now:
+            latest, tick = tick, trigger.get_next_fire_time(tick, tick + timedelta(microseconds=1))
+        return latest
 
 
 # --- the jobs ---------------------------------------------------------------------------------
@@ -243,7 +262,9 @@ class ScheduledJob:
 
 
 class JobScheduler:
-    """Fires every shop's jobs in the event loop it runs in (`run`), through `run_job`."""
+    """Fires every shop's jobs into the queue while this process leads, and runs what it takes
+    from the queue (`run`), through `run_job`: at most `jobs_at_once` at a time, of which at
+    most `heavy_at_once` load a whole shop."""
 
     def __init__(
         self,
@@ -251,19 +272,24 @@ class JobScheduler:
         jobs: Sequence[JobSpec] = STANDARD_JOBS,
         *,
         shops_every_seconds: float = 60.0,
+        jobs_at_once: int = 4,
         heavy_at_once: int = 2,
+        take_every_seconds: float = 1.0,
         shutdown_grace_seconds: float = 30.0,
         elect_every_seconds: float = 5.0,
     ) -> None:
         self._ctx = ctx
         self._jobs = {spec.name: spec for spec in jobs}
         self._shops_every_seconds = shops_every_seconds
+        self._jobs_at_once = jobs_at_once
         self._heavy_at_once = heavy_at_once
+        self._take_every_seconds = take_every_seconds
         self._shutdown_grace_seconds = shutdown_grace_seconds
         self._elect_every_seconds = elect_every_seconds
         self._election = Election(ctx.engine, ctx.worker)
         self._leading = False
-        self._passed: dict[str, datetime] = {}  # job id -> the last tick let pass, standing by
+        self._stopping = False
+        self._queued = anyio.Event()  # set when this process queues a tick: take it at once
         self._scheduler = AsyncIOScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": AsyncIOExecutor()},
@@ -272,9 +298,8 @@ class JobScheduler:
         )
         self._planned: dict[str, When] = {}
         self._schedule_errors: dict[int, str] = {}
-        self._running: set[str] = set()
+        self._running: set[str] = set()  # job ids ("job:shop id") running in this process
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._heavy: anyio.CapacityLimiter | None = None
 
     @property
     def running(self) -> bool:
@@ -294,10 +319,9 @@ class JobScheduler:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Plan every shop's jobs and, while this process leads, fire them until `stop` is set;
-        then let the running ones finish (up to the grace period; cancelled after it, and
-        recorded so) and stop."""
-        self._heavy = anyio.CapacityLimiter(self._heavy_at_once)
+        """Plan every shop's jobs and, while this process leads, fire them; run what it takes
+        from the queue, until `stop` is set; then let the running ones finish (up to the grace
+        period; cancelled after it, and recorded so) and stop."""
         async with anyio.create_task_group() as tasks:
             self._tasks = tasks
             self._scheduler.start()
@@ -317,6 +341,7 @@ class JobScheduler:
                     "leading" if self._leading else "standing by",
                 )
                 task_status.started()
+                tasks.start_soon(self._take_from_queue)
                 await self._hold_the_lead(stop)
             finally:
                 with anyio.CancelScope(shield=True):
@@ -343,44 +368,92 @@ class JobScheduler:
                 log.warning("scheduler: lost the lead; standing by")
 
     async def _elect(self) -> None:
-        """Try to take the lead; on taking it, run the ticks let pass that no run has served
-        (module docstring). The plan needs no re-reading: a standby keeps it current too."""
+        """Try to take the lead; on taking it, make up the ticks no run has served (module
+        docstring). The plan needs no re-reading: a standby keeps it current too."""
         if not await anyio.to_thread.run_sync(self._election.try_lead):
             return
         self._leading = True
         if self._election.contested:
             log.info("scheduler: elected to run the jobs")
-        passed, self._passed = self._passed, {}
-        await self._make_up(passed)
+        await self._make_up()
 
-    async def _make_up(self, passed: dict[str, datetime]) -> None:
-        """Run the ticks let pass (job id -> tick), within their misfire grace, that no run of
-        that shop's job has started since."""
+    async def _make_up(self) -> None:
+        """Queue each planned job's last tick within its misfire grace that no run of that
+        shop's job has started since."""
         now = self._ctx.clock()
-        due = {
-            job_id: tick
-            for job_id, tick in passed.items()
-            if job_id in self._planned
-            and now - tick <= timedelta(seconds=self._spec_of(job_id).misfire_grace_seconds)
-        }
-        if not due:
+        ticks = {}
+        for job_id, when in self._planned.items():
+            spec = self._jobs[job_id.partition(":")[0]]
+            if (tick := when.last_tick(job_id, now, spec.grace)) is not None:
+                ticks[job_id] = tick
+        if not ticks:
             return
         try:
-            started = await anyio.to_thread.run_sync(_last_starts, self._ctx.engine, set(due))
+            started = await anyio.to_thread.run_sync(_last_starts, self._ctx.engine, set(ticks))
         except SQLAlchemyError as exc:
             log.error("scheduler: cannot read the runs, no tick made up: %s", describe_error(exc))
             return
-        for job_id, tick in sorted(due.items()):
+        missed = []
+        for job_id, tick in sorted(ticks.items()):
             name, _, shop_id = job_id.partition(":")
             last = started.get((name, int(shop_id)))
-            if (last is None or last < tick) and self._tasks is not None:
+            if last is None or last < tick:
                 log.info("scheduler: making up %s of %s", job_id, tick.isoformat())
-                self._tasks.start_soon(self._run, self._jobs[name], int(shop_id), anyio.Event())
+                missed.append(Due(name, int(shop_id), tick))
+        await self._enqueue(missed)
 
-    def _spec_of(self, job_id: str) -> JobSpec:
-        return self._jobs[job_id.partition(":")[0]]
+    async def _enqueue(self, ticks: list[Due]) -> None:
+        try:
+            await anyio.to_thread.run_sync(queue.enqueue, self._ctx.engine, ticks)
+        except SQLAlchemyError as exc:
+            which = ", ".join(f"{t.job}:{t.shop_id}" for t in ticks)
+            log.error("scheduler: %s not queued: %s", which, describe_error(exc))
+            return
+        self._queued.set()
+
+    async def _take_from_queue(self) -> None:
+        """Take due ticks while there is room, run each in the task group; wait for a tick
+        this process queues, or look again every take_every_seconds (another process's)."""
+        while not self._stopping:
+            try:
+                while not self._stopping and await self._take_one():
+                    pass
+            except SQLAlchemyError as exc:
+                log.error("scheduler: cannot read the job queue: %s", describe_error(exc))
+            with anyio.move_on_after(self._take_every_seconds):
+                await self._queued.wait()
+            self._queued = anyio.Event()
+
+    async def _take_one(self) -> bool:
+        """Take one tick this process has room for and start it; False when there is none (or
+        no room)."""
+        heavy = sum(self._jobs[key.partition(":")[0]].heavy for key in self._running)
+        if len(self._running) >= self._jobs_at_once or self._tasks is None:
+            return False
+        graces = {
+            name: spec.grace.total_seconds()
+            for name, spec in self._jobs.items()
+            if heavy < self._heavy_at_once or not spec.heavy
+        }
+        tick, dropped = await anyio.to_thread.run_sync(
+            queue.take, self._ctx.engine, graces, self._ctx.clock()
+        )
+        if dropped:
+            log.warning("scheduler: %d ticks past their misfire grace dropped", dropped)
+        if tick is None:
+            return False
+        key = f"{tick.job}:{tick.shop_id}"
+        if key in self._running or key not in self._planned:
+            # running here already (the tick joins that run), or the shop lost the job since
+            log.debug("scheduler: tick %s of %s passed over", key, tick.due_at.isoformat())
+            return True
+        self._running.add(key)
+        self._tasks.start_soon(self._run, self._jobs[tick.job], tick.shop_id)
+        return True
 
     async def _wind_down(self, tasks: anyio.abc.TaskGroup) -> None:
+        self._stopping = True
+        self._queued.set()
         if self._scheduler.running:
             self._scheduler.pause()
         with anyio.move_on_after(self._shutdown_grace_seconds):
@@ -423,6 +496,12 @@ class JobScheduler:
         for job_id, (spec, shop, when) in wanted.items():
             if self._planned.get(job_id) != when:
                 self._plan(job_id, spec, shop, when)
+        if self._leading:
+            before = self._ctx.clock() - QUEUE_KEEP
+            try:
+                await anyio.to_thread.run_sync(queue.forget_older_than, self._ctx.engine, before)
+            except SQLAlchemyError as exc:
+                log.error("scheduler: old ticks not deleted: %s", describe_error(exc))
 
     def _plan(self, job_id: str, spec: JobSpec, shop: Shop, when: When) -> None:
         self._scheduler.add_job(
@@ -453,39 +532,22 @@ class JobScheduler:
         return whens
 
     async def _fire(self, job: str, shop_id: int) -> None:
-        """What APScheduler runs. Standing by, it notes the tick and returns. The run itself
-        goes to this scheduler's task group, where a shutdown can wind it down (anyio
-        cancellation, with the run recorded); waiting for it here makes max_instances=1 hold
-        while it lasts."""
-        if self._tasks is None:
-            return
-        if not self._leading:
-            self._passed[f"{job}:{shop_id}"] = self._ctx.clock()
-            return
-        done = anyio.Event()
-        try:
-            self._tasks.start_soon(self._run, self._jobs[job], shop_id, done)
-        except RuntimeError:  # the task group is closing: the process is shutting down
-            return
-        await done.wait()
+        """What APScheduler runs at a tick: queue it, if this process leads (module docstring);
+        standing by, nothing."""
+        if self._leading and not self._stopping:
+            await self._enqueue([Due(job, shop_id, self._ctx.clock())])
 
-    async def _run(self, spec: JobSpec, shop_id: int, done: anyio.Event) -> None:
+    async def _run(self, spec: JobSpec, shop_id: int) -> None:
+        """Run the job taken from the queue (its key already in `_running`), in the task group,
+        where a shutdown can wind it down (anyio cancellation, with the run recorded)."""
         key = f"{spec.name}:{shop_id}"
-        self._running.add(key)
         try:
-            if spec.heavy and self._heavy is not None:
-                async with self._heavy:
-                    await self._run_job(spec, shop_id)
-            else:
-                await self._run_job(spec, shop_id)
+            await run_job(self._ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
         except Exception as exc:  # run_job records its own failures; this is the last guard
             log.error("scheduler: %s failed outside its run: %s", key, describe_error(exc))
         finally:
             self._running.discard(key)
-            done.set()
-
-    async def _run_job(self, spec: JobSpec, shop_id: int) -> None:
-        await run_job(self._ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
+            self._queued.set()  # room again: look at the queue
 
 
 def build_scheduler(

@@ -21,17 +21,18 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from jobs import queue
 from jobs.context import JobContext, utcnow
 from jobs.leader import Election, current_leader
 from jobs.runs import run_job
-from jobs.scheduler import JobScheduler, build_scheduler
+from jobs.scheduler import JobScheduler, JobSpec, build_scheduler
 from plugin.store.db import make_engine
 from plugin.store.models import Shop
 from tests.helpers import add_shop
 from tests.test_app_jobs import ROOT, cli
 from tests.test_compliance import cli_env
 from tests.test_job_runs import context
-from tests.test_scheduler import QUICK, eventually, quick_jobs, running
+from tests.test_scheduler import eventually, quick_jobs, running
 
 pytestmark = pytest.mark.anyio
 
@@ -49,9 +50,12 @@ FIRED: Counter[str] = Counter()
 
 
 @asynccontextmanager
-async def ticking(url: str, every: timedelta = QUICK) -> AsyncIterator[tuple[Counter[str], Any]]:
-    """A way to start schedulers ("processes") that run `tick` for every shop `every` so often,
-    on the wall clock: `start(worker)` -> (scheduler, its stop event); and the runs counted."""
+async def ticking(
+    url: str, jobs: tuple[JobSpec, ...] | None = None, **options: Any
+) -> AsyncIterator[tuple[Counter[str], Any]]:
+    """A way to start schedulers ("processes") that run `jobs` (by default `tick` for every
+    shop every QUICK) on the wall clock: `start(worker)` -> (scheduler, its stop event); and the
+    runs counted."""
     FIRED.clear()
     engines: list[Engine] = []
     stops: list[anyio.Event] = []
@@ -62,8 +66,10 @@ async def ticking(url: str, every: timedelta = QUICK) -> AsyncIterator[tuple[Cou
             engines.append(own)
             scheduler = build_scheduler(
                 context(own, http, worker=worker, clock=utcnow),
-                quick_jobs(tick, every=every),
+                jobs or quick_jobs(tick),
                 elect_every_seconds=ELECT_EVERY,
+                take_every_seconds=ELECT_EVERY,
+                **options,
             )
             stop = anyio.Event()
             stops.append(stop)
@@ -85,24 +91,46 @@ async def test_a_lone_scheduler_leads(engine: Engine) -> None:
         assert scheduler.leading
 
 
-async def test_of_two_schedulers_only_the_elected_fires_until_it_stops(
+async def test_of_two_schedulers_only_the_elected_fires_and_both_run_the_jobs(
     postgres_engine: Engine, postgres_url: str
 ) -> None:
     engine = postgres_engine
-    add_shop(engine)
-    async with ticking(postgres_url) as (fired, start):
-        # given two processes' schedulers, the first one started first
+    shops = [add_shop(engine, f"shop-{n}.myshopify.com") for n in range(4)]
+
+    async def slow(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        await anyio.sleep(0.1)
+        return await tick(ctx, shop, run_id)
+
+    # given two processes' schedulers, each running one job at a time, the first started first
+    async with ticking(postgres_url, quick_jobs(slow), jobs_at_once=1) as (fired, start):
         first, stop_first = await start("worker-a")
         second, _ = await start("worker-b")
-        # when the job has been due many times
-        await eventually(lambda: fired["worker-a"] >= 5)
-        # then only the first fired it; the second stands by
         assert first.leading and not second.leading
-        assert fired["worker-b"] == 0
-        # when the first stops
+        # then the jobs, queued by the leader alone, are run by both processes
+        await eventually(lambda: fired["worker-a"] >= 3 and fired["worker-b"] >= 3)
+        # and when the first stops, the second takes the lead and runs every shop's job
         stop_first.set()
-        # then the second takes over and fires
-        await eventually(lambda: second.leading and fired["worker-b"] >= 3)
+        await eventually(lambda: second.leading)
+        before = {shop.domain: fired[f"worker-b {shop.domain}"] for shop in shops}
+        await eventually(
+            lambda: all(fired[f"worker-b {shop.domain}"] > before[shop.domain] for shop in shops)
+        )
+
+
+async def test_a_standby_queues_no_tick(postgres_engine: Engine, postgres_url: str) -> None:
+    shop = add_shop(postgres_engine)
+    assert shop.id is not None
+    hourly = quick_jobs(tick, every=timedelta(hours=1), misfire_grace_seconds=1)
+    async with ticking(postgres_url, hourly) as (_, start):
+        first, _ = await start("worker-a")
+        second, _ = await start("worker-b")
+        assert first.leading and not second.leading
+        # when the tick comes (APScheduler's call, played here), the standby queues nothing
+        await second._fire("tick", shop.id)
+        assert queue.waiting(postgres_engine) == []
+        # and the leader queues it, for either process to run
+        await first._fire("tick", shop.id)
+        await eventually(lambda: FIRED["worker-a"] + FIRED["worker-b"] == 1)
 
 
 async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes_over(
@@ -113,7 +141,7 @@ async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes
     async with ticking(postgres_url) as (fired, start):
         first, _ = await start("worker-a")
         second, _ = await start("worker-b")
-        await eventually(lambda: fired["worker-a"] >= 2)
+        await eventually(lambda: fired["worker-a"] + fired["worker-b"] >= 2)
         # when the connection holding the lead is cut (as a network failure would)
         with engine.begin() as connection:
             cut = connection.execute(
@@ -124,12 +152,11 @@ async def test_a_leader_whose_connection_is_cut_steps_down_and_the_standby_takes
                 )
             ).all()
         assert cut == [(True,)]
-        # then the first steps down and the second leads and fires
+        # then the first steps down and the second leads, and the jobs go on
         await eventually(lambda: not first.leading and second.leading)
-        before = fired["worker-a"]
-        await eventually(lambda: fired["worker-b"] >= 3)
-        # and the first, standing by, fires no more nor takes the lead back
-        assert fired["worker-a"] == before
+        before = fired["worker-a"] + fired["worker-b"]
+        await eventually(lambda: fired["worker-a"] + fired["worker-b"] >= before + 3)
+        # and the first, standing by, does not take the lead back
         assert not first.leading
 
 
@@ -138,26 +165,28 @@ async def test_on_taking_the_lead_a_process_makes_up_only_the_ticks_no_run_serve
 ) -> None:
     engine = postgres_engine
     served = add_shop(engine, "served.myshopify.com")
-    missed = add_shop(engine, "missed.myshopify.com")
-    async with ticking(postgres_url, every=timedelta(hours=1)) as (fired, start):
-        # given a leader and a standby, and an hourly job, due now for both shops
-        first, stop_first = await start("worker-a")
+    add_shop(engine, "missed.myshopify.com")
+    # given a daily job whose last tick, an hour or two ago, is within its grace
+    hour = (utcnow() - timedelta(hours=1)).hour
+    daily = (JobSpec("tick", tick, daily_at_hour=hour, misfire_grace_seconds=3 * 3600),)
+    # and a run of it for one shop since that tick
+    async with httpx.AsyncClient() as http:
+        assert served.id is not None
+        await run_job(context(engine, http, clock=utcnow), served.id, "tick", tick)
+    FIRED.clear()
+    async with ticking(postgres_url, daily) as (fired, start):
+        # when a process starts (the others were all down at the tick), it makes up the tick
+        # no run served, and only that one
+        _, stop_first = await start("worker-a")
+        await eventually(lambda: fired["worker-a missed.myshopify.com"] == 1)
+        # and a standby taking the lead from it makes up nothing more
         second, _ = await start("worker-b")
-        assert first.leading and not second.leading
-        # when the tick comes, the standby lets it pass (APScheduler's calls, played here)
-        for shop in (served, missed):
-            assert shop.id is not None
-            await second._fire("tick", shop.id)
-        # and the leader runs it for one shop, then stops before the other's
-        async with httpx.AsyncClient() as http:
-            ctx = context(engine, http, worker="worker-a", clock=utcnow)
-            await run_job(ctx, served.id, "tick", tick)
         stop_first.set()
-        # then the standby, elected, makes up the tick no run served, and only that one
-        await eventually(lambda: second.leading and fired["worker-b missed.myshopify.com"] == 1)
+        await eventually(lambda: second.leading)
         await anyio.sleep(5 * ELECT_EVERY)
-        assert fired["worker-b served.myshopify.com"] == 0
-        assert fired["worker-b missed.myshopify.com"] == 1
+        assert fired["worker-a served.myshopify.com"] == 0
+        assert fired["worker-a missed.myshopify.com"] == 1
+        assert fired["worker-b"] == 0
 
 
 def test_election_on_postgres_one_holder_at_a_time_and_resigning_frees_it(
