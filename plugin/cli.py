@@ -6,11 +6,12 @@ import contextlib
 import csv
 import json
 import logging
+import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 
 import click
@@ -18,7 +19,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from plugin.cli_backtest import backtest
 from plugin.cli_demo import demo
@@ -28,17 +29,25 @@ from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.settings import Settings, SettingsError, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.db import make_engine, upgrade
-from plugin.store.models import BundleCandidate, CustomerScore, Shop
+from plugin.store.models import (
+    BundleCandidate,
+    CustomerRecommendation,
+    CustomerScore,
+    ModelRun,
+    Shop,
+)
 from plugin.store.tokens import TokenCipher
 
-EXPORT_COLUMNS = (
+LEDGER_COLUMNS = (
     "customer_id",
     "orders",
     "net_spend",
     "currency",
     "first_order_at",
     "last_order_at",
-    # from the last scoring run (empty until `clvsync recompute` has run):
+)
+# from the last scoring run (null until `clvsync recompute` or the refit has run):
+SCORE_COLUMNS = (
     "aov",
     "mean_days_between_orders",
     "trailing_12m_spend",
@@ -53,18 +62,22 @@ EXPORT_COLUMNS = (
     "monetary_score",
     "segment",
     "reorder_due_at",
+)
+EXPORT_COLUMNS = (
+    *LEDGER_COLUMNS,
+    *SCORE_COLUMNS,
     "desired_tags",
     # as last confirmed in the store by a push or read back by a reconcile:
     "pushed_tags",
+    # added later, at the end, so that readers by position keep working:
+    "confidence",  # the scoring run's: "fitted" models, or "rules" for a small or young shop
+    "recommended_products",  # the last recommendations run's product ids, best first
 )
 BUNDLE_COLUMNS = ("rank", "product_ids", "orders", "lift", "combined_price")
-_MONEY_FIGURES = (
-    "aov",
-    "trailing_12m_spend",
-    "historical_clv",
-    "expected_spend_per_order",
-    "predicted_clv",
+_MONEY_FIGURES = frozenset(
+    {"aov", "trailing_12m_spend", "historical_clv", "expected_spend_per_order", "predicted_clv"}
 )
+_CENT = Decimal("0.01")
 
 
 def _settings() -> Settings:
@@ -345,40 +358,84 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
 
 
 def _cell(value: Any) -> Any:
+    """A value as the exports write it: times to the second with their offset, money as text."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        return _timestamp(value)
     if isinstance(value, Decimal):
         return str(value)
     return value
 
 
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _money(value: float | None) -> str | None:
+    """A model's money figure as text with two decimals (a float carries no more meaning)."""
+    if value is None or not math.isfinite(value):
+        return None
+    cents = Decimal(repr(value)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
+    return str(cents.copy_abs() if cents.is_zero() else cents)
+
+
+def _figure(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _timestamp(value)
+    if isinstance(value, float):
+        if name in _MONEY_FIGURES:
+            return _money(value)
+        return round(value, 4) if math.isfinite(value) else None
+    return value
+
+
 def _score_cells(score: CustomerScore | None, prefix: str) -> dict[str, Any]:
     if score is None:
-        return dict.fromkeys(EXPORT_COLUMNS[6:-1], "")
-    cells: dict[str, Any] = {}
-    for name in EXPORT_COLUMNS[6:-2]:
-        value = getattr(score, name)
-        if isinstance(value, float):
-            value = round(value, 2 if name in _MONEY_FIGURES else 4)
-        cells[name] = "" if value is None else _cell(value)
+        return dict.fromkeys((*SCORE_COLUMNS, "desired_tags"))
+    cells = {name: _figure(name, getattr(score, name)) for name in SCORE_COLUMNS}
     cells["desired_tags"] = " ".join(prefix + tag for tag in score.tags.split())
     return cells
+
+
+def _recommended(session: Session, shop_id: int) -> Generator[tuple[int, str]]:
+    """Each customer's recommended product ids, space-separated, in customer id order."""
+    query = (
+        select(CustomerRecommendation.customer_id, CustomerRecommendation.product_ids)
+        .where(CustomerRecommendation.shop_id == shop_id)
+        .order_by(col(CustomerRecommendation.customer_id))
+        .execution_options(yield_per=1000)
+    )
+    result = session.exec(query)
+    try:
+        for customer_id, product_ids in result:
+            yield customer_id, " ".join(str(p) for p in json.loads(product_ids))
+    finally:
+        result.close()  # a server-side cursor on PostgreSQL, left open when the merge ends first
 
 
 def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
     assert shop.id is not None
     prefix = json.loads(shop.settings or "{}").get("tag_prefix", DEFAULT_TAG_PREFIX)  # as pushed
-    for customer, score, synced in ledger.iter_customers(session, shop.id):
-        yield {
-            "customer_id": customer.customer_id,
-            "orders": customer.orders,
-            "net_spend": str(customer.net_spend),
-            "currency": shop.currency or "",
-            "first_order_at": _cell(customer.first_order_at) or "",
-            "last_order_at": _cell(customer.last_order_at) or "",
-            **_score_cells(score, prefix),
-            "pushed_tags": " ".join(json.loads(synced.tags)) if synced else "",
-        }
+    runs = select(ModelRun.id, ModelRun.confidence).where(ModelRun.shop_id == shop.id)
+    confidence = {run_id: level for run_id, level in session.exec(runs)}
+    # both streams are in customer id order: merged, not held in memory
+    with contextlib.closing(_recommended(session, shop.id)) as recommended:
+        pending = next(recommended, None)
+        for customer, score, synced in ledger.iter_customers(session, shop.id):
+            while pending is not None and pending[0] < customer.customer_id:
+                pending = next(recommended, None)
+            products = pending[1] if pending and pending[0] == customer.customer_id else None
+            yield {
+                "customer_id": customer.customer_id,
+                "orders": customer.orders,
+                "net_spend": str(customer.net_spend),
+                "currency": shop.currency,
+                "first_order_at": _timestamp(customer.first_order_at),
+                "last_order_at": _timestamp(customer.last_order_at),
+                **_score_cells(score, prefix),
+                "pushed_tags": " ".join(json.loads(synced.tags)) if synced else None,
+                "confidence": confidence.get(score.run_id) if score else None,
+                "recommended_products": products,
+            }
 
 
 def _bundle_rows(candidates: list[BundleCandidate]) -> Iterator[dict[str, Any]]:

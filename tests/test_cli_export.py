@@ -1,0 +1,103 @@
+"""`clvsync export`: the per-customer file other tools parse (README, "Command line")."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from jobs.recommend import compute_recommendations
+from jobs.recompute import full_recompute
+from plugin.cli import EXPORT_COLUMNS, main
+from plugin.store.models import CustomerRecommendation, ModelRun
+from tests.helpers import SHOP, add_shop, enqueue, order_payload
+from tests.test_compliance import cli_env
+from tests.test_recompute import load_store
+from webhooks.processor import Processor
+
+MONEY = ("net_spend", "aov", "trailing_12m_spend", "historical_clv")
+MONEY = (*MONEY, "expected_spend_per_order", "predicted_clv")
+TIMES = ("first_order_at", "last_order_at", "expected_next_order_at", "reorder_due_at")
+CENTS = re.compile(r"-?\d+\.\d\d")
+SECONDS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+
+
+def export(url: str, domain: str, fmt: str) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(
+        main, ["export", "--shop", domain, "--format", fmt], env=cli_env(url)
+    )
+    assert result.exit_code == 0, result.output
+    if fmt == "csv":
+        return list(csv.DictReader(io.StringIO(result.stdout)))
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_export_jsonl_writes_null_for_figures_not_computed_yet(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a customer with an order, never scored nor pushed
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501, total="10.10"), "a")
+    Processor(engine).drain()
+    # when exported as JSON lines
+    (row,) = export(migrated_url, SHOP, "jsonl")
+    # then what is not known is null, not an empty string
+    assert list(row) == list(EXPORT_COLUMNS)
+    missing = [name for name, value in row.items() if value is None]
+    assert "" not in row.values()
+    assert {"aov", "segment", "desired_tags", "pushed_tags", "confidence"} <= set(missing)
+    assert "recommended_products" in missing and row["net_spend"] == "10.10"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_money_is_text_with_cents_and_times_are_seconds_with_offset(
+    engine: Engine, migrated_url: str, fmt: str
+) -> None:
+    # given a scored shop
+    store, shop, as_of = load_store(engine, 60, 6)
+    full_recompute(engine, shop, as_of)
+    # when exported
+    rows = export(migrated_url, store.shop_domain, fmt)
+    # then every money figure is a string with two decimals, as net spend always was
+    assert rows
+    for row in rows:
+        for name in MONEY:
+            assert isinstance(row[name], str) and CENTS.fullmatch(row[name]), (name, row[name])
+        # and every time is to the second, with its offset
+        for name in TIMES:
+            if row[name] not in (None, ""):
+                assert SECONDS_UTC.fullmatch(row[name]), (name, row[name])
+    assert any(row["expected_next_order_at"] for row in rows)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_carries_the_confidence_and_recommended_products(
+    engine: Engine, migrated_url: str, fmt: str
+) -> None:
+    # given a scored shop with recommendations
+    store, shop, as_of = load_store(engine, 60, 6)
+    full_recompute(engine, shop, as_of)
+    compute_recommendations(engine, shop, as_of)
+    with Session(engine) as session:
+        (confidence,) = session.exec(select(ModelRun.confidence)).all()
+        held = {
+            r.customer_id: json.loads(r.product_ids)
+            for r in session.exec(select(CustomerRecommendation))
+        }
+    assert held
+    # when exported
+    rows = export(migrated_url, store.shop_domain, fmt)
+    # then each scored customer carries the run's confidence, and their products, best first,
+    # as space-separated ids
+    by_id = {int(row["customer_id"]): row for row in rows}
+    assert {row["confidence"] for row in rows if row["segment"]} == {confidence}
+    for customer_id, row in by_id.items():
+        ids = [int(p) for p in (row["recommended_products"] or "").split()]
+        assert ids == held.get(customer_id, [])
