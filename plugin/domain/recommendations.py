@@ -51,11 +51,7 @@ from plugin.domain.recommendations_next import (
     owned_keys,
     rank_next_products,
 )
-from plugin.domain.recommendations_sequence import (
-    chance_bound,
-    next_order_followers,
-    upsell_links,
-)
+from plugin.domain.recommendations_sequence import next_order_followers, upsell_links
 from plugin.domain.recommendations_together import (
     Links,
     PairCounts,
@@ -129,7 +125,8 @@ def frequently_bought_together(
 ) -> ProductLinks:
     """Per product, up to fbt_per_product partners by lift, then confidence (see
     `recommendations_together`: support n(AB) baskets, confidence n(AB)/n(A), lift
-    n(AB) N / (n(A) n(B)); pairs need fbt_min_support baskets and fbt_min_lift)."""
+    n(AB) N / (n(A) n(B)); pairs need fbt_min_support baskets from fbt_min_customers
+    customers, fbt_min_lift, and a count independent purchases rarely reach)."""
     baskets = build_baskets(lines, products, as_of_day, settings)
     counts = _pair_counts(baskets, settings)
     return together_links(counts, baskets.recommendable, settings).with_ids(baskets.product_ids)
@@ -141,8 +138,9 @@ def bundle_candidates(
     as_of_day: float,
     settings: RecommendationSettings = DEFAULTS,
 ) -> BundleCandidates:
-    """Pairs and triples in bundle_min_support baskets or more, bought together at least
-    bundle_min_lift times as often as chance, most ordered first (`recommendations_together`)."""
+    """Pairs and triples in bundle_min_support baskets or more from bundle_min_customers
+    customers, bought together at least bundle_min_lift times as often as chance and more often
+    than chance explains, most ordered first (`recommendations_together`)."""
     baskets = build_baskets(lines, products, as_of_day, settings)
     return find_bundles(baskets, _pair_counts(baskets, settings), settings)
 
@@ -217,9 +215,7 @@ def _next(
     history = customer_history(baskets, settings)
     followers = next_order_followers(baskets, settings)
     co_gain = settings.co_purchase_weight * (together.confidence - popularity[together.partner])
-    expected = together.confidence / together.lift * counts.product_baskets[together.anchor]
-    positive = co_gain > 0
-    positive &= chance_bound(together.support, expected) <= settings.signal_max_chance
+    positive = co_gain > 0  # frequently bought together: above chance already
     parts = [
         expand(history, followers.source, followers.target, followers.gain),
         expand(history, together.anchor[positive], together.partner[positive], co_gain[positive]),

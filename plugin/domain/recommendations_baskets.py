@@ -57,6 +57,12 @@ class Baskets:
         """Each item's basket index."""
         return np.repeat(np.arange(self.size.size, dtype=np.int64), self.size)
 
+    def buyers(self) -> IntArray:
+        """Per basket, who bought it: the dense customer, or for a guest order a number of its
+        own (past the customers'), so that each guest order counts as one customer."""
+        guest = self.customer_ids.size + np.arange(self.size.size, dtype=np.int64)
+        return np.where(self.customer >= 0, self.customer, guest)
+
 
 def validate_lines(lines: OrderLines) -> None:
     """Raise ValueError unless the arrays are 1-d, of one length, with finite days and prices."""
@@ -233,6 +239,19 @@ def rank_in_group(group: IntArray) -> IntArray:
     starts = np.flatnonzero(new)
     sizes = np.diff(np.append(starts, group.size))
     return (np.arange(group.size) - np.repeat(starts, sizes)).astype(np.int64)
+
+
+def chance_bound(observed: IntArray, expected: FloatArray) -> FloatArray:
+    """An upper bound on P(N >= observed) for N ~ Poisson(expected), the count independent
+    purchases would give: the Chernoff bound exp(-E) (e E / n)^n for n > E, else 1.
+
+    Conservative (the true tail is smaller), numpy only, and sharp enough to tell a planted
+    pattern (n several times E) from the noise of millions of product pairs.
+    """
+    n = np.asarray(observed, dtype=np.float64)
+    e = np.maximum(np.asarray(expected, dtype=np.float64), 1e-300)
+    log_bound = n - e - n * np.log(np.maximum(n, 1e-300) / e)
+    return np.where(n > e, np.exp(np.minimum(log_bound, 0.0)), 1.0)
 
 
 def argsort_keys(keys: IntArray) -> IntArray:

@@ -14,6 +14,7 @@ import numpy as np
 from plugin.domain.recommendations_baskets import (
     UNTYPED,
     Baskets,
+    chance_bound,
     count_keys,
     distinct,
     pairs_within,
@@ -150,19 +151,6 @@ def next_order_followers(baskets: Baskets, settings: RecommendationSettings) -> 
     a, b, gain = a[order], b[order], gain[order]
     top = rank_in_group(a) < settings.sequence_neighbors
     return Followers(a[top], b[top], gain[top])
-
-
-def chance_bound(observed: IntArray, expected: FloatArray) -> FloatArray:
-    """An upper bound on P(N >= observed) for N ~ Poisson(expected), the count independent
-    purchases would give: the Chernoff bound exp(-E) (e E / n)^n for n > E, else 1.
-
-    Conservative (the true tail is smaller), numpy only, and sharp enough to tell a planted
-    pattern (n several times E) from the noise of millions of product pairs.
-    """
-    n = np.asarray(observed, dtype=np.float64)
-    e = np.maximum(np.asarray(expected, dtype=np.float64), 1e-300)
-    log_bound = n - e - n * np.log(np.maximum(n, 1e-300) / e)
-    return np.where(n > e, np.exp(np.minimum(log_bound, 0.0)), 1.0)
 
 
 def _consecutive_orders(baskets: Baskets) -> tuple[IntArray, IntArray]:

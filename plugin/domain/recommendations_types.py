@@ -59,14 +59,18 @@ class RecommendationSettings:
     # Baskets with more distinct products than this are wholesale or test orders: skipped by
     # every statistic, though their products still count as owned by the customer.
     max_basket_products: int = 50
-    # Frequently bought together: a pair needs this many baskets with both, and lift at least
+    # Frequently bought together: a pair needs this many baskets with both, from at least
+    # fbt_min_customers distinct customers (a guest order counts as one), and lift at least
     # fbt_min_lift (1.0 is chance); at most fbt_per_product partners per product.
     fbt_min_support: int = 5
+    fbt_min_customers: int = 3
     fbt_min_lift: float = 1.2
     fbt_per_product: int = 10
-    # Bundles: pairs and triples in at least bundle_min_support baskets, bought together at least
-    # bundle_min_lift times as often as chance; the merchant sees at most bundle_max of them.
+    # Bundles: pairs and triples in at least bundle_min_support baskets from at least
+    # bundle_min_customers customers, bought together at least bundle_min_lift times as often
+    # as chance; the merchant sees at most bundle_max of them.
     bundle_min_support: int = 10
+    bundle_min_customers: int = 5
     bundle_min_lift: float = 2.0
     bundle_max: int = 200
     # Upsell: a pricier product of the same type costing at least upsell_min_price_ratio times
@@ -81,9 +85,10 @@ class RecommendationSettings:
     # in an order, b in the customer's next order) needs sequence_min_support such order pairs
     # and is shrunk towards the shop's base rate as if sequence_prior_orders more order pairs
     # had been seen at that rate; each product keeps its sequence_neighbors best followers.
-    # A sequence or co-purchase count used for next products must be one that independent
-    # purchases reach with a chance of at most signal_max_chance (a Chernoff bound): with
-    # thousands of products, most pairs that pass a mere support threshold are noise.
+    # A sequence or co-purchase count (next products, frequently bought together, bundles) must
+    # be one that independent purchases reach with a chance of at most signal_max_chance (a
+    # Chernoff bound): with thousands of products, most pairs that pass a mere support
+    # threshold are noise.
     next_products: int = 5
     history_orders: int = 3
     history_decay: float = 0.5
@@ -112,8 +117,10 @@ class RecommendationSettings:
         at_least_one = (
             "max_basket_products",
             "fbt_min_support",
+            "fbt_min_customers",
             "fbt_per_product",
             "bundle_min_support",
+            "bundle_min_customers",
             "bundle_max",
             "upsell_min_support",
             "upsell_per_product",

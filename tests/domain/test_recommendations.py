@@ -26,6 +26,10 @@ from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
 
 Order = tuple[int, int, float, list[int]]  # order id, customer id (-1 guest), day, products
 LOOSE = RecommendationSettings(fbt_min_support=1, fbt_min_lift=0.0, bundle_min_support=1)
+# Hand-made baskets are too few for any count to clear the chance bound of frequently bought
+# together and bundles: the tests of support, lift and ranking turn it off (signal_max_chance
+# 1.0), and a support of 2 baskets asks for 2 customers, not 3; the tests of those rules
+# themselves use the defaults.
 
 
 def lines_of(orders: list[Order], quantity: int = 1) -> OrderLines:
@@ -81,7 +85,12 @@ def test_frequently_bought_together_ten_baskets_support_confidence_lift_by_hand(
     lines = lines_of(guests(TEN_BASKETS))
     # when pairs need 2 baskets and any lift
     links = frequently_bought_together(
-        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0)
+        lines,
+        CATALOGUE,
+        2.0,
+        RecommendationSettings(
+            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+        ),
     )
     # then A's partners rank by lift: C (2 x 10 / (5 x 3) = 1.33) before B (3 x 10 / 25 = 1.2),
     # with confidence P(C | A) = 2/5 and P(B | A) = 3/5; C's partner A has P(A | C) = 2/3
@@ -100,7 +109,10 @@ def test_frequently_bought_together_pair_below_min_support_is_left_out() -> None
     lines = lines_of(guests(TEN_BASKETS))
     # when pairs need 3 baskets
     links = frequently_bought_together(
-        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=3, fbt_min_lift=0.0)
+        lines,
+        CATALOGUE,
+        2.0,
+        RecommendationSettings(fbt_min_support=3, fbt_min_lift=0.0, signal_max_chance=1.0),
     )
     # then only A-B is left
     assert links.partners_of(A) == (B,)
@@ -111,7 +123,12 @@ def test_frequently_bought_together_lift_below_threshold_is_left_out() -> None:
     # given the ten baskets (lift 1.2 for A-B, 1.33 for A-C) and a threshold of 1.25
     lines = lines_of(guests(TEN_BASKETS))
     found = frequently_bought_together(
-        lines, CATALOGUE, 2.0, RecommendationSettings(fbt_min_support=2, fbt_min_lift=1.25)
+        lines,
+        CATALOGUE,
+        2.0,
+        RecommendationSettings(
+            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=1.25, signal_max_chance=1.0
+        ),
     )
     # then only A-C is left
     assert found.partners_of(A) == (C,)
@@ -120,7 +137,13 @@ def test_frequently_bought_together_lift_below_threshold_is_left_out() -> None:
 def test_frequently_bought_together_basket_over_the_cap_is_skipped() -> None:
     # given the ten baskets plus one of 4 distinct products, and a cap of 3 products
     big = guests([[A, C, D, E]], first_order=100)
-    capped = RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0, max_basket_products=3)
+    capped = RecommendationSettings(
+        fbt_min_support=2,
+        fbt_min_customers=2,
+        fbt_min_lift=0.0,
+        max_basket_products=3,
+        signal_max_chance=1.0,
+    )
     # when counted with and without the big basket
     with_big = frequently_bought_together(
         lines_of(guests(TEN_BASKETS) + big), CATALOGUE, 2.0, capped
@@ -133,7 +156,13 @@ def test_frequently_bought_together_basket_over_the_cap_is_skipped() -> None:
         lines_of(guests(TEN_BASKETS) + big),
         CATALOGUE,
         2.0,
-        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0, max_basket_products=4),
+        RecommendationSettings(
+            fbt_min_support=2,
+            fbt_min_customers=2,
+            fbt_min_lift=0.0,
+            max_basket_products=4,
+            signal_max_chance=1.0,
+        ),
     )
     assert rows_of(counted, A) == [
         (C, 3, pytest.approx(0.5), pytest.approx(3 * 11 / (6 * 4))),
@@ -145,7 +174,9 @@ def test_frequently_bought_together_duplicate_lines_and_quantities_count_once() 
     # given each basket's lines twice, with quantity 3
     baskets = guests(TEN_BASKETS)
     doubled = [(o, c, d, products + products) for o, c, d, products in baskets]
-    loose = RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0)
+    loose = RecommendationSettings(
+        fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+    )
     # then the pairs are those of the single lines
     once = frequently_bought_together(lines_of(baskets), CATALOGUE, 2.0, loose)
     twice = frequently_bought_together(lines_of(doubled, quantity=3), CATALOGUE, 2.0, loose)
@@ -165,7 +196,9 @@ def test_frequently_bought_together_at_most_ten_partners_best_lift_first() -> No
         lines_of(guests(baskets)),
         table,
         2.0,
-        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0),
+        RecommendationSettings(
+            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+        ),
     )
     # then X keeps the 10 with the highest lift, best first
     assert links.partners_of(x) == tuple(partners[:10])
@@ -179,7 +212,9 @@ def test_frequently_bought_together_product_off_the_table_is_never_a_partner() -
         lines_of(guests(TEN_BASKETS)),
         table,
         2.0,
-        RecommendationSettings(fbt_min_support=2, fbt_min_lift=0.0),
+        RecommendationSettings(
+            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+        ),
     )
     # then C appears nowhere, though its baskets still count (lift of A-B stays 1.2)
     assert C not in links.partner_id.tolist() + links.product_id.tolist()
@@ -194,7 +229,9 @@ def test_bundle_candidates_pair_and_triple_above_chance_with_combined_price() ->
     # (popular, so nothing with D is above chance) and 10 baskets of D alone
     baskets = [[A, B, C, D]] * 10 + [[A, B, D]] * 2 + [[D]] * 10
     table = table_of({A: ("x", 10.0), B: ("x", 20.5), C: ("x", 1.25), D: ("x", 3.0)})
-    rules = RecommendationSettings(bundle_min_support=10, bundle_min_lift=1.5)
+    rules = RecommendationSettings(
+        bundle_min_support=10, bundle_min_lift=1.5, signal_max_chance=1.0
+    )
     # when bundles are sought
     bundles = bundle_candidates(lines_of(guests(baskets)), table, 2.0, rules)
     found = {
@@ -218,13 +255,72 @@ def test_bundle_candidates_triple_whose_third_product_is_no_better_than_chance_i
 ):
     # given A+B in 20 baskets, E in half of all 40 baskets whatever else is in them
     baskets = [[A, B, E]] * 10 + [[A, B]] * 10 + [[E]] * 10 + [[C]] * 10
-    rules = RecommendationSettings(bundle_min_support=5, bundle_min_lift=1.5)
+    rules = RecommendationSettings(bundle_min_support=5, bundle_min_lift=1.5, signal_max_chance=1.0)
     bundles = bundle_candidates(lines_of(guests(baskets)), CATALOGUE, 2.0, rules)
     # then A-B is a bundle but A-B-E is not (E joins A-B at exactly its own rate), though its
     # lift against full independence is 10 x 40^2 / (20 x 20 x 20) = 2
     rows = {tuple(int(p) for p in r if p != NO_PRODUCT) for r in bundles.product_ids}
     assert (A, B) in rows
     assert (A, B, E) not in rows
+
+
+def random_baskets(first_order: int, customers: int) -> list[Order]:
+    """One order of three of products 3..40, drawn at random, for each of `customers`."""
+    rng = np.random.default_rng(0)
+    return [
+        (first_order + c, 1000 + c, float(rng.integers(0, 360)), rng.choice(38, 3, False) + 3)
+        for c in range(customers)
+    ]
+
+
+def test_pair_from_one_customer_is_neither_bought_together_nor_a_bundle() -> None:
+    # given one customer who ordered products 1 and 2 together every month for a year, among
+    # 300 customers' random orders of other products
+    one = [(m + 1, 42, 30.0 * m, [1, 2]) for m in range(12)]
+    orders = one + random_baskets(100, 300)
+    table = table_of({p: ("t", 10.0) for p in range(1, 41)})
+    found = recommend(lines_of(orders), table, 400.0, replenishment_days={})
+    # then the pair is no pattern of the shop's (12 baskets, 1 customer)
+    assert found.frequently_bought_together.partners_of(1) == ()
+    assert found.bundles.orders.size == 0
+    # and it is when twelve guest orders bring it, or when a customer is allowed to
+    guests_too = [(m + 1, -1, 30.0 * m, [1, 2]) for m in range(12)] + random_baskets(100, 300)
+    found = recommend(lines_of(guests_too), table, 400.0, replenishment_days={})
+    assert found.frequently_bought_together.partners_of(1) == (2,)
+    assert found.bundles.product_ids[:, :2].tolist() == [[1, 2]]
+    one_allowed = RecommendationSettings(fbt_min_customers=1, bundle_min_customers=1)
+    found = recommend(lines_of(orders), table, 400.0, one_allowed, replenishment_days={})
+    assert found.frequently_bought_together.partners_of(1) == (2,)
+
+
+def test_pairs_of_independent_purchases_are_neither_bought_together_nor_bundles() -> None:
+    # given 300 customers' orders of three products drawn at random from 38, where some pairs
+    # reach 5 baskets and a lift over 1.2 by chance
+    orders = random_baskets(1, 300)
+    table = table_of({p: ("t", 10.0) for p in range(3, 41)})
+    lucky = frequently_bought_together(
+        lines_of(orders), table, 400.0, RecommendationSettings(signal_max_chance=1.0)
+    )
+    assert lucky.product_id.size > 0
+    # when recommended with the chance bound, then no pair is found
+    found = recommend(lines_of(orders), table, 400.0, replenishment_days={})
+    assert found.frequently_bought_together.product_id.size == 0
+    assert found.bundles.orders.size == 0
+
+
+def test_bundle_triple_of_one_customer_is_left_out_though_its_pairs_are_in() -> None:
+    # given one customer who ordered products 1, 2 and 3 together 12 times; guests who bought
+    # each two of them, 6 orders per pair; and 300 customers' random orders of other products
+    orders = [(k + 1, 42, 10.0 * k, [1, 2, 3]) for k in range(12)]
+    pairs = [[1, 2], [1, 3], [2, 3]]
+    orders += [(20 + i, -1, 5.0, pairs[i % 3]) for i in range(18)]
+    orders += random_baskets(100, 300)
+    table = table_of({p: ("t", 10.0) for p in range(1, 41)})
+    # when bundles are sought
+    rows = bundle_candidates(lines_of(orders), table, 400.0).product_ids.tolist()
+    # then each pair is a bundle (18 orders from 7 customers) but the triple (12 orders from
+    # one customer) is not
+    assert sorted(rows) == [[1, 2, NO_PRODUCT], [1, 3, NO_PRODUCT], [2, 3, NO_PRODUCT]]
 
 
 # ---- upsell ----------------------------------------------------------------------------------
