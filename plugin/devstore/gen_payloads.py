@@ -33,6 +33,21 @@ CITIES = (
 SOURCES = ("web", "web", "web", "pos", "shopify_draft_order")
 PAID_DELAY_DAYS = 2.0 / 86_400.0
 FOLLOW_UP_DAYS = 1.0 / 86_400.0
+# One cancelled order in PAID_CANCEL_EVERY was paid first and is refunded in full when it is
+# cancelled (the others were never paid and are voided), chosen by order id: deterministic.
+PAID_CANCEL_EVERY = 3
+# Final financial status and whether the order is cancelled, by stage of its life.
+STAGE_STATUS = {
+    "placed": "paid",
+    "edited": "paid",
+    "pending": "pending",
+    "partially_refunded": "partially_refunded",
+    "refunded": "refunded",
+    "cancelled": "voided",
+    "cancelled_refunded": "refunded",
+}
+CANCELLED_STAGES = {"cancelled", "cancelled_refunded"}
+ZEROED_STAGES = CANCELLED_STAGES | {"refunded"}  # every line's current quantity is 0
 
 # (ISO time, topic, payload); ISO strings in one fixed format sort in time order.
 RawEvent = tuple[str, str, dict[str, Any]]
@@ -237,7 +252,10 @@ class ChunkRenderer:
         lines = []
         for k, line in enumerate(base):
             quantity = line["quantity"]
-            if stage in ("cancelled", "refunded") or self.l_removed[start + k]:
+            if (
+                stage in ("cancelled", "cancelled_refunded", "refunded")
+                or self.l_removed[start + k]
+            ):
                 quantity = 0
             elif stage == "partially_refunded" and k == 0:
                 quantity -= 1
@@ -308,14 +326,14 @@ class ChunkRenderer:
         current: int,
         refunds: list[dict[str, Any]],
     ) -> dict[str, Any]:
-        status = {"placed": "paid", "edited": "paid", "cancelled": "voided"}.get(stage, stage)
         current_set = self.money_set(current, self.o_currency[i])
+        cancelled = stage in CANCELLED_STAGES
         return base | {
             "current_total_price": current_set["shop_money"]["amount"],
             "current_total_price_set": current_set,
-            "financial_status": status,
-            "cancelled_at": self.t_cancel[i] if stage == "cancelled" else None,
-            "cancel_reason": "customer" if stage == "cancelled" else None,
+            "financial_status": STAGE_STATUS[stage],
+            "cancelled_at": self.t_cancel[i] if cancelled else None,
+            "cancel_reason": "customer" if cancelled else None,
             "updated_at": updated_at,
             "refunds": refunds,
             "line_items": self._lines(i, stage, base["line_items"]),
@@ -334,8 +352,9 @@ class ChunkRenderer:
             "phone": f"+1555{oid % 10**7:07d}",
         }
 
-    def _refund(self, i: int, full: bool) -> dict[str, Any]:
-        rid, oid, cur, at = self.o_refund_id[i], self.o_id[i], self.o_currency[i], self.t_refund[i]
+    def _refund(self, i: int, full: bool, amount: int, at: str) -> dict[str, Any]:
+        """refunds/create for order i: all its lines (full) or one unit of the first."""
+        rid, oid, cur = self.o_refund_id[i], self.o_id[i], self.o_currency[i]
         start, count = self.o_line_start[i], self.o_line_count[i]
         items: list[dict[str, Any]] = []
         for j in range(start, start + (count if full else 1)):
@@ -353,7 +372,6 @@ class ChunkRenderer:
                     "restock_type": "return",
                 }
             )
-        amount = self.o_refund_cents[i]
         return {
             "id": rid,
             "admin_graphql_api_id": f"gid://shopify/Refund/{rid}",
@@ -366,8 +384,7 @@ class ChunkRenderer:
                 {
                     "id": rid * 10,
                     "order_id": oid,
-                    "amount": money(amount),
-                    "currency": self.shop,
+                    **self._transaction_money(amount, cur, rid),
                     "kind": "refund",
                     "status": "success",
                     "gateway": "bogus",
@@ -377,9 +394,35 @@ class ChunkRenderer:
             "order_adjustments": [],
         }
 
+    def _transaction_money(self, cents: int, currency: int, refund_id: int) -> dict[str, str]:
+        """A refund transaction's amount and currency. Which currency Shopify uses for an order
+        presented in another one is unconfirmed (SHOPIFY.md lists amount, kind, status only),
+        so such orders get both kinds: every other refund in the presentment currency."""
+        code, rate = self.currencies[currency]
+        if code != self.shop and refund_id % 2 == 0:
+            return {"amount": money(round(cents * rate)), "currency": code}
+        return {"amount": money(cents), "currency": self.shop}
+
+    def _paid_then_cancelled(self, i: int, base: dict[str, Any]) -> list[RawEvent]:
+        """Paid, then cancelled with a full refund: the money came in and went back."""
+        at = self.t_cancel[i]
+        refund = self._refund(i, True, self.o_original[i], at)
+        paid = base | {"updated_at": self.t_paid[i]}
+        final = self._version(base, i, "cancelled_refunded", at, 0, [refund])
+        return [
+            (self.t_created[i], "orders/create", base),
+            (self.t_paid[i], "orders/paid", paid),
+            (at, "refunds/create", refund),
+            (at, "orders/cancelled", final),
+            (at, "orders/updated", final),
+        ]
+
     def order_events(self, i: int) -> tuple[list[RawEvent], dict[str, Any]]:
         """The webhook events of order i in time order, and its final version."""
         kind, created, base = self.o_kind[i], self.t_created[i], self._order_base(i)
+        if kind == CANCELLED and self.o_id[i] % PAID_CANCEL_EVERY == 0:
+            history = self._paid_then_cancelled(i, base)
+            return history, history[-1][2]
         if kind == CANCELLED:
             placed = self._version(base, i, "pending", created, self.o_original[i], [])
             final = self._version(base, i, "cancelled", self.t_cancel[i], 0, [])
@@ -400,7 +443,7 @@ class ChunkRenderer:
             events.append((self.t_edit[i], "orders/updated", final))
         if self.t_refund[i]:
             full = kind == FULL_REFUND
-            refund = self._refund(i, full)
+            refund = self._refund(i, full, self.o_refund_cents[i], self.t_refund[i])
             stage = "refunded" if full else "partially_refunded"
             final = self._version(
                 base, i, stage, self.t_refund_update[i], self.o_current[i], [refund]

@@ -90,6 +90,10 @@ class LineItem:
     sku: str | None = None
     is_gift_card: bool = False
     total_discount: Decimal = Decimal(0)
+    # In the order's presentment currency (price_set / total_discount_set presentment_money);
+    # None when the payload gave none: the shop amounts stand in.
+    presentment: Money | None = None
+    presentment_discount: Money | None = None
     graphql_type: ClassVar[str] = "LineItem"
 
 

@@ -21,6 +21,7 @@ from plugin.devstore.models import (
     Customer,
     LineItem,
     Metafield,
+    Money,
     Order,
     Product,
     Refund,
@@ -310,20 +311,21 @@ def resolve_line_item_variant(item: LineItem, info: Info) -> Variant | None:
     return None if item.variant_id is None else ctx(info).state.variants.get(item.variant_id)
 
 
-def resolve_line_item_price(item: LineItem, info: Info) -> dict[str, Any]:
+def _money_bag(shop: Decimal, presentment: Money | None, info: Info) -> dict[str, Any]:
+    """A MoneyBag: the shop amount, and the amount the buyer saw in the order's currency."""
     currency = ctx(info).state.currency_code
-    return {
-        "shopMoney": money(item.price, currency),
-        "presentmentMoney": money(item.price, currency),
-    }
+    seen = money(shop, currency)
+    if presentment is not None:
+        seen = money(presentment.amount, presentment.currency_code)
+    return {"shopMoney": money(shop, currency), "presentmentMoney": seen}
+
+
+def resolve_line_item_price(item: LineItem, info: Info) -> dict[str, Any]:
+    return _money_bag(item.price, item.presentment, info)
 
 
 def resolve_line_item_discount(item: LineItem, info: Info) -> dict[str, Any]:
-    currency = ctx(info).state.currency_code
-    return {
-        "shopMoney": money(item.total_discount, currency),
-        "presentmentMoney": money(item.total_discount, currency),
-    }
+    return _money_bag(item.total_discount, item.presentment_discount, info)
 
 
 def resolve_order_refunds(order: Order, _: Info, first: int | None = None) -> list[Refund]:

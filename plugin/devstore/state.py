@@ -16,6 +16,7 @@ from plugin.devstore.models import (
     LineItem,
     Metafield,
     MetafieldDefinition,
+    Money,
     Order,
     Product,
     Refund,
@@ -278,7 +279,16 @@ def _line_item(raw: Payload) -> LineItem:
         sku=raw.get("sku"),
         is_gift_card=bool(raw.get("gift_card", False)),
         total_discount=Decimal(str(raw.get("total_discount", "0"))),
+        presentment=_presentment(raw.get("price_set")),
+        presentment_discount=_presentment(raw.get("total_discount_set")),
     )
+
+
+def _presentment(money_set: Payload | None) -> Money | None:
+    money = (money_set or {}).get("presentment_money")
+    if not money:
+        return None
+    return Money(Decimal(str(money["amount"])), str(money["currency_code"]))
 
 
 def _order(payload: Payload, shop_currency: str, position: int) -> Order:

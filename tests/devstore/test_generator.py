@@ -142,8 +142,17 @@ def test_generate_store_refund_payloads_have_documented_shape(store: GeneratedSt
             assert item["line_item_id"] in line_ids and item["quantity"] >= 1
             assert_money_set(item["subtotal_set"], store.shop_currency)
         [txn] = refund["transactions"]
-        assert (txn["kind"], txn["status"], txn["currency"]) == ("refund", "success", "USD")
+        assert (txn["kind"], txn["status"]) == ("refund", "success")
+        presentment = orders[refund["order_id"]]["presentment_currency"]
+        assert txn["currency"] in {store.shop_currency, presentment}
         assert MONEY.match(txn["amount"])
+    # And orders presented in another currency are refunded in both (unconfirmed which one)
+    foreign = [
+        (r["transactions"][0]["currency"], orders[r["order_id"]]["presentment_currency"])
+        for r in refunds
+        if orders[r["order_id"]]["presentment_currency"] != store.shop_currency
+    ]
+    assert {currency == presentment for currency, presentment in foreign} == {True, False}
 
 
 def test_generate_store_current_totals_reflect_edits_refunds_and_cancellations(
@@ -154,6 +163,11 @@ def test_generate_store_current_totals_reflect_edits_refunds_and_cancellations(
     # Then current total = total - items removed by edits - refunded amounts (0 if cancelled
     # or fully refunded), and the statuses cover every case
     assert {"paid", "partially_refunded", "refunded", "voided"} <= set(statuses)
+    # And cancelled orders are either never paid (voided) or paid and refunded in full
+    cancelled = Counter(
+        (o["financial_status"], bool(o["refunds"])) for o in store.orders if o["cancelled_at"]
+    )
+    assert set(cancelled) == {("voided", False), ("refunded", True)}
     edited = 0
     for o in store.orders:
         total = cents(o["total_price_set"]["shop_money"]["amount"])
@@ -164,7 +178,11 @@ def test_generate_store_current_totals_reflect_edits_refunds_and_cancellations(
             for line in o["line_items"]
             if line["id"] not in refunded_lines
         )
-        refunded = sum(cents(t["amount"]) for r in o["refunds"] for t in r["transactions"])
+        refunded = sum(
+            cents(item["subtotal_set"]["shop_money"]["amount"])
+            for r in o["refunds"]
+            for item in r["refund_line_items"]
+        )
         if o["cancelled_at"] is not None or o["financial_status"] == "refunded":
             assert current == 0
             assert all(line["current_quantity"] == 0 for line in o["line_items"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.devstore.conftest import DevStoreFactory, LiveDevStore, make_state
+from tests.devstore.conftest import DevStoreFactory, LiveDevStore, make_state, order_payload
 
 CUSTOMERS_PAGE = """
 query Page($first: Int!, $after: String) {
@@ -156,6 +156,40 @@ def test_order_reads_customer_money_and_lines(devstore: LiveDevStore) -> None:
     }
     assert order["lineItems"]["nodes"][0]["variant"] == {"price": "12.00"}
     assert order["test"] is False and order["cancelledAt"] is None
+
+
+def test_line_item_presentment_money_is_in_the_orders_currency(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given an order presented in EUR whose line's price set says what the buyer saw
+    state = make_state(customers=1, products=1)
+    line = order_payload(7000, 1, 1000)["line_items"][0] | {
+        "price_set": {
+            "shop_money": {"amount": "12.00", "currency_code": "USD"},
+            "presentment_money": {"amount": "11.04", "currency_code": "EUR"},
+        },
+        "total_discount": "1.00",
+        "total_discount_set": {
+            "shop_money": {"amount": "1.00", "currency_code": "USD"},
+            "presentment_money": {"amount": "0.92", "currency_code": "EUR"},
+        },
+    }
+    state.add_order(order_payload(7000, 1, 1000) | {"line_items": [line]})
+    store = devstore_factory(state)
+    # When its line is read
+    body = store.gql(
+        '{ order(id: "gid://shopify/Order/7000") { lineItems(first: 1) { nodes { '
+        "originalUnitPriceSet { shopMoney { amount currencyCode } "
+        "presentmentMoney { amount currencyCode } } "
+        "totalDiscountSet { presentmentMoney { amount currencyCode } } } } } }"
+    )
+    # Then presentment money is in EUR at the order's rate, not the shop amount again
+    [node] = body["data"]["order"]["lineItems"]["nodes"]
+    assert node["originalUnitPriceSet"] == {
+        "shopMoney": {"amount": "12.00", "currencyCode": "USD"},
+        "presentmentMoney": {"amount": "11.04", "currencyCode": "EUR"},
+    }
+    assert node["totalDiscountSet"]["presentmentMoney"] == {"amount": "0.92", "currencyCode": "EUR"}
 
 
 def test_product_reads_price_range_and_shop(devstore: LiveDevStore) -> None:
