@@ -26,7 +26,7 @@ from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
-from plugin.settings import Settings, SettingsError, load_settings
+from plugin.settings import Settings, SettingsError, load_log_level, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.db import make_engine, upgrade
 from plugin.store.models import (
@@ -172,14 +172,26 @@ def _shop_or_fail(session: Session, domain: str) -> Shop:
 
 
 @click.group()
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """clvsync: customer lifetime value, segments and recommendations for Shopify stores."""
+    # the demo draws its own progress on stderr: only warnings, unless asked for more
+    default = "WARNING" if ctx.invoked_subcommand == "demo" else "INFO"
+    try:
+        level = load_log_level(default=default)
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    _configure_logging(level)
 
 
-def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _configure_logging(level: str) -> None:
+    """Every command logs to stderr at CLVSYNC_LOG_LEVEL (the jobs it runs say what they did)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the migrations' "Context impl ..." lines on every command are noise below DEBUG
+    logging.getLogger("alembic").setLevel(level if level == "DEBUG" else "WARNING")
+
+
+def _warn_if_development(settings: Settings) -> None:
     if settings.development:
         logging.getLogger("clvsync").warning(
             "development mode: fixed, public development secrets are in use"
@@ -201,7 +213,7 @@ def serve(host: str, port: int, no_jobs: bool) -> None:
     from plugin.app import create_app
 
     settings = _settings()
-    _configure_logging(settings)
+    _warn_if_development(settings)
     with _open_store(settings) as engine:
         app = create_app(settings, engine=engine, run_jobs=not no_jobs)
         uvicorn.run(app, host=host, port=port, log_level="info")
@@ -216,7 +228,7 @@ def worker() -> None:
     from plugin.app import run_worker
 
     settings = _settings()
-    _configure_logging(settings)
+    _warn_if_development(settings)
     with _open_store(settings) as engine:
         anyio.run(run_worker, settings, engine)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
@@ -73,11 +74,7 @@ def load_settings(
     `CLVSYNC_ENV=development` allows missing secrets (fixed development values are used);
     any other environment refuses a missing or placeholder secret, naming the variable.
     """
-    values: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
-        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
-    values.update(os.environ if environ is None else environ)
-
+    values = _environment(environ, env_file)
     environment = values.get("CLVSYNC_ENV", PRODUCTION).strip().lower()
     if environment not in (DEVELOPMENT, PRODUCTION):
         raise SettingsError(
@@ -112,8 +109,36 @@ def load_settings(
         token_encryption_key=token_key,
         admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
         webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
-        log_level=values.get("CLVSYNC_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        log_level=_log_level(values),
     )
+
+
+def load_log_level(
+    environ: Mapping[str, str] | None = None,
+    env_file: Path | None = Path(".env"),
+    default: str = "INFO",
+) -> str:
+    """CLVSYNC_LOG_LEVEL alone (`default` if unset), checked as `load_settings` checks it:
+    every command logs at it, including those that need no other setting."""
+    return _log_level(_environment(environ, env_file), default)
+
+
+def _environment(environ: Mapping[str, str] | None, env_file: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return values
+
+
+def _log_level(values: Mapping[str, str], default: str = "INFO") -> str:
+    raw = values.get("CLVSYNC_LOG_LEVEL", "")
+    level = raw.strip().upper() or default
+    if level not in LOG_LEVELS:
+        raise SettingsError(
+            f"CLVSYNC_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {raw!r}"
+        )
+    return level
 
 
 def _admin_url(raw: str) -> str | None:

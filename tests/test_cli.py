@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -233,3 +237,49 @@ def test_run_for_a_shop_needing_reauthorisation_names_the_fix(
     assert "needs to authorise the app again" in err
     assert f"clvsync shop add {SHOP} --token TOKEN" in err
     assert _runs(engine) == []
+
+
+# --- logging --------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli_process(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a process of its own: logging is configured once per process."""
+    return subprocess.run(
+        [sys.executable, "-m", "plugin.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, **cli_env(url), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_settings_unknown_log_level_names_the_variable() -> None:
+    env = {"CLVSYNC_ENV": "development", "CLVSYNC_LOG_LEVEL": "verbose"}
+    with pytest.raises(SettingsError, match="CLVSYNC_LOG_LEVEL must be one of DEBUG, INFO"):
+        load_settings(env, env_file=None)
+    assert (
+        load_settings({**env, "CLVSYNC_LOG_LEVEL": " debug "}, env_file=None).log_level == "DEBUG"
+    )
+
+
+@pytest.mark.parametrize("command", [["worker"], ["shop", "list"]])
+def test_cli_unknown_log_level_exits_1_naming_the_variable(
+    sqlite_path: Path, command: list[str]
+) -> None:
+    # when any command runs with a log level logging does not know
+    done = _cli_process(f"sqlite:///{sqlite_path}", *command, CLVSYNC_LOG_LEVEL="verbose")
+    # then it stops at once with one line naming the variable, not a traceback
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Error: configuration: CLVSYNC_LOG_LEVEL must be one of" in done.stderr
+
+
+def test_cli_one_shot_command_logs_at_the_level_asked(sqlite_path: Path) -> None:
+    # when a command other than serve or worker runs at DEBUG
+    done = _cli_process(f"sqlite:///{sqlite_path}", "db", "upgrade", CLVSYNC_LOG_LEVEL="DEBUG")
+    # then what it does is logged, in the app's format
+    assert done.returncode == 0, done.stderr
+    assert " INFO alembic.runtime.migration: " in done.stderr
