@@ -21,6 +21,7 @@ from plugin.domain.writeback import (
     writeback_settings,
 )
 from plugin.store.models import Shop
+from plugin.store.recommendations import gone_products
 from plugin.store.scores import latest_full_run
 from plugin.store.sync import Held, held_state
 
@@ -91,13 +92,16 @@ def shop_writeback_settings(shop: Shop) -> WritebackSettings:
 
 
 def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Plan:
-    """Compare every customer's desired and pushed state (streamed from the store)."""
+    """Compare every customer's desired and pushed state (streamed from the store). Products
+    the store no longer has are left out of the recommended ones: Shopify refuses a value
+    naming one."""
     assert shop.id is not None
     run = latest_full_run(engine, shop.id)
     fitted = run is not None and run.confidence == "fitted"
+    gone = gone_products(engine, shop.id)
     plan = Plan()
     for held in held_state(engine, shop.id):
-        planned = _planned(held, settings.tag_prefix, fitted)
+        planned = _planned(held, settings.tag_prefix, fitted, gone)
         if planned is None:
             continue
         if (
@@ -111,7 +115,7 @@ def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Pla
     return plan
 
 
-def _planned(held: Held, prefix: str, fitted: bool) -> Planned | None:
+def _planned(held: Held, prefix: str, fitted: bool, gone: set[int]) -> Planned | None:
     desired = frozenset() if held.tags is None else desired_tags(prefix, held.tags)
     values: dict[str, str] = {}
     if held.tags is not None:
@@ -123,7 +127,8 @@ def _planned(held: Held, prefix: str, fitted: bool) -> Planned | None:
             held.expected_next_order_at,
             held.segment,
         )
-        values = metafield_values(figures, fitted, held.recommended)
+        recommended = [p for p in held.recommended if p not in gone]
+        values = metafield_values(figures, fitted, recommended)
     reasons = {prefix + tag: why for tag, why in json.loads(held.reasons).items()}
     change = customer_change(
         held.customer_id,

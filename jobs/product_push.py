@@ -5,13 +5,19 @@ changed, with metafieldsSet (25 per call) and metafieldsDelete, recorded with th
 A value the store refuses (Shopify's complementary-products namespace may not accept an app's
 writes: unconfirmed; a partner deleted from the store) is recorded as refused and left for the
 next push; it never stops the rest: a refused group of products is sent again product by
-product, so only the product at fault stays refused."""
+product, and a refused product without the values its errors name, so only the values at
+fault stay refused. A partner the store says does not exist is recorded as gone and left out
+of every list from the next plan on (`plugin/store/recommendations.py`).
+
+Shopify's complementary-products field may hold the merchant's own list (Search & Discovery):
+before its first write to a product, the push reads the field there, and a value it did not
+write is the merchant's: kept, never overwritten nor deleted, and counted."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,18 +28,32 @@ from jobs.pusher import (
     METAFIELDS_PER_SET,
     MUTATION_COST,
     SETS_PER_CALL,
+    Apart,
     batches,
-    error_text,
     metafields_set_document,
+    set_apart,
     user_errors,
 )
-from plugin.domain.writeback import WritebackSettings, product_values, same_value
+from plugin.domain.writeback import (
+    COMPLEMENTARY_PRODUCTS,
+    WritebackSettings,
+    product_values,
+    same_value,
+)
 from plugin.shopify.client import AdminClient
-from plugin.shopify.gid import gid
-from plugin.store.recommendations import product_state, record_product_metafields
+from plugin.shopify.gid import gid, gid_number
+from plugin.store.recommendations import (
+    gone_products,
+    kept_fields,
+    product_state,
+    record_gone,
+    record_kept_fields,
+    record_product_metafields,
+)
 
 log = logging.getLogger(__name__)
 LIST_OF_PRODUCTS = "list.product_reference"
+READ_IDS = 100  # products per read of the complementary field before a first write
 
 Change = tuple[int, str, str, str | None, str]  # product, name, action, value, reason
 Answer = list[dict[str, Any]] | None  # a metafieldsSet's user errors; None: no answer
@@ -48,9 +68,17 @@ class ProductChange:
 
 
 def plan_products(engine: Engine, shop_id: int, settings: WritebackSettings) -> list[ProductChange]:
+    """Each product's values to set and delete. Products the store no longer has are neither
+    written to nor named (Shopify refuses a value naming one); a field holding the merchant's
+    value is left alone."""
+    gone = gone_products(engine, shop_id)
     changes = []
     for held in product_state(engine, shop_id):
-        desired = product_values(held.partners, settings)
+        if held.product_id in gone:
+            continue
+        partners = {kind: [p for p in ids if p not in gone] for kind, ids in held.partners.items()}
+        desired = product_values(partners, settings)
+        desired = {name: value for name, value in desired.items() if name not in held.kept}
         to_set = tuple(
             sorted((k, v) for k, v in desired.items() if not same_value(held.pushed.get(k), v))
         )
@@ -78,9 +106,11 @@ class ProductPusher:
         self.engine, self.shop_id, self.client = engine, shop_id, client
         self.job_run_id, self.clock = job_run_id, clock
         self.set, self.deleted, self.refused = 0, 0, 0
-        self.values_accepted: set[int] = set()  # products whose values this push set
+        # The values this push set, by product: a later delete records only those as held.
+        self.values_accepted: dict[int, dict[str, str]] = {}
 
     async def push(self, changes: Sequence[ProductChange]) -> dict[str, int]:
+        changes = await self._leave_merchants_values(changes)
         setting = [c for c in changes if c.to_set]
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _count):
             await self._set(list(batches(batch, METAFIELDS_PER_SET, _count)))
@@ -90,23 +120,77 @@ class ProductPusher:
         return {
             "product_metafields_set": self.set,
             "product_metafields_deleted": self.deleted,
-            "product_calls_refused": self.refused,
+            "product_metafields_refused": self.refused,
+            "product_fields_kept": await anyio.to_thread.run_sync(
+                kept_fields, self.engine, self.shop_id
+            ),
         }
 
-    async def _set(self, groups: list[list[ProductChange]]) -> None:
-        """The groups in one request; then the products of each refused group alone, in one
-        request per group: metafieldsSet is atomic, so one product naming a deleted product
-        would refuse its whole group, every push."""
-        answers = await self._send(groups)
-        refused = [g for g, errors in zip(groups, answers, strict=True) if _retried(g, errors)]
-        await self._settle(
-            (g, errors)
-            for g, errors in zip(groups, answers, strict=True)
-            if not _retried(g, errors)
+    async def _leave_merchants_values(
+        self, changes: Sequence[ProductChange]
+    ) -> list[ProductChange]:
+        """The changes less the complementary-products values that would replace a value the
+        app did not write (read from the store before the app's first write to a product):
+        the merchant's, kept from now on."""
+        first = [
+            c.product_id
+            for c in changes
+            if COMPLEMENTARY_PRODUCTS in dict(c.to_set) and COMPLEMENTARY_PRODUCTS not in c.pushed
+        ]
+        found = await self._read_complementary(first)
+        merchants = {
+            c.product_id
+            for c in changes
+            if c.product_id in found
+            and not same_value(found[c.product_id], dict(c.to_set)[COMPLEMENTARY_PRODUCTS])
+        }
+        if not merchants:
+            return list(changes)
+        log.info("complementary products: %d held the merchant's list, left", len(merchants))
+        kept = [(product_id, COMPLEMENTARY_PRODUCTS) for product_id in sorted(merchants)]
+        await anyio.to_thread.run_sync(
+            record_kept_fields, self.engine, self.shop_id, kept, self.clock()
         )
-        for group in refused:
-            alone = [[change] for change in group]
-            await self._settle(zip(alone, await self._send(alone), strict=True))
+        return [
+            replace(c, to_set=tuple((n, v) for n, v in c.to_set if n != COMPLEMENTARY_PRODUCTS))
+            if c.product_id in merchants
+            else c
+            for c in changes
+        ]
+
+    async def _read_complementary(self, product_ids: Sequence[int]) -> dict[int, str]:
+        """The complementary-products value each of these products holds (none: absent)."""
+        namespace, key = _split(COMPLEMENTARY_PRODUCTS)
+        query = (
+            "query Complementary($ids: [ID!]!) { nodes(ids: $ids) { ... on Product { id "
+            f'x: metafield(namespace: "{namespace}", key: "{key}") {{ value }} }} }} }}'
+        )
+        found: dict[int, str] = {}
+        for start in range(0, len(product_ids), READ_IDS):
+            chunk = product_ids[start : start + READ_IDS]
+            data = await self.client.execute(query, {"ids": [gid("Product", p) for p in chunk]})
+            for node in data.get("nodes") or []:
+                if node and node.get("x"):
+                    found[gid_number(node["id"])] = node["x"]["value"]
+        return found
+
+    async def _set(self, groups: list[list[ProductChange]]) -> None:
+        """The groups in one request; then the products of each refused group apart (see
+        `set_apart`): metafieldsSet is atomic, so one product naming a deleted product would
+        refuse its whole group, and its own other values, every push."""
+        answers = await self._send(groups)
+        accepted = [
+            (group, errors) for group, errors in zip(groups, answers, strict=True) if not errors
+        ]
+        await self._settle(accepted)
+        refused = [
+            change
+            for group, errors in zip(groups, answers, strict=True)
+            if errors
+            for change in group
+        ]
+        if refused:
+            await self._set_apart(refused)
 
     async def _send(self, groups: list[list[ProductChange]]) -> list[Answer]:
         """Each group's answer, from one request of aliased metafieldsSet mutations."""
@@ -124,27 +208,54 @@ class ProductPusher:
         for group, errors in answered:
             if errors is None:
                 log.warning("product metafields: no answer, sent again next push")
-            elif errors:  # atomic: the whole call was refused
-                self.refused += 1
-                message = error_text(errors)
-                log.warning("product metafields refused: %s", message)
-                audit += [(c.product_id, "*", "refused", None, message) for c in group]
-            else:
-                audit += self._accepted(group, held)
+                continue
+            for change in group:
+                audit += self._accepted(change, dict(change.to_set), held)
+        if held or audit:
+            await self._record(held, audit)
+
+    async def _set_apart(self, changes: list[ProductChange]) -> None:
+        inputs = [_inputs([change]) for change in changes]
+        results = await set_apart(self.client, inputs)
+        held: dict[int, dict[str, str]] = {}
+        audit: list[Change] = []
+        gone: dict[int, str] = {}
+        for change, sent, result in zip(changes, inputs, results, strict=True):
+            accepted = dict(change.to_set[i] for i in result.accepted)
+            audit += self._accepted(change, accepted, held) + self._refused(change, result)
+            gone |= result.gone_products(sent)
+        if gone:
+            log.warning("products not in the store, left out from now on: %s", sorted(gone))
+            await anyio.to_thread.run_sync(
+                record_gone, self.engine, self.shop_id, gone, self.clock()
+            )
         if held or audit:
             await self._record(held, audit)
 
     def _accepted(
-        self, group: list[ProductChange], held: dict[int, dict[str, str]]
+        self, change: ProductChange, accepted: dict[str, str], held: dict[int, dict[str, str]]
     ) -> list[Change]:
-        for change in group:
-            held[change.product_id] = dict(change.pushed) | dict(change.to_set)
-            self.values_accepted.add(change.product_id)
-            self.set += len(change.to_set)
+        if not accepted:
+            return []
+        held[change.product_id] = dict(change.pushed) | accepted
+        self.values_accepted[change.product_id] = accepted
+        self.set += len(accepted)
         return [
             (change.product_id, name, "set", value, "recommendations changed")
-            for change in group
-            for name, value in change.to_set
+            for name, value in accepted.items()
+        ]
+
+    def _refused(self, change: ProductChange, result: Apart) -> list[Change]:
+        self.refused += len(result.refused)
+        if result.refused:
+            log.warning(
+                "product %d metafields refused: %s",
+                change.product_id,
+                [change.to_set[i][0] for i in sorted(result.refused)],
+            )
+        return [
+            (change.product_id, name, "refused", value, why)
+            for name, value, why in result.refusals(change.to_set)
         ]
 
     async def _delete(self, batch: list[ProductChange]) -> None:
@@ -160,7 +271,7 @@ class ProductPusher:
             cost=MUTATION_COST,
         )
         if user_errors(data.get("metafieldsDelete")):
-            self.refused += 1
+            self.refused += len(identifiers)
             return  # left as pushed: tried again next time
         held = {c.product_id: self._held_after_delete(c) for c in batch}
         self.deleted += sum(len(c.to_delete) for c in batch)
@@ -174,8 +285,7 @@ class ProductPusher:
     def _held_after_delete(self, change: ProductChange) -> dict[str, str]:
         """The pushed values, with those this push set (only if the store took them), less the
         deleted: the record replaces the product's whole state."""
-        was_set = change.product_id in self.values_accepted
-        values = dict(change.pushed) | dict(change.to_set if was_set else ())
+        values = dict(change.pushed) | self.values_accepted.get(change.product_id, {})
         return {k: v for k, v in values.items() if k not in change.to_delete}
 
     async def _record(self, held: dict[int, dict[str, str]], audit: list[Change]) -> None:
@@ -191,11 +301,6 @@ class ProductPusher:
             )
 
         await anyio.to_thread.run_sync(record)
-
-
-def _retried(group: list[ProductChange], errors: Answer) -> bool:
-    """A refused group of several products: sent again product by product."""
-    return bool(errors) and len(group) > 1
 
 
 def _count(change: ProductChange) -> int:

@@ -4,8 +4,9 @@ batch's results recorded as they come back."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid
 from plugin.store.models import Shop
+from plugin.store.recommendations import record_gone
 from plugin.store.sync import Outcome, record_outcomes
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,9 @@ class PushCounts:
     customers_tagged: int = 0
     tags_added: int = 0
     tags_removed: int = 0
-    customers_refused: int = 0
+    customers_refused: int = 0  # customers whose tag change was refused
     metafields_set: int = 0
+    metafields_refused: int = 0  # customers' values refused (their other values still go)
     metafields_deleted: int = 0
     bulk_operations: int = 0
 
@@ -89,8 +92,8 @@ class Pusher:
         self.client, self.bulk, self.settings = client, bulk, settings
         self.job_run_id, self.clock = job_run_id, clock
         self.counts = PushCounts()
-        # Customers whose values this push set: a later delete records only those as held.
-        self.values_accepted: set[int] = set()
+        # The values this push set, by customer: a later delete records only those as held.
+        self.values_accepted: dict[int, dict[str, str]] = {}
 
     async def push(self, plan: Plan) -> PushCounts:
         if self.shop.definitions_version < DEFINITIONS_VERSION:
@@ -316,52 +319,83 @@ class Pusher:
         answers: Sequence[list[dict[str, Any]] | None],
         via: str,
     ) -> None:
-        """Record each group's answer, then send the customers of each refused group alone:
-        metafieldsSet is atomic, so one bad owner (a customer deleted in Shopify, a reference to
-        a deleted product) refuses its whole group, and would every push."""
+        """Record each group's answer, then send the customers of each refused group apart:
+        metafieldsSet is atomic, so one bad owner (a customer deleted in Shopify) refuses its
+        whole group, and one bad value (a reference to a deleted product) its owner's other
+        values, and would every push."""
         outcomes: list[Outcome] = []
-        refused: list[list[Planned]] = []
+        refused: list[Planned] = []
         for group, errors in zip(groups, answers, strict=True):
-            if errors and len(group) > 1:
-                refused.append(group)
+            if errors:
+                refused += group
             else:
                 outcomes += self._set_outcomes(group, errors)
         for start in range(0, len(outcomes), RECORD_EVERY):
             await self._record(outcomes[start : start + RECORD_EVERY], via)
-        for group in refused:
-            await self._record(await self._set_alone(group), "call")
+        for start in range(0, len(refused), RECORD_EVERY):
+            await self._record(await self._set_apart(refused[start : start + RECORD_EVERY]), "call")
 
-    async def _set_alone(self, group: Sequence[Planned]) -> list[Outcome]:
-        """One request, one metafieldsSet per customer (elementIndex is not relied on: not every
-        error is known to carry it), so each customer's own answer tells who was refused."""
-        variables = {f"m{n}": self._metafield_inputs([item]) for n, item in enumerate(group)}
-        data = await self.client.execute(
-            metafields_set_document(len(group)), variables, cost=MUTATION_COST * len(group)
-        )
-        outcomes: list[Outcome] = []
-        for n, item in enumerate(group):
-            outcomes += self._set_outcomes([item], user_errors(data.get(f"m{n}")))
+    async def _set_apart(self, items: Sequence[Planned]) -> list[Outcome]:
+        """Each customer's values sent apart (see `set_apart`), so each customer's own answer
+        tells which of its values were refused."""
+        inputs = [self._metafield_inputs([item]) for item in items]
+        results = await set_apart(self.client, inputs)
+        gone: dict[int, str] = {}
+        outcomes = []
+        for item, sent, result in zip(items, inputs, results, strict=True):
+            outcomes.append(self._apart_outcome(item, result))
+            gone |= result.gone_products(sent)
+        if gone:
+            await anyio.to_thread.run_sync(
+                record_gone, self.engine, self.shop_id, gone, self.clock()
+            )
         return outcomes
+
+    def _apart_outcome(self, item: Planned, result: Apart) -> Outcome:
+        """What the store took of one customer's values, sent apart; the rest stays as it
+        was (refused, or unanswered), to be sent again next push."""
+        change = item.change
+        outcome = Outcome(change.customer_id, tags=None)
+        values = change.set_metafields
+        accepted = dict(values[i] for i in result.accepted)
+        if accepted:
+            outcome.metafields = dict(item.pushed_metafields) | accepted
+            self.values_accepted[change.customer_id] = accepted
+            self.counts.metafields_set += len(accepted)
+            outcome.changes += [
+                ("metafield", key, "set", value, change.reason(key))
+                for key, value in accepted.items()
+            ]
+        self.counts.metafields_refused += len(result.refused)
+        outcome.changes += [
+            ("metafield", name, "refused", value, message)
+            for name, value, message in result.refusals(values)
+        ]
+        if result.refused:
+            log.info(
+                "%s: customer %d metafields refused: %s",
+                self.shop.domain,
+                change.customer_id,
+                [values[i][0] for i in sorted(result.refused)],
+            )
+        return outcome
 
     def _set_outcomes(
         self, group: Sequence[Planned], errors: list[dict[str, Any]] | None
     ) -> list[Outcome]:
-        """One group's outcomes; none when its answer is unknown, so it is sent again next push
-        (a value recorded as set without an answer might never reach the store)."""
+        """An accepted group's outcomes; none when its answer is unknown, so it is sent again
+        next push (a value recorded as set without an answer might never reach the store)."""
         if errors is None:
             return []
-        return [self._set_outcome(item, errors) for item in group]
+        return [self._set_outcome(item) for item in group]
 
-    def _set_outcome(self, item: Planned, errors: list[dict[str, Any]]) -> Outcome:
+    def _set_outcome(self, item: Planned) -> Outcome:
+        """A customer whose values the store took, all of them."""
         change = item.change
         outcome = Outcome(change.customer_id, tags=None)
-        if errors:  # metafieldsSet is atomic: the whole call was refused
-            message = error_text(errors)
-            outcome.changes.append(("metafield", "*", "refused", None, message))
-            return outcome
         held = dict(item.pushed_metafields) | dict(change.set_metafields)
         outcome.metafields = held
-        self.values_accepted.add(change.customer_id)
+        self.values_accepted[change.customer_id] = dict(change.set_metafields)
         self.counts.metafields_set += len(change.set_metafields)
         outcome.changes += [
             ("metafield", key, "set", value, change.reason(key))
@@ -392,12 +426,10 @@ class Pusher:
         for item in batch:
             change = item.change
             # Only values this push set are held: a refused or unanswered set left the old ones.
-            was_set = change.customer_id in self.values_accepted
+            was_set = self.values_accepted.get(change.customer_id, {})
             held = {
                 key: value
-                for key, value in (
-                    dict(item.pushed_metafields) | dict(change.set_metafields if was_set else ())
-                ).items()
+                for key, value in (dict(item.pushed_metafields) | was_set).items()
                 if key not in change.delete_metafields
             }
             self.counts.metafields_deleted += len(change.delete_metafields)
@@ -421,6 +453,117 @@ class Pusher:
             job_run_id=self.job_run_id,
             now=self.clock(),
         )
+
+
+Errors = list[dict[str, Any]]
+_PRODUCT_GID = re.compile(r"gid://shopify/Product/(\d+)")
+
+
+@dataclass
+class Apart:
+    """One owner's inputs sent apart: those the store took, those it refused (with its
+    errors) and those left without an answer, by index into the owner's inputs."""
+
+    accepted: list[int] = field(default_factory=list)
+    refused: dict[int, Errors] = field(default_factory=dict)
+    unanswered: list[int] = field(default_factory=list)
+
+    def refusals(self, values: Sequence[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
+        """The audit's (name, value, why) of the refused values: one row "*" when all were
+        refused (a deleted owner), else one per value."""
+        if not self.refused:
+            return []
+        if len(self.refused) == len(values):
+            every = [error for errors in self.refused.values() for error in errors]
+            return [("*", None, error_text(every))]
+        return [
+            (values[i][0], values[i][1], error_text(self.refused[i])) for i in sorted(self.refused)
+        ]
+
+    def gone_products(self, inputs: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+        """The products the refusals say the store does not have, with why."""
+        gone: dict[int, str] = {}
+        for index, errors in self.refused.items():
+            for error in errors:
+                why = str(error.get("message", ""))
+                gone |= dict.fromkeys(products_not_found(error, inputs[index]), why)
+        return gone
+
+
+def products_not_found(error: Mapping[str, Any], sent: Mapping[str, Any]) -> set[int]:
+    """The products one refusal says do not exist: a product owner it says does not exist
+    (field path ending "ownerId"), or the products named both in its message and in the value
+    sent (the dev store, as Shopify: "Value references non-existent resource
+    gid://shopify/Product/N."). A message naming none tells nothing: the reconcile's read of
+    the store's products finds them instead."""
+    message = str(error.get("message", ""))
+    if "exist" not in message.lower():
+        return set()
+    path = error.get("field")
+    if isinstance(path, list) and path and path[-1] == "ownerId":
+        return {int(n) for n in _PRODUCT_GID.findall(str(sent.get("ownerId", "")))}
+    named = {int(n) for n in _PRODUCT_GID.findall(message)}
+    return named & {int(n) for n in _PRODUCT_GID.findall(str(sent.get("value", "")))}
+
+
+async def set_apart(client: AdminClient, owners: Sequence[list[dict[str, Any]]]) -> list[Apart]:
+    """Each owner's inputs in a metafieldsSet of its own (many aliased per request); an owner
+    refused is sent again without the inputs its errors name (by their `field` path,
+    ["metafields", "3", "value"]), or input by input when an error names none, until each
+    input is taken, refused or unanswered. metafieldsSet is atomic: without this, one refused
+    value (a reference to a deleted product) takes the owner's other values with it."""
+    results = [Apart() for _ in owners]
+    pending = [(n, list(range(len(inputs)))) for n, inputs in enumerate(owners) if inputs]
+    while pending:
+        again: list[tuple[int, list[int]]] = []
+        for chunk in batches(pending, METAFIELDS_PER_SET, lambda _: 1):
+            variables = {f"m{k}": [owners[n][i] for i in sent] for k, (n, sent) in enumerate(chunk)}
+            data = await client.execute(
+                metafields_set_document(len(chunk)), variables, cost=MUTATION_COST * len(chunk)
+            )
+            for k, (n, sent) in enumerate(chunk):
+                errors = user_errors(data.get(f"m{k}"))
+                again += [(n, rest) for rest in _sort_answer(results[n], sent, errors)]
+        pending = again
+    return results
+
+
+def _sort_answer(result: Apart, sent: list[int], errors: Errors | None) -> list[list[int]]:
+    """One owner's answer to the inputs `sent` sorted into `result`; what to send again."""
+    if errors is None:
+        result.unanswered += sent
+        return []
+    if not errors:
+        result.accepted += sent
+        return []
+    named = refused_inputs(errors, len(sent))
+    if named is None:
+        if len(sent) == 1:
+            result.refused[sent[0]] = errors
+            return []
+        return [[index] for index in sent]
+    for position, refused in named.items():
+        result.refused[sent[position]] = refused
+    rest = [index for position, index in enumerate(sent) if position not in named]
+    return [rest] if rest else []
+
+
+def refused_inputs(errors: Errors, count: int) -> dict[int, Errors] | None:
+    """The errors by the position of the input they refuse in the call, from each error's
+    `field` path; None when one does not name an input of the call."""
+    named: dict[int, Errors] = {}
+    for error in errors:
+        path = error.get("field")
+        if not (isinstance(path, list) and len(path) >= 2 and path[0] == "metafields"):
+            return None
+        try:
+            position = int(path[1])
+        except (TypeError, ValueError):
+            return None
+        if not 0 <= position < count:
+            return None
+        named.setdefault(position, []).append(error)
+    return named
 
 
 def _merged(outcomes: list[Outcome]) -> list[Outcome]:

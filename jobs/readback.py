@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
@@ -15,6 +16,7 @@ from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid_number
 
 READ_PAGE = 50  # customers per page (cost about 2 + 50 x 13 points)
+PAGINATION_LIMIT = 25_000  # Shopify's pagination stops at this many objects
 
 Found = dict[int, tuple[list[str], dict[str, str]]]  # customer -> (all tags, app metafields)
 Held = dict[int, tuple[frozenset[str], dict[str, str]]]  # customer -> (app's tags, metafields)
@@ -87,9 +89,24 @@ def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) 
 ProductFound = dict[int, dict[str, str]]  # product -> "namespace.key" -> value
 
 
+@dataclass
+class ProductRead:
+    """What a read of the store's products found: each product's values (products with none
+    left out), and every product it saw."""
+
+    values: ProductFound = field(default_factory=dict)
+    seen: set[int] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        """Whether it saw every product: pagination stops at 25,000, and a product past that
+        cannot be told from one the store does not have."""
+        return len(self.seen) < PAGINATION_LIMIT
+
+
 async def read_product_pages(
     client: AdminClient, namespace: str, extra: tuple[str, str] | None = None
-) -> ProductFound:
+) -> ProductRead:
     """Every product's metafields in the app's namespace (and the one `extra` field, e.g.
     Shopify's complementary products), by pages."""
     extra_field = (
@@ -100,17 +117,19 @@ async def read_product_pages(
         "after: $after) { pageInfo { hasNextPage endCursor } nodes { id "
         f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} {extra_field} }} }} }}"
     )
-    found: ProductFound = {}
+    read = ProductRead()
     after: str | None = None
     while True:
         data = await client.execute(query, {"after": after, "ns": namespace})
         page = data["products"]
         for node in page["nodes"]:
+            product_id = gid_number(node["id"])
+            read.seen.add(product_id)
             values = {f"{namespace}.{m['key']}": m["value"] for m in node["metafields"]["nodes"]}
             if extra and node.get("x"):
                 values[".".join(extra)] = node["x"]["value"]
             if values:
-                found[gid_number(node["id"])] = values
-        if not page["pageInfo"]["hasNextPage"]:
-            return found
+                read.values[product_id] = values
+        if not page["pageInfo"]["hasNextPage"] or len(read.seen) >= PAGINATION_LIMIT:
+            return read
         after = page["pageInfo"]["endCursor"]

@@ -6,15 +6,18 @@ shop's prefix (never another tag), metafieldsSet / metafieldsDelete for the app'
 Few changes go as batched calls (many aliased mutations per request, paced by the client); from
 `bulk_threshold` customers up, one bulk mutation per kind over a staged JSONL upload, whose
 result file is read back to confirm each line. Whatever the store confirms is recorded with its
-reason as each batch returns; what it refuses (a customer at the 250-tag cap, a deleted one) is
-recorded as refused and not sent again until the desired tags change or a reconcile re-reads
-the customer. Then each product's recommendation metafields go the same way
+reason as each batch returns; a tag change it refuses (a customer at the 250-tag cap, a deleted
+one) is recorded as refused and not sent again until the desired tags change or a reconcile
+re-reads the customer. A refused metafield value takes none of its owner's other values with it
+(`pusher.set_apart`), and one naming a product the store does not have teaches the app that the
+product is gone. Then each product's recommendation metafields go the same way
 (`jobs/product_push.py`).
 
 The reconcile reads the store's state back (pages of customers, or a bulk query for large
 shops), replaces the recorded pushed state with it, and pushes: drift from a lost call or from
 someone editing the store is repaired either way; products' recommendation metafields are
-read back (by pages) and repaired the same way.
+read back (by pages) and repaired the same way, except Shopify's complementary products where
+the app did not write them (the merchant's), and the products the read does not find are gone.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, Shop
-from plugin.store.recommendations import record_product_read_back
+from plugin.store.recommendations import record_product_read_back, record_products_read
 from plugin.store.sync import pushed_tags, record_read_back
 from plugin.store.tokens import TokenCipher
 
@@ -173,26 +176,41 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         drifted = await anyio.to_thread.run_sync(
             record_read_back, ctx.engine, shop_id, state, ctx.clock()
         )
+        # the products first: the customers' plan leaves out the products the read did not find
+        products_read = await _read_products(ctx, pusher)
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
-        complementary = tuple(COMPLEMENTARY_PRODUCTS.rsplit(".", 1))
-        product_values = await read_product_pages(
-            pusher.client,
-            namespace,
-            (complementary[0], complementary[1]) if settings.complementary_products else None,
-        )
-        products_drifted = await anyio.to_thread.run_sync(
-            record_product_read_back, ctx.engine, shop_id, product_values, ctx.clock()
-        )
         products = await _push_products(ctx, pusher)
-        return {
-            "customers_read": len(state),
-            "drifted": drifted,
-            "products_drifted": products_drifted,
-            **products,
-        }
+        return {"customers_read": len(state), "drifted": drifted, **products_read, **products}
 
     return await with_pusher(ctx, shop, run_id, work)
+
+
+async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
+    """Read the products' recommendation metafields back and take them as pushed (Shopify's
+    complementary products only where the app wrote it: elsewhere a value is the merchant's,
+    kept); the products the read did not find are gone."""
+    settings, shop_id = pusher.settings, pusher.shop_id
+    shared = COMPLEMENTARY_PRODUCTS if settings.complementary_products else None
+    namespace = settings.metafield_namespace
+    read = await read_product_pages(
+        pusher.client, namespace, _split_name(shared) if shared else None
+    )
+
+    def record() -> dict[str, int]:
+        now = ctx.clock()
+        drifted = record_product_read_back(
+            ctx.engine, shop_id, read.values, now, namespace=namespace, shared=shared
+        )
+        gone = record_products_read(ctx.engine, shop_id, read.seen, now, complete=read.complete)
+        return {"products_drifted": drifted, "products_not_found": gone}
+
+    return await anyio.to_thread.run_sync(record)
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    namespace, _, key = name.rpartition(".")
+    return namespace, key
 
 
 async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:

@@ -377,3 +377,30 @@ class ProductSync(SQLModel, table=True):
     product_id: int = Field(sa_type=BigInteger, primary_key=True)
     metafields: str = Field(default="{}", sa_type=Text)  # JSON: "namespace.key" -> value
     pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class GoneProduct(SQLModel, table=True):
+    """A product the store no longer has (a value naming it was refused as a reference to
+    nothing, or a reconcile's read of every product did not find it): left out of every list
+    the app pushes until it is seen again (an order updated after `gone_at` names it, or a
+    read finds it)."""
+
+    __tablename__ = "gone_products"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    product_id: int = Field(sa_type=BigInteger, primary_key=True)
+    gone_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(default="", sa_type=Text)
+
+
+class KeptProductField(SQLModel, table=True):
+    """A product metafield outside the app's namespace that the app may fill (Shopify's
+    complementary products) but found holding a value it did not write: the merchant's (say,
+    curated in Search & Discovery), never overwritten nor deleted."""
+
+    __tablename__ = "kept_product_fields"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    product_id: int = Field(sa_type=BigInteger, primary_key=True)
+    name: str = Field(max_length=255, primary_key=True)  # "namespace.key"
+    found_at: datetime = Field(sa_type=UTCDateTime)

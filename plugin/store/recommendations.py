@@ -1,5 +1,6 @@
 """Recommendations held per shop (product partners, bundle candidates, customers' next
-products), and the product metafields pushed for them."""
+products), the product metafields pushed for them, the products the store no longer has, and
+the product fields the merchant holds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, and_, delete, exists, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -18,6 +19,10 @@ from plugin.store.ledger import hold_customers
 from plugin.store.models import (
     BundleCandidate,
     CustomerRecommendation,
+    GoneProduct,
+    KeptProductField,
+    Order,
+    OrderLine,
     ProductRecommendation,
     ProductSync,
     SyncChange,
@@ -112,11 +117,13 @@ def bundle_candidates(session: Session, shop_id: int) -> list[BundleCandidate]:
 
 @dataclass(frozen=True)
 class ProductHeld:
-    """A product's partners by kind (best first) and its metafields as last pushed."""
+    """A product's partners by kind (best first), its metafields as last pushed, and the
+    fields it holds a value of the merchant's in (left alone)."""
 
     product_id: int
     partners: dict[str, list[int]]
     pushed: dict[str, str]  # "namespace.key" -> value
+    kept: frozenset[str] = frozenset()
 
 
 def product_state(engine: Engine, shop_id: int) -> Iterator[ProductHeld]:
@@ -134,16 +141,28 @@ def product_state(engine: Engine, shop_id: int) -> Iterator[ProductHeld]:
         )
         for product_id, kind, other in session.execute(query):
             partners.setdefault(product_id, {}).setdefault(kind, []).append(other)
-        pushed = {
-            product_id: json.loads(values)
-            for product_id, values in session.execute(
-                select(col(ProductSync.product_id), col(ProductSync.metafields)).where(
-                    col(ProductSync.shop_id) == shop_id
-                )
+        pushed = _pushed_products(session, shop_id)
+        kept: dict[int, set[str]] = {}
+        for product_id, name in session.execute(
+            select(col(KeptProductField.product_id), col(KeptProductField.name)).where(
+                col(KeptProductField.shop_id) == shop_id
             )
-        }
+        ):
+            kept.setdefault(product_id, set()).add(name)
     for product_id in sorted(set(partners) | set(pushed)):
-        yield ProductHeld(product_id, partners.get(product_id, {}), pushed.get(product_id, {}))
+        yield ProductHeld(
+            product_id,
+            partners.get(product_id, {}),
+            pushed.get(product_id, {}),
+            frozenset(kept.get(product_id, ())),
+        )
+
+
+def _pushed_products(session: Session, shop_id: int) -> dict[int, dict[str, str]]:
+    query = select(col(ProductSync.product_id), col(ProductSync.metafields)).where(
+        col(ProductSync.shop_id) == shop_id
+    )
+    return {product_id: json.loads(values) for product_id, values in session.execute(query)}
 
 
 def record_product_metafields(
@@ -194,27 +213,174 @@ def record_product_metafields(
 
 
 def record_product_read_back(
-    engine: Engine, shop_id: int, found: dict[int, dict[str, str]], now: datetime
+    engine: Engine,
+    shop_id: int,
+    found: dict[int, dict[str, str]],
+    now: datetime,
+    *,
+    namespace: str,
+    shared: str | None = None,
 ) -> int:
-    """Replace the products' pushed metafields with what a reconcile read from the store (a
-    product read with none has none); how many products had drifted."""
+    """Replace the products' pushed metafields in the app's namespace with what a reconcile
+    read from the store (a product read with none has none); how many products had drifted.
+
+    `shared`, a field outside the namespace that was read too (Shopify's complementary
+    products), is the app's only on the products it is recorded as pushed to: there the value
+    read is taken. Anywhere else a value found is the merchant's: it is kept (left alone by
+    every later push) and never taken as the app's, or the next push would delete or replace
+    it; a kept field found empty is the app's to fill again. Recorded values of fields that
+    were not read stay as they are (the app's complementary values when the shop no longer
+    asks for them: the push deletes them)."""
     with Session(engine) as session, session.begin():
-        held = {
-            product_id: json.loads(values)
-            for product_id, values in session.execute(
-                select(col(ProductSync.product_id), col(ProductSync.metafields)).where(
-                    col(ProductSync.shop_id) == shop_id
+        held = _pushed_products(session, shop_id)
+        replaced: dict[int, dict[str, str]] = {}
+        found_kept: set[int] = set()
+        for product_id in set(held) | set(found):
+            recorded, read = held.get(product_id, {}), found.get(product_id, {})
+            values = {k: v for k, v in recorded.items() if not _was_read(k, namespace, shared)}
+            values |= {k: v for k, v in read.items() if k.rpartition(".")[0] == namespace}
+            if shared is not None and shared in read:
+                if shared in recorded:
+                    values[shared] = read[shared]
+                else:
+                    found_kept.add(product_id)
+            if values != recorded:
+                replaced[product_id] = values
+        if shared is not None:
+            _replace_kept(session, shop_id, shared, found_kept, now)
+    record_product_metafields(
+        engine, shop_id, replaced, [], via="reconcile", job_run_id=None, now=now
+    )
+    return len(replaced)
+
+
+def _was_read(name: str, namespace: str, shared: str | None) -> bool:
+    return name == shared or name.rpartition(".")[0] == namespace
+
+
+def _replace_kept(
+    session: Session, shop_id: int, name: str, product_ids: set[int], now: datetime
+) -> None:
+    """The products holding a value of the merchant's in field `name` are these, no others."""
+    query = select(col(KeptProductField.product_id)).where(
+        col(KeptProductField.shop_id) == shop_id, col(KeptProductField.name) == name
+    )
+    known = {product_id for (product_id,) in session.execute(query)}
+    cleared = known - product_ids
+    if cleared:
+        session.execute(
+            delete(KeptProductField).where(
+                col(KeptProductField.shop_id) == shop_id,
+                col(KeptProductField.name) == name,
+                col(KeptProductField.product_id).in_(sorted(cleared)),
+            )
+        )
+    _insert(
+        session,
+        KeptProductField,
+        (
+            {"shop_id": shop_id, "product_id": product_id, "name": name, "found_at": now}
+            for product_id in sorted(product_ids - known)
+        ),
+    )
+
+
+def record_kept_fields(
+    engine: Engine, shop_id: int, fields: Iterable[tuple[int, str]], now: datetime
+) -> None:
+    """Fields (product, "namespace.key") found holding a value the app did not write: left
+    alone from now on."""
+    with Session(engine) as session, session.begin():
+        insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
+        rows = [
+            {"shop_id": shop_id, "product_id": product_id, "name": name, "found_at": now}
+            for product_id, name in fields
+        ]
+        if rows:
+            session.execute(insert_(KeptProductField).on_conflict_do_nothing(), rows)
+
+
+def kept_fields(engine: Engine, shop_id: int) -> int:
+    """How many product fields hold a value of the merchant's that the app leaves alone."""
+    with Session(engine) as session:
+        query = select(col(KeptProductField.product_id)).where(
+            col(KeptProductField.shop_id) == shop_id
+        )
+        return len(session.execute(query).all())
+
+
+def gone_products(engine: Engine, shop_id: int) -> set[int]:
+    """The products the store is known not to have: recorded gone, and not named since by an
+    order updated after that (Shopify empties a deleted product's id on its line items, so an
+    order naming it later says it is there again)."""
+    gone, line = GoneProduct, OrderLine
+    seen_later = and_(
+        col(line.shop_id) == col(gone.shop_id),
+        col(line.product_id) == col(gone.product_id),
+        col(Order.shop_id) == col(line.shop_id),
+        col(Order.order_id) == col(line.order_id),
+        col(Order.updated_at) > col(gone.gone_at),
+    )
+    query = select(col(gone.product_id)).where(
+        col(gone.shop_id) == shop_id, ~exists().where(seen_later)
+    )
+    with Session(engine) as session:
+        return {product_id for (product_id,) in session.execute(query)}
+
+
+def record_gone(engine: Engine, shop_id: int, reasons: dict[int, str], now: datetime) -> None:
+    """These products are gone from the store, as of `now`, for these reasons."""
+    if not reasons:
+        return
+    with Session(engine) as session, session.begin():
+        insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
+        statement = insert_(GoneProduct)
+        statement = statement.on_conflict_do_update(
+            index_elements=["shop_id", "product_id"],
+            set_={name: statement.excluded[name] for name in ("gone_at", "reason")},
+        )
+        rows = [
+            {"shop_id": shop_id, "product_id": product_id, "gone_at": now, "reason": reason}
+            for product_id, reason in sorted(reasons.items())
+        ]
+        session.execute(statement, rows)
+
+
+def record_products_read(
+    engine: Engine, shop_id: int, seen: set[int], now: datetime, *, complete: bool
+) -> int:
+    """After a reconcile read the store's products: those it found are there (no longer
+    gone); the products the app recommends or pushes to that it did not find are gone, if the
+    read saw every product (`complete`). How many of those the read did not find."""
+    with Session(engine) as session, session.begin():
+        back = sorted(_gone_ids(session, shop_id) & seen)
+        if back:
+            session.execute(
+                delete(GoneProduct).where(
+                    col(GoneProduct.shop_id) == shop_id, col(GoneProduct.product_id).in_(back)
                 )
             )
-        }
-        drifted = [p for p in set(held) | set(found) if held.get(p, {}) != found.get(p, {})]
-    record_product_metafields(
-        engine,
-        shop_id,
-        {product_id: found.get(product_id, {}) for product_id in drifted},
-        [],
-        via="reconcile",
-        job_run_id=None,
-        now=now,
+        missing = set() if not complete else _named_products(session, shop_id) - seen
+    record_gone(engine, shop_id, dict.fromkeys(missing, "not among the store's products"), now)
+    return len(missing)
+
+
+def _gone_ids(session: Session, shop_id: int) -> set[int]:
+    query = select(col(GoneProduct.product_id)).where(col(GoneProduct.shop_id) == shop_id)
+    return {product_id for (product_id,) in session.execute(query)}
+
+
+def _named_products(session: Session, shop_id: int) -> set[int]:
+    """Every product the app recommends (as a partner, to a customer) or pushes to."""
+    named: set[int] = set()
+    query = select(
+        col(ProductRecommendation.product_id), col(ProductRecommendation.other_product_id)
+    ).where(col(ProductRecommendation.shop_id) == shop_id)
+    for product_id, other in session.execute(query):
+        named |= {product_id, other}
+    lists = select(col(CustomerRecommendation.product_ids)).where(
+        col(CustomerRecommendation.shop_id) == shop_id
     )
-    return len(drifted)
+    for (product_ids,) in session.execute(lists):
+        named.update(json.loads(product_ids))
+    return named | set(_pushed_products(session, shop_id))

@@ -1,0 +1,333 @@
+"""Product references in the push, against the live dev store: a product deleted from the store
+takes none of an owner's other values with it and is left out of the lists until it is seen
+again; Shopify's complementary-products field holding the merchant's own list is left alone."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from decimal import Decimal
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from jobs.product_push import plan_products
+from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
+from plugin.devstore.config import DevStoreConfig
+from plugin.devstore.models import Metafield, Product
+from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
+from plugin.store.models import GoneProduct, Order, OrderLine, SyncChange
+from plugin.store.recommendations import Partner, replace_recommendations
+from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.test_product_push import product_metafields, recommend
+from tests.writeback.test_push_refusals import (
+    recommend_to,
+    recorded_metafields,
+    refusals,
+    scored,
+)
+
+pytestmark = pytest.mark.anyio
+gid = "gid://shopify/Product/{}".format
+NAMESPACE, KEY = COMPLEMENTARY_PRODUCTS.rsplit(".", 1)
+ORDER_IDS = itertools.count(9_900_000_000_000, 10)
+
+
+def recommend_to_many(scenario: Scenario, customers: list[int], product_ids: list[int]) -> None:
+    for customer in customers:
+        recommend_to(scenario, customer, product_ids)
+
+
+def delete_product(scenario: Scenario, product_id: int) -> Product:
+    """The merchant deletes a product in Shopify (the dev store has no mutation for it)."""
+    state = scenario.devstore.state
+    state.product_ids.remove(product_id)
+    return state.products.pop(product_id)
+
+
+def gone(scenario: Scenario) -> set[int]:
+    with Session(scenario.engine) as session:
+        return set(session.exec(select(GoneProduct.product_id)).all())
+
+
+def recommended(scenario: Scenario, customer: int) -> list[str]:
+    return json.loads(scenario.store_metafields()[customer]["recommended_products"])
+
+
+class WithoutFieldPaths(httpx.AsyncBaseTransport):
+    """Forwards to the dev store, and takes the `field` path and `elementIndex` out of every
+    user error (whether Shopify always gives them is not relied on)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.stripped = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = json.loads(await response.aread())
+        for answer in (body.get("data") or {}).values():
+            for error in (answer or {}).get("userErrors", []) if isinstance(answer, dict) else []:
+                self.stripped += error.pop("field", None) is not None
+                error.pop("elementIndex", None)
+        return httpx.Response(response.status_code, json=body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("bulk_threshold", [1000, 1])
+async def test_push_customers_recommended_a_deleted_product_keep_their_other_values(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, bulk_threshold: int
+) -> None:
+    # given a third of the customers recommended a product the merchant then deleted in
+    # Shopify (the app hears of no deletion), and another product, pushed per call or in bulk
+    scenario = scenario_factory()
+    scenario.set_shop_settings(bulk_threshold=bulk_threshold)
+    deleted, kept = sorted(scenario.devstore.state.products)[:2]
+    victims = scored(scenario)[::3]
+    recommend_to_many(scenario, victims, [deleted, kept])
+    delete_product(scenario, deleted)
+    ctx = scenario.context(http)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then every customer holds their value and segment, recorded as held
+    held = scenario.store_metafields()
+    recorded = recorded_metafields(scenario)
+    assert all(held[c].get("historical_value") and held[c].get("segment") for c in scored(scenario))
+    assert all(recorded[c] == held[c] for c in scored(scenario))
+    # and only the recommendation naming the deleted product was refused, counted
+    assert counts["metafields_refused"] == len(victims)
+    refused = refusals(scenario, "metafield")
+    assert sorted(r.customer_id for r in refused) == sorted(victims)
+    assert {r.name for r in refused} == {"recommended_products"}
+    assert all(str(deleted) in r.reason for r in refused)
+    # and the product is known gone: the next push recommends the others without it
+    assert gone(scenario) == {deleted}
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert again["metafields_refused"] == 0 and again["metafields_set"] == len(victims)
+    assert all(recommended(scenario, c) == [gid(kept)] for c in victims)
+    third = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert third["api_requests"] == 0
+
+
+async def test_push_refused_values_without_field_paths_are_sent_one_by_one(
+    scenario_factory: ScenarioFactory,
+) -> None:
+    # given customers recommended a deleted product, and a store whose refusals do not say
+    # which value they refuse
+    scenario = scenario_factory()
+    deleted = sorted(scenario.devstore.state.products)[0]
+    victims = scored(scenario)[:4]
+    recommend_to_many(scenario, victims, [deleted])
+    delete_product(scenario, deleted)
+    transport = WithoutFieldPaths()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        # when pushed
+        counts = await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then their other values went one by one, and only the recommendation stays refused
+    assert transport.stripped > 0
+    held = scenario.store_metafields()
+    assert all(held[c].get("historical_value") and held[c].get("segment") for c in victims)
+    assert all("recommended_products" not in held[c] for c in victims)
+    assert counts["metafields_refused"] == len(victims)
+    assert {r.name for r in refusals(scenario, "metafield")} == {"recommended_products"}
+
+
+async def test_product_refused_partner_keeps_its_other_values(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product whose frequently-bought-together partners include a product since
+    # deleted, and whose upsell does not
+    scenario = scenario_factory()
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    replace_recommendations(
+        scenario.engine,
+        scenario.shop.id,
+        [Partner(a, "fbt", 1, b, 5, 0.5, 2.0), Partner(a, "upsell", 1, c, 3, None, None)],
+        [],
+        [],
+    )
+    delete_product(scenario, b)
+    ctx = scenario.context(http)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the upsell is in the store, the list naming the deleted product refused alone
+    assert product_metafields(scenario)[a] == {"clv.upsell": [gid(c)]}
+    assert counts["product_metafields_set"] == 1 and counts["product_metafields_refused"] == 1
+    assert [(r.product_id, r.name) for r in refusals(scenario, "metafield")] == [
+        (a, "clv.frequently_bought_together")
+    ]
+    assert gone(scenario) == {b}
+
+
+def order_naming(scenario: Scenario, product_id: int, days_after: int) -> None:
+    """An order in the ledger, updated `days_after` days after the scenario's time, with a
+    line of the product."""
+    at = scenario.as_of + timedelta(days=days_after)
+    order_id = next(ORDER_IDS)
+    with Session(scenario.engine) as session, session.begin():
+        session.add(
+            Order(
+                shop_id=scenario.shop.id,
+                order_id=order_id,
+                created_at=at,
+                processed_at=at,
+                updated_at=at,
+                version_digest="x",
+                currency="USD",
+                total=Decimal("10"),
+                current_total=Decimal("10"),
+                net_amount=Decimal("10"),
+            )
+        )
+        session.add(
+            OrderLine(
+                shop_id=scenario.shop.id,
+                order_id=order_id,
+                line_id=order_id + 1,
+                product_id=product_id,
+                quantity=1,
+                current_quantity=1,
+                price=Decimal("10"),
+                total_discount=Decimal("0"),
+            )
+        )
+
+
+async def test_reconcile_product_not_found_is_left_out_until_seen_again(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product recommended as a partner and to a customer, pushed, then deleted in
+    # Shopify (nothing pushed names it afresh, so no refusal tells)
+    scenario = scenario_factory()
+    a, b, c, d = sorted(scenario.devstore.state.products)[:4]
+    customer = recommend(scenario, {a: [b, c]}, [b, d])
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    product_b = delete_product(scenario, b)
+    # when reconciled
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then the read did not find it: it is gone, and the lists are pushed without it
+    assert result["products_not_found"] == 1 and gone(scenario) == {b}
+    assert product_metafields(scenario)[a]["clv.frequently_bought_together"] == [gid(c)]
+    assert recommended(scenario, customer) == [gid(d)]
+    assert result["metafields_refused"] == result["product_metafields_refused"] == 0
+    # and an order older than that does not bring it back; one updated since does
+    order_naming(scenario, b, days_after=-1)
+    assert (await push_shop(ctx, scenario.refreshed_shop(), None))["api_requests"] == 0
+    scenario.devstore.state.add_product({"id": b, "title": product_b.title})
+    order_naming(scenario, b + 1, days_after=1)  # another product's order changes nothing
+    assert (await push_shop(ctx, scenario.refreshed_shop(), None))["api_requests"] == 0
+    order_naming(scenario, b, days_after=1)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert recommended(scenario, customer) == [gid(b), gid(d)]
+    # and a read that finds it takes it off the gone list
+    await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    assert gone(scenario) == set()
+
+
+def curate(scenario: Scenario, product_id: int, others: list[int]) -> str:
+    """The merchant's own complementary products on a product (Search & Discovery)."""
+    value = json.dumps([gid(p) for p in others])
+    stamp = "2026-01-01T00:00:00Z"
+    product = scenario.devstore.state.products[product_id]
+    kind = "list.product_reference"
+    owner = gid(product_id)
+    field = Metafield(999001, owner, "PRODUCT", NAMESPACE, KEY, value, kind, stamp, stamp)
+    product.metafields = {(NAMESPACE, KEY): field}
+    return value
+
+
+def complementary(scenario: Scenario, product_id: int) -> str | None:
+    held = (scenario.devstore.state.products[product_id].metafields or {}).get((NAMESPACE, KEY))
+    return held.value if held else None
+
+
+async def test_reconcile_leaves_a_merchants_complementary_list_alone(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given the shop asks for Shopify's complementary products, a product the app has
+    # partners for, and another it has none for holding the merchant's own list
+    scenario = scenario_factory()
+    a, b, curated = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b]}, [])
+    value = curate(scenario, curated, [a, b])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    # when reconciled, then pushed again
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the merchant's list is as it was, never deleted, and counted as left alone
+    assert complementary(scenario, curated) == value
+    assert result["product_metafields_deleted"] == 0 and result["products_drifted"] == 0
+    assert result["product_fields_kept"] == again["product_fields_kept"] == 1
+    assert again["api_requests"] == 0
+    with Session(scenario.engine) as session:
+        audited = session.exec(select(SyncChange).where(SyncChange.product_id == curated)).all()
+    assert audited == []
+    # and the app's own value where it wrote one is still its own
+    assert complementary(scenario, a) == json.dumps([gid(b)], separators=(",", ":"))
+
+
+async def test_push_does_not_overwrite_a_merchants_complementary_list(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product the app has partners for, holding the merchant's own complementary list,
+    # and the shop asking for Shopify's complementary products
+    scenario = scenario_factory()
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b]}, [])
+    value = curate(scenario, a, [c])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    # when pushed, twice
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the merchant's list stands, the app's own field holds its partners, and the field
+    # is counted as left to the merchant, not sent again
+    assert complementary(scenario, a) == value
+    assert product_metafields(scenario)[a]["clv.frequently_bought_together"] == [gid(b)]
+    assert counts["product_metafields_set"] == 1 and counts["product_fields_kept"] == 1
+    assert again["api_requests"] == 0
+    # and once the merchant empties it, a reconcile hands it to the app to fill
+    metafields = scenario.devstore.state.products[a].metafields
+    assert metafields is not None
+    del metafields[(NAMESPACE, KEY)]
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    assert result["product_fields_kept"] == 0
+    assert json.loads(complementary(scenario, a) or "[]") == [gid(b)]
+
+
+async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a store that refuses apps' writes to Shopify's reserved namespaces (whether
+    # Shopify does is unconfirmed), and a shop asking for the complementary products
+    scenario = scenario_factory(config=DevStoreConfig(shopify_namespaces_writable=False))
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b, c], b: [a]}, [])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the app's own fields hold the partners, and only the complementary field is
+    # refused, recorded as refused and not as held
+    assert product_metafields(scenario) == {
+        a: {"clv.frequently_bought_together": [gid(b), gid(c)]},
+        b: {"clv.frequently_bought_together": [gid(a)]},
+    }
+    assert counts["product_metafields_set"] == 2 and counts["product_metafields_refused"] == 2
+    assert sorted((r.product_id, r.name) for r in refusals(scenario, "metafield")) == [
+        (a, COMPLEMENTARY_PRODUCTS),
+        (b, COMPLEMENTARY_PRODUCTS),
+    ]
+    settings = shop_writeback_settings(scenario.refreshed_shop())
+    again = plan_products(scenario.engine, scenario.shop.id, settings)
+    assert [(c.product_id, [n for n, _ in c.to_set]) for c in again] == [
+        (a, [COMPLEMENTARY_PRODUCTS]),
+        (b, [COMPLEMENTARY_PRODUCTS]),
+    ]
+    assert gone(scenario) == set()
