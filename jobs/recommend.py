@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -96,7 +95,7 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
             tuple(p for p in row if p != NO_PRODUCT),
             orders,
             lift,
-            Decimal(str(round(price, 2))),
+            price,
         )
         for row, orders, lift, price in zip(
             found.bundles.product_ids.tolist(),

@@ -24,8 +24,10 @@ Two more tests, for frequently bought together and bundles alike:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from plugin.domain.recommendations_baskets import (
     Baskets,
@@ -180,10 +182,25 @@ def find_bundles(
     orders = np.concatenate((counts.together[pair], triple_orders))
     lifts = np.concatenate((lift[pair], triple_lift))
     dense = ids.copy()
-    price = np.where(dense >= 0, baskets.price[np.maximum(dense, 0)], 0.0).sum(axis=1)
     ids = np.where(dense >= 0, baskets.product_ids[np.maximum(dense, 0)], NO_PRODUCT)
     order = np.lexsort((ids[:, 2], ids[:, 1], ids[:, 0], -lifts, -orders))[: settings.bundle_max]
-    return BundleCandidates(ids[order], orders[order], lifts[order], price[order])
+    price = _combined_prices(baskets.price, dense[order])
+    return BundleCandidates(ids[order], orders[order], lifts[order], price)
+
+
+def _combined_prices(price: FloatArray, rows: IntArray) -> NDArray[np.object_]:
+    """Each row's sum of its products' prices (dense, NO_PRODUCT for none), as a Decimal.
+
+    Each price is taken as the shortest decimal that reads back as the same float (1.125 is
+    1.125, a ledger price keeps its at most 4 places), and summed exactly: the sum has the
+    places its prices have (a 3-decimal currency's 1.125 + 2.250 is 3.375, not 3.38), with no
+    float rounding on a half cent.
+    """
+    sums = [
+        sum((Decimal(repr(float(price[p]))) for p in row if p != NO_PRODUCT), Decimal(0))
+        for row in rows.tolist()
+    ]
+    return np.array(sums, dtype=object)
 
 
 def _triples(

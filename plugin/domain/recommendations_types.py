@@ -176,13 +176,14 @@ class BundleCandidates:
 
     `product_ids` is (n, 3), ascending within a row, NO_PRODUCT (-1) in the third slot of a pair;
     `orders` baskets that contained all of them; `lift` P(all) / product of their P;
-    `combined_price` the sum of their current prices in shop currency.
+    `combined_price` the sum of their current prices in shop currency, Decimal objects (money
+    at the edge: summed exactly, with the places the prices have).
     """
 
     product_ids: IntArray
     orders: IntArray
     lift: FloatArray
-    combined_price: FloatArray
+    combined_price: NDArray[np.object_]
 
 
 @dataclass(frozen=True)

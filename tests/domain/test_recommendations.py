@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -262,6 +263,24 @@ def test_bundle_candidates_triple_whose_third_product_is_no_better_than_chance_i
     rows = {tuple(int(p) for p in r if p != NO_PRODUCT) for r in bundles.product_ids}
     assert (A, B) in rows
     assert (A, B, E) not in rows
+
+
+@pytest.mark.parametrize(
+    ("prices", "combined"),
+    [((1.125, 2.25), "3.375"), ((0.335, 0.67), "1.005"), ((19.99, 0.01), "20.00")],
+)
+def test_bundle_candidates_combined_price_is_the_exact_decimal_sum(
+    prices: tuple[float, float], combined: str
+) -> None:
+    # given A+B in 12 of 24 baskets, priced in a 3-decimal currency or on a half cent
+    baskets = [[A, B]] * 12 + [[C]] * 12
+    table = table_of({A: ("x", prices[0]), B: ("x", prices[1]), C: ("x", 1.0)})
+    rules = RecommendationSettings(signal_max_chance=1.0)
+    # when bundles are sought
+    bundles = bundle_candidates(lines_of(guests(baskets)), table, 2.0, rules)
+    # then the pair's combined price is the Decimal sum, with the prices' places
+    assert bundles.combined_price.tolist() == [Decimal(combined)]
+    assert isinstance(bundles.combined_price[0], Decimal)
 
 
 def random_baskets(first_order: int, customers: int) -> list[Order]:

@@ -1,5 +1,6 @@
-"""What the recommendations job hands the recommender: each product's price and type, the same
-whatever order the database returns the lines in."""
+"""The recommendations job's edges: what it hands the recommender (each product's price and
+type, the same whatever order the database returns the lines in), and the bundle prices it
+stores."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from decimal import Decimal
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from jobs.recommend import product_table
-from plugin.store.models import Order, OrderLine
+from jobs.recommend import compute_recommendations, product_table
+from plugin.store.models import BundleCandidate, Order, OrderLine
 from plugin.store.scores import BasketArrays, load_baskets
 from tests.helpers import add_shop
 
@@ -51,14 +52,21 @@ def test_product_table_price_is_the_dearest_variant_of_the_latest_order_in_any_r
 
 
 def add_order(
-    session: Session, shop_id: int, order_id: int, at: datetime, lines: list[tuple[int, str | None]]
+    session: Session,
+    shop_id: int,
+    order_id: int,
+    at: datetime,
+    lines: list[tuple[int, str | None]],
+    customer_id: int = 7,
+    price_of: dict[int, Decimal] | None = None,
 ) -> None:
-    """A counted order with one line per (product, product type), line ids order_id * 10 + i."""
+    """A counted order with one line per (product, product type), line ids order_id * 10 + i,
+    each at its price in `price_of` (10 when not named)."""
     session.add(
         Order(
             shop_id=shop_id,
             order_id=order_id,
-            customer_id=7,
+            customer_id=customer_id,
             created_at=at,
             processed_at=at,
             updated_at=at,
@@ -80,7 +88,7 @@ def add_order(
                 product_type=kind,
                 quantity=1,
                 current_quantity=1,
-                price=Decimal("10"),
+                price=(price_of or {}).get(product, Decimal("10")),
                 total_discount=Decimal("0"),
             )
         )
@@ -105,3 +113,26 @@ def test_load_baskets_product_type_is_the_latest_one_named(engine: Engine) -> No
     assert types.get(SHIRT) == "Shirts"
     assert types.get(HAT) == "Caps"
     assert types.get(300) is None
+
+
+def test_compute_recommendations_stores_the_bundle_price_with_its_three_decimals(
+    engine: Engine,
+) -> None:
+    # given a shop in a 3-decimal currency where 12 customers bought a 1.125 and a 2.250
+    # product together, among 88 orders of a third product
+    shop = add_shop(engine)
+    assert shop.id is not None
+    with Session(engine) as session, session.begin():
+        prices = {SHIRT: Decimal("1.125"), HAT: Decimal("2.250")}
+        for c in range(12):
+            add_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c, prices)
+        for k in range(88):
+            add_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
+    # when the recommendations job computes and stores them
+    compute_recommendations(engine, shop, T0 + timedelta(days=1))
+    # then the pair's combined price is stored exactly: 3.375, not 3.38
+    with Session(engine) as session:
+        prices = session.exec(
+            select(BundleCandidate.combined_price).where(BundleCandidate.shop_id == shop.id)
+        ).all()
+    assert prices == [Decimal("3.375")]
