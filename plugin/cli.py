@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import math
+import socket
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import fields
@@ -26,6 +27,7 @@ from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
+from plugin.serving import ListenError, listen, run_server
 from plugin.settings import Settings, SettingsError, load_log_level, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.db import make_engine, upgrade
@@ -157,6 +159,16 @@ def _one_line(error: object) -> str:
     return " ".join(str(error).split())
 
 
+def listen_or_fail(host: str, port: int, option: str) -> socket.socket:
+    """A socket bound to (host, port), or a ClickException (exit 1) saying what to do."""
+    try:
+        return listen(host, port)
+    except ListenError as exc:
+        raise click.ClickException(
+            f"{exc}: stop what listens there, or choose another port with {option}"
+        ) from None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -208,15 +220,14 @@ def _warn_if_development(settings: Settings) -> None:
 )
 def serve(host: str, port: int, no_jobs: bool) -> None:
     """Run the app: webhooks endpoint, inbox processor and scheduled jobs, under uvicorn."""
-    import uvicorn
-
     from plugin.app import create_app
 
     settings = _settings()
     _warn_if_development(settings)
+    sock = listen_or_fail(host, port, "--port")  # before the processor and the jobs start
     with _open_store(settings) as engine:
         app = create_app(settings, engine=engine, run_jobs=not no_jobs)
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        run_server(app, sock, log_level="info")
 
 
 @main.command()

@@ -10,6 +10,7 @@ object.
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import tempfile
 import threading
@@ -80,8 +81,11 @@ class Progress:
 
 @dataclass(frozen=True)
 class DemoPorts:
-    app: int | None
-    devstore: int | None
+    """The sockets the app and the dev store listen on, bound before anything starts (None:
+    a free port each)."""
+
+    app: socket.socket | None
+    devstore: socket.socket | None
 
 
 def demo_settings(database_url: str) -> Settings:
@@ -197,14 +201,14 @@ def run_demo(
                 create_devstore_app(
                     state, DevStoreConfig(fault_error_share=error_share, seed=seed)
                 ),
-                ports.devstore,
+                sock=ports.devstore,
             )
         )
         # Staying up, the app runs its scheduled jobs against the dev store; once, the demo
         # recomputes and pushes itself, in order.
         settings = replace(settings, admin_url=devstore_url)
         app = create_app(settings, engine=engine, run_jobs=not once)
-        app_url = running.enter_context(serve_in_thread(app, ports.app))
+        app_url = running.enter_context(serve_in_thread(app, sock=ports.app))
         summary = anyio.run(_deliver, store, app_url, settings.api_secret)
         _wait_until_processed(database_url, summary.sent)
         with Session(engine, expire_on_commit=False) as session:
@@ -299,11 +303,21 @@ def demo(
     devstore_errors: float,
 ) -> None:
     """Run the product against a generated dev store, on this machine only."""
+    from plugin.cli import listen_or_fail
+
+    ports = DemoPorts(None, None)
+    if not once:  # both ports taken now: one in use stops the demo before it generates a store
+        app_sock = listen_or_fail("127.0.0.1", port, "--port")
+        try:
+            devstore_sock = listen_or_fail("127.0.0.1", devstore_port, "--devstore-port")
+        except click.ClickException:
+            app_sock.close()
+            raise
+        ports = DemoPorts(app_sock, devstore_sock)
     with tempfile.TemporaryDirectory() as scratch:
         if database_url is None:
             path = Path(scratch) / "demo.db" if once else Path("clvsync-demo.db").resolve()
             database_url = f"sqlite:///{path}"
-        ports = DemoPorts(None, None) if once else DemoPorts(port, devstore_port)
         result = run_demo(customers, seed, database_url, ports, once, devstore_errors)
     if once and as_json:
         click.echo(json.dumps(result))

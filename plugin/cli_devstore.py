@@ -9,8 +9,9 @@ import click
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
-from plugin.devstore.server import serve_devstore
+from plugin.devstore.server import create_devstore_app
 from plugin.devstore.state import DevStoreState
+from plugin.serving import run_server
 
 
 @click.group()
@@ -39,10 +40,13 @@ def devstore_serve(
     host: str, port: int, customers: int, seed: int, config_path: Path | None
 ) -> None:
     """Serve a (generated) store's Admin GraphQL API until interrupted."""
+    from plugin.cli import listen_or_fail
+
     try:
         config = DevStoreConfig.from_json_file(config_path) if config_path else DevStoreConfig()
     except (ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), param_hint="--config") from None
+    sock = listen_or_fail(host, port, "--port")  # before the store is generated
     generator = GeneratorConfig(customers=customers)
     state = DevStoreState(domain=generator.shop_domain, currency_code=generator.shop_currency)
     if customers:
@@ -55,4 +59,5 @@ def devstore_serve(
         f"with X-Shopify-Access-Token: {token}",
         err=True,
     )
-    serve_devstore(host, port, config, state)
+    # serve_devstore's server, on the socket bound above
+    run_server(create_devstore_app(state, config), sock, log_level="info", ws="none")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -244,7 +247,7 @@ def test_run_for_a_shop_needing_reauthorisation_names_the_fix(
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _cli_process(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def cli_process(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own: logging is configured once per process."""
     return subprocess.run(
         [sys.executable, "-m", "plugin.cli", *args],
@@ -270,7 +273,7 @@ def test_cli_unknown_log_level_exits_1_naming_the_variable(
     sqlite_path: Path, command: list[str]
 ) -> None:
     # when any command runs with a log level logging does not know
-    done = _cli_process(f"sqlite:///{sqlite_path}", *command, CLVSYNC_LOG_LEVEL="verbose")
+    done = cli_process(f"sqlite:///{sqlite_path}", *command, CLVSYNC_LOG_LEVEL="verbose")
     # then it stops at once with one line naming the variable, not a traceback
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
@@ -279,7 +282,35 @@ def test_cli_unknown_log_level_exits_1_naming_the_variable(
 
 def test_cli_one_shot_command_logs_at_the_level_asked(sqlite_path: Path) -> None:
     # when a command other than serve or worker runs at DEBUG
-    done = _cli_process(f"sqlite:///{sqlite_path}", "db", "upgrade", CLVSYNC_LOG_LEVEL="DEBUG")
+    done = cli_process(f"sqlite:///{sqlite_path}", "db", "upgrade", CLVSYNC_LOG_LEVEL="DEBUG")
     # then what it does is logged, in the app's format
     assert done.returncode == 0, done.stderr
     assert " INFO alembic.runtime.migration: " in done.stderr
+
+
+# --- a port in use --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port something else listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield int(other.getsockname()[1])
+
+
+def assert_port_in_use_error(done: subprocess.CompletedProcess[str], port: int) -> None:
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"Error: port {port} on 127.0.0.1 is already in use" in done.stderr
+
+
+def test_serve_on_a_port_in_use_exits_1_before_starting_the_jobs(sqlite_path: Path) -> None:
+    # when the app is started on a port in use
+    with taken_port() as port:
+        done = cli_process(f"sqlite:///{sqlite_path}", "serve", "--port", str(port))
+    # then it says so and stops, before the processor or the scheduler started
+    assert_port_in_use_error(done, port)
+    assert "--port" in done.stderr
+    assert "processor started" not in done.stderr and "cheduler started" not in done.stderr

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from plugin.cli import main
+from plugin.serving import free_port
+from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
 
 
 def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
@@ -42,3 +46,16 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
     assert summary["tag_changes_pushed"] > 0 and summary["metafields_pushed"] > 0
     assert summary["recommendations"]["order_lines"] > 0
     assert "webhooks processed" in result.stderr
+
+
+@pytest.mark.parametrize("taken", ["--port", "--devstore-port"])
+def test_demo_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path, taken: str) -> None:
+    url = f"sqlite:///{sqlite_path}"
+    with taken_port() as port:
+        # when the demo that stays up is given a port in use, for the app or the dev store
+        ports = {"--port": str(free_port()), "--devstore-port": str(free_port()), taken: str(port)}
+        args = [item for option, value in ports.items() for item in (option, value)]
+        done = cli_process(url, "demo", "--customers", "5", "--database-url", url, *args)
+    # then it says which and stops, before generating a store
+    assert_port_in_use_error(done, port)
+    assert taken in done.stderr and "generating" not in done.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from plugin.serving import free_port
+from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,3 +59,12 @@ def test_devstore_serve_generated_store_answers_graphql() -> None:
     # then the generated customers are there
     assert len(response.json()["data"]["customers"]["nodes"]) == 40
     assert "X-Shopify-Access-Token: shpat_devstore_local_token" in stderr
+
+
+def test_devstore_serve_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path) -> None:
+    # when the dev store is started on a port in use
+    with taken_port() as port:
+        done = cli_process(f"sqlite:///{sqlite_path}", "devstore", "serve", "--port", str(port))
+    # then it says so and stops, before generating its store
+    assert_port_in_use_error(done, port)
+    assert "generating" not in done.stderr
