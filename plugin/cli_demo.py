@@ -29,10 +29,11 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from jobs.backfill import scheduled_backfill
-from jobs.context import JobContext
+from jobs.context import JobContext, worker_name
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
-from jobs.runs import run_job
+from jobs.runs import DEFAULT_LEASE_SECONDS, OK, SKIPPED, JobFn, run_job
+from jobs.scheduler import STANDARD_JOBS
 from jobs.writeback import push_shop
 from plugin.app import create_app
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
@@ -50,6 +51,7 @@ from plugin.store.models import Customer, CustomerScore, Order, Shop
 from plugin.store.tokens import TokenCipher
 
 T = TypeVar("T")
+_LEASE_SECONDS = {spec.name: spec.lease_seconds for spec in STANDARD_JOBS}
 
 
 class Progress:
@@ -144,22 +146,69 @@ def _held(engine: Engine, domain: str) -> tuple[int, int]:
     return int(customers), int(orders)
 
 
-async def _backfill(engine: Engine, settings: Settings, shop: Shop) -> dict[str, Any]:
-    """The daily backfill, run once: every order the store holds, read back with a bulk query
-    (what the webhooks missed would be applied; after a clean delivery, nothing is)."""
+@dataclass(frozen=True)
+class DemoSteps:
+    backfill: dict[str, Any]
+    recompute: dict[str, Any]
+    recommendations: dict[str, Any]
+    push: dict[str, Any]
+
+
+async def _run_steps(
+    engine: Engine, settings: Settings, shop: Shop, as_of: datetime, error_share: float
+) -> DemoSteps:
+    """The backfill, the refit, the recommendations and the push, each run as the scheduler runs
+    it: under its lease (the app's own scheduled jobs may be running beside them), recorded as a
+    job run, on the real clock (the audit of the push is dated now, so the prune keeps it and
+    `push --undo` finds it). Only the scoring and the recommendations are as of `as_of`."""
     assert shop.id is not None
+
+    async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, as_of)
+
+    async def recommend(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(compute_recommendations, ctx.engine, shop, as_of)
+
     async with httpx.AsyncClient(timeout=30) as http:
-        result = await run_job(
-            JobContext(engine, settings, http), shop.id, "backfill", scheduled_backfill
+        # a worker name of its own: the app's scheduler in this process holds leases as itself
+        ctx = JobContext(engine, settings, http, worker=f"{worker_name()}:demo")
+        click.echo("reading the store's orders back (the daily backfill) ...", err=True)
+        backfilled = await _step(ctx, shop.id, "backfill", scheduled_backfill)
+        click.echo("recomputing: fitting the models, scoring every customer ...", err=True)
+        recomputed = await _step(ctx, shop.id, "refit", refit)
+        click.echo("recommending: frequently bought together, upsell, next products ...", err=True)
+        recommended = await _step(ctx, shop.id, "recommend", recommend)
+        click.echo(
+            f"pushing tags and metafields to the dev store ({error_share:.0%} of its calls fail "
+            "with a 5xx on purpose) ...",
+            err=True,
         )
-    if result.outcome != "ok":
-        raise click.ClickException(f"the backfill failed: {result.error}")
-    return {k: v for k, v in result.counts.items() if k not in ("since", "covers_all")}
+        pushed = await _step(ctx, shop.id, "push", push_shop)
+    skipped = ("since", "covers_all")
+    return DemoSteps(
+        {k: v for k, v in backfilled.items() if k not in skipped},
+        recomputed,
+        recommended,
+        pushed,
+    )
 
 
-async def _push(engine: Engine, settings: Settings, shop: Shop, as_of: datetime) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=30) as http:
-        return await push_shop(JobContext(engine, settings, http, clock=lambda: as_of), shop, None)
+async def _step(ctx: JobContext, shop_id: int, job: str, fn: JobFn) -> dict[str, Any]:
+    """`fn` run as job `job`; while the app's scheduler runs a job under the same lease, waited
+    for. A ClickException if it fails."""
+    lease_seconds = _LEASE_SECONDS.get(job, DEFAULT_LEASE_SECONDS)
+    waiting = False
+    while True:
+        result = await run_job(ctx, shop_id, job, fn, lease_seconds=lease_seconds)
+        if result.outcome != SKIPPED:
+            break
+        if not waiting:
+            click.echo(f"  waiting for the app's scheduled run ({result.error}) ...", err=True)
+            waiting = True
+        await anyio.sleep(1.0)
+    if result.outcome != OK:
+        raise click.ClickException(f"the demo's {job} failed: {result.error}")
+    return dict(result.counts)
 
 
 def tags_in_sync(engine: Engine, shop: Shop, state: DevStoreState, prefix: str) -> bool:
@@ -204,8 +253,8 @@ def run_demo(
                 sock=ports.devstore,
             )
         )
-        # Staying up, the app runs its scheduled jobs against the dev store; once, the demo
-        # recomputes and pushes itself, in order.
+        # Staying up, the app runs its scheduled jobs against the dev store; either way, the
+        # demo runs the backfill, the refit, the recommendations and the push itself, in order.
         settings = replace(settings, admin_url=devstore_url)
         app = create_app(settings, engine=engine, run_jobs=not once)
         app_url = running.enter_context(serve_in_thread(app, sock=ports.app))
@@ -214,27 +263,17 @@ def run_demo(
         with Session(engine, expire_on_commit=False) as session:
             shop = shops.get_shop(session, store.shop_domain)
         assert shop is not None
-        click.echo("reading the store's orders back (the daily backfill) ...", err=True)
-        backfilled = anyio.run(_backfill, engine, settings, shop)
-        click.echo("recomputing: fitting the models, scoring every customer ...", err=True)
         # The generated history ends at start + history_days: score as of then, not today.
         as_of = store.config.start + timedelta(days=store.config.history_days)
-        recompute = full_recompute(engine, shop, as_of)
-        click.echo("recommending: frequently bought together, upsell, next products ...", err=True)
-        recommended = compute_recommendations(engine, shop, as_of)
-        click.echo(
-            f"pushing tags and metafields to the dev store ({error_share:.0%} of its calls fail "
-            "with a 5xx on purpose) ...",
-            err=True,
-        )
-        pushed = anyio.run(_push, engine, settings, shop, as_of)
+        steps = anyio.run(_run_steps, engine, settings, shop, as_of, error_share)
+        pushed = steps.push
         held_customers, held_orders = _held(engine, store.shop_domain)
         result: dict[str, Any] = {
             "webhooks_sent": summary.sent,
             "webhooks_acknowledged": summary.acknowledged,
             "customers": held_customers,
             "orders": held_orders,
-            "backfill": backfilled,
+            "backfill": steps.backfill,
             "tag_changes_pushed": pushed["tags_added"] + pushed["tags_removed"],
             "metafields_pushed": pushed["metafields_set"],
             "api_cost_used": pushed["api_cost"],
@@ -244,8 +283,8 @@ def run_demo(
             "bulk_operations": pushed["bulk_operations"],
             "tags_in_sync": tags_in_sync(engine, shop, state, DEFAULT_TAG_PREFIX),
             "seconds": round(time.monotonic() - started, 2),
-            "recompute": recompute,
-            "recommendations": recommended,
+            "recompute": steps.recompute,
+            "recommendations": steps.recommendations,
             "product_metafields_pushed": pushed["product_metafields_set"],
         }
         if not once:

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlmodel import Session, col, select
 
 from plugin.cli import main
 from plugin.serving import free_port
+from plugin.store.db import make_engine
+from plugin.store.models import JobRun, SyncChange
 from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
 
 
-def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
-    # when the demo runs once on a small store (its own temporary SQLite database), with a
-    # dev store that fails 10% of the Admin API calls
+def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_path: Path) -> None:
+    # when the demo runs once on a small store, with a dev store that fails 10% of the Admin
+    # API calls
+    url = f"sqlite:///{sqlite_path}"
+    started = datetime.now(UTC)
     result = CliRunner().invoke(
-        main, ["demo", "--customers", "40", "--seed", "2", "--once", "--json"]
+        main,
+        ["demo", "--customers", "40", "--seed", "2", "--once", "--json", "--database-url", url],
     )
     # then every webhook was acknowledged and processed, and the summary is one JSON object
     assert result.exit_code == 0, result.output
@@ -46,6 +53,22 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store() -> None:
     assert summary["tag_changes_pushed"] > 0 and summary["metafields_pushed"] > 0
     assert summary["recommendations"]["order_lines"] > 0
     assert "webhooks processed" in result.stderr
+    # and each step ran as the scheduler runs it: under its lease, recorded as a job run
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            runs = session.exec(select(JobRun.job, JobRun.outcome).order_by(col(JobRun.id))).all()
+            audit_dates = set(session.exec(select(SyncChange.applied_at)).all())
+    finally:
+        engine.dispose()
+    assert [tuple(run) for run in runs] == [
+        ("backfill", "ok"),
+        ("refit", "ok"),
+        ("recommend", "ok"),
+        ("push", "ok"),
+    ]
+    # and the push's audit is dated now (the prune would delete one dated at the history's end)
+    assert audit_dates and min(audit_dates) >= started
 
 
 @pytest.mark.parametrize("taken", ["--port", "--devstore-port"])
