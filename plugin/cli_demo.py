@@ -15,12 +15,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import click
@@ -38,7 +37,7 @@ from jobs.writeback import push_shop
 from plugin.app import create_app
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
-from plugin.devstore.generator import GeneratedStore, WebhookEvent, generate_store
+from plugin.devstore.generator import GeneratedStore, generate_store
 from plugin.devstore.sender import RetrySchedule, SendSummary, WebhookSender
 from plugin.devstore.server import create_devstore_app
 from plugin.devstore.state import DevStoreState
@@ -50,7 +49,6 @@ from plugin.store.db import make_engine, upgrade
 from plugin.store.models import Customer, CustomerScore, Order, Shop
 from plugin.store.tokens import TokenCipher
 
-T = TypeVar("T")
 _LEASE_SECONDS = {spec.name: spec.lease_seconds for spec in STANDARD_JOBS}
 
 
@@ -71,14 +69,6 @@ class Progress:
         end = "\n" if final or not self._tty else ""
         click.echo(("\r" if self._tty else "") + line, err=True, nl=False)
         click.echo(end, err=True, nl=False)
-
-    def track(self, items: Iterable[T]) -> Iterator[T]:
-        done = 0
-        for item in items:
-            yield item
-            done += 1
-            self.update(done)
-        self.update(done, final=True)
 
 
 @dataclass(frozen=True)
@@ -101,9 +91,25 @@ def _register_shop(engine: Engine, settings: Settings, domain: str) -> None:
         shops.add_shop(session, domain, DEFAULT_TOKEN, cipher, datetime.now(UTC))
 
 
-async def _deliver(store: GeneratedStore, app_url: str, secret: str) -> SendSummary:
-    progress = Progress("webhooks sent", len(store.events))
-    async with httpx.AsyncClient() as client:
+class Counter(Protocol):
+    def update(self, done: int, *, final: bool = False) -> None: ...
+
+
+async def _deliver(
+    store: GeneratedStore, app_url: str, secret: str, progress: Counter | None = None
+) -> SendSummary:
+    """Deliver the store's events; the progress counts deliveries the app acknowledged (the
+    sender pulls events far ahead of them: up to max_in_flight)."""
+    shown = progress or Progress("webhooks acknowledged", len(store.events))
+    acknowledged = 0
+
+    async def count(response: httpx.Response) -> None:
+        nonlocal acknowledged
+        if response.is_success:  # the sender's acknowledgement: a 2xx in time
+            acknowledged += 1
+            shown.update(acknowledged)
+
+    async with httpx.AsyncClient(event_hooks={"response": [count]}) as client:
         sender = WebhookSender(
             client,
             app_url=app_url,
@@ -112,8 +118,9 @@ async def _deliver(store: GeneratedStore, app_url: str, secret: str) -> SendSumm
             schedule=RetrySchedule(time_compression=600.0),  # Shopify's 4 h of retries in 25 s
             keep_records=False,
         )
-        events: Iterable[WebhookEvent] = progress.track(store.events)
-        return await sender.send(events)
+        summary = await sender.send(store.events)
+    shown.update(summary.acknowledged, final=True)
+    return summary
 
 
 def _wait_until_processed(database_url: str, total: int) -> None:

@@ -6,12 +6,20 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import anyio
 import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, col, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from plugin.cli import main
-from plugin.serving import free_port
+from plugin.cli_demo import _deliver
+from plugin.devstore.gen_config import GeneratorConfig
+from plugin.devstore.generator import generate_store
+from plugin.serving import free_port, serve_in_thread
 from plugin.store.db import make_engine
 from plugin.store.models import JobRun, SyncChange
 from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
@@ -82,3 +90,40 @@ def test_demo_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path, take
     # then it says which and stops, before generating a store
     assert_port_in_use_error(done, port)
     assert taken in done.stderr and "generating" not in done.stderr
+
+
+class AnsweringApp:
+    """A webhooks endpoint that acknowledges every delivery a little later, counting them."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    async def webhooks(self, _: Request) -> Response:
+        await anyio.sleep(0.02)
+        self.answered += 1
+        return Response(status_code=200)
+
+
+class RecordedProgress:
+    """Each count shown, beside how many deliveries the app had answered at that moment."""
+
+    def __init__(self, app: AnsweringApp) -> None:
+        self.app, self.shown = app, list[tuple[int, int]]()
+
+    def update(self, done: int, *, final: bool = False) -> None:
+        self.shown.append((done, self.app.answered))
+
+
+def test_demo_delivery_progress_counts_acknowledged_deliveries_only() -> None:
+    # given a small generated store and an app that acknowledges each delivery after a while
+    store = generate_store(GeneratorConfig(customers=5), seed=1)
+    endpoint = AnsweringApp()
+    app = Starlette(routes=[Route("/webhooks", endpoint.webhooks, methods=["POST"])])
+    progress = RecordedProgress(endpoint)
+    # when the demo delivers the store's events
+    with serve_in_thread(app) as url:
+        summary = anyio.run(_deliver, store, url, "secret", progress)
+    # then the count shown never ran ahead of the deliveries answered, and ends at all of them
+    assert summary.acknowledged == len(store.events) > 10
+    assert all(done <= answered for done, answered in progress.shown), progress.shown[:5]
+    assert progress.shown[-1][0] == len(store.events)
