@@ -4,6 +4,7 @@ process runs them."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import anyio
 import click
@@ -11,6 +12,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from jobs.backfill import OVERLAP, backfill_shop, last_backfill_start
 from jobs.context import JobContext
 from jobs.leader import current_leader
 from jobs.runs import OK, SKIPPED, RunResult, recent_runs, run_job
@@ -139,6 +141,23 @@ def run_now(settings: Settings, engine: Engine, shop: Shop, job: str) -> RunResu
 async def _run_once(settings: Settings, engine: Engine, shop_id: int, spec: JobSpec) -> RunResult:
     from plugin.app import HTTP_LIMITS, HTTP_TIMEOUT
 
+    run = _backfill_with_progress if spec.name == "backfill" else spec.run
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as http:
         ctx = JobContext(engine, settings, http)
-        return await run_job(ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
+        return await run_job(ctx, shop_id, spec.name, run, lease_seconds=spec.lease_seconds)
+
+
+async def _backfill_with_progress(
+    ctx: JobContext, shop: Shop, run_id: int | None
+) -> dict[str, Any]:
+    """`scheduled_backfill` (the same start), reporting its progress on stderr as `clvsync
+    backfill` does."""
+    from plugin.cli_backfill import _progress, _reading
+
+    assert shop.id is not None
+    with Session(ctx.engine) as session:
+        last = last_backfill_start(session, shop.id)
+    since = None if last is None else last - OVERLAP
+    return await backfill_shop(
+        ctx, shop, run_id, since=since, covers_all=True, progress=_progress, reading=_reading
+    )
