@@ -624,7 +624,12 @@ def recompute(domain: str, changed: bool) -> None:
     help="Instead, take back what push run RUN changed on customers (`clvsync jobs runs` lists "
     "them); the shop's push must be paused first (dry_run=true).",
 )
-@click.option("--json", "as_json", is_flag=True, help="The result as one JSON object.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="With --dry-run: the plan as one JSON object (a real push always prints JSON).",
+)
 def push(domain: str, dry_run: bool, undo: int | None, as_json: bool) -> None:
     """Push the changed tags and metafields to the store now (the scheduled push, run once)."""
     from plugin.cli_push import run_writeback
