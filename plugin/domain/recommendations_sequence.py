@@ -14,6 +14,7 @@ import numpy as np
 from plugin.domain.recommendations_baskets import (
     UNTYPED,
     Baskets,
+    argsort_keys,
     chance_bound,
     count_keys,
     distinct,
@@ -93,8 +94,12 @@ def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     customer, item = own.customer[typed], own.item[typed]
     first, last = own.first[typed], own.last[typed]
     group = customer * (int(baskets.type_code.max(initial=0)) + 1) + baskets.type_code[item]
-    # by (customer and type, price): each product's pricier partners come after it
-    order = np.lexsort((item, baskets.price[item], group))
+    # by (customer and type, price, product): each product's pricier partners come after it;
+    # one integer key (the products' price ranks), not a three-key lexsort: upsell took 2.0 s
+    # of the 1,000,000-order bench with the lexsort, 0.7 s with this
+    by_price = np.empty(n, dtype=np.int64)
+    by_price[np.lexsort((np.arange(n), baskets.price))] = np.arange(n)
+    order = argsort_keys(group * n + by_price[item])
     group, item, first, last = group[order], item[order], first[order], last[order]
     _, size = count_keys(group)
     small = size <= settings.max_basket_products
