@@ -8,7 +8,10 @@ access token is never sent to them.
 
 A lost response to `bulkOperationRunMutation` is safe: each run's mutation text carries a unique
 comment, so when a retry finds an operation in progress, the client can tell whether it is its
-own and follow it instead of starting the work twice.
+own and follow it instead of starting the work twice. Since API 2026-01 a shop may run several
+operations of a type at once, so a retry may start a second run of the same work instead: the
+app's bulk mutations (tags added or removed, metafields set) are idempotent, and its queries
+only read.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ import httpx
 from plugin.shopify.client import AdminClient, QueryError, Sleep, TransientError
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
+# Refusals that mean "the shop runs as many bulk operations as it may; try later": Shopify's
+# guides name OPERATION_IN_PROGRESS, and its error codes LIMIT_REACHED ("Bulk operations limit
+# reached"); which one a start past the limit gets is not documented, so both wait.
+_BUSY = frozenset({"OPERATION_IN_PROGRESS", "LIMIT_REACHED"})
 
 _STAGE = """
 mutation Stage($input: [StagedUploadInput!]!) {
@@ -133,14 +140,16 @@ class BulkRunner:
                     started["bulkOperation"]["id"], on_poll=on_poll, into=into
                 )
             codes = {error.get("code") for error in started.get("userErrors") or ()}
-            if "OPERATION_IN_PROGRESS" not in codes:
+            if codes.isdisjoint(_BUSY):
                 raise BulkError(f"bulk {kind.lower()} refused: {_messages(started)}")
             current = await self._current(kind)
             if current is not None and marked in (current.get("query") or ""):
                 # ours, started by a call whose response was lost
                 return await self._follow(current["id"], on_poll=on_poll, into=into)
-            if current is not None:
+            if current is not None and current.get("status") not in TERMINAL:
                 await self._follow(current["id"], read=False)  # someone else's: wait it out
+            else:  # the shop's other operations hold the places: wait before asking again
+                await self._sleep(self._poll)
 
     async def _upload(self, content: bytes) -> str:
         data = await self._client.execute(
