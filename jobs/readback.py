@@ -75,12 +75,22 @@ def _found_in(export: Path) -> Found:
 
 def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) -> Held:
     """The app's part of what was read: tags under the prefix, or that it pushed before (under
-    an older prefix), and its metafields."""
+    an older prefix), and its metafields.
+
+    Whether Shopify tells tags apart by case is not documented. Where it does not, a tag the
+    app adds beside one differing only in case is kept in the store's spelling, so the app would
+    find its tag missing and add it again at every reconcile. A tag is therefore also the app's
+    when it differs only in case from one the app pushed that the store does not hold as
+    pushed: the plan then removes it and adds the app's spelling. Where Shopify does tell them
+    apart, the app's tag is there as pushed, and a merchant's variant of it is left alone."""
     held: Held = {}
     for customer_id, (tags, values) in found.items():
         before = set(pushed.get(customer_id, ()))
+        respelled = {tag.lower() for tag in before.difference(tags)}
         held[customer_id] = (
-            frozenset(t for t in tags if t.startswith(prefix) or t in before),
+            frozenset(
+                t for t in tags if t.startswith(prefix) or t in before or t.lower() in respelled
+            ),
             values,
         )
     return held

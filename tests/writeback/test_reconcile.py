@@ -119,3 +119,16 @@ def test_a_bulk_read_finds_metafields_wherever_they_come(tmp_path: Path) -> None
         7: (["clv:vip", "wholesale"], {"segment": "champions", "clv": "12.50"}),
         8: ([], {}),
     }
+
+
+def test_a_tag_the_store_holds_in_another_spelling_is_the_apps_only_in_place_of_its_own() -> None:
+    pushed = {7: ["clv:champions"], 8: ["clv:champions"]}
+    found: readback.Found = {
+        # a store that folds case kept the merchant's earlier spelling when the app added its tag
+        7: (["CLV:Champions", "wholesale"], {}),
+        # a store that tells case apart holds the app's tag as pushed, beside a merchant's own
+        8: (["clv:champions", "CLV:Champions"], {}),
+    }
+    held = readback.owned_state(found, "clv:", pushed)
+    assert held[7][0] == {"CLV:Champions"}  # the app's (the plan respells it)
+    assert held[8][0] == {"clv:champions"}  # the merchant's variant is left alone
