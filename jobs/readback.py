@@ -26,7 +26,14 @@ class ReadBackError(RuntimeError):
     """The store's state could not be read back."""
 
 
+class PastPagination(ReadBackError):
+    """The store holds more customers than pagination reaches: read them with a bulk query."""
+
+
 async def read_pages(client: AdminClient, namespace: str) -> Found:
+    """Every customer's tags and the app's metafields, by pages; PastPagination when there are
+    more than pagination reaches (the app may know few of a shop's many customers: only those
+    with orders)."""
     query = (
         f"query Read($after: String, $ns: String!) {{ customers(first: {READ_PAGE}, "
         "after: $after) { pageInfo { hasNextPage endCursor } nodes { id tags "
@@ -42,6 +49,8 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
             found[gid_number(node["id"])] = (node["tags"], values)
         if not page["pageInfo"]["hasNextPage"]:
             return found
+        if len(found) >= PAGINATION_LIMIT:
+            raise PastPagination(f"more than {PAGINATION_LIMIT} customers")
         after = page["pageInfo"]["endCursor"]
 
 

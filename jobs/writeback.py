@@ -35,6 +35,8 @@ from jobs.plan import Plan, Planned, WritebackError, plan_changes, shop_writebac
 from jobs.product_push import ProductPusher, plan_products
 from jobs.pusher import PushCounts, Pusher
 from jobs.readback import (
+    Found,
+    PastPagination,
     ReadBackError,
     owned_state,
     read_in_bulk,
@@ -161,16 +163,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         return {"dry_run": True, "skipped": "reconcile reads and repairs; off in dry-run mode"}
 
     async def work(pusher: Pusher) -> dict[str, Any]:
-        known = await anyio.to_thread.run_sync(_known_customers, ctx.engine, shop_id)
-        namespace = settings.metafield_namespace
-        if known >= BULK_READ_ABOVE:
-            try:
-                found = await read_in_bulk(pusher.bulk, namespace)
-            except ReadBackError as exc:
-                raise WritebackError(f"{shop.domain}: {exc}") from None
-            pusher.counts.bulk_operations += 1
-        else:
-            found = await read_pages(pusher.client, namespace)
+        found = await _read_customers(ctx, pusher)
         pushed = await anyio.to_thread.run_sync(pushed_tags, ctx.engine, shop_id)
         state = owned_state(found, settings.tag_prefix, pushed)
         drifted = await anyio.to_thread.run_sync(
@@ -184,6 +177,24 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         return {"customers_read": len(state), "drifted": drifted, **products_read, **products}
 
     return await with_pusher(ctx, shop, run_id, work)
+
+
+async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:
+    """Every customer's tags and the app's metafields: by pages for a shop the app knows few
+    customers of, with a bulk query for a large one, or when the pages reach their limit."""
+    namespace = pusher.settings.metafield_namespace
+    known = await anyio.to_thread.run_sync(_known_customers, ctx.engine, pusher.shop_id)
+    if known < BULK_READ_ABOVE:
+        try:
+            return await read_pages(pusher.client, namespace)
+        except PastPagination:
+            pass
+    try:
+        found = await read_in_bulk(pusher.bulk, namespace)
+    except ReadBackError as exc:
+        raise WritebackError(f"{pusher.shop.domain}: {exc}") from None
+    pusher.counts.bulk_operations += 1
+    return found
 
 
 async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:

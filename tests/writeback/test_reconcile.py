@@ -39,12 +39,17 @@ def drift(scenario: Scenario) -> tuple[int, int, int]:
     return lost, stray, edited
 
 
-@pytest.mark.parametrize("bulk_read", [False, True], ids=["pages", "bulk-query"])
+@pytest.mark.parametrize(
+    ("bulk_read", "page_limit"),
+    [(False, None), (True, None), (False, 10)],
+    ids=["pages", "bulk-query", "pages-past-their-limit"],
+)
 async def test_reconcile_repairs_drift_made_in_the_store(
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
     monkeypatch: pytest.MonkeyPatch,
     bulk_read: bool,
+    page_limit: int | None,
 ) -> None:
     # given a pushed shop that someone then edited by hand
     scenario = scenario_factory()
@@ -55,12 +60,16 @@ async def test_reconcile_repairs_drift_made_in_the_store(
     # (our records still say all is well: a push alone would send nothing)
     pusher = scenario.pusher(http)
     assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
-    # when the reconcile runs (reading with a bulk query when the shop counts as large)
+    # when the reconcile runs (reading with a bulk query when the shop counts as large, or
+    # when its customers are more than pages reach: Shopify's 25,000, played by a few here)
     monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1 if bulk_read else 10**9)
+    if page_limit is not None:
+        monkeypatch.setattr(readback, "PAGINATION_LIMIT", page_limit)
     result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
     # then it read every customer, found the three drifted ones and repaired them
     assert result["customers_read"] == len(scenario.devstore.state.customers)
-    assert result["drifted"] == 3 and result["bulk_operations"] == (1 if bulk_read else 0)
+    read_in_bulk = bulk_read or page_limit is not None
+    assert result["drifted"] == 3 and result["bulk_operations"] == (1 if read_in_bulk else 0)
     assert_in_sync(scenario)
     values = scenario.store_metafields()
     assert values[edited]["segment"] != "edited"
