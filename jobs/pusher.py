@@ -469,11 +469,11 @@ class Apart:
     unanswered: list[int] = field(default_factory=list)
 
     def refusals(self, values: Sequence[tuple[str, str]]) -> list[tuple[str, str | None, str]]:
-        """The audit's (name, value, why) of the refused values: one row "*" when all were
-        refused (a deleted owner), else one per value."""
+        """The audit's (name, value, why) of the refused values: one row "*" when all of
+        several were refused (a deleted owner), else one per value."""
         if not self.refused:
             return []
-        if len(self.refused) == len(values):
+        if len(self.refused) == len(values) > 1:
             every = [error for errors in self.refused.values() for error in errors]
             return [("*", None, error_text(every))]
         return [
