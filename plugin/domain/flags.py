@@ -97,9 +97,16 @@ def compute_flags(
     }
 
 
+_MILLS_SLACK = 1e-6  # how far from a whole number of thousandths a float may be and still be one
+
+
 def money(value: float) -> str:
-    """An amount in shop currency as a merchant reads it: 1,234.50."""
-    return f"{value:,.2f}"
+    """An amount in shop currency as a merchant reads it: 1,234.50; with three decimals when it
+    has them (Kuwaiti dinars and the like: 749.999 must not read as 750.00 below a threshold of
+    750). A figure with more (a prediction) is rounded to two."""
+    mills = value * 1000.0
+    exact_mills = abs(mills - round(mills)) < _MILLS_SLACK
+    return f"{value:,.3f}" if exact_mills and round(mills) % 10 else f"{value:,.2f}"
 
 
 _DAY_SLACK = 1e-9  # 2.9999999999 days of float arithmetic still read as 3 days

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plugin.domain.flags import top_threshold
+from plugin.domain.flags import money, top_threshold
 from plugin.domain.scoring import (
     SEGMENTS,
     ScoringSettings,
@@ -177,3 +177,13 @@ def test_score_shop_one_time_buyers_are_f_one_however_many_they_are() -> None:
     assert set(scores.frequency_score[once].tolist()) == {1}
     assert scores.frequency_score[~once].min() > 1
     assert {"new", "promising"} <= {SEGMENTS[i] for i in scores.segment[once]}
+
+
+def test_a_three_decimal_spend_below_a_threshold_does_not_read_as_reaching_it() -> None:
+    # given a spend of 749.999 in a three-decimal currency, below the VIP threshold of 750
+    scores = score_shop(history([(7, AS_OF - 30.0, 749.999)]), AS_OF, ScoringSettings(), RULES)
+    # then the reason shows the third decimal: not "Spent 750.00 ... below ... 750.00"
+    assert scores.reasons(0)["tier-insider"].startswith("Spent 749.999 in the last 12 months")
+    # and amounts with two decimals, and predictions, read with two
+    assert money(1234.5) == "1,234.50" and money(0.6) == "0.60"
+    assert money(1234.56789) == "1,234.57" and money(749.9995) == "750.00"
