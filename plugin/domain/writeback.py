@@ -9,6 +9,7 @@ ones it pushed before, say under an older prefix) and sets or deletes its own me
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -171,20 +172,35 @@ def same_value(held: str | None, wanted: str) -> bool:
         return False
 
 
+# Shopify's number_decimal range: 13 digits before the point (9 after, of which we send 2).
+MAX_DECIMAL = Decimal("9999999999999.99")
+
+
+def decimal_value(figure: float) -> str | None:
+    """A figure as a number_decimal value with two decimals; None (not published: the store
+    would refuse it, and with it the customer's other values) when it is not a finite number
+    within Shopify's range, as a model that diverged could give."""
+    if not math.isfinite(figure):
+        return None
+    value = Decimal(f"{figure:.2f}")
+    return str(value) if abs(value) <= MAX_DECIMAL else None
+
+
 def metafield_values(
     figures: CustomerFigures, fitted: bool, recommended: Sequence[int] = ()
 ) -> dict[str, str]:
     """The metafield values to hold, as Shopify takes them (strings). Predictions are only
     published when the shop's models are fitted: a rules-only shop shows none."""
-    values = {
-        "historical_value": f"{figures.historical_clv:.2f}",
-        "segment": figures.segment,
-    }
+    values = {"segment": figures.segment}
+    if (historical := decimal_value(figures.historical_clv)) is not None:
+        values["historical_value"] = historical
     if recommended:
         values["recommended_products"] = product_references(recommended)
     if fitted:
-        values["predicted_value"] = f"{figures.predicted_clv:.2f}"
-        values["p_alive"] = f"{figures.p_alive:.2f}"
+        if (predicted := decimal_value(figures.predicted_clv)) is not None:
+            values["predicted_value"] = predicted
+        if (p_alive := decimal_value(figures.p_alive)) is not None:
+            values["p_alive"] = p_alive
         if figures.expected_next_order_at is not None:
             values["expected_next_order_date"] = figures.expected_next_order_at.date().isoformat()
     return values
