@@ -378,9 +378,16 @@ def last_backfill_start(session: Session, shop_id: int) -> datetime | None:
     return next((start for start, counts in runs if json.loads(counts).get("covers_all")), None)
 
 
-async def scheduled_backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+async def scheduled_backfill(
+    ctx: JobContext,
+    shop: Shop,
+    run_id: int | None,
+    *,
+    progress: Progress | None = None,
+    reading: OnPoll | None = None,
+) -> dict[str, Any]:
     """The daily backfill: orders updated since the last gapless one began, less OVERLAP; the
-    whole history the first time."""
+    whole history the first time (`progress` and `reading` as for `backfill_shop`)."""
     assert shop.id is not None
     shop_id = shop.id
 
@@ -390,4 +397,6 @@ async def scheduled_backfill(ctx: JobContext, shop: Shop, run_id: int | None) ->
         return None if last is None else last - OVERLAP
 
     start = await anyio.to_thread.run_sync(since)
-    return await backfill_shop(ctx, shop, run_id, since=start, covers_all=True)
+    return await backfill_shop(
+        ctx, shop, run_id, since=start, covers_all=True, progress=progress, reading=reading
+    )

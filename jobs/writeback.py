@@ -70,11 +70,20 @@ log = logging.getLogger(__name__)
 BULK_READ_ABOVE = 5000  # known customers from which the reconcile reads with a bulk query
 
 
+def needs_reauth_message(domain: str) -> str:
+    """What to say of a shop whose token the store refused (a 401 marked it), and the fix."""
+    return (
+        f"{domain} needs to authorise the app again: the store refused its access token (401). "
+        f"For a custom app, store a new Admin API token with `clvsync shop add {domain} --token "
+        "TOKEN`; push, reconcile and backfill resume from then on"
+    )
+
+
 def admin_client(ctx: JobContext, shop: Shop) -> AdminClient:
     if not shop.installed or shop.access_token_encrypted is None:
         raise WritebackError(f"{shop.domain} is not installed: no token to call the store with")
     if shop.needs_reauth:
-        raise WritebackError(f"{shop.domain} needs to authorise the app again")
+        raise WritebackError(needs_reauth_message(shop.domain))
     token = TokenCipher(ctx.settings.token_encryption_key).decrypt(shop.access_token_encrypted)
     return AdminClient(
         ctx.http,

@@ -12,11 +12,12 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs.backfill import OVERLAP, backfill_shop, last_backfill_start
+from jobs.backfill import scheduled_backfill
 from jobs.context import JobContext
 from jobs.leader import current_leader
 from jobs.runs import OK, SKIPPED, RunResult, recent_runs, run_job
 from jobs.scheduler import STANDARD_JOBS, JobSpec
+from jobs.writeback import needs_reauth_message
 from plugin.settings import Settings
 from plugin.store.models import JobRun, Shop
 
@@ -120,11 +121,7 @@ def check_authorised(shop: Shop) -> None:
     """A ClickException naming the fix when the store refused the shop's token (a 401 marked
     it): jobs that call the store wait until a new token is stored (the scheduler skips them)."""
     if shop.needs_reauth:
-        raise click.ClickException(
-            f"{shop.domain} needs to authorise the app again: the store refused its access "
-            "token (401). For a custom app, store a new Admin API token with `clvsync shop add "
-            f"{shop.domain} --token TOKEN`; push, reconcile and backfill resume from then on"
-        )
+        raise click.ClickException(needs_reauth_message(shop.domain))
 
 
 def run_now(settings: Settings, engine: Engine, shop: Shop, job: str) -> RunResult:
@@ -150,14 +147,7 @@ async def _run_once(settings: Settings, engine: Engine, shop_id: int, spec: JobS
 async def _backfill_with_progress(
     ctx: JobContext, shop: Shop, run_id: int | None
 ) -> dict[str, Any]:
-    """`scheduled_backfill` (the same start), reporting its progress on stderr as `clvsync
-    backfill` does."""
+    """`scheduled_backfill`, reporting its progress on stderr as `clvsync backfill` does."""
     from plugin.cli_backfill import _progress, _reading
 
-    assert shop.id is not None
-    with Session(ctx.engine) as session:
-        last = last_backfill_start(session, shop.id)
-    since = None if last is None else last - OVERLAP
-    return await backfill_shop(
-        ctx, shop, run_id, since=since, covers_all=True, progress=_progress, reading=_reading
-    )
+    return await scheduled_backfill(ctx, shop, run_id, progress=_progress, reading=_reading)
