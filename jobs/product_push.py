@@ -11,7 +11,10 @@ of every list from the next plan on (`plugin/store/recommendations.py`).
 
 Shopify's complementary-products field may hold the merchant's own list (Search & Discovery):
 before its first write to a product, the push reads the field there, and a value it did not
-write is the merchant's: kept, never overwritten nor deleted, and counted."""
+write is the merchant's: kept, never overwritten nor deleted, and counted. Should the store
+refuse the app's writes to that field as not authorised, the shop's `complementary_products`
+setting is turned off, and the push says so: sent again, the field would be refused for every
+product at every push."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from jobs.pusher import (
     SETS_PER_CALL,
     Apart,
     batches,
+    error_text,
     metafields_set_document,
     set_apart,
     user_errors,
@@ -49,6 +53,7 @@ from plugin.store.recommendations import (
     record_gone,
     record_kept_fields,
     record_product_metafields,
+    turn_off_complementary_products,
 )
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,7 @@ class ProductPusher:
         self.engine, self.shop_id, self.client = engine, shop_id, client
         self.job_run_id, self.clock = job_run_id, clock
         self.set, self.deleted, self.refused = 0, 0, 0
+        self.shared_refused = False  # the store refused the complementary field as not allowed
         # The values this push set, by product: a later delete records only those as held.
         self.values_accepted: dict[int, dict[str, str]] = {}
 
@@ -124,6 +130,7 @@ class ProductPusher:
             "product_fields_kept": await anyio.to_thread.run_sync(
                 kept_fields, self.engine, self.shop_id
             ),
+            "complementary_products_turned_off": int(self.shared_refused),
         }
 
     async def _leave_merchants_values(
@@ -224,6 +231,17 @@ class ProductPusher:
             accepted = dict(change.to_set[i] for i in result.accepted)
             audit += self._accepted(change, accepted, held) + self._refused(change, result)
             gone |= result.gone_products(sent)
+            if not self.shared_refused and _shared_not_allowed(change, result):
+                self.shared_refused = True
+                log.error(
+                    "the store refuses the app's writes to Shopify's complementary-products "
+                    "field (%s): complementary_products turned off for shop %d",
+                    error_text(result.refused[_shared_index(change)]),
+                    self.shop_id,
+                )
+                await anyio.to_thread.run_sync(
+                    turn_off_complementary_products, self.engine, self.shop_id
+                )
         if gone:
             log.warning("products not in the store, left out from now on: %s", sorted(gone))
             await anyio.to_thread.run_sync(
@@ -301,6 +319,21 @@ class ProductPusher:
             )
 
         await anyio.to_thread.run_sync(record)
+
+
+NOT_ALLOWED = frozenset({"APP_NOT_AUTHORIZED", "ACCESS_DENIED"})
+
+
+def _shared_index(change: ProductChange) -> int:
+    return next(
+        (i for i, (name, _) in enumerate(change.to_set) if name == COMPLEMENTARY_PRODUCTS), -1
+    )
+
+
+def _shared_not_allowed(change: ProductChange, result: Apart) -> bool:
+    """Whether the store refused the product's complementary-products value as not allowed."""
+    errors = result.refused.get(_shared_index(change), [])
+    return any(error.get("code") in NOT_ALLOWED for error in errors)
 
 
 def _count(change: ProductChange) -> int:

@@ -25,6 +25,7 @@ from plugin.store.models import (
     OrderLine,
     ProductRecommendation,
     ProductSync,
+    Shop,
     SyncChange,
 )
 
@@ -384,3 +385,15 @@ def _named_products(session: Session, shop_id: int) -> set[int]:
     for (product_ids,) in session.execute(lists):
         named.update(json.loads(product_ids))
     return named | set(_pushed_products(session, shop_id))
+
+
+def turn_off_complementary_products(engine: Engine, shop_id: int) -> None:
+    """Set the shop's `complementary_products` setting to false (the store refuses the app's
+    writes to that field)."""
+    with Session(engine) as session, session.begin():
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            return
+        settings = json.loads(shop.settings or "{}")
+        settings["complementary_products"] = False
+        shop.settings = json.dumps(settings, sort_keys=True)
