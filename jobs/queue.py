@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from plugin.store.db import insert_for
 from plugin.store.models import QueuedJob
 
 
@@ -37,9 +37,8 @@ def enqueue(engine: Engine, ticks: Collection[Due]) -> None:
         return
     table = QueuedJob.__table__  # type: ignore[attr-defined]
     with engine.begin() as connection:
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
         connection.execute(
-            insert(table)
+            insert_for(connection)(table)
             .values([{"shop_id": t.shop_id, "job": t.job, "due_at": t.due_at} for t in ticks])
             .on_conflict_do_nothing(index_elements=["shop_id", "job"])
         )

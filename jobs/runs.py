@@ -28,11 +28,11 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Connection, Engine, delete, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
+from plugin.store.db import insert_for
 from plugin.store.models import JobLease, JobRun, Shop
 
 log = logging.getLogger(__name__)
@@ -336,10 +336,9 @@ def take_lease(
     ).rowcount
     if taken:
         return True
-    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
     # RETURNING, not rowcount: psycopg reports no row count for INSERT ... ON CONFLICT
     created = connection.execute(
-        insert(table)
+        insert_for(connection)(table)
         .values(shop_id=shop_id, job=job, holder=holder, expires_at=until)
         .on_conflict_do_nothing(index_elements=["shop_id", "job"])
         .returning(table.c.holder)

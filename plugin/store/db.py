@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
@@ -90,6 +92,22 @@ def checkpoint(engine: Engine) -> None:
         connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
         connection.close()
+
+
+def insert_for(bind: Session | Engine | Connection) -> Any:
+    """The INSERT of the database's dialect: PostgreSQL's or SQLite's, which have ON CONFLICT."""
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    return postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+
+
+def upsert(
+    bind: Session | Engine | Connection, table: Any, keys: list[str], columns: Iterable[str]
+) -> Any:
+    """INSERT into `table`, or on a conflict on `keys`, UPDATE `columns` to the new values."""
+    statement = insert_for(bind)(table)
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in columns}
+    )
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

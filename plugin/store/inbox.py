@@ -10,10 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from plugin.store.db import is_postgres
+from plugin.store.db import insert_for, is_postgres
 from plugin.store.models import DONE, PARKED, PENDING, InboxEvent, Shop
 
 # Topics a shop that is no longer installed still sends, and that must still be acted on.
@@ -62,9 +61,8 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
         if not rows:
             return [refused or Stored.DUPLICATE for refused in outcomes]
         table = InboxEvent.__table__  # type: ignore[attr-defined]
-        insert = postgresql.insert if is_postgres(session) else sqlite.insert
         statement = (
-            insert(table)
+            insert_for(session)(table)
             .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
             .returning(table.c.shop_domain, table.c.webhook_id)
         )

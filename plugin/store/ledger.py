@@ -22,13 +22,12 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from plugin.domain import ledger
 from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
 from plugin.store import inbox
-from plugin.store.db import is_postgres, lock_keys
+from plugin.store.db import insert_for, lock_keys
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -464,8 +463,7 @@ def _remember(
     ]
     if not rows:
         return
-    insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
-    statement = insert_(Redaction).on_conflict_do_nothing(
+    statement = insert_for(session)(Redaction).on_conflict_do_nothing(
         index_elements=["shop_id", "kind", "item_id"]
     )
     for low in range(0, len(rows), REFRESH_CHUNK):

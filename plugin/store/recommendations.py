@@ -11,10 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Engine, and_, delete, exists, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
-from plugin.store.db import is_postgres
+from plugin.store.db import insert_for, upsert
 from plugin.store.ledger import hold_customers
 from plugin.store.models import (
     BundleCandidate,
@@ -179,11 +178,8 @@ def record_product_metafields(
     """Products' metafields now confirmed in the store, and the audit rows
     (product id, name, action, value, reason), in one transaction."""
     with Session(engine) as session, session.begin():
-        insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
-        statement = insert_(ProductSync)
-        statement = statement.on_conflict_do_update(
-            index_elements=["shop_id", "product_id"],
-            set_={name: statement.excluded[name] for name in ("metafields", "pushed_at")},
+        statement = upsert(
+            session, ProductSync, ["shop_id", "product_id"], ("metafields", "pushed_at")
         )
         rows = [
             {
@@ -292,13 +288,12 @@ def record_kept_fields(
     """Fields (product, "namespace.key") found holding a value the app did not write: left
     alone from now on."""
     with Session(engine) as session, session.begin():
-        insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
         rows = [
             {"shop_id": shop_id, "product_id": product_id, "name": name, "found_at": now}
             for product_id, name in fields
         ]
         if rows:
-            session.execute(insert_(KeptProductField).on_conflict_do_nothing(), rows)
+            session.execute(insert_for(session)(KeptProductField).on_conflict_do_nothing(), rows)
 
 
 def kept_fields(engine: Engine, shop_id: int) -> int:
@@ -334,12 +329,7 @@ def record_gone(engine: Engine, shop_id: int, reasons: dict[int, str], now: date
     if not reasons:
         return
     with Session(engine) as session, session.begin():
-        insert_ = postgresql.insert if is_postgres(session) else sqlite.insert
-        statement = insert_(GoneProduct)
-        statement = statement.on_conflict_do_update(
-            index_elements=["shop_id", "product_id"],
-            set_={name: statement.excluded[name] for name in ("gone_at", "reason")},
-        )
+        statement = upsert(session, GoneProduct, ["shop_id", "product_id"], ("gone_at", "reason"))
         rows = [
             {"shop_id": shop_id, "product_id": product_id, "gone_at": now, "reason": reason}
             for product_id, reason in sorted(reasons.items())

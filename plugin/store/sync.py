@@ -15,11 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, and_, exists, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from plugin.domain.writeback import same_value
-from plugin.store.db import is_postgres
+from plugin.store.db import upsert
 from plugin.store.ledger import CUSTOMER, hold_customers, redacted
 from plugin.store.models import (
     Customer,
@@ -282,13 +281,8 @@ def _current(session: Session, shop_id: int, customer_ids: list[int]) -> dict[in
 def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    insert = postgresql.insert if is_postgres(session) else sqlite.insert
-    statement = insert(CustomerSync)
     columns = ("tags", "metafields", "pushed_at", "checked_at", "blocked", "blocked_tags")
-    statement = statement.on_conflict_do_update(
-        index_elements=["shop_id", "customer_id"],
-        set_={name: statement.excluded[name] for name in columns},
-    )
+    statement = upsert(session, CustomerSync, ["shop_id", "customer_id"], columns)
     for start in range(0, len(rows), 1000):
         session.execute(statement, rows[start : start + 1000])
 
