@@ -442,6 +442,9 @@ class JobScheduler:
             log.warning("scheduler: %d ticks past their misfire grace dropped", dropped)
         if tick is None:
             return False
+        if self._stopping:  # taken as the process began to stop: left for the next one
+            await self._enqueue([tick])
+            return False
         key = f"{tick.job}:{tick.shop_id}"
         if key in self._running or key not in self._planned:
             # running here already (the tick joins that run), or the shop lost the job since

@@ -114,3 +114,27 @@ async def test_the_scheduler_takes_only_what_it_has_room_for(engine: Engine) -> 
         await eventually(lambda: queue.waiting(engine) == [] and active == 0)
         stop.set()
     assert most == 2
+
+
+async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: Engine) -> None:
+    shop = add_shop(engine)
+    assert shop.id is not None
+
+    async def never(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        raise AssertionError("a stopping process started a job")
+
+    hour = (NOW.hour + 12) % 24  # (no tick of it to make up at the start)
+    jobs = (JobSpec("late", never, daily_at_hour=hour, misfire_grace_seconds=60),)
+    async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
+        scheduler = build_scheduler(context(engine, http), jobs, take_every_seconds=60)
+        stop = anyio.Event()
+        await tasks.start(scheduler.run, stop)
+        await anyio.sleep(0.2)  # its first look at the (empty) queue done
+        # when the process takes a tick just as it begins to stop (its loop, played here)
+        scheduler._stopping = True
+        tick = Due("late", shop.id, NOW)
+        await anyio.to_thread.run_sync(queue.enqueue, engine, [tick])
+        assert not await scheduler._take_one()
+        stop.set()
+    # then the tick waits in the queue for the next process
+    assert queue.waiting(engine) == [tick]
