@@ -38,6 +38,12 @@ class SettingsError(ValueError):
     """The environment does not make a valid configuration; the message names the variable."""
 
 
+# An order webhook repeats each line item in its refunds and fulfillments, about 2 KB each
+# time: a wholesale order of 500 lines, fulfilled and refunded, passes 2 MiB. A body past the
+# limit gets 413, is retried by Shopify and then lost until the daily backfill reads the order.
+WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     environment: str
@@ -51,7 +57,7 @@ class Settings:
     # Where shops' Admin API is reached: None means https://{shop}, as on Shopify. Set to a dev
     # store's URL (SHOPIFY_ADMIN_URL) to point every shop at it instead.
     admin_url: str | None = None
-    webhook_max_bytes: int = 2 * 1024 * 1024
+    webhook_max_bytes: int = WEBHOOK_MAX_BYTES
     processor_batch_size: int = 50
     processor_idle_seconds: float = 0.5
     processor_max_attempts: int = 8
@@ -108,7 +114,7 @@ def load_settings(
         app_url=(values.get("APP_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/"),
         token_encryption_key=token_key,
         admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
-        webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", 2 * 1024 * 1024),
+        webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", WEBHOOK_MAX_BYTES),
         log_level=_log_level(values),
     )
 
