@@ -220,7 +220,13 @@ async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
     def record() -> dict[str, int]:
         now = ctx.clock()
         drifted = record_product_read_back(
-            ctx.engine, shop_id, read.values, now, namespace=namespace, shared=shared
+            ctx.engine,
+            shop_id,
+            read.values,
+            now,
+            namespace=namespace,
+            shared=shared,
+            seen=None if read.complete else read.seen,
         )
         gone = record_products_read(ctx.engine, shop_id, read.seen, now, complete=read.complete)
         return {"products_drifted": drifted, "products_not_found": gone}

@@ -13,6 +13,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, and_, delete, exists, insert, select
 from sqlmodel import Session, col
 
+from plugin.domain.writeback import same_value
 from plugin.store.db import insert_for, upsert
 from plugin.store.ledger import hold_customers
 from plugin.store.models import (
@@ -217,38 +218,59 @@ def record_product_read_back(
     *,
     namespace: str,
     shared: str | None = None,
+    seen: set[int] | None = None,
 ) -> int:
     """Replace the products' pushed metafields in the app's namespace with what a reconcile
     read from the store (a product read with none has none); how many products had drifted.
+    `seen`, when the read stopped short of the whole catalogue (pagination's limit), names
+    the products it saw: the others are left as recorded.
 
     `shared`, a field outside the namespace that was read too (Shopify's complementary
-    products), is the app's only on the products it is recorded as pushed to: there the value
-    read is taken. Anywhere else a value found is the merchant's: it is kept (left alone by
-    every later push) and never taken as the app's, or the next push would delete or replace
-    it; a kept field found empty is the app's to fill again. Recorded values of fields that
-    were not read stay as they are (the app's complementary values when the shop no longer
-    asks for them: the push deletes them)."""
+    products), is the app's only on the products it is recorded as pushed to, and only while
+    it holds what the app wrote (or that list less some products: a store may drop a deleted
+    one). Anywhere else, or once the merchant has changed it, a value found is the merchant's:
+    it is kept (left alone by every later push) and never taken as the app's, or the next push
+    would delete or replace it; a kept field found empty is the app's to fill again. (A value
+    the app wrote without the store's answer is not recorded, so it reads as the merchant's.)
+    Recorded values of fields that were not read stay as they are (the app's complementary
+    values when the shop no longer asks for them: the push deletes them)."""
     with Session(engine) as session, session.begin():
         held = _pushed_products(session, shop_id)
         replaced: dict[int, dict[str, str]] = {}
         found_kept: set[int] = set()
-        for product_id in set(held) | set(found):
+        products = set(held) | set(found)
+        for product_id in products if seen is None else products & seen:
             recorded, read = held.get(product_id, {}), found.get(product_id, {})
             values = {k: v for k, v in recorded.items() if not _was_read(k, namespace, shared)}
             values |= {k: v for k, v in read.items() if k.rpartition(".")[0] == namespace}
             if shared is not None and shared in read:
-                if shared in recorded:
+                if shared in recorded and _still_ours(recorded[shared], read[shared]):
                     values[shared] = read[shared]
                 else:
                     found_kept.add(product_id)
             if values != recorded:
                 replaced[product_id] = values
         if shared is not None:
-            _replace_kept(session, shop_id, shared, found_kept, now)
+            _replace_kept(session, shop_id, shared, found_kept, now, seen)
     record_product_metafields(
         engine, shop_id, replaced, [], via="reconcile", job_run_id=None, now=now
     )
     return len(replaced)
+
+
+def _still_ours(written: str, read: str) -> bool:
+    """Whether a product list read back is the one the app wrote, or that list with some of
+    its products dropped (in the same order)."""
+    if same_value(written, read):
+        return True
+    try:
+        ours, theirs = json.loads(written), json.loads(read)
+    except ValueError:
+        return False
+    if not (isinstance(ours, list) and isinstance(theirs, list)):
+        return False
+    left = iter(ours)
+    return all(item in left for item in theirs)  # a subsequence: `in` consumes the iterator
 
 
 def _was_read(name: str, namespace: str, shared: str | None) -> bool:
@@ -256,14 +278,20 @@ def _was_read(name: str, namespace: str, shared: str | None) -> bool:
 
 
 def _replace_kept(
-    session: Session, shop_id: int, name: str, product_ids: set[int], now: datetime
+    session: Session,
+    shop_id: int,
+    name: str,
+    product_ids: set[int],
+    now: datetime,
+    seen: set[int] | None,
 ) -> None:
-    """The products holding a value of the merchant's in field `name` are these, no others."""
+    """The products holding a value of the merchant's in field `name` are these, no others
+    (of those `seen`, when not all were)."""
     query = select(col(KeptProductField.product_id)).where(
         col(KeptProductField.shop_id) == shop_id, col(KeptProductField.name) == name
     )
     known = {product_id for (product_id,) in session.execute(query)}
-    cleared = known - product_ids
+    cleared = known - product_ids if seen is None else (known & seen) - product_ids
     if cleared:
         session.execute(
             delete(KeptProductField).where(

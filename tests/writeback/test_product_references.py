@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from jobs import readback
 from jobs.product_push import plan_products
 from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
@@ -299,6 +301,50 @@ async def test_push_does_not_overwrite_a_merchants_complementary_list(
     result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
     assert result["product_fields_kept"] == 0
     assert json.loads(complementary(scenario, a) or "[]") == [gid(b)]
+
+
+async def test_reconcile_leaves_a_merchants_edit_of_the_apps_complementary_list_alone(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a complementary list the app wrote, which the merchant then edits
+    scenario = scenario_factory()
+    a, b, c, d = sorted(scenario.devstore.state.products)[:4]
+    recommend(scenario, {a: [b, d], c: [b, d]}, [])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    edited = curate(scenario, a, [c])
+    # and one the store gives back without a product of it (a store may drop a deleted one)
+    metafields = scenario.devstore.state.products[c].metafields
+    assert metafields is not None
+    old = metafields[(NAMESPACE, KEY)]
+    metafields[(NAMESPACE, KEY)] = replace(old, value=json.dumps([gid(b)]))
+    # when the reconcile runs
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then the merchant's edit is kept, not overwritten; the shortened list is still the app's
+    assert complementary(scenario, a) == edited
+    assert result["product_fields_kept"] == 1
+    assert json.loads(complementary(scenario, c) or "[]") == [gid(b), gid(d)]
+
+
+async def test_reconcile_reading_part_of_a_large_catalogue_keeps_the_rest_as_recorded(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given every product with a partner, pushed
+    scenario = scenario_factory()
+    products = sorted(scenario.devstore.state.products)
+    recommend(
+        scenario, {p: [products[0] if p != products[0] else products[1]] for p in products}, []
+    )
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    # when the reconcile's read stops at pagination's limit (25,000, played by 10 here)
+    monkeypatch.setattr(readback, "PAGINATION_LIMIT", 10)
+    monkeypatch.setattr(readback, "READ_PAGE", 10)
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then the products it did not see keep their recorded values: nothing drifted or sent
+    assert len(products) > 10
+    assert result["products_drifted"] == 0 and result["product_metafields_set"] == 0
 
 
 async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
