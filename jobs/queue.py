@@ -1,7 +1,10 @@
 """The queue of due jobs (`job_queue`): the elected scheduler puts each shop's tick in, every
 worker takes what it has room for (DESIGN, process model).
 
-A tick is one row per (shop, job): one that comes while the last still waits joins it. A worker
+A tick is one row per (shop, job): one that comes while the last still waits joins it. The
+row keeps its first tick's time, by which the oldest is taken first (every shop gets its turn),
+and its newest's, from which the misfire grace counts (a busy moment must not drop a fresh tick
+with the stale one it joined). A worker
 takes the oldest row it can run, deleting it, in a transaction of its own (`SKIP LOCKED` on
 PostgreSQL, so two workers never take the same one; SQLite has one writer). A row older than its
 job's misfire grace is dropped, not run: the next tick is as good. A worker that dies between
@@ -32,21 +35,30 @@ class Due:
 
 
 def enqueue(engine: Engine, ticks: Collection[Due]) -> None:
-    """Queue the ticks; one already waiting for the same shop and job stands."""
+    """Queue the ticks; one already waiting for the same shop and job takes the newer time as
+    its latest."""
     if not ticks:
         return
     table = QueuedJob.__table__  # type: ignore[attr-defined]
     with engine.begin() as connection:
+        statement = insert_for(connection)(table)
         connection.execute(
-            insert_for(connection)(table)
-            .values([{"shop_id": t.shop_id, "job": t.job, "due_at": t.due_at} for t in ticks])
-            .on_conflict_do_nothing(index_elements=["shop_id", "job"])
+            statement.on_conflict_do_update(
+                index_elements=["shop_id", "job"],
+                set_={"latest_at": statement.excluded.latest_at},
+                where=statement.excluded.latest_at > table.c.latest_at,
+            ),
+            [
+                {"shop_id": t.shop_id, "job": t.job, "due_at": t.due_at, "latest_at": t.due_at}
+                for t in ticks
+            ],
         )
 
 
 def take(engine: Engine, graces: Mapping[str, float], now: datetime) -> tuple[Due | None, int]:
     """The oldest due tick of the jobs in `graces` (job -> misfire grace, seconds), taken off
-    the queue, or None; and how many ticks past their grace were dropped on the way."""
+    the queue (with its latest time), or None; and how many ticks past their grace were dropped
+    on the way."""
     dropped = 0
     with Session(engine) as session, session.begin():
         while True:
@@ -61,7 +73,7 @@ def take(engine: Engine, graces: Mapping[str, float], now: datetime) -> tuple[Du
             row = session.exec(query).first()
             if row is None:
                 return None, dropped
-            tick = Due(row.job, row.shop_id, row.due_at)
+            tick = Due(row.job, row.shop_id, row.latest_at)
             session.delete(row)
             session.flush()
             if now - tick.due_at <= timedelta(seconds=graces[tick.job]):
@@ -73,11 +85,11 @@ def waiting(engine: Engine) -> list[Due]:
     """Every queued tick, oldest first (for the operator and the tests)."""
     with Session(engine) as session:
         rows = session.exec(select(QueuedJob).order_by(col(QueuedJob.due_at)))
-        return [Due(r.job, r.shop_id, r.due_at) for r in rows]
+        return [Due(r.job, r.shop_id, r.latest_at) for r in rows]
 
 
 def forget_older_than(engine: Engine, before: datetime) -> int:
     """Delete ticks queued before `before` that no worker took (a job no longer known)."""
     table = QueuedJob.__table__  # type: ignore[attr-defined]
     with engine.begin() as connection:
-        return int(connection.execute(delete(table).where(table.c.due_at < before)).rowcount)
+        return int(connection.execute(delete(table).where(table.c.latest_at < before)).rowcount)

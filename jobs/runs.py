@@ -276,11 +276,14 @@ def _begin(
     engine: Engine, shop_id: int, job: str, worker: str, now: datetime, lease_seconds: float
 ) -> tuple[Shop, int] | str | None:
     """In one transaction: the shop, its job's lease, and a JobRun "running". None when there is
-    no such shop; a description of the lease when another worker holds it."""
+    no such shop; why not, when it is uninstalled or another worker holds the lease (the run
+    is skipped)."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         shop = session.get(Shop, shop_id)
         if shop is None:
             return None
+        if shop.uninstalled_at is not None:  # a tick queued before the uninstall, say
+            return "the shop is uninstalled"
         if not take_lease(session, shop_id, lease_name(job), worker, now, lease_seconds):
             lease = session.get(JobLease, (shop_id, lease_name(job)))
             if lease is None:

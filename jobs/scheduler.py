@@ -46,7 +46,7 @@ from jobs.leader import Election
 from jobs.queue import Due
 from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
-from jobs.runs import DEFAULT_LEASE_SECONDS, JobFn, describe_error, run_job
+from jobs.runs import DEFAULT_LEASE_SECONDS, OK, RUNNING, JobFn, describe_error, lease_name, run_job
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
@@ -57,6 +57,7 @@ SCHEDULE_KEY = "schedule"  # the shop settings' key that overrides the times bel
 SHOPS_JOB = "shops"  # the scheduler's own job: re-read the shop list
 MAX_EVERY_MINUTES = 24 * 60
 QUEUE_KEEP = timedelta(days=1)  # a tick no worker took in this long is of a job gone: deleted
+SQLITE_LOOK_SECONDS = 60.0  # how often a lone SQLite process looks at the queue unwoken
 
 
 @dataclass(frozen=True)
@@ -413,14 +414,17 @@ class JobScheduler:
 
     async def _take_from_queue(self) -> None:
         """Take due ticks while there is room, run each in the task group; wait for a tick
-        this process queues, or look again every take_every_seconds (another process's)."""
+        this process queues or room it makes, or look again every take_every_seconds for
+        another process's ticks. SQLite serves one process: there it only looks when woken
+        (and at SQLITE_LOOK_SECONDS), for a look takes the database's one write lock."""
+        every = self._take_every_seconds if self._election.contested else SQLITE_LOOK_SECONDS
         while not self._stopping:
             try:
                 while not self._stopping and await self._take_one():
                     pass
             except SQLAlchemyError as exc:
                 log.error("scheduler: cannot read the job queue: %s", describe_error(exc))
-            with anyio.move_on_after(self._take_every_seconds):
+            with anyio.move_on_after(every):
                 await self._queued.wait()
             self._queued = anyio.Event()
 
@@ -443,16 +447,25 @@ class JobScheduler:
         if tick is None:
             return False
         if self._stopping:  # taken as the process began to stop: left for the next one
-            await self._enqueue([tick])
+            with anyio.CancelScope(shield=True):
+                await self._enqueue([tick])
             return False
         key = f"{tick.job}:{tick.shop_id}"
-        if key in self._running or key not in self._planned:
-            # running here already (the tick joins that run), or the shop lost the job since
+        if self._lease_runs_here(tick) or key not in self._planned:
+            # its lease is running here (that run serves the tick, or a sibling holds the lease
+            # the tick would wait for in a slot), or the shop lost the job since
             log.debug("scheduler: tick %s of %s passed over", key, tick.due_at.isoformat())
             return True
         self._running.add(key)
         self._tasks.start_soon(self._run, self._jobs[tick.job], tick.shop_id)
         return True
+
+    def _lease_runs_here(self, tick: Due) -> bool:
+        lease = lease_name(tick.job)
+        return any(
+            lease_name(job) == lease and int(shop) == tick.shop_id
+            for job, _, shop in (key.partition(":") for key in self._running)
+        )
 
     async def _wind_down(self, tasks: anyio.abc.TaskGroup) -> None:
         self._stopping = True
@@ -561,7 +574,8 @@ def build_scheduler(
 
 
 def _last_starts(engine: Engine, job_ids: set[str]) -> dict[tuple[str, int], datetime]:
-    """When a run of each (job, shop) of `job_ids` ("job:shop id") last started."""
+    """When a run of each (job, shop) of `job_ids` ("job:shop id") that ended ok, or still
+    runs, last started (one cancelled by a shutdown, or failed, did not serve its tick)."""
     pairs = {(name, int(shop)) for name, _, shop in (j.partition(":") for j in job_ids)}
     with Session(engine) as session:
         rows = session.exec(
@@ -569,6 +583,7 @@ def _last_starts(engine: Engine, job_ids: set[str]) -> dict[tuple[str, int], dat
             .where(
                 col(JobRun.job).in_({name for name, _ in pairs}),
                 col(JobRun.shop_id).in_({shop for _, shop in pairs}),
+                col(JobRun.outcome).in_((OK, RUNNING)),
             )
             .group_by(col(JobRun.job), col(JobRun.shop_id))
         )

@@ -4,20 +4,26 @@ tick past its misfire grace is dropped; the scheduler takes only what it has roo
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
+from sqlmodel import Session
 
 from jobs import queue
 from jobs.context import JobContext
 from jobs.queue import Due
-from jobs.scheduler import JobSpec, build_scheduler
-from plugin.store.models import Shop
+from jobs.runs import FAILED, OK, SKIPPED, run_job
+from jobs.scheduler import JobScheduler, JobSpec, build_scheduler
+from plugin.store.db import make_engine, upgrade
+from plugin.store.models import JobRun, Shop
+from plugin.store.shops import uninstall_shop
 from tests.helpers import add_shop
 from tests.test_job_runs import NOW, context
 from tests.test_scheduler import eventually
@@ -27,12 +33,11 @@ pytestmark = pytest.mark.anyio
 GRACES = {"push": 120.0, "refit": 6 * 3600.0}
 
 
-def test_a_tick_joins_the_one_waiting_and_the_oldest_is_taken_first(engine: Engine) -> None:
+def test_the_oldest_tick_is_taken_first(engine: Engine) -> None:
     a, b = add_shop(engine, "a.myshopify.com"), add_shop(engine, "b.myshopify.com")
     assert a.id is not None and b.id is not None
     queue.enqueue(engine, [Due("push", b.id, NOW - timedelta(seconds=30))])
     queue.enqueue(engine, [Due("push", a.id, NOW - timedelta(seconds=60))])
-    queue.enqueue(engine, [Due("push", a.id, NOW)])  # a's again: joins the one waiting
     assert [(t.shop_id, t.due_at) for t in queue.waiting(engine)] == [
         (a.id, NOW - timedelta(seconds=60)),
         (b.id, NOW - timedelta(seconds=30)),
@@ -40,6 +45,28 @@ def test_a_tick_joins_the_one_waiting_and_the_oldest_is_taken_first(engine: Engi
     assert queue.take(engine, GRACES, NOW) == (Due("push", a.id, NOW - timedelta(seconds=60)), 0)
     assert queue.take(engine, GRACES, NOW) == (Due("push", b.id, NOW - timedelta(seconds=30)), 0)
     assert queue.take(engine, GRACES, NOW) == (None, 0)
+
+
+def test_a_tick_joining_a_stale_one_keeps_the_newer_time(engine: Engine) -> None:
+    # given a push tick waiting 300 s (past its 120 s grace), when a fresh one comes
+    shop = add_shop(engine)
+    assert shop.id is not None
+    queue.enqueue(engine, [Due("push", shop.id, NOW - timedelta(seconds=300))])
+    queue.enqueue(engine, [Due("push", shop.id, NOW - timedelta(seconds=5))])
+    # and an older one comes late: it changes nothing
+    queue.enqueue(engine, [Due("push", shop.id, NOW - timedelta(seconds=200))])
+    # then the fresh tick is taken, not dropped with the stale one it joined
+    assert queue.take(engine, GRACES, NOW) == (Due("push", shop.id, NOW - timedelta(seconds=5)), 0)
+
+
+def test_a_waiting_shop_keeps_its_turn_when_a_newer_tick_joins(engine: Engine) -> None:
+    a, b = add_shop(engine, "a.myshopify.com"), add_shop(engine, "b.myshopify.com")
+    assert a.id is not None and b.id is not None
+    queue.enqueue(engine, [Due("push", a.id, NOW - timedelta(seconds=60))])
+    queue.enqueue(engine, [Due("push", b.id, NOW - timedelta(seconds=30))])
+    queue.enqueue(engine, [Due("push", a.id, NOW - timedelta(seconds=5))])
+    # a waited longest: it goes first, with its newest time
+    assert queue.take(engine, GRACES, NOW)[0] == Due("push", a.id, NOW - timedelta(seconds=5))
 
 
 def test_a_tick_past_its_grace_is_dropped_and_one_of_another_job_is_left(engine: Engine) -> None:
@@ -102,9 +129,10 @@ async def test_the_scheduler_takes_only_what_it_has_room_for(engine: Engine) -> 
         )
         stop = anyio.Event()
         await tasks.start(scheduler.run, stop)
-        await anyio.to_thread.run_sync(
-            queue.enqueue, engine, [Due("heavy", s.id, NOW) for s in shops if s.id is not None]
-        )
+        # when the ticks come (APScheduler's calls, played here)
+        for shop in shops:
+            assert shop.id is not None
+            await scheduler._fire("heavy", shop.id)
         # then two run, the others wait in the queue
         await eventually(lambda: active == 2)
         await anyio.sleep(0.3)
@@ -138,3 +166,121 @@ async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: En
         stop.set()
     # then the tick waits in the queue for the next process
     assert queue.waiting(engine) == [tick]
+
+
+@asynccontextmanager
+async def scheduling(
+    engine: Engine, jobs: tuple[JobSpec, ...], **options: Any
+) -> AsyncIterator[JobScheduler]:
+    async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
+        scheduler = build_scheduler(context(engine, http), jobs, **options)
+        stop = anyio.Event()
+        await tasks.start(scheduler.run, stop)
+        try:
+            yield scheduler
+        finally:
+            stop.set()
+
+
+LATER = (NOW.hour + 12) % 24  # a daily hour with no tick to make up at the start
+
+
+async def test_a_tick_whose_lease_runs_here_takes_no_slot(engine: Engine) -> None:
+    # given shop a's refit running, and room for two heavy jobs
+    a, b = add_shop(engine, "a.myshopify.com"), add_shop(engine, "b.myshopify.com")
+    assert a.id is not None and b.id is not None
+    started: list[tuple[str, str]] = []
+    release = anyio.Event()
+
+    async def heavy(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        started.append((shop.domain, "run"))
+        await release.wait()
+        return {}
+
+    jobs = tuple(
+        JobSpec(name, heavy, daily_at_hour=LATER, heavy=True, misfire_grace_seconds=60)
+        for name in ("refit", "rescore")
+    )
+    async with scheduling(engine, jobs, heavy_at_once=2, take_every_seconds=0.05) as scheduler:
+        await scheduler._fire("refit", a.id)  # (APScheduler's calls, played here)
+        await eventually(lambda: started == [("a.myshopify.com", "run")])
+        # when a's rescore (sharing the scoring lease) and b's refit are due
+        await scheduler._fire("rescore", a.id)
+        await scheduler._fire("refit", b.id)
+        # then b's refit takes the second slot; a's rescore is passed over, not left waiting
+        await eventually(lambda: len(started) == 2 and queue.waiting(engine) == [])
+        assert started[1] == ("b.myshopify.com", "run")
+        release.set()
+
+
+async def test_a_run_cancelled_by_a_shutdown_does_not_serve_its_tick(engine: Engine) -> None:
+    # given a daily job whose tick was an hour ago, and since then a run of it for shop a that
+    # a shutdown cancelled, and one for shop b that ended ok
+    a, b = add_shop(engine, "a.myshopify.com"), add_shop(engine, "b.myshopify.com")
+    hour = (NOW - timedelta(hours=1)).hour
+    ran: list[str] = []
+
+    async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        ran.append(shop.domain)
+        return {}
+
+    since = NOW.replace(minute=0, second=0, microsecond=0) - timedelta(minutes=30)
+    with Session(engine) as session, session.begin():
+        for shop, outcome in ((a, FAILED), (b, OK)):
+            assert shop.id is not None
+            session.add(
+                JobRun(
+                    shop_id=shop.id,
+                    job="daily",
+                    worker="gone",
+                    started_at=since,
+                    finished_at=since,
+                    outcome=outcome,
+                    error="Cancelled: the process shut down" if outcome == FAILED else None,
+                )
+            )
+    daily = (JobSpec("daily", job, daily_at_hour=hour, misfire_grace_seconds=3 * 3600),)
+    # when a process starts
+    async with scheduling(engine, daily):
+        # then it makes up a's tick, and only a's
+        await eventually(lambda: ran == ["a.myshopify.com"])
+        await anyio.sleep(0.2)
+    assert ran == ["a.myshopify.com"]
+
+
+async def test_a_tick_for_an_uninstalled_shop_is_not_run(engine: Engine) -> None:
+    shop = add_shop(engine)
+    assert shop.id is not None
+    queue.enqueue(engine, [Due("push", shop.id, NOW)])
+    # the uninstall takes the shop's queued ticks away
+    with Session(engine) as session, session.begin():
+        stored = session.get(Shop, shop.id)
+        assert stored is not None and uninstall_shop(session, stored, NOW)
+    assert queue.waiting(engine) == []
+
+    async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        raise AssertionError("ran for an uninstalled shop")
+
+    # and a tick taken all the same (queued by a process that had not seen it) is skipped
+    async with httpx.AsyncClient() as http:
+        result = await run_job(context(engine, http), shop.id, "push", job)
+    assert result.outcome == SKIPPED and result.error == "the shop is uninstalled"
+
+
+async def test_on_sqlite_an_idle_process_does_not_poll_the_queue(sqlite_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{sqlite_path}")
+    upgrade(engine)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(str(args[2])))
+
+    async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        return {}
+
+    jobs = (JobSpec("daily", job, daily_at_hour=LATER, misfire_grace_seconds=60),)
+    async with scheduling(engine, jobs, take_every_seconds=0.05):
+        await anyio.sleep(0.3)
+        statements.clear()
+        await anyio.sleep(0.5)
+    # (a look at the queue takes SQLite's one write lock, which webhooks wait for)
+    assert not [s for s in statements if "job_queue" in s]
+    engine.dispose()

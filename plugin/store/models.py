@@ -322,7 +322,8 @@ class QueuedJob(SQLModel, table=True):
 
     shop_id: int = Field(sa_column=_shop_fk())
     job: str = Field(max_length=32, primary_key=True)
-    due_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)  # its first tick: the oldest is taken first
+    latest_at: datetime = Field(sa_type=UTCDateTime)  # its newest: the misfire grace counts from it
 
 
 class ProductRecommendation(SQLModel, table=True):

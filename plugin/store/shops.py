@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
-from plugin.store.models import CustomerScore, InboxEvent, Shop
+from plugin.store.models import CustomerScore, InboxEvent, QueuedJob, Shop
 from plugin.store.tokens import TokenCipher
 
 _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
@@ -61,6 +61,7 @@ def uninstall_shop(session: Session, shop: Shop, at: datetime) -> bool:
     shop.uninstalled_at = at
     shop.access_token_encrypted = None
     session.add(shop)
+    session.execute(delete(QueuedJob).where(col(QueuedJob.shop_id) == shop.id))
     return True
 
 

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("shop_id", sa.BigInteger(), nullable=False),
         sa.Column("job", sa.String(length=32), nullable=False),
         sa.Column("due_at", plugin.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("latest_at", plugin.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["shop_id"], ["shops.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("shop_id", "job"),
     )
