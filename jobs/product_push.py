@@ -93,7 +93,8 @@ def plan_products(engine: Engine, shop_id: int, settings: WritebackSettings) -> 
     return changes
 
 
-def _split(name: str) -> tuple[str, str]:
+def split_name(name: str) -> tuple[str, str]:
+    """A metafield's "namespace.key" as (namespace, key)."""
     namespace, _, key = name.rpartition(".")
     return namespace, key
 
@@ -167,7 +168,7 @@ class ProductPusher:
 
     async def _read_complementary(self, product_ids: Sequence[int]) -> dict[int, str]:
         """The complementary-products value each of these products holds (none: absent)."""
-        namespace, key = _split(COMPLEMENTARY_PRODUCTS)
+        namespace, key = split_name(COMPLEMENTARY_PRODUCTS)
         query = (
             "query Complementary($ids: [ID!]!) { nodes(ids: $ids) { ... on Product { id "
             f'x: metafield(namespace: "{namespace}", key: "{key}") {{ value }} }} }} }}'
@@ -280,7 +281,7 @@ class ProductPusher:
         identifiers = [
             {"ownerId": gid("Product", c.product_id), "namespace": ns, "key": key}
             for c in batch
-            for ns, key in map(_split, c.to_delete)
+            for ns, key in map(split_name, c.to_delete)
         ]
         data = await self.client.execute(
             "mutation DeleteProducts($m: [MetafieldIdentifierInput!]!) "
@@ -344,8 +345,8 @@ def _inputs(group: list[ProductChange]) -> list[dict[str, Any]]:
     return [
         {
             "ownerId": gid("Product", change.product_id),
-            "namespace": _split(name)[0],
-            "key": _split(name)[1],
+            "namespace": split_name(name)[0],
+            "key": split_name(name)[1],
             "type": LIST_OF_PRODUCTS,
             "value": value,
         }

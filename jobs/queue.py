@@ -82,7 +82,7 @@ def take(engine: Engine, graces: Mapping[str, float], now: datetime) -> tuple[Du
 
 
 def waiting(engine: Engine) -> list[Due]:
-    """Every queued tick, oldest first (for the operator and the tests)."""
+    """Every queued tick, oldest first."""
     with Session(engine) as session:
         rows = session.exec(select(QueuedJob).order_by(col(QueuedJob.due_at)))
         return [Due(r.job, r.shop_id, r.latest_at) for r in rows]

@@ -32,7 +32,7 @@ from sqlmodel import Session, col
 
 from jobs.context import JobContext
 from jobs.plan import Plan, Planned, WritebackError, plan_changes, shop_writeback_settings
-from jobs.product_push import ProductPusher, plan_products
+from jobs.product_push import ProductPusher, plan_products, split_name
 from jobs.pusher import PushCounts, Pusher
 from jobs.readback import (
     Found,
@@ -214,7 +214,7 @@ async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
     shared = COMPLEMENTARY_PRODUCTS if settings.complementary_products else None
     namespace = settings.metafield_namespace
     read = await read_product_pages(
-        pusher.client, namespace, _split_name(shared) if shared else None
+        pusher.client, namespace, split_name(shared) if shared else None
     )
 
     def record() -> dict[str, int]:
@@ -232,11 +232,6 @@ async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
         return {"products_drifted": drifted, "products_not_found": gone}
 
     return await anyio.to_thread.run_sync(record)
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    namespace, _, key = name.rpartition(".")
-    return namespace, key
 
 
 async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:

@@ -393,9 +393,13 @@ def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
 
 
+_MONEY_LIMIT = 1e15  # past this a model's figure is no amount (a fit that diverged)
+
+
 def _money(value: float | None) -> str | None:
-    """A model's money figure as text with two decimals (a float carries no more meaning)."""
-    if value is None or not math.isfinite(value):
+    """A model's money figure as text with two decimals (a float carries no more meaning);
+    null when it is no finite amount."""
+    if value is None or not math.isfinite(value) or abs(value) >= _MONEY_LIMIT:
         return None
     cents = Decimal(repr(value)).quantize(_CENT, rounding=ROUND_HALF_EVEN)
     return str(cents.copy_abs() if cents.is_zero() else cents)

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
-from plugin.cli import EXPORT_COLUMNS, main
+from plugin.cli import EXPORT_COLUMNS, _money, main
 from plugin.store.models import CustomerRecommendation, ModelRun
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
@@ -101,3 +101,9 @@ def test_export_carries_the_confidence_and_recommended_products(
     for customer_id, row in by_id.items():
         ids = [int(p) for p in (row["recommended_products"] or "").split()]
         assert ids == held.get(customer_id, [])
+
+
+def test_export_money_of_a_figure_that_is_no_amount_is_null() -> None:
+    # a model that diverged gives figures Decimal cannot round to cents (it raised, mid-file)
+    assert [_money(v) for v in (1e26, 1.79e308, float("nan"), -1e16)] == [None] * 4
+    assert _money(12.5) == "12.50" and _money(-0.001) == "0.00"
