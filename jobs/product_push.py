@@ -120,6 +120,8 @@ class ProductPusher:
         changes = await self._leave_merchants_values(changes)
         setting = [c for c in changes if c.to_set]
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _count):
+            if self.shared_refused:  # turned off: the rest of the push goes without it
+                batch = [c for c in map(_without_shared, batch) if c.to_set]
             await self._set(list(batches(batch, METAFIELDS_PER_SET, _count)))
         deleting = [c for c in changes if c.to_delete]
         for batch in batches(deleting, 250, lambda c: len(c.to_delete)):
@@ -322,7 +324,7 @@ class ProductPusher:
         await anyio.to_thread.run_sync(record)
 
 
-NOT_ALLOWED = frozenset({"APP_NOT_AUTHORIZED", "ACCESS_DENIED"})
+NOT_ALLOWED = "APP_NOT_AUTHORIZED"  # metafieldsSet's code for a namespace the app may not write
 
 
 def _shared_index(change: ProductChange) -> int:
@@ -332,9 +334,20 @@ def _shared_index(change: ProductChange) -> int:
 
 
 def _shared_not_allowed(change: ProductChange, result: Apart) -> bool:
-    """Whether the store refused the product's complementary-products value as not allowed."""
-    errors = result.refused.get(_shared_index(change), [])
-    return any(error.get("code") in NOT_ALLOWED for error in errors)
+    """Whether the store refused the product's complementary-products value as not allowed,
+    and that field alone: the product's own values, sent with it, were not refused so (a
+    refusal of them all says nothing of that field)."""
+    shared = _shared_index(change)
+
+    def not_allowed(index: int) -> bool:
+        return any(e.get("code") == NOT_ALLOWED for e in result.refused.get(index, []))
+
+    others = [i for i in range(len(change.to_set)) if i != shared]
+    return not_allowed(shared) and bool(others) and not any(map(not_allowed, others))
+
+
+def _without_shared(change: ProductChange) -> ProductChange:
+    return replace(change, to_set=tuple(v for v in change.to_set if v[0] != COMPLEMENTARY_PRODUCTS))
 
 
 def _count(change: ProductChange) -> int:

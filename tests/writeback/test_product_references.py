@@ -15,7 +15,8 @@ import pytest
 from sqlmodel import Session, select
 
 from jobs import readback
-from jobs.product_push import plan_products
+from jobs.product_push import ProductChange, _shared_not_allowed, plan_products
+from jobs.pusher import Apart
 from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.models import Metafield, Product
@@ -377,3 +378,19 @@ async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
     assert settings.complementary_products is False
     assert plan_products(scenario.engine, scenario.shop.id, settings) == []
     assert gone(scenario) == set()
+
+
+def test_only_a_refusal_of_the_complementary_field_alone_turns_it_off() -> None:
+    own, shared = "clv.frequently_bought_together", COMPLEMENTARY_PRODUCTS
+    change = ProductChange(7, {}, ((own, "[]"), (shared, "[]")), ())
+    not_allowed = [{"code": "APP_NOT_AUTHORIZED", "message": "not allowed"}]
+    # the field refused, the product's own value taken: that field is not the app's to write
+    assert _shared_not_allowed(change, Apart(accepted=[0], refused={1: not_allowed}))
+    # every value refused so (a scope taken away, say): nothing to learn about that field
+    assert not _shared_not_allowed(change, Apart(refused={0: not_allowed, 1: not_allowed}))
+    # refused for another reason (a deleted partner)
+    gone = [{"code": "INVALID_VALUE", "message": "Value references non-existent resource"}]
+    assert not _shared_not_allowed(change, Apart(accepted=[0], refused={1: gone}))
+    # and a product with the field alone to set tells nothing either
+    alone = ProductChange(7, {}, ((shared, "[]"),), ())
+    assert not _shared_not_allowed(alone, Apart(refused={0: not_allowed}))
