@@ -270,35 +270,54 @@ def load_baskets(engine: Engine, shop_id: int) -> BasketArrays:
     )
 
 
+_IDS_PER_QUERY = 5000
+
+
 def _latest_product_types(engine: Engine, shop_id: int) -> dict[int, str | None]:
-    """Each product's type on its latest line (by processed_at, order id, line id) of any of the
-    shop's orders that names one: a merchant who retypes a product is followed, and a line
-    without a type (an empty or missing product_type, as on some edited or imported orders)
-    leaves the known one alone."""
-    recency = func.row_number().over(
-        partition_by=col(OrderLine.product_id),
-        order_by=(
-            col(Order.processed_at).desc(),
-            col(OrderLine.order_id).desc(),
-            col(OrderLine.line_id).desc(),
-        ),
-    )
-    typed = (
-        select(col(OrderLine.product_id), col(OrderLine.product_type), recency.label("recency"))
-        .join(Order, _line_of_its_order())
+    """Each product's type on its latest line (by its order's processed_at, then order id, then
+    line id) that names one: a merchant who retypes a product is followed, and a line without a
+    type (an empty or missing product_type, as on some edited or imported orders) leaves the
+    known one alone.
+
+    A product has few types in its life: one aggregate over the lines alone gives each (product,
+    type) pair's last order (by id) and line; then only those orders' times are read, and the
+    latest pair per product is picked here. A window over every line joined to its order sorted
+    the whole shop (16.6 s against 5.5 s for 2.4 million lines on SQLite). (A type's latest line
+    is taken to be in its highest-id order: Shopify's ids grow as orders are created.)"""
+    pairs_query = (
+        select(
+            col(OrderLine.product_id),
+            col(OrderLine.product_type),
+            func.max(OrderLine.order_id),
+            func.max(OrderLine.line_id),
+        )
         .where(
             col(OrderLine.shop_id) == shop_id,
             col(OrderLine.product_id).is_not(None),
             col(OrderLine.product_type).is_not(None),
             col(OrderLine.product_type) != "",
         )
-        .subquery()
+        .group_by(col(OrderLine.product_id), col(OrderLine.product_type))
     )
     with Session(engine) as session:
-        latest = session.execute(
-            select(typed.c.product_id, typed.c.product_type).where(typed.c.recency == 1)
-        ).all()
-    return {int(product): kind for product, kind in latest}
+        pairs = session.execute(pairs_query).all()
+        order_ids = sorted({int(order) for _, _, order, _ in pairs})
+        processed: dict[int, Any] = {}
+        for low in range(0, len(order_ids), _IDS_PER_QUERY):
+            chunk = order_ids[low : low + _IDS_PER_QUERY]
+            processed.update(
+                session.execute(
+                    select(col(Order.order_id), col(Order.processed_at)).where(
+                        col(Order.shop_id) == shop_id, col(Order.order_id).in_(chunk)
+                    )
+                ).all()
+            )
+    latest: dict[int, tuple[Any, int, int, str]] = {}
+    for product, kind, order, line in pairs:
+        seen = (processed.get(int(order)), int(order), int(line), kind)
+        if int(product) not in latest or seen[:3] > latest[int(product)][:3]:
+            latest[int(product)] = seen
+    return {product: seen[3] for product, seen in latest.items()}
 
 
 def ledger_versions(
