@@ -24,7 +24,12 @@ from plugin.domain.recommendations import (
     recommend,
 )
 from plugin.store.models import Shop
-from plugin.store.recommendations import Bundle, Partner, replace_recommendations
+from plugin.store.recommendations import (
+    Bundle,
+    Partner,
+    gone_products,
+    replace_recommendations,
+)
 from plugin.store.scores import BasketArrays, latest_full_run, load_baskets
 
 SETTINGS_KEY = "recommendations"
@@ -35,18 +40,22 @@ def recommendation_settings(shop: Shop) -> RecommendationSettings:
     return overridden(shop, SETTINGS_KEY, RecommendationSettings())
 
 
-def product_table(baskets: BasketArrays) -> ProductTable:
-    """The products seen in the baskets, each with its type and a price paid for it: the highest
-    unit price among its lines in its latest order (by day, then order id).
+def product_table(baskets: BasketArrays, gone: set[int] | None = None) -> ProductTable:
+    """The products seen in the baskets, less those the store is known not to have (`gone`),
+    each with its type and a price paid for it: the highest unit price among its lines in its
+    latest order (by day, then order id).
 
     The latest order follows price changes; within it, two variants of the product (a small and
     a large bag) are one moment's prices, and the dearer one is taken, whatever order the
     database returned the lines in, so upsell and bundle prices never depend on row order.
-    (The app holds no catalogue yet: a product never ordered is never recommended, and one
-    deleted from the store still is until its metafield write is refused.)"""
+    (The app holds no catalogue yet: a product never ordered is never recommended; one deleted
+    from the store is, until a refused write or the reconcile's read of the products records
+    it gone. A gone product still counts as evidence and as owned.)"""
     order = np.lexsort((baskets.unit_price, baskets.order_id, baskets.day, baskets.product_id))
     products = baskets.product_id[order]
     last = np.r_[products[1:] != products[:-1], True] if products.size else np.array([], bool)
+    if gone:
+        last &= ~np.isin(products, np.fromiter(gone, dtype=np.int64, count=len(gone)))
     ids = products[last]
     kinds = np.array([baskets.product_types.get(int(p)) for p in ids.tolist()], dtype=object)
     return ProductTable(ids, kinds, baskets.unit_price[order][last])
@@ -87,9 +96,8 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
     if run is not None:
         stored = json.loads(run.reference).get("replenishment_days") or {}
         intervals = {int(product): float(days) for product, days in stored.items()}
-    found = recommend(
-        lines, product_table(baskets), epoch_days(as_of), settings, intervals, scoring
-    )
+    products = product_table(baskets, gone_products(engine, shop.id))
+    found = recommend(lines, products, epoch_days(as_of), settings, intervals, scoring)
     bundles = [
         Bundle(
             tuple(p for p in row if p != NO_PRODUCT),

@@ -4,6 +4,7 @@ stores."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.recommend import compute_recommendations, product_table
-from plugin.store.models import BundleCandidate, Order, OrderLine
+from plugin.store.models import (
+    BundleCandidate,
+    CustomerRecommendation,
+    Order,
+    OrderLine,
+    ProductRecommendation,
+)
+from plugin.store.recommendations import record_gone
 from plugin.store.scores import BasketArrays, load_baskets
 from tests.helpers import add_shop
 
@@ -136,3 +144,34 @@ def test_compute_recommendations_stores_the_bundle_price_with_its_three_decimals
             select(BundleCandidate.combined_price).where(BundleCandidate.shop_id == shop.id)
         ).all()
     assert prices == [Decimal("3.375")]
+
+
+def test_compute_recommendations_offers_no_product_the_store_no_longer_has(
+    engine: Engine,
+) -> None:
+    # given 12 customers who bought a shirt and a hat together, among 88 orders of a mug, and a
+    # hat the store has since deleted (a refused write recorded it gone)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    with Session(engine) as session, session.begin():
+        for c in range(12):
+            add_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c)
+        for k in range(88):
+            add_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
+    record_gone(engine, shop.id, {HAT: "Value references non-existent resource"}, T0)
+    # when the recommendations job computes and stores them
+    compute_recommendations(engine, shop, T0 + timedelta(days=1))
+    # then the hat is in no list and no bundle (with it, the pair was both)
+    with Session(engine) as session:
+        partners = session.exec(
+            select(ProductRecommendation.product_id, ProductRecommendation.other_product_id)
+        ).all()
+        lists = session.exec(select(CustomerRecommendation.product_ids)).all()
+        bundles = session.exec(select(BundleCandidate.product_ids)).all()
+    assert HAT not in {p for pair in partners for p in pair}
+    offered = {p for ids in lists for p in json.loads(ids)}
+    assert HAT not in offered
+    assert all(str(HAT) not in ids.split() for ids in bundles)
+    # and the product table leaves it out, though its lines still count
+    table = product_table(baskets_in([(1, SHIRT, 1.0, 5.0), (1, HAT, 1.0, 5.0)]), {HAT})
+    assert table.product_id.tolist() == [SHIRT]
