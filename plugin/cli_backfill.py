@@ -3,52 +3,29 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
 import anyio
 import click
-import httpx
 from sqlalchemy import Engine
 
-from jobs.backfill import APPLY_BATCH, backfill_shop
+from jobs.backfill import backfill_shop
 from jobs.context import JobContext
-from jobs.runs import RunResult, run_job
-from plugin.cli_jobs import check_authorised
+from jobs.runs import RunResult
+from plugin.cli_jobs import check_authorised, job_spec, run_once, show_applied, show_reading
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
 
-def _progress(done: int, total: int) -> None:
-    """The applied share on stderr: rewritten in place on a terminal, else every 10,000."""
-    line = f"orders applied: {done:,}/{total:,} ({done / max(total, 1):.0%})"
-    if sys.stderr.isatty():
-        click.echo(f"\r{line}", err=True, nl=done == total)
-    elif done == total or done % 10_000 < APPLY_BATCH:
-        click.echo(line, err=True)
-
-
-def _reading(status: str, objects: int) -> None:
-    """The bulk query's state on stderr: rewritten in place on a terminal, else each poll."""
-    line = f"bulk query {status.lower()}: {objects:,} objects read by the store"
-    if sys.stderr.isatty():
-        click.echo(f"\r{line}", err=True, nl=status != "RUNNING" and status != "CREATED")
-    else:
-        click.echo(line, err=True)
-
-
 async def _run(engine: Engine, settings: Settings, shop: Shop, since: datetime | None) -> Any:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0)) as http:
-        ctx = JobContext(engine, settings, http)
+    async def backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        return await backfill_shop(
+            ctx, shop, run_id, since=since, progress=show_applied, reading=show_reading
+        )
 
-        async def backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
-            return await backfill_shop(
-                ctx, shop, run_id, since=since, progress=_progress, reading=_reading
-            )
-
-        assert shop.id is not None
-        return await run_job(ctx, shop.id, "backfill", backfill, lease_seconds=1800.0)
+    assert shop.id is not None
+    return await run_once(settings, engine, shop.id, job_spec("backfill"), backfill)
 
 
 def run_backfill(

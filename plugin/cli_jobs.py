@@ -4,6 +4,7 @@ process runs them."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import anyio
@@ -12,16 +13,21 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs.backfill import scheduled_backfill
+from jobs.backfill import APPLY_BATCH, scheduled_backfill
 from jobs.context import JobContext
 from jobs.leader import current_leader
-from jobs.runs import OK, SKIPPED, RunResult, recent_runs, run_job
+from jobs.runs import OK, SKIPPED, JobFn, RunResult, recent_runs, run_job
 from jobs.scheduler import STANDARD_JOBS, JobSpec
 from jobs.writeback import needs_reauth_message
 from plugin.settings import Settings
 from plugin.store.models import JobRun, Shop
 
 _BY_NAME = {spec.name: spec for spec in STANDARD_JOBS}
+
+
+def job_spec(name: str) -> JobSpec:
+    """The scheduled job `name` (its lease length, whether it needs the token ...)."""
+    return _BY_NAME[name]
 
 
 @click.group("jobs")
@@ -128,17 +134,21 @@ def run_now(settings: Settings, engine: Engine, shop: Shop, job: str) -> RunResu
     """Run the scheduled job `job` for the shop now, under its lease and recorded as a run; a
     ClickException (exit 1) when another worker holds the lease or the run failed."""
     assert shop.id is not None
-    result = anyio.run(_run_once, settings, engine, shop.id, _BY_NAME[job])
+    result = anyio.run(run_once, settings, engine, shop.id, _BY_NAME[job])
     if result.outcome != OK:
         verb = "not run" if result.outcome == SKIPPED else "failed"
         raise click.ClickException(f"{job} for {shop.domain} {verb}: {result.error}")
     return result
 
 
-async def _run_once(settings: Settings, engine: Engine, shop_id: int, spec: JobSpec) -> RunResult:
+async def run_once(
+    settings: Settings, engine: Engine, shop_id: int, spec: JobSpec, fn: JobFn | None = None
+) -> RunResult:
+    """Run the job now (`fn`, or the scheduled one: the backfill showing its progress), under
+    its lease and recorded as a run, with the app's HTTP client settings."""
     from plugin.app import HTTP_LIMITS, HTTP_TIMEOUT
 
-    run = _backfill_with_progress if spec.name == "backfill" else spec.run
+    run = fn or (_backfill_with_progress if spec.name == "backfill" else spec.run)
     async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS) as http:
         ctx = JobContext(engine, settings, http)
         return await run_job(ctx, shop_id, spec.name, run, lease_seconds=spec.lease_seconds)
@@ -148,6 +158,24 @@ async def _backfill_with_progress(
     ctx: JobContext, shop: Shop, run_id: int | None
 ) -> dict[str, Any]:
     """`scheduled_backfill`, reporting its progress on stderr as `clvsync backfill` does."""
-    from plugin.cli_backfill import _progress, _reading
+    return await scheduled_backfill(ctx, shop, run_id, progress=show_applied, reading=show_reading)
 
-    return await scheduled_backfill(ctx, shop, run_id, progress=_progress, reading=_reading)
+
+def show_applied(done: int, total: int) -> None:
+    """The backfill's applied share on stderr: rewritten in place on a terminal, else every
+    10,000."""
+    line = f"orders applied: {done:,}/{total:,} ({done / max(total, 1):.0%})"
+    if sys.stderr.isatty():
+        click.echo(f"\r{line}", err=True, nl=done == total)
+    elif done == total or done % 10_000 < APPLY_BATCH:
+        click.echo(line, err=True)
+
+
+def show_reading(status: str, objects: int) -> None:
+    """The backfill's bulk query state on stderr: rewritten in place on a terminal, else each
+    poll."""
+    line = f"bulk query {status.lower()}: {objects:,} objects read by the store"
+    if sys.stderr.isatty():
+        click.echo(f"\r{line}", err=True, nl=status != "RUNNING" and status != "CREATED")
+    else:
+        click.echo(line, err=True)
