@@ -4,8 +4,7 @@ tick past its misfire grace is dropped; the scheduler takes only what it has roo
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +19,13 @@ from jobs import queue
 from jobs.context import JobContext
 from jobs.queue import Due
 from jobs.runs import FAILED, OK, SKIPPED, run_job
-from jobs.scheduler import JobScheduler, JobSpec, build_scheduler
+from jobs.scheduler import JobSpec, build_scheduler
 from plugin.store.db import make_engine, upgrade
 from plugin.store.models import JobRun, Shop
 from plugin.store.shops import uninstall_shop
 from tests.helpers import add_shop
 from tests.test_job_runs import NOW, context
-from tests.test_scheduler import eventually
+from tests.test_scheduler import eventually, running
 
 pytestmark = pytest.mark.anyio
 
@@ -168,20 +167,6 @@ async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: En
     assert queue.waiting(engine) == [tick]
 
 
-@asynccontextmanager
-async def scheduling(
-    engine: Engine, jobs: tuple[JobSpec, ...], **options: Any
-) -> AsyncIterator[JobScheduler]:
-    async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
-        scheduler = build_scheduler(context(engine, http), jobs, **options)
-        stop = anyio.Event()
-        await tasks.start(scheduler.run, stop)
-        try:
-            yield scheduler
-        finally:
-            stop.set()
-
-
 LATER = (NOW.hour + 12) % 24  # a daily hour with no tick to make up at the start
 
 
@@ -201,7 +186,7 @@ async def test_a_tick_whose_lease_runs_here_takes_no_slot(engine: Engine) -> Non
         JobSpec(name, heavy, daily_at_hour=LATER, heavy=True, misfire_grace_seconds=60)
         for name in ("refit", "rescore")
     )
-    async with scheduling(engine, jobs, heavy_at_once=2, take_every_seconds=0.05) as scheduler:
+    async with running(engine, jobs, heavy_at_once=2, take_every_seconds=0.05) as scheduler:
         await scheduler._fire("refit", a.id)  # (APScheduler's calls, played here)
         await eventually(lambda: started == [("a.myshopify.com", "run")])
         # when a's rescore (sharing the scoring lease) and b's refit are due
@@ -241,7 +226,7 @@ async def test_a_run_cancelled_by_a_shutdown_does_not_serve_its_tick(engine: Eng
             )
     daily = (JobSpec("daily", job, daily_at_hour=hour, misfire_grace_seconds=3 * 3600),)
     # when a process starts
-    async with scheduling(engine, daily):
+    async with running(engine, daily):
         # then it makes up a's tick, and only a's
         await eventually(lambda: ran == ["a.myshopify.com"])
         await anyio.sleep(0.2)
@@ -277,7 +262,7 @@ async def test_on_sqlite_an_idle_process_does_not_poll_the_queue(sqlite_path: Pa
         return {}
 
     jobs = (JobSpec("daily", job, daily_at_hour=LATER, misfire_grace_seconds=60),)
-    async with scheduling(engine, jobs, take_every_seconds=0.05):
+    async with running(engine, jobs, take_every_seconds=0.05):
         await anyio.sleep(0.3)
         statements.clear()
         await anyio.sleep(0.5)
