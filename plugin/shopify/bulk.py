@@ -35,6 +35,8 @@ TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "EXPIRED"})
 # guides name OPERATION_IN_PROGRESS, and its error codes LIMIT_REACHED ("Bulk operations limit
 # reached"); which one a start past the limit gets is not documented, so both wait.
 _BUSY = frozenset({"OPERATION_IN_PROGRESS", "LIMIT_REACHED"})
+# How long a start waits for the shop's other bulk operations, holding its job's lease.
+BUSY_WAIT_SECONDS = 30 * 60.0
 
 _STAGE = """
 mutation Stage($input: [StagedUploadInput!]!) {
@@ -95,6 +97,7 @@ class BulkRunner:
         poll_seconds: float = 1.0,
         poll_cap_seconds: float = 10.0,
         upload_attempts: int = 5,
+        busy_wait_seconds: float = BUSY_WAIT_SECONDS,
     ) -> None:
         self._client = client
         self._http = http
@@ -102,6 +105,7 @@ class BulkRunner:
         self._poll = poll_seconds
         self._poll_cap = poll_cap_seconds
         self._upload_attempts = upload_attempts
+        self._busy_wait = busy_wait_seconds
 
     async def mutation(self, mutation: str, variables: Iterable[Mapping[str, Any]]) -> BulkOutcome:
         """Run `mutation` once per variables object; the outcome holds one response per line."""
@@ -132,7 +136,13 @@ class BulkRunner:
         into: Path | None = None,
     ) -> BulkOutcome:
         kind = "MUTATION" if field_name == "bulkOperationRunMutation" else "QUERY"
+        began = self._client.now()
         while True:
+            if self._client.now() - began > self._busy_wait:
+                raise BulkError(
+                    f"bulk {kind.lower()} not started: the shop's bulk operations stayed busy "
+                    f"for {self._busy_wait / 60:.0f} minutes; the next run tries again"
+                )
             data = await self._client.execute(run, variables, cost=10)
             started = data[field_name]
             if started.get("bulkOperation"):

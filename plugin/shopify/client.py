@@ -142,6 +142,10 @@ class AdminClient:
     def __repr__(self) -> str:
         return f"AdminClient({self.shop_domain!r})"  # never the token
 
+    def now(self) -> float:
+        """The client's monotonic time (injected in tests, as its waits are)."""
+        return self._clock()
+
     async def execute(
         self, query: str, variables: Mapping[str, Any] | None = None, *, cost: float | None = None
     ) -> dict[str, Any]:

@@ -64,3 +64,20 @@ async def test_another_refusal_is_raised_with_its_message(tmp_path: Path) -> Non
     runner = BulkRunner(fake.client(), httpx.AsyncClient(), sleep=fake.sleep)
     with pytest.raises(BulkError, match="limit reached"):
         await runner.query("{ orders { edges { node { id } } } }", into=tmp_path / "x")
+
+
+async def test_a_shop_busy_past_the_wait_is_a_clear_error(tmp_path: Path) -> None:
+    # given a shop whose places stay taken (each refusal, then the newest operation, ended)
+    answers = [refused("LIMIT_REACHED"), ok({"currentBulkOperation": operation("COMPLETED")})]
+    fake = Fake(*answers * 4)
+    runner = BulkRunner(
+        fake.client(),
+        httpx.AsyncClient(),
+        sleep=fake.sleep,
+        poll_seconds=10.0,
+        busy_wait_seconds=25.0,
+    )
+    # when a bulk query is run, then it gives up once it has waited past 25 s, saying why
+    with pytest.raises(BulkError, match="stayed busy"):
+        await runner.query("{ orders { edges { node { id } } } }", into=tmp_path / "x")
+    assert fake.waits == [10.0, 10.0, 10.0]
