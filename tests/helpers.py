@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from plugin.settings import Settings, load_settings
 from plugin.store import shops
-from plugin.store.models import Shop
+from plugin.store.models import Order, OrderLine, Shop
 from plugin.store.tokens import TokenCipher
 
 SECRET = "test-secret-current"
@@ -67,6 +67,52 @@ def add_shop(engine: Engine, domain: str = SHOP, token: str = "shpat_test_token"
     cipher = TokenCipher(make_settings().token_encryption_key)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         return shops.add_shop(session, domain, token, cipher, T0 - timedelta(days=365))
+
+
+def add_ledger_order(
+    session: Session,
+    shop_id: int,
+    order_id: int,
+    at: datetime,
+    lines: list[tuple[int, str | None]],
+    customer_id: int | None = 7,
+    price_of: dict[int, Decimal] | None = None,
+    *,
+    counted: bool = True,
+) -> None:
+    """An order written straight into the ledger (no webhook), created, processed and updated
+    at `at`, with one line per (product, product type), line ids order_id * 10 + i, each at its
+    price in `price_of` (10 when not named)."""
+    session.add(
+        Order(
+            shop_id=shop_id,
+            order_id=order_id,
+            customer_id=customer_id,
+            created_at=at,
+            processed_at=at,
+            updated_at=at,
+            version_digest="v",
+            currency="USD",
+            total=Decimal("10"),
+            current_total=Decimal("10"),
+            net_amount=Decimal("10"),
+            counted=counted,
+        )
+    )
+    for i, (product, kind) in enumerate(lines):
+        session.add(
+            OrderLine(
+                shop_id=shop_id,
+                order_id=order_id,
+                line_id=order_id * 10 + i,
+                product_id=product,
+                product_type=kind,
+                quantity=1,
+                current_quantity=1,
+                price=(price_of or {}).get(product, Decimal("10")),
+                total_discount=Decimal("0"),
+            )
+        )
 
 
 def money(amount: Decimal | str, currency: str = "USD") -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, func, inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, col, select
 
 from plugin.store import inbox, ledger
@@ -37,6 +37,7 @@ from plugin.store.recommendations import replace_recommendations
 from plugin.store.scores import replace_scores
 from plugin.store.sync import Outcome, record_outcomes
 from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
+from tests.test_compliance import count
 from tests.test_scores_store import score_row
 from webhooks.payloads import minimise, parse_order
 from webhooks.processor import Processor
@@ -51,14 +52,6 @@ def redact_payload(customer_id: int, orders: list[int]) -> dict[str, Any]:
         "customer": {"id": customer_id, "email": "jane@example.com"},
         "orders_to_redact": orders,
     }
-
-
-def count(engine: Engine, table: type, **where: object) -> int:
-    with Session(engine) as session:
-        query = select(func.count()).select_from(table)
-        for column, value in where.items():
-            query = query.where(getattr(table, column) == value)
-        return int(session.exec(query).one())
 
 
 def hold_back(engine: Engine, *webhook_ids: str) -> None:

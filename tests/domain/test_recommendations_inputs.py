@@ -16,13 +16,11 @@ from jobs.recommend import compute_recommendations, product_table
 from plugin.store.models import (
     BundleCandidate,
     CustomerRecommendation,
-    Order,
-    OrderLine,
     ProductRecommendation,
 )
 from plugin.store.recommendations import record_gone
 from plugin.store.scores import BasketArrays, load_baskets
-from tests.helpers import add_shop
+from tests.helpers import add_ledger_order, add_shop
 
 SHIRT, HAT = 100, 200
 T0 = datetime(2025, 3, 1, 23, 50, tzinfo=UTC)
@@ -59,49 +57,6 @@ def test_product_table_price_is_the_dearest_variant_of_the_latest_order_in_any_r
         assert table.product_type.tolist() == ["Shirts", "Hats"]
 
 
-def add_order(
-    session: Session,
-    shop_id: int,
-    order_id: int,
-    at: datetime,
-    lines: list[tuple[int, str | None]],
-    customer_id: int = 7,
-    price_of: dict[int, Decimal] | None = None,
-) -> None:
-    """A counted order with one line per (product, product type), line ids order_id * 10 + i,
-    each at its price in `price_of` (10 when not named)."""
-    session.add(
-        Order(
-            shop_id=shop_id,
-            order_id=order_id,
-            customer_id=customer_id,
-            created_at=at,
-            processed_at=at,
-            updated_at=at,
-            version_digest="v",
-            currency="USD",
-            total=Decimal("10"),
-            current_total=Decimal("10"),
-            net_amount=Decimal("10"),
-            counted=True,
-        )
-    )
-    for i, (product, kind) in enumerate(lines):
-        session.add(
-            OrderLine(
-                shop_id=shop_id,
-                order_id=order_id,
-                line_id=order_id * 10 + i,
-                product_id=product,
-                product_type=kind,
-                quantity=1,
-                current_quantity=1,
-                price=(price_of or {}).get(product, Decimal("10")),
-                total_discount=Decimal("0"),
-            )
-        )
-
-
 def test_load_baskets_product_type_is_the_latest_one_named(engine: Engine) -> None:
     # given a shirt typed "Tops", then "Shirts" 20 minutes later in an order with a lower id,
     # then a day later on lines with no type; a hat typed "Hats", then "Caps" on a later line
@@ -109,11 +64,11 @@ def test_load_baskets_product_type_is_the_latest_one_named(engine: Engine) -> No
     shop = add_shop(engine)
     assert shop.id is not None
     with Session(engine) as session, session.begin():
-        add_order(session, shop.id, 30, T0, [(SHIRT, "Tops")])
-        add_order(session, shop.id, 20, T0 + timedelta(minutes=20), [(SHIRT, "Shirts")])
-        add_order(session, shop.id, 40, T0 + timedelta(days=1), [(SHIRT, None), (SHIRT, "")])
-        add_order(session, shop.id, 50, T0, [(HAT, "Hats"), (HAT, "Caps")])
-        add_order(session, shop.id, 60, T0, [(300, None)])
+        add_ledger_order(session, shop.id, 30, T0, [(SHIRT, "Tops")])
+        add_ledger_order(session, shop.id, 20, T0 + timedelta(minutes=20), [(SHIRT, "Shirts")])
+        add_ledger_order(session, shop.id, 40, T0 + timedelta(days=1), [(SHIRT, None), (SHIRT, "")])
+        add_ledger_order(session, shop.id, 50, T0, [(HAT, "Hats"), (HAT, "Caps")])
+        add_ledger_order(session, shop.id, 60, T0, [(300, None)])
     # when the baskets are loaded
     types = load_baskets(engine, shop.id).product_types
     # then each product has the type of its latest line that names one (by time, then order
@@ -133,9 +88,9 @@ def test_compute_recommendations_stores_the_bundle_price_with_its_three_decimals
     with Session(engine) as session, session.begin():
         prices = {SHIRT: Decimal("1.125"), HAT: Decimal("2.250")}
         for c in range(12):
-            add_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c, prices)
+            add_ledger_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c, prices)
         for k in range(88):
-            add_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
+            add_ledger_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
     # when the recommendations job computes and stores them
     compute_recommendations(engine, shop, T0 + timedelta(days=1))
     # then the pair's combined price is stored exactly: 3.375, not 3.38
@@ -155,9 +110,9 @@ def test_compute_recommendations_offers_no_product_the_store_no_longer_has(
     assert shop.id is not None
     with Session(engine) as session, session.begin():
         for c in range(12):
-            add_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c)
+            add_ledger_order(session, shop.id, c + 1, T0, [(SHIRT, "x"), (HAT, "x")], c)
         for k in range(88):
-            add_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
+            add_ledger_order(session, shop.id, 1000 + k, T0, [(300, "x")], 100 + k)
     record_gone(engine, shop.id, {HAT: "Value references non-existent resource"}, T0)
     # when the recommendations job computes and stores them
     compute_recommendations(engine, shop, T0 + timedelta(days=1))

@@ -8,7 +8,6 @@ import itertools
 import json
 from dataclasses import replace
 from datetime import timedelta
-from decimal import Decimal
 
 import httpx
 import pytest
@@ -21,8 +20,9 @@ from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.models import Metafield, Product
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
-from plugin.store.models import GoneProduct, Order, OrderLine, SyncChange
+from plugin.store.models import GoneProduct, SyncChange
 from plugin.store.recommendations import Partner, replace_recommendations
+from tests.helpers import add_ledger_order
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_push_refusals import (
@@ -166,36 +166,18 @@ async def test_product_refused_partner_keeps_its_other_values(
 
 
 def order_naming(scenario: Scenario, product_id: int, days_after: int) -> None:
-    """An order in the ledger, updated `days_after` days after the scenario's time, with a
+    """A guest order in the ledger, updated `days_after` days after the scenario's time, with a
     line of the product."""
     at = scenario.as_of + timedelta(days=days_after)
-    order_id = next(ORDER_IDS)
     with Session(scenario.engine) as session, session.begin():
-        session.add(
-            Order(
-                shop_id=scenario.shop.id,
-                order_id=order_id,
-                created_at=at,
-                processed_at=at,
-                updated_at=at,
-                version_digest="x",
-                currency="USD",
-                total=Decimal("10"),
-                current_total=Decimal("10"),
-                net_amount=Decimal("10"),
-            )
-        )
-        session.add(
-            OrderLine(
-                shop_id=scenario.shop.id,
-                order_id=order_id,
-                line_id=order_id + 1,
-                product_id=product_id,
-                quantity=1,
-                current_quantity=1,
-                price=Decimal("10"),
-                total_discount=Decimal("0"),
-            )
+        add_ledger_order(
+            session,
+            scenario.shop.id,
+            next(ORDER_IDS),
+            at,
+            [(product_id, None)],
+            None,
+            counted=False,
         )
 
 
