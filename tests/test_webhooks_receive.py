@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from concurrent.futures import Future
 
 import anyio
 import httpx
 import pytest
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -302,14 +301,35 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(engine: Engine) -
     def delivery(webhook_id: str, topic: str | None) -> inbox.Delivery:
         return inbox.Delivery(SHOP, webhook_id, topic, None, None, "2026-10", "{}")  # type: ignore[arg-type]
 
-    batch = [
-        (delivery("good-1", "orders/create"), Future[inbox.Stored]()),
-        (delivery("bad", None), Future[inbox.Stored]()),
-        (delivery("good-2", "orders/create"), Future[inbox.Stored]()),
-    ]
+    batch = [delivery("good-1", "orders/create"), delivery("bad", None)]
+    batch.append(delivery("good-2", "orders/create"))
     # when the writer stores them together
-    writer._write(batch)
+    outcomes = writer._write(batch)
     # then the good ones are stored and answered, and only the bad one fails
-    assert batch[0][1].result() == batch[2][1].result() == inbox.Stored.STORED
-    assert isinstance(batch[1][1].exception(), IntegrityError)
+    assert outcomes[0] == outcomes[2] == inbox.Stored.STORED
+    assert isinstance(outcomes[1], IntegrityError)
     assert sorted(row.webhook_id for row in inbox_rows(engine)) == ["good-1", "good-2"]
+
+
+def test_a_dropped_writer_connection_costs_no_request(postgres_engine: Engine) -> None:
+    # given an app that has stored a webhook, on the connection its writer keeps open
+    add_shop(postgres_engine)
+    app = create_app(make_settings(), engine=postgres_engine, run_processor=False, run_jobs=False)
+    with serve_in_thread(app) as url:
+        first = body_of(order_payload(1201))
+        assert post(url, first, webhook_headers(first, "orders/create")).status_code == 200
+        # when the database drops that connection (a restart, an idle timeout) and the next
+        # webhook comes
+        with postgres_engine.begin() as connection:
+            dropped = connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).all()
+        assert dropped, "no other connection to drop"
+        second = body_of(order_payload(1202))
+        answer = post(url, second, webhook_headers(second, "orders/create"))
+    # then it is stored and acknowledged on a new connection, not refused with 503
+    assert answer.status_code == 200
+    assert len(inbox_rows(postgres_engine)) == 2

@@ -6,7 +6,9 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
+import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
@@ -51,6 +53,35 @@ def _text(status: int, message: str) -> Response:
     return PlainTextResponse(message + "\n", status_code=status)
 
 
+def _headers(request: Request) -> dict[str, str]:
+    """The request's headers as one dict (names in lower case, as ASGI gives them): each look-up
+    in Starlette's `Headers` decodes every header again. Of repeated headers, the first counts,
+    as with `Headers.get`."""
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(request.scope["headers"])}
+
+
+def parse_body(body: bytes) -> tuple[Any, Callable[[Any], str]]:
+    """The body's JSON, and how to write the part of it kept.
+
+    orjson does both in a fifth of the time the standard library takes. What orjson refuses and
+    the standard library reads (a lone surrogate escape, NaN) is read, and written back, by the
+    standard library, so that no body Shopify may send is refused for it. Raises ValueError for
+    a body that is not JSON.
+    """
+    try:
+        return orjson.loads(body), _orjson_text
+    except orjson.JSONDecodeError:
+        return json.loads(body), _json_text
+
+
+def _orjson_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 def _triggered_at(value: str | None) -> datetime | None:
     """X-Shopify-Triggered-At, if it is there and readable: it is kept, never relied on."""
     try:
@@ -71,7 +102,7 @@ def webhook_endpoint(
             return _text(413, f"body larger than {settings.webhook_max_bytes} bytes")
         except ClientDisconnect:
             return _text(400, "client disconnected before sending the whole body")
-        headers = request.headers
+        headers = _headers(request)
         if not verify_webhook(body, headers, secret, previous):
             return _text(401, "HMAC signature missing or invalid")
         missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
@@ -82,7 +113,7 @@ def webhook_endpoint(
         except ShopDomainError:
             return _text(400, "X-Shopify-Shop-Domain is not a NAME.myshopify.com domain")
         try:
-            payload = json.loads(body)
+            payload, encode = parse_body(body)
         except ValueError:
             return _text(400, "body is not JSON")
         if not isinstance(payload, dict):
@@ -100,7 +131,7 @@ def webhook_endpoint(
             event_id=(headers.get("x-shopify-event-id") or "")[:255] or None,
             triggered_at=_triggered_at(headers.get("x-shopify-triggered-at")),
             api_version=headers["x-shopify-api-version"][:32],
-            payload=json.dumps(minimise(topic, payload), separators=(",", ":")),
+            payload=encode(minimise(topic, payload)),
         )
         try:
             stored = await writer.store(delivery)

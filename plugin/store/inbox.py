@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from plugin.store.db import insert_for, is_postgres
+from plugin.store.db import is_postgres
 from plugin.store.models import DONE, PARKED, PENDING, InboxEvent, Shop
 
 # Topics a shop that is no longer installed still sends, and that must still be acted on.
@@ -37,7 +40,9 @@ class Delivery:
     payload: str  # minimised JSON
 
 
-def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: datetime) -> list[Stored]:
+def store_deliveries(
+    bind: Engine | Connection, deliveries: Sequence[Delivery], now: datetime
+) -> list[Stored]:
     """Write verified deliveries to the inbox, once per (shop, webhook id), in ONE transaction
     committed before return (one fsync for the lot: see webhooks/writer.py).
 
@@ -46,34 +51,55 @@ def store_deliveries(engine: Engine, deliveries: Sequence[Delivery], now: dateti
     statement, `ON CONFLICT DO NOTHING`, which returns the keys it inserted; a delivery whose
     key it did not return was already there. Of copies of one delivery in the batch, the first
     is the one stored, the others are duplicates.
+
+    This is the path every webhook waits on, so it runs on a Core connection with statements
+    built once: an ORM session costs four times the CPU for the same two statements. `bind` is
+    an engine, or a connection outside any transaction (the inbox writer keeps one open).
     """
-    with Session(engine) as session, session.begin():
-        domains = {d.shop_domain for d in deliveries}
-        uninstalled = dict(
-            session.exec(
-                select(Shop.domain, Shop.uninstalled_at).where(col(Shop.domain).in_(domains))
-            ).all()
-        )
+    with _transaction(bind) as connection:
+        domains = sorted({d.shop_domain for d in deliveries})
+        uninstalled = dict(connection.execute(_SHOP_STATES, {"domains": domains}).all())
         outcomes = [_refused(d, uninstalled) for d in deliveries]
         rows = [
             _row(d, now) for d, refused in zip(deliveries, outcomes, strict=True) if not refused
         ]
         if not rows:
             return [refused or Stored.DUPLICATE for refused in outcomes]
-        table = InboxEvent.__table__  # type: ignore[attr-defined]
-        statement = (
-            insert_for(session)(table)
-            .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
-            .returning(table.c.shop_domain, table.c.webhook_id)
-        )
-        result = session.connection().execute(statement, rows)
-        inserted = {(domain, webhook_id) for domain, webhook_id in result}
-        stored: list[Stored] = []
-        for delivery, refused in zip(deliveries, outcomes, strict=True):
-            key = (delivery.shop_domain, delivery.webhook_id)
-            stored.append(refused or (Stored.STORED if key in inserted else Stored.DUPLICATE))
-            inserted.discard(key)  # a later copy in this batch is a duplicate
-        return stored
+        inserted = set(connection.execute(_insert_new(connection.dialect.name), rows).all())
+    stored: list[Stored] = []
+    for delivery, refused in zip(deliveries, outcomes, strict=True):
+        key = (delivery.shop_domain, delivery.webhook_id)
+        stored.append(refused or (Stored.STORED if key in inserted else Stored.DUPLICATE))
+        inserted.discard(key)  # a later copy in this batch is a duplicate
+    return stored
+
+
+@contextmanager
+def _transaction(bind: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(bind, Engine):
+        with bind.begin() as connection:
+            yield connection
+    else:
+        with bind.begin():
+            yield bind
+
+
+_SHOPS = Shop.__table__  # type: ignore[attr-defined]
+_INBOX = InboxEvent.__table__  # type: ignore[attr-defined]
+_SHOP_STATES = select(_SHOPS.c.domain, _SHOPS.c.uninstalled_at).where(
+    _SHOPS.c.domain.in_(bindparam("domains", expanding=True))
+)
+
+
+@functools.cache
+def _insert_new(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the keys inserted, in `dialect`'s SQL."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(_INBOX)
+        .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+        .returning(_INBOX.c.shop_domain, _INBOX.c.webhook_id)
+    )
 
 
 def _refused(delivery: Delivery, uninstalled: dict[str, datetime | None]) -> Stored | None:
