@@ -3,6 +3,13 @@
 Events are claimed, applied and marked done in ONE transaction (each in a savepoint of its
 own), so a processor that dies at any point leaves its events pending and the ledger untouched
 by them: nothing is lost and nothing is counted twice (and applying is idempotent anyway).
+
+Order webhooks of one shop in a batch are applied together first, in one savepoint
+(`handlers.BATCH_HANDLERS`): one at a time, each took a dozen statements, about 4 ms of CPU on
+SQLite and 7 ms on PostgreSQL, which capped a process at a few hundred events a second. The
+ledger does not depend on the order events are applied in, so applying them ahead of the
+batch's other events ends the same. If the group fails, its events are applied one at a time,
+so that only the one at fault fails.
 """
 
 from __future__ import annotations
@@ -13,10 +20,11 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 from sqlalchemy import Engine
@@ -26,7 +34,7 @@ from sqlmodel import Session
 from plugin.store import inbox, shops
 from plugin.store.models import InboxEvent, Shop
 from webhooks.gate import IngestGate
-from webhooks.handlers import HANDLERS, SHOP_TOPICS
+from webhooks.handlers import BATCH_HANDLERS, HANDLERS, SHOP_TOPICS, BatchHandler
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +100,53 @@ class Processor:
         known: dict[str, Shop | None] = {}  # the batch's shops, read once each
         turn = self._gate.writing() if self._gate is not None else contextlib.nullcontext()
         with turn, Session(self._engine, expire_on_commit=False) as session, session.begin():
-            for event in inbox.claim_due(session, now, limit):
+            events = inbox.claim_due(session, now, limit)
+            applied = self._apply_together(session, events, now, known)
+            outcomes += [Outcome.DONE] * len(applied)
+            for event in events:
+                if event.id in applied:
+                    continue
                 outcomes.append(self._process(session, event, now, known))
                 if time.monotonic() > deadline or (self._gate is not None and self._gate.busy):
                     break
         return outcomes
+
+    def _apply_together(
+        self,
+        session: Session,
+        events: list[InboxEvent],
+        now: datetime,
+        known: dict[str, Shop | None],
+    ) -> set[int | None]:
+        """Apply, with one call of their batch handler per shop, the events that have one (at
+        least two of a shop); the ids of those applied, marked done."""
+        groups: defaultdict[tuple[str, BatchHandler], list[tuple[InboxEvent, str]]]
+        groups = defaultdict(list)
+        for event in events:
+            together = BATCH_HANDLERS.get(event.topic)
+            if together is not None:
+                groups[(event.shop_domain, together)].append((event, event.payload))
+        applied: set[int | None] = set()
+        for (domain, together), members in groups.items():
+            shop = self._shop(session, domain, known) if len(members) > 1 else None
+            if shop is None:
+                continue
+            try:
+                payloads = [_payload(text) for _, text in members]
+                with session.begin_nested():
+                    together(session, shop, payloads)
+            except Exception as exc:  # each alone, below: only the one at fault fails
+                log.info(
+                    "%d events of %s applied one at a time, as together they failed: %s",
+                    len(members),
+                    domain,
+                    _describe(exc),
+                )
+                continue
+            for event, _ in members:
+                inbox.mark_done(event, now)
+                applied.add(event.id)
+        return applied
 
     def process_one(self) -> Outcome | None:
         """Claim and apply the oldest due event; None when nothing is due."""
@@ -129,22 +179,24 @@ class Processor:
     def _apply(self, session: Session, event: InboxEvent, known: dict[str, Shop | None]) -> None:
         """Apply the event with its topic's handler. The shop is read once per batch (`known`),
         and read again after an event that changes or deletes the shop itself."""
-        if event.shop_domain not in known:
-            known[event.shop_domain] = shops.get_shop(session, event.shop_domain)
-        shop = known[event.shop_domain]
+        shop = self._shop(session, event.shop_domain, known)
         if shop is None:
             return  # the shop was redacted after this event arrived: nothing to keep
         handler = HANDLERS.get(event.topic)
         if handler is None:
             raise ValueError(f"no handler for topic {event.topic!r}")
-        payload = json.loads(event.payload)
-        if not isinstance(payload, dict):
-            raise ValueError("stored payload is not a JSON object")
+        payload = _payload(event.payload)
         try:
             handler(session, shop, payload, event)
         finally:
             if event.topic in SHOP_TOPICS:
                 del known[event.shop_domain]
+
+    @staticmethod
+    def _shop(session: Session, domain: str, known: dict[str, Shop | None]) -> Shop | None:
+        if domain not in known:
+            known[domain] = shops.get_shop(session, domain)
+        return known[domain]
 
     def drain(self, limit: int | None = None) -> Counts:
         """Process due events until none is left (or `limit` were processed)."""
@@ -179,6 +231,13 @@ class Processor:
                 counts = Counts()
             if counts.total == 0:
                 await anyio.sleep(self._idle_seconds)
+
+
+def _payload(text: str) -> dict[str, Any]:
+    payload = json.loads(text)
+    if not isinstance(payload, dict):
+        raise ValueError("stored payload is not a JSON object")
+    return payload
 
 
 def _describe(exc: BaseException) -> str:

@@ -112,8 +112,15 @@ def apply_order(
     return True
 
 
-def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVersion]) -> int:
-    """Apply many orders' versions at once (the backfill); how many were applied.
+def apply_order_batch(
+    session: Session,
+    shop: Shop,
+    versions: Sequence[OrderVersion],
+    *,
+    same_stamp_wins: bool = False,
+) -> int:
+    """Apply many orders' versions at once (the backfill, and the processor's batches of order
+    webhooks); how many were applied.
 
     Every order's lock is taken first, then every customer's they touch (both sorted), so a
     processor working meanwhile can never deadlock with the batch. Orders the ledger does not
@@ -163,7 +170,7 @@ def apply_order_batch(session: Session, shop: Shop, versions: Sequence[OrderVers
     applied = len(new)
     for version in versions:
         if version.order_id in special:
-            applied += apply_order(session, shop, version, same_stamp_wins=False)
+            applied += apply_order(session, shop, version, same_stamp_wins=same_stamp_wins)
     refresh_customers(session, shop.id, {v.customer_id for v in new} - {None})
     return applied
 
