@@ -27,7 +27,7 @@ from plugin.store.models import (
 from tests.helpers import T0, add_shop, enqueue, order_payload, refund_payload
 from webhooks.handlers import HANDLERS
 from webhooks.payloads import minimise, parse_order
-from webhooks.processor import Outcome, Processor
+from webhooks.processor import GROUP_MIN, Outcome, Processor
 
 
 def process(engine: Engine) -> None:
@@ -317,7 +317,7 @@ def test_same_stamp_version_in_a_group_is_weighed_as_alone(
     shop_engine: Engine, one_at_a_time: bool
 ) -> None:
     # given an order held, then a version of it stamped the same, whose digest is the greater,
-    # in a batch with another order's webhook
+    # in a batch with other orders' webhooks
     enqueue(shop_engine, "orders/create", order_payload(1, total="100.00"), "a")
     process(shop_engine)
     held = order(shop_engine, 1)
@@ -329,7 +329,8 @@ def test_same_stamp_version_in_a_group_is_weighed_as_alone(
         and version.digest > held.version_digest
     )
     enqueue(shop_engine, "orders/updated", order_payload(1, total=f"{later.total}"), "b")
-    enqueue(shop_engine, "orders/create", order_payload(2), "c")
+    for other in range(2, GROUP_MIN + 1):  # enough for a group
+        enqueue(shop_engine, "orders/create", order_payload(other), f"other-{other}")
     # when they are processed together, or each alone
     processor = Processor(shop_engine)
     if one_at_a_time:
@@ -344,17 +345,21 @@ def test_same_stamp_version_in_a_group_is_weighed_as_alone(
 
 
 def test_order_webhook_at_fault_in_a_group_fails_alone(shop_engine: Engine) -> None:
-    # given three order webhooks in one batch, the middle one with no currency
-    enqueue(shop_engine, "orders/create", order_payload(1), "a")
-    broken = order_payload(2)
-    del broken["currency"]
-    enqueue(shop_engine, "orders/create", broken, "b")
-    enqueue(shop_engine, "orders/paid", order_payload(3, updated=5), "c")
+    # given a group's worth of order webhooks in one batch, the second with no currency
+    count = GROUP_MIN + 1
+    for order_id in range(1, count + 1):
+        payload = order_payload(order_id, updated=order_id)
+        if order_id == 2:
+            del payload["currency"]
+        enqueue(
+            shop_engine, "orders/paid" if order_id % 2 else "orders/create", payload, f"{order_id}"
+        )
     # when they are processed, then only that one fails; the others are applied
-    assert Processor(shop_engine).drain().by_outcome == {"done": 2, "retry": 1}
-    assert order(shop_engine, 1) is not None and order(shop_engine, 3) is not None
-    assert order(shop_engine, 2) is None
-    assert customer(shop_engine).orders == 2  # type: ignore[union-attr]
+    assert Processor(shop_engine).drain().by_outcome == {"done": count - 1, "retry": 1}
+    assert [order_id for order_id in range(1, count + 1) if order(shop_engine, order_id)] == [
+        order_id for order_id in range(1, count + 1) if order_id != 2
+    ]
+    assert customer(shop_engine).orders == count - 1  # type: ignore[union-attr]
 
 
 def test_ledger_events_are_applied_once_and_marked_done(shop_engine: Engine) -> None:

@@ -4,12 +4,12 @@ Events are claimed, applied and marked done in ONE transaction (each in a savepo
 own), so a processor that dies at any point leaves its events pending and the ledger untouched
 by them: nothing is lost and nothing is counted twice (and applying is idempotent anyway).
 
-Order webhooks of one shop in a batch are applied together first, in one savepoint
-(`handlers.BATCH_HANDLERS`): one at a time, each took a dozen statements, about 4 ms of CPU on
-SQLite and 7 ms on PostgreSQL, which capped a process at a few hundred events a second. The
-ledger does not depend on the order events are applied in, so applying them ahead of the
-batch's other events ends the same. If the group fails, its events are applied one at a time,
-so that only the one at fault fails.
+Order webhooks of one shop in a batch are applied together first, in groups of GROUP_MIN to
+GROUP_SIZE, one savepoint each (`handlers.BATCH_HANDLERS`): one at a time, each took a dozen
+statements, about 4 ms of CPU on SQLite and 7 ms on PostgreSQL, which capped a process at a few
+hundred events a second. The ledger does not depend on the order events are applied in, so
+applying them ahead of the batch's other events ends the same. If a group fails, its events
+are applied one at a time, so that only the one at fault fails.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +37,13 @@ from webhooks.gate import IngestGate
 from webhooks.handlers import BATCH_HANDLERS, HANDLERS, SHOP_TOPICS, BatchHandler
 
 log = logging.getLogger(__name__)
+
+# Events applied together at most while webhooks come, between two looks at the batch's time
+# (about 10 ms on SQLite); when none has come for a second, a batch's events all at once.
+GROUP_SIZE = 10
+# And at least: fewer go one by one, and the batch can end between them when a webhook comes.
+# (A busy shop's steady flow brings a few events a batch; a backlog brings full batches.)
+GROUP_MIN = 4
 
 
 class Outcome(enum.Enum):
@@ -73,8 +80,10 @@ class Processor:
         idle_seconds: float = 0.5,
         clock: Callable[[], datetime] = utcnow,
         gate: IngestGate | None = None,
+        group_min: int = GROUP_MIN,
     ) -> None:
         self._engine = engine
+        self._group_min = group_min
         self._max_attempts = max_attempts
         self._batch_size = batch_size
         self._batch_seconds = batch_seconds
@@ -101,52 +110,70 @@ class Processor:
         turn = self._gate.writing() if self._gate is not None else contextlib.nullcontext()
         with turn, Session(self._engine, expire_on_commit=False) as session, session.begin():
             events = inbox.claim_due(session, now, limit)
-            applied = self._apply_together(session, events, now, known)
-            outcomes += [Outcome.DONE] * len(applied)
+            applied: set[int | None] = set()
+            most = len(events) if quiet else GROUP_SIZE  # a group at most, see GROUP_SIZE
+            for shop, together, members in self._groups(session, events, known, most):
+                if self._apply_together(session, shop, together, members, now):
+                    applied.update(event.id for event in members)
+                    outcomes += [Outcome.DONE] * len(members)
+                if self._time_is_up(deadline):
+                    return outcomes
             for event in events:
                 if event.id in applied:
                     continue
                 outcomes.append(self._process(session, event, now, known))
-                if time.monotonic() > deadline or (self._gate is not None and self._gate.busy):
+                if self._time_is_up(deadline):
                     break
         return outcomes
+
+    def _time_is_up(self, deadline: float) -> bool:
+        return time.monotonic() > deadline or (self._gate is not None and self._gate.busy)
+
+    def _groups(
+        self,
+        session: Session,
+        events: list[InboxEvent],
+        known: dict[str, Shop | None],
+        most: int,
+    ) -> Iterator[tuple[Shop, BatchHandler, list[InboxEvent]]]:
+        """The events a batch handler applies together: `group_min` of a shop at least, in
+        groups of at most `most`, so that the batch can end between groups on time."""
+        groups: defaultdict[tuple[str, BatchHandler], list[InboxEvent]] = defaultdict(list)
+        for event in events:
+            together = BATCH_HANDLERS.get(event.topic)
+            if together is not None:
+                groups[(event.shop_domain, together)].append(event)
+        for (domain, together), members in groups.items():
+            shop = self._shop(session, domain, known) if len(members) >= self._group_min else None
+            if shop is not None:
+                for low in range(0, len(members), most):
+                    yield shop, together, members[low : low + most]
 
     def _apply_together(
         self,
         session: Session,
-        events: list[InboxEvent],
+        shop: Shop,
+        together: BatchHandler,
+        members: list[InboxEvent],
         now: datetime,
-        known: dict[str, Shop | None],
-    ) -> set[int | None]:
-        """Apply, with one call of their batch handler per shop, the events that have one (at
-        least two of a shop); the ids of those applied, marked done."""
-        groups: defaultdict[tuple[str, BatchHandler], list[tuple[InboxEvent, str]]]
-        groups = defaultdict(list)
-        for event in events:
-            together = BATCH_HANDLERS.get(event.topic)
-            if together is not None:
-                groups[(event.shop_domain, together)].append((event, event.payload))
-        applied: set[int | None] = set()
-        for (domain, together), members in groups.items():
-            shop = self._shop(session, domain, known) if len(members) > 1 else None
-            if shop is None:
-                continue
-            try:
-                payloads = [_payload(text) for _, text in members]
-                with session.begin_nested():
-                    together(session, shop, payloads)
-            except Exception as exc:  # each alone, below: only the one at fault fails
-                log.info(
-                    "%d events of %s applied one at a time, as together they failed: %s",
-                    len(members),
-                    domain,
-                    _describe(exc),
-                )
-                continue
-            for event, _ in members:
-                inbox.mark_done(event, now)
-                applied.add(event.id)
-        return applied
+    ) -> bool:
+        """Apply `members` with one call of their batch handler and mark them done; False, with
+        nothing applied, if it failed (each is then applied alone: only the one at fault fails)."""
+        try:
+            payloads = [_payload(event.payload) for event in members]
+            with session.begin_nested():
+                together(session, shop, payloads)
+        except Exception as exc:
+            log.info(
+                "%d events of %s applied one at a time, as together they failed: %s",
+                len(members),
+                shop.domain,
+                _describe(exc),
+            )
+            return False
+        for event in members:
+            inbox.mark_done(event, now)
+        return True
 
     def process_one(self) -> Outcome | None:
         """Claim and apply the oldest due event; None when nothing is due."""

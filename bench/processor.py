@@ -1,0 +1,123 @@
+"""Inbox processor benchmark: order webhooks applied one at a time and in groups, side by side.
+
+For each backend (SQLite, then PostgreSQL if reachable), this script fills a fresh inbox with
+EVENTS order webhooks (the ingest benchmark's ~4 KB orders, minimised as the endpoint stores
+them; one in three an orders/paid or orders/updated of the order created just before), then
+drains it twice on a fresh copy: once with every event applied by its own handler (`group_min`
+past the batch size), once as `clvsync serve` runs (orders of a shop applied together, see
+webhooks/processor.py). It prints events per second and CPU per event for both and their ratio,
+and checks that both end in the same ledger. The last line of stdout is one JSON object.
+
+    .venv/bin/python bench/processor.py [--events 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from bench_databases import postgres_database, sqlite_database
+from ingest import SHOP, order_body, prepare_database
+
+
+def inbox_deliveries(events: int) -> list[Any]:
+    from plugin.store.inbox import Delivery
+    from webhooks.payloads import minimise
+
+    deliveries = []
+    for i in range(events):
+        again = i % 3 == 2  # every third event: the order of the one before, paid or updated
+        order_id = 10**6 + (i - 1 if again else i)
+        topic = ("orders/paid", "orders/updated")[i % 2] if again else "orders/create"
+        payload = json.loads(order_body(order_id))
+        payload["updated_at"] = "2026-10-01T12:05:00-04:00" if again else payload["created_at"]
+        kept = json.dumps(minimise(topic, payload), separators=(",", ":"))
+        deliveries.append(Delivery(SHOP, uuid.uuid4().hex, topic, None, None, "2026-10", kept))
+    return deliveries
+
+
+def ledger_state(url: str) -> Any:
+    from sqlalchemy import text
+
+    from plugin.store.db import make_engine
+
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        orders = connection.execute(
+            text("SELECT order_id, net_amount, updated_at FROM orders ORDER BY order_id")
+        ).all()
+        customers = connection.execute(
+            text("SELECT customer_id, orders, net_spend FROM customers ORDER BY customer_id")
+        ).all()
+    engine.dispose()
+    return [tuple(map(str, row)) for row in orders], [tuple(map(str, r)) for r in customers]
+
+
+def drain(url: str, deliveries: list[Any], *, grouped: bool) -> dict[str, Any]:
+    from plugin.store.db import make_engine
+    from plugin.store.inbox import store_deliveries
+    from webhooks.processor import GROUP_MIN, Processor
+
+    prepare_database(url)
+    engine = make_engine(url)
+    for low in range(0, len(deliveries), 500):
+        store_deliveries(engine, deliveries[low : low + 500], datetime.now(UTC))
+    processor = Processor(engine, group_min=GROUP_MIN if grouped else len(deliveries) + 1)
+    cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    counts = processor.drain()
+    seconds = time.perf_counter() - start
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    engine.dispose()
+    assert counts.by_outcome == {"done": len(deliveries)}, counts.by_outcome
+    cpu_seconds = used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime
+    return {
+        "events_per_s": round(len(deliveries) / seconds, 1),
+        "cpu_ms_per_event": round(cpu_seconds / len(deliveries) * 1000, 3),
+    }
+
+
+def measure(backend: str, database: Any, deliveries: list[Any]) -> dict[str, Any] | None:
+    figures: dict[str, Any] = {}
+    states = []
+    for kind in ("one_at_a_time", "grouped"):
+        with database() as url:
+            if url is None:
+                return None
+            figures[kind] = drain(url, deliveries, grouped=kind == "grouped")
+            states.append(ledger_state(url))
+    same = states[0] == states[1]
+    ratio = figures["grouped"]["events_per_s"] / figures["one_at_a_time"]["events_per_s"]
+    print(f"\n{backend}: {len(deliveries)} order webhooks")
+    print(f"  {'':14} {'events/s':>9} {'CPU ms/event':>13}")
+    for kind in ("one_at_a_time", "grouped"):
+        f = figures[kind]
+        print(f"  {kind:14} {f['events_per_s']:>9} {f['cpu_ms_per_event']:>13}")
+    print(f"  ratio grouped/one at a time {ratio:.2f}; same ledger: {same}")
+    return {**figures, "ratio": round(ratio, 2), "same_ledger": same}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=3000)
+    args = parser.parse_args()
+    deliveries = inbox_deliveries(args.events)
+    results = {}
+    for backend, database in (("sqlite", sqlite_database), ("postgresql", postgres_database)):
+        result = measure(backend, database, deliveries)
+        if result is not None:
+            results[backend] = result
+    summary = {
+        "ratio": min(r["ratio"] for r in results.values()),
+        "same_ledger": all(r["same_ledger"] for r in results.values()),
+        "by_backend": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
