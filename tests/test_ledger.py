@@ -245,9 +245,10 @@ def _reset(engine: Engine) -> None:
     add_shop(engine)
 
 
-def _deliver(
-    engine: Engine, events: list[tuple[int, str, dict[str, Any]]], *, one_at_a_time: bool = False
-) -> dict[str, Any]:
+Numbered = list[tuple[int, str, dict[str, Any]]]  # (webhook number, topic, payload)
+
+
+def _deliver(engine: Engine, events: Numbered, *, one_at_a_time: bool = False) -> dict[str, Any]:
     _reset(engine)
     for webhook_id, topic, payload in events:
         enqueue(engine, topic, payload, f"wh-{webhook_id}")
@@ -258,6 +259,21 @@ def _deliver(
     else:
         process(engine)
     return _snapshot(engine)
+
+
+def _arrivals(
+    stories: list[tuple[int, list[str]]], data: st.DataObject
+) -> tuple[Numbered, Numbered]:
+    """The stories' webhooks numbered in the order Shopify sends them, and as they arrive:
+    shuffled, some delivered twice (same webhook id)."""
+    in_order = [
+        event
+        for order_id, (customer_id, steps) in enumerate(stories, start=1)
+        for event in _order_story(order_id, customer_id, steps)
+    ]
+    numbered = [(i, topic, payload) for i, (topic, payload) in enumerate(in_order)]
+    shuffled = data.draw(st.permutations(numbered))
+    return numbered, shuffled + data.draw(st.lists(st.sampled_from(numbered), max_size=5))
 
 
 stories = st.lists(
@@ -278,17 +294,10 @@ def test_ledger_any_delivery_order_with_duplicates_matches_in_order(
     engine: Engine, stories: list[tuple[int, list[str]]], data: st.DataObject
 ) -> None:
     # given the webhooks of a few orders' lives, numbered in the order Shopify sends them
-    in_order = [
-        event
-        for order_id, (customer_id, steps) in enumerate(stories, start=1)
-        for event in _order_story(order_id, customer_id, steps)
-    ]
-    numbered = [(i, topic, payload) for i, (topic, payload) in enumerate(in_order)]
     # when they arrive shuffled, with some delivered twice (same webhook id)
-    shuffled = data.draw(st.permutations(numbered))
-    duplicates = data.draw(st.lists(st.sampled_from(numbered), max_size=5))
+    numbered, arrived = _arrivals(stories, data)
     # then the ledger ends exactly as with in-order delivery
-    assert _deliver(engine, shuffled + duplicates) == _deliver(engine, numbered)
+    assert _deliver(engine, arrived) == _deliver(engine, numbered)
 
 
 @settings(
@@ -299,17 +308,10 @@ def test_order_webhooks_applied_together_end_as_applied_one_at_a_time(
     engine: Engine, stories: list[tuple[int, list[str]]], data: st.DataObject
 ) -> None:
     # given the webhooks of a few orders' lives, shuffled, some delivered twice
-    in_order = [
-        event
-        for order_id, (customer_id, steps) in enumerate(stories, start=1)
-        for event in _order_story(order_id, customer_id, steps)
-    ]
-    numbered = [(i, topic, payload) for i, (topic, payload) in enumerate(in_order)]
-    shuffled = data.draw(st.permutations(numbered))
-    shuffled += data.draw(st.lists(st.sampled_from(numbered), max_size=5))
+    _, arrived = _arrivals(stories, data)
     # when the processor applies each batch's order webhooks together, then the ledger ends as
     # when each event is applied alone, by its own handler
-    assert _deliver(engine, shuffled) == _deliver(engine, shuffled, one_at_a_time=True)
+    assert _deliver(engine, arrived) == _deliver(engine, arrived, one_at_a_time=True)
 
 
 @pytest.mark.parametrize("one_at_a_time", [False, True])
