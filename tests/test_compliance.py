@@ -95,6 +95,25 @@ def test_customers_redact_deletes_exactly_that_customer(engine: Engine) -> None:
     assert count(engine, Order, customer_id=502) == 1
 
 
+def test_customers_redact_of_an_order_held_for_another_customer_refreshes_theirs(
+    engine: Engine,
+) -> None:
+    # given order 1 held for customer 502 (its customer changed in Shopify), and order 2 of 501
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=502), "o1")
+    enqueue(engine, "orders/create", order_payload(2, customer_id=501), "o2")
+    Processor(engine).drain()
+    # when 501 is redacted, Shopify naming both orders as theirs
+    redact = {"shop_domain": SHOP, "customer": {"id": 501}, "orders_to_redact": [1, 2]}
+    enqueue(engine, "customers/redact", redact, "redact")
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    # then both orders are gone, and 502's figures say so, as a recomputation would
+    assert count(engine, Order) == 0
+    with Session(engine) as session:
+        kept = session.exec(select(Customer).where(Customer.customer_id == 502)).one()
+    assert (kept.orders, kept.net_spend, kept.last_order_at) == (0, 0, None)
+
+
 def test_shop_redact_deletes_everything_of_that_shop_only(engine: Engine) -> None:
     # given two shops with data
     add_shop(engine, SHOP)

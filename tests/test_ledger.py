@@ -22,9 +22,10 @@ from plugin.store.models import (
     InboxEvent,
     Order,
     OrderLine,
+    Redaction,
     Refund,
 )
-from tests.helpers import T0, add_shop, enqueue, order_payload, refund_payload
+from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
 from webhooks.handlers import HANDLERS
 from webhooks.payloads import minimise, parse_order
 from webhooks.processor import GROUP_MIN, Outcome, Processor
@@ -344,6 +345,37 @@ def test_same_stamp_version_in_a_group_is_weighed_as_alone(
     # digest (the backfill's is the stored version read again, and kept as stored)
     stored = order(shop_engine, 1)
     assert stored is not None and stored.current_total == later.current_total
+
+
+@pytest.mark.parametrize("position", [0, 3, 99])
+def test_redact_in_a_batch_of_grouped_orders_ends_as_one_at_a_time(
+    engine: Engine, position: int
+) -> None:
+    # given orders of two customers, enough for a group, and customer 501's redact among them
+    # (first, in the middle or last), naming one order that is not among them
+    events: list[tuple[int, str, dict[str, Any]]] = [
+        (i, "orders/create", order_payload(i, customer_id=501 + i % 2, day=i))
+        for i in range(1, GROUP_MIN + 3)
+    ]
+    redact = {
+        "shop_id": 1,
+        "shop_domain": SHOP,
+        "customer": {"id": 501},
+        "orders_to_redact": [1, 77],
+    }
+    events.insert(position, (0, "customers/redact", redact))
+
+    def redactions() -> set[tuple[str, int]]:
+        with Session(engine) as session:
+            return {(r.kind, r.item_id) for r in session.exec(select(Redaction))}
+
+    # when the processor applies the orders grouped, or each event alone
+    grouped = _deliver(engine, events), redactions()
+    alone = _deliver(engine, events, one_at_a_time=True), redactions()
+    # then the ledger and the redactions remembered are the same, and nothing of 501 is held
+    assert grouped == alone
+    assert all(c != 501 for c in grouped[0]["customers"])
+    assert ("customer", 501) in grouped[1] and ("order", 77) in grouped[1]
 
 
 def test_order_webhook_at_fault_in_a_group_fails_alone(shop_engine: Engine) -> None:

@@ -415,10 +415,11 @@ def redact_customer(
     for the customer.
     """
     at = at or datetime.now(UTC)
-    _lock_orders(
-        session, shop_id, sorted(set(_orders_of(session, shop_id, customer_id)) | set(order_ids))
-    )
-    _lock_customers(session, shop_id, customer_id)
+    named = sorted(set(_orders_of(session, shop_id, customer_id)) | set(order_ids))
+    _lock_orders(session, shop_id, named)
+    # orders_to_redact may name an order the ledger holds for another customer (its customer
+    # changed): that customer's figures are refreshed once the order is gone.
+    _lock_customers(session, shop_id, customer_id, *_owners(session, shop_id, named))
     session.execute(
         delete(Customer).where(
             col(Customer.shop_id) == shop_id, col(Customer.customer_id) == customer_id
@@ -428,7 +429,9 @@ def redact_customer(
     shop = session.get(Shop, shop_id)
     if shop is not None:
         doomed = inbox.forget_customer(session, shop.domain, customer_id, doomed)
+    others = _owners(session, shop_id, doomed) - {customer_id}
     _forget_orders(session, shop_id, sorted(doomed))
+    refresh_customers(session, shop_id, others)
     session.execute(
         delete(DataRequest).where(
             col(DataRequest.shop_id) == shop_id, col(DataRequest.customer_id) == customer_id
@@ -448,6 +451,22 @@ def _orders_of(session: Session, shop_id: int, customer_id: int) -> list[int]:
             select(Order.order_id).where(Order.shop_id == shop_id, Order.customer_id == customer_id)
         )
     )
+
+
+def _owners(session: Session, shop_id: int, order_ids: Iterable[int]) -> set[int]:
+    """The customers the ledger holds these orders for."""
+    wanted, owners = sorted(set(order_ids)), set()
+    for low in range(0, len(wanted), REFRESH_CHUNK):
+        owners |= set(
+            session.exec(
+                select(Order.customer_id).where(
+                    Order.shop_id == shop_id,
+                    col(Order.order_id).in_(wanted[low : low + REFRESH_CHUNK]),
+                    col(Order.customer_id).is_not(None),
+                )
+            )
+        )
+    return {c for c in owners if c is not None}
 
 
 def _forget_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
