@@ -84,8 +84,18 @@ class Election:
         return True
 
     def resign(self) -> None:
-        """Give up the lead (or the try): the connection is closed, not pooled, so the lock
-        cannot live on in the pool."""
+        """Give up the lead (or the try): the lock is released, then the connection closed, not
+        pooled, so the lock cannot live on in the pool. (Closing alone releases it only once the
+        server has seen the connection go, a moment later: a standby asking at once would find it
+        still held.)"""
+        if self._connection is not None and self._holds:
+            try:
+                self._connection.execute(
+                    text("SELECT pg_advisory_unlock(:key)"), {"key": self._key}
+                )
+                self._connection.commit()
+            except SQLAlchemyError:
+                pass  # closing the connection, below, releases it too
         self._drop()
 
     def _drop(self) -> None:
