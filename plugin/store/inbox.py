@@ -53,7 +53,7 @@ def store_deliveries(
     is the one stored, the others are duplicates.
 
     This is the path every webhook waits on, so it runs on a Core connection with statements
-    built once: an ORM session costs four times the CPU for the same two statements. `bind` is
+    built once: for a single delivery, an ORM session cost nearly four times the CPU. `bind` is
     an engine, or a connection outside any transaction (the inbox writer keeps one open).
     """
     with _transaction(bind) as connection:
