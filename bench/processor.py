@@ -2,11 +2,13 @@
 
 For each backend (SQLite, then PostgreSQL if reachable), this script fills a fresh inbox with
 EVENTS order webhooks (the ingest benchmark's ~4 KB orders, minimised as the endpoint stores
-them; one in three an orders/paid or orders/updated of the order created just before), then
-drains it twice on a fresh copy: once with every event applied by its own handler (`group_min`
-past the batch size), once as `clvsync serve` runs (orders of a shop applied together, see
-webhooks/processor.py). It prints events per second and CPU per event for both and their ratio,
-and checks that both end in the same ledger. The last line of stdout is one JSON object.
+them), as an order's life sends them: orders/create, then orders/paid once LAG more orders were
+created, and orders/updated (fulfilled, say) after LAG more, each a newer version; so two in
+three find their order held (about 6 and 12 of the processor's batches later). It drains the
+inbox twice on a fresh copy: once with every event applied by its own handler (`group_min` past
+the batch size), once as `clvsync serve` runs (orders of a shop applied together, see
+webhooks/processor.py). It prints events per second and CPU per event for both and their
+ratio, and checks that both end in the same ledger. The last line of stdout is one JSON object.
 
     .venv/bin/python bench/processor.py [--events 3000]
 """
@@ -24,20 +26,27 @@ from typing import Any
 from bench_databases import postgres_database, sqlite_database
 from ingest import SHOP, order_body, prepare_database
 
+LAG = 100  # orders created between two webhooks of an order
+LIFE = (  # an order's webhooks: topic, updated_at
+    ("orders/create", None),  # None: the order's created_at
+    ("orders/paid", "2026-10-01T12:05:00-04:00"),
+    ("orders/updated", "2026-10-02T09:30:00-04:00"),
+)
+
 
 def inbox_deliveries(events: int) -> list[Any]:
     from plugin.store.inbox import Delivery
     from webhooks.payloads import minimise
 
     deliveries = []
-    for i in range(events):
-        again = i % 3 == 2  # every third event: the order of the one before, paid or updated
-        order_id = 10**6 + (i - 1 if again else i)
-        topic = ("orders/paid", "orders/updated")[i % 2] if again else "orders/create"
-        payload = json.loads(order_body(order_id))
-        payload["updated_at"] = "2026-10-01T12:05:00-04:00" if again else payload["created_at"]
-        kept = json.dumps(minimise(topic, payload), separators=(",", ":"))
-        deliveries.append(Delivery(SHOP, uuid.uuid4().hex, topic, None, None, "2026-10", kept))
+    for n in range(events):
+        for step, (topic, stamp) in enumerate(LIFE):
+            if len(deliveries) == events or n < step * LAG:
+                continue
+            payload = json.loads(order_body(10**6 + n - step * LAG))
+            payload["updated_at"] = stamp or payload["created_at"]
+            kept = json.dumps(minimise(topic, payload), separators=(",", ":"))
+            deliveries.append(Delivery(SHOP, uuid.uuid4().hex, topic, None, None, "2026-10", kept))
     return deliveries
 
 

@@ -41,7 +41,8 @@ def on_order(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxE
 
 def on_orders(session: Session, shop: Shop, payloads: Sequence[Mapping[str, Any]]) -> None:
     """Orders' versions of one shop, applied together: what `on_order` does for each, in a few
-    statements for the lot (new orders are most of a busy shop's webhooks)."""
+    statements for the lot (order webhooks are most of a busy shop's: an order is created,
+    paid, then updated as it is fulfilled)."""
     versions = [parse_order(payload) for payload in payloads]
     ledger.apply_order_batch(session, shop, versions, same_stamp_wins=True)
 

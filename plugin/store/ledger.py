@@ -72,11 +72,7 @@ def apply_order(
         return False  # test orders are never part of the ledger
     _lock_order(session, shop.id, version.order_id)
     stored = session.get(Order, (shop.id, version.order_id))
-    if stored is not None and not ledger.newer_than(
-        (version.updated_at, version.digest), (stored.updated_at, stored.version_digest)
-    ):
-        return False
-    if stored is not None and not same_stamp_wins and version.updated_at == stored.updated_at:
+    if stored is not None and not _replaces(version, stored, same_stamp_wins=same_stamp_wins):
         return False
     previous_customer = stored.customer_id if stored is not None else None
     _lock_customers(session, shop.id, previous_customer, version.customer_id)
@@ -91,25 +87,48 @@ def apply_order(
     if shop.currency is None:
         shop.currency = version.currency
         session.add(shop)
-    refunds = _record_reflected_refunds(session, shop.id, version)
+    known = session.exec(
+        select(Refund).where(Refund.shop_id == shop.id, Refund.order_id == version.order_id)
+    ).all()
     if stored is not None:
-        session.execute(
-            delete(OrderLine).where(
-                col(OrderLine.shop_id) == shop.id, col(OrderLine.order_id) == version.order_id
-            )
-        )
-    if stored is None:
-        order = Order(shop_id=shop.id, order_id=version.order_id, **_version_fields(version))
-    else:
-        order = stored
-        for name, value in _version_fields(version).items():
-            setattr(order, name, value)
-    _set_net(order, [r for r in refunds if not r.reflected])
-    session.add(order)
+        _delete_lines(session, shop.id, [version.order_id])
+    order = stored or Order(shop_id=shop.id, order_id=version.order_id, **_version_fields(version))
+    _set_version(session, order, version, known)
     session.add_all(_line_rows(shop.id, version))
     session.flush()
     refresh_customers(session, shop.id, {previous_customer, version.customer_id} - {None})
     return True
+
+
+def _replaces(version: OrderVersion, stored: Order, *, same_stamp_wins: bool) -> bool:
+    """Whether `version` takes the place of the stored one (`apply_order`)."""
+    if not ledger.newer_than(
+        (version.updated_at, version.digest), (stored.updated_at, stored.version_digest)
+    ):
+        return False
+    return same_stamp_wins or version.updated_at != stored.updated_at
+
+
+def _set_version(
+    session: Session, order: Order, version: OrderVersion, known: Sequence[Refund]
+) -> None:
+    """Give `order` the version's fields and net amount, given the refunds `known` for it; the
+    version's refunds are recorded (`_record_reflected_refunds`)."""
+    refunds = _record_reflected_refunds(session, order.shop_id, version, known)
+    for name, value in _version_fields(version).items():
+        setattr(order, name, value)
+    _set_net(order, [r for r in refunds if not r.reflected])
+    session.add(order)
+
+
+def _delete_lines(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
+    for low in range(0, len(order_ids), REFRESH_CHUNK):
+        session.execute(
+            delete(OrderLine).where(
+                col(OrderLine.shop_id) == shop_id,
+                col(OrderLine.order_id).in_(order_ids[low : low + REFRESH_CHUNK]),
+            )
+        )
 
 
 def apply_order_batch(
@@ -124,10 +143,12 @@ def apply_order_batch(
 
     Every order's lock is taken first, then every customer's they touch (both sorted), so a
     processor working meanwhile can never deadlock with the batch. Orders the ledger does not
-    hold yet, with no refund recorded ahead of them, are inserted with one statement per table
-    and their customers refreshed once each; the others go through `apply_order`, where a
-    version stamped as the stored one is kept as stored (the same version read another way),
-    and where a redacted order, or one of a redacted customer, is skipped.
+    hold yet, with no refund recorded ahead of them, are inserted with one statement per table;
+    newer versions of held orders replace theirs with a few statements for the lot; and each
+    customer touched is refreshed once. What is left goes through `apply_order`: a redacted
+    order, or one of a redacted customer (skipped there), and an order not held whose refunds
+    came first. With `same_stamp_wins` False a version stamped as the stored one is kept as
+    stored (the same version read another way).
     """
     assert shop.id is not None
     newest: dict[int, OrderVersion] = {}  # an order read twice: its newest version
@@ -143,13 +164,12 @@ def apply_order_batch(
         return 0
     ids = [v.order_id for v in versions]
     _lock_orders(session, shop.id, ids)
-    held = dict(
-        session.execute(
-            select(col(Order.order_id), col(Order.customer_id)).where(
-                col(Order.shop_id) == shop.id, col(Order.order_id).in_(ids)
-            )
-        ).all()
-    )
+    held = {
+        order.order_id: order
+        for order in session.exec(
+            select(Order).where(col(Order.shop_id) == shop.id, col(Order.order_id).in_(ids))
+        )
+    }
     refunded = set(
         session.exec(
             select(col(Refund.order_id)).where(
@@ -157,22 +177,59 @@ def apply_order_batch(
             )
         )
     )
-    customers = {v.customer_id for v in versions} | set(held.values())
+    customers = {v.customer_id for v in versions} | {o.customer_id for o in held.values()}
     _lock_customers(session, shop.id, *customers)
     gone = redacted(session, shop.id, CUSTOMER, customers)
-    special = set(held) | refunded | redacted(session, shop.id, ORDER, ids)
-    special |= {v.order_id for v in versions if v.customer_id in gone}
+    alone = (refunded - set(held)) | redacted(session, shop.id, ORDER, ids)
+    alone |= {v.order_id for v in versions if v.customer_id in gone}
     if shop.currency is None:
         shop.currency = versions[0].currency
         session.add(shop)
-    new = [v for v in versions if v.order_id not in special]
+    new = [v for v in versions if v.order_id not in alone and v.order_id not in held]
     _insert_new(session, shop.id, new)
-    applied = len(new)
+    replaced = [
+        v
+        for v in versions
+        if v.order_id in held
+        and v.order_id not in alone
+        and _replaces(v, held[v.order_id], same_stamp_wins=same_stamp_wins)
+    ]
+    touched = {v.customer_id for v in new} | _replace_held(session, shop.id, held, replaced)
+    applied = len(new) + len(replaced)
     for version in versions:
-        if version.order_id in special:
+        if version.order_id in alone:
             applied += apply_order(session, shop, version, same_stamp_wins=same_stamp_wins)
-    refresh_customers(session, shop.id, {v.customer_id for v in new} - {None})
+    refresh_customers(session, shop.id, touched)
     return applied
+
+
+def _replace_held(
+    session: Session, shop_id: int, held: dict[int, Order], versions: Sequence[OrderVersion]
+) -> set[int | None]:
+    """Newer versions of held orders, written as `apply_order` writes each, with a few
+    statements for the lot; the customers whose figures they change (old and new)."""
+    if not versions:
+        return set()
+    ids = [v.order_id for v in versions]
+    known: defaultdict[int, list[Refund]] = defaultdict(list)
+    for low in range(0, len(ids), REFRESH_CHUNK):
+        for refund in session.exec(
+            select(Refund).where(
+                Refund.shop_id == shop_id, col(Refund.order_id).in_(ids[low : low + REFRESH_CHUNK])
+            )
+        ):
+            known[refund.order_id].append(refund)
+    _delete_lines(session, shop_id, ids)
+    touched: set[int | None] = set()
+    for version in versions:
+        order = held[version.order_id]
+        touched |= {order.customer_id, version.customer_id}
+        _set_version(session, order, version, known[version.order_id])
+    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
+    if lines:
+        session.execute(insert(OrderLine), lines)
+    session.flush()
+    return touched
 
 
 def _lock_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
@@ -241,17 +298,13 @@ def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
 
 
 def _record_reflected_refunds(
-    session: Session, shop_id: int, version: OrderVersion
+    session: Session, shop_id: int, version: OrderVersion, rows: Sequence[Refund]
 ) -> list[Refund]:
-    """The order's refunds: those listed in this version are in its current total (reflected),
-    the others are not (yet). Refunds first seen in this version are recorded."""
+    """The order's refunds (`rows`, those recorded for it, and the version's): those listed in
+    this version are in its current total (reflected), the others are not (yet). Refunds first
+    seen in this version are recorded."""
     listed = {r.refund_id for r in version.refunds}
-    known = {
-        row.refund_id: row
-        for row in session.exec(
-            select(Refund).where(Refund.shop_id == shop_id, Refund.order_id == version.order_id)
-        )
-    }
+    known = {row.refund_id: row for row in rows}
     for refund in version.refunds:
         if refund.refund_id not in known:
             known[refund.refund_id] = _refund_row(shop_id, refund, reflected=True)
