@@ -1,14 +1,16 @@
-"""Inbox processor benchmark: order webhooks applied one at a time and in groups, side by side.
+"""Inbox processor benchmark: webhooks applied one at a time and in groups, side by side.
 
 For each backend (SQLite, then PostgreSQL if reachable), this script fills a fresh inbox with
-EVENTS order webhooks (the ingest benchmark's ~4 KB orders, minimised as the endpoint stores
-them), as an order's life sends them: orders/create, then orders/paid once LAG more orders were
-created, and orders/updated (fulfilled, say) after LAG more, each a newer version; so two in
-three find their order held (about 6 and 12 of the processor's batches later). It drains the
-inbox twice on a fresh copy: once with every event applied by its own handler (`group_min` past
-the batch size), once as `clvsync serve` runs (orders of a shop applied together, see
-webhooks/processor.py). It prints events per second and CPU per event for both and their
-ratio, and checks that both end in the same ledger. The last line of stdout is one JSON object.
+EVENTS webhooks, minimised as the endpoint stores them: the ingest benchmark's ~4 KB orders as
+an order's life sends them (orders/create, then orders/paid once LAG more orders were created,
+and orders/updated, fulfilled say, after LAG more, each a newer version, so two in three find
+their order held, about 8 and 16 of the processor's batches later), and before each
+orders/create a customers/update of its customer. It drains the inbox twice on a fresh copy:
+once with every event applied by its own handler (`group_min` past the batch size), once as
+`clvsync serve` runs (a shop's order webhooks, and its customer webhooks, applied together; see
+webhooks/processor.py). It prints events per second and CPU per event for both and their ratio,
+and checks that both end in the same ledger (customers' records too). The last line of stdout
+is one JSON object.
 
     .venv/bin/python bench/processor.py [--events 3000]
 """
@@ -27,7 +29,7 @@ from bench_databases import postgres_database, sqlite_database
 from ingest import SHOP, order_body, prepare_database
 
 LAG = 100  # orders created between two webhooks of an order
-LIFE = (  # an order's webhooks: topic, updated_at
+LIFE = (  # an order's webhooks, after its customer's record: topic, updated_at
     ("orders/create", None),  # None: the order's created_at
     ("orders/paid", "2026-10-01T12:05:00-04:00"),
     ("orders/updated", "2026-10-02T09:30:00-04:00"),
@@ -38,16 +40,23 @@ def inbox_deliveries(events: int) -> list[Any]:
     from plugin.store.inbox import Delivery
     from webhooks.payloads import minimise
 
+    def delivery(topic: str, payload: dict[str, Any]) -> Delivery:
+        kept = json.dumps(minimise(topic, payload), separators=(",", ":"))
+        return Delivery(SHOP, uuid.uuid4().hex, topic, None, None, "2026-10", kept)
+
     deliveries = []
     for n in range(events):
+        order = json.loads(order_body(10**6 + n))
+        record = {**order["customer"], "created_at": order["created_at"], "state": "enabled"}
+        deliveries.append(
+            delivery("customers/update", {**record, "updated_at": order["created_at"]})
+        )
         for step, (topic, stamp) in enumerate(LIFE):
-            if len(deliveries) == events or n < step * LAG:
-                continue
-            payload = json.loads(order_body(10**6 + n - step * LAG))
-            payload["updated_at"] = stamp or payload["created_at"]
-            kept = json.dumps(minimise(topic, payload), separators=(",", ":"))
-            deliveries.append(Delivery(SHOP, uuid.uuid4().hex, topic, None, None, "2026-10", kept))
-    return deliveries
+            if n >= step * LAG:
+                payload = json.loads(order_body(10**6 + n - step * LAG))
+                payload["updated_at"] = stamp or payload["created_at"]
+                deliveries.append(delivery(topic, payload))
+    return deliveries[:events]
 
 
 def ledger_state(url: str) -> Any:
@@ -61,7 +70,10 @@ def ledger_state(url: str) -> Any:
             text("SELECT order_id, net_amount, updated_at FROM orders ORDER BY order_id")
         ).all()
         customers = connection.execute(
-            text("SELECT customer_id, orders, net_spend FROM customers ORDER BY customer_id")
+            text(
+                "SELECT customer_id, orders, net_spend, updated_at, state FROM customers"
+                " ORDER BY customer_id"
+            )
         ).all()
     engine.dispose()
     return [tuple(map(str, row)) for row in orders], [tuple(map(str, r)) for r in customers]
@@ -101,7 +113,7 @@ def measure(backend: str, database: Any, deliveries: list[Any]) -> dict[str, Any
             states.append(ledger_state(url))
     same = states[0] == states[1]
     ratio = figures["grouped"]["events_per_s"] / figures["one_at_a_time"]["events_per_s"]
-    print(f"\n{backend}: {len(deliveries)} order webhooks")
+    print(f"\n{backend}: {len(deliveries)} webhooks")
     print(f"  {'':14} {'events/s':>9} {'CPU ms/event':>13}")
     for kind in ("one_at_a_time", "grouped"):
         f = figures[kind]

@@ -151,6 +151,25 @@ def test_customer_topics_keep_record_and_delete_marks_it(shop_engine: Engine) ->
     assert customer(shop_engine).deleted_at is not None  # type: ignore[union-attr]
 
 
+def test_customer_record_is_replaced_only_by_a_later_stamp(shop_engine: Engine) -> None:
+    def deliver(webhook_id: str, updated: int | None, state: str) -> str | None:
+        stamp = None if updated is None else (T0 + timedelta(days=updated)).isoformat()
+        record = {"id": 501, "created_at": T0.isoformat(), "updated_at": stamp, "state": state}
+        enqueue(shop_engine, "customers/update", record, webhook_id)
+        process(shop_engine)
+        return customer(shop_engine).state  # type: ignore[union-attr]
+
+    # an unstamped record is kept while nothing stamped is held, and replaced by a stamped one
+    assert deliver("a", None, "invited") == "invited"
+    assert deliver("b", None, "declined") == "declined"
+    assert deliver("c", 1, "enabled") == "enabled"
+    # then neither a record stamped the same, nor an earlier one, nor an unstamped one replaces it
+    assert deliver("d", 1, "disabled") == "enabled"
+    assert deliver("e", 0, "disabled") == "enabled"
+    assert deliver("f", None, "disabled") == "enabled"
+    assert deliver("g", 2, "disabled") == "disabled"
+
+
 def test_failing_event_is_retried_with_backoff_then_parked(
     shop_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -240,6 +259,11 @@ def _snapshot(engine: Engine) -> dict[str, Any]:
             c.customer_id: (c.orders, c.net_spend, c.first_order_at, c.last_order_at)
             for c in session.exec(select(Customer))
         }
+        records = {
+            c.customer_id: (c.created_at, c.updated_at, c.state, c.deleted_at)
+            for c in session.exec(select(Customer))
+        }
+        redactions = {(r.kind, r.item_id) for r in session.exec(select(Redaction))}
         shop_id = session.exec(select(Order.shop_id)).first()
         recomputed = ledger.ledger_totals(session, shop_id) if shop_id is not None else {}
     kept = {cid: CustomerTotals(*row) for cid, row in customers.items()}
@@ -249,8 +273,14 @@ def _snapshot(engine: Engine) -> dict[str, Any]:
     # A customer an order no longer names keeps an empty row if a version naming them was
     # applied before the newer one came, and has none if it came too late: compared as absent.
     named = {row[0] for row in orders.values()}
-    customers = {c: row for c, row in customers.items() if c in named or row[0] > 0}
-    return {"orders": orders, "lines": lines, "refunds": refunds, "customers": customers}
+    shown = {c for c, row in customers.items() if c in named or row[0] > 0 or any(records[c])}
+    return {
+        "orders": orders,
+        "lines": lines,
+        "refunds": refunds,
+        "customers": {c: (*customers[c], *records[c]) for c in sorted(shown)},
+        "redactions": redactions,
+    }
 
 
 def _reset(engine: Engine) -> None:
@@ -354,6 +384,60 @@ def test_order_webhooks_applied_together_end_as_applied_one_at_a_time(
     cut = data.draw(st.integers(0, len(arrived)))
     # when the processor applies each batch's order webhooks together, then the ledger ends as
     # when each event is applied alone, by its own handler
+    grouped = _deliver(engine, arrived, cut=cut)
+    assert grouped == _deliver(engine, arrived, one_at_a_time=True, cut=cut)
+
+
+customer_events = st.lists(
+    st.tuples(
+        st.sampled_from([501, 502]),
+        st.sampled_from(
+            [
+                "customers/create",
+                "customers/update",
+                "customers/delete",
+                "customers/redact",
+                "orders/create",
+            ]
+        ),
+        st.one_of(st.none(), st.integers(0, 2)),  # updated_at: days after T0, or none
+        st.sampled_from(["enabled", "disabled"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _customer_event(
+    number: int, customer_id: int, topic: str, updated: int | None, state: str
+) -> tuple[int, str, dict[str, Any]]:
+    if topic == "orders/create":
+        return number, topic, order_payload(number + 1, customer_id=customer_id, day=number)
+    if topic == "customers/delete":
+        return number, topic, {"id": customer_id}
+    if topic == "customers/redact":
+        redact = {"shop_id": 1, "shop_domain": SHOP, "customer": {"id": customer_id}}
+        return number, topic, {**redact, "orders_to_redact": []}
+    stamp = None if updated is None else (T0 + timedelta(days=updated)).isoformat()
+    record = {"id": customer_id, "created_at": T0.isoformat(), "updated_at": stamp}
+    return number, topic, {**record, "state": state, "email": "jane@example.com"}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(events=customer_events, data=st.data())
+def test_customer_webhooks_applied_together_end_as_applied_one_at_a_time(
+    engine: Engine, events: list[tuple[int, str, int | None, str]], data: st.DataObject
+) -> None:
+    # given customer webhooks of two customers (records stamped or not, deletes, redacts) and
+    # their orders, shuffled, some delivered twice, arriving in two waves
+    numbered = [_customer_event(i, *event) for i, event in enumerate(events)]
+    arrived = data.draw(st.permutations(numbered))
+    arrived += data.draw(st.lists(st.sampled_from(numbered), max_size=3))
+    cut = data.draw(st.integers(0, len(arrived)))
+    # when the processor applies each batch's customer and order webhooks together, then the
+    # ledger, the customers' records and the redactions end as when each is applied alone
     grouped = _deliver(engine, arrived, cut=cut)
     assert grouped == _deliver(engine, arrived, one_at_a_time=True, cut=cut)
 

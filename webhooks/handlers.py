@@ -51,8 +51,8 @@ def on_refund(session: Session, shop: Shop, payload: Mapping[str, Any], _: Inbox
     ledger.apply_refund(session, shop, parse_refund(payload))
 
 
-def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
-    fields = {
+def _customer_record(payload: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+    return _customer_id(payload, "id"), {
         "created_at": parse_time(payload["created_at"], "created_at")
         if payload.get("created_at")
         else None,
@@ -61,7 +61,17 @@ def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: Inb
         else None,
         "state": payload.get("state") if isinstance(payload.get("state"), str) else None,
     }
-    ledger.upsert_customer(session, _shop_id(shop), _customer_id(payload, "id"), fields)
+
+
+def on_customer(session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent) -> None:
+    ledger.upsert_customer(session, _shop_id(shop), *_customer_record(payload))
+
+
+def on_customers(session: Session, shop: Shop, payloads: Sequence[Mapping[str, Any]]) -> None:
+    """customers/create and customers/update of one shop, applied together (in arrival order,
+    as `on_customer` would one by one: a shop's new customers come with their first orders)."""
+    records = [_customer_record(payload) for payload in payloads]
+    ledger.upsert_customers(session, _shop_id(shop), records)
 
 
 def on_customer_delete(
@@ -173,4 +183,8 @@ HANDLERS: dict[str, Handler] = {
     "app/uninstalled": on_uninstalled,
 }
 
-BATCH_HANDLERS: dict[str, BatchHandler] = dict.fromkeys(ORDER_TOPICS, on_orders)
+BATCH_HANDLERS: dict[str, BatchHandler] = {
+    **dict.fromkeys(ORDER_TOPICS, on_orders),
+    "customers/create": on_customers,
+    "customers/update": on_customers,
+}

@@ -419,22 +419,41 @@ def upsert_customer(
 ) -> bool:
     """Keep a customer's record (created_at, updated_at, state) if newer than the stored one,
     and never a redacted customer's."""
-    _lock_customers(session, shop_id, customer_id)
-    if redacted(session, shop_id, CUSTOMER, [customer_id]):
-        return False
-    customer = session.get(Customer, (shop_id, customer_id))
-    updated_at = fields.get("updated_at")
-    if (
-        customer is not None
-        and customer.updated_at is not None
-        and (updated_at is None or updated_at <= customer.updated_at)
-    ):
-        return False
-    customer = customer or Customer(shop_id=shop_id, customer_id=customer_id)
-    customer.created_at = fields.get("created_at") or customer.created_at
-    customer.updated_at, customer.state = updated_at, fields.get("state")
-    session.add(customer)
-    return True
+    return upsert_customers(session, shop_id, [(customer_id, fields)]) == 1
+
+
+def upsert_customers(
+    session: Session, shop_id: int, records: Sequence[tuple[int, dict[str, Any]]]
+) -> int:
+    """`upsert_customer` for each (customer id, fields) in turn, with a few statements for the
+    lot; how many records were kept. A record is newer than the stored one unless both have an
+    `updated_at` and its own is not later."""
+    ids = sorted({customer_id for customer_id, _ in records})
+    _lock_customers(session, shop_id, *ids)
+    gone = redacted(session, shop_id, CUSTOMER, ids)
+    held: dict[int, Customer] = {}
+    for low in range(0, len(ids), REFRESH_CHUNK):
+        query = select(Customer).where(
+            Customer.shop_id == shop_id,
+            col(Customer.customer_id).in_(ids[low : low + REFRESH_CHUNK]),
+        )
+        held.update((row.customer_id, row) for row in session.exec(query))
+    kept = 0
+    for customer_id, fields in records:
+        customer = held.get(customer_id)
+        updated_at = fields.get("updated_at")
+        if customer_id in gone or (
+            customer is not None
+            and customer.updated_at is not None
+            and (updated_at is None or updated_at <= customer.updated_at)
+        ):
+            continue
+        customer = held.setdefault(customer_id, Customer(shop_id=shop_id, customer_id=customer_id))
+        customer.created_at = fields.get("created_at") or customer.created_at
+        customer.updated_at, customer.state = updated_at, fields.get("state")
+        session.add(customer)
+        kept += 1
+    return kept
 
 
 def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: datetime) -> None:
