@@ -1,5 +1,5 @@
 """Reading the store's state back for the reconcile: every customer's tags and the app's
-metafields, by pages of customers or with one bulk query."""
+metafields, and every product's metafields, by pages or with one bulk query."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -27,7 +28,7 @@ class ReadBackError(RuntimeError):
 
 
 class PastPagination(ReadBackError):
-    """The store holds more customers than pagination reaches: read them with a bulk query."""
+    """The store holds more objects than pagination reaches: read them with a bulk query."""
 
 
 async def read_pages(client: AdminClient, namespace: str) -> Found:
@@ -111,30 +112,41 @@ ProductFound = dict[int, dict[str, str]]  # product -> "namespace.key" -> value
 @dataclass
 class ProductRead:
     """What a read of the store's products found: each product's values (products with none
-    left out), and every product it saw."""
+    left out), and every product it saw (the whole catalogue)."""
 
     values: ProductFound = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)
 
-    @property
-    def complete(self) -> bool:
-        """Whether it saw every product: pagination stops at 25,000, and a product past that
-        cannot be told from one the store does not have."""
-        return len(self.seen) < PAGINATION_LIMIT
+    def add(self, product_id: int, values: Mapping[str, str]) -> None:
+        self.seen.add(product_id)
+        if values:
+            self.values.setdefault(product_id, {}).update(values)
+
+
+def _extra_field(extra: tuple[str, str] | None) -> str:
+    """The one field read besides the app's namespace (e.g. Shopify's complementary products),
+    under the alias `x`."""
+    if extra is None:
+        return ""
+    return (
+        f"x: metafield(namespace: {json.dumps(extra[0])}, key: {json.dumps(extra[1])}) {{ value }}"
+    )
+
+
+def _extra_value(node: Mapping[str, Any], extra: tuple[str, str] | None) -> dict[str, str]:
+    return {".".join(extra): node["x"]["value"]} if extra and node.get("x") else {}
 
 
 async def read_product_pages(
     client: AdminClient, namespace: str, extra: tuple[str, str] | None = None
 ) -> ProductRead:
-    """Every product's metafields in the app's namespace (and the one `extra` field, e.g.
-    Shopify's complementary products), by pages."""
-    extra_field = (
-        f'x: metafield(namespace: "{extra[0]}", key: "{extra[1]}") {{ value }}' if extra else ""
-    )
+    """Every product's metafields in the app's namespace (and the one `extra` field), by pages;
+    PastPagination when the catalogue is larger than pagination reaches."""
     query = (
         f"query ReadProducts($after: String, $ns: String!) {{ products(first: {READ_PAGE}, "
         "after: $after) { pageInfo { hasNextPage endCursor } nodes { id "
-        f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} {extra_field} }} }} }}"
+        f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} "
+        f"{_extra_field(extra)} }} }} }}"
     )
     read = ProductRead()
     after: str | None = None
@@ -142,13 +154,44 @@ async def read_product_pages(
         data = await client.execute(query, {"after": after, "ns": namespace})
         page = data["products"]
         for node in page["nodes"]:
-            product_id = gid_number(node["id"])
-            read.seen.add(product_id)
             values = {f"{namespace}.{m['key']}": m["value"] for m in node["metafields"]["nodes"]}
-            if extra and node.get("x"):
-                values[".".join(extra)] = node["x"]["value"]
-            if values:
-                read.values[product_id] = values
-        if not page["pageInfo"]["hasNextPage"] or len(read.seen) >= PAGINATION_LIMIT:
+            read.add(gid_number(node["id"]), values | _extra_value(node, extra))
+        if not page["pageInfo"]["hasNextPage"]:
             return read
+        if len(read.seen) >= PAGINATION_LIMIT:
+            raise PastPagination(f"more than {PAGINATION_LIMIT} products")
         after = page["pageInfo"]["endCursor"]
+
+
+async def read_products_in_bulk(
+    bulk: BulkRunner, namespace: str, extra: tuple[str, str] | None = None
+) -> ProductRead:
+    """What `read_product_pages` reads, with one bulk query: for a catalogue of any size."""
+    with tempfile.TemporaryDirectory(prefix="clvsync-readback-") as scratch:
+        export = Path(scratch) / "products.jsonl"
+        outcome = await bulk.query(
+            f"{{ products {{ edges {{ node {{ id {_extra_field(extra)} "
+            f"metafields(namespace: {json.dumps(namespace)}) "
+            "{ edges { node { key value } } } } } } }",
+            into=export,
+        )
+        if outcome.status != "COMPLETED":
+            raise ReadBackError(f"the products' read-back bulk query ended {outcome.status}")
+        return await anyio.to_thread.run_sync(_products_in, export, namespace, extra)
+
+
+def _products_in(export: Path, namespace: str, extra: tuple[str, str] | None) -> ProductRead:
+    """The products and their values; a metafield's line may come before its product's (the
+    export is not grouped, see `_found_in`)."""
+    read = ProductRead()
+    parts: dict[int, dict[str, str]] = {}
+    for line in jsonl_lines(export):
+        if "__parentId" in line:  # a metafield
+            owner = parts.setdefault(gid_number(line["__parentId"]), {})
+            owner[f"{namespace}.{line['key']}"] = line["value"]
+        else:
+            read.add(gid_number(line["id"]), _extra_value(line, extra))
+    for product_id, values in parts.items():
+        if product_id in read.seen:
+            read.add(product_id, values)
+    return read

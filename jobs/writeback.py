@@ -23,8 +23,8 @@ the app did not write them (the merchant's), and the products the read does not 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Engine, func, select
@@ -42,11 +42,12 @@ from jobs.readback import (
     read_in_bulk,
     read_pages,
     read_product_pages,
+    read_products_in_bulk,
 )
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
-from plugin.store.models import Customer, Shop
+from plugin.store.models import Customer, OrderLine, Shop
 from plugin.store.recommendations import record_product_read_back, record_products_read
 from plugin.store.sync import pushed_tags, record_read_back
 from plugin.store.tokens import TokenCipher
@@ -67,7 +68,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BULK_READ_ABOVE = 5000  # known customers from which the reconcile reads with a bulk query
+BULK_READ_ABOVE = 5000  # known customers (or products) from which the reconcile reads in bulk
+Read = TypeVar("Read")
 
 
 def needs_reauth_message(domain: str) -> str:
@@ -189,21 +191,37 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
 
 
 async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:
-    """Every customer's tags and the app's metafields: by pages for a shop the app knows few
-    customers of, with a bulk query for a large one, or when the pages reach their limit."""
+    """Every customer's tags and the app's metafields."""
     namespace = pusher.settings.metafield_namespace
     known = await anyio.to_thread.run_sync(_known_customers, ctx.engine, pusher.shop_id)
+    return await _read_store(
+        pusher,
+        known,
+        lambda: read_pages(pusher.client, namespace),
+        lambda: read_in_bulk(pusher.bulk, namespace),
+    )
+
+
+async def _read_store(
+    pusher: Pusher,
+    known: int,
+    by_pages: Callable[[], Awaitable[Read]],
+    in_bulk: Callable[[], Awaitable[Read]],
+) -> Read:
+    """A read of the store's customers or products: by pages when the app knows fewer than
+    BULK_READ_ABOVE of them, with a bulk query for a larger shop, or when the pages reach
+    pagination's limit."""
     if known < BULK_READ_ABOVE:
         try:
-            return await read_pages(pusher.client, namespace)
+            return await by_pages()
         except PastPagination:
             pass
     try:
-        found = await read_in_bulk(pusher.bulk, namespace)
+        read = await in_bulk()
     except ReadBackError as exc:
         raise WritebackError(f"{pusher.shop.domain}: {exc}") from None
     pusher.counts.bulk_operations += 1
-    return found
+    return read
 
 
 async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
@@ -213,22 +231,21 @@ async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
     settings, shop_id = pusher.settings, pusher.shop_id
     shared = COMPLEMENTARY_PRODUCTS if settings.complementary_products else None
     namespace = settings.metafield_namespace
-    read = await read_product_pages(
-        pusher.client, namespace, split_name(shared) if shared else None
+    extra = split_name(shared) if shared else None
+    known = await anyio.to_thread.run_sync(_known_products, ctx.engine, shop_id)
+    read = await _read_store(
+        pusher,
+        known,
+        lambda: read_product_pages(pusher.client, namespace, extra),
+        lambda: read_products_in_bulk(pusher.bulk, namespace, extra),
     )
 
     def record() -> dict[str, int]:
         now = ctx.clock()
         drifted = record_product_read_back(
-            ctx.engine,
-            shop_id,
-            read.values,
-            now,
-            namespace=namespace,
-            shared=shared,
-            seen=None if read.complete else read.seen,
+            ctx.engine, shop_id, read.values, now, namespace=namespace, shared=shared
         )
-        gone = record_products_read(ctx.engine, shop_id, read.seen, now, complete=read.complete)
+        gone = record_products_read(ctx.engine, shop_id, read.seen, now)
         return {"products_drifted": drifted, "products_not_found": gone}
 
     return await anyio.to_thread.run_sync(record)
@@ -248,4 +265,13 @@ async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
 def _known_customers(engine: Engine, shop_id: int) -> int:
     with Session(engine) as session:
         query = select(func.count()).select_from(Customer).where(col(Customer.shop_id) == shop_id)
+        return int(session.execute(query).scalar_one())
+
+
+def _known_products(engine: Engine, shop_id: int) -> int:
+    """The products the shop's orders name (the catalogue holds these at least)."""
+    with Session(engine) as session:
+        query = select(func.count(func.distinct(col(OrderLine.product_id)))).where(
+            col(OrderLine.shop_id) == shop_id
+        )
         return int(session.execute(query).scalar_one())

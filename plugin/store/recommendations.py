@@ -218,12 +218,10 @@ def record_product_read_back(
     *,
     namespace: str,
     shared: str | None = None,
-    seen: set[int] | None = None,
 ) -> int:
     """Replace the products' pushed metafields in the app's namespace with what a reconcile
-    read from the store (a product read with none has none); how many products had drifted.
-    `seen`, when the read stopped short of the whole catalogue (pagination's limit), names
-    the products it saw: the others are left as recorded.
+    read from the store's whole catalogue (a product read with none has none); how many
+    products had drifted.
 
     `shared`, a field outside the namespace that was read too (Shopify's complementary
     products), is the app's only on the products it is recorded as pushed to, and only while
@@ -239,7 +237,7 @@ def record_product_read_back(
         replaced: dict[int, dict[str, str]] = {}
         found_kept: set[int] = set()
         products = set(held) | set(found)
-        for product_id in products if seen is None else products & seen:
+        for product_id in products:
             recorded, read = held.get(product_id, {}), found.get(product_id, {})
             values = {k: v for k, v in recorded.items() if not _was_read(k, namespace, shared)}
             values |= {k: v for k, v in read.items() if k.rpartition(".")[0] == namespace}
@@ -251,7 +249,7 @@ def record_product_read_back(
             if values != recorded:
                 replaced[product_id] = values
         if shared is not None:
-            _replace_kept(session, shop_id, shared, found_kept, now, seen)
+            _replace_kept(session, shop_id, shared, found_kept, now)
     record_product_metafields(
         engine, shop_id, replaced, [], via="reconcile", job_run_id=None, now=now
     )
@@ -283,15 +281,13 @@ def _replace_kept(
     name: str,
     product_ids: set[int],
     now: datetime,
-    seen: set[int] | None,
 ) -> None:
-    """The products holding a value of the merchant's in field `name` are these, no others
-    (of those `seen`, when not all were)."""
+    """The products holding a value of the merchant's in field `name` are these, no others."""
     query = select(col(KeptProductField.product_id)).where(
         col(KeptProductField.shop_id) == shop_id, col(KeptProductField.name) == name
     )
     known = {product_id for (product_id,) in session.execute(query)}
-    cleared = known - product_ids if seen is None else (known & seen) - product_ids
+    cleared = known - product_ids
     if cleared:
         session.execute(
             delete(KeptProductField).where(
@@ -365,12 +361,10 @@ def record_gone(engine: Engine, shop_id: int, reasons: dict[int, str], now: date
         session.execute(statement, rows)
 
 
-def record_products_read(
-    engine: Engine, shop_id: int, seen: set[int], now: datetime, *, complete: bool
-) -> int:
-    """After a reconcile read the store's products: those it found are there (no longer
-    gone); the products the app recommends or pushes to that it did not find are gone, if the
-    read saw every product (`complete`). How many of those the read did not find."""
+def record_products_read(engine: Engine, shop_id: int, seen: set[int], now: datetime) -> int:
+    """After a reconcile read the store's whole catalogue: the products it found are there (no
+    longer gone); the products the app recommends or pushes to that it did not find are gone.
+    How many of those the read did not find."""
     with Session(engine) as session, session.begin():
         back = sorted(_gone_ids(session, shop_id) & seen)
         if back:
@@ -379,7 +373,7 @@ def record_products_read(
                     col(GoneProduct.shop_id) == shop_id, col(GoneProduct.product_id).in_(back)
                 )
             )
-        missing = set() if not complete else _named_products(session, shop_id) - seen
+        missing = _named_products(session, shop_id) - seen
     record_gone(engine, shop_id, dict.fromkeys(missing, "not among the store's products"), now)
     return len(missing)
 

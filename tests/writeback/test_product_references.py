@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from jobs import readback
+from jobs import readback, writeback
 from jobs.product_push import ProductChange, _shared_not_allowed, plan_products
 from jobs.pusher import Apart
 from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
@@ -310,10 +310,15 @@ async def test_reconcile_leaves_a_merchants_edit_of_the_apps_complementary_list_
     assert json.loads(complementary(scenario, c) or "[]") == [gid(b), gid(d)]
 
 
-async def test_reconcile_reading_part_of_a_large_catalogue_keeps_the_rest_as_recorded(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("read", ["pages", "past pagination", "large shop"])
+async def test_reconcile_reads_the_whole_catalogue_by_pages_or_in_bulk(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    read: str,
 ) -> None:
-    # given every product with a partner, pushed
+    # given every product with a partner, pushed; then, far down the catalogue, one product
+    # deleted in the store and another's list edited by hand
     scenario = scenario_factory()
     products = sorted(scenario.devstore.state.products)
     recommend(
@@ -321,13 +326,31 @@ async def test_reconcile_reading_part_of_a_large_catalogue_keeps_the_rest_as_rec
     )
     ctx = scenario.context(http)
     await push_shop(ctx, scenario.refreshed_shop(), None)
-    # when the reconcile's read stops at pagination's limit (25,000, played by 10 here)
-    monkeypatch.setattr(readback, "PAGINATION_LIMIT", 10)
-    monkeypatch.setattr(readback, "READ_PAGE", 10)
+    deleted, edited = products[-1], products[-2]
+    delete_product(scenario, deleted)
+    fields = scenario.devstore.state.products[edited].metafields
+    assert fields is not None and len(products) > 12
+    old = fields[("clv", "frequently_bought_together")]
+    fields[("clv", "frequently_bought_together")] = replace(
+        old, value=json.dumps([gid(products[2])])
+    )
+    # when reconciled: by pages; in bulk once the pages reach pagination's limit (25,000,
+    # played by 10 here); or in bulk at once for a shop whose orders name many products
+    if read == "past pagination":
+        monkeypatch.setattr(readback, "PAGINATION_LIMIT", 10)
+        monkeypatch.setattr(readback, "READ_PAGE", 5)
+    if read == "large shop":
+        monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1)
     result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
-    # then the products it did not see keep their recorded values: nothing drifted or sent
-    assert len(products) > 10
-    assert result["products_drifted"] == 0 and result["product_metafields_set"] == 0
+    # then the read saw every product: the deleted one is gone, the edit is repaired
+    assert result["products_not_found"] == 1 and gone(scenario) == {deleted}
+    assert result["products_drifted"] == 2
+    held = product_metafields(scenario)[edited]
+    assert held == {"clv.frequently_bought_together": [gid(products[0])]}
+    # (customers are read in bulk too when they are more than the pages reach, or many)
+    customers_in_bulk = read == "large shop" or len(scenario.devstore.state.customers) > 10
+    expected_bulk = {"pages": 0, "past pagination": 1 + customers_in_bulk, "large shop": 2}
+    assert result["bulk_operations"] == expected_bulk[read]
 
 
 async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
