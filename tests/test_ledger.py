@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import random
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -521,6 +524,57 @@ def test_order_webhook_at_fault_in_a_group_fails_alone(shop_engine: Engine) -> N
         order_id for order_id in range(1, count + 1) if order_id != 2
     ]
     assert customer(shop_engine).orders == count - 1  # type: ignore[union-attr]
+
+
+def test_processors_running_at_once_apply_each_event_once_as_one_processor_would(
+    engine: Engine,
+) -> None:
+    # given the webhooks of 30 orders' lives (versions, refunds, cancellations, a customer
+    # changed) among three customers, and those customers' records, shuffled: events that
+    # touch the same orders and customers, for processors to contend over
+    rng = random.Random(7)
+    steps = ["refund", "edit", "cancel", "move", "refund"]
+    events = [
+        event
+        for order_id in range(1, 31)
+        for event in _order_story(
+            order_id, 501 + order_id % 3, rng.sample(steps, rng.randint(0, 4))
+        )
+    ]
+    for customer_id in (501, 502, 503):
+        for day in range(3):
+            stamp = (T0 + timedelta(days=day)).isoformat()
+            record = {"id": customer_id, "created_at": T0.isoformat(), "updated_at": stamp}
+            events.append(("customers/update", {**record, "state": f"state-{day}"}))
+    rng.shuffle(events)
+    numbered = [(i, topic, payload) for i, (topic, payload) in enumerate(events)]
+    _reset(engine)
+    for webhook_id, topic, payload in numbered:
+        enqueue(engine, topic, payload, f"wh-{webhook_id}")
+    # when three processors drain the inbox at once, in small batches and groups
+    start = threading.Barrier(3)
+    outcomes: list[Counter[str]] = []
+
+    def drain() -> None:
+        start.wait()
+        outcomes.append(Processor(engine, batch_size=8, group_min=2).drain().by_outcome)
+
+    threads = [threading.Thread(target=drain, daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert len(outcomes) == 3
+    # (an event that lost a deadlock to another processor is retried once its time comes)
+    later = Processor(engine, clock=lambda: datetime.now(UTC) + timedelta(hours=2)).drain()
+    together = _snapshot(engine)
+    # then each event was applied exactly once between them (no two took the same row), and
+    # the ledger ends as when one processor applies each event alone
+    assert sum(o["done"] for o in outcomes) + later.by_outcome["done"] == len(numbered)
+    with Session(engine) as session:
+        statuses = Counter(e.status for e in session.exec(select(InboxEvent)))
+    assert statuses == {DONE: len(numbered)}
+    assert together == _deliver(engine, numbered, one_at_a_time=True)
 
 
 def test_ledger_events_are_applied_once_and_marked_done(shop_engine: Engine) -> None:
