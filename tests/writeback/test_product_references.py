@@ -317,13 +317,14 @@ async def test_reconcile_reads_the_whole_catalogue_by_pages_or_in_bulk(
     monkeypatch: pytest.MonkeyPatch,
     read: str,
 ) -> None:
-    # given every product with a partner, pushed; then, far down the catalogue, one product
-    # deleted in the store and another's list edited by hand
+    # given every product with a partner, pushed (Shopify's complementary products too); then,
+    # far down the catalogue, one product deleted in the store and another's list edited by hand
     scenario = scenario_factory()
     products = sorted(scenario.devstore.state.products)
     recommend(
         scenario, {p: [products[0] if p != products[0] else products[1]] for p in products}, []
     )
+    scenario.set_shop_settings(complementary_products=True)
     ctx = scenario.context(http)
     await push_shop(ctx, scenario.refreshed_shop(), None)
     deleted, edited = products[-1], products[-2]
@@ -345,8 +346,10 @@ async def test_reconcile_reads_the_whole_catalogue_by_pages_or_in_bulk(
     # then the read saw every product: the deleted one is gone, the edit is repaired
     assert result["products_not_found"] == 1 and gone(scenario) == {deleted}
     assert result["products_drifted"] == 2
+    partner = [gid(products[0])]
     held = product_metafields(scenario)[edited]
-    assert held == {"clv.frequently_bought_together": [gid(products[0])]}
+    assert held == {"clv.frequently_bought_together": partner, COMPLEMENTARY_PRODUCTS: partner}
+    assert result["product_fields_kept"] == 0  # the app's complementary lists read as its own
     # (customers are read in bulk too when they are more than the pages reach, or many)
     customers_in_bulk = read == "large shop" or len(scenario.devstore.state.customers) > 10
     expected_bulk = {"pages": 0, "past pagination": 1 + customers_in_bulk, "large shop": 2}
