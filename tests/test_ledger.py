@@ -258,30 +258,29 @@ def _snapshot(engine: Engine) -> dict[str, Any]:
             (line.order_id, line.line_id): (line.product_id, line.current_quantity, line.price)
             for line in session.exec(select(OrderLine))
         }
-        customers = {
-            c.customer_id: (c.orders, c.net_spend, c.first_order_at, c.last_order_at)
-            for c in session.exec(select(Customer))
-        }
-        records = {
-            c.customer_id: (c.created_at, c.updated_at, c.state, c.deleted_at)
+        customers = {  # the figures, then the record (customers/* topics)
+            c.customer_id: (
+                *(c.orders, c.net_spend, c.first_order_at, c.last_order_at),
+                *(c.created_at, c.updated_at, c.state, c.deleted_at),
+            )
             for c in session.exec(select(Customer))
         }
         redactions = {(r.kind, r.item_id) for r in session.exec(select(Redaction))}
         shop_id = session.exec(select(Order.shop_id)).first()
         recomputed = ledger.ledger_totals(session, shop_id) if shop_id is not None else {}
-    kept = {cid: CustomerTotals(*row) for cid, row in customers.items()}
+    kept = {cid: CustomerTotals(*row[:4]) for cid, row in customers.items()}
     assert kept == {
         cid: recomputed.get(cid, CustomerTotals(0, Decimal(0), None, None)) for cid in kept
     }
     # A customer an order no longer names keeps an empty row if a version naming them was
     # applied before the newer one came, and has none if it came too late: compared as absent.
     named = {row[0] for row in orders.values()}
-    shown = {c for c, row in customers.items() if c in named or row[0] > 0 or any(records[c])}
+    shown = {c: row for c, row in customers.items() if c in named or row[0] > 0 or any(row[4:])}
     return {
         "orders": orders,
         "lines": lines,
         "refunds": refunds,
-        "customers": {c: (*customers[c], *records[c]) for c in sorted(shown)},
+        "customers": shown,
         "redactions": redactions,
     }
 
