@@ -124,17 +124,16 @@ class ProductRead:
 
 
 def _extra_field(extra: tuple[str, str] | None) -> str:
-    """The one field read besides the app's namespace (e.g. Shopify's complementary products),
-    under the alias `x`."""
+    """The one field read besides the app's namespace (e.g. Shopify's complementary products).
+    No alias: whether bulk queries take aliases is not documented."""
     if extra is None:
         return ""
-    return (
-        f"x: metafield(namespace: {json.dumps(extra[0])}, key: {json.dumps(extra[1])}) {{ value }}"
-    )
+    return f"metafield(namespace: {json.dumps(extra[0])}, key: {json.dumps(extra[1])}) {{ value }}"
 
 
 def _extra_value(node: Mapping[str, Any], extra: tuple[str, str] | None) -> dict[str, str]:
-    return {".".join(extra): node["x"]["value"]} if extra and node.get("x") else {}
+    field = node.get("metafield")
+    return {".".join(extra): field["value"]} if extra and field else {}
 
 
 async def read_product_pages(
