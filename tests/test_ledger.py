@@ -101,6 +101,23 @@ def test_refund_before_order_update_is_netted_once(shop_engine: Engine) -> None:
     assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
 
 
+def test_refund_after_a_version_that_reflects_an_earlier_one_nets_only_itself(
+    shop_engine: Engine,
+) -> None:
+    # given an order of 100 whose version held reflects a first refund of 30 (current 70)
+    first = refund_payload(71, 1, "30.00")
+    reflected = order_payload(
+        1, current_total="70.00", financial_status="partially_refunded", refunds=[first]
+    )
+    enqueue(shop_engine, "orders/updated", reflected, "a")
+    process(shop_engine)
+    # when a second refund of 20 comes, before any version that reflects it
+    enqueue(shop_engine, "refunds/create", refund_payload(72, 1, "20.00", day=2), "b")
+    process(shop_engine)
+    # then only the second is netted from the current total: the first is in it already
+    assert customer(shop_engine).net_spend == Decimal("50.00")  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("kind", ["cancelled", "refunded", "voided", "expired"])
 def test_cancelled_or_fully_refunded_order_counts_zero(shop_engine: Engine, kind: str) -> None:
     enqueue(shop_engine, "orders/create", order_payload(1, total="50.00"), "a")

@@ -51,6 +51,11 @@ def on_refund(session: Session, shop: Shop, payload: Mapping[str, Any], _: Inbox
     ledger.apply_refund(session, shop, parse_refund(payload))
 
 
+def on_refunds(session: Session, shop: Shop, payloads: Sequence[Mapping[str, Any]]) -> None:
+    """refunds/create of one shop, applied together: what `on_refund` does for each."""
+    ledger.apply_refunds(session, shop, [parse_refund(payload) for payload in payloads])
+
+
 def _customer_record(payload: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
     return _customer_id(payload, "id"), {
         "created_at": parse_time(payload["created_at"], "created_at")
@@ -185,6 +190,7 @@ HANDLERS: dict[str, Handler] = {
 
 BATCH_HANDLERS: dict[str, BatchHandler] = {
     **dict.fromkeys(ORDER_TOPICS, on_orders),
+    "refunds/create": on_refunds,
     "customers/create": on_customers,
     "customers/update": on_customers,
 }

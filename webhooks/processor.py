@@ -4,13 +4,13 @@ Events are claimed, applied and marked done in ONE transaction (each in a savepo
 own), so a processor that dies at any point leaves its events pending and the ledger untouched
 by them: nothing is lost and nothing is counted twice (and applying is idempotent anyway).
 
-Order webhooks of one shop in a batch are applied together first, and so are its customer
-records (customers/create and customers/update), in groups of GROUP_MIN to GROUP_SIZE, one
-savepoint each (`handlers.BATCH_HANDLERS`): one at a time, an order webhook took a dozen
-statements, about 4 ms of CPU on SQLite and 7 ms on PostgreSQL, which capped a process at a few
-hundred events a second. The ledger does not depend on the order events are applied in, so
-applying them ahead of the batch's other events ends the same. If a group fails, its events
-are applied one at a time, so that only the one at fault fails.
+Order webhooks of one shop in a batch are applied together first, and so are its refunds and
+its customer records (customers/create and customers/update), in groups of GROUP_MIN to
+GROUP_SIZE, one savepoint each (`handlers.BATCH_HANDLERS`): one at a time, an order webhook
+took a dozen statements, about 4 ms of CPU on SQLite and 7 ms on PostgreSQL, which capped a
+process at a few hundred events a second. The ledger does not depend on the order events are
+applied in, so applying them ahead of the batch's other events ends the same. If a group
+fails, its events are applied one at a time, so that only the one at fault fails.
 """
 
 from __future__ import annotations

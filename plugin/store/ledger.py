@@ -333,34 +333,50 @@ def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refun
 def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
     """Record a refund (once); net it from its order if the order does not reflect it yet.
     A refund of a redacted order is not recorded."""
+    return apply_refunds(session, shop, [refund]) == 1
+
+
+def apply_refunds(session: Session, shop: Shop, refunds: Sequence[RefundRecord]) -> int:
+    """`apply_refund` for each refund, with a few statements for the lot; how many were
+    recorded. The orders' locks first, then their customers' (the ledger's order)."""
     assert shop.id is not None
-    _lock_order(session, shop.id, refund.order_id)
-    if session.get(Refund, (shop.id, refund.refund_id)) is not None:
-        return False
-    if redacted(session, shop.id, ORDER, [refund.order_id]):
-        return False
-    session.add(_refund_row(shop.id, refund, reflected=False))
-    session.flush()
-    order = session.get(Order, (shop.id, refund.order_id))
-    if order is not None:
-        _lock_customers(session, shop.id, order.customer_id)
-        _refresh_order_net(session, order)
-        session.flush()
-        if order.customer_id is not None:
-            refresh_customers(session, shop.id, [order.customer_id])
-    return True
-
-
-def _refresh_order_net(session: Session, order: Order) -> None:
-    unreflected = session.exec(
-        select(Refund).where(
-            Refund.shop_id == order.shop_id,
-            Refund.order_id == order.order_id,
-            col(Refund.reflected).is_(False),
+    fresh: dict[int, RefundRecord] = {}
+    for refund in refunds:
+        fresh.setdefault(refund.refund_id, refund)
+    order_ids = sorted({r.order_id for r in fresh.values()})
+    _lock_orders(session, shop.id, order_ids)
+    known = set(
+        session.exec(
+            select(col(Refund.refund_id)).where(
+                col(Refund.shop_id) == shop.id, col(Refund.refund_id).in_(sorted(fresh))
+            )
         )
+    )
+    gone = redacted(session, shop.id, ORDER, order_ids)
+    new = [r for r in fresh.values() if r.refund_id not in known and r.order_id not in gone]
+    if not new:
+        return 0
+    rows = [_refund_row(shop.id, r, reflected=False).model_dump() for r in new]
+    session.execute(insert(Refund), rows)
+    netted = sorted({r.order_id for r in new})
+    orders = session.exec(
+        select(Order).where(col(Order.shop_id) == shop.id, col(Order.order_id).in_(netted))
     ).all()
-    _set_net(order, unreflected)
-    session.add(order)
+    _lock_customers(session, shop.id, *(o.customer_id for o in orders))
+    unreflected: defaultdict[int, list[Refund]] = defaultdict(list)
+    query = select(Refund).where(
+        col(Refund.shop_id) == shop.id,
+        col(Refund.order_id).in_(netted),
+        col(Refund.reflected).is_(False),
+    )
+    for row in session.exec(query):
+        unreflected[row.order_id].append(row)
+    for order in orders:
+        _set_net(order, unreflected[order.order_id])
+        session.add(order)
+    session.flush()
+    refresh_customers(session, shop.id, {o.customer_id for o in orders})
+    return len(new)
 
 
 def _set_net(order: Order, unreflected: Sequence[Refund]) -> None:
