@@ -3,14 +3,15 @@
 For each backend (SQLite, then PostgreSQL if reachable), this script fills a fresh inbox with
 EVENTS webhooks, minimised as the endpoint stores them: the ingest benchmark's ~4 KB orders as
 an order's life sends them (orders/create, then orders/paid once LAG more orders were created,
-and orders/updated, fulfilled say, after LAG more, each a newer version, so two in three find
-their order held, about 8 and 16 of the processor's batches later), and before each
-orders/create a customers/update of its customer. It drains the inbox twice on a fresh copy:
-once with every event applied by its own handler (`group_min` past the batch size), once as
-`clvsync serve` runs (a shop's order webhooks, and its customer webhooks, applied together; see
-webhooks/processor.py). It prints events per second and CPU per event for both and their ratio,
-and checks that both end in the same ledger (customers' records too). The last line of stdout
-is one JSON object.
+and orders/updated, fulfilled say, after LAG more, each a newer version, so most find their
+order held, about 8 and 16 of the processor's batches later; one order in REFUNDED is then
+refunded in part, with refunds/create and the orders/updated that reflects it, LAG orders
+later), and before each orders/create a customers/update of its customer. It drains the inbox
+twice on a fresh copy: once with every event applied by its own handler (`group_min` past the
+batch size), once as `clvsync serve` runs (a shop's order webhooks applied together, and so its
+refunds and its customer records; see webhooks/processor.py). It prints events per second and
+CPU per event for both and their ratio, and checks that both end in the same ledger (customers'
+records too). The last line of stdout is one JSON object.
 
     .venv/bin/python bench/processor.py [--events 3000]
 """
@@ -34,6 +35,8 @@ LIFE = (  # an order's webhooks, after its customer's record: topic, updated_at
     ("orders/paid", "2026-10-01T12:05:00-04:00"),
     ("orders/updated", "2026-10-02T09:30:00-04:00"),
 )
+REFUNDED = 10  # one order in REFUNDED is refunded in part, LAG orders after its orders/updated
+REFUND = {"amount": "9.99", "at": "2026-10-05T15:00:00-04:00", "left": "49.98"}
 
 
 def inbox_deliveries(events: int) -> list[Any]:
@@ -56,7 +59,29 @@ def inbox_deliveries(events: int) -> list[Any]:
                 payload = json.loads(order_body(10**6 + n - step * LAG))
                 payload["updated_at"] = stamp or payload["created_at"]
                 deliveries.append(delivery(topic, payload))
+        refunded = n - len(LIFE) * LAG
+        if refunded >= 0 and refunded % REFUNDED == 0:
+            deliveries += [delivery(*webhook) for webhook in refund_webhooks(10**6 + refunded)]
     return deliveries[:events]
+
+
+def refund_webhooks(order_id: int) -> list[tuple[str, dict[str, Any]]]:
+    """A refund of one line, and the order's version that reflects it, as Shopify sends them."""
+    refund = {
+        "id": 5 * 10**6 + order_id,
+        "order_id": order_id,
+        "created_at": REFUND["at"],
+        "refund_line_items": [{"line_item_id": order_id * 10, "quantity": 1}],
+        "order_adjustments": [],
+        "transactions": [
+            {"amount": REFUND["amount"], "currency": "USD", "kind": "refund", "status": "success"}
+        ],
+    }
+    order = json.loads(order_body(order_id))
+    left = {"amount": REFUND["left"], "currency_code": "USD"}
+    order["current_total_price_set"] = {"shop_money": left, "presentment_money": left}
+    order |= {"updated_at": REFUND["at"], "financial_status": "partially_refunded"}
+    return [("refunds/create", refund), ("orders/updated", {**order, "refunds": [refund]})]
 
 
 def ledger_state(url: str) -> Any:
