@@ -37,8 +37,8 @@ from webhooks.payloads import minimise, parse_order
 from webhooks.processor import GROUP_MIN, Outcome, Processor
 
 
-def process(engine: Engine) -> None:
-    counts = Processor(engine).drain()
+def process(engine: Engine, group_min: int = GROUP_MIN) -> None:
+    counts = Processor(engine, group_min=group_min).drain()
     assert counts.by_outcome["done"] == counts.total, counts
 
 
@@ -327,8 +327,7 @@ def _deliver(
                 assert outcome is Outcome.DONE
         else:  # every batch's order webhooks applied together, however few
             with _no_group_falls_back():
-                counts = Processor(engine, group_min=1).drain()
-            assert counts.by_outcome["done"] == counts.total, counts
+                process(engine, group_min=1)
     return _snapshot(engine)
 
 

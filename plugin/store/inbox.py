@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import functools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -12,10 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from plugin.store.db import is_postgres
+from plugin.store.db import insert_for, is_postgres
 from plugin.store.models import DONE, PARKED, PENDING, InboxEvent, Shop
 
 # Topics a shop that is no longer installed still sends, and that must still be acted on.
@@ -65,7 +63,7 @@ def store_deliveries(
         ]
         if not rows:
             return [refused or Stored.DUPLICATE for refused in outcomes]
-        inserted = set(connection.execute(_insert_new(connection.dialect.name), rows).all())
+        inserted = set(connection.execute(_insert_new(connection), rows).all())
     stored: list[Stored] = []
     for delivery, refused in zip(deliveries, outcomes, strict=True):
         key = (delivery.shop_domain, delivery.webhook_id)
@@ -91,15 +89,19 @@ _SHOP_STATES = select(_SHOPS.c.domain, _SHOPS.c.uninstalled_at).where(
 )
 
 
-@functools.cache
-def _insert_new(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING the keys inserted, in `dialect`'s SQL."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(_INBOX)
-        .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
-        .returning(_INBOX.c.shop_domain, _INBOX.c.webhook_id)
-    )
+_INSERTS_NEW: dict[str, Any] = {}  # per dialect, built once
+
+
+def _insert_new(connection: Connection) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING the keys inserted, in the connection's SQL."""
+    dialect = connection.dialect.name
+    if dialect not in _INSERTS_NEW:
+        _INSERTS_NEW[dialect] = (
+            insert_for(connection)(_INBOX)
+            .on_conflict_do_nothing(index_elements=["shop_domain", "webhook_id"])
+            .returning(_INBOX.c.shop_domain, _INBOX.c.webhook_id)
+        )
+    return _INSERTS_NEW[dialect]
 
 
 def _refused(delivery: Delivery, uninstalled: dict[str, datetime | None]) -> Stored | None:

@@ -225,9 +225,7 @@ def _replace_held(
         order = held[version.order_id]
         touched |= {order.customer_id, version.customer_id}
         _set_version(session, order, version, known[version.order_id])
-    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
-    if lines:
-        session.execute(insert(OrderLine), lines)
+    _insert_lines(session, shop_id, versions)
     session.flush()
     return touched
 
@@ -247,9 +245,7 @@ def _insert_new(session: Session, shop_id: int, versions: Sequence[OrderVersion]
         _set_net(order, [])
         orders.append(order.model_dump())
     session.execute(insert(Order), orders)
-    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
-    if lines:
-        session.execute(insert(OrderLine), lines)
+    _insert_lines(session, shop_id, versions)
     refunds = [
         _refund_row(shop_id, refund, reflected=True).model_dump()
         for v in versions
@@ -275,6 +271,13 @@ def _version_fields(version: OrderVersion) -> dict[str, Any]:
         "source_name": version.source_name[:255] if version.source_name else None,
         "net_amount": Decimal(0),  # set from the refunds by _set_net
     }
+
+
+def _insert_lines(session: Session, shop_id: int, versions: Sequence[OrderVersion]) -> None:
+    """The versions' lines, in one statement."""
+    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
+    if lines:
+        session.execute(insert(OrderLine), lines)
 
 
 def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
