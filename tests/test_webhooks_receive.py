@@ -303,8 +303,12 @@ def test_a_row_the_database_refuses_fails_only_its_own_request(engine: Engine) -
 
     batch = [delivery("good-1", "orders/create"), delivery("bad", None)]
     batch.append(delivery("good-2", "orders/create"))
-    # when the writer stores them together
-    outcomes = writer._write(batch)
+    # when the writer stores them together (its kept connection closed after: the writer's
+    # thread, which closes it on stop, is not started here)
+    try:
+        outcomes = writer._write(batch)
+    finally:
+        writer._close()
     # then the good ones are stored and answered, and only the bad one fails
     assert outcomes[0] == outcomes[2] == inbox.Stored.STORED
     assert isinstance(outcomes[1], IntegrityError)
