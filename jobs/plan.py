@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -104,13 +104,12 @@ def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Pla
         planned = _planned(held, settings.tag_prefix, fitted, gone)
         if planned is None:
             continue
-        if (
-            held.blocked is not None
-            and held.blocked_tags == planned.desired_tags
-            and not planned.change.metafields_changed
-        ):
-            plan.skipped_refused += 1
-            continue
+        if held.blocked is not None and held.blocked_tags == planned.desired_tags:
+            # the store refused these very tags: not sent again, the values still are
+            if not planned.change.metafields_changed:
+                plan.skipped_refused += 1
+                continue
+            planned = replace(planned, change=replace(planned.change, add=(), remove=()))
         plan.items.append(planned)
     return plan
 

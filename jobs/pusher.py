@@ -39,6 +39,9 @@ MUTATION_COST = 10
 RECORD_EVERY = 1000  # customers' results per transaction on the bulk path
 AUDIT_NAME_LENGTH = 255  # sync_changes.name
 
+Errors = list[dict[str, Any]]
+Lines = dict[int, Errors | None]  # customer -> a bulk line's user errors, None if unanswered
+
 _REMOVE_ONE = """mutation Remove($id: ID!, $tags: [String!]!) {
   tagsRemove(id: $id, tags: $tags) { userErrors { field message } }
 }"""
@@ -176,7 +179,8 @@ class Pusher:
             await self._record(outcomes, "call")
 
     async def tags_in_bulk(self, items: Sequence[Planned]) -> None:
-        """Removals, then additions: one bulk mutation each (one runs at a time per shop)."""
+        """Removals, then additions: one bulk mutation each (one runs at a time per shop). The
+        removals the store confirmed are recorded even when the additions then fail."""
         removing = [item for item in items if item.change.remove]
         adding = [item for item in items if item.change.add]
         removed = await self._bulk_lines(
@@ -185,18 +189,28 @@ class Pusher:
             removing,
             lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.remove)},
         )
-        added = await self._bulk_lines(
-            _ADD_ONE,
-            "tagsAdd",
-            adding,
-            lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.add)},
-        )
+        added: Lines = {}
+        try:
+            added = await self._bulk_lines(
+                _ADD_ONE,
+                "tagsAdd",
+                adding,
+                lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.add)},
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._record_bulk_tags(items, removed, added)
+
+    async def _record_bulk_tags(
+        self, items: Sequence[Planned], removed: Lines, added: Lines
+    ) -> None:
         outcomes = []
         for item in items:
-            remove_result = removed.get(item.change.customer_id) if item.change.remove else []
-            add_result = added.get(item.change.customer_id) if item.change.add else []
+            change = item.change
+            remove_result = removed.get(change.customer_id) if change.remove else None
+            add_result = added.get(change.customer_id) if change.add else None
             if remove_result is None and add_result is None:
-                continue  # neither line confirmed: sent again next time
+                continue  # no line of it confirmed: sent again next time
             outcomes.append(self._tag_outcome(item, remove_result, add_result))
         for start in range(0, len(outcomes), RECORD_EVERY):
             await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
@@ -207,7 +221,7 @@ class Pusher:
         field_name: str,
         items: Sequence[Planned],
         variables: Callable[[CustomerChange], dict[str, Any]],
-    ) -> dict[int, list[dict[str, Any]] | None]:
+    ) -> Lines:
         """Each customer's user errors from the result file ([] when the line succeeded);
         None for a line with no result (the operation failed before it)."""
         if not items:
@@ -455,7 +469,6 @@ class Pusher:
         )
 
 
-Errors = list[dict[str, Any]]
 _PRODUCT_GID = re.compile(r"gid://shopify/Product/(\d+)")
 
 

@@ -3,7 +3,9 @@ pacing, faults, bulk versus per-call, refusals, metafields, dry run, audit."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
@@ -11,9 +13,10 @@ from sqlmodel import Session, select
 
 from jobs.writeback import WritebackError, plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
-from plugin.shopify.client import AuthError
-from plugin.store.models import CustomerSync, SyncChange
-from tests.devstore.conftest import DevStoreFactory
+from plugin.shopify.bulk import BulkOutcome, BulkRunner
+from plugin.shopify.client import AuthError, TransientError
+from plugin.store.models import CustomerScore, CustomerSync, SyncChange
+from tests.devstore.conftest import AppSwitch, DevStoreFactory
 from tests.helpers import add_shop
 from tests.writeback.conftest import (
     Scenario,
@@ -137,6 +140,86 @@ async def test_customer_at_the_tag_cap_is_refused_reported_and_not_resent(
     # and the next plan does not send it again while nothing changed
     again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
     assert again.skipped_refused == 1 and all(i.change.customer_id != full for i in again.items)
+
+
+async def test_a_refused_tag_change_is_not_resent_with_the_customers_new_values(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a customer at the tag cap, refused once
+    scenario = scenario_factory()
+    full = next(c for c, tags in scenario.desired().items() if tags)
+    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    for _ in range(2):
+        # when the customer's value changes (a new order) and the shop is pushed again
+        with Session(scenario.engine) as session, session.begin():
+            score = session.get(CustomerScore, (scenario.shop.id, full))
+            assert score is not None
+            score.historical_clv += 10.0
+        pusher = scenario.pusher(http)
+        plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+        (item,) = [i for i in plan.items if i.change.customer_id == full]
+        counts = await pusher.push(plan)
+        # then the new value is sent and set, the refused tags are not sent again
+        assert item.change.set_metafields and not item.change.tags_changed
+        assert counts.customers_refused == 0 and counts.metafields_set == 1
+    with Session(scenario.engine) as session:
+        refused = session.exec(select(SyncChange).where(SyncChange.action == "refused")).all()
+        sync = session.get(CustomerSync, (scenario.shop.id, full))
+    assert len(refused) == 1 and sync is not None and sync.blocked
+    held = scenario.store_metafields()[full]["historical_value"]
+    assert float(held) == pytest.approx(float(item.change.set_metafields[0][1]))
+
+
+async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions_fail(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    live_switch: tuple[AppSwitch, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a pushed shop whose next scores drop each customer's first tag and add another
+    scenario = scenario_factory(customers=20)
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        for score in session.exec(select(CustomerScore)).all():
+            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
+    scenario.set_shop_settings(bulk_threshold=1)
+    # and an Admin API that fails from the moment the removals' bulk operation completed
+    faults = live_switch[0].target.state.devstore.faults
+    run_bulk = BulkRunner.mutation
+
+    async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:
+        outcome = await run_bulk(runner, document, variables)
+        faults.error_share = 1.0
+        return outcome
+
+    monkeypatch.setattr(BulkRunner, "mutation", mutation)
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
+    # when pushed in bulk
+    with pytest.raises(TransientError):
+        await pusher.push(plan)
+    # then the store dropped the tags, and that is recorded: the customers' pushed tags and
+    # one audit row per removal
+    store = scenario.store_tags()
+    assert removed and all(not tags & set(store[c]) for c, tags in removed.items())
+    with Session(scenario.engine) as session:
+        audited = session.exec(select(SyncChange).where(SyncChange.action == "remove")).all()
+        pushed = {
+            row.customer_id: set(json.loads(row.tags)) for row in session.exec(select(CustomerSync))
+        }
+    assert sorted((r.customer_id, r.name) for r in audited) == sorted(
+        (c, tag) for c, tags in removed.items() for tag in tags
+    )
+    assert all(not tags & pushed[c] for c, tags in removed.items())
+    # and, the outage over, the next push adds what is missing and the store is as desired
+    faults.error_share = 0.0
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    assert_in_sync(scenario)
 
 
 async def test_metafields_are_defined_once_typed_and_set_only_when_changed(
