@@ -115,8 +115,10 @@ class Processor:
             most = len(events) if quiet else GROUP_SIZE  # a group at most, see GROUP_SIZE
             for shop, together, members in self._groups(session, events, known, most):
                 if self._apply_together(session, shop, together, members, now):
-                    applied.update(event.id for event in members)
                     outcomes += [Outcome.DONE] * len(members)
+                else:  # at once, before the batch may end: the one at fault fails alone
+                    outcomes += [self._process(session, event, now, known) for event in members]
+                applied.update(event.id for event in members)
                 if self._time_is_up(deadline):
                     return outcomes
             for event in events:
@@ -159,7 +161,7 @@ class Processor:
         now: datetime,
     ) -> bool:
         """Apply `members` with one call of their batch handler and mark them done; False, with
-        nothing applied, if it failed (each is then applied alone: only the one at fault fails)."""
+        nothing applied, if it failed."""
         try:
             payloads = [_payload(event.payload) for event in members]
             with session.begin_nested():
