@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import anyio
 import httpx
@@ -122,6 +123,30 @@ def test_receive_verified_body_not_a_json_object_answers_400(
     response = post(app_url, body, webhook_headers(body, "orders/create"))
     assert response.status_code == 400
     assert "JSON" in response.text
+    assert inbox_rows(engine) == []
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "too deeply"),  # past the parsers' depth
+        (json.dumps(order_payload(1) | {"total_price_set": nested(300)}).encode(), "too deeply"),
+    ],
+    ids=["unreadable", "kept-part"],
+)
+def test_receive_verified_body_nested_too_deeply_answers_400(
+    app_url: str, engine: Engine, body: bytes, message: str
+) -> None:
+    response = post(app_url, body, webhook_headers(body, "orders/create"))
+    assert response.status_code == 400
+    assert message in response.text
     assert inbox_rows(engine) == []
 
 
