@@ -158,7 +158,7 @@ def compute_reference(
     """The population figures of a full run (see ScoreReference)."""
     intervals = {} if purchases is None else learn_replenishment(purchases, as_of_day, settings)
     return ScoreReference(
-        recency_edges=quintile_edges(figures.last_order_day),
+        recency_edges=quintile_edges(np.floor(figures.last_order_day)),
         frequency_edges=lower_quintile_edges(figures.orders),
         monetary_edges=quintile_edges(figures.net_spend),
         top_clv_threshold=top_threshold(predicted.predicted_clv, settings.top_share),
@@ -203,7 +203,7 @@ def _assemble(
     as_of_day: float,
     settings: ScoringSettings,
 ) -> ShopScores:
-    recency = score_higher_better(figures.last_order_day, reference.recency_edges)
+    recency = score_higher_better(np.floor(figures.last_order_day), reference.recency_edges)
     frequency = score_higher_better(figures.orders.astype(np.float64), reference.frequency_edges)
     monetary = score_higher_better(figures.net_spend, reference.monetary_edges)
     reorder = reorder_status(

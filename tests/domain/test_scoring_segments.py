@@ -91,6 +91,16 @@ def test_score_shop_recency_later_last_order_scores_higher() -> None:
     )
 
 
+def test_score_shop_recency_counts_the_day_of_the_last_order_not_its_hour() -> None:
+    # given six customers who last ordered on earlier days, and four today at other hours
+    earlier = [(c, AS_OF - 10.0 * c - 0.5, 5.0) for c in range(1, 7)]
+    today = [(c, AS_OF + 0.05 * (c - 6), 5.0) for c in range(7, 11)]
+    # when scored
+    scores = score_shop(history(earlier + today), AS_OF + 0.5, ScoringSettings(), RULES)
+    # then those of today, 40% of the shop, share the highest R
+    assert scores.recency_score.tolist() == [3, 3, 2, 2, 1, 1, 5, 5, 5, 5]
+
+
 def test_rescore_days_after_the_full_run_keeps_recency_against_the_reference() -> None:
     # given a full run, and the same customer re-scored 5 days later without a new order
     rows = [(c, AS_OF - 10.0 * c, 5.0) for c in range(1, 11)]
