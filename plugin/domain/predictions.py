@@ -9,8 +9,10 @@ Fitted (times in days, money in shop currency):
   the purchase rate has posterior Gamma(r+x, alpha+T) (FHL 2005 appendix) and BG/NBD-family
   customers only drop out right after a purchase, so the wait is Lomax; for Pareto/NBD, which
   can drop out during the wait, this is the same formula and errs on the early side.
-- Expected spend per order: Gamma-Gamma E[M | x, m_x] (Fader and Hardie 2013 eq. 5), or the
-  customer's own AOV when the spend model is not fitted.
+- Expected spend per purchase (a customer-day, as the repeat model counts purchases):
+  Gamma-Gamma E[M | x, m_x] (Fader and Hardie 2013 eq. 5), or, when the spend model is not
+  fitted, the customer's own net spend / purchase days (not per order: two orders of one day
+  are one purchase of their sum).
 - Predicted CLV = E[M] P(alive) sum_k (E_alive(t_k) - E_alive(t_(k-1))) / (1+d)^(t_k/365.25),
   monthly steps t_k as in `plugin.domain.clv.predicted_clv` (the same formula; with d = 0 it is
   E[M] E[Y(H)]).
@@ -132,7 +134,7 @@ def _discounted_if_alive(
 
 def _spend_per_order(models: FittedModels, figures: CustomerFigures) -> FloatArray:
     if models.spend_params is None:
-        return figures.aov
+        return figures.net_spend / (figures.frequency + 1.0)
     spend = GammaGammaParams(**models.spend_params)
     return expected_order_value(spend, figures.frequency, figures.monetary_value)
 

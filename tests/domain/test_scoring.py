@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -145,6 +146,23 @@ def test_score_shop_fitted_clv_equals_the_clv_module_with_discount() -> None:
         annual_discount_rate=0.12,
     )
     np.testing.assert_allclose(scores.predicted_clv, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_score_shop_without_a_spend_model_values_a_purchase_day_not_an_order() -> None:
+    # given a fitted repeat model without a spend model, and two customers who bought the same
+    # on the same days, one in an order of 40 a day, the other in two orders of 20
+    data = generated(3000, 3)
+    fitted = fit_models(data.history, data.as_of_day, ScoringSettings())
+    assert fitted.confidence == CONFIDENCE_FITTED
+    models = replace(fitted, spend_params=None)
+    days = [19_000.2, 19_100.2, 19_300.2]
+    orders = [(1, day, 40.0) for day in days]
+    orders += [(2, day, 20.0) for day in days] + [(2, day + 0.01, 20.0) for day in days]
+    # when scored
+    scores = score_shop(history(orders), 20_000.0, ScoringSettings(), models)
+    # then both are worth the same, 40 a purchase
+    assert scores.expected_spend_per_order.tolist() == [40.0, 40.0]
+    assert scores.predicted_clv[0] == scores.predicted_clv[1] > 0
 
 
 def test_score_shop_fitted_next_order_day_is_nan_only_when_more_likely_gone() -> None:
