@@ -125,3 +125,31 @@ def whole_days(values: FloatArray) -> FloatArray:
 
 def percent(value: float) -> str:
     return f"{100.0 * value:.0f}%"
+
+
+def percent_below(value: float, limit: float) -> str:
+    """`value`, below `limit`, as a percentage that reads below `percent(limit)`: cut, not
+    rounded, to as few decimals as that takes (up to 3)."""
+    shown_limit = float(percent(limit)[:-1])
+    for digits in range(4):
+        scale = 10.0**digits
+        shown = math.floor(100.0 * value * scale + _DAY_SLACK) / scale
+        if shown < shown_limit:
+            break
+    return f"{shown:.{digits}f}%"
+
+
+def days_beyond(since: FloatArray, limit: FloatArray) -> FloatArray:
+    """The days `since`, beyond `limit`, as the reasons write them: whole, or cut (not rounded)
+    to as few decimals (up to 3) as it takes to read more than `days(limit)`."""
+    shown = whole_days(since)
+    for digits in range(1, 4):
+        scale = 10.0**digits
+        finer = np.floor(since * scale + _DAY_SLACK) / scale
+        shown = np.where(shown > whole_days(limit), shown, finer)
+    return shown
+
+
+def days_shown(value: float) -> str:
+    """A number of days as `days_beyond` gives it, in words."""
+    return "1 day" if value == 1 else f"{value:g} days"

@@ -11,7 +11,6 @@ writes each distinct text once: customers share most of them).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -20,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from plugin.domain.flags import FLAGS, days, money, percent, whole_days
+from plugin.domain.flags import (
+    FLAGS,
+    days,
+    days_beyond,
+    days_shown,
+    money,
+    percent,
+    percent_below,
+    rhythm_rule_days,
+    whole_days,
+)
 from plugin.domain.scoring_types import CONFIDENCE_RULES, ScoringSettings
 from plugin.domain.segments import SEGMENTS, segment_rule
 
@@ -240,9 +249,11 @@ def _win_back(c: _Lists, i: int) -> str:
     if since >= s.win_back_days:
         return f"No order for {days(since)}, at least the {days(s.win_back_days)} set for win-back."
     gap = float(c.mean_days_between_orders[i])
-    limit = max(s.win_back_rhythm_factor * gap, s.win_back_rhythm_min_days)
+    limit = float(rhythm_rule_days(np.array(gap), s))
+    shown = float(days_beyond(np.array(since), np.array(limit)))
     return (
-        f"No order for {days(since)}, more than {days(limit)}: {s.win_back_rhythm_factor:g} x "
+        f"No order for {days_shown(shown)}, more than {days(limit)}: "
+        f"{s.win_back_rhythm_factor:g} x "
         f"this customer's usual {gap:.1f} days between orders (at least "
         f"{days(s.win_back_rhythm_min_days)})."
     )
@@ -250,7 +261,7 @@ def _win_back(c: _Lists, i: int) -> str:
 
 def _churn(c: _Lists, i: int) -> str:
     s = c.settings
-    alive = percent(float(c.p_alive[i]))
+    alive = percent_below(float(c.p_alive[i]), s.churn_p_alive)
     if c.confidence == CONFIDENCE_RULES:
         return (
             f"By rule, {alive} of the way from the last order to the win-back point remains, "
@@ -268,7 +279,7 @@ def _reorder(c: _Lists, i: int) -> str:
     return (
         f"Last bought product {int(c.reorder_product_id[i])} {days(since)} ago; customers "
         f"who rebuy it do so every {days(interval)} (median), and a reorder is due after "
-        f"{days(math.ceil(c.settings.reorder_grace * interval))}."
+        f"{days(c.settings.reorder_grace * interval)}."
     )
 
 
@@ -298,9 +309,11 @@ def _win_back_keys(
     settings: ScoringSettings, since: NDArray[np.float64], gap: NDArray[np.float64]
 ) -> list[NDArray[Any]]:
     """What `_win_back` writes depends on: the whole days since the last order, and past
-    win_back_days nothing else (the rhythm branch quotes the gap)."""
+    win_back_days nothing else (the rhythm branch quotes the gap, and the days as it writes
+    them)."""
     lapsed = since >= settings.win_back_days
-    return [whole_days(since), lapsed, np.where(lapsed, 0.0, gap)]
+    shown = days_beyond(since, rhythm_rule_days(gap, settings))
+    return [np.where(lapsed, whole_days(since), shown), lapsed, np.where(lapsed, 0.0, gap)]
 
 
 # For a flag whose reason depends on less than the exact figures it quotes: the columns that

@@ -82,6 +82,18 @@ def test_churn_risk_rules_p_alive_below_threshold() -> None:
     assert "By rule" in scores.reasons(1)["churn-risk"]
 
 
+def test_reasons_read_past_the_limits_they_quote() -> None:
+    # given customer 1, one order 63.36 days ago (by rule 1 - 63.36/90 = 0.296 of the way to
+    # win-back remains, below 30%), and customer 2 ordering every 10 days until 30.5 days
+    # ago (beyond the rhythm rule's 30 days, not 31)
+    rows = [(1, AS_OF - 63.36, 10.0)] + [(2, AS_OF - 30.5 - 10 * k, 10.0) for k in range(3)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then their reasons give figures that read below and beyond those limits
+    assert scores.flags["churn-risk"][0] and scores.flags["win-back"][1]
+    assert "29% of the way" in scores.reasons(0)["churn-risk"]
+    assert "No order for 30.5 days, more than 30 days" in scores.reasons(1)["win-back"]
+
+
 def test_top_threshold_ten_customers_top_fifth_is_two() -> None:
     # given predicted CLVs 1..10
     values = np.arange(1.0, 11.0)
@@ -119,6 +131,7 @@ def test_reorder_due_consumable_past_its_interval_and_not_lapsed() -> None:
     assert scores.reorder_due_day[:2].tolist() == pytest.approx([AS_OF - 1, AS_OF + 20])
     assert np.isnan(scores.reorder_due_day[2])
     assert "product 77 31 days ago" in scores.reasons(0)["reorder-due"]
+    assert "due after 30 days" in scores.reasons(0)["reorder-due"]
 
 
 def test_tag_matrix_and_bits_agree_with_tags() -> None:
