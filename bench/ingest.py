@@ -46,7 +46,7 @@ ENV = {
     "CLVSYNC_ENV": "production",
     "SHOPIFY_API_KEY": "bench-key",
     "SHOPIFY_API_SECRET": SECRET,
-    "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI=",
+    "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy10ZXN0LWFuZC1iZW5jaC1rZXktMzJieSE=",
     "CLVSYNC_LOG_LEVEL": "WARNING",
 }
 RATE = 200

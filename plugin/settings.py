@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,25 +14,30 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 
-# Values that a template or a tutorial leaves behind; refused as secrets outside development.
-_PLACEHOLDERS = frozenset(
-    {
-        "",
-        "changeme",
-        "change-me",
-        "changethis",
-        "secret",
-        "placeholder",
-        "xxx",
-        "todo",
-        "your-secret",
-    }
+# Values that a template or a tutorial leaves behind; refused as secrets outside development:
+# empty, only x's or stars, a <name> or {name} to fill in, "your-...", "change me", ...
+_PLACEHOLDER = re.compile(
+    r"(x+|\*+|<.*>|\{.*\}|\$\{.*\}|your([-_ ].*|secret|key|token)?"
+    r"|(change|replace)[-_ ]?(me|this|it)?|secret|placeholder|todo|tbd)?",
+    re.IGNORECASE,
 )
 
 # Fixed, public values for development mode only: never accepted in production.
 DEV_API_KEY = "clvsync-dev-api-key"
 DEV_API_SECRET = "clvsync-dev-api-secret"
 DEV_TOKEN_KEY = "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI="  # Fernet key: 32 bytes, base64
+_DEV_VALUES = frozenset({DEV_API_KEY, DEV_API_SECRET, DEV_TOKEN_KEY})
+
+
+def _refused_as_secret(value: str) -> str | None:
+    """Why `value` cannot be a secret outside development (None if it can)."""
+    if not value:
+        return "missing"
+    if _PLACEHOLDER.fullmatch(value):
+        return "a placeholder"
+    if value in _DEV_VALUES:
+        return "clvsync's public development value"
+    return None
 
 
 class SettingsError(ValueError):
@@ -90,19 +96,20 @@ def load_settings(
 
     def secret(name: str, dev_default: str) -> str:
         value = values.get(name, "").strip()
-        if value.lower() in _PLACEHOLDERS:
-            if development:
-                return dev_default
-            state = "missing" if not value else "a placeholder"
+        if development:
+            return dev_default if _PLACEHOLDER.fullmatch(value) else value
+        refused = _refused_as_secret(value)
+        if refused is not None:
             raise SettingsError(
-                f"{name} is {state}; set it (or CLVSYNC_ENV=development for local use)"
+                f"{name} is {refused}; set it (or CLVSYNC_ENV=development for local use)"
             )
         return value
 
     api_secret = secret("SHOPIFY_API_SECRET", DEV_API_SECRET)
     previous = values.get("SHOPIFY_API_SECRET_PREVIOUS", "").strip() or None
-    if previous is not None and previous.lower() in _PLACEHOLDERS and not development:
-        raise SettingsError("SHOPIFY_API_SECRET_PREVIOUS is a placeholder; unset it or set it")
+    refused = None if previous is None else _refused_as_secret(previous)
+    if refused is not None and not development:
+        raise SettingsError(f"SHOPIFY_API_SECRET_PREVIOUS is {refused}; unset it or set it")
     token_key = secret("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY)
     _check_fernet_key(token_key)
     return Settings(

@@ -32,7 +32,7 @@ def make_settings(**env: str) -> Settings:
         "SHOPIFY_API_KEY": "test-api-key",
         "SHOPIFY_API_SECRET": SECRET,
         "SHOPIFY_API_SECRET_PREVIOUS": PREVIOUS_SECRET,
-        "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI=",
+        "TOKEN_ENCRYPTION_KEY": "Y2x2c3luYy10ZXN0LWFuZC1iZW5jaC1rZXktMzJieSE=",
         "APP_URL": "http://127.0.0.1",
         "CLVSYNC_WEBHOOK_MAX_BYTES": str(64 * 1024),
     }

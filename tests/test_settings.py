@@ -1,0 +1,67 @@
+"""Settings from the environment: secrets that cannot be real are refused outside development."""
+
+from __future__ import annotations
+
+import pytest
+
+from plugin.settings import (
+    DEV_API_KEY,
+    DEV_API_SECRET,
+    DEV_TOKEN_KEY,
+    SettingsError,
+    load_settings,
+)
+from tests.helpers import make_settings
+
+REAL = make_settings()
+PRODUCTION = {
+    "CLVSYNC_ENV": "production",
+    "SHOPIFY_API_KEY": REAL.api_key,
+    "SHOPIFY_API_SECRET": REAL.api_secret,
+    "TOKEN_ENCRYPTION_KEY": REAL.token_encryption_key,
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SHOPIFY_API_KEY", DEV_API_KEY),
+        ("SHOPIFY_API_SECRET", DEV_API_SECRET),
+        ("SHOPIFY_API_SECRET_PREVIOUS", DEV_API_SECRET),
+        ("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY),
+    ],
+)
+def test_production_refuses_the_public_development_values(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"{name} is clvsync's public development value"):
+        load_settings({**PRODUCTION, name: value}, env_file=None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "your-api-secret",
+        "your_secret",
+        "YOUR-SECRET-HERE",
+        "replace-me",
+        "changeme",
+        "xxxxxxxx",
+        "********",
+        "<secret>",
+        "{{SHOPIFY_API_SECRET}}",
+        "${SHOPIFY_API_SECRET}",
+        "TODO",
+    ],
+)
+def test_production_refuses_a_placeholder_naming_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="SHOPIFY_API_SECRET is a placeholder"):
+        load_settings({**PRODUCTION, "SHOPIFY_API_SECRET": value}, env_file=None)
+
+
+def test_production_takes_real_looking_secrets_and_development_fills_in_placeholders() -> None:
+    secret = "6f1c2e9a0b7d4c3e8f5a1b2c3d4e5f60"
+    settings = load_settings({**PRODUCTION, "SHOPIFY_API_SECRET": secret}, env_file=None)
+    assert settings.api_secret == secret
+    dev = load_settings({"CLVSYNC_ENV": "development", "SHOPIFY_API_SECRET": "<secret>"}, None)
+    assert dev.api_secret == DEV_API_SECRET
+    own = load_settings({"CLVSYNC_ENV": "development", "SHOPIFY_API_SECRET": secret}, None)
+    assert own.api_secret == secret
