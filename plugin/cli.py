@@ -173,11 +173,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _shop_or_fail(session: Session, domain: str) -> Shop:
+def _shop_or_fail(session: Session, domain: str, param_hint: str = "--shop") -> Shop:
+    """The registered shop of `domain`; a usage error naming `param_hint` (the option or
+    argument the domain came from) if it is no shop domain, exit 1 if no such shop is held."""
     try:
         shop = shops.get_shop(session, shops.normalise_domain(domain))
     except shops.ShopDomainError as exc:
-        raise click.BadParameter(str(exc), param_hint="--shop") from None
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
     if shop is None:
         raise click.ClickException(f"no shop {domain!r}: add it with `clvsync shop add`")
     return shop
@@ -364,7 +366,7 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
     """Show a shop's settings, or change them (checked before anything is saved): tag_prefix,
     dry_run, bulk_threshold, metafield_namespace, scoring {...}, schedule {...}."""
     with _open_store(_settings()) as engine, Session(engine) as session, session.begin():
-        shop = _shop_or_fail(session, domain)
+        shop = _shop_or_fail(session, domain, param_hint="DOMAIN")
         values = json.loads(shop.settings or "{}")
         namespace = values.get("metafield_namespace", WritebackSettings.metafield_namespace)
         for item in to_set:

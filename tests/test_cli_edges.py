@@ -285,3 +285,15 @@ def test_recompute_refuses_scoring_settings_stored_before_they_were_checked(
     # when it is recomputed, then the settings are named instead of a crash or a hang
     result = invoke(shop_url, "recompute", "--shop", SHOP)
     assert_one_line_error(result, next(iter(scoring)))
+
+
+# --- shop settings: what is refused names the argument or setting at fault -----------------------
+
+
+def test_shop_settings_bad_domain_names_the_domain_argument(migrated_url: str) -> None:
+    # when the settings of a value that is no shop domain are asked for
+    result = invoke(migrated_url, "shop", "settings", "bad")
+    # then the usage error names the positional DOMAIN, not an option the command does not have
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for DOMAIN: 'bad' is not a shop domain" in result.stderr
+    assert "--shop" not in result.stderr
