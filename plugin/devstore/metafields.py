@@ -196,6 +196,8 @@ def create_definition(
         return None, error("type", f"Type name {type_name} is not a valid type.", "INCLUSION")
     if not (2 <= len(key) <= 64) or not _NAME.match(key):
         return None, error("key", "Key is invalid.", "INVALID")
+    if not (3 <= len(namespace) <= 255) or not _NAME.match(namespace):
+        return None, error("namespace", "Namespace is invalid.", "INVALID")
     if (owner_type, namespace, key) in state.metafield_definitions:
         owner_name = owner_type.capitalize()
         message = f"Key is in use for {owner_name} metafields on the '{namespace}' namespace."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
@@ -25,6 +26,10 @@ DEFINITIONS_VERSION = 2
 # written only when the shop asks for it, beside the app's own.
 COMPLEMENTARY_PRODUCTS = "shopify--discovery--product_recommendation.complementary_products"
 MAX_PRODUCT_REFERENCES = 10
+
+
+# Shopify's rule for a metafield namespace (MetafieldsSetInput, MetafieldDefinitionInput).
+_NAMESPACE = re.compile(r"[A-Za-z0-9_-]{3,255}")
 
 
 class WritebackSettingsError(ValueError):
@@ -49,6 +54,11 @@ class WritebackSettings:
         if self.tag_prefix != self.tag_prefix.strip():
             # Shopify trims its tags: the app would no longer know the tags it wrote as its own
             raise WritebackSettingsError("tag_prefix must not begin or end with white space")
+        if self.tag_prefix[-1].isalnum():
+            # "n" would claim the merchant's "newsletter" and "north" as the app's own tags
+            raise WritebackSettingsError(
+                "tag_prefix must end with a separator such as ':' or '-', not a letter or digit"
+            )
         if not isinstance(self.dry_run, bool):
             raise WritebackSettingsError("dry_run must be true or false")
         if not isinstance(self.complementary_products, bool):
@@ -58,8 +68,10 @@ class WritebackSettings:
         if self.bulk_threshold < 1:
             raise WritebackSettingsError("bulk_threshold must be at least 1")
         namespace = self.metafield_namespace
-        if not isinstance(namespace, str) or not 3 <= len(namespace) <= 255:
-            raise WritebackSettingsError("metafield_namespace must be 3 to 255 characters")
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            raise WritebackSettingsError(
+                "metafield_namespace must be 3 to 255 letters, digits, hyphens or underscores"
+            )
 
 
 def writeback_settings(shop_settings: Mapping[str, Any]) -> WritebackSettings:

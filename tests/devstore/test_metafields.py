@@ -194,6 +194,18 @@ def test_metafield_definition_create_twice_is_taken(devstore: LiveDevStore) -> N
     assert again["userErrors"][0]["code"] == "TAKEN"
 
 
+@pytest.mark.parametrize("namespace", ["clv data", "clv.data", "cl"])
+def test_metafield_definition_in_an_invalid_namespace_is_refused(
+    devstore: LiveDevStore, namespace: str
+) -> None:
+    definition = {"name": "Segment", "namespace": namespace, "key": "segment"}
+    definition |= {"type": "single_line_text_field", "ownerType": "CUSTOMER"}
+    created = devstore.gql(DEFINE, {"definition": definition})["data"]["metafieldDefinitionCreate"]
+    assert created["createdDefinition"] is None
+    assert created["userErrors"][0]["field"] == ["definition", "namespace"]
+    assert devstore.state.metafield_definitions == {}
+
+
 def test_metafields_set_stale_compare_digest_is_refused(devstore: LiveDevStore) -> None:
     first = set_fields(devstore, [metafield("segment", "new", "single_line_text_field")])
     digest = first["metafields"][0]["compareDigest"]

@@ -114,6 +114,10 @@ def test_desired_tags_carry_the_prefix() -> None:
         ({"bulk_threshold": 0}, "bulk_threshold"),
         ({"bulk_threshold": True}, "bulk_threshold"),
         ({"metafield_namespace": "x"}, "metafield_namespace"),
+        ({"metafield_namespace": "clv data"}, "metafield_namespace"),
+        ({"metafield_namespace": "clv.data"}, "metafield_namespace"),
+        ({"tag_prefix": "n"}, "tag_prefix"),
+        ({"tag_prefix": "clv2"}, "tag_prefix"),
     ],
 )
 def test_bad_write_back_settings_are_refused_by_name(raw: dict[str, object], named: str) -> None:
