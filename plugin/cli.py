@@ -319,6 +319,15 @@ def _setting_value(raw: str) -> Any:
         return raw
 
 
+KNOWN_SETTINGS = frozenset(
+    {"scoring", "schedule", "recommendations", *(f.name for f in fields(WritebackSettings))}
+)
+
+
+def _known_settings() -> str:
+    return ", ".join(sorted(KNOWN_SETTINGS))
+
+
 def check_shop_settings(shop: Shop) -> None:
     """Every part of the shop's settings is valid, or a ClickException naming what is not."""
     from jobs.recommend import recommendation_settings
@@ -326,16 +335,10 @@ def check_shop_settings(shop: Shop) -> None:
     from jobs.scheduler import ScheduleError, shop_schedule
     from jobs.writeback import WritebackError, shop_writeback_settings
 
-    known = {
-        "scoring",
-        "schedule",
-        "recommendations",
-        *(f.name for f in fields(WritebackSettings)),
-    }
-    unknown = sorted(set(json.loads(shop.settings)) - known)
+    unknown = sorted(set(json.loads(shop.settings)) - KNOWN_SETTINGS)
     if unknown:
         raise click.ClickException(
-            f"unknown shop settings {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            f"unknown shop settings {', '.join(unknown)} (known: {_known_settings()})"
         )
     try:
         shop_writeback_settings(shop)
@@ -375,6 +378,12 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
                 raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
             values[key.strip()] = _setting_value(raw)
         for key in to_unset:
+            # a name stored before names were checked can still be unset: that cleans it up
+            if key not in KNOWN_SETTINGS and key not in values:
+                raise click.BadParameter(
+                    f"unknown shop setting {key!r} (known: {_known_settings()})",
+                    param_hint="--unset",
+                )
             values.pop(key, None)
         shop.settings = json.dumps(values, sort_keys=True)
         check_shop_settings(shop)  # raising rolls the change back

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from plugin.cli import main
@@ -297,3 +297,33 @@ def test_shop_settings_bad_domain_names_the_domain_argument(migrated_url: str) -
     assert result.exit_code == 2, result.output
     assert "Invalid value for DOMAIN: 'bad' is not a shop domain" in result.stderr
     assert "--shop" not in result.stderr
+
+
+def test_shop_settings_unset_unknown_name_is_refused_listing_the_known(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a registered shop
+    add_shop(engine)
+    # when a setting no shop has is unset
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--unset", "nosuchkey")
+    # then it is a usage error naming it and the settings there are, and nothing is shown as saved
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --unset: unknown shop setting 'nosuchkey'" in result.stderr
+    assert "tag_prefix" in result.stderr and "recommendations" in result.stderr
+    assert result.stdout == ""
+
+
+def test_shop_settings_unset_removes_an_unknown_name_stored_before_checks(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop whose settings hold a name stored when names were not checked
+    add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.execute(
+            text("UPDATE shops SET settings = :settings"),
+            {"settings": json.dumps({"old_key": 1, "dry_run": True})},
+        )
+    # when it is unset, then it is gone: the only way to clean it up stays open
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--unset", "old_key")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"dry_run": True}
