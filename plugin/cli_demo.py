@@ -86,7 +86,14 @@ def demo_settings(database_url: str) -> Settings:
 
 
 def _register_shop(engine: Engine, settings: Settings, domain: str) -> None:
+    """Register the dev store's shop afresh. Each run generates a new, empty dev store: what an
+    earlier run on this database held for the shop (its ledger, its inbox, what it recorded as
+    pushed, the backfill's start) would leave the new store without its tags, so it is all
+    deleted first, as shop/redact deletes it."""
     with Session(engine) as session, session.begin():
+        earlier = shops.get_shop(session, domain)
+        if earlier is not None:
+            shops.forget_shop(session, earlier)
         cipher = TokenCipher(settings.token_encryption_key)
         shops.add_shop(session, domain, DEFAULT_TOKEN, cipher, datetime.now(UTC))
 
@@ -234,6 +241,16 @@ def tags_in_sync(engine: Engine, shop: Shop, state: DevStoreState, prefix: str) 
     )
 
 
+def check_in_sync(result: dict[str, Any]) -> None:
+    """A ClickException (exit 1) unless the demo's own check found every customer in the dev
+    store holding exactly its desired tags: a demo that did not sync must not look as if it did."""
+    if not result["tags_in_sync"]:
+        raise click.ClickException(
+            "after the push, some customers in the dev store do not hold exactly their desired "
+            "tags (tags_in_sync is false)"
+        )
+
+
 def run_demo(
     customers: int,
     seed: int,
@@ -295,6 +312,7 @@ def run_demo(
             "product_metafields_pushed": pushed["product_metafields_set"],
         }
         if not once:
+            check_in_sync(result)
             _stay_up(app_url, devstore_url, store.shop_domain, database_url)
     engine.dispose()
     return result
@@ -370,3 +388,4 @@ def demo(
     elif once:
         for key, value in result.items():
             click.echo(f"{key:<22} {value}")
+    check_in_sync(result)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
+import click
 import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, col, select
@@ -16,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from plugin.cli import main
-from plugin.cli_demo import _deliver
+from plugin.cli_demo import _deliver, check_in_sync
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.serving import free_port, serve_in_thread
@@ -77,6 +79,45 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
     ]
     # and the push's audit is dated now (the prune would delete one dated at the history's end)
     assert audit_dates and min(audit_dates) >= started
+
+
+def _demo_once(url: str, *options: str) -> tuple[int, dict[str, Any], str]:
+    """The demo run once on a small store: its exit code, its JSON summary, its stderr."""
+    args = ["demo", "--customers", "40", "--seed", "2", "--once", "--json", "--database-url", url]
+    result = CliRunner().invoke(main, [*args, *options])
+    lines = result.stdout.strip().splitlines()
+    return result.exit_code, json.loads(lines[-1]) if lines else {}, result.stderr
+
+
+def test_demo_run_again_on_its_database_starts_the_shop_afresh(sqlite_path: Path) -> None:
+    # given a database the demo has already run on (as ./clvsync-demo.db is kept between runs)
+    url = f"sqlite:///{sqlite_path}"
+    first_code, first, _ = _demo_once(url)
+    assert first_code == 0 and first["tags_in_sync"] is True
+    # when the demo runs on it again, against a new, empty dev store
+    code, summary, stderr = _demo_once(url)
+    # then it holds only this run's store, reads it back, and pushes its tags to the new store
+    assert code == 0, stderr
+    assert summary["customers"] == 40 and summary["orders"] == first["orders"]
+    assert summary["backfill"]["orders_read"] == first["backfill"]["orders_read"] > 0
+    assert summary["tag_changes_pushed"] == first["tag_changes_pushed"] > 0
+    assert summary["tags_in_sync"] is True
+    # and the job runs recorded are this run's only
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            runs = session.exec(select(JobRun.job).order_by(col(JobRun.id))).all()
+    finally:
+        engine.dispose()
+    assert list(runs) == ["backfill", "refit", "recommend", "push"]
+
+
+def test_demo_check_in_sync_fails_when_the_dev_store_is_out_of_sync() -> None:
+    # when the demo's own check found a customer without its desired tags
+    # then the demo fails, saying so, rather than exiting 0
+    with pytest.raises(click.ClickException, match="tags_in_sync is false"):
+        check_in_sync({"tags_in_sync": False})
+    check_in_sync({"tags_in_sync": True})
 
 
 @pytest.mark.parametrize("taken", ["--port", "--devstore-port"])
