@@ -327,3 +327,27 @@ def test_shop_settings_unset_removes_an_unknown_name_stored_before_checks(
     result = invoke(migrated_url, "shop", "settings", SHOP, "--unset", "old_key")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"dry_run": True}
+
+
+@pytest.mark.parametrize(
+    ("recommendations", "named"),
+    [
+        ({"fbt_min_support": "x"}, 'fbt_min_support must be a whole number, not "x"'),
+        ({"fbt_min_support": 2.5}, "fbt_min_support must be a whole number, not 2.5"),
+        ({"bundle_max": True}, "bundle_max must be a whole number, not true"),
+        ({"fbt_min_lift": "high"}, 'fbt_min_lift must be a finite number, not "high"'),
+        ({"signal_max_chance": None}, "signal_max_chance must be a finite number, not null"),
+        ({"fbt_min_lift": float("inf")}, "fbt_min_lift must be a finite number, not Infinity"),
+    ],
+)
+def test_shop_settings_refuse_recommendation_values_of_the_wrong_type_naming_them(
+    engine: Engine, migrated_url: str, recommendations: dict[str, object], named: str
+) -> None:
+    # given a registered shop
+    add_shop(engine)
+    # when a threshold is set to a value of the wrong type
+    setting = f"recommendations={json.dumps(recommendations)}"
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--set", setting)
+    # then the setting and the type it takes are named, not Python's failed comparison
+    assert_one_line_error(result, named)
+    assert "not supported" not in result.stderr
