@@ -311,12 +311,18 @@ def _shop_state(shop: Shop) -> str:
     return NEEDS_REAUTH if shop.needs_reauth else "installed"
 
 
-def _setting_value(raw: str) -> Any:
-    """A JSON value (true, 60, {"win_back_days": 60}), or else the text itself (ltv-)."""
+# settings whose value is text: `--set metafield_namespace=2024` means the text "2024"
+TEXT_SETTINGS = frozenset(f.name for f in fields(WritebackSettings) if f.type == "str")
+
+
+def _setting_value(key: str, raw: str) -> Any:
+    """A JSON value (true, 60, {"win_back_days": 60}), or else the text itself (ltv-). A text
+    setting takes the text as typed, unless it is quoted as a JSON string ("clv:")."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except json.JSONDecodeError:
         return raw
+    return raw if key in TEXT_SETTINGS and not isinstance(value, str) else value
 
 
 KNOWN_SETTINGS = frozenset(
@@ -376,7 +382,7 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
                 raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
-            values[key.strip()] = _setting_value(raw)
+            values[key.strip()] = _setting_value(key.strip(), raw)
         for key in to_unset:
             # a name stored before names were checked can still be unset: that cleans it up
             if key not in KNOWN_SETTINGS and key not in values:

@@ -351,3 +351,34 @@ def test_shop_settings_refuse_recommendation_values_of_the_wrong_type_naming_the
     # then the setting and the type it takes are named, not Python's failed comparison
     assert_one_line_error(result, named)
     assert "not supported" not in result.stderr
+
+
+def test_shop_settings_take_a_text_setting_as_typed(engine: Engine, migrated_url: str) -> None:
+    # given a registered shop
+    add_shop(engine)
+    # when text settings are given values that would read as JSON numbers, or quoted as JSON
+    result = invoke(
+        migrated_url,
+        "shop",
+        "settings",
+        SHOP,
+        "--set",
+        "metafield_namespace=2024",
+        "--set",
+        'tag_prefix="vip-"',
+    )
+    # then the text is the value, and a JSON string is its text
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.stdout)
+    assert (values["metafield_namespace"], values["tag_prefix"]) == ("2024", "vip-")
+
+
+def test_shop_settings_refuse_a_text_setting_for_what_its_text_lacks(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a registered shop
+    add_shop(engine)
+    # when the tag prefix is set to a digit
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--set", "tag_prefix=1")
+    # then the reason is the prefix's, not that a number is no string
+    assert_one_line_error(result, "tag_prefix must end with a separator such as ':' or '-'")
