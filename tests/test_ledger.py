@@ -102,6 +102,28 @@ def test_refund_before_order_update_is_netted_once(shop_engine: Engine) -> None:
     assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
 
 
+def test_refund_of_unstated_currency_on_an_order_paid_in_another_is_netted_in_shop_money(
+    shop_engine: Engine,
+) -> None:
+    # given an order of 100 USD paid in EUR, and a refund whose transaction of 45 (EUR) states
+    # no currency, of a line whose shop-money subtotal is 50 USD
+    refund = refund_payload(71, 1, "45.00")
+    del refund["transactions"][0]["currency"]
+    refund["refund_line_items"] = [
+        {
+            "line_item_id": 11,
+            "quantity": 1,
+            "subtotal_set": {"shop_money": {"amount": "50.00", "currency_code": "USD"}},
+        }
+    ]
+    enqueue(shop_engine, "orders/create", order_payload(1), "a")
+    enqueue(shop_engine, "refunds/create", refund, "b")
+    # when it is processed
+    process(shop_engine)
+    # then the shop-money lines are netted, not the transaction's amount in another currency
+    assert customer(shop_engine).net_spend == Decimal("50.00")  # type: ignore[union-attr]
+
+
 def test_refund_after_a_version_that_reflects_an_earlier_one_nets_only_itself(
     shop_engine: Engine,
 ) -> None:

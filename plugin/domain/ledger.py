@@ -44,18 +44,22 @@ def refund_amount(
     transactions_amount: Decimal | None,
     transactions_currency: str | None,
     shop_currency: str,
+    presentment_currency: str | None,
 ) -> Decimal:
     """A refund's amount in shop currency.
 
     The successful refund transactions say what was actually returned, but in the currency the
-    customer paid in; they are used when that is the shop's currency (or not stated). Otherwise
-    the refunded lines' shop-money subtotals and taxes, with refunded adjustments, are used.
-    The shop currency is the order's, so this is decided when the refund is netted from its
-    order, whatever order the two arrived in.
+    customer paid in; they are used when that is the shop's currency, or when it is not stated
+    (whether Shopify states it is unconfirmed) and the order was paid in the shop's currency
+    (its presentment currency is the shop's, or unknown). Otherwise the refunded lines'
+    shop-money subtotals and taxes, with refunded adjustments, are used. Both currencies are
+    the order's, so this is decided when the refund is netted from its order, whatever order
+    the two arrived in.
     """
-    if transactions_amount is not None and transactions_currency in (None, shop_currency):
-        return transactions_amount
-    return lines_amount
+    if transactions_amount is None:
+        return lines_amount
+    stated = transactions_currency or presentment_currency
+    return transactions_amount if stated in (None, shop_currency) else lines_amount
 
 
 @dataclass(frozen=True)

@@ -388,16 +388,20 @@ def _set_net(order: Order, unreflected: Sequence[Refund]) -> None:
         order.current_total,
         cancelled=cancelled,
         financial_status=order.financial_status,
-        unreflected_refunds=[_refund_amount(r, order.currency) for r in unreflected],
+        unreflected_refunds=[_refund_amount(r, order) for r in unreflected],
     )
     order.counted = ledger.order_counts(
         order.net_amount, cancelled=cancelled, financial_status=order.financial_status
     )
 
 
-def _refund_amount(refund: Refund, shop_currency: str) -> Decimal:
+def _refund_amount(refund: Refund, order: Order) -> Decimal:
     return ledger.refund_amount(
-        refund.lines_amount, refund.transactions_amount, refund.transactions_currency, shop_currency
+        refund.lines_amount,
+        refund.transactions_amount,
+        refund.transactions_currency,
+        order.currency,
+        order.presentment_currency,
     )
 
 
@@ -672,9 +676,7 @@ def ledger_totals(session: Session, shop_id: int) -> dict[int, CustomerTotals]:
             order.current_total,
             cancelled=cancelled,
             financial_status=order.financial_status,
-            unreflected_refunds=[
-                _refund_amount(r, order.currency) for r in unreflected[order.order_id]
-            ],
+            unreflected_refunds=[_refund_amount(r, order) for r in unreflected[order.order_id]],
         )
         if order.customer_id is None:
             continue
