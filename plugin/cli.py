@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import click
 from alembic.util.exc import CommandError
+from click.core import ParameterSource
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
@@ -512,6 +513,19 @@ def _write_rows(
     return count
 
 
+def _check_export_options(customer: int | None, bundles: bool) -> None:
+    """Options that ask for two different exports are refused, rather than one of them
+    silently dropped (before anything is opened or written)."""
+    if customer is not None and bundles:
+        raise click.UsageError("--customer and --bundles are two different exports: give one")
+    format_given = click.get_current_context().get_parameter_source("fmt")
+    if customer is not None and format_given is not ParameterSource.DEFAULT:
+        raise click.UsageError(
+            "--customer writes one JSON report; --format (csv or jsonl) is for the rows of all "
+            "customers or of --bundles: leave it out"
+        )
+
+
 @main.command()
 @click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
 @click.option(
@@ -532,6 +546,7 @@ def _write_rows(
 def export(domain: str, fmt: str, customer: int | None, bundles: bool, output: TextIO) -> None:
     """One row per customer with the figures held so far (or one customer's full report, or
     the shop's bundle candidates)."""
+    _check_export_options(customer, bundles)
     with _open_store(_settings()) as engine, Session(engine) as session:
         shop = _shop_or_fail(session, domain)
         assert shop.id is not None

@@ -107,3 +107,28 @@ def test_export_money_of_a_figure_that_is_no_amount_is_null() -> None:
     # a model that diverged gives figures Decimal cannot round to cents (it raised, mid-file)
     assert [_money(v) for v in (1e26, 1.79e308, float("nan"), -1e16)] == [None] * 4
     assert _money(12.5) == "12.50" and _money(-0.001) == "0.00"
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["--customer", "501", "--bundles"], "--customer and --bundles"),
+        (["--customer", "501", "--format", "csv"], "--customer writes one JSON report"),
+        (["--customer", "501", "--format", "jsonl"], "--customer writes one JSON report"),
+    ],
+)
+def test_export_conflicting_options_are_a_usage_error_naming_them(
+    engine: Engine, migrated_url: str, options: list[str], named: str
+) -> None:
+    # given a shop with a customer
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501, total="10.10"), "a")
+    Processor(engine).drain()
+    # when exported with options that ask for two different things
+    result = CliRunner().invoke(
+        main, ["export", "--shop", SHOP, *options], env=cli_env(migrated_url)
+    )
+    # then nothing is written, and the usage error names the options
+    assert result.exit_code == 2, result.output
+    assert named in result.stderr
+    assert result.stdout == ""
