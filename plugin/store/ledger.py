@@ -449,8 +449,7 @@ def upsert_customers(
     session: Session, shop_id: int, records: Sequence[tuple[int, dict[str, Any]]]
 ) -> int:
     """`upsert_customer` for each (customer id, fields) in turn, with a few statements for the
-    lot; how many records were kept. A record is newer than the stored one unless both have an
-    `updated_at` and its own is not later."""
+    lot; how many records were kept (see `_replaces_record` for which)."""
     ids = sorted({customer_id for customer_id, _ in records})
     _lock_customers(session, shop_id, *ids)
     gone = redacted(session, shop_id, CUSTOMER, ids)
@@ -464,19 +463,29 @@ def upsert_customers(
     kept = 0
     for customer_id, fields in records:
         customer = held.get(customer_id)
-        updated_at = fields.get("updated_at")
-        if customer_id in gone or (
-            customer is not None
-            and customer.updated_at is not None
-            and (updated_at is None or updated_at <= customer.updated_at)
-        ):
+        if customer_id in gone or (customer is not None and not _replaces_record(fields, customer)):
             continue
         customer = held.setdefault(customer_id, Customer(shop_id=shop_id, customer_id=customer_id))
         customer.created_at = fields.get("created_at") or customer.created_at
-        customer.updated_at, customer.state = updated_at, fields.get("state")
+        customer.updated_at, customer.state = fields.get("updated_at"), fields.get("state")
         session.add(customer)
         kept += 1
     return kept
+
+
+def _replaces_record(fields: dict[str, Any], held: Customer) -> bool:
+    """Whether a customer record replaces the one held: a later `updated_at`, or one where the
+    held record has none. Between records stamped the same (or neither stamped), the greater
+    (state, created_at) wins, so that the same one is kept in any arrival order."""
+    stamp, held_stamp = fields.get("updated_at"), held.updated_at
+    if stamp == held_stamp:
+        new = _record_key(fields.get("state"), fields.get("created_at"))
+        return new > _record_key(held.state, held.created_at)
+    return held_stamp is None or (stamp is not None and bool(stamp > held_stamp))
+
+
+def _record_key(state: str | None, created_at: datetime | None) -> tuple[str, str]:
+    return state or "", created_at.isoformat() if created_at is not None else ""
 
 
 def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: datetime) -> None:
