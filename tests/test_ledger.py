@@ -158,6 +158,24 @@ def test_cancelled_or_fully_refunded_order_counts_zero(shop_engine: Engine, kind
     assert stored.last_order_at == T0
 
 
+def test_null_optional_amounts_read_as_absent(shop_engine: Engine) -> None:
+    # given an order whose line has a null current_quantity and total_discount, and a refund
+    # of it whose line has a null total_tax_set
+    payload = order_payload(1)
+    payload["line_items"][0] |= {"current_quantity": None, "total_discount": None}
+    refund = refund_payload(71, 1, "30.00")
+    subtotal = {"shop_money": {"amount": "30.00", "currency_code": "USD"}}
+    refund["refund_line_items"] = [
+        {"line_item_id": 11, "quantity": 1, "subtotal_set": subtotal, "total_tax_set": None}
+    ]
+    del refund["transactions"][0]["currency"]  # the lines are netted (see above)
+    enqueue(shop_engine, "orders/create", payload, "a")
+    enqueue(shop_engine, "refunds/create", refund, "b")
+    # when processed, then both are applied, as if those fields were absent
+    assert Processor(shop_engine).drain().by_outcome == {"done": 2}
+    assert customer(shop_engine).net_spend == Decimal("70.00")  # type: ignore[union-attr]
+
+
 def test_test_orders_are_ignored(shop_engine: Engine) -> None:
     enqueue(shop_engine, "orders/create", order_payload(1, test=True), "a")
     process(shop_engine)

@@ -170,7 +170,8 @@ def _shop_money(payload: Mapping[str, Any], set_field: str, plain_field: str) ->
 def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     where = f"line_items[{index}]"
     quantity = int(_decimal(item.get("quantity", 0), f"{where}.quantity"))
-    current = item.get("current_quantity", quantity)
+    current = item.get("current_quantity")
+    current = quantity if current is None else current  # absent or null: no edit known
     product_type = item.get("product_type")
     sku = item.get("sku")
     return OrderLine(
@@ -182,7 +183,7 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
         price=_shop_money(item, "price_set", "price")
         if "price_set" in item or "price" in item
         else Decimal(0),
-        total_discount=_decimal(item.get("total_discount", "0"), f"{where}.total_discount"),
+        total_discount=_decimal(item.get("total_discount") or "0", f"{where}.total_discount"),
         gift_card=bool(item.get("gift_card", False)),
         product_type=product_type[:255] if isinstance(product_type, str) else None,
         sku=sku[:255] if isinstance(sku, str) and sku else None,
@@ -211,7 +212,7 @@ def _lines_total(refund: Mapping[str, Any]) -> Decimal:
     total = Decimal(0)
     for line in refund.get("refund_line_items", []):
         for money_set in ("subtotal_set", "total_tax_set"):
-            if money_set in line:
+            if line.get(money_set) is not None:
                 total += _shop_money(line, money_set, money_set)
     for adjustment in refund.get("order_adjustments", []):
         if "amount_set" in adjustment or "amount" in adjustment:
