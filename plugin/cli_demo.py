@@ -2,9 +2,9 @@
 
 It starts the dev store and the app, generates a store, delivers its history to the app as
 signed webhooks (as Shopify would), waits until the app has processed them, scores every
-customer, computes the recommendations, pushes tags and metafields to the dev store, and then
-either stays up (printing where to look) or, with --once, stops both and prints one JSON
-object.
+customer, computes the recommendations, pushes tags and metafields to the dev store, prints
+a summary (one JSON object with --json), and then either stays up (printing where to look) or,
+with --once, stops both.
 """
 
 from __future__ import annotations
@@ -251,6 +251,15 @@ def check_in_sync(result: dict[str, Any]) -> None:
         )
 
 
+def report(result: dict[str, Any], as_json: bool) -> None:
+    """The demo's summary on stdout: one JSON object with `as_json`, else one figure a line."""
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for key, value in result.items():
+        click.echo(f"{key:<22} {value}")
+
+
 def run_demo(
     customers: int,
     seed: int,
@@ -258,7 +267,10 @@ def run_demo(
     ports: DemoPorts,
     once: bool,
     error_share: float = 0.0,
+    as_json: bool = False,
 ) -> dict[str, Any]:
+    """Run the demo, print its summary, and unless `once` stay up until interrupted; the
+    summary. A ClickException (exit 1) if the dev store did not end in sync."""
     started = time.monotonic()
     settings = demo_settings(database_url)
     engine = make_engine(database_url)
@@ -311,8 +323,9 @@ def run_demo(
             "recommendations": steps.recommendations,
             "product_metafields_pushed": pushed["product_metafields_set"],
         }
+        report(result, as_json)  # before staying up: the figures are the same either way
+        check_in_sync(result)
         if not once:
-            check_in_sync(result)
             _stay_up(app_url, devstore_url, store.shop_domain, database_url)
     engine.dispose()
     return result
@@ -338,10 +351,8 @@ def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) ->
 @click.command()
 @click.option("--customers", default=1000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True)
-@click.option("--once", is_flag=True, help="Run once, stop both servers, print a summary.")
-@click.option(
-    "--json", "as_json", is_flag=True, help="With --once: the summary as one JSON object."
-)
+@click.option("--once", is_flag=True, help="Stop both servers after the run, not staying up.")
+@click.option("--json", "as_json", is_flag=True, help="The summary as one JSON object on stdout.")
 @click.option(
     "--database-url",
     default=None,
@@ -382,10 +393,4 @@ def demo(
         if database_url is None:
             path = Path(scratch) / "demo.db" if once else Path("clvsync-demo.db").resolve()
             database_url = f"sqlite:///{path}"
-        result = run_demo(customers, seed, database_url, ports, once, devstore_errors)
-    if once and as_json:
-        click.echo(json.dumps(result))
-    elif once:
-        for key, value in result.items():
-            click.echo(f"{key:<22} {value}")
-    check_in_sync(result)
+        run_demo(customers, seed, database_url, ports, once, devstore_errors, as_json)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,8 @@ from plugin.devstore.generator import generate_store
 from plugin.serving import free_port, serve_in_thread
 from plugin.store.db import make_engine
 from plugin.store.models import JobRun, SyncChange
-from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
+from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
+from tests.test_compliance import cli_env
 
 
 def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_path: Path) -> None:
@@ -131,6 +138,55 @@ def test_demo_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path, take
     # then it says which and stops, before generating a store
     assert_port_in_use_error(done, port)
     assert taken in done.stderr and "generating" not in done.stderr
+
+
+def _wait_for(path: Path, text: str, process: subprocess.Popen[str]) -> bool:
+    """Has `process`, still running, written `text` to the file at `path` within 60 s?"""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_demo_staying_up_prints_its_json_summary_before_serving(
+    sqlite_path: Path, tmp_path: Path
+) -> None:
+    # when the demo that stays up runs with --json
+    url = f"sqlite:///{sqlite_path}"
+    ports = ["--port", str(free_port()), "--devstore-port", str(free_port())]
+    args = ["demo", "--customers", "20", "--seed", "2", "--json", "--database-url", url, *ports]
+    with (tmp_path / "stderr").open("w+") as stderr:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "plugin.cli", *args],
+            cwd=ROOT,
+            env={**os.environ, **cli_env(url)},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        watchdog = threading.Timer(120, demo.kill)  # a summary never printed fails, not hangs
+        watchdog.start()
+        try:
+            assert demo.stdout is not None
+            line = demo.stdout.readline()
+            served = _wait_for(tmp_path / "stderr", "clvsync demo is running", demo)
+            demo.send_signal(signal.SIGINT)
+            rest, _ = demo.communicate(timeout=60)
+        finally:
+            watchdog.cancel()
+            demo.kill()
+        stderr.seek(0)
+        errors = stderr.read()
+    # then, while it serves, it has printed the same summary as with --once, as one JSON object
+    assert served and line, errors
+    summary = json.loads(line)
+    assert summary["customers"] == 20 and summary["backfill"]["orders_read"] > 0
+    assert summary["tags_in_sync"] is True
+    assert rest == ""
+    # and Ctrl-C stops it
+    assert demo.returncode == 0, errors
 
 
 class AnsweringApp:
