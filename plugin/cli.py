@@ -7,6 +7,8 @@ import csv
 import json
 import logging
 import math
+import os
+import signal
 import socket
 import sys
 from collections.abc import Generator, Iterator
@@ -457,7 +459,7 @@ def _recommended(session: Session, shop_id: int) -> Generator[tuple[int, str]]:
         result.close()  # a server-side cursor on PostgreSQL, left open when the merge ends first
 
 
-def _export_rows(session: Session, shop: Shop) -> Iterator[dict[str, Any]]:
+def _export_rows(session: Session, shop: Shop) -> Generator[dict[str, Any]]:
     assert shop.id is not None
     prefix = json.loads(shop.settings or "{}").get("tag_prefix", DEFAULT_TAG_PREFIX)  # as pushed
     runs = select(ModelRun.id, ModelRun.confidence).where(ModelRun.shop_id == shop.id)
@@ -547,30 +549,63 @@ def export(domain: str, fmt: str, customer: int | None, bundles: bool, output: T
     """One row per customer with the figures held so far (or one customer's full report, or
     the shop's bundle candidates)."""
     _check_export_options(customer, bundles)
+    with _quiet_when_the_reader_stops(output):
+        summary = _export(domain, fmt, customer, bundles, output)
+        output.flush()  # a reader gone is found here, not in Python's flush at exit
+    if summary is not None:
+        click.echo(summary, err=True)
+
+
+def _export(
+    domain: str, fmt: str, customer: int | None, bundles: bool, output: TextIO
+) -> str | None:
+    """Write the export asked for; the line that sums it up, if any."""
     with _open_store(_settings()) as engine, Session(engine) as session:
         shop = _shop_or_fail(session, domain)
         assert shop.id is not None
         if bundles:
             rows = _bundle_rows(recommendations.bundle_candidates(session, shop.id))
             count = _write_rows(rows, fmt, output, BUNDLE_COLUMNS)
-            click.echo(f"exported {count} bundle candidates of {shop.domain}", err=True)
-            return
+            return f"exported {count} bundle candidates of {shop.domain}"
         if customer is not None:
-            report = ledger.customer_report(session, shop.id, customer)
-            if report is None:
-                raise click.ClickException(
-                    f"nothing is held for customer {customer} of {shop.domain}"
-                )
-            json.dump(
-                {"shop": shop.domain, "customer_id": customer, **report},
-                output,
-                indent=2,
-                default=_cell,
-            )
-            output.write("\n")
-            return
-        count = _write_rows(_export_rows(session, shop), fmt, output)
-    click.echo(f"exported {count} customers of {shop.domain}", err=True)
+            _write_customer_report(session, shop, customer, output)
+            return None
+        # closed here, while the session and the engine are open, even when a write fails: left
+        # to the garbage collector, their cursors were closed on a disposed engine (an error)
+        with contextlib.closing(_export_rows(session, shop)) as customers:
+            count = _write_rows(customers, fmt, output)
+    return f"exported {count} customers of {shop.domain}"
+
+
+def _write_customer_report(session: Session, shop: Shop, customer: int, output: TextIO) -> None:
+    assert shop.id is not None
+    report = ledger.customer_report(session, shop.id, customer)
+    if report is None:
+        raise click.ClickException(f"nothing is held for customer {customer} of {shop.domain}")
+    json.dump(
+        {"shop": shop.domain, "customer_id": customer, **report}, output, indent=2, default=_cell
+    )
+    output.write("\n")
+
+
+SIGPIPE_STATUS = 128 + signal.SIGPIPE  # 141, as a shell reports a process SIGPIPE stopped
+
+
+@contextlib.contextmanager
+def _quiet_when_the_reader_stops(output: TextIO) -> Iterator[None]:
+    """A reader that stops reading (`clvsync export | head -1`) ends the command as it ends
+    `cat`: quietly, with the status of a process stopped by SIGPIPE. (Python ignores SIGPIPE,
+    so the write raises instead: click made that exit 1, and Python's flush at exit of what was
+    still buffered printed an error.)"""
+    try:
+        yield
+    except BrokenPipeError:
+        # what is still buffered for the reader goes nowhere, instead of failing again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, output.fileno())
+        os.close(devnull)
+        raise SystemExit(SIGPIPE_STATUS) from None
 
 
 @main.group()

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +20,12 @@ from sqlmodel import Session, select
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from plugin.cli import EXPORT_COLUMNS, _money, main
+from plugin.store import ledger, shops
 from plugin.store.models import CustomerRecommendation, ModelRun
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
 from tests.test_recompute import load_store
+from webhooks.payloads import parse_order
 from webhooks.processor import Processor
 
 MONEY = ("net_spend", "aov", "trailing_12m_spend", "historical_clv")
@@ -132,3 +138,39 @@ def test_export_conflicting_options_are_a_usage_error_naming_them(
     assert result.exit_code == 2, result.output
     assert named in result.stderr
     assert result.stdout == ""
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_to_a_reader_that_stopped_ends_quietly(
+    engine: Engine, migrated_url: str, fmt: str
+) -> None:
+    # given a shop with more customers, each with recommendations, than one write buffer holds
+    add_shop(engine)
+    with Session(engine) as session, session.begin():
+        shop = shops.get_shop(session, SHOP)
+        assert shop is not None
+        for n in range(400):
+            ledger.apply_order(session, shop, parse_order(order_payload(n + 1, customer_id=n + 1)))
+            ids = json.dumps([9001, 9002, 9003])
+            session.add(CustomerRecommendation(shop_id=shop.id, customer_id=n + 1, product_ids=ids))
+    # when exported into a pipe nobody reads any more (`clvsync export ... | head -1`)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "plugin.cli", "export", "--shop", SHOP, "--format", fmt],
+            cwd=ROOT,
+            env={**os.environ, **cli_env(migrated_url)},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
