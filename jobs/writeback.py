@@ -49,7 +49,7 @@ from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, OrderLine, Shop
 from plugin.store.recommendations import record_product_read_back, record_products_read
-from plugin.store.sync import pushed_tags, record_read_back
+from plugin.store.sync import forget_gone_customers, pushed_tags, record_read_back
 from plugin.store.tokens import TokenCipher
 
 __all__ = [
@@ -174,18 +174,30 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         return {"dry_run": True, "skipped": "reconcile reads and repairs; off in dry-run mode"}
 
     async def work(pusher: Pusher) -> dict[str, Any]:
+        read_started = ctx.clock()
         found = await _read_customers(ctx, pusher)
         pushed = await anyio.to_thread.run_sync(pushed_tags, ctx.engine, shop_id)
         state = owned_state(found, settings.tag_prefix, pushed)
         drifted = await anyio.to_thread.run_sync(
             record_read_back, ctx.engine, shop_id, state, ctx.clock()
         )
+        gone = await anyio.to_thread.run_sync(
+            forget_gone_customers, ctx.engine, shop_id, found.keys(), read_started, ctx.clock()
+        )
+        if gone:
+            log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))
         # the products first: the customers' plan leaves out the products the read did not find
         products_read = await _read_products(ctx, pusher)
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
         products = await _push_products(ctx, pusher)
-        return {"customers_read": len(state), "drifted": drifted, **products_read, **products}
+        return {
+            "customers_read": len(state),
+            "drifted": drifted,
+            "customers_gone": len(gone),
+            **products_read,
+            **products,
+        }
 
     return await with_pusher(ctx, shop, run_id, work)
 

@@ -9,17 +9,17 @@ tagsRemove and metafieldsSet are idempotent, so sending twice leaves the store e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, insert, select
+from sqlalchemy import Engine, and_, delete, exists, insert, or_, select
 from sqlmodel import Session, col
 
 from plugin.domain.writeback import same_value
 from plugin.store.db import upsert
-from plugin.store.ledger import CUSTOMER, hold_customers, redacted
+from plugin.store.ledger import CUSTOMER, hold_customers, mark_customer_deleted, redacted
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -249,6 +249,38 @@ def record_read_back(
             )
         _upsert(session, rows)
     return drifted
+
+
+def forget_gone_customers(
+    engine: Engine,
+    shop_id: int,
+    found: Collection[int],
+    read_started: datetime,
+    now: datetime,
+) -> list[int]:
+    """The customers a read of the store's whole customer list did not find, though their
+    pushed state dates from before it began: deleted in the store, their customers/delete
+    webhook missed (Shopify does not deliver every one). Each is marked deleted, as that
+    webhook would have, and its pushed state dropped (the store holds nothing of theirs), so
+    the push stops sending them values the store refuses. Nothing is done on a read that found
+    no customer at all: that is not a credible read of a shop the app has pushed to."""
+    if not found:
+        return []
+    synced = CustomerSync
+    before = or_(col(synced.pushed_at) < read_started, col(synced.checked_at) < read_started)
+    with Session(engine) as session, session.begin():
+        query = select(col(synced.customer_id)).where(col(synced.shop_id) == shop_id, before)
+        gone = sorted(c for (c,) in session.execute(query) if c not in found)
+        for customer_id in gone:
+            mark_customer_deleted(session, shop_id, customer_id, now)
+        for start in range(0, len(gone), 5000):
+            session.execute(
+                delete(synced).where(
+                    col(synced.shop_id) == shop_id,
+                    col(synced.customer_id).in_(gone[start : start + 5000]),
+                )
+            )
+    return gone
 
 
 def _same_values(recorded: dict[str, str], read: dict[str, str]) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,7 +14,8 @@ from sqlmodel import Session, select
 from jobs import readback, writeback
 from jobs.writeback import plan_changes, push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
-from plugin.store.models import CustomerSync
+from plugin.store.models import Customer, CustomerSync
+from plugin.store.sync import forget_gone_customers
 from tests.helpers import enqueue
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
@@ -115,6 +118,35 @@ async def test_reconcile_keeps_nothing_of_a_redacted_customer_the_store_still_ho
     with Session(scenario.engine) as session:
         kept = session.exec(select(CustomerSync).where(CustomerSync.customer_id == gone)).all()
     assert kept == []
+
+
+async def test_reconcile_marks_deleted_a_customer_gone_from_the_store_and_stops_pushing_it(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop, then a tagged customer deleted in the store, its customers/delete
+    # webhook never delivered
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    gone = next(c for c, tags in scenario.desired().items() if tags)
+    scenario.devstore.state.delete_customer(gone)
+    # when the shop is reconciled a day later
+    later = replace(ctx, clock=lambda: scenario.as_of + timedelta(days=1))
+    result = await reconcile_shop(later, scenario.refreshed_shop(), None)
+    # then the customer is marked deleted, as the webhook would have, and holds no pushed state
+    assert result["customers_gone"] == 1
+    with Session(scenario.engine) as session:
+        customer = session.get(Customer, (scenario.shop.id, gone))
+        synced = session.get(CustomerSync, (scenario.shop.id, gone))
+    assert customer is not None and customer.deleted_at is not None and synced is None
+    # and nothing is planned for it any more, while the others are in sync
+    pusher = scenario.pusher(http)
+    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    assert_in_sync(scenario)
+    # and a customer whose pushed state is newer than a read that missed it is left alone
+    others = set(scenario.desired()) - {gone}
+    found, before = others - {min(others)}, scenario.as_of - timedelta(days=1)
+    assert forget_gone_customers(scenario.engine, scenario.shop.id, found, before, before) == []
 
 
 def test_a_bulk_read_finds_metafields_wherever_they_come(tmp_path: Path) -> None:
