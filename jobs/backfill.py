@@ -45,7 +45,7 @@ import anyio
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
-from jobs.writeback import admin_client
+from jobs.writeback import admin_client, marking_refused_token
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.shopify.bulk import BulkRunner, OnPoll
 from plugin.shopify.gid import gid_number
@@ -366,7 +366,8 @@ async def backfill_shop(
     runner = BulkRunner(client, ctx.http, sleep=ctx.sleep)
     with tempfile.TemporaryDirectory(prefix="clvsync-backfill-") as scratch:
         export = Path(scratch) / "orders.jsonl"
-        outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
+        async with marking_refused_token(ctx, shop):
+            outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
         if outcome.status != "COMPLETED":
             raise BackfillError(
                 f"the orders bulk query ended {outcome.status}"

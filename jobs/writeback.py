@@ -22,8 +22,9 @@ the app did not write them (the merchant's), and the products the read does not 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -105,6 +106,21 @@ def _mark_needs_reauth(engine: Engine, shop_id: int) -> None:
             stored.needs_reauth = True
 
 
+@contextlib.asynccontextmanager
+async def marking_refused_token(ctx: JobContext, shop: Shop) -> AsyncIterator[None]:
+    """Around a job's calls to the shop: a refused token (401) marks the shop as needing
+    re-authorisation, so that no job calls it again until a new token is stored."""
+    assert shop.id is not None
+    try:
+        yield
+    except AuthError:
+        await anyio.to_thread.run_sync(_mark_needs_reauth, ctx.engine, shop.id)
+        log.warning(
+            "%s: the access token was refused; marked as needing re-authorisation", shop.domain
+        )
+        raise
+
+
 async def with_pusher(
     ctx: JobContext,
     shop: Shop,
@@ -125,14 +141,8 @@ async def with_pusher(
         job_run_id=run_id,
         clock=ctx.clock,
     )
-    try:
+    async with marking_refused_token(ctx, shop):
         extra = await work(pusher)
-    except AuthError:
-        await anyio.to_thread.run_sync(_mark_needs_reauth, ctx.engine, shop.id)
-        log.warning(
-            "%s: the access token was refused; marked as needing re-authorisation", shop.domain
-        )
-        raise
     stats = client.stats
     return {
         **vars(pusher.counts),

@@ -37,6 +37,7 @@ from plugin.devstore.config import DEFAULT_TOKEN
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import GeneratedStore, generate_store
 from plugin.devstore.state import DevStoreState
+from plugin.shopify.client import AuthError
 from plugin.store import ledger, shops
 from plugin.store.models import Customer, Order, OrderLine, Shop
 from tests.devstore.conftest import (  # noqa: F401
@@ -303,6 +304,19 @@ async def test_a_backfill_asked_for_since_a_date_never_starts_the_daily_run(
 
 async def backfill_job(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
     return await backfill_shop(ctx, shop, run_id)
+
+
+async def test_a_backfill_whose_token_is_refused_marks_the_shop_for_reauthorisation(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop whose token the store no longer takes
+    _, live, shop = installed(engine, devstore_factory, 20, 3, token="shpat_revoked")
+    # when it is backfilled, then the run fails on the 401 and the shop is marked
+    with pytest.raises(AuthError):
+        await backfill_shop(context(engine, http, live), shop, None)
+    with Session(engine) as session:
+        stored = session.get(Shop, shop.id)
+    assert stored is not None and stored.needs_reauth
 
 
 def test_backfill_command_reports_the_run(
