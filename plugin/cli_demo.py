@@ -45,7 +45,7 @@ from plugin.domain.writeback import DEFAULT_TAG_PREFIX
 from plugin.serving import serve_in_thread
 from plugin.settings import Settings, load_settings
 from plugin.store import inbox, shops
-from plugin.store.db import make_engine, upgrade
+from plugin.store.db import make_engine
 from plugin.store.models import Customer, CustomerScore, Order, Shop
 from plugin.store.tokens import TokenCipher
 
@@ -83,6 +83,18 @@ class DemoPorts:
 def demo_settings(database_url: str) -> Settings:
     """Development settings: the fixed development secrets, which the dev store's sender uses."""
     return load_settings({"CLVSYNC_ENV": "development", "DATABASE_URL": database_url}, None)
+
+
+def _open_database(database_url: str) -> Engine:
+    """An engine on the migrated database; a ClickException naming the URL without its password
+    (and the option) if it cannot be opened, as every other command reports it."""
+    from plugin.cli import _migrated_engine  # plugin.cli imports this module
+
+    try:
+        return _migrated_engine(database_url)
+    except click.ClickException as exc:
+        # its messages name the other commands' DATABASE_URL: the demo's URL is an option
+        raise click.ClickException(exc.message.replace("DATABASE_URL", "--database-url")) from None
 
 
 def _register_shop(engine: Engine, settings: Settings, domain: str) -> None:
@@ -273,8 +285,7 @@ def run_demo(
     summary. A ClickException (exit 1) if the dev store did not end in sync."""
     started = time.monotonic()
     settings = demo_settings(database_url)
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = _open_database(database_url)
     click.echo(f"generating a store of {customers} customers (seed {seed}) ...", err=True)
     store = generate_store(GeneratorConfig(customers=customers), seed=seed)
     state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
@@ -331,17 +342,24 @@ def run_demo(
     return result
 
 
-def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) -> None:
-    env = f"CLVSYNC_ENV=development DATABASE_URL={database_url}"
-    click.echo(
+def where_to_look(app_url: str, devstore_url: str, domain: str, database_url: str) -> str:
+    """The stay-up message: the servers' addresses, and commands to run against the database
+    (its URL without its password: the message is for a terminal, a log, a screenshot)."""
+    from plugin.cli import _shown_url  # plugin.cli imports this module
+
+    env = f"CLVSYNC_ENV=development DATABASE_URL={_shown_url(database_url)}"
+    return (
         "\nclvsync demo is running (Ctrl-C stops it):\n"
         f"  app        {app_url}/healthz, webhooks at {app_url}/webhooks\n"
         f"  dev store  {devstore_url}/admin/api/2026-10/graphql.json "
         f"(X-Shopify-Access-Token: {DEFAULT_TOKEN})\n"
         f"  figures    {env} clvsync export --shop {domain}\n"
-        f"  inbox      {env} clvsync webhooks status",
-        err=True,
+        f"  inbox      {env} clvsync webhooks status"
     )
+
+
+def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) -> None:
+    click.echo(where_to_look(app_url, devstore_url, domain, database_url), err=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -358,8 +376,20 @@ def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) ->
     default=None,
     help="Default: sqlite:///./clvsync-demo.db, or a temporary database with --once.",
 )
-@click.option("--port", default=8000, show_default=True, help="The app's port (not with --once).")
-@click.option("--devstore-port", default=8100, show_default=True, help="(not with --once)")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The app's port (not with --once).",
+)
+@click.option(
+    "--devstore-port",
+    default=8100,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="(not with --once)",
+)
 @click.option(
     "--devstore-errors",
     default=0.1,

@@ -40,6 +40,9 @@ def listen(host: str, port: int) -> socket.socket:
         if exc.errno == errno.EADDRINUSE:
             raise ListenError(f"port {port} on {host} is already in use") from None
         raise ListenError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    except OverflowError:  # a port past 65535: the socket module's own range check
+        sock.close()
+        raise ListenError(f"cannot listen on {host} port {port}: ports go up to 65535") from None
     sock.set_inheritable(True)
     return sock
 

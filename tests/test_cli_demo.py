@@ -24,10 +24,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from plugin.cli import main
-from plugin.cli_demo import _deliver, check_in_sync
+from plugin.cli_demo import _deliver, check_in_sync, where_to_look
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
-from plugin.serving import free_port, serve_in_thread
+from plugin.serving import ListenError, free_port, listen, serve_in_thread
 from plugin.store.db import make_engine
 from plugin.store.models import JobRun, SyncChange
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
@@ -187,6 +187,51 @@ def test_demo_staying_up_prints_its_json_summary_before_serving(
     assert rest == ""
     # and Ctrl-C stops it
     assert demo.returncode == 0, errors
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("notaurl", "Error: --database-url is not a database URL"),
+        ("sqlite:///{missing}/demo.db", "Error: cannot open the database in --database-url"),
+        (
+            "postgresql+psycopg://bob:s3cretpw@127.0.0.1:1/clv",  # nothing listens on port 1
+            "Error: cannot open the database in --database-url "
+            "postgresql+psycopg://bob:***@127.0.0.1:1/clv",
+        ),
+    ],
+)
+def test_demo_with_a_database_it_cannot_open_exits_1_in_one_line(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    # when the demo is given a database URL that is not one, or names a database it cannot open
+    url = url.format(missing=tmp_path / "missing")
+    done = cli_process(url, "demo", "--once", "--customers", "5", "--database-url", url)
+    # then it says so in one line, without the password, before generating a store
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "s3cretpw" not in done.stderr
+    assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--port", "--devstore-port"])
+def test_demo_on_a_port_past_65535_is_a_usage_error(option: str) -> None:
+    result = CliRunner().invoke(main, ["demo", option, "99999"])
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option}'" in result.stderr
+
+
+def test_listen_on_a_port_past_65535_raises_listen_error() -> None:
+    with pytest.raises(ListenError, match=r"cannot listen on 127\.0\.0\.1 port 99999"):
+        listen("127.0.0.1", 99999)
+
+
+def test_demo_where_to_look_shows_the_database_url_without_its_password() -> None:
+    # when the demo that stays up says where to look, for a database URL with a password
+    url = "postgresql+psycopg://bob:s3cretpw@db.example/clv"
+    shown = where_to_look("http://app", "http://store", "clvsync-dev.myshopify.com", url)
+    # then the commands it suggests name the database, not the password
+    assert "s3cretpw" not in shown
+    assert "DATABASE_URL=postgresql+psycopg://bob:***@db.example/clv clvsync export" in shown
 
 
 class AnsweringApp:
