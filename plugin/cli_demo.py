@@ -32,7 +32,7 @@ from jobs.context import JobContext, worker_name
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from jobs.runs import DEFAULT_LEASE_SECONDS, OK, SKIPPED, JobFn, run_job
-from jobs.scheduler import STANDARD_JOBS
+from jobs.scheduler import STANDARD_JOBS, _model_run_counts
 from jobs.writeback import push_shop
 from plugin.app import create_app
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
@@ -190,7 +190,9 @@ async def _run_steps(
     assert shop.id is not None
 
     async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
-        return await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, as_of)
+        # the scheduler's refit, but as of `as_of`: its model run named as the scheduler names it
+        summary = await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, as_of)
+        return _model_run_counts(summary)
 
     async def recommend(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(compute_recommendations, ctx.engine, shop, as_of)

@@ -65,6 +65,9 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
     assert backfill["orders_read"] > 40 and backfill["orders_applied"] == 0
     assert backfill["orders_unchanged"] + backfill["test_orders_skipped"] == backfill["orders_read"]
     assert summary["recompute"]["customers_scored"] > 0
+    # and the model run is named as `clvsync recompute` names it (a run_id is a job run's id)
+    model_run_id = summary["recompute"]["model_run_id"]
+    assert isinstance(model_run_id, int) and "run_id" not in summary["recompute"]
     # and the desired tags and metafields were pushed, through the faults, exactly
     assert summary["tags_in_sync"] is True
     assert summary["tag_changes_pushed"] > 0 and summary["metafields_pushed"] > 0
@@ -76,6 +79,7 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
         with Session(engine) as session:
             runs = session.exec(select(JobRun.job, JobRun.outcome).order_by(col(JobRun.id))).all()
             audit_dates = set(session.exec(select(SyncChange.applied_at)).all())
+            refit_counts = session.exec(select(JobRun.counts).where(JobRun.job == "refit")).one()
     finally:
         engine.dispose()
     assert [tuple(run) for run in runs] == [
@@ -84,6 +88,7 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
         ("recommend", "ok"),
         ("push", "ok"),
     ]
+    assert json.loads(refit_counts)["model_run_id"] == model_run_id
     # and the push's audit is dated now (the prune would delete one dated at the history's end)
     assert audit_dates and min(audit_dates) >= started
 
