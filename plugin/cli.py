@@ -198,7 +198,17 @@ def main(ctx: click.Context) -> None:
         level = load_log_level(default=default)
     except SettingsError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
+    ctx.meta[_LOG_LEVEL] = level
     _configure_logging(level)
+
+
+_LOG_LEVEL = "clvsync.log_level"  # in the click context's meta, which subcommands share
+
+
+def server_log_level() -> str:
+    """CLVSYNC_LOG_LEVEL as uvicorn takes it (lower case): its own lines and its access lines
+    (logged at INFO) follow it, as the app's do. INFO for a command run without `main`."""
+    return str(click.get_current_context().meta.get(_LOG_LEVEL, "INFO")).lower()
 
 
 def _configure_logging(level: str) -> None:
@@ -232,7 +242,7 @@ def serve(host: str, port: int, no_jobs: bool) -> None:
     sock = listen_or_fail(host, port, "--port")  # before the processor and the jobs start
     with _open_store(settings) as engine:
         app = create_app(settings, engine=engine, run_jobs=not no_jobs)
-        run_server(app, sock, log_level="info")
+        run_server(app, sock, log_level=server_log_level())
 
 
 @main.command()

@@ -40,7 +40,7 @@ def devstore_serve(
     host: str, port: int, customers: int, seed: int, config_path: Path | None
 ) -> None:
     """Serve a (generated) store's Admin GraphQL API until interrupted."""
-    from plugin.cli import listen_or_fail
+    from plugin.cli import listen_or_fail, server_log_level
 
     try:
         config = DevStoreConfig.from_json_file(config_path) if config_path else DevStoreConfig()
@@ -60,4 +60,5 @@ def devstore_serve(
         err=True,
     )
     # serve_devstore's server, on the socket bound above
-    run_server(create_devstore_app(state, config), sock, log_level="info", ws="none")
+    app = create_devstore_app(state, config)
+    run_server(app, sock, log_level=server_log_level(), ws="none")

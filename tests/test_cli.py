@@ -10,10 +10,12 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func
@@ -314,3 +316,49 @@ def test_serve_on_a_port_in_use_exits_1_before_starting_the_jobs(sqlite_path: Pa
     assert_port_in_use_error(done, port)
     assert "--port" in done.stderr
     assert "processor started" not in done.stderr and "cheduler started" not in done.stderr
+
+
+# --- servers log at CLVSYNC_LOG_LEVEL ------------------------------------------------------------
+
+
+def served_output(url: str, args: list[str], path: str, level: str) -> str:
+    """Start a server command of the CLI at `level`, GET `path` once it answers, stop it with
+    SIGTERM; what it wrote on stdout and stderr (uvicorn writes its access lines on stdout)."""
+    from plugin.serving import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plugin.cli", *args, "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **cli_env(url), "CLVSYNC_LOG_LEVEL": level},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}{path}").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "did not start"
+            time.sleep(0.1)
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    return output
+
+
+@pytest.mark.parametrize(
+    ("level", "logged"), [("INFO", True), ("WARNING", False), ("ERROR", False)]
+)
+def test_serve_logs_uvicorn_and_its_access_lines_at_the_level_asked(
+    sqlite_path: Path, level: str, logged: bool
+) -> None:
+    # when the app is served at a level, and asked for its health
+    output = served_output(f"sqlite:///{sqlite_path}", ["serve", "--no-jobs"], "/healthz", level)
+    # then uvicorn's own lines and its access lines are there at INFO, and only then
+    assert ("Started server process" in output) is logged, output
+    assert ('"GET /healthz HTTP/1.1" 200' in output) is logged, output

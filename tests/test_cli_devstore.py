@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from plugin.serving import free_port
-from tests.test_cli import assert_port_in_use_error, cli_process, taken_port
+from tests.test_cli import assert_port_in_use_error, cli_process, served_output, taken_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,3 +69,16 @@ def test_devstore_serve_on_a_port_in_use_exits_1_before_generating(sqlite_path: 
     # then it says so and stops, before generating its store
     assert_port_in_use_error(done, port)
     assert "generating" not in done.stderr
+
+
+@pytest.mark.parametrize(("level", "logged"), [("INFO", True), ("WARNING", False)])
+def test_devstore_serve_logs_uvicorn_and_its_access_lines_at_the_level_asked(
+    sqlite_path: Path, level: str, logged: bool
+) -> None:
+    # when the dev store is served at a level, and asked for its health
+    url = f"sqlite:///{sqlite_path}"
+    args = ["devstore", "serve", "--customers", "0"]
+    output = served_output(url, args, "/devstore/health", level)
+    # then uvicorn's own lines and its access lines are there at INFO, and only then
+    assert ("Started server process" in output) is logged, output
+    assert ('"GET /devstore/health HTTP/1.1" 200' in output) is logged, output
