@@ -54,9 +54,18 @@ def _parse_amount(text: str) -> float:
     return amount
 
 
-def read_purchases(stream: TextIO) -> Purchases:
-    """Read `customer_id,date,amount` (header required, other columns ignored)."""
+def read_purchases(stream: TextIO, source: str = "the CSV") -> Purchases:
+    """Read `customer_id,date,amount` (header required, other columns ignored); an error in a
+    line is a ClickException naming `source` and the line."""
     reader = csv.DictReader(stream)
+    try:
+        return _read_rows(reader, source)
+    except csv.Error as error:  # e.g. a field past the csv module's limit of 131,072 characters
+        # the underlying reader's count: the DictReader's own counts only the lines it returned
+        raise click.ClickException(f"{source}, line {reader.reader.line_num}: {error}") from None
+
+
+def _read_rows(reader: csv.DictReader[str], source: str) -> Purchases:
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise click.UsageError(f"the CSV header lacks column(s): {', '.join(missing)}")
@@ -72,20 +81,22 @@ def read_purchases(stream: TextIO) -> Purchases:
             amounts.append(_parse_amount(row["amount"] or ""))
             ids.append(customer)
         except (ValueError, TypeError) as error:
-            raise click.ClickException(f"line {line}: {error}") from None
+            raise click.ClickException(f"{source}, line {line}: {error}") from None
     return Purchases(np.array(ids, dtype=np.str_), np.array(days, float), np.array(amounts, float))
 
 
 def _read_file(path: Path) -> Purchases:
+    name = click.format_filename(path)
     # utf-8-sig: a spreadsheet's UTF-8 byte order mark is not part of the first column's name
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
-            return read_purchases(stream)
+            return read_purchases(stream, name)
     except UnicodeDecodeError as error:
         raise click.ClickException(
-            f"{click.format_filename(path)} is not UTF-8 text (byte {error.start}): save the "
-            "CSV as UTF-8"
+            f"{name} is not UTF-8 text (byte {error.start}): save the CSV as UTF-8"
         ) from None
+    except OSError as error:  # the option checked the path, but not as this process opens it
+        raise click.ClickException(f"cannot read {name}: {error.strerror or error}") from None
 
 
 def _strict_json(value: Any) -> Any:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from plugin.cli_backtest import backtest
+from plugin.cli_backtest import _read_file, backtest
 from plugin.domain.bgnbd import BetaGeoParams
 from plugin.domain.gamma_gamma import GammaGammaParams
 from plugin.domain.simulation import simulate_purchases
@@ -144,3 +146,51 @@ def test_backtest_no_repeat_buyers_fails_cleanly(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "repeat purchase" in output
+
+
+@pytest.mark.parametrize(
+    ("lines", "fragment"),
+    [
+        (["customer_id,date,amount", "a,2024-01-01,3", 'b,2024-01-02,"{huge}"'], "line 3"),
+        (['customer_id,date,"amount{huge}"', "a,2024-01-01,3"], "line 1"),
+    ],
+)
+def test_backtest_field_past_the_csv_limit_names_the_file_and_line(
+    tmp_path: Path, lines: list[str], fragment: str
+) -> None:
+    # given a CSV with one field longer than the csv module reads (131,072 characters)
+    path = tmp_path / "huge.csv"
+    path.write_text("\n".join(lines).format(huge="x" * 140_000) + "\n")
+    # when it is backtested
+    dates = ["--calibration-end", "2024-02-01", "--holdout-end", "2024-03-01"]
+    result = CliRunner().invoke(backtest, ["--transactions", str(path), *dates])
+    # then it fails with one message naming the file and the line, not a traceback
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"Error: {path}, {fragment}: " in result.output
+    assert "field larger than field limit" in result.output
+
+
+@pytest.mark.parametrize("name", ["a-directory", "a-file.csv/inside.csv"])
+def test_backtest_file_that_cannot_be_read_is_one_message(tmp_path: Path, name: str) -> None:
+    # given a path that passed the option's checks, then cannot be opened as a file
+    (tmp_path / "a-directory").mkdir()
+    (tmp_path / "a-file.csv").write_text("customer_id,date,amount\n")
+    path = tmp_path / name
+    # when it is read, then the error names the file and says why
+    with pytest.raises(click.ClickException, match=re.escape(f"cannot read {path}: ")):
+        _read_file(path)
+
+
+def test_backtest_file_without_read_permission_is_one_message(tmp_path: Path) -> None:
+    # given a file no one may read
+    path = tmp_path / "secret.csv"
+    path.write_text("customer_id,date,amount\n")
+    path.chmod(0)
+    try:
+        path.open().close()
+        pytest.skip("this process reads files whatever their permissions (root)")
+    except PermissionError:
+        pass
+    # when it is read, then the error says why
+    with pytest.raises(click.ClickException, match="Permission denied"):
+        _read_file(path)
