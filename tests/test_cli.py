@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from plugin.cli import main
+from plugin.cli import REPLAY_CHUNK, main
 from plugin.settings import SettingsError, load_settings
 from plugin.store.models import PARKED, InboxEvent, JobLease, JobRun, ModelRun, Shop
 from plugin.store.tokens import TokenCipher
@@ -91,27 +91,103 @@ def test_export_unknown_shop_fails_with_message(migrated_url: str) -> None:
     assert code == 1 and "no shop" in err
 
 
+OTHER_SHOP = "other-shop.myshopify.com"
+
+
+def _park(engine: Engine, monkeypatch: pytest.MonkeyPatch, *events: tuple[int, str, str]) -> None:
+    """Park order webhooks (order id, webhook id, shop) as a handler's bug would."""
+    for order_id, webhook_id, domain in events:
+        enqueue(engine, "orders/create", order_payload(order_id), webhook_id, shop=domain)
+    with monkeypatch.context() as patch:
+        patch.setitem(HANDLERS, "orders/create", _broken)
+        # one at a time, through the handler broken here (not applied together)
+        Processor(engine, max_attempts=1, group_min=len(events) + 1).drain()
+
+
+def _broken(*_: object) -> None:
+    raise RuntimeError("a bug, since fixed")
+
+
+def _statuses(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        return dict(session.exec(select(InboxEvent.webhook_id, InboxEvent.status)).all())
+
+
 def test_replay_failed_reruns_parked_events(
     engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given an event parked because its handler failed
     add_shop(engine)
-    enqueue(engine, "orders/create", order_payload(1), "a")
-    original = HANDLERS["orders/create"]
-
-    def broken(*_: object) -> None:
-        raise RuntimeError("a bug, since fixed")
-
-    monkeypatch.setitem(HANDLERS, "orders/create", broken)
-    Processor(engine, max_attempts=1).drain()
-    with Session(engine) as session:
-        assert session.exec(select(InboxEvent.status)).one() == PARKED
+    _park(engine, monkeypatch, (1, "a", SHOP))
+    assert _statuses(engine) == {"a": PARKED}
     # when the bug is fixed and the parked events replayed
-    monkeypatch.setitem(HANDLERS, "orders/create", original)
     code, out, err = run(migrated_url, "webhooks", "replay", "--failed")
     # then it is applied
     assert code == 0, err
-    assert "1 parked events queued again" in out and "1 done" in out
+    assert "1 parked events to re-run" in out
+    assert "re-ran 1: 1 done, 0 failed again (to be retried), 0 failed again and parked" in out
+    assert _statuses(engine) == {"a": "done"}
+
+
+def test_replay_failed_runs_more_events_than_one_transaction_takes(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given more parked events than the replay runs in one transaction
+    add_shop(engine)
+    count = REPLAY_CHUNK + 3
+    _park(engine, monkeypatch, *((n, f"w{n}", SHOP) for n in range(1, count + 1)))
+    # when replayed, then every one of them is run
+    code, out, err = run(migrated_url, "webhooks", "replay", "--failed")
+    assert code == 0, err
+    assert f"re-ran {count}: {count} done" in out
+    assert set(_statuses(engine).values()) == {"done"}
+
+
+def test_replay_failed_for_a_shop_runs_only_its_parked_events(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given two shops with a parked event each, and another shop's event waiting its turn
+    add_shop(engine)
+    add_shop(engine, OTHER_SHOP)
+    _park(engine, monkeypatch, (1, "a", SHOP), (2, "b", OTHER_SHOP))
+    enqueue(engine, "orders/create", order_payload(3), "c", shop=OTHER_SHOP)
+    # when one shop's parked events are replayed
+    code, out, err = run(migrated_url, "webhooks", "replay", "--failed", "--shop", SHOP)
+    # then only that shop's event was run: the other shop's are as they were
+    assert code == 0, err
+    assert "re-ran 1: 1 done" in out
+    assert _statuses(engine) == {"a": "done", "b": PARKED, "c": "pending"}
+
+
+def test_replay_failed_for_an_unknown_shop_exits_1_naming_it(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a shop with a parked event
+    add_shop(engine)
+    _park(engine, monkeypatch, (1, "a", SHOP))
+    # when the parked events of a shop that is not registered are replayed
+    code, _, err = run(
+        migrated_url, "webhooks", "replay", "--failed", "--shop", "nobody.myshopify.com"
+    )
+    # then it is refused, naming the shop, and nothing is run
+    assert code == 1
+    assert "no shop 'nobody.myshopify.com'" in err
+    assert _statuses(engine) == {"a": PARKED}
+
+
+def test_replay_failed_that_fail_again_exits_1_and_says_so(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a parked event whose handler still fails
+    add_shop(engine)
+    _park(engine, monkeypatch, (1, "a", SHOP))
+    monkeypatch.setitem(HANDLERS, "orders/create", _broken)
+    # when replayed
+    code, out, _ = run(migrated_url, "webhooks", "replay", "--failed")
+    # then the summary and the status say it failed again, and it is parked again
+    assert code == 1
+    assert "re-ran 1: 0 done, 0 failed again (to be retried), 1 failed again and parked" in out
+    assert _statuses(engine) == {"a": PARKED}
 
 
 def test_settings_missing_secret_outside_development_names_it() -> None:
