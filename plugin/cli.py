@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import click
 from alembic.util.exc import CommandError
@@ -35,19 +35,13 @@ from plugin.settings import Settings, SettingsError, load_log_level, load_settin
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.db import make_engine, upgrade
 from plugin.store.models import (
-    PARKED,
-    PENDING,
     BundleCandidate,
     CustomerRecommendation,
     CustomerScore,
-    InboxEvent,
     ModelRun,
     Shop,
 )
 from plugin.store.tokens import TokenCipher
-
-if TYPE_CHECKING:
-    from webhooks.processor import Counts
 
 LEDGER_COLUMNS = (
     "customer_id",
@@ -648,9 +642,12 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
     with _open_store(settings) as engine:
         with Session(engine) as session:
             shop = None if domain is None else _shop_or_fail(session, domain)
-            ids = _parked_ids(session, shop)
+            ids = inbox.parked_ids(session, None if shop is None else shop.domain)
         click.echo(f"{len(ids)} parked events to re-run")
-        counts = _rerun_parked(engine, ids, settings.processor_max_attempts)
+        from webhooks.processor import Processor
+
+        processor = Processor(engine, max_attempts=settings.processor_max_attempts)
+        counts = processor.rerun_parked(ids)
     outcome = counts.by_outcome
     click.echo(
         f"re-ran {counts.total}: {outcome['done']} done, {outcome['retry']} failed again (to be "
@@ -658,45 +655,6 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
     )
     if counts.total > outcome["done"]:
         sys.exit(1)
-
-
-def _parked_ids(session: Session, shop: Shop | None) -> list[int]:
-    """The parked events (of `shop`, or of every shop), oldest first."""
-    query = select(InboxEvent.id).where(InboxEvent.status == PARKED)
-    if shop is not None:
-        query = query.where(InboxEvent.shop_domain == shop.domain)
-    return [event_id for event_id in session.exec(query.order_by(col(InboxEvent.id))) if event_id]
-
-
-REPLAY_CHUNK = 50  # events re-run per transaction, which holds SQLite's write lock
-
-
-def _rerun_parked(engine: Engine, ids: list[int], max_attempts: int) -> Counts:
-    """Give each event of `ids` still parked one more attempt, as `inbox.requeue_parked` does
-    (a failure parks it again), in the transaction that takes it out of the parked ones: a
-    processor running meanwhile never sees it pending, so only these events are run, and each
-    one's outcome is known here."""
-    from webhooks.processor import Counts, Processor
-
-    processor = Processor(engine, max_attempts=max_attempts)
-    counts = Counts()
-    for low in range(0, len(ids), REPLAY_CHUNK):
-        query = (
-            select(InboxEvent)
-            .where(col(InboxEvent.id).in_(ids[low : low + REPLAY_CHUNK]))
-            .where(InboxEvent.status == PARKED)  # not one another replay has run since
-            .order_by(col(InboxEvent.id))
-            .with_for_update()
-        )
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            known: dict[str, Shop | None] = {}
-            now = _now()
-            for event in list(session.exec(query)):
-                event.status, event.attempts, event.next_attempt_at = PENDING, max_attempts - 1, now
-                # the processor's own path for one event (savepoint, handler, done or failed):
-                # its drain() runs whatever is due, of every shop, and takes no list of events
-                counts.add(processor._process(session, event, now, known))
-    return counts
 
 
 @main.command()

@@ -21,14 +21,14 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from plugin.cli import REPLAY_CHUNK, main
+from plugin.cli import main
 from plugin.settings import SettingsError, load_settings
 from plugin.store.models import PARKED, InboxEvent, JobLease, JobRun, ModelRun, Shop
 from plugin.store.tokens import TokenCipher
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
 from webhooks.handlers import HANDLERS
-from webhooks.processor import Processor
+from webhooks.processor import REPLAY_CHUNK, Processor
 
 
 def run(url: str, *args: str) -> tuple[int, str, str]:

@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,7 @@ GROUP_SIZE = 10
 # And at least: fewer go one by one, and the batch can end between them when a webhook comes.
 # (A busy shop's steady flow brings a few events a batch; a backlog brings full batches.)
 GROUP_MIN = 4
+REPLAY_CHUNK = 50  # parked events re-run per transaction (`rerun_parked`)
 
 
 class Outcome(enum.Enum):
@@ -240,6 +241,19 @@ class Processor:
                 break
             for outcome in outcomes:
                 counts.add(outcome)
+        return counts
+
+    def rerun_parked(self, ids: Sequence[int]) -> Counts:
+        """One more attempt for each of the parked events `ids` (those still parked), and only
+        them, REPLAY_CHUNK to a transaction (which holds SQLite's write lock)."""
+        counts = Counts()
+        for low in range(0, len(ids), REPLAY_CHUNK):
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                now = self._clock()
+                known: dict[str, Shop | None] = {}
+                chunk = ids[low : low + REPLAY_CHUNK]
+                for event in inbox.claim_parked(session, chunk, now, self._max_attempts):
+                    counts.add(self._process(session, event, now, known))
         return counts
 
     async def run(self, stop: anyio.Event | threading.Event) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, or_, update
+from sqlalchemy import Connection, Engine, bindparam, func, or_
 from sqlmodel import Session, col, select
 
 from plugin.store.db import insert_for, is_postgres
@@ -170,18 +170,30 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
 
 
-def requeue_parked(
-    session: Session, now: datetime, max_attempts: int, shop_domain: str | None = None
-) -> int:
-    """Put parked events back in the queue for one more attempt (a failure parks them again)."""
-    statement = (
-        update(InboxEvent)
-        .where(col(InboxEvent.status) == PARKED)
-        .values(status=PENDING, attempts=max_attempts - 1, next_attempt_at=now)
-    )
+def parked_ids(session: Session, shop_domain: str | None = None) -> list[int]:
+    """The parked events (of the shop, or of every shop), oldest first."""
+    query = select(InboxEvent.id).where(InboxEvent.status == PARKED)
     if shop_domain is not None:
-        statement = statement.where(col(InboxEvent.shop_domain) == shop_domain)
-    return int(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+        query = query.where(InboxEvent.shop_domain == shop_domain)
+    return [event_id for event_id in session.exec(query.order_by(col(InboxEvent.id))) if event_id]
+
+
+def claim_parked(
+    session: Session, ids: Sequence[int], now: datetime, max_attempts: int
+) -> list[InboxEvent]:
+    """Those of `ids` still parked, locked for this transaction and given one more attempt (a
+    failure parks them again): taken out of the parked ones in the transaction that runs them,
+    so that a processor never claims them meanwhile."""
+    query = (
+        select(InboxEvent)
+        .where(col(InboxEvent.id).in_(ids), InboxEvent.status == PARKED)
+        .order_by(col(InboxEvent.id))
+        .with_for_update()
+    )
+    events = list(session.exec(query))
+    for event in events:
+        event.status, event.attempts, event.next_attempt_at = PENDING, max_attempts - 1, now
+    return events
 
 
 def prune_done(session: Session, shop_domain: str, before: datetime) -> int:
