@@ -179,18 +179,3 @@ def test_backtest_file_that_cannot_be_read_is_one_message(tmp_path: Path, name: 
     # when it is read, then the error names the file and says why
     with pytest.raises(click.ClickException, match=re.escape(f"cannot read {path}: ")):
         _read_file(path)
-
-
-def test_backtest_file_without_read_permission_is_one_message(tmp_path: Path) -> None:
-    # given a file no one may read
-    path = tmp_path / "secret.csv"
-    path.write_text("customer_id,date,amount\n")
-    path.chmod(0)
-    try:
-        path.open().close()
-        pytest.skip("this process reads files whatever their permissions (root)")
-    except PermissionError:
-        pass
-    # when it is read, then the error says why
-    with pytest.raises(click.ClickException, match="Permission denied"):
-        _read_file(path)
