@@ -125,13 +125,13 @@ class When:
 async def rescore(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
     """Re-score the customers whose orders changed (a full refit first if the shop has none)."""
     summary = await anyio.to_thread.run_sync(rescore_changed, ctx.engine, shop, ctx.clock())
-    return _model_run_counts(summary)
+    return model_run_counts(summary)
 
 
 async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
     """Refit the shop's models and score every customer."""
     summary = await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, ctx.clock())
-    return _model_run_counts(summary)
+    return model_run_counts(summary)
 
 
 async def push(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
@@ -154,7 +154,7 @@ async def prune(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, An
     return asdict(await anyio.to_thread.run_sync(delete_old))
 
 
-def _model_run_counts(summary: dict[str, Any]) -> dict[str, Any]:
+def model_run_counts(summary: dict[str, Any]) -> dict[str, Any]:
     # "run_id" in a recompute summary is the model run's; the job run has an id of its own
     return {("model_run_id" if key == "run_id" else key): value for key, value in summary.items()}
 

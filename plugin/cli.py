@@ -18,14 +18,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
 
 import click
-from alembic.util.exc import CommandError
 from click.core import ParameterSource
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from plugin.cli_backtest import backtest
+from plugin.cli_database import one_line, open_migrated
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
@@ -33,7 +32,6 @@ from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.serving import ListenError, listen, run_server
 from plugin.settings import Settings, SettingsError, load_log_level, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
-from plugin.store.db import make_engine, upgrade
 from plugin.store.models import (
     BundleCandidate,
     CustomerRecommendation,
@@ -100,66 +98,13 @@ def _open_store(settings: Settings) -> Iterator[Engine]:
     does not answer, a file that is not a database, a schema newer than this code) is one line
     naming DATABASE_URL without its password; a database error later in the command is reported
     as such, not as a failure to open."""
-    engine = _migrated_engine(settings.database_url)
+    engine = open_migrated(settings.database_url)
     try:
         yield engine
     except OperationalError as exc:
-        raise click.ClickException(f"database error: {_one_line(exc.orig)}") from None
+        raise click.ClickException(f"database error: {one_line(exc.orig)}") from None
     finally:
         engine.dispose()
-
-
-_URL_FORMS = "use sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
-
-
-def _migrated_engine(url: str) -> Engine:
-    shown = _shown_url(url)
-    try:
-        engine = make_engine(url)
-    except NoSuchModuleError as exc:
-        raise click.ClickException(
-            f"DATABASE_URL {shown}: not a kind of database this app knows ({exc}); {_URL_FORMS}"
-        ) from None
-    except (ArgumentError, ValueError) as exc:
-        # a ValueError is a port that is not a number; its text is left out, as it could be
-        # part of the password in a garbled URL
-        reason = (
-            _one_line(exc)
-            if isinstance(exc, ArgumentError)
-            else "malformed, e.g. a port that is not a number"
-        )
-        raise click.ClickException(
-            f"DATABASE_URL is not a database URL ({reason}); {_URL_FORMS}"
-        ) from None
-    except ImportError as exc:
-        raise click.ClickException(
-            f"DATABASE_URL {shown}: its database driver is not installed ({exc}); {_URL_FORMS}"
-        ) from None
-    try:
-        upgrade(engine)
-    except DBAPIError as exc:
-        engine.dispose()
-        raise click.ClickException(
-            f"cannot open the database in DATABASE_URL {shown}: {_one_line(exc.orig)}"
-        ) from None
-    except CommandError as exc:
-        engine.dispose()
-        raise click.ClickException(
-            f"cannot open the database in DATABASE_URL {shown}: its schema version is not one "
-            f"this clvsync knows, perhaps a newer one ({_one_line(exc)})"
-        ) from None
-    return engine
-
-
-def _shown_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "(not a URL)"
-
-
-def _one_line(error: object) -> str:
-    return " ".join(str(error).split())
 
 
 def listen_or_fail(host: str, port: int, option: str) -> socket.socket:

@@ -32,9 +32,10 @@ from jobs.context import JobContext, worker_name
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from jobs.runs import DEFAULT_LEASE_SECONDS, OK, SKIPPED, JobFn, run_job
-from jobs.scheduler import STANDARD_JOBS, _model_run_counts
+from jobs.scheduler import STANDARD_JOBS, model_run_counts
 from jobs.writeback import push_shop
 from plugin.app import create_app
+from plugin.cli_database import open_migrated, shown_url
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import GeneratedStore, generate_store
@@ -88,13 +89,7 @@ def demo_settings(database_url: str) -> Settings:
 def _open_database(database_url: str) -> Engine:
     """An engine on the migrated database; a ClickException naming the URL without its password
     (and the option) if it cannot be opened, as every other command reports it."""
-    from plugin.cli import _migrated_engine  # plugin.cli imports this module
-
-    try:
-        return _migrated_engine(database_url)
-    except click.ClickException as exc:
-        # its messages name the other commands' DATABASE_URL: the demo's URL is an option
-        raise click.ClickException(exc.message.replace("DATABASE_URL", "--database-url")) from None
+    return open_migrated(database_url, "--database-url")
 
 
 def _register_shop(engine: Engine, settings: Settings, domain: str) -> None:
@@ -192,7 +187,7 @@ async def _run_steps(
     async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
         # the scheduler's refit, but as of `as_of`: its model run named as the scheduler names it
         summary = await anyio.to_thread.run_sync(full_recompute, ctx.engine, shop, as_of)
-        return _model_run_counts(summary)
+        return model_run_counts(summary)
 
     async def recommend(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(compute_recommendations, ctx.engine, shop, as_of)
@@ -347,9 +342,7 @@ def run_demo(
 def where_to_look(app_url: str, devstore_url: str, domain: str, database_url: str) -> str:
     """The stay-up message: the servers' addresses, and commands to run against the database
     (its URL without its password: the message is for a terminal, a log, a screenshot)."""
-    from plugin.cli import _shown_url  # plugin.cli imports this module
-
-    env = f"CLVSYNC_ENV=development DATABASE_URL={_shown_url(database_url)}"
+    env = f"CLVSYNC_ENV=development DATABASE_URL={shown_url(database_url)}"
     return (
         "\nclvsync demo is running (Ctrl-C stops it):\n"
         f"  app        {app_url}/healthz, webhooks at {app_url}/webhooks\n"
