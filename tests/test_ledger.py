@@ -30,7 +30,9 @@ from plugin.store.models import (
     OrderLine,
     Redaction,
     Refund,
+    Shop,
 )
+from plugin.store.scores import load_baskets
 from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
 from webhooks.gate import IngestGate
 from webhooks.handlers import HANDLERS
@@ -139,6 +141,36 @@ def test_refund_after_a_version_that_reflects_an_earlier_one_nets_only_itself(
     process(shop_engine)
     # then only the second is netted from the current total: the first is in it already
     assert customer(shop_engine).net_spend == Decimal("50.00")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("refund_first", [False, True])
+def test_a_line_refunded_before_a_version_shows_it_is_no_longer_held(
+    shop_engine: Engine, refund_first: bool
+) -> None:
+    # given an order of two lines, and a refund of the second that no version reflects yet,
+    # arriving after the order or before it
+    payload = order_payload(1)
+    payload["line_items"].append(payload["line_items"][0] | {"id": 12, "product_id": 9002})
+    refund = refund_payload(71, 1, "30.00")
+    refund["refund_line_items"] = [{"line_item_id": 12, "quantity": 1}]
+    events = [("orders/create", payload, "a"), ("refunds/create", refund, "b")]
+    for topic, body, webhook_id in reversed(events) if refund_first else events:
+        enqueue(shop_engine, topic, body, webhook_id)
+        process(shop_engine)
+    # then the refunded line no longer counts among the products bought (its amount is netted)
+    with Session(shop_engine) as session:
+        shop = session.exec(select(Shop)).one()
+    assert shop.id is not None
+    baskets = load_baskets(shop_engine, shop.id)
+    assert (baskets.product_id.tolist(), baskets.quantity.tolist()) == ([9001], [1])
+    # and once a version shows the refund, its lines are as it says
+    payload["line_items"][1]["current_quantity"] = 0
+    shown = payload | {"updated_at": (T0 + timedelta(minutes=5)).isoformat(), "refunds": [refund]}
+    enqueue(shop_engine, "orders/updated", shown, "c")
+    process(shop_engine)
+    with Session(shop_engine) as session:
+        held = {line.line_id: line.current_quantity for line in session.exec(select(OrderLine))}
+    assert held == {11: 1, 12: 0}
 
 
 @pytest.mark.parametrize("kind", ["cancelled", "refunded", "voided", "expired"])

@@ -15,7 +15,7 @@ tombstones after taking the locks the redact takes, so it sees a redact that ran
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -93,8 +93,8 @@ def apply_order(
     if stored is not None:
         _delete_lines(session, shop.id, [version.order_id])
     order = stored or Order(shop_id=shop.id, order_id=version.order_id, **_version_fields(version))
-    _set_version(session, order, version, known)
-    session.add_all(_line_rows(shop.id, version))
+    unreflected = _set_version(session, order, version, known)
+    session.add_all(_line_rows(shop.id, version, unreflected))
     session.flush()
     refresh_customers(session, shop.id, {previous_customer, version.customer_id} - {None})
     return True
@@ -111,14 +111,17 @@ def _replaces(version: OrderVersion, stored: Order, *, same_stamp_wins: bool) ->
 
 def _set_version(
     session: Session, order: Order, version: OrderVersion, known: Sequence[Refund]
-) -> None:
+) -> list[Refund]:
     """Give `order` the version's fields and net amount, given the refunds `known` for it; the
-    version's refunds are recorded (`_record_reflected_refunds`)."""
+    version's refunds are recorded (`_record_reflected_refunds`). The refunds it does not
+    reflect (netted from it)."""
     refunds = _record_reflected_refunds(session, order.shop_id, version, known)
     for name, value in _version_fields(version).items():
         setattr(order, name, value)
-    _set_net(order, [r for r in refunds if not r.reflected])
+    unreflected = [r for r in refunds if not r.reflected]
+    _set_net(order, unreflected)
     session.add(order)
+    return unreflected
 
 
 def _delete_lines(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
@@ -221,11 +224,13 @@ def _replace_held(
             known[refund.order_id].append(refund)
     _delete_lines(session, shop_id, ids)
     touched: set[int | None] = set()
+    lines: list[OrderLine] = []
     for version in versions:
         order = held[version.order_id]
         touched |= {order.customer_id, version.customer_id}
-        _set_version(session, order, version, known[version.order_id])
-    _insert_lines(session, shop_id, versions)
+        unreflected = _set_version(session, order, version, known[version.order_id])
+        lines += _line_rows(shop_id, version, unreflected)
+    _insert_lines(session, lines)
     session.flush()
     return touched
 
@@ -245,7 +250,7 @@ def _insert_new(session: Session, shop_id: int, versions: Sequence[OrderVersion]
         _set_net(order, [])
         orders.append(order.model_dump())
     session.execute(insert(Order), orders)
-    _insert_lines(session, shop_id, versions)
+    _insert_lines(session, [row for v in versions for row in _line_rows(shop_id, v)])
     refunds = [
         _refund_row(shop_id, refund, reflected=True).model_dump()
         for v in versions
@@ -273,14 +278,19 @@ def _version_fields(version: OrderVersion) -> dict[str, Any]:
     }
 
 
-def _insert_lines(session: Session, shop_id: int, versions: Sequence[OrderVersion]) -> None:
-    """The versions' lines, in one statement."""
-    lines = [row.model_dump() for v in versions for row in _line_rows(shop_id, v)]
+def _insert_lines(session: Session, lines: Sequence[OrderLine]) -> None:
+    """The lines, in one statement."""
     if lines:
-        session.execute(insert(OrderLine), lines)
+        session.execute(insert(OrderLine), [line.model_dump() for line in lines])
 
 
-def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
+def _line_rows(
+    shop_id: int, version: OrderVersion, unreflected: Sequence[Refund] = ()
+) -> list[OrderLine]:
+    """The version's lines, their current quantities less what the refunds it does not reflect
+    yet took back (as its net amount is less their amounts): a line refunded whole is no longer
+    held, for the product statistics, until a version shows it."""
+    refunded = _refunded_quantities(unreflected)
     return [
         OrderLine(
             shop_id=shop_id,
@@ -291,13 +301,22 @@ def _line_rows(shop_id: int, version: OrderVersion) -> list[OrderLine]:
             product_type=line.product_type,
             sku=line.sku,
             quantity=line.quantity,
-            current_quantity=line.current_quantity,
+            current_quantity=max(line.current_quantity - refunded[line.line_id], 0),
             price=line.price,
             total_discount=line.total_discount,
             gift_card=line.gift_card,
         )
         for line in version.lines
     ]
+
+
+def _refunded_quantities(refunds: Iterable[Refund]) -> Counter[int]:
+    """The quantity of each order line the refunds took back."""
+    refunded: Counter[int] = Counter()
+    for refund in refunds:
+        for line_id, quantity in json.loads(refund.lines):
+            refunded[line_id] += quantity
+    return refunded
 
 
 def _record_reflected_refunds(
@@ -377,9 +396,31 @@ def apply_refunds(session: Session, shop: Shop, refunds: Sequence[RefundRecord])
     for order in orders:
         _set_net(order, unreflected[order.order_id])
         session.add(order)
+    _take_back_lines(session, shop.id, [o.order_id for o in orders], new)
     session.flush()
     refresh_customers(session, shop.id, {o.customer_id for o in orders})
     return len(new)
+
+
+def _take_back_lines(
+    session: Session, shop_id: int, order_ids: Sequence[int], refunds: Sequence[RefundRecord]
+) -> None:
+    """The held orders' lines, less what the refunds (new, not reflected yet) took back, as
+    `_line_rows` writes them for a version that does not reflect them."""
+    refunded: Counter[int] = Counter()
+    for refund in refunds:
+        for line_id, quantity in refund.lines:
+            refunded[line_id] += quantity
+    if not order_ids or not refunded:
+        return
+    query = select(OrderLine).where(
+        col(OrderLine.shop_id) == shop_id,
+        col(OrderLine.order_id).in_(order_ids),
+        col(OrderLine.line_id).in_(sorted(refunded)),
+    )
+    for line in session.exec(query):
+        line.current_quantity = max(line.current_quantity - refunded[line.line_id], 0)
+        session.add(line)
 
 
 def _set_net(order: Order, unreflected: Sequence[Refund]) -> None:
