@@ -133,20 +133,37 @@ def nested(depth: int) -> dict[str, Any]:
     return value
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        (b"[" * 5000 + b"]" * 5000, "too deeply"),  # past the parsers' depth
-        (json.dumps(order_payload(1) | {"total_price_set": nested(300)}).encode(), "too deeply"),
-    ],
-    ids=["unreadable", "kept-part"],
-)
-def test_receive_verified_body_nested_too_deeply_answers_400(
-    app_url: str, engine: Engine, body: bytes, message: str
+UNREADABLE = {
+    "nested": (b"[" * 5000 + b"]" * 5000, "nested too deeply"),  # past the parsers' depth
+    "kept-part-nested": (  # past orjson's depth when what is kept is written
+        json.dumps(order_payload(1) | {"total_price_set": nested(300)}).encode(),
+        "nested too deeply",
+    ),
+    "huge-number": (b'{"id": ' + b"9" * 5000 + b"}", "not JSON"),  # past int() of a str
+    "not-utf-8": ('{"note": "café"}'.encode("latin-1"), "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_receive_verified_body_that_cannot_be_read_answers_400(
+    app_url: str, engine: Engine, case: str
 ) -> None:
+    body, message = UNREADABLE[case]
     response = post(app_url, body, webhook_headers(body, "orders/create"))
     assert response.status_code == 400
     assert message in response.text
+    assert inbox_rows(engine) == []
+
+
+@pytest.mark.parametrize("case", sorted(UNREADABLE))
+def test_receive_forged_body_is_refused_401_before_it_is_read(
+    app_url: str, engine: Engine, case: str
+) -> None:
+    # given a body no parser can read, under a signature that is not its own
+    body, _ = UNREADABLE[case]
+    headers = webhook_headers(body, "orders/create", secret="someone-else")
+    # when it is delivered, then it is refused for its signature, before anything reads it
+    assert post(app_url, body, headers).status_code == 401
     assert inbox_rows(engine) == []
 
 

@@ -18,7 +18,7 @@ from plugin.store import inbox
 from plugin.store.shops import ShopDomainError, normalise_domain
 from webhooks.handlers import HANDLERS
 from webhooks.payloads import PayloadError, minimise, parse_time
-from webhooks.verify import verify_webhook
+from webhooks.verify import UnreadableBodyError, verify_webhook
 from webhooks.writer import InboxWriter
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,8 @@ def webhook_endpoint(
         headers = _headers(request)
         try:
             verified = verify_webhook(body, headers, secret, previous)
-        except RecursionError:  # Shopify's verifier parses the body too, for its log entry
-            return _text(400, "body nests too deeply")
+        except UnreadableBodyError as exc:
+            return _text(400, f"body is {exc}")
         if not verified:
             return _text(401, "HMAC signature missing or invalid")
         missing = [name for name in REQUIRED_HEADERS if not headers.get(name)]
@@ -131,7 +131,7 @@ def webhook_endpoint(
         try:
             kept = encode(minimise(topic, payload))
         except (orjson.JSONEncodeError, RecursionError):
-            return _text(400, "body nests too deeply")
+            return _text(400, "body is nested too deeply")
         delivery = inbox.Delivery(
             shop_domain=domain,
             webhook_id=headers["x-shopify-webhook-id"][:255],
