@@ -64,6 +64,9 @@ class Settings:
     # store's URL (SHOPIFY_ADMIN_URL) to point every shop at it instead.
     admin_url: str | None = None
     webhook_max_bytes: int = WEBHOOK_MAX_BYTES
+    # A body not received within this is refused (408): Shopify sends it at once, and waits 5 s
+    # for the answer; a client trickling bytes would hold a request open for as long as it liked.
+    webhook_read_seconds: float = 10.0
     processor_batch_size: int = 50
     processor_idle_seconds: float = 0.5
     processor_max_attempts: int = 8

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -107,6 +110,28 @@ def test_receive_oversized_body_answers_413_without_reading_it(
     response = httpx.post(f"{app_url}/webhooks", content=stream(), headers=headers, timeout=10)
     # then it is refused as too large
     assert response.status_code == 413
+    assert inbox_rows(engine) == []
+
+
+def test_receive_body_not_sent_in_time_answers_408(engine: Engine) -> None:
+    # given an app that waits 0.5 s for a body, and a client that sends the headers and a first
+    # part of the body, then nothing more
+    settings = replace(make_settings(), webhook_read_seconds=0.5)
+    app = create_app(settings, engine=engine, run_processor=False, run_jobs=False)
+    body = body_of(order_payload(1))
+    headers = webhook_headers(body, "orders/create") | {"Content-Length": str(len(body))}
+    with serve_in_thread(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as client:
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            client.sendall(f"POST /webhooks HTTP/1.1\r\nHost: {host}\r\n{head}\r\n".encode())
+            client.sendall(body[:100])
+            started = time.monotonic()
+            answer = client.recv(4096)
+            waited = time.monotonic() - started
+    # then the app gives up on it within about that time, with 408, and keeps nothing
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert 0.4 < waited < 5
     assert inbox_rows(engine) == []
 
 

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+import anyio
 import orjson
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import ClientDisconnect, Request
@@ -35,17 +36,19 @@ class BodyTooLargeError(Exception):
     """The body is larger than the configured limit."""
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refusing (without reading on) anything past `limit` bytes."""
+async def read_body(request: Request, limit: int, seconds: float) -> bytes:
+    """The raw body, refusing (without reading on) anything past `limit` bytes; TimeoutError
+    if it has not all come within `seconds`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError
-        chunks.append(chunk)
+    with anyio.fail_after(seconds):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLargeError
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -97,9 +100,13 @@ def webhook_endpoint(
 
     async def receive(request: Request) -> Response:
         try:
-            body = await read_body(request, settings.webhook_max_bytes)
+            body = await read_body(
+                request, settings.webhook_max_bytes, settings.webhook_read_seconds
+            )
         except BodyTooLargeError:
             return _text(413, f"body larger than {settings.webhook_max_bytes} bytes")
+        except TimeoutError:
+            return _text(408, f"body not received within {settings.webhook_read_seconds:g} s")
         except ClientDisconnect:
             return _text(400, "client disconnected before sending the whole body")
         headers = _headers(request)
