@@ -221,6 +221,35 @@ def test_signed_bodies_sent_again_under_a_deleting_topic_or_another_shop_delete_
     assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
 
 
+def test_compliance_bodies_sent_again_under_another_compliance_topic_do_nothing(
+    engine: Engine,
+) -> None:
+    # given a shop with data, uninstalled (so a shop/redact of its own would act)
+    add_shop(engine, SHOP)
+    seed_two_customers(engine, SHOP)
+    with Session(engine) as session, session.begin():
+        session.exec(select(Shop)).one().uninstalled_at = T0
+    # when a data request's signed body comes again as customers/redact, a redact's as a data
+    # request, and a customer's redact as shop/redact
+    request = {"shop_domain": SHOP, "customer": {"id": 501}, "orders_requested": [1, 2]}
+    request |= {"data_request": {"id": 9}}
+    redact = {"shop_domain": SHOP, "customer": {"id": 501}, "orders_to_redact": [1, 2]}
+    enqueue(engine, "customers/redact", request, "replay-1")
+    enqueue(engine, "customers/data_request", redact, "replay-2")
+    enqueue(engine, "shop/redact", redact, "replay-3")
+    drained = Processor(engine).drain()
+    # then none acts: each is held back as not that topic's payload, and the data is whole
+    assert drained.by_outcome == {"retry": 3}
+    with Session(engine) as session:
+        errors = session.exec(
+            select(InboxEvent.last_error).where(col(InboxEvent.last_error).is_not(None))
+        ).all()
+        requests = session.exec(select(DataRequest)).all()
+    assert len(errors) == 3 and all("payload (" in str(e) for e in errors), errors
+    assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
+    assert requests == []
+
+
 def test_shop_redact_for_an_installed_shop_deletes_nothing_until_it_uninstalls(
     engine: Engine,
 ) -> None:

@@ -104,6 +104,24 @@ def _addressed_to(shop: Shop, payload: Mapping[str, Any], *fields: str) -> None:
         )
 
 
+# What tells the compliance payloads apart (SHOPIFY.md): keys one topic's payload has and
+# another's never does. A body sent again under another of these topics must not act as that
+# topic: a data request must never delete anything. (A key a topic's payload should have is
+# not required: were Shopify to leave out an empty orders_to_redact, a redact must still act.)
+_NEVER_IN: dict[str, frozenset[str]] = {
+    "customers/data_request": frozenset({"orders_to_redact"}),
+    "customers/redact": frozenset({"data_request", "orders_requested"}),
+    "shop/redact": frozenset({"customer", "data_request", "orders_requested", "orders_to_redact"}),
+}
+
+
+def _shaped_as(topic: str, payload: Mapping[str, Any]) -> None:
+    """The payload is not another compliance topic's, sent again under `topic`."""
+    foreign = sorted(_NEVER_IN[topic] & payload.keys())
+    if foreign:
+        raise PayloadError(f"not a {topic} payload (it has {', '.join(foreign)}): nothing done")
+
+
 class ShopStillInstalledError(Exception):
     """shop/redact for a shop that is installed: nothing is deleted (retried, then parked)."""
 
@@ -119,6 +137,7 @@ def on_data_request(
     session: Session, shop: Shop, payload: Mapping[str, Any], event: InboxEvent
 ) -> None:
     _addressed_to(shop, payload, "shop_domain")
+    _shaped_as("customers/data_request", payload)
     customer_id = _compliance_customer(payload)
     request = payload.get("data_request")
     request_id = request.get("id") if isinstance(request, Mapping) else None
@@ -143,6 +162,7 @@ def on_customer_redact(
     session: Session, shop: Shop, payload: Mapping[str, Any], _: InboxEvent
 ) -> None:
     _addressed_to(shop, payload, "shop_domain")
+    _shaped_as("customers/redact", payload)
     raw_orders = payload.get("orders_to_redact") or []
     if not isinstance(raw_orders, list):
         raise PayloadError("orders_to_redact: expected a list of order ids")
@@ -157,6 +177,7 @@ def on_shop_redact(
     uninstalled, or installed again since) nothing is deleted: the event is retried, in case
     its app/uninstalled is late, then parked for the operator."""
     _addressed_to(shop, payload, "shop_domain")
+    _shaped_as("shop/redact", payload)
     if shop.uninstalled_at is None:
         raise ShopStillInstalledError(
             f"shop/redact for {shop.domain}, which is installed: nothing deleted"
