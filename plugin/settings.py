@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -158,10 +159,20 @@ def _log_level(values: Mapping[str, str], default: str = "INFO") -> str:
 
 
 def _admin_url(raw: str) -> str | None:
+    """Where every shop's Admin API calls go instead of Shopify: a dev store. Each call carries
+    the shop's access token, so plain http is taken only to this machine (loopback)."""
     url = raw.strip().rstrip("/")
-    if url and not url.startswith(("http://", "https://")):
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"SHOPIFY_ADMIN_URL must be an http(s) URL, not {raw!r}")
-    return url or None
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SettingsError(
+            f"SHOPIFY_ADMIN_URL {url!r} would send the shops' access tokens in clear: use "
+            "https, or http to this machine only (127.0.0.1, localhost)"
+        )
+    return url
 
 
 def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:

@@ -65,3 +65,23 @@ def test_production_takes_real_looking_secrets_and_development_fills_in_placehol
     assert dev.api_secret == DEV_API_SECRET
     own = load_settings({"CLVSYNC_ENV": "development", "SHOPIFY_API_SECRET": secret}, None)
     assert own.api_secret == secret
+
+
+@pytest.mark.parametrize(
+    ("url", "taken"),
+    [
+        ("http://127.0.0.1:8100/", "http://127.0.0.1:8100"),
+        ("http://localhost:8100", "http://localhost:8100"),
+        ("https://devstore.example.com", "https://devstore.example.com"),
+    ],
+)
+def test_the_admin_url_takes_https_or_http_to_this_machine(url: str, taken: str) -> None:
+    settings = load_settings({**PRODUCTION, "SHOPIFY_ADMIN_URL": url}, env_file=None)
+    assert settings.admin_url == taken
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8100", "http://devstore.example.com"])
+def test_the_admin_url_refuses_plain_http_to_another_machine(url: str) -> None:
+    # every Admin API call carries a shop's access token
+    with pytest.raises(SettingsError, match="access tokens in clear"):
+        load_settings({**PRODUCTION, "SHOPIFY_ADMIN_URL": url}, env_file=None)
