@@ -640,6 +640,8 @@ def test_recommend_no_lines_gives_empty_results() -> None:
     [
         ("fbt_min_support", 0),
         ("fbt_per_product", 0),
+        ("fbt_per_product", 11),
+        ("upsell_per_product", 11),
         ("max_basket_products", 1),
         ("bundle_min_lift", -1.0),
         ("upsell_min_price_ratio", 0.9),
@@ -676,7 +678,7 @@ PROPERTY_INTERVALS = {1: 10.0, 2: 25.0}
 PROPERTY_SETTINGS = RecommendationSettings(
     fbt_min_support=1,
     fbt_min_lift=0.0,
-    fbt_per_product=20,
+    fbt_per_product=10,  # 8 products: at most 7 partners, none left out
     bundle_min_support=1,
     bundle_min_lift=0.0,
     upsell_min_support=1,
