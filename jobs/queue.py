@@ -7,9 +7,12 @@ and its newest's, from which the misfire grace counts (a busy moment must not dr
 with the stale one it joined). A worker
 takes the oldest row it can run, deleting it, in a transaction of its own (`SKIP LOCKED` on
 PostgreSQL, so two workers never take the same one; SQLite has one writer). A row older than its
-job's misfire grace is dropped, not run: the next tick is as good. A worker that dies between
-taking a row and recording its run loses that tick, as a process that died in APScheduler's
-hands would; the next tick, or the make-up on taking the lead, serves it.
+job's misfire grace is dropped, not run: the next tick is as good. A row whose lease (the shop's
+job, or one sharing its lease: `jobs.runs.SHARED_LEASES`) another worker holds, or that runs in
+the taker itself, is not taken: it waits in the queue until the lease is free (taken, it could
+only be skipped, and the day's refit would be lost to the rescore running at 02:00). A worker
+that dies between taking a row and recording its run loses that tick, as a process that died in
+APScheduler's hands would; the next tick, or the make-up on taking the lead, serves it.
 
 Plain SQL, blocking: run these in a worker thread.
 """
@@ -20,11 +23,12 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import ColumnElement, Engine, and_, delete, exists, func, not_, true
 from sqlmodel import Session, col, select
 
+from jobs.runs import lease_of
 from plugin.store.db import insert_for
-from plugin.store.models import QueuedJob
+from plugin.store.models import JobLease, QueuedJob
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,31 @@ def enqueue(engine: Engine, ticks: Collection[Due]) -> None:
         )
 
 
-def take(engine: Engine, graces: Mapping[str, float], now: datetime) -> tuple[Due | None, int]:
+@dataclass(frozen=True)
+class Taken:
+    tick: Due | None  # the tick taken, or None
+    dropped: int = 0  # ticks past their grace dropped on the way
+    held: int = 0  # (when none was taken) ticks waiting for a lease another worker holds
+
+
+def take(
+    engine: Engine,
+    graces: Mapping[str, float],
+    now: datetime,
+    *,
+    holder: str = "",
+    busy: Collection[tuple[str, int]] = (),
+) -> Taken:
     """The oldest due tick of the jobs in `graces` (job -> misfire grace, seconds), taken off
-    the queue (with its latest time), or None; and how many ticks past their grace were dropped
-    on the way."""
+    the queue (with its latest time), and how many ticks past their grace were dropped on the
+    way. Left waiting: the ticks whose lease (by name) is held, unexpired, by another worker
+    than `holder`, and those whose (lease name, shop id) is in `busy` (running in the taker)."""
     dropped = 0
     with Session(engine) as session, session.begin():
         while True:
             query = (
                 select(QueuedJob)
-                .where(col(QueuedJob.job).in_(graces))
+                .where(col(QueuedJob.job).in_(graces), not_(_held(holder, now)), _free(busy))
                 .order_by(col(QueuedJob.due_at))
                 .limit(1)
             )
@@ -72,13 +91,36 @@ def take(engine: Engine, graces: Mapping[str, float], now: datetime) -> tuple[Du
                 query = query.with_for_update(skip_locked=True)
             row = session.exec(query).first()
             if row is None:
-                return None, dropped
+                held = select(func.count()).where(
+                    col(QueuedJob.job).in_(graces), _held(holder, now)
+                )
+                return Taken(None, dropped, int(session.execute(held).scalar_one()))
             tick = Due(row.job, row.shop_id, row.latest_at)
             session.delete(row)
             session.flush()
             if now - tick.due_at <= timedelta(seconds=graces[tick.job]):
-                return tick, dropped
+                return Taken(tick, dropped)
             dropped += 1
+
+
+def _held(holder: str, now: datetime) -> ColumnElement[bool]:
+    """The queued tick's lease is held, unexpired, by another worker than `holder`."""
+    queued, lease = QueuedJob.__table__, JobLease.__table__  # type: ignore[attr-defined]
+    return exists().where(
+        lease.c.shop_id == queued.c.shop_id,
+        lease.c.job == lease_of(queued.c.job),
+        lease.c.expires_at > now,
+        lease.c.holder != holder,
+    )
+
+
+def _free(busy: Collection[tuple[str, int]]) -> ColumnElement[bool]:
+    """The queued tick's (lease, shop) is none of `busy`."""
+    queued = QueuedJob.__table__  # type: ignore[attr-defined]
+    lease = lease_of(queued.c.job)
+    return and_(
+        true(), *(not_(and_(queued.c.shop_id == shop, lease == name)) for name, shop in busy)
+    )
 
 
 def waiting(engine: Engine) -> list[Due]:

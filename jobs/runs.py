@@ -8,7 +8,8 @@ never raised: one shop's broken job does not stop the others.
 A run whose lease is held by another worker is skipped and NOT recorded (a tick taken while the
 shop's job, or one sharing its lease, still runs elsewhere: a long refit meets the next
 rescores): recording skips would fill `job_runs` with noise. The caller gets the outcome
-"skipped" and who holds the lease.
+"skipped", who holds the lease, and `lease_held` (the scheduler puts such a tick back in the
+queue, to wait for the lease).
 
 A run that loses its lease (another worker took it over, or renewals failed until it expired
 by this worker's clock) is cancelled there and recorded as failed ("lease lost to ..."): from
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import Connection, Engine, delete, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, delete, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -62,6 +63,11 @@ def lease_name(job: str) -> str:
     return SHARED_LEASES.get(job, job)
 
 
+def lease_of(job: ColumnElement[str]) -> ColumnElement[str]:
+    """`lease_name` in SQL, of a column of job names."""
+    return case(SHARED_LEASES, value=job, else_=job)
+
+
 def _sharing(job: str) -> list[str]:
     """The jobs under `job`'s lease, itself included."""
     return sorted({name for name in SHARED_LEASES if lease_name(name) == lease_name(job)} | {job})
@@ -80,6 +86,7 @@ class RunResult:
     run_id: int | None  # the JobRun recorded (None when skipped, or when nothing could be)
     counts: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None  # failed: exception type and message; skipped: who holds the lease
+    lease_held: bool = False  # skipped because another worker holds the lease (not: uninstalled)
 
 
 async def run_job(
@@ -114,9 +121,9 @@ async def _run_job_now(
         error = describe_error(exc)
         log.error("%s for shop %d not started, the database failed: %s", job, shop_id, error)
         return RunResult(FAILED, None, error=error)
-    if isinstance(begun, str):
-        log.debug("%s for shop %d skipped: %s", job, shop_id, begun)
-        return RunResult(SKIPPED, None, error=begun)
+    if isinstance(begun, _Skipped):
+        log.debug("%s for shop %d skipped: %s", job, shop_id, begun.reason)
+        return RunResult(SKIPPED, None, error=begun.reason, lease_held=begun.lease_held)
     if begun is None:
         log.error("%s for shop %d not started: no such shop", job, shop_id)
         return RunResult(FAILED, None, error=f"no shop with id {shop_id}")
@@ -272,9 +279,15 @@ def describe_error(exc: BaseException) -> str:
 # --- the store side (plain SQL, run in a worker thread) ---------------------------------------
 
 
+@dataclass(frozen=True)
+class _Skipped:
+    reason: str
+    lease_held: bool = True
+
+
 def _begin(
     engine: Engine, shop_id: int, job: str, worker: str, now: datetime, lease_seconds: float
-) -> tuple[Shop, int] | str | None:
+) -> tuple[Shop, int] | _Skipped | None:
     """In one transaction: the shop, its job's lease, and a JobRun "running". None when there is
     no such shop; why not, when it is uninstalled or another worker holds the lease (the run
     is skipped)."""
@@ -283,12 +296,14 @@ def _begin(
         if shop is None:
             return None
         if shop.uninstalled_at is not None:  # a tick queued before the uninstall, say
-            return "the shop is uninstalled"
+            return _Skipped("the shop is uninstalled", lease_held=False)
         if not take_lease(session, shop_id, lease_name(job), worker, now, lease_seconds):
             lease = session.get(JobLease, (shop_id, lease_name(job)))
             if lease is None:
-                return "the lease was just released by another worker"
-            return f"running on {lease.holder} (lease until {lease.expires_at.isoformat()})"
+                return _Skipped("the lease was just released by another worker")
+            return _Skipped(
+                f"running on {lease.holder} (lease until {lease.expires_at.isoformat()})"
+            )
         _close_abandoned(session, shop_id, job, now)
         run = JobRun(shop_id=shop_id, job=job, worker=worker, started_at=now, outcome=RUNNING)
         session.add(run)

@@ -9,7 +9,10 @@ The job store is in memory, always: APScheduler 3 must never share one between p
 several processes on one PostgreSQL database, only the elected one fires the ticks (`jobs.leader`):
 each tick is a row in the job queue (`jobs.queue`), and every process, the leader too, takes
 from the queue what it has room for, so the jobs spread over the workers (DESIGN, process
-model). The others keep the same plan, to take the lead at once when the leader goes.
+model). A tick whose lease is busy (the shop's job, or one sharing its lease, runs here or in
+another process) waits in the queue until it is free: the 02:00 refit comes after the rescore
+running then, not never. The others keep the same plan, to take the lead at once when the
+leader goes.
 
 On taking the lead (at start, or from a leader that died), a process queues the last tick of
 each job, within its misfire grace, that no run of that shop's job has started since: the ticks
@@ -291,6 +294,7 @@ class JobScheduler:
         self._leading = False
         self._stopping = False
         self._queued = anyio.Event()  # set when this process queues a tick: take it at once
+        self._held_elsewhere = False  # a queued tick waits for a lease another process holds
         self._scheduler = AsyncIOScheduler(
             jobstores={"default": MemoryJobStore()},
             executors={"default": AsyncIOExecutor()},
@@ -416,21 +420,24 @@ class JobScheduler:
         """Take due ticks while there is room, run each in the task group; wait for a tick
         this process queues or room it makes, or look again every take_every_seconds for
         another process's ticks. SQLite serves one process: there it only looks when woken
-        (and at SQLITE_LOOK_SECONDS), for a look takes the database's one write lock."""
-        every = self._take_every_seconds if self._election.contested else SQLITE_LOOK_SECONDS
+        (and at SQLITE_LOOK_SECONDS), for a look takes the database's one write lock; but as
+        often as on PostgreSQL while a tick waits for a lease another process holds (a
+        `clvsync jobs run`, say), which frees it unseen."""
         while not self._stopping:
             try:
                 while not self._stopping and await self._take_one():
                     pass
             except SQLAlchemyError as exc:
                 log.error("scheduler: cannot read the job queue: %s", describe_error(exc))
-            with anyio.move_on_after(every):
+            often = self._election.contested or self._held_elsewhere
+            with anyio.move_on_after(self._take_every_seconds if often else SQLITE_LOOK_SECONDS):
                 await self._queued.wait()
             self._queued = anyio.Event()
 
     async def _take_one(self) -> bool:
         """Take one tick this process has room for and start it; False when there is none (or
-        no room)."""
+        no room). A tick whose lease runs here, or in another process, is left in the queue
+        until it is free: jobs sharing a lease wait for each other, and take no slot meanwhile."""
         heavy = sum(self._jobs[key.partition(":")[0]].heavy for key in self._running)
         if len(self._running) >= self._jobs_at_once or self._tasks is None:
             return False
@@ -439,33 +446,30 @@ class JobScheduler:
             for name, spec in self._jobs.items()
             if heavy < self._heavy_at_once or not spec.heavy
         }
-        tick, dropped = await anyio.to_thread.run_sync(
-            queue.take, self._ctx.engine, graces, self._ctx.clock()
+        busy = {
+            (lease_name(job), int(shop))
+            for job, _, shop in (key.partition(":") for key in self._running)
+        }
+        engine, now, worker = self._ctx.engine, self._ctx.clock(), self._ctx.worker
+        taken = await anyio.to_thread.run_sync(
+            lambda: queue.take(engine, graces, now, holder=worker, busy=busy)
         )
-        if dropped:
-            log.warning("scheduler: %d ticks past their misfire grace dropped", dropped)
-        if tick is None:
+        self._held_elsewhere = taken.held > 0
+        if taken.dropped:
+            log.warning("scheduler: %d ticks past their misfire grace dropped", taken.dropped)
+        if (tick := taken.tick) is None:
             return False
         if self._stopping:  # taken as the process began to stop: left for the next one
             with anyio.CancelScope(shield=True):
                 await self._enqueue([tick])
             return False
         key = f"{tick.job}:{tick.shop_id}"
-        if self._lease_runs_here(tick) or key not in self._planned:
-            # its lease is running here (that run serves the tick, or a sibling holds the lease
-            # the tick would wait for in a slot), or the shop lost the job since
-            log.debug("scheduler: tick %s of %s passed over", key, tick.due_at.isoformat())
+        if key not in self._planned:
+            log.debug("scheduler: tick %s dropped: the shop lost the job", key)
             return True
         self._running.add(key)
-        self._tasks.start_soon(self._run, self._jobs[tick.job], tick.shop_id)
+        self._tasks.start_soon(self._run, self._jobs[tick.job], tick)
         return True
-
-    def _lease_runs_here(self, tick: Due) -> bool:
-        lease = lease_name(tick.job)
-        return any(
-            lease_name(job) == lease and int(shop) == tick.shop_id
-            for job, _, shop in (key.partition(":") for key in self._running)
-        )
 
     async def _wind_down(self, tasks: anyio.abc.TaskGroup) -> None:
         self._stopping = True
@@ -553,12 +557,19 @@ class JobScheduler:
         if self._leading and not self._stopping:
             await self._enqueue([Due(job, shop_id, self._ctx.clock())])
 
-    async def _run(self, spec: JobSpec, shop_id: int) -> None:
+    async def _run(self, spec: JobSpec, tick: Due) -> None:
         """Run the job taken from the queue (its key already in `_running`), in the task group,
-        where a shutdown can wind it down (anyio cancellation, with the run recorded)."""
-        key = f"{spec.name}:{shop_id}"
+        where a shutdown can wind it down (anyio cancellation, with the run recorded). Skipped
+        because another process took the lease since the tick was taken, the tick goes back in
+        the queue to wait for it."""
+        key = f"{spec.name}:{tick.shop_id}"
         try:
-            await run_job(self._ctx, shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds)
+            result = await run_job(
+                self._ctx, tick.shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds
+            )
+            if result.lease_held:
+                log.info("scheduler: %s waits for its lease: %s", key, result.error)
+                await self._enqueue([tick])
         except Exception as exc:  # run_job records its own failures; this is the last guard
             log.error("scheduler: %s failed outside its run: %s", key, describe_error(exc))
         finally:

@@ -12,19 +12,19 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, delete, event
 from sqlmodel import Session
 
 from jobs import queue
 from jobs.context import JobContext
-from jobs.queue import Due
-from jobs.runs import FAILED, OK, SKIPPED, run_job
+from jobs.queue import Due, Taken
+from jobs.runs import FAILED, OK, SKIPPED, JobFn, run_job
 from jobs.scheduler import JobSpec, build_scheduler
 from plugin.store.db import make_engine, upgrade
-from plugin.store.models import JobRun, Shop
+from plugin.store.models import JobLease, JobRun, Shop
 from plugin.store.shops import uninstall_shop
 from tests.helpers import add_shop
-from tests.test_job_runs import NOW, context
+from tests.test_job_runs import NOW, context, hold_lease, runs_of
 from tests.test_scheduler import eventually, running
 
 pytestmark = pytest.mark.anyio
@@ -41,9 +41,9 @@ def test_the_oldest_tick_is_taken_first(engine: Engine) -> None:
         (a.id, NOW - timedelta(seconds=60)),
         (b.id, NOW - timedelta(seconds=30)),
     ]
-    assert queue.take(engine, GRACES, NOW) == (Due("push", a.id, NOW - timedelta(seconds=60)), 0)
-    assert queue.take(engine, GRACES, NOW) == (Due("push", b.id, NOW - timedelta(seconds=30)), 0)
-    assert queue.take(engine, GRACES, NOW) == (None, 0)
+    assert queue.take(engine, GRACES, NOW) == Taken(Due("push", a.id, NOW - timedelta(seconds=60)))
+    assert queue.take(engine, GRACES, NOW) == Taken(Due("push", b.id, NOW - timedelta(seconds=30)))
+    assert queue.take(engine, GRACES, NOW) == Taken(None)
 
 
 def test_a_tick_joining_a_stale_one_keeps_the_newer_time(engine: Engine) -> None:
@@ -55,7 +55,7 @@ def test_a_tick_joining_a_stale_one_keeps_the_newer_time(engine: Engine) -> None
     # and an older one comes late: it changes nothing
     queue.enqueue(engine, [Due("push", shop.id, NOW - timedelta(seconds=200))])
     # then the fresh tick is taken, not dropped with the stale one it joined
-    assert queue.take(engine, GRACES, NOW) == (Due("push", shop.id, NOW - timedelta(seconds=5)), 0)
+    assert queue.take(engine, GRACES, NOW).tick == Due("push", shop.id, NOW - timedelta(seconds=5))
 
 
 def test_a_waiting_shop_keeps_its_turn_when_a_newer_tick_joins(engine: Engine) -> None:
@@ -65,7 +65,7 @@ def test_a_waiting_shop_keeps_its_turn_when_a_newer_tick_joins(engine: Engine) -
     queue.enqueue(engine, [Due("push", b.id, NOW - timedelta(seconds=30))])
     queue.enqueue(engine, [Due("push", a.id, NOW - timedelta(seconds=5))])
     # a waited longest: it goes first, with its newest time
-    assert queue.take(engine, GRACES, NOW)[0] == Due("push", a.id, NOW - timedelta(seconds=5))
+    assert queue.take(engine, GRACES, NOW).tick == Due("push", a.id, NOW - timedelta(seconds=5))
 
 
 def test_a_tick_past_its_grace_is_dropped_and_one_of_another_job_is_left(engine: Engine) -> None:
@@ -76,8 +76,8 @@ def test_a_tick_past_its_grace_is_dropped_and_one_of_another_job_is_left(engine:
     refit = Due("refit", shop.id, NOW - timedelta(hours=5))
     queue.enqueue(engine, [late, other, refit])
     # the refit, 5 h late of its 6 h grace, is taken; the push, 121 s late of 120, is dropped
-    assert queue.take(engine, GRACES, NOW) == (refit, 0)
-    assert queue.take(engine, GRACES, NOW) == (None, 1)
+    assert queue.take(engine, GRACES, NOW) == Taken(refit)
+    assert queue.take(engine, GRACES, NOW) == Taken(None, dropped=1)
     # and a job the taker does not run ("backfill" is not in its graces) stays for another
     assert queue.waiting(engine) == [other]
     # and one queued before a given time is deleted when no worker took it
@@ -93,7 +93,7 @@ def test_two_takers_at_once_never_take_the_same_tick(postgres_engine: Engine) ->
     lock = threading.Lock()
 
     def take_all() -> None:
-        while (tick := queue.take(engine, GRACES, NOW)[0]) is not None:
+        while (tick := queue.take(engine, GRACES, NOW).tick) is not None:
             with lock:
                 taken.append(tick)
 
@@ -170,32 +170,126 @@ async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: En
 LATER = (NOW.hour + 12) % 24  # a daily hour with no tick to make up at the start
 
 
-async def test_a_tick_whose_lease_runs_here_takes_no_slot(engine: Engine) -> None:
-    # given shop a's refit running, and room for two heavy jobs
+def test_a_tick_whose_lease_is_busy_waits_in_the_queue(engine: Engine) -> None:
+    # given a shop's refit and reconcile due, while another worker holds its scoring lease (a
+    # rescore) and the taker itself runs its writeback (a push)
+    shop, other = add_shop(engine), add_shop(engine, "other.myshopify.com")
+    assert shop.id is not None and other.id is not None
+    refit, reconcile = Due("refit", shop.id, NOW), Due("reconcile", shop.id, NOW)
+    queue.enqueue(engine, [refit, reconcile])
+    hold_lease(engine, shop, "rescore", "worker-b", NOW + timedelta(minutes=10))
+    graces = {"refit": 3600.0, "reconcile": 3600.0}
+    busy = {("writeback", shop.id)}
+    # when worker-a looks at the queue
+    taken = queue.take(engine, graces, NOW, holder="worker-a", busy=busy)
+    # then it takes neither: both wait, and it is told one waits for another worker's lease
+    assert taken == Taken(None, dropped=0, held=1)
+    assert queue.waiting(engine) == [refit, reconcile]
+    # and another shop's writeback is not busy, nor is a lease worker-a holds itself
+    queue.enqueue(engine, [Due("reconcile", other.id, NOW)])
+    hold_lease(engine, other, "reconcile", "worker-a", NOW + timedelta(minutes=10))
+    assert queue.take(engine, graces, NOW, holder="worker-a", busy=busy).tick == Due(
+        "reconcile", other.id, NOW
+    )
+    # and once the lease has expired, the refit is taken; once the push ended, the reconcile
+    later = NOW + timedelta(minutes=11)
+    assert queue.take(engine, graces, later, holder="worker-a", busy=busy).tick == refit
+    assert queue.take(engine, graces, later, holder="worker-a").tick == reconcile
+
+
+async def test_a_tick_whose_lease_runs_here_waits_and_takes_no_slot(engine: Engine) -> None:
+    # given shop a's rescore running, and room for two heavy jobs
     a, b = add_shop(engine, "a.myshopify.com"), add_shop(engine, "b.myshopify.com")
     assert a.id is not None and b.id is not None
     started: list[tuple[str, str]] = []
     release = anyio.Event()
 
-    async def heavy(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
-        started.append((shop.domain, "run"))
-        await release.wait()
-        return {}
+    def heavy(name: str) -> JobFn:
+        async def run(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+            started.append((shop.domain, name))
+            if name == "rescore":
+                await release.wait()
+            return {}
+
+        return run
 
     jobs = tuple(
-        JobSpec(name, heavy, daily_at_hour=LATER, heavy=True, misfire_grace_seconds=60)
+        JobSpec(name, heavy(name), daily_at_hour=LATER, heavy=True, misfire_grace_seconds=60)
         for name in ("refit", "rescore")
     )
     async with running(engine, jobs, heavy_at_once=2, take_every_seconds=0.05) as scheduler:
-        await scheduler._fire("refit", a.id)  # (APScheduler's calls, played here)
-        await eventually(lambda: started == [("a.myshopify.com", "run")])
-        # when a's rescore (sharing the scoring lease) and b's refit are due
-        await scheduler._fire("rescore", a.id)
+        await scheduler._fire("rescore", a.id)  # (APScheduler's calls, played here)
+        await eventually(lambda: started == [("a.myshopify.com", "rescore")])
+        # when a's refit (sharing the scoring lease) and b's refit are due
+        await scheduler._fire("refit", a.id)
         await scheduler._fire("refit", b.id)
-        # then b's refit takes the second slot; a's rescore is passed over, not left waiting
-        await eventually(lambda: len(started) == 2 and queue.waiting(engine) == [])
-        assert started[1] == ("b.myshopify.com", "run")
+        # then b's refit takes the second slot; a's refit waits in the queue, not dropped
+        await eventually(lambda: len(started) == 2)
+        assert started[1] == ("b.myshopify.com", "refit")
+        await anyio.sleep(0.2)
+        assert [(t.job, t.shop_id) for t in queue.waiting(engine)] == [("refit", a.id)]
+        # and once a's rescore ends, a's refit runs
         release.set()
+        await eventually(lambda: ("a.myshopify.com", "refit") in started)
+    assert started[-1] == ("a.myshopify.com", "refit") and queue.waiting(engine) == []
+    assert sorted((r.job, r.outcome) for r in runs_of(engine)) == [
+        ("refit", OK),
+        ("refit", OK),
+        ("rescore", OK),
+    ]
+
+
+async def test_a_tick_whose_lease_another_worker_holds_waits_for_it(engine: Engine) -> None:
+    # given another worker in the middle of the shop's push (the writeback lease)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    hold_lease(engine, shop, "push", "worker-b", NOW + timedelta(minutes=10))
+    ran: list[int | None] = []
+
+    async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        ran.append(run_id)
+        return {}
+
+    jobs = (JobSpec("reconcile", reconcile, daily_at_hour=LATER, misfire_grace_seconds=3600),)
+    async with running(engine, jobs, take_every_seconds=0.05) as scheduler:
+        # when the reconcile is due meanwhile
+        await scheduler._fire("reconcile", shop.id)
+        await anyio.sleep(0.3)
+        # then it waits in the queue, neither run nor dropped
+        assert ran == [] and runs_of(engine) == []
+        assert [t.job for t in queue.waiting(engine)] == ["reconcile"]
+        # and once the other worker's push ends (its lease released), it runs
+        with Session(engine) as session, session.begin():
+            session.execute(delete(JobLease))
+        await eventually(lambda: len(ran) == 1)
+    assert [(r.job, r.worker, r.outcome) for r in runs_of(engine)] == [
+        ("reconcile", "worker-a", OK)
+    ]
+    assert queue.waiting(engine) == []
+
+
+async def test_a_tick_skipped_for_a_lease_taken_meanwhile_goes_back_in_the_queue(
+    engine: Engine,
+) -> None:
+    # given a refit tick taken off the queue, and another worker taking the scoring lease
+    # before this one's run begins
+    shop = add_shop(engine)
+    assert shop.id is not None
+    tick = Due("refit", shop.id, NOW - timedelta(minutes=1))
+
+    async def never(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        raise AssertionError("ran under another worker's lease")
+
+    jobs = (JobSpec("refit", never, daily_at_hour=LATER, misfire_grace_seconds=3600),)
+    async with running(engine, jobs, take_every_seconds=0.05) as scheduler:
+        hold_lease(engine, shop, "rescore", "worker-b", NOW + timedelta(minutes=10))
+        # when the run is started (as the scheduler's take does)
+        scheduler._running.add(f"refit:{shop.id}")
+        await scheduler._run(jobs[0], tick)
+        # then it is skipped, unrecorded, and the tick waits in the queue again
+        assert runs_of(engine) == []
+        assert queue.waiting(engine) == [tick]
+        assert scheduler._running == set()
 
 
 async def test_a_run_cancelled_by_a_shutdown_does_not_serve_its_tick(engine: Engine) -> None:
