@@ -9,7 +9,13 @@ A run whose lease is held by another worker is skipped and NOT recorded (a tick 
 shop's job, or one sharing its lease, still runs elsewhere: a long refit meets the next
 rescores): recording skips would fill `job_runs` with noise. The caller gets the outcome
 "skipped", who holds the lease, and `lease_held` (the scheduler puts such a tick back in the
-queue, to wait for the lease).
+queue, to wait for the lease). A run for a tick (`due_at`) that a run of the job begun after it
+and ended ok has served is skipped too: a tick made up behind a run still going when the
+scheduler took the lead, say, which has ended ok since.
+
+A run left "running" by a worker that died is closed as failed ("Abandoned: ...") by the next
+run to take its lease, or, once its worker no longer holds the lease (it expired), by the
+scheduler's make-up as it looks at the runs (`close_abandoned_runs`).
 
 A run that loses its lease (another worker took it over, or renewals failed until it expired
 by this worker's clock) is cancelled there and recorded as failed ("lease lost to ..."): from
@@ -22,13 +28,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Connection, Engine, case, delete, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, delete, exists, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -44,6 +50,7 @@ DEFAULT_LEASE_SECONDS = 600.0
 # within one lease length, and a slow job never loses it while its worker lives.
 RENEWALS_PER_LEASE = 3
 _MAX_ERROR_CHARS = 1000
+ABANDONED = "Abandoned: its worker stopped before the job finished"
 # Shopify access tokens and API secrets (shpat_, shpca_, shppa_, shpss_ ...): never stored.
 _TOKEN = re.compile(r"shp[a-z]{2}_\w+")
 
@@ -96,8 +103,10 @@ async def run_job(
     fn: JobFn,
     *,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    due_at: datetime | None = None,
 ) -> RunResult:
-    """Run `fn(ctx, shop, run_id)` for the shop under the (shop, job) lease, and record it.
+    """Run `fn(ctx, shop, run_id)` for the shop under the (shop, job) lease, and record it;
+    for the tick of `due_at`, skipped if a run of the job begun after it has ended ok.
 
     Never raises (except the cancellation of the caller, after recording the run as failed).
     Jobs that share a lease (push and reconcile, rescore and refit) run one at a time in this
@@ -106,16 +115,21 @@ async def run_job(
     """
     lock = ctx.lease_locks.setdefault((shop_id, lease_name(job)), anyio.Lock())
     async with lock:
-        return await _run_job_now(ctx, shop_id, job, fn, lease_seconds)
+        return await _run_job_now(ctx, shop_id, job, fn, lease_seconds, due_at)
 
 
 async def _run_job_now(
-    ctx: JobContext, shop_id: int, job: str, fn: JobFn, lease_seconds: float
+    ctx: JobContext,
+    shop_id: int,
+    job: str,
+    fn: JobFn,
+    lease_seconds: float,
+    due_at: datetime | None,
 ) -> RunResult:
     now = ctx.clock()
     try:
         begun = await anyio.to_thread.run_sync(
-            _begin, ctx.engine, shop_id, job, ctx.worker, now, lease_seconds
+            _begin, ctx.engine, shop_id, job, ctx.worker, now, lease_seconds, due_at
         )
     except SQLAlchemyError as exc:
         error = describe_error(exc)
@@ -286,17 +300,25 @@ class _Skipped:
 
 
 def _begin(
-    engine: Engine, shop_id: int, job: str, worker: str, now: datetime, lease_seconds: float
+    engine: Engine,
+    shop_id: int,
+    job: str,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+    due_at: datetime | None,
 ) -> tuple[Shop, int] | _Skipped | None:
     """In one transaction: the shop, its job's lease, and a JobRun "running". None when there is
-    no such shop; why not, when it is uninstalled or another worker holds the lease (the run
-    is skipped)."""
+    no such shop; why not, when it is uninstalled, the tick of `due_at` was served, or another
+    worker holds the lease (the run is skipped)."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         shop = session.get(Shop, shop_id)
         if shop is None:
             return None
         if shop.uninstalled_at is not None:  # a tick queued before the uninstall, say
             return _Skipped("the shop is uninstalled", lease_held=False)
+        if due_at is not None and (served := _served_by(session, shop_id, job, due_at)):
+            return _Skipped(f"its tick was served by run {served}", lease_held=False)
         if not take_lease(session, shop_id, lease_name(job), worker, now, lease_seconds):
             lease = session.get(JobLease, (shop_id, lease_name(job)))
             if lease is None:
@@ -312,6 +334,44 @@ def _begin(
         return shop, run.id
 
 
+def _served_by(session: Session, shop_id: int, job: str, due_at: datetime) -> int | None:
+    """A run of the job begun after `due_at` that ended ok: it served that tick."""
+    query = select(JobRun.id).where(
+        JobRun.shop_id == shop_id,
+        JobRun.job == job,
+        JobRun.outcome == OK,
+        col(JobRun.started_at) > due_at,
+    )
+    return session.exec(query.limit(1)).first()
+
+
+def close_abandoned_runs(
+    session: Session, now: datetime, jobs: Collection[str], shop_ids: Collection[int]
+) -> int:
+    """Close as failed the runs of `jobs` for `shop_ids` still "running" whose worker no longer
+    holds their lease, unexpired at `now`: it died (or stalled past its lease), and the run will
+    not end; how many. (A live run's worker holds its lease: `_begin` takes it and records the
+    run in one transaction, and `_finish` records the end and releases it in one.)"""
+    runs, leases = JobRun.__table__, JobLease.__table__  # type: ignore[attr-defined]
+    held = exists().where(
+        leases.c.shop_id == runs.c.shop_id,
+        leases.c.job == lease_of(runs.c.job),
+        leases.c.holder == runs.c.worker,
+        leases.c.expires_at > now,
+    )
+    closed = session.connection().execute(
+        update(runs)
+        .where(
+            runs.c.outcome == RUNNING,
+            runs.c.job.in_(jobs),
+            runs.c.shop_id.in_(shop_ids),
+            ~held,
+        )
+        .values(outcome=FAILED, finished_at=now, error=ABANDONED)
+    )
+    return int(closed.rowcount or 0)
+
+
 def _close_abandoned(session: Session, shop_id: int, job: str, now: datetime) -> None:
     """Runs still "running" when their lease is taken were left by a worker that died (or
     stalled past its lease): recorded as failed, so that no run stays "running" for ever. Those
@@ -325,11 +385,7 @@ def _close_abandoned(session: Session, shop_id: int, job: str, now: datetime) ->
             table.c.outcome == RUNNING,
             table.c.job.in_(_sharing(job)),
         )
-        .values(
-            outcome=FAILED,
-            finished_at=now,
-            error="Abandoned: its worker stopped before the job finished",
-        )
+        .values(outcome=FAILED, finished_at=now, error=ABANDONED)
     )
 
 

@@ -15,10 +15,13 @@ running then, not never. The others keep the same plan, to take the lead at once
 leader goes.
 
 On taking the lead (at start, or from a leader that died), a process queues the last tick of
-each job, within its misfire grace, that no run of that shop's job has started since: the ticks
-let pass while no process led, or while the process was down (a restart at 02:30 still makes
-the 02:00 refit). Should two processes run a shop's job all the same, the lease in
-`jobs.runs.run_job` keeps the runs apart.
+each job, within its misfire grace, that no run of that shop's job begun since has ended ok:
+the ticks let pass while no process led, or while the process was down (a restart at 02:30
+still makes the 02:00 refit). A run still "running" whose worker no longer holds its lease died
+with its worker: it is closed as abandoned there. One whose worker still holds the lease may be
+alive, or dead with its lease not yet expired: its tick is queued all the same, waits for the
+lease, and is skipped as served (`run_job`'s `due_at`) if that run ends ok. Should two processes
+run a shop's job all the same, the lease in `jobs.runs.run_job` keeps the runs apart.
 """
 
 from __future__ import annotations
@@ -49,7 +52,15 @@ from jobs.leader import Election
 from jobs.queue import Due
 from jobs.recommend import recommend_shop
 from jobs.recompute import full_recompute, rescore_changed
-from jobs.runs import DEFAULT_LEASE_SECONDS, OK, RUNNING, JobFn, describe_error, lease_name, run_job
+from jobs.runs import (
+    DEFAULT_LEASE_SECONDS,
+    OK,
+    JobFn,
+    close_abandoned_runs,
+    describe_error,
+    lease_name,
+    run_job,
+)
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
@@ -384,7 +395,7 @@ class JobScheduler:
 
     async def _make_up(self) -> None:
         """Queue each planned job's last tick within its misfire grace that no run of that
-        shop's job has started since."""
+        shop's job begun since has ended ok (module docstring)."""
         now = self._ctx.clock()
         ticks = {}
         for job_id, when in self._planned.items():
@@ -394,7 +405,9 @@ class JobScheduler:
         if not ticks:
             return
         try:
-            started = await anyio.to_thread.run_sync(_last_starts, self._ctx.engine, set(ticks))
+            started = await anyio.to_thread.run_sync(
+                _last_served, self._ctx.engine, set(ticks), now
+            )
         except SQLAlchemyError as exc:
             log.error("scheduler: cannot read the runs, no tick made up: %s", describe_error(exc))
             return
@@ -565,7 +578,12 @@ class JobScheduler:
         key = f"{spec.name}:{tick.shop_id}"
         try:
             result = await run_job(
-                self._ctx, tick.shop_id, spec.name, spec.run, lease_seconds=spec.lease_seconds
+                self._ctx,
+                tick.shop_id,
+                spec.name,
+                spec.run,
+                lease_seconds=spec.lease_seconds,
+                due_at=tick.due_at,
             )
             if result.lease_held:
                 log.info("scheduler: %s waits for its lease: %s", key, result.error)
@@ -584,17 +602,23 @@ def build_scheduler(
     return JobScheduler(ctx, jobs, **options)
 
 
-def _last_starts(engine: Engine, job_ids: set[str]) -> dict[tuple[str, int], datetime]:
-    """When a run of each (job, shop) of `job_ids` ("job:shop id") that ended ok, or still
-    runs, last started (one cancelled by a shutdown, or failed, did not serve its tick)."""
+def _last_served(
+    engine: Engine, job_ids: set[str], now: datetime
+) -> dict[tuple[str, int], datetime]:
+    """When a run of each (job, shop) of `job_ids` ("job:shop id") that ended ok last started
+    (one cancelled by a shutdown, failed, or still running did not serve its tick, or not yet).
+    Their runs left "running" by a worker that no longer holds the lease are closed first."""
     pairs = {(name, int(shop)) for name, _, shop in (j.partition(":") for j in job_ids)}
-    with Session(engine) as session:
+    names, shops = {name for name, _ in pairs}, {shop for _, shop in pairs}
+    with Session(engine) as session, session.begin():
+        if closed := close_abandoned_runs(session, now, names, shops):
+            log.warning("scheduler: %d runs left running by a worker gone closed as failed", closed)
         rows = session.exec(
             select(JobRun.job, JobRun.shop_id, func.max(JobRun.started_at))
             .where(
-                col(JobRun.job).in_({name for name, _ in pairs}),
-                col(JobRun.shop_id).in_({shop for _, shop in pairs}),
-                col(JobRun.outcome).in_((OK, RUNNING)),
+                col(JobRun.job).in_(names),
+                col(JobRun.shop_id).in_(shops),
+                col(JobRun.outcome) == OK,
             )
             .group_by(col(JobRun.job), col(JobRun.shop_id))
         )

@@ -274,6 +274,36 @@ async def test_run_job_cancelled_records_failed_and_releases_the_lease(engine: E
     assert leases_of(engine) == []
 
 
+async def test_run_job_for_a_tick_a_run_since_served_is_skipped(engine: Engine) -> None:
+    # given a refit tick at NOW - 1 h, and a refit begun after it that ended ok, and (for
+    # another shop) one that began before it
+    shop, other = add_shop(engine), add_shop(engine, "other.myshopify.com")
+    assert shop.id is not None and other.id is not None
+    tick = NOW - timedelta(hours=1)
+    with Session(engine) as session, session.begin():
+        for which, started in ((shop, tick + timedelta(minutes=1)), (other, tick)):
+            assert which.id is not None
+            session.add(
+                JobRun(shop_id=which.id, job="refit", worker="worker-b", started_at=started,
+                       finished_at=started + timedelta(minutes=5), outcome=OK)
+            )  # fmt: skip
+        session.flush()
+        served = session.exec(select(JobRun.id).where(JobRun.shop_id == shop.id)).one()
+    # when this worker runs the refit for that tick in each shop
+    async with httpx.AsyncClient() as http:
+        skipped = await run_job(context(engine, http), shop.id, "refit", counting, due_at=tick)
+        again = await run_job(
+            context(engine, http), other.id, "refit", counting, due_at=tick + timedelta(seconds=1)
+        )
+    # then the served one is skipped, unrecorded, and not as waiting for a lease
+    assert (skipped.outcome, skipped.run_id, skipped.lease_held) == (SKIPPED, None, False)
+    assert skipped.error == f"its tick was served by run {served}"
+    assert leases_of(engine) == []
+    # and the other, begun before its tick, served nothing: it runs
+    assert again.outcome == OK
+    assert len(runs_of(engine, "refit")) == 3
+
+
 async def test_run_job_unknown_shop_fails_without_a_record(engine: Engine) -> None:
     async with httpx.AsyncClient() as http:
         result = await run_job(context(engine, http), 999, "push", counting)

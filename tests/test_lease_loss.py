@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.context import JobContext, utcnow
-from jobs.runs import FAILED, OK, RUNNING, RunResult, run_job, take_lease
+from jobs.runs import FAILED, OK, RUNNING, RunResult, close_abandoned_runs, run_job, take_lease
 from plugin.store.models import JobLease, JobRun, Shop
 from tests.helpers import add_shop
 from tests.test_job_runs import NOW, context, hold_lease, leases_of, runs_of
@@ -248,3 +248,40 @@ async def test_run_job_siblings_in_the_same_process_run_one_after_the_other(
     ]
     # and the lease was released at the end
     assert leases_of(engine) == []
+
+
+def test_close_abandoned_runs_closes_those_whose_worker_no_longer_holds_the_lease(
+    engine: Engine,
+) -> None:
+    # given runs still "running": a refit whose worker holds its lease, a push whose worker's
+    # lease expired, a rescore whose lease another worker has taken, a backfill with no lease
+    # at all; and a prune (not asked about) with none
+    shop = add_shop(engine)
+    assert shop.id is not None
+    hold_lease(engine, shop, "refit", "worker-live", NOW + timedelta(minutes=5))
+    hold_lease(engine, shop, "push", "worker-dead", NOW - timedelta(seconds=1))
+    started = NOW - timedelta(minutes=20)
+    with Session(engine) as session, session.begin():
+        for job, worker in (
+            ("refit", "worker-live"),
+            ("rescore", "worker-dead"),
+            ("push", "worker-dead"),
+            ("backfill", "worker-dead"),
+            ("prune", "worker-dead"),
+        ):
+            session.add(JobRun(shop_id=shop.id, job=job, worker=worker, started_at=started))
+    # when the runs of all but the prune are looked at
+    with Session(engine) as session, session.begin():
+        asked = ("refit", "rescore", "push", "backfill")
+        closed = close_abandoned_runs(session, NOW, asked, [shop.id])
+    # then the three whose worker is gone are closed as abandoned, the others left running
+    assert closed == 3
+    outcomes = {r.job: (r.outcome, r.finished_at, r.error) for r in runs_of(engine)}
+    abandoned = (FAILED, NOW, "Abandoned: its worker stopped before the job finished")
+    assert outcomes == {
+        "refit": (RUNNING, None, None),
+        "rescore": abandoned,
+        "push": abandoned,
+        "backfill": abandoned,
+        "prune": (RUNNING, None, None),
+    }

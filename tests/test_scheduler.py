@@ -14,10 +14,11 @@ import anyio
 import httpx
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from jobs import queue
 from jobs.context import JobContext
-from jobs.runs import FAILED, OK
+from jobs.runs import FAILED, OK, RUNNING
 from jobs.scheduler import (
     STANDARD_JOBS,
     JobScheduler,
@@ -26,9 +27,9 @@ from jobs.scheduler import (
     build_scheduler,
     shop_schedule,
 )
-from plugin.store.models import Shop
+from plugin.store.models import JobLease, JobRun, Shop
 from tests.helpers import T0, add_shop
-from tests.test_job_runs import context, leases_of, runs_of
+from tests.test_job_runs import NOW, context, hold_lease, leases_of, runs_of
 
 pytestmark = pytest.mark.anyio
 
@@ -52,11 +53,14 @@ def with_schedule(engine: Engine, domain: str, schedule: Any) -> Shop:
 
 @asynccontextmanager
 async def running(
-    engine: Engine, jobs: tuple[JobSpec, ...] = STANDARD_JOBS, **options: Any
+    engine: Engine,
+    jobs: tuple[JobSpec, ...] = STANDARD_JOBS,
+    clock: Callable[[], datetime] = lambda: NOW,
+    **options: Any,
 ) -> AsyncIterator[JobScheduler]:
     """A scheduler running in this event loop for the block (its first shop read done)."""
     async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
-        scheduler = build_scheduler(context(engine, http), jobs, **options)
+        scheduler = build_scheduler(context(engine, http, clock=clock), jobs, **options)
         stop = anyio.Event()
         await tasks.start(scheduler.run, stop)
         try:
@@ -373,3 +377,75 @@ async def test_scheduler_spreads_shops_interval_jobs_over_the_interval(engine: E
     async with running(engine) as again:
         replanned = {j.shop_id: j.next_run_at for j in again.jobs() if j.job == "push"}
     assert {j.shop_id: j.next_run_at for j in planned} == replanned
+
+
+TICK = (NOW - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+
+
+def daily_job(ran: list[str]) -> tuple[JobSpec]:
+    """A daily job whose last tick (TICK, an hour before NOW) is within its grace."""
+
+    async def job(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        ran.append(shop.domain)
+        return {}
+
+    return (JobSpec("daily", job, daily_at_hour=TICK.hour, misfire_grace_seconds=3 * 3600),)
+
+
+def left_running(engine: Engine, shop: Shop, worker: str, lease_until: datetime) -> None:
+    """A run of the daily job begun after TICK, still "running", its worker's lease as given."""
+    assert shop.id is not None
+    hold_lease(engine, shop, "daily", worker, lease_until)
+    with Session(engine) as session, session.begin():
+        started = TICK + timedelta(minutes=1)
+        session.add(JobRun(shop_id=shop.id, job="daily", worker=worker, started_at=started))
+
+
+async def test_a_restart_makes_up_the_tick_of_a_run_its_crashed_worker_left(
+    engine: Engine,
+) -> None:
+    # given a run of the daily job since its tick, left "running" by a worker that crashed,
+    # its lease expired
+    shop = add_shop(engine)
+    left_running(engine, shop, "worker-dead", NOW - timedelta(minutes=5))
+    ran: list[str] = []
+    # when a process starts
+    async with running(engine, daily_job(ran)):
+        # then it makes the tick up: the dead run did not serve it
+        await eventually(lambda: ran == [shop.domain])
+    # and the dead run is closed as abandoned, the new one recorded
+    dead, made_up = runs_of(engine)
+    assert (dead.worker, dead.outcome, dead.finished_at) == ("worker-dead", FAILED, NOW)
+    assert dead.error == "Abandoned: its worker stopped before the job finished"
+    assert (made_up.worker, made_up.outcome) == ("worker-a", OK)
+
+
+async def test_a_tick_made_up_behind_a_run_whose_lease_lasts_waits_for_its_end(
+    engine: Engine,
+) -> None:
+    # given two shops' runs of the daily job since its tick, still "running", their workers'
+    # leases lasting 10 minutes more: one worker has crashed, the other is alive
+    crashed, alive = add_shop(engine, "crashed.myshopify.com"), add_shop(engine)
+    assert crashed.id is not None and alive.id is not None
+    for shop, worker in ((crashed, "worker-dead"), (alive, "worker-b")):
+        left_running(engine, shop, worker, NOW + timedelta(minutes=10))
+    ran: list[str] = []
+    now = [NOW]
+    # when a process starts
+    async with running(engine, daily_job(ran), clock=lambda: now[0], take_every_seconds=0.05):
+        await anyio.sleep(0.3)
+        # then it runs neither shop's job while the leases last: the ticks wait in the queue
+        assert ran == [] and len(queue.waiting(engine)) == 2
+        assert [r.outcome for r in runs_of(engine)] == [RUNNING, RUNNING]
+        # when the live worker's run ends ok (its lease released), and the other lease expires
+        with Session(engine) as session, session.begin():
+            live = session.exec(select(JobRun).where(JobRun.worker == "worker-b")).one()
+            live.outcome, live.finished_at = OK, NOW
+            session.delete(session.get(JobLease, (alive.id, "daily")))
+        now[0] = NOW + timedelta(minutes=11)
+        # then the crashed worker's tick is made up, and the other, served, is not run again
+        await eventually(lambda: ran == [crashed.domain] and queue.waiting(engine) == [])
+        await anyio.sleep(0.2)
+    assert ran == [crashed.domain]
+    outcomes = sorted((r.worker, r.outcome) for r in runs_of(engine))
+    assert outcomes == [("worker-a", OK), ("worker-b", OK), ("worker-dead", FAILED)]
