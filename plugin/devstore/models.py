@@ -68,6 +68,7 @@ class Product:
     updated_at: str
     tags: list[str]
     variants: list[Variant]
+    status: str = "ACTIVE"  # ProductStatus: ACTIVE, ARCHIVED, DRAFT or UNLISTED
     metafields: dict[tuple[str, str], Metafield] | None = None
     graphql_type: ClassVar[str] = "Product"
 

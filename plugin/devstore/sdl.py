@@ -49,6 +49,7 @@ type Shop implements Node {
 
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
 enum CustomerSortKeys { CREATED_AT ID LOCATION NAME RELEVANCE UPDATED_AT }
+enum ProductStatus { ACTIVE ARCHIVED DRAFT UNLISTED }
 enum ProductSortKeys {
   CREATED_AT ID INVENTORY_TOTAL PRODUCT_TYPE PUBLISHED_AT RELEVANCE TITLE UPDATED_AT VENDOR
 }
@@ -103,6 +104,7 @@ type Product implements Node & HasMetafields {
   handle: String!
   productType: String!
   vendor: String!
+  status: ProductStatus!
   tags: [String!]!
   createdAt: DateTime!
   updatedAt: DateTime!

@@ -24,6 +24,8 @@ from plugin.devstore.models import (
 )
 
 Payload = Mapping[str, Any]
+# Shopify's ProductStatus (UNLISTED since 2025-10, the oldest version this store serves)
+PRODUCT_STATUSES = ("ACTIVE", "ARCHIVED", "DRAFT", "UNLISTED")
 ChangeListener = Callable[[str, dict[str, Any]], None]
 
 
@@ -172,9 +174,12 @@ class DevStoreState:
         return customer
 
     def add_product(self, payload: Payload) -> Product:
+        """Insert or replace a product; its status (REST's lower case or GraphQL's) comes from
+        the payload when it has one, else stays as stored (ACTIVE for a new product)."""
         product_id = int(payload["id"])
         created = normalise_datetime(payload.get("created_at")) or self.now_iso()
         existing = self.products.get(product_id)
+        status = payload.get("status") or (existing.status if existing else "ACTIVE")
         product = Product(
             id=product_id,
             title=str(payload.get("title", "")),
@@ -185,6 +190,7 @@ class DevStoreState:
             updated_at=normalise_datetime(payload.get("updated_at")) or created,
             tags=split_tag_string(payload.get("tags")),
             variants=[_variant(product_id, raw) for raw in payload.get("variants") or []],
+            status=product_status(str(status)),
             metafields=existing.metafields if existing else None,
         )
         for variant in product.variants:
@@ -205,6 +211,14 @@ class DevStoreState:
             self.orders_by_customer.setdefault(order.customer_id, []).append(order.id)
         return order
 
+    def set_product_status(self, product_id: int, status: str) -> Product:
+        """The merchant sets a product's status in the admin (say, to DRAFT: it stays in the
+        catalogue, unavailable to customers): updated_at moves, products/update is sent."""
+        product = self.products[product_id]
+        product.status = product_status(status)
+        self.record_changed(product)
+        return product
+
     def delete_customer(self, customer_id: int) -> None:
         """customers/delete: the customer goes; their orders stay, as in Shopify."""
         if self.customers.pop(customer_id, None) is not None:
@@ -222,6 +236,14 @@ class DevStoreState:
         }
         table = tables.get(type_name)
         return None if table is None else table.get(legacy_id)
+
+
+def product_status(value: str) -> str:
+    """A ProductStatus value from GraphQL's form or REST's lower case; ValueError otherwise."""
+    status = value.upper()
+    if status not in PRODUCT_STATUSES:
+        raise ValueError(f"not a product status: {value!r} (one of {', '.join(PRODUCT_STATUSES)})")
+    return status
 
 
 def _change_event(record: Customer | Product | Order) -> tuple[str, dict[str, Any]]:
@@ -244,6 +266,8 @@ def _change_event(record: Customer | Product | Order) -> tuple[str, dict[str, An
         "updated_at": record.updated_at,
         "tags": ", ".join(record.tags),
     }
+    if isinstance(record, Product):
+        payload["status"] = record.status.lower()  # REST's form, as products/update carries it
     return topic, payload
 
 

@@ -363,3 +363,49 @@ def test_bulk_limit_before_2026_01_is_one_of_each_type(devstore_factory: DevStor
     assert first["bulkOperation"] is not None
     assert second["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
     assert mutation["data"]["bulkOperationRunMutation"]["bulkOperation"] is not None
+
+
+def test_bulk_query_exports_each_products_status_beside_its_metafields(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given three products, one a draft holding a metafield, read one per step
+    state = make_state(customers=1, products=3)
+    state.set_product_status(1001, "DRAFT")
+    store = devstore_factory(state, DevStoreConfig(bulk_rows_per_step=1))
+    store.gql(
+        "mutation($m: [MetafieldsSetInput!]!) { metafieldsSet(metafields: $m) "
+        "{ userErrors { message } } }",
+        {
+            "m": [
+                {
+                    "ownerId": "gid://shopify/Product/1001",
+                    "namespace": "clv",
+                    "key": "upsell",
+                    "type": "list.product_reference",
+                    "value": '["gid://shopify/Product/1000"]',
+                }
+            ]
+        },
+    )
+    # When the products and their metafields are exported in bulk
+    started = start_query(
+        store,
+        '{ products { edges { node { id status metafields(namespace: "clv") '
+        "{ edges { node { key value } } } } } } }",
+    )
+    operation, _ = poll_until_done(store, started["bulkOperation"]["id"])
+    lines = download_jsonl(store, operation["url"])
+    # Then each product's line carries its status, the draft's metafield its own line
+    products = [line for line in lines if "__parentId" not in line]
+    assert products == [
+        {"id": "gid://shopify/Product/1000", "status": "ACTIVE"},
+        {"id": "gid://shopify/Product/1001", "status": "DRAFT"},
+        {"id": "gid://shopify/Product/1002", "status": "ACTIVE"},
+    ]
+    assert [line for line in lines if "__parentId" in line] == [
+        {
+            "key": "upsell",
+            "value": '["gid://shopify/Product/1000"]',
+            "__parentId": "gid://shopify/Product/1001",
+        }
+    ]

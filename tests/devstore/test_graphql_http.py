@@ -267,3 +267,38 @@ def test_graphql_body_of_invalid_utf8_is_400(devstore: LiveDevStore) -> None:
     # Then it is a bad request, not a server error
     assert response.status_code == 400
     assert response.json() == {"errors": {"query": "Required parameter missing or invalid"}}
+
+
+def test_products_read_their_status_by_pages_drafts_and_archived_included(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # Given five products, one a draft and one archived by the merchant
+    state = make_state(customers=1, products=5)
+    state.set_product_status(1001, "DRAFT")
+    state.set_product_status(1003, "ARCHIVED")
+    store = devstore_factory(state)
+    # When every product is read two to a page, with its status
+    statuses: dict[str, str] = {}
+    after = None
+    while True:
+        page = store.gql(
+            "query($after: String) { products(first: 2, after: $after) "
+            "{ nodes { id status } pageInfo { hasNextPage endCursor } } }",
+            {"after": after},
+        )["data"]["products"]
+        statuses |= {node["id"]: node["status"] for node in page["nodes"]}
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    # Then the catalogue still holds them all, each with Shopify's ProductStatus value
+    assert statuses == {
+        "gid://shopify/Product/1000": "ACTIVE",
+        "gid://shopify/Product/1001": "DRAFT",
+        "gid://shopify/Product/1002": "ACTIVE",
+        "gid://shopify/Product/1003": "ARCHIVED",
+        "gid://shopify/Product/1004": "ACTIVE",
+    }
+    # and the schema's enum is Shopify's (UNLISTED since 2025-10)
+    enum = store.gql('{ __type(name: "ProductStatus") { enumValues { name } } }')
+    names = [value["name"] for value in enum["data"]["__type"]["enumValues"]]
+    assert names == ["ACTIVE", "ARCHIVED", "DRAFT", "UNLISTED"]

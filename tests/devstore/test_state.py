@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.state import DevStoreState
@@ -116,3 +120,52 @@ def test_state_default_token_reaches_a_single_shop_of_any_domain(
     assert body["data"]["shop"] == {"myshopifyDomain": "demo-shop.myshopify.com"}
     store.token = "shpat_other"
     assert store.post("{ shop { name } }").status_code == 401
+
+
+def test_state_product_status_from_payloads_defaults_active_and_survives_an_update() -> None:
+    # Given products loaded without a status, with REST's lower case, and with GraphQL's
+    state = DevStoreState()
+    state.load(
+        products=[
+            product_payload(1),
+            product_payload(2, status="draft"),
+            product_payload(3, status="ARCHIVED"),
+        ]
+    )
+    # Then each holds Shopify's enum value, ACTIVE when none was given
+    assert [state.products[p].status for p in (1, 2, 3)] == ["ACTIVE", "DRAFT", "ARCHIVED"]
+    # and a product payload without a status keeps the stored one
+    state.add_product(product_payload(2, title="Renamed"))
+    assert state.products[2].status == "DRAFT"
+    # and a value that is not a ProductStatus is refused
+    with pytest.raises(ValueError, match="not a product status"):
+        state.add_product(product_payload(4, status="hidden"))
+    assert 4 not in state.products
+
+
+def test_state_set_product_status_moves_updated_at_and_sends_products_update() -> None:
+    # Given an active product, and a listener where Shopify would send webhooks
+    now = [datetime(2026, 3, 1, tzinfo=UTC)]
+    state = DevStoreState(now=lambda: now[0])
+    state.add_product(product_payload(1, updated_at="2025-01-01T00:00:00Z"))
+    sent: list[tuple[str, dict[str, Any]]] = []
+    state.subscribe(lambda topic, payload: sent.append((topic, payload)))
+    # When the merchant sets it to draft, then active again the next day
+    state.set_product_status(1, "DRAFT")
+    drafted = state.products[1].updated_at
+    now[0] = datetime(2026, 3, 2, tzinfo=UTC)
+    state.set_product_status(1, "active")
+    # Then the product holds each status in turn, updated_at moving, and each change is sent
+    assert state.products[1].status == "ACTIVE"
+    assert (drafted, state.products[1].updated_at) == (
+        "2026-03-01T00:00:00Z",
+        "2026-03-02T00:00:00Z",
+    )
+    assert [(topic, payload["status"]) for topic, payload in sent] == [
+        ("products/update", "draft"),
+        ("products/update", "active"),
+    ]
+    # and a value that is not a ProductStatus is refused, leaving the product as it was
+    with pytest.raises(ValueError, match="not a product status"):
+        state.set_product_status(1, "deleted")
+    assert state.products[1].status == "ACTIVE" and len(sent) == 2
