@@ -1,5 +1,5 @@
 """Reading the store's state back for the reconcile: every customer's tags and the app's
-metafields, and every product's metafields, by pages or with one bulk query."""
+metafields, and every product's status and metafields, by pages or with one bulk query."""
 
 from __future__ import annotations
 
@@ -107,18 +107,34 @@ def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) 
 
 
 ProductFound = dict[int, dict[str, str]]  # product -> "namespace.key" -> value
+AVAILABLE = "ACTIVE"  # the one ProductStatus whose products customers can find and buy
 
 
 @dataclass
 class ProductRead:
     """What a read of the store's products found: each product's values (products with none
-    left out), and every product it saw (the whole catalogue)."""
+    left out), every product it read (the whole catalogue), and those available to customers
+    (`seen`: ACTIVE).
+
+    A product the merchant set to DRAFT, ARCHIVED or UNLISTED is still in the catalogue but not
+    available (UNLISTED: Shopify leaves it out of search and of its own recommendations), so it
+    is not `seen`: recorded gone, it is named in no list the app pushes until a read sees it
+    ACTIVE again. Its own values are read all the same: they are what the store holds, and
+    taken as none they would be sent again, or the complementary products the app wrote there
+    taken for the merchant's."""
 
     values: ProductFound = field(default_factory=dict)
     seen: set[int] = field(default_factory=set)
+    found: set[int] = field(default_factory=set)
 
-    def add(self, product_id: int, values: Mapping[str, str]) -> None:
-        self.seen.add(product_id)
+    def add(self, product_id: int, status: str, values: Mapping[str, str]) -> None:
+        """A product read, with its status and values."""
+        self.found.add(product_id)
+        if status == AVAILABLE:
+            self.seen.add(product_id)
+        self.add_values(product_id, values)
+
+    def add_values(self, product_id: int, values: Mapping[str, str]) -> None:
         if values:
             self.values.setdefault(product_id, {}).update(values)
 
@@ -139,11 +155,11 @@ def _extra_value(node: Mapping[str, Any], extra: tuple[str, str] | None) -> dict
 async def read_product_pages(
     client: AdminClient, namespace: str, extra: tuple[str, str] | None = None
 ) -> ProductRead:
-    """Every product's metafields in the app's namespace (and the one `extra` field), by pages;
-    PastPagination when the catalogue is larger than pagination reaches."""
+    """Every product's status and metafields in the app's namespace (and the one `extra`
+    field), by pages; PastPagination when the catalogue is larger than pagination reaches."""
     query = (
         f"query ReadProducts($after: String, $ns: String!) {{ products(first: {READ_PAGE}, "
-        "after: $after) { pageInfo { hasNextPage endCursor } nodes { id "
+        "after: $after) { pageInfo { hasNextPage endCursor } nodes { id status "
         f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} "
         f"{_extra_field(extra)} }} }} }}"
     )
@@ -154,10 +170,10 @@ async def read_product_pages(
         page = data["products"]
         for node in page["nodes"]:
             values = {f"{namespace}.{m['key']}": m["value"] for m in node["metafields"]["nodes"]}
-            read.add(gid_number(node["id"]), values | _extra_value(node, extra))
+            read.add(gid_number(node["id"]), node["status"], values | _extra_value(node, extra))
         if not page["pageInfo"]["hasNextPage"]:
             return read
-        if len(read.seen) >= PAGINATION_LIMIT:
+        if len(read.found) >= PAGINATION_LIMIT:
             raise PastPagination(f"more than {PAGINATION_LIMIT} products")
         after = page["pageInfo"]["endCursor"]
 
@@ -169,7 +185,7 @@ async def read_products_in_bulk(
     with tempfile.TemporaryDirectory(prefix="clvsync-readback-") as scratch:
         export = Path(scratch) / "products.jsonl"
         outcome = await bulk.query(
-            f"{{ products {{ edges {{ node {{ id {_extra_field(extra)} "
+            f"{{ products {{ edges {{ node {{ id status {_extra_field(extra)} "
             f"metafields(namespace: {json.dumps(namespace)}) "
             "{ edges { node { key value } } } } } } }",
             into=export,
@@ -189,8 +205,8 @@ def _products_in(export: Path, namespace: str, extra: tuple[str, str] | None) ->
             owner = parts.setdefault(gid_number(line["__parentId"]), {})
             owner[f"{namespace}.{line['key']}"] = line["value"]
         else:
-            read.add(gid_number(line["id"]), _extra_value(line, extra))
+            read.add(gid_number(line["id"]), line["status"], _extra_value(line, extra))
     for product_id, values in parts.items():
-        if product_id in read.seen:
-            read.add(product_id, values)
+        if product_id in read.found:
+            read.add_values(product_id, values)
     return read

@@ -330,16 +330,18 @@ def kept_fields(engine: Engine, shop_id: int) -> int:
 
 
 def gone_products(engine: Engine, shop_id: int) -> set[int]:
-    """The products the store is known not to have: recorded gone, and not named since by an
-    order updated after that (Shopify empties a deleted product's id on its line items, so an
-    order naming it later says it is there again)."""
+    """The products the store is known not to have or not to offer: recorded gone, and not
+    named since by an order placed after that (customers could buy it then). An order placed
+    before and updated since (fulfilled, refunded, edited) tells nothing: it still names a
+    product the merchant set to draft or archived after it was placed (Shopify empties only a
+    deleted product's id on its line items)."""
     gone, line = GoneProduct, OrderLine
     seen_later = and_(
         col(line.shop_id) == col(gone.shop_id),
         col(line.product_id) == col(gone.product_id),
         col(Order.shop_id) == col(line.shop_id),
         col(Order.order_id) == col(line.order_id),
-        col(Order.updated_at) > col(gone.gone_at),
+        col(Order.created_at) > col(gone.gone_at),
     )
     query = select(col(gone.product_id)).where(
         col(gone.shop_id) == shop_id, ~exists().where(seen_later)
@@ -361,10 +363,14 @@ def record_gone(engine: Engine, shop_id: int, reasons: dict[int, str], now: date
         session.execute(statement, rows)
 
 
+NOT_AVAILABLE = "not among the store's active products (deleted, draft, archived or unlisted)"
+
+
 def record_products_read(engine: Engine, shop_id: int, seen: set[int], now: datetime) -> int:
-    """After a reconcile read the store's whole catalogue: the products it found are there (no
-    longer gone); the products the app recommends or pushes to that it did not find are gone.
-    How many of those the read did not find."""
+    """After a reconcile read the store's whole catalogue: the products it found available to
+    customers (`seen`: ACTIVE) are there (no longer gone); the products the app recommends or
+    pushes to that it did not find so are gone, whether deleted or set to draft, archived or
+    unlisted (`seen` does not say which). How many of those the read did not find."""
     with Session(engine) as session, session.begin():
         back = sorted(_gone_ids(session, shop_id) & seen)
         if back:
@@ -374,7 +380,7 @@ def record_products_read(engine: Engine, shop_id: int, seen: set[int], now: date
                 )
             )
         missing = _named_products(session, shop_id) - seen
-    record_gone(engine, shop_id, dict.fromkeys(missing, "not among the store's products"), now)
+    record_gone(engine, shop_id, dict.fromkeys(missing, NOT_AVAILABLE), now)
     return len(missing)
 
 

@@ -166,8 +166,8 @@ async def test_product_refused_partner_keeps_its_other_values(
 
 
 def order_naming(scenario: Scenario, product_id: int, days_after: int) -> None:
-    """A guest order in the ledger, updated `days_after` days after the scenario's time, with a
-    line of the product."""
+    """A guest order in the ledger, placed (and updated) `days_after` days after the scenario's
+    time, with a line of the product."""
     at = scenario.as_of + timedelta(days=days_after)
     with Session(scenario.engine) as session, session.begin():
         add_ledger_order(
@@ -199,7 +199,7 @@ async def test_reconcile_product_not_found_is_left_out_until_seen_again(
     assert product_metafields(scenario)[a]["clv.frequently_bought_together"] == [gid(c)]
     assert recommended(scenario, customer) == [gid(d)]
     assert result["metafields_refused"] == result["product_metafields_refused"] == 0
-    # and an order older than that does not bring it back; one updated since does
+    # and an order older than that does not bring it back; one placed since does
     order_naming(scenario, b, days_after=-1)
     assert (await push_shop(ctx, scenario.refreshed_shop(), None))["api_requests"] == 0
     scenario.devstore.state.add_product({"id": b, "title": product_b.title})
