@@ -381,10 +381,10 @@ class ProductSync(SQLModel, table=True):
 
 
 class GoneProduct(SQLModel, table=True):
-    """A product the store no longer has (a value naming it was refused as a reference to
-    nothing, or a reconcile's read of every product did not find it): left out of every list
-    the app pushes until it is seen again (an order updated after `gone_at` names it, or a
-    read finds it)."""
+    """A product the store no longer offers (a value naming it was refused as a reference to
+    nothing, or a reconcile's read of every product did not find it active: deleted, draft,
+    archived or unlisted): left out of every list the app pushes until it is seen again (an
+    order placed after `gone_at` names it, or a read finds it active)."""
 
     __tablename__ = "gone_products"
 
