@@ -1,9 +1,10 @@
 """Undoing a push run: its customers' tags and metafields taken back to where it found them.
 
 `clvsync push --shop SHOP --undo RUN` reads what the run applied from the audit
-(`sync_changes`), works out what still stands (`plugin.domain.undo`: what later runs changed
-again is left alone), and pushes the reverse through the push's own path: paced or bulk calls,
-the pushed state kept, each change audited with the reason "undo of job run RUN".
+(`sync_changes`, kept 180 days with the run: `plugin.store.retention`, which also keeps the
+older values an undo puts back), works out what still stands (`plugin.domain.undo`: what later
+runs changed again is left alone), and pushes the reverse through the push's own path: paced or
+bulk calls, the pushed state kept, each change audited with the reason "undo of job run RUN".
 
 The shop's push must be paused first (its `dry_run` setting): otherwise the next scheduled push
 would put the desired state straight back. The usual course: pause, undo, fix the settings that
@@ -27,6 +28,7 @@ from jobs.pusher import Pusher
 from jobs.writeback import with_pusher
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import JobRun, Shop, SyncChange
+from plugin.store.retention import SYNC_CHANGES_KEEP
 from plugin.store.sync import pushed_state, run_record, values_before
 
 UNDOABLE_JOBS = ("push", "reconcile", "undo")
@@ -40,7 +42,10 @@ def check_undo(ctx: JobContext, shop: Shop, target: int, *, dry_run: bool = Fals
     with Session(ctx.engine) as session:
         run = session.get(JobRun, target)
     if run is None or run.shop_id != shop.id:
-        raise WritebackError(f"{shop.domain} has no job run {target}")
+        raise WritebackError(
+            f"{shop.domain} has no job run {target} (a run that changed the store is kept, and "
+            f"can be undone, for {SYNC_CHANGES_KEEP.days} days)"
+        )
     if run.job not in UNDOABLE_JOBS:
         raise WritebackError(
             f"job run {target} is a {run.job} run: only {', '.join(UNDOABLE_JOBS)} runs change "

@@ -3,8 +3,15 @@
 - Processed webhook events: a fortnight (`inbox.prune_done`; Shopify retries a delivery for
   about 4 hours and may deliver a day late, so their ids de-duplicate that long).
 - The audit of applied changes (`sync_changes`): 180 days, enough to answer a merchant asking
-  why a tag came or went this season.
-- Job runs: 90 days of finished runs; a run still marked running is never deleted.
+  why a tag came or went this season; except, for each customer and metafield key, the last
+  value the app wrote (set or deleted) before then. The undo of a push sets each metafield it
+  changed back to the value the app wrote before it (`sync.values_before`), however old: were
+  that row pruned, the undo of last week's push would delete a value set 200 days ago instead
+  of restoring it. (Product metafields are never undone, and tags are undone from the run's own
+  rows: nothing older is kept for them.)
+- Job runs: 90 days of finished runs, and 180 days, as long as their audit, of those the audit
+  names (a push, reconcile or undo that changed the store): a push can be undone as long as its
+  audit is kept, and its run with it. A run still marked running is never deleted.
 - Model runs: 90 days, except the shop's latest full run (the re-score's models) and every run
   a stored score still points to.
 """
@@ -13,8 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import Select, and_, delete, exists, func, or_, select
 from sqlmodel import Session, col
 
 from plugin.store import inbox
@@ -37,16 +45,23 @@ class Pruned:
 def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) -> Pruned:
     """Delete the shop's records past their keep (module docstring); how many of each."""
     connection = session.connection()
+    audit_cut = now - SYNC_CHANGES_KEEP
     changes = connection.execute(
         delete(SyncChange).where(
-            col(SyncChange.shop_id) == shop_id, col(SyncChange.applied_at) < now - SYNC_CHANGES_KEEP
+            col(SyncChange.shop_id) == shop_id,
+            col(SyncChange.applied_at) < audit_cut,
+            col(SyncChange.id).not_in(_values_undo_needs(shop_id, audit_cut)),
         )
+    )
+    audited = exists().where(
+        col(SyncChange.shop_id) == shop_id, col(SyncChange.job_run_id) == col(JobRun.id)
     )
     runs = connection.execute(
         delete(JobRun).where(
             col(JobRun.shop_id) == shop_id,
             col(JobRun.finished_at).is_not(None),
             col(JobRun.started_at) < now - JOB_RUNS_KEEP,
+            or_(col(JobRun.started_at) < audit_cut, ~audited),
         )
     )
     latest_full = (
@@ -70,4 +85,20 @@ def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) 
         sync_changes_deleted=int(changes.rowcount or 0),
         job_runs_deleted=int(runs.rowcount or 0),
         model_runs_deleted=int(models.rowcount or 0),
+    )
+
+
+def _values_undo_needs(shop_id: int, cut: datetime) -> Select[Any]:
+    """The audit rows before `cut` that an undo may read: for each customer and metafield key,
+    the last value the app wrote (module docstring)."""
+    return (
+        select(func.max(col(SyncChange.id)))
+        .where(
+            col(SyncChange.shop_id) == shop_id,
+            col(SyncChange.applied_at) < cut,
+            col(SyncChange.customer_id).is_not(None),
+            col(SyncChange.kind) == "metafield",
+            col(SyncChange.action).in_(("set", "delete")),
+        )
+        .group_by(col(SyncChange.customer_id), col(SyncChange.name))
     )

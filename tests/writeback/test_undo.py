@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from jobs.recompute import full_recompute
 from jobs.runs import OK, RunResult, run_job
@@ -20,6 +21,7 @@ from jobs.writeback import push_shop
 from plugin.cli import main
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import CustomerScore, JobRun, Shop, SyncChange
+from plugin.store.retention import prune_shop
 from tests.test_compliance import cli_env
 from tests.writeback.conftest import Scenario, ScenarioFactory
 
@@ -103,6 +105,35 @@ async def test_undo_of_a_later_push_restores_the_values_the_earlier_one_left(
     # when the second run is undone
     result = await undo(scenario, http, second)
     # then the store is as the first push left it: tags, and the values the second replaced
+    assert result.outcome == OK, result.error
+    assert result.counts["metafields_set"] > 0
+    assert store_state(scenario) == after_first
+
+
+async def test_undo_after_the_prune_restores_the_values_an_old_push_left(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a push 200 days ago, then a recompute and a second push a week ago that changed
+    # tags and values
+    scenario = scenario_factory()
+    first = await push(scenario, http)
+    after_first = store_state(scenario)
+    rescore_later(scenario)
+    second = await push(scenario, http)
+    long_ago = scenario.as_of - timedelta(days=193)
+    with Session(scenario.engine) as session, session.begin():
+        first_changes = col(SyncChange.job_run_id) == first
+        session.execute(update(SyncChange).where(first_changes).values(applied_at=long_ago))
+        session.execute(update(JobRun).where(col(JobRun.id) == first).values(started_at=long_ago))
+    # when the nightly prune runs, a week after the second push
+    with Session(scenario.engine) as session, session.begin():
+        assert scenario.shop.id is not None
+        now = scenario.as_of + timedelta(days=7)
+        pruned = prune_shop(session, scenario.shop.id, scenario.shop.domain, now)
+    assert pruned.sync_changes_deleted > 0 and pruned.job_runs_deleted == 1
+    # then undoing the second push still puts back the values the first one left
+    scenario.set_shop_settings(dry_run=True)
+    result = await undo(scenario, http, second)
     assert result.outcome == OK, result.error
     assert result.counts["metafields_set"] > 0
     assert store_state(scenario) == after_first
