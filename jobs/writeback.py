@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 
 from jobs.context import JobContext
@@ -99,25 +99,42 @@ def admin_client(ctx: JobContext, shop: Shop) -> AdminClient:
     )
 
 
-def _mark_needs_reauth(engine: Engine, shop_id: int) -> None:
-    with Session(engine) as session, session.begin():
-        stored = session.get(Shop, shop_id)
-        if stored is not None:
-            stored.needs_reauth = True
+def _mark_needs_reauth(engine: Engine, shop_id: int, refused: str | None) -> bool:
+    """Mark the shop as needing re-authorisation if it still holds the refused token (as
+    encrypted: each encryption differs, so a token stored again, even the same one, is new);
+    whether it was marked."""
+    table = Shop.__table__  # type: ignore[attr-defined]
+    with engine.begin() as connection:
+        marked = connection.execute(
+            update(table)
+            .where(table.c.id == shop_id, table.c.access_token_encrypted == refused)
+            .values(needs_reauth=True)
+        )
+        return bool(marked.rowcount)
 
 
 @contextlib.asynccontextmanager
 async def marking_refused_token(ctx: JobContext, shop: Shop) -> AsyncIterator[None]:
-    """Around a job's calls to the shop: a refused token (401) marks the shop as needing
-    re-authorisation, so that no job calls it again until a new token is stored."""
+    """Around a job's calls to the shop with `shop`'s token: a refused token (401) marks the
+    shop as needing re-authorisation, so that no job calls it again until a new token is
+    stored; unless a new one was stored while the job ran (`clvsync shop add`, or the shop
+    installed again), which the 401 says nothing of."""
     assert shop.id is not None
+    refused = shop.access_token_encrypted
     try:
         yield
     except AuthError:
-        await anyio.to_thread.run_sync(_mark_needs_reauth, ctx.engine, shop.id)
-        log.warning(
-            "%s: the access token was refused; marked as needing re-authorisation", shop.domain
-        )
+        if await anyio.to_thread.run_sync(_mark_needs_reauth, ctx.engine, shop.id, refused):
+            log.warning(
+                "%s: the access token was refused; marked as needing re-authorisation",
+                shop.domain,
+            )
+        else:
+            log.warning(
+                "%s: the access token was refused, but a new one was stored since the job "
+                "began: not marked as needing re-authorisation",
+                shop.domain,
+            )
         raise
 
 
