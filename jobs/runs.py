@@ -20,6 +20,15 @@ scheduler's make-up as it looks at the runs (`close_abandoned_runs`).
 A run that loses its lease (another worker took it over, or renewals failed until it expired
 by this worker's clock) is cancelled there and recorded as failed ("lease lost to ..."): from
 then on another worker may be running a job that writes the same state.
+
+Cancelling does not stop the work a job runs in a worker thread (the recompute, the prune, the
+recommendations, the backfill's applying): anyio waits for the thread to end. So the job is
+given its own engine (`ctx.engine` with the same pool) whose every statement first checks a
+stop flag, set when the lease is lost or the run cancelled (a shutdown): the thread stops with
+JobStoppedError at its next statement, within one batch (each of a re-score's or a backfill's
+batches begins with one), its transaction rolled back, and the run is recorded as lease lost,
+or cancelled. (A refit's model fitting, or a score write through a raw connection, runs to its
+end first: neither issues a statement on the way.)
 """
 
 from __future__ import annotations
@@ -27,14 +36,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Connection, Engine, case, delete, exists, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, case, delete, event, exists, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -85,6 +95,10 @@ JobFn = Callable[[JobContext, Shop, int | None], Awaitable[Mapping[str, Any]]]
 
 class LeaseLostError(Exception):
     """The run's lease is no longer its own: another worker may run the job now."""
+
+
+class JobStoppedError(Exception):
+    """Raised at a stopped run's next database statement (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -195,17 +209,22 @@ async def _call_keeping_lease(
     results: list[Mapping[str, Any]] = []
     failures: list[Exception] = []
     lost: list[str] = []
+    stop = threading.Event()
+    stoppable = replace(ctx, engine=_stoppable(ctx.engine, stop, lease.job))
 
     async def call(scope: anyio.CancelScope) -> None:
         try:
-            results.append(await fn(ctx, shop, run_id))
+            results.append(await fn(stoppable, shop, run_id))
         except Exception as exc:
             failures.append(exc)
         finally:
             scope.cancel()  # stops the renewals
 
     async def keep(scope: anyio.CancelScope) -> None:
-        lost.append(await _keep_lease(ctx, shop, lease))
+        try:
+            lost.append(await _keep_lease(ctx, shop, lease))
+        finally:  # the lease lost, or the run cancelled (or ended): its threads stop too
+            stop.set()
         scope.cancel()  # stops the job: another worker may be running it, or may start to
 
     async with anyio.create_task_group() as tasks:
@@ -218,6 +237,19 @@ async def _call_keeping_lease(
     if not results:
         raise RuntimeError("the job ended without a result")
     return results[0]
+
+
+def _stoppable(engine: Engine, stop: threading.Event, job: str) -> Engine:
+    """`engine`, sharing its pool, for one run: each statement raises JobStoppedError once
+    `stop` is set."""
+    own = engine.execution_options()  # its listeners are its own, the engine's apply too
+
+    @event.listens_for(own, "before_cursor_execute")
+    def check(*_: Any) -> None:
+        if stop.is_set():
+            raise JobStoppedError(f"{job} stopped: its lease was lost or the process is stopping")
+
+    return own
 
 
 async def _keep_lease(ctx: JobContext, shop: Shop, lease: _Lease) -> str:

@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 
 from jobs.context import JobContext, utcnow
 from jobs.runs import FAILED, OK, RUNNING, RunResult, close_abandoned_runs, run_job, take_lease
-from plugin.store.models import JobLease, JobRun, Shop
+from plugin.store.models import JobLease, JobRun, Shop, SyncChange
 from tests.helpers import add_shop
 from tests.test_job_runs import NOW, context, hold_lease, leases_of, runs_of
 
@@ -42,6 +42,39 @@ class Watched:
             return {"ticked": 1}
         finally:
             self.stopped.set()
+
+
+class ThreadBatches:
+    """A job shaped like the re-score or the backfill's applying: in a worker thread, batches
+    of `seconds` each, every one a transaction through the job's engine that writes an audit
+    row; noting the batches written and how the thread ended."""
+
+    def __init__(self, batches: int, seconds: float = 0.1) -> None:
+        self.batches, self.seconds = batches, seconds
+        self.started = anyio.Event()
+        self.written: list[float] = []  # when each batch was committed (time.monotonic)
+        self.ended: str | None = None
+
+    async def __call__(self, ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        self.started.set()
+        return await anyio.to_thread.run_sync(self.work, ctx.engine, shop)
+
+    def work(self, engine: Engine, shop: Shop) -> Mapping[str, Any]:
+        assert shop.id is not None
+        try:
+            for n in range(self.batches):
+                with Session(engine) as session, session.begin():
+                    session.add(
+                        SyncChange(shop_id=shop.id, customer_id=n, kind="tag", name=f"b{n}",
+                                   action="add", via="call", applied_at=utcnow())
+                    )  # fmt: skip
+                self.written.append(time.monotonic())
+                time.sleep(self.seconds)
+        except Exception as exc:
+            self.ended = type(exc).__name__
+            raise
+        self.ended = "done"
+        return {"batches": self.batches}
 
 
 @contextmanager
@@ -285,3 +318,82 @@ def test_close_abandoned_runs_closes_those_whose_worker_no_longer_holds_the_leas
         "backfill": abandoned,
         "prune": (RUNNING, None, None),
     }
+
+
+async def test_run_job_lease_lost_stops_the_jobs_worker_thread_within_a_batch(
+    engine: Engine,
+) -> None:
+    # given worker A refitting a shop in a worker thread, 30 batches of 0.1 s, under a 0.6 s
+    # lease (renewed every 0.2 s)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    refit = ThreadBatches(30)
+    results: dict[str, RunResult] = {}
+    took_over: list[float] = []
+    a_ended: list[float] = []
+
+    async def rescore(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        took_over.append(time.monotonic())
+        with anyio.move_on_after(5):  # until A's thread ends (3 s in, were it not stopped)
+            while refit.ended is None:
+                await anyio.sleep(0.02)
+        return {}
+
+    async with httpx.AsyncClient() as http:
+
+        async def a() -> None:
+            assert shop.id is not None
+            ctx = context(engine, http, "worker-a", clock=utcnow)
+            results["a"] = await run_job(ctx, shop.id, "refit", refit, lease_seconds=0.6)
+            a_ended.append(time.monotonic())
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(a)
+                with anyio.fail_after(5):
+                    await refit.started.wait()
+                await anyio.sleep(0.3)
+                # when worker B, its clock an hour ahead, takes the scoring lease over
+                ahead = context(
+                    engine, http, "worker-b", clock=lambda: utcnow() + timedelta(hours=1)
+                )
+                results["b"] = await run_job(ahead, shop.id, "rescore", rescore)
+    # then A's thread stopped at its next batch once A saw the lease lost (at its next
+    # renewal): it did not write on to the end, and A's run ended with it, soon after
+    assert refit.ended == "JobStoppedError"
+    assert len(refit.written) < 15
+    assert a_ended[0] - took_over[0] < 1.0
+    assert [w for w in refit.written if w > a_ended[0]] == []
+    # and A's run is recorded as lease lost, B's as ok
+    assert [(r.job, r.worker, r.outcome, r.error) for r in runs_of(engine)] == [
+        ("refit", "worker-a", FAILED, "LeaseLostError: lease lost to worker-b"),
+        ("rescore", "worker-b", OK, None),
+    ]
+
+
+async def test_run_job_cancelled_stops_the_jobs_worker_thread_within_a_batch(
+    engine: Engine,
+) -> None:
+    # given a shop's recompute in a worker thread, 30 batches of 0.1 s
+    shop = add_shop(engine)
+    assert shop.id is not None
+    refit = ThreadBatches(30)
+    # when the process shuts down (its task is cancelled) a moment after it started
+    async with httpx.AsyncClient() as http:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                ctx = context(engine, http, clock=utcnow)
+                tasks.start_soon(run_job, ctx, shop.id, "refit", refit)
+                with anyio.fail_after(5):
+                    await refit.started.wait()
+                await anyio.sleep(0.3)
+                cancelled = time.monotonic()
+                tasks.cancel_scope.cancel()
+            stopped = time.monotonic()
+    # then the thread stopped at its next batch, and the cancellation waited only for that
+    assert refit.ended == "JobStoppedError" and len(refit.written) < 10
+    assert stopped - cancelled < 0.5
+    # and the run is recorded as cancelled, its lease released
+    [run] = runs_of(engine)
+    assert run.outcome == FAILED and run.error is not None and run.error.startswith("Cancelled")
+    assert leases_of(engine) == []

@@ -30,6 +30,7 @@ from jobs.scheduler import (
 from plugin.store.models import JobLease, JobRun, Shop
 from tests.helpers import T0, add_shop
 from tests.test_job_runs import NOW, context, hold_lease, leases_of, runs_of
+from tests.test_lease_loss import ThreadBatches
 
 pytestmark = pytest.mark.anyio
 
@@ -347,6 +348,27 @@ async def test_scheduler_stop_cancels_a_job_past_the_grace_and_records_it(engine
             await started.wait()
     # then the stop did not wait for it: the run is recorded as cancelled, the lease is free
     assert not scheduler.running
+    [run] = runs_of(engine)
+    assert run.outcome == FAILED and run.error is not None and run.error.startswith("Cancelled")
+    assert leases_of(engine) == []
+
+
+async def test_scheduler_stop_past_the_grace_stops_a_job_in_a_worker_thread(
+    engine: Engine,
+) -> None:
+    # given a job working in a worker thread (as the recompute does), 30 batches of 0.1 s,
+    # and a 0.1 s shutdown grace
+    add_shop(engine)
+    job = ThreadBatches(30)
+    async with running(engine, quick_jobs(job), shutdown_grace_seconds=0.1):
+        with anyio.fail_after(5):
+            await job.started.wait()
+        await anyio.sleep(0.2)
+        stopping = time.monotonic()
+    # then the stop waited for the grace and one batch, not for the thread's 3 s
+    assert time.monotonic() - stopping < 1.0
+    assert job.ended == "JobStoppedError" and len(job.written) < 10
+    # and the run is recorded as cancelled, the lease free
     [run] = runs_of(engine)
     assert run.outcome == FAILED and run.error is not None and run.error.startswith("Cancelled")
     assert leases_of(engine) == []
