@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, exists, insert, or_, select
+from sqlalchemy import Engine, and_, delete, exists, insert, or_, select, update
 from sqlmodel import Session, col
 
 from plugin.domain.writeback import same_value
@@ -263,7 +263,11 @@ def forget_gone_customers(
     webhook missed (Shopify does not deliver every one). Each is marked deleted, as that
     webhook would have, and its pushed state dropped (the store holds nothing of theirs), so
     the push stops sending them values the store refuses. Nothing is done on a read that found
-    no customer at all: that is not a credible read of a shop the app has pushed to."""
+    no customer at all: that is not a credible read of a shop the app has pushed to.
+
+    And the other way: a customer marked deleted before the read began that the read found is
+    in the store after all (a deleted customer is not), and no longer marked: whatever marked
+    it, an earlier read that missed it or a stray webhook, it is pushed to again."""
     if not found:
         return []
     synced = CustomerSync
@@ -279,6 +283,19 @@ def forget_gone_customers(
                     col(synced.shop_id) == shop_id,
                     col(synced.customer_id).in_(gone[start : start + 5000]),
                 )
+            )
+        marked = select(col(Customer.customer_id)).where(
+            col(Customer.shop_id) == shop_id, col(Customer.deleted_at) < read_started
+        )
+        back = sorted(c for (c,) in session.execute(marked) if c in found)
+        for start in range(0, len(back), 5000):
+            session.execute(
+                update(Customer)
+                .where(
+                    col(Customer.shop_id) == shop_id,
+                    col(Customer.customer_id).in_(back[start : start + 5000]),
+                )
+                .values(deleted_at=None)
             )
     return gone
 

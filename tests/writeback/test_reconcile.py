@@ -149,6 +149,32 @@ async def test_reconcile_marks_deleted_a_customer_gone_from_the_store_and_stops_
     assert forget_gone_customers(scenario.engine, scenario.shop.id, found, before, before) == []
 
 
+async def test_a_customer_marked_gone_whom_a_later_read_finds_is_pushed_to_again(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop, and a read that missed a tagged customer who is in the store
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    missed = next(c for c, tags in scenario.desired().items() if tags)
+    others = set(scenario.desired()) - {missed}
+    day = timedelta(days=1)
+    assert forget_gone_customers(
+        scenario.engine, scenario.shop.id, others, scenario.as_of + day, scenario.as_of + day
+    ) == [missed]
+    # when the shop is reconciled the day after, its read finding the customer
+    later = replace(ctx, clock=lambda: scenario.as_of + 2 * day)
+    result = await reconcile_shop(later, scenario.refreshed_shop(), None)
+    # then the customer is no longer marked deleted, and is pushed to again: in sync
+    assert result["customers_gone"] == 0
+    with Session(scenario.engine) as session:
+        customer = session.get(Customer, (scenario.shop.id, missed))
+        synced = session.get(CustomerSync, (scenario.shop.id, missed))
+    assert customer is not None and customer.deleted_at is None
+    assert synced is not None and set(json.loads(synced.tags)) == scenario.desired()[missed]
+    assert_in_sync(scenario)
+
+
 def test_a_bulk_read_finds_metafields_wherever_they_come(tmp_path: Path) -> None:
     # an ungrouped export (API 2026-01 on): one metafield before its customer, one after
     lines = [
