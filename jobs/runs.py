@@ -24,11 +24,12 @@ then on another worker may be running a job that writes the same state.
 Cancelling does not stop the work a job runs in a worker thread (the recompute, the prune, the
 recommendations, the backfill's applying): anyio waits for the thread to end. So the job is
 given its own engine (`ctx.engine` with the same pool) whose every statement first checks a
-stop flag, set when the lease is lost or the run cancelled (a shutdown): the thread stops with
-JobStoppedError at its next statement, within one batch (each of a re-score's or a backfill's
-batches begins with one), its transaction rolled back, and the run is recorded as lease lost,
-or cancelled. (A refit's model fitting, or a score write through a raw connection, runs to its
-end first: neither issues a statement on the way.)
+stop flag, set when the lease is lost, or CLEANUP_SECONDS after the run is cancelled (a
+shutdown: the job's own clean-up, such as the push recording what the store confirmed, writes
+first): the thread stops with JobStoppedError at its next statement, within one batch (each of
+a re-score's or a backfill's batches begins with one), its transaction rolled back, and the
+run is recorded as lease lost, or cancelled. (A refit's model fitting, or a score write
+through a raw connection, runs to its end first: neither issues a statement on the way.)
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ JobFn = Callable[[JobContext, Shop, int | None], Awaitable[Mapping[str, Any]]]
 
 class LeaseLostError(Exception):
     """The run's lease is no longer its own: another worker may run the job now."""
+
+
+# On a shutdown, how long a job's clean-up may still write before its threads are stopped.
+CLEANUP_SECONDS = 2.0
 
 
 class JobStoppedError(Exception):
@@ -212,20 +217,29 @@ async def _call_keeping_lease(
     stop = threading.Event()
     stoppable = replace(ctx, engine=_stoppable(ctx.engine, stop, lease.job))
 
+    ended = anyio.Event()
+
     async def call(scope: anyio.CancelScope) -> None:
         try:
             results.append(await fn(stoppable, shop, run_id))
         except Exception as exc:
             failures.append(exc)
         finally:
+            ended.set()
             scope.cancel()  # stops the renewals
 
     async def keep(scope: anyio.CancelScope) -> None:
         try:
             lost.append(await _keep_lease(ctx, shop, lease))
-        finally:  # the lease lost, or the run cancelled (or ended): its threads stop too
+        except BaseException:  # cancelled: the job ended, or the process is stopping
+            # The job's own clean-up first (the push records what the store confirmed, in a
+            # shielded write); then its threads stop too, at their next statement.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_SECONDS):
+                await ended.wait()
             stop.set()
-        scope.cancel()  # stops the job: another worker may be running it, or may start to
+            raise
+        stop.set()  # lost: at once, for another worker may be running the job
+        scope.cancel()
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(keep, tasks.cancel_scope)

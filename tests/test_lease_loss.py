@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from jobs import runs
 from jobs.context import JobContext, utcnow
 from jobs.runs import FAILED, OK, RUNNING, RunResult, close_abandoned_runs, run_job, take_lease
 from plugin.store.models import JobLease, JobRun, Shop, SyncChange
@@ -372,9 +373,11 @@ async def test_run_job_lease_lost_stops_the_jobs_worker_thread_within_a_batch(
 
 
 async def test_run_job_cancelled_stops_the_jobs_worker_thread_within_a_batch(
-    engine: Engine,
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a shop's recompute in a worker thread, 30 batches of 0.1 s
+    # given a shop's recompute in a worker thread, 30 batches of 0.1 s, and a clean-up window
+    # (which the job gets before its threads are stopped) of 0.1 s
+    monkeypatch.setattr(runs, "CLEANUP_SECONDS", 0.1)
     shop = add_shop(engine)
     assert shop.id is not None
     refit = ThreadBatches(30)
@@ -390,7 +393,8 @@ async def test_run_job_cancelled_stops_the_jobs_worker_thread_within_a_batch(
                 cancelled = time.monotonic()
                 tasks.cancel_scope.cancel()
             stopped = time.monotonic()
-    # then the thread stopped at its next batch, and the cancellation waited only for that
+    # then the thread stopped at its next batch after the window, and the cancellation waited
+    # only for that
     assert refit.ended == "JobStoppedError" and len(refit.written) < 10
     assert stopped - cancelled < 0.5
     # and the run is recorded as cancelled, its lease released

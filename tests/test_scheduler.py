@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs import queue
+from jobs import queue, runs
 from jobs.context import JobContext
 from jobs.runs import FAILED, OK, RUNNING
 from jobs.scheduler import (
@@ -354,10 +354,11 @@ async def test_scheduler_stop_cancels_a_job_past_the_grace_and_records_it(engine
 
 
 async def test_scheduler_stop_past_the_grace_stops_a_job_in_a_worker_thread(
-    engine: Engine,
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a job working in a worker thread (as the recompute does), 30 batches of 0.1 s,
-    # and a 0.1 s shutdown grace
+    # a 0.1 s shutdown grace and a 0.1 s clean-up window before its threads are stopped
+    monkeypatch.setattr(runs, "CLEANUP_SECONDS", 0.1)
     add_shop(engine)
     job = ThreadBatches(30)
     async with running(engine, quick_jobs(job), shutdown_grace_seconds=0.1):

@@ -7,10 +7,12 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from sqlmodel import Session, select
 
+from jobs.runs import run_job
 from jobs.writeback import WritebackError, plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
 from plugin.shopify.bulk import BulkOutcome, BulkRunner
@@ -220,6 +222,47 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
     pusher = scenario.pusher(http)
     await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
     assert_in_sync(scenario)
+
+
+async def test_bulk_removals_the_store_confirmed_are_recorded_when_a_shutdown_stops_the_run(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a pushed shop whose next scores drop each customer's first tag and add another,
+    # pushed in bulk as a job run, and the additions' bulk operation still running when the
+    # process shuts down
+    scenario = scenario_factory(customers=20)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    with Session(scenario.engine) as session, session.begin():
+        for score in session.exec(select(CustomerScore)).all():
+            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
+    scenario.set_shop_settings(bulk_threshold=1)
+    run_bulk, adding = BulkRunner.mutation, anyio.Event()
+
+    async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:
+        if "tagsAdd" in document:
+            adding.set()
+            await anyio.sleep_forever()
+        return await run_bulk(runner, document, variables)
+
+    monkeypatch.setattr(BulkRunner, "mutation", mutation)
+    shop = scenario.refreshed_shop()
+    assert shop.id is not None
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
+    # when the run is cancelled then (a shutdown past its grace)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run_job, ctx, shop.id, "push", push_shop)
+            await adding.wait()
+            tasks.cancel_scope.cancel()
+    # then the removals the store confirmed are recorded all the same, in the audit
+    with Session(scenario.engine) as session:
+        audited = session.exec(select(SyncChange).where(SyncChange.action == "remove")).all()
+    assert removed and sorted((r.customer_id, r.name) for r in audited) == sorted(
+        (c, tag) for c, tags in removed.items() for tag in tags
+    )
 
 
 async def test_metafields_are_defined_once_typed_and_set_only_when_changed(
