@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlmodel import Session, col
 
 from plugin.store import inbox
@@ -50,7 +49,7 @@ def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) 
         delete(SyncChange).where(
             col(SyncChange.shop_id) == shop_id,
             col(SyncChange.applied_at) < audit_cut,
-            col(SyncChange.id).not_in(_values_undo_needs(shop_id, audit_cut)),
+            ~_needed_by_undo(audit_cut),
         )
     )
     audited = exists().where(
@@ -88,17 +87,25 @@ def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) 
     )
 
 
-def _values_undo_needs(shop_id: int, cut: datetime) -> Select[Any]:
-    """The audit rows before `cut` that an undo may read: for each customer and metafield key,
-    the last value the app wrote (module docstring)."""
-    return (
-        select(func.max(col(SyncChange.id)))
-        .where(
-            col(SyncChange.shop_id) == shop_id,
-            col(SyncChange.applied_at) < cut,
-            col(SyncChange.customer_id).is_not(None),
-            col(SyncChange.kind) == "metafield",
-            col(SyncChange.action).in_(("set", "delete")),
-        )
-        .group_by(col(SyncChange.customer_id), col(SyncChange.name))
+def _needed_by_undo(cut: datetime) -> ColumnElement[bool]:
+    """An audit row before `cut` that an undo may read: for its customer and metafield key, the
+    last value the app wrote before it (module docstring), no later one written before `cut`.
+    (An anti-join, not NOT IN a grouped list: PostgreSQL checks NOT IN row by row once that list
+    no longer fits its memory for hashing, some 150,000 customer and key pairs.)"""
+    written = ("set", "delete")
+    later = SyncChange.__table__.alias("later")  # type: ignore[attr-defined]
+    superseded = exists().where(
+        later.c.shop_id == col(SyncChange.shop_id),
+        later.c.customer_id == col(SyncChange.customer_id),
+        later.c.name == col(SyncChange.name),
+        later.c.kind == "metafield",
+        later.c.action.in_(written),
+        later.c.applied_at < cut,
+        later.c.id > col(SyncChange.id),
+    )
+    return and_(
+        col(SyncChange.customer_id).is_not(None),
+        col(SyncChange.kind) == "metafield",
+        col(SyncChange.action).in_(written),
+        ~superseded,
     )
