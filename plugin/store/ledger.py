@@ -290,7 +290,7 @@ def _line_rows(
     """The version's lines, their current quantities less what the refunds it does not reflect
     yet took back (as its net amount is less their amounts): a line refunded whole is no longer
     held, for the product statistics, until a version shows it."""
-    refunded = _refunded_quantities(unreflected)
+    refunded = _refunded_quantities(json.loads(refund.lines) for refund in unreflected)
     return [
         OrderLine(
             shop_id=shop_id,
@@ -310,11 +310,12 @@ def _line_rows(
     ]
 
 
-def _refunded_quantities(refunds: Iterable[Refund]) -> Counter[int]:
-    """The quantity of each order line the refunds took back."""
+def _refunded_quantities(refunds: Iterable[Iterable[Sequence[int]]]) -> Counter[int]:
+    """The quantity of each order line the refunds took back, from each refund's (line id,
+    quantity) pairs."""
     refunded: Counter[int] = Counter()
-    for refund in refunds:
-        for line_id, quantity in json.loads(refund.lines):
+    for lines in refunds:
+        for line_id, quantity in lines:
             refunded[line_id] += quantity
     return refunded
 
@@ -407,10 +408,7 @@ def _take_back_lines(
 ) -> None:
     """The held orders' lines, less what the refunds (new, not reflected yet) took back, as
     `_line_rows` writes them for a version that does not reflect them."""
-    refunded: Counter[int] = Counter()
-    for refund in refunds:
-        for line_id, quantity in refund.lines:
-            refunded[line_id] += quantity
+    refunded = _refunded_quantities(refund.lines for refund in refunds)
     if not order_ids or not refunded:
         return
     query = select(OrderLine).where(
