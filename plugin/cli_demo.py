@@ -285,7 +285,11 @@ def run_demo(
     engine = _open_database(database_url)
     click.echo(f"generating a store of {customers} customers (seed {seed}) ...", err=True)
     store = generate_store(GeneratorConfig(customers=customers), seed=seed)
-    state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
+    state = DevStoreState(
+        domain=store.shop_domain,
+        currency_code=store.shop_currency,
+        time_zone=store.config.shop_time_zone,
+    )
     state.load(products=store.products, customers=store.customers, orders=store.orders)
     _register_shop(engine, settings, store.shop_domain)
     with ExitStack() as running:

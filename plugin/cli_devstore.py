@@ -48,7 +48,11 @@ def devstore_serve(
         raise click.BadParameter(str(exc), param_hint="--config") from None
     sock = listen_or_fail(host, port, "--port")  # before the store is generated
     generator = GeneratorConfig(customers=customers)
-    state = DevStoreState(domain=generator.shop_domain, currency_code=generator.shop_currency)
+    state = DevStoreState(
+        domain=generator.shop_domain,
+        currency_code=generator.shop_currency,
+        time_zone=generator.shop_time_zone,
+    )
     if customers:
         click.echo(f"generating a store of {customers} customers (seed {seed}) ...", err=True)
         store = generate_store(generator, seed=seed)

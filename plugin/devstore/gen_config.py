@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from plugin.devstore.models import DEFAULT_TIME_ZONE
 
 # Fixed id bases keep generated ids in Shopify's (large integer) range and make each kind of
 # object recognisable in logs; a per-chunk stride keeps ids unique without global counters, so
@@ -85,6 +88,7 @@ class GeneratorConfig:
     start: datetime = datetime(2023, 1, 1, tzinfo=UTC)
     shop_domain: str = "clvsync-dev.myshopify.com"
     shop_currency: str = "USD"
+    shop_time_zone: str = DEFAULT_TIME_ZONE
     population: PopulationParams = field(default_factory=PopulationParams)
     catalogue: CatalogueParams = field(default_factory=CatalogueParams)
     lifecycle: LifecycleParams = field(default_factory=LifecycleParams)
@@ -105,6 +109,12 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be within [0, 1]")
         if self.taste_types < 1:
             raise ValueError("taste_types must be at least 1")
+        try:
+            ZoneInfo(self.shop_time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"shop_time_zone {self.shop_time_zone!r} is no IANA time zone"
+            ) from None
 
     @property
     def end(self) -> datetime:

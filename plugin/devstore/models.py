@@ -8,6 +8,10 @@ from typing import ClassVar
 
 from plugin.devstore.gid import format_gid
 
+# A shop's time zone unless told otherwise: not UTC, so that what depends on the shop's days is
+# exercised (8 pm in New York is already the next day in UTC)
+DEFAULT_TIME_ZONE = "America/New_York"
+
 
 @dataclass(slots=True)
 class Metafield:

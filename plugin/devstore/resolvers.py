@@ -115,6 +115,7 @@ def shop_value(state: DevStoreState) -> dict[str, Any]:
         "name": state.name,
         "myshopifyDomain": state.domain,
         "currencyCode": state.currency_code,
+        "ianaTimezone": state.time_zone,
     }
 
 

@@ -45,6 +45,7 @@ type Shop implements Node {
   name: String!
   myshopifyDomain: String!
   currencyCode: CurrencyCode!
+  ianaTimezone: String!
 }
 
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }

@@ -11,6 +11,7 @@ from typing import Any
 
 from plugin.devstore.gid import format_gid
 from plugin.devstore.models import (
+    DEFAULT_TIME_ZONE,
     BulkOperation,
     Customer,
     LineItem,
@@ -96,10 +97,12 @@ class DevStoreState:
         name: str = "Dev Store",
         currency_code: str = "USD",
         now: Callable[[], datetime] = utc_now,
+        time_zone: str = DEFAULT_TIME_ZONE,
     ) -> None:
         self.domain = domain
         self.name = name
         self.currency_code = currency_code
+        self.time_zone = time_zone  # IANA, as the admin's general settings set it
         self.now = now
         self.customers: dict[int, Customer] = {}
         self.products: dict[int, Product] = {}
