@@ -45,6 +45,7 @@ import anyio
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
+from jobs.shop_zone import read_time_zone
 from jobs.writeback import admin_client, marking_refused_token
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.shopify.bulk import BulkRunner, OnPoll
@@ -367,6 +368,7 @@ async def backfill_shop(
     with tempfile.TemporaryDirectory(prefix="clvsync-backfill-") as scratch:
         export = Path(scratch) / "orders.jsonl"
         async with marking_refused_token(ctx, shop):
+            await read_time_zone(ctx.engine, shop, client)
             outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
         if outcome.status != "COMPLETED":
             raise BackfillError(

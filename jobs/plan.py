@@ -7,9 +7,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from plugin.domain.shop_days import known_zone
 from plugin.domain.writeback import (
     CustomerChange,
     CustomerFigures,
@@ -99,9 +101,10 @@ def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Pla
     run = latest_full_run(engine, shop.id)
     fitted = run is not None and run.confidence == "fitted"
     gone = gone_products(engine, shop.id)
+    zone = known_zone(shop.iana_timezone)
     plan = Plan()
     for held in held_state(engine, shop.id):
-        planned = _planned(held, settings.tag_prefix, fitted, gone)
+        planned = _planned(held, settings.tag_prefix, fitted, gone, zone)
         if planned is None:
             continue
         if held.blocked is not None and held.blocked_tags == planned.desired_tags:
@@ -114,16 +117,21 @@ def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Pla
     return plan
 
 
-def _planned(held: Held, prefix: str, fitted: bool, gone: set[int]) -> Planned | None:
+def _planned(
+    held: Held, prefix: str, fitted: bool, gone: set[int], zone: ZoneInfo | None
+) -> Planned | None:
     desired = frozenset() if held.tags is None else desired_tags(prefix, held.tags)
     values: dict[str, str] = {}
     if held.tags is not None:
         assert held.segment is not None and held.historical_clv is not None
+        next_order = held.expected_next_order_at
+        if next_order is not None and zone is not None:
+            next_order = next_order.astimezone(zone)  # its date is the shop's
         figures = CustomerFigures(
             held.historical_clv,
             held.predicted_clv or 0.0,
             held.p_alive or 0.0,
-            held.expected_next_order_at,
+            next_order,
             held.segment,
         )
         recommended = [p for p in held.recommended if p not in gone]

@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from jobs.context import JobContext
-from jobs.recompute import ShopSettingsError, epoch_days, overridden, scoring_settings
+from jobs.recompute import ShopSettingsError, overridden, scoring_settings, shop_days
 from plugin.domain.recommendations import (
     NO_PRODUCT,
     OrderLines,
@@ -110,11 +110,12 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
     started = time.perf_counter()
     settings, scoring = recommendation_settings(shop), scoring_settings(shop)
     baskets = load_baskets(engine, shop.id)
+    days = shop_days(shop)
     lines = OrderLines(
         baskets.order_id,
         baskets.customer_id,
         baskets.product_id,
-        baskets.day,
+        days.local(baskets.day),
         baskets.quantity,
         baskets.unit_price,
     )
@@ -125,7 +126,7 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
         stored = json.loads(run.reference).get("replenishment_days") or {}
         intervals = {int(product): float(days) for product, days in stored.items()}
     products = product_table(baskets, gone_products(engine, shop.id))
-    found = recommend(lines, products, epoch_days(as_of), settings, intervals, scoring)
+    found = recommend(lines, products, days.local_day(as_of), settings, intervals, scoring)
     bundles = [
         Bundle(
             tuple(p for p in row if p != NO_PRODUCT),

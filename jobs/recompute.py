@@ -35,6 +35,7 @@ from plugin.domain.scoring import (
     rescore,
     score_shop,
 )
+from plugin.domain.shop_days import ShopDays, known_zone
 from plugin.domain.tag_reasons import reason_texts
 from plugin.store.models import ModelRun, Shop
 from plugin.store.scores import (
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T", bound="DataclassInstance")
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESCORE_BATCH = 5000
 # An expected next order further away than this is no date to show or act on: stored as none.
 NEXT_ORDER_HORIZON_DAYS = 3650.0
@@ -105,13 +105,15 @@ def scoring_settings(shop: Shop) -> ScoringSettings:
     return scoring
 
 
-def epoch_days(moment: datetime) -> float:
-    return (moment - EPOCH).total_seconds() / 86400.0
+def shop_days(shop: Shop) -> ShopDays:
+    """The shop's days (`plugin.domain.shop_days`): in its time zone once one is known."""
+    return ShopDays(known_zone(shop.iana_timezone))
 
 
-def _inputs(ledger: LedgerArrays) -> tuple[OrderHistory, ProductPurchases]:
-    history = OrderHistory(ledger.order_customer, ledger.order_day, ledger.order_amount)
-    purchases = ProductPurchases(ledger.line_customer, ledger.line_product, ledger.line_day)
+def _inputs(ledger: LedgerArrays, days: ShopDays) -> tuple[OrderHistory, ProductPurchases]:
+    history = OrderHistory(ledger.order_customer, days.local(ledger.order_day), ledger.order_amount)
+    line_days = days.local(ledger.line_day)
+    purchases = ProductPurchases(ledger.line_customer, ledger.line_product, line_days)
     return history, purchases
 
 
@@ -120,16 +122,16 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
     assert shop.id is not None
     started = time.perf_counter()
     settings = scoring_settings(shop)
-    ledger = load_ledger(engine, shop.id)
-    history, purchases = _inputs(ledger)
-    as_of_day = epoch_days(as_of)
+    days = shop_days(shop)
+    history, purchases = _inputs(load_ledger(engine, shop.id), days)
+    as_of_day = days.local_day(as_of)
     models = fit_models(history, as_of_day, settings)
     scores = score_shop(history, as_of_day, settings, models, purchases)
     versions = ledger_versions(engine, shop.id, scores.customer_id)
     run = _run_record(shop.id, "full", as_of, models, scores.reference, settings, scores)
     run_id = save_run(engine, run)
     rows = score_rows(
-        shop.id, run_id, scores, versions, as_of_day, engine.dialect.name == "postgresql"
+        shop.id, run_id, scores, versions, as_of_day, days, engine.dialect.name == "postgresql"
     )
     replace_scores(engine, shop.id, rows, None)
     return _finish(engine, run_id, run, started)
@@ -150,6 +152,8 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
     models, reference = _models_of(last), _reference_of(last)
     run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
     run_id = save_run(engine, run)
+    days = shop_days(shop)
+    as_of_day = days.local_day(as_of)
     scored, seen = 0, set[int]()
     while True:
         customer_ids = [c for c in customer_ids if c not in seen]
@@ -158,11 +162,11 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         seen.update(customer_ids)
         # Versions first: an order landing meanwhile leaves the customer stale, not skipped.
         versions = ledger_versions(engine, shop.id, np.array(customer_ids, dtype=np.int64))
-        history, purchases = _inputs(load_ledger(engine, shop.id, customer_ids))
-        scores = rescore(history, epoch_days(as_of), settings, models, reference, purchases)
+        history, purchases = _inputs(load_ledger(engine, shop.id, customer_ids), days)
+        scores = rescore(history, as_of_day, settings, models, reference, purchases)
         at = np.searchsorted(np.array(customer_ids, dtype=np.int64), scores.customer_id)
         postgres = engine.dialect.name == "postgresql"
-        rows = score_rows(shop.id, run_id, scores, versions[at], epoch_days(as_of), postgres)
+        rows = score_rows(shop.id, run_id, scores, versions[at], as_of_day, days, postgres)
         replace_scores(engine, shop.id, rows, customer_ids)
         scored += int(scores.customer_id.size)
         customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH)
@@ -254,12 +258,15 @@ def score_rows(
     scores: ShopScores,
     versions: np.ndarray[Any, Any],
     as_of_day: float,
+    days: ShopDays,
     postgres: bool,
 ) -> Iterator[tuple[Any, ...]]:
     """One row per scored customer, in SCORE_COLUMNS order, made a slice at a time as they are
-    written (a million customers' rows and reasons at once would take gigabytes)."""
+    written (a million customers' rows and reasons at once would take gigabytes). The scores'
+    days are the shop's (local); the moments written are UTC."""
     next_order = scores.expected_next_order_day
     next_order = np.where(next_order <= as_of_day + NEXT_ORDER_HORIZON_DAYS, next_order, np.nan)
+    next_order, reorder_due = days.utc(next_order), days.utc(scores.reorder_due_day)
     # one string per distinct combination of tags, shared by every customer who has it
     patterns, which = np.unique(scores.tag_bits(), return_inverse=True)
     spelled = [" ".join(t for j, t in enumerate(TAGS) if (p >> j) & 1) for p in patterns.tolist()]
@@ -286,7 +293,7 @@ def score_rows(
             scores.frequency_score[part].tolist(),
             scores.monetary_score[part].tolist(),
             segments[scores.segment[part]].tolist(),
-            day_stamps(scores.reorder_due_day[part], postgres),
+            day_stamps(reorder_due[part], postgres),
             [spelled[k] for k in which[part].tolist()],
             reasons_json(scores, start, start + count),
             strict=True,

@@ -45,6 +45,7 @@ from jobs.readback import (
     read_product_pages,
     read_products_in_bulk,
 )
+from jobs.shop_zone import read_time_zone
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
@@ -201,6 +202,8 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         return {"dry_run": True, "skipped": "reconcile reads and repairs; off in dry-run mode"}
 
     async def work(pusher: Pusher) -> dict[str, Any]:
+        # the days the next recompute counts, and the dates the plan below writes
+        shop.iana_timezone = await read_time_zone(ctx.engine, shop, pusher.client)
         read_started = ctx.clock()
         found = await _read_customers(ctx, pusher)
         pushed = await anyio.to_thread.run_sync(pushed_tags, ctx.engine, shop_id)

@@ -29,6 +29,8 @@ class Shop(SQLModel, table=True):
     access_token_encrypted: str | None = Field(default=None, sa_type=Text)
     scopes: str = Field(default="", max_length=1024)
     currency: str | None = Field(default=None, max_length=3)
+    # Shopify's `shop { ianaTimezone }`: purchase days are this zone's days (None: UTC's)
+    iana_timezone: str | None = Field(default=None, max_length=64)
     installed_at: datetime = Field(sa_type=UTCDateTime)
     uninstalled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     needs_reauth: bool = False

@@ -50,6 +50,16 @@ def add_shop(session: Session, domain: str, token: str, cipher: TokenCipher, now
     return shop
 
 
+def set_time_zone(session: Session, shop_id: int, zone: str) -> bool:
+    """Keep the shop's IANA time zone; whether it changed (a merchant can change it)."""
+    shop = session.get(Shop, shop_id)
+    if shop is None or shop.iana_timezone == zone:
+        return False
+    shop.iana_timezone = zone
+    session.add(shop)
+    return True
+
+
 def list_shops(session: Session) -> list[Shop]:
     return list(session.exec(select(Shop).order_by(Shop.domain)))
 

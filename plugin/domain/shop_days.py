@@ -1,0 +1,109 @@
+"""Days in the shop's own time zone: the engine counts purchase days, and a day is the shop's.
+
+The ledger holds moments in UTC; the models take days since the Unix epoch and floor them to
+count purchase days (x, t_x and T are per customer-day), rank recency by day, and so on. Taken
+in UTC, two orders minutes apart at 7:50 pm and 8:10 pm in New York fall on two days (00:00 UTC
+lies between them) and count as a repeat purchase. So moments become *local* days here, before
+any model sees them: days since 1970-01-01 00:00 on the shop's wall clock, the UTC days shifted
+by the zone's offset at each moment. floor(local day) is then the shop's calendar date, and no
+model needs to know about zones. Days going back out (an expected next order, a reorder date)
+are shifted back to UTC moments.
+
+A local day is 23 or 25 hours long across a daylight-saving change; gaps between days read on
+the wall clock are what the merchant counts, and an hour in a year moves no figure that matters.
+
+The zone's offsets are found once per call: its value at every UTC midnight of the span the days
+cover, and, where two midnights differ, the second of the change by bisection (zones change at
+most once a day). Then every day's offset is a searchsorted in those few changes: a million days
+cost a few milliseconds. An unknown or missing zone is UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+
+from plugin.domain.scoring_types import FloatArray
+
+SECONDS_PER_DAY = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def known_zone(name: str | None) -> ZoneInfo | None:
+    """The IANA zone `name`, or None when there is none by that name here (then days are UTC)."""
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+class ShopDays:
+    """Converts UTC days since the epoch to the shop's local days and back."""
+
+    def __init__(self, zone: ZoneInfo | None) -> None:
+        self.zone = zone
+
+    def local(self, utc_days: FloatArray) -> FloatArray:
+        """UTC days since the epoch -> the same moments as local days; NaN stays NaN."""
+        days = np.asarray(utc_days, dtype=np.float64)
+        if self.zone is None:
+            return days
+        return days + self._offsets(days) / SECONDS_PER_DAY
+
+    def utc(self, local_days: FloatArray) -> FloatArray:
+        """Local days -> UTC days since the epoch. A wall-clock time that a change to summer
+        time skips, or that the change back repeats, is read with the offset before it."""
+        days = np.asarray(local_days, dtype=np.float64)
+        if self.zone is None:
+            return days
+        guess = days - self._offsets(days) / SECONDS_PER_DAY
+        return days - self._offsets(guess) / SECONDS_PER_DAY
+
+    def local_day(self, moment: datetime) -> float:
+        """One aware moment as a local day."""
+        utc_day = (moment - _EPOCH).total_seconds() / SECONDS_PER_DAY
+        return float(self.local(np.array([utc_day]))[0])
+
+    def _offsets(self, days: FloatArray) -> FloatArray:
+        """The zone's UTC offset, in seconds, at each UTC day."""
+        finite = days[np.isfinite(days)]
+        if finite.size == 0:
+            return np.zeros_like(days)
+        first, last = math.floor(float(finite.min())), math.ceil(float(finite.max()))
+        changes, offsets = self._changes(first, last)
+        at = np.searchsorted(changes, np.nan_to_num(days) * SECONDS_PER_DAY, side="right")
+        return offsets[at]
+
+    def _changes(self, first: int, last: int) -> tuple[FloatArray, FloatArray]:
+        """The seconds since the epoch at which the zone's offset changes between UTC days
+        `first` and `last`, and the offsets: before the first change, then after each."""
+        midnights = range(first * SECONDS_PER_DAY, (last + 1) * SECONDS_PER_DAY, SECONDS_PER_DAY)
+        offsets = [self._offset(second) for second in midnights]
+        changes = []
+        kept = [offsets[0]]
+        for index in range(1, len(offsets)):
+            if offsets[index] != offsets[index - 1]:
+                changes.append(self._change_within(midnights[index - 1], midnights[index]))
+                kept.append(offsets[index])
+        return np.array(changes, dtype=np.float64), np.array(kept, dtype=np.float64)
+
+    def _change_within(self, before: int, after: int) -> int:
+        """The first second in (before, after] with the offset of `after`."""
+        target = self._offset(after)
+        while after - before > 1:
+            middle = (before + after) // 2
+            if self._offset(middle) == target:
+                after = middle
+            else:
+                before = middle
+        return after
+
+    def _offset(self, second: int) -> float:
+        offset = (_EPOCH + timedelta(seconds=second)).astimezone(self.zone).utcoffset()
+        assert offset is not None
+        return offset.total_seconds()

@@ -1,0 +1,193 @@
+"""The shop's time zone: read from the store, kept, and the days the figures count are its own."""
+
+# ruff: noqa: F811  (the dev store's fixtures are imported, and used by name)
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+from alembic import command
+from sqlalchemy import Engine, func, select, text
+from sqlmodel import Session
+
+from jobs.plan import plan_changes, shop_writeback_settings
+from jobs.recompute import full_recompute
+from plugin.devstore.config import DEFAULT_TOKEN
+from plugin.devstore.gen_config import GeneratorConfig
+from plugin.devstore.generator import generate_store
+from plugin.devstore.state import DevStoreState
+from plugin.store import ledger, shops
+from plugin.store.db import alembic_config, make_engine, upgrade
+from plugin.store.models import Order, Shop
+from tests.devstore.conftest import (  # noqa: F401
+    DevStoreFactory,
+    anyio_backend,
+    devstore_factory,
+    live_switch,
+)
+from tests.helpers import add_ledger_order, add_shop, order_payload
+from tests.test_backfill import backfill, http, shop_id  # noqa: F401
+from tests.test_recompute import load_store, scores_of
+from webhooks.payloads import parse_order
+
+NEW_YORK = "America/New_York"
+# the figures two customers with the same purchase days must share
+SHARED = (
+    "p_alive",
+    "expected_purchases",
+    "predicted_clv",
+    "recency_score",
+    "frequency_score",
+    "monetary_score",
+    "segment",
+)
+
+
+def shop_zone(engine: Engine, domain: str) -> str | None:
+    with Session(engine) as session:
+        shop = shops.get_shop(session, domain)
+        assert shop is not None
+        return shop.iana_timezone
+
+
+def set_zone(engine: Engine, shop: Shop, zone: str | None) -> Shop:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        held = session.get(Shop, shop.id)
+        assert held is not None
+        held.iana_timezone = zone
+        return held
+
+
+@pytest.mark.anyio
+async def test_backfill_keeps_the_stores_time_zone_and_its_later_change(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a store in Kolkata's zone, registered without one
+    store = generate_store(GeneratorConfig(customers=20), seed=3)
+    state = DevStoreState(domain=store.shop_domain, time_zone="Asia/Kolkata")
+    state.load(products=store.products, customers=store.customers, orders=store.orders)
+    live = devstore_factory(state)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    assert shop_zone(engine, store.shop_domain) is None
+    # when it is backfilled, then the zone is kept
+    await backfill(engine, http, live)
+    assert shop_zone(engine, store.shop_domain) == "Asia/Kolkata"
+    # when the merchant moves the store to New York's zone and the next backfill runs
+    state.time_zone = NEW_YORK
+    await backfill(engine, http, live)
+    # then that zone is kept
+    assert shop_zone(engine, store.shop_domain) == NEW_YORK
+
+
+@pytest.mark.anyio
+async def test_a_zone_unknown_here_is_not_kept_and_the_backfill_goes_on(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop known to be in New York, whose store now names a zone no tz database has
+    store = generate_store(GeneratorConfig(customers=20), seed=3)
+    state = DevStoreState(domain=store.shop_domain, time_zone="Mars/Olympus_Mons")
+    state.load(products=store.products, customers=store.customers, orders=store.orders)
+    live = devstore_factory(state)
+    set_zone(engine, add_shop(engine, store.shop_domain, DEFAULT_TOKEN), NEW_YORK)
+    # when it is backfilled
+    counts = await backfill(engine, http, live)
+    # then the orders are read and the zone known before stays
+    assert counts["orders_applied"] > 0
+    assert shop_zone(engine, store.shop_domain) == NEW_YORK
+
+
+def test_recompute_counts_purchase_days_on_the_shops_calendar(engine: Engine) -> None:
+    # given a scored-size shop and two new customers, each with two orders 20 minutes apart
+    # on July 1st in New York: A's at 7:50 and 8:10 pm (either side of 00:00 UTC), B's at
+    # 11:50 am and 12:10 pm
+    _, shop, as_of = load_store(engine, 700, 11)
+    a_first = datetime(2025, 7, 1, 23, 50, tzinfo=UTC)
+    b_first = datetime(2025, 7, 1, 15, 50, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        for order_id, customer, at in (
+            (90_000_001, 8_000_001, a_first),
+            (90_000_002, 8_000_001, a_first + timedelta(minutes=20)),
+            (90_000_003, 8_000_002, b_first),
+            (90_000_004, 8_000_002, b_first + timedelta(minutes=20)),
+        ):
+            payload = order_payload(order_id, customer_id=customer)
+            stamps = {"created_at": at.isoformat(), "processed_at": at.isoformat()}
+            ledger.apply_order(
+                session, shop, parse_order(payload | stamps | {"updated_at": at.isoformat()})
+            )
+
+    def figures() -> tuple[dict[str, object], dict[str, object]]:
+        scores = scores_of(engine)
+        a, b = scores[8_000_001], scores[8_000_002]
+        return {k: getattr(a, k) for k in SHARED}, {k: getattr(b, k) for k in SHARED}
+
+    # when scored with UTC days, then A counts as a repeat buyer and B does not (the fault)
+    full_recompute(engine, shop, as_of)
+    utc_a, utc_b = figures()
+    assert utc_a != utc_b
+    # when scored on the shop's calendar (New York)
+    shop = set_zone(engine, shop, NEW_YORK)
+    full_recompute(engine, shop, as_of)
+    # then both bought once, on one day, and get the same figures
+    local_a, local_b = figures()
+    assert local_a == local_b
+    assert local_a["frequency_score"] == utc_b["frequency_score"]
+
+
+def test_expected_next_order_date_pushed_is_the_shops_date(engine: Engine) -> None:
+    # given a shop scored in Honolulu's zone (10 hours behind UTC: most moments of the evening
+    # there are the next day in UTC)
+    _, shop, as_of = load_store(engine, 700, 11)
+    shop = set_zone(engine, shop, "Pacific/Honolulu")
+    full_recompute(engine, shop, as_of)
+    zone = ZoneInfo("Pacific/Honolulu")
+    # when the push is planned
+    plan = plan_changes(engine, shop, shop_writeback_settings(shop))
+    # then each expected next order date is the Honolulu date of the moment held
+    held = {
+        s.customer_id: s.expected_next_order_at
+        for s in scores_of(engine).values()
+        if s.expected_next_order_at is not None
+    }
+    dates = {
+        item.change.customer_id: dict(item.change.set_metafields)["expected_next_order_date"]
+        for item in plan.items
+        if "expected_next_order_date" in dict(item.change.set_metafields)
+    }
+    assert dates and set(dates) <= set(held)
+    assert all(dates[c] == held[c].astimezone(zone).date().isoformat() for c in dates)
+    # and some of them differ from the UTC date (the case that used to be wrong)
+    assert any(dates[c] != held[c].astimezone(UTC).date().isoformat() for c in dates)
+
+
+def test_migration_0011_adds_the_zone_and_its_downgrade_keeps_every_shops_rows(
+    tmp_path: Path,
+) -> None:
+    # given a database at 0010 with a shop and an order
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine, "0010")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO shops (id, domain, scopes, installed_at, needs_reauth, settings,"
+                " definitions_version) VALUES (1, 'z.myshopify.com', '', '2026-01-01', 0, '{}', 0)"
+            )
+        )
+    with Session(engine) as session, session.begin():
+        add_ledger_order(session, 1, 5, datetime(2026, 1, 2, tzinfo=UTC), [(1, None)])
+    # when migrated up, the zone is there, unknown
+    upgrade(engine)
+    with Session(engine) as session:
+        shop = session.get(Shop, 1)
+        assert shop is not None and shop.iana_timezone is None
+    # when migrated down again, then the order is still held (no copy of `shops` cascaded)
+    command.downgrade(alembic_config(engine), "0010")
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(Order)).scalar_one() == 1
+        columns = connection.execute(text("SELECT * FROM shops")).keys()
+    assert "iana_timezone" not in columns
+    engine.dispose()
