@@ -70,14 +70,18 @@ class ShopDays:
         return float(self.local(np.array([utc_day]))[0])
 
     def _offsets(self, days: FloatArray) -> FloatArray:
-        """The zone's UTC offset, in seconds, at each UTC day."""
-        finite = days[np.isfinite(days)]
-        if finite.size == 0:
-            return np.zeros_like(days)
-        first, last = math.floor(float(finite.min())), math.ceil(float(finite.max()))
-        changes, offsets = self._changes(first, last)
-        at = np.searchsorted(changes, np.nan_to_num(days) * SECONDS_PER_DAY, side="right")
-        return offsets[at]
+        """The zone's UTC offset, in seconds, at each UTC day (NaN days get any offset)."""
+        # NaN-skipping min and max without a copy; an infinite day needs the finite ones'
+        first, last = np.fmin.reduce(days, initial=np.inf), np.fmax.reduce(days, initial=-np.inf)
+        if not (np.isfinite(first) and np.isfinite(last)):
+            finite = days[np.isfinite(days)]
+            if finite.size == 0:
+                return np.zeros_like(days)
+            first, last = finite.min(), finite.max()
+        changes, offsets = self._changes(math.floor(first), math.ceil(last))
+        if changes.size == 0:
+            return np.full_like(days, offsets[0])
+        return offsets[np.searchsorted(changes, days * SECONDS_PER_DAY, side="right")]
 
     def _changes(self, first: int, last: int) -> tuple[FloatArray, FloatArray]:
         """The seconds since the epoch at which the zone's offset changes between UTC days

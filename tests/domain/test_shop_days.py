@@ -111,3 +111,10 @@ def test_known_zone_unknown_or_missing_names_are_none() -> None:
     assert known_zone("../etc/passwd") is None
     assert known_zone(None) is None
     assert known_zone("") is None
+
+
+def test_local_infinite_days_stay_infinite_and_leave_the_others_shifted() -> None:
+    days = np.array([20100.25, np.inf, -np.inf, np.nan])
+    shifted = ShopDays(NEW_YORK).local(days)
+    assert abs(shifted[0] - (20100.25 - 5 / 24)) < 1e-9
+    assert shifted[1] == np.inf and shifted[2] == -np.inf and np.isnan(shifted[3])
