@@ -51,7 +51,7 @@ from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, OrderLine, Shop
 from plugin.store.recommendations import record_product_read_back, record_products_read
-from plugin.store.sync import forget_gone_customers, pushed_tags, record_read_back
+from plugin.store.sync import pushed_tags, record_customers_found, record_read_back
 from plugin.store.tokens import TokenCipher
 
 __all__ = [
@@ -212,7 +212,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
             record_read_back, ctx.engine, shop_id, state, ctx.clock()
         )
         gone = await anyio.to_thread.run_sync(
-            forget_gone_customers, ctx.engine, shop_id, found.keys(), read_started, ctx.clock()
+            record_customers_found, ctx.engine, shop_id, found.keys(), read_started, ctx.clock()
         )
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))

@@ -251,7 +251,7 @@ def record_read_back(
     return drifted
 
 
-def forget_gone_customers(
+def record_customers_found(
     engine: Engine,
     shop_id: int,
     found: Collection[int],

@@ -15,7 +15,7 @@ from jobs import readback, writeback
 from jobs.writeback import plan_changes, push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
 from plugin.store.models import Customer, CustomerSync
-from plugin.store.sync import forget_gone_customers
+from plugin.store.sync import record_customers_found
 from tests.helpers import enqueue
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
@@ -146,7 +146,7 @@ async def test_reconcile_marks_deleted_a_customer_gone_from_the_store_and_stops_
     # and a customer whose pushed state is newer than a read that missed it is left alone
     others = set(scenario.desired()) - {gone}
     found, before = others - {min(others)}, scenario.as_of - timedelta(days=1)
-    assert forget_gone_customers(scenario.engine, scenario.shop.id, found, before, before) == []
+    assert record_customers_found(scenario.engine, scenario.shop.id, found, before, before) == []
 
 
 async def test_a_customer_marked_gone_whom_a_later_read_finds_is_pushed_to_again(
@@ -159,7 +159,7 @@ async def test_a_customer_marked_gone_whom_a_later_read_finds_is_pushed_to_again
     missed = next(c for c, tags in scenario.desired().items() if tags)
     others = set(scenario.desired()) - {missed}
     day = timedelta(days=1)
-    assert forget_gone_customers(
+    assert record_customers_found(
         scenario.engine, scenario.shop.id, others, scenario.as_of + day, scenario.as_of + day
     ) == [missed]
     # when the shop is reconciled the day after, its read finding the customer
