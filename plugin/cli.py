@@ -29,7 +29,7 @@ from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
-from plugin.serving import ListenError, listen, run_server
+from plugin.serving import ListenError, limits, listen, run_server
 from plugin.settings import Settings, SettingsError, load_log_level, load_settings
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.models import (
@@ -179,7 +179,9 @@ def _warn_if_development(settings: Settings) -> None:
     help="Do not run the scheduled jobs in this process (run `clvsync worker` for them).",
 )
 def serve(host: str, port: int, no_jobs: bool) -> None:
-    """Run the app: webhooks endpoint, inbox processor and scheduled jobs, under uvicorn."""
+    """Run the app: webhooks endpoint, inbox processor and scheduled jobs, under uvicorn
+    (connections and request heads limited by CLVSYNC_MAX_CONNECTIONS and
+    CLVSYNC_MAX_HEADER_BYTES)."""
     from plugin.app import create_app
 
     settings = _settings()
@@ -187,7 +189,12 @@ def serve(host: str, port: int, no_jobs: bool) -> None:
     sock = listen_or_fail(host, port, "--port")  # before the processor and the jobs start
     with _open_store(settings) as engine:
         app = create_app(settings, engine=engine, run_jobs=not no_jobs)
-        run_server(app, sock, log_level=server_log_level())
+        run_server(
+            app,
+            sock,
+            log_level=server_log_level(),
+            **limits(settings.max_connections, settings.max_header_bytes),
+        )
 
 
 @main.command()

@@ -47,6 +47,26 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def limits(max_connections: int, max_header_bytes: int) -> dict[str, Any]:
+    """uvicorn.Config options that bound what any client can make the server hold before the
+    app has verified anything: `max_connections` open at once, idle keep-alive ones included,
+    and as many requests in progress (a request past either is answered 503, which Shopify
+    retries); a request head (request line and headers) is refused with 400 once
+    `max_header_bytes` of it have come without its end.
+
+    uvicorn's default HTTP parser, httptools, reads a head of any size (200,000 headers were
+    taken): h11 is the one that stops. It checks whenever it needs more data, so a head that
+    arrives whole in one read of the socket (at most 256 KiB) is taken even past the limit."""
+    return {
+        "http": "h11",
+        "h11_max_incomplete_event_size": max_header_bytes,
+        # uvicorn counts the connection that asks too: N + 1 serves N at once, refuses the next
+        "limit_concurrency": max_connections + 1,
+        # the app serves no websockets, and an upgrade request would go past the limit
+        "ws": "none",
+    }
+
+
 def run_server(app: ASGIApp, sock: socket.socket, **config: Any) -> None:
     """Serve `app` under uvicorn on the bound `sock` until interrupted (uvicorn.Config options
     in `config`)."""

@@ -50,6 +50,17 @@ class SettingsError(ValueError):
 # limit gets 413, is retried by Shopify and then lost until the daily backfill reads the order.
 WEBHOOK_MAX_BYTES = 10 * 1024 * 1024
 
+# What `clvsync serve` lets any client make it hold before a request is verified. Each open
+# connection can hold a body of up to webhook_max_bytes for up to webhook_read_seconds (10.1 MB
+# of memory each, measured), so 100 bound that to about 1 GiB. uvicorn holds the requests in
+# progress to the same limit, counting a finished one until its event loop next turns: 32
+# clients sending back to back, enough for the app's full rate on 2 cores, counted up to 63. A
+# request past the limit gets 503, which Shopify retries.
+MAX_CONNECTIONS = 100
+# A Shopify webhook's head (request line and headers) is about 1 KiB; 16 KiB is h11's default.
+MAX_HEADER_BYTES = 16 * 1024
+MIN_HEADER_BYTES = 4 * 1024  # well above a webhook's head: refuses a size meant in KiB
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -68,6 +79,8 @@ class Settings:
     # A body not received within this is refused (408): Shopify sends it at once, and waits 5 s
     # for the answer; a client trickling bytes would hold a request open for as long as it liked.
     webhook_read_seconds: float = 10.0
+    max_connections: int = MAX_CONNECTIONS
+    max_header_bytes: int = MAX_HEADER_BYTES
     processor_batch_size: int = 50
     processor_idle_seconds: float = 0.5
     processor_max_attempts: int = 8
@@ -126,6 +139,10 @@ def load_settings(
         token_encryption_key=token_key,
         admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
         webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", WEBHOOK_MAX_BYTES),
+        max_connections=_positive_int(values, "CLVSYNC_MAX_CONNECTIONS", MAX_CONNECTIONS),
+        max_header_bytes=_positive_int(
+            values, "CLVSYNC_MAX_HEADER_BYTES", MAX_HEADER_BYTES, minimum=MIN_HEADER_BYTES
+        ),
         log_level=_log_level(values),
     )
 
@@ -175,16 +192,17 @@ def _admin_url(raw: str) -> str | None:
     return url
 
 
-def _positive_int(values: Mapping[str, str], name: str, default: int) -> int:
+def _positive_int(values: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = values.get(name, "").strip()
     if not raw:
         return default
+    wanted = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
     try:
         number = int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a positive integer, not {raw!r}") from None
-    if number <= 0:
-        raise SettingsError(f"{name} must be a positive integer, not {raw!r}")
+        raise SettingsError(f"{name} must be {wanted}, not {raw!r}") from None
+    if number < minimum:
+        raise SettingsError(f"{name} must be {wanted}, not {raw!r}")
     return number
 
 

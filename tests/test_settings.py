@@ -85,3 +85,31 @@ def test_the_admin_url_refuses_plain_http_to_another_machine(url: str) -> None:
     # every Admin API call carries a shop's access token
     with pytest.raises(SettingsError, match="access tokens in clear"):
         load_settings({**PRODUCTION, "SHOPIFY_ADMIN_URL": url}, env_file=None)
+
+
+def test_serve_limits_default_to_100_connections_and_16_kib_heads() -> None:
+    settings = load_settings(PRODUCTION, env_file=None)
+    assert (settings.max_connections, settings.max_header_bytes) == (100, 16384)
+
+
+def test_serve_limits_are_taken_from_the_environment() -> None:
+    env = {**PRODUCTION, "CLVSYNC_MAX_CONNECTIONS": " 250 ", "CLVSYNC_MAX_HEADER_BYTES": "4096"}
+    settings = load_settings(env, env_file=None)
+    assert (settings.max_connections, settings.max_header_bytes) == (250, 4096)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("CLVSYNC_MAX_CONNECTIONS", "0", "must be a positive integer, not '0'"),
+        ("CLVSYNC_MAX_CONNECTIONS", "lots", "must be a positive integer, not 'lots'"),
+        # a size in KiB where bytes are meant would refuse every webhook
+        ("CLVSYNC_MAX_HEADER_BYTES", "16", "must be an integer of at least 4096, not '16'"),
+        ("CLVSYNC_MAX_HEADER_BYTES", "16k", "must be an integer of at least 4096, not '16k'"),
+    ],
+)
+def test_serve_limits_refuse_a_value_that_cannot_serve_naming_the_variable(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"^{name} {message}$"):
+        load_settings({**PRODUCTION, name: value}, env_file=None)
