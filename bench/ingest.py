@@ -1,8 +1,10 @@
 """Webhook ingestion benchmark: `POST /webhooks` against a bare Starlette endpoint, side by side.
 
 For each backend (SQLite, then PostgreSQL if reachable), this script starts two servers as
-separate processes with the same uvicorn settings: the real app (as `clvsync serve` runs it,
-inbox processor included) and a bare Starlette app whose endpoint only reads the body. It then
+separate processes with the same uvicorn settings, `clvsync serve`'s (`plugin.serving.limits`:
+h11, its head limit, its cap on connections, raised above what the chosen concurrency needs):
+the real app (as `clvsync serve` runs it, inbox processor included) and a bare Starlette app
+whose endpoint only reads the body. It then
 drives both from this process over loopback with signed, realistic order webhooks:
 
 1. throughput: REQUESTS requests, CONCURRENCY at a time -> requests/s, and their ratio;
@@ -164,11 +166,18 @@ def real_app() -> Any:
     return create_app(load_settings(env_file=None), run_processor=inline, run_jobs=False)
 
 
-def serve(kind: str, port: int) -> None:
+def serve(kind: str, port: int, concurrency: int) -> None:
     import uvicorn
 
+    from plugin.serving import limits
+    from plugin.settings import MAX_CONNECTIONS, MAX_HEADER_BYTES
+
     app = real_app() if kind == "app" else bare_app()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    # uvicorn counts a finished request for one more turn of its loop: a client sending back to
+    # back can count twice, so the cap is set above twice the concurrency the bench offers
+    connections = max(MAX_CONNECTIONS, 2 * concurrency + 8)
+    config = limits(connections, MAX_HEADER_BYTES)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **config)
 
 
 def free_port() -> int:
@@ -178,7 +187,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, kind: str, database_url: str, processor: str) -> None:
+    def __init__(self, kind: str, database_url: str, processor: str, concurrency: int) -> None:
         self.port = free_port()
         env = {
             **os.environ,
@@ -186,8 +195,9 @@ class Server:
             "DATABASE_URL": database_url,
             "CLVSYNC_BENCH_PROCESSOR": processor,
         }
+        command = [sys.executable, __file__, "--serve", kind, "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--serve", kind, "--port", str(self.port)],
+            [*command, "--concurrency", str(concurrency)],
             cwd=ROOT,
             env=env,
         )
@@ -362,7 +372,7 @@ def measure(backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     prepare_database(url)
     figures: dict[str, Any] = {}
     for kind in ("bare", "app"):
-        server = Server(kind, url, args.processor)
+        server = Server(kind, url, args.processor, args.concurrency)
         warm = prepared_requests(server.port, 200)
         burst_requests = prepared_requests(server.port, args.requests)
         steady_requests = prepared_requests(server.port, int(RATE * args.rate_seconds))
@@ -460,7 +470,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.concurrency)
         return
     results: dict[str, Any] = {}
     with sqlite_database() as url:
