@@ -252,12 +252,15 @@ def shop_list() -> None:
     if not rows:
         click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
         return
-    click.echo(f"{'domain':<40} {'state':<13} {'currency':<8} {'token':<8} installed_at")
+    click.echo(
+        f"{'domain':<40} {'state':<13} {'currency':<8} {'time_zone':<30} {'token':<8} installed_at"
+    )
     for row in rows:
         token = "yes" if row.access_token_encrypted else "no"
+        zone = row.iana_timezone or "-"  # not read yet: UTC days until the backfill reads it
         click.echo(
-            f"{row.domain:<40} {_shop_state(row):<13} {row.currency or '-':<8} {token:<8} "
-            f"{row.installed_at.isoformat()}"
+            f"{row.domain:<40} {_shop_state(row):<13} {row.currency or '-':<8} {zone:<30} "
+            f"{token:<8} {row.installed_at.isoformat()}"
         )
     if any(_shop_state(row) == NEEDS_REAUTH for row in rows):
         click.echo(

@@ -31,6 +31,7 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import add_ledger_order, add_shop, order_payload
 from tests.test_backfill import backfill, http, shop_id  # noqa: F401
+from tests.test_cli import run
 from tests.test_recompute import load_store, scores_of
 from webhooks.payloads import parse_order
 
@@ -191,3 +192,18 @@ def test_migration_0011_adds_the_zone_and_its_downgrade_keeps_every_shops_rows(
         columns = connection.execute(text("SELECT * FROM shops")).keys()
     assert "iana_timezone" not in columns
     engine.dispose()
+
+
+def test_shop_list_shows_the_zone_read_and_a_dash_before(engine: Engine, migrated_url: str) -> None:
+    # given one shop whose zone was read and one not yet backfilled
+    set_zone(engine, add_shop(engine, "zoned.myshopify.com"), NEW_YORK)
+    add_shop(engine, "fresh.myshopify.com")
+    # when the shops are listed
+    code, out, _ = run(migrated_url, "shop", "list")
+    # then each row shows its zone in the time_zone column, or "-"
+    assert code == 0
+    header, *rows = out.splitlines()
+    column = header.split().index("time_zone")
+    zones = {row.split()[0]: row.split()[column] for row in rows if row}
+    assert zones["zoned.myshopify.com"] == NEW_YORK
+    assert zones["fresh.myshopify.com"] == "-"
