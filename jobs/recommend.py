@@ -110,12 +110,12 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
     started = time.perf_counter()
     settings, scoring = recommendation_settings(shop), scoring_settings(shop)
     baskets = load_baskets(engine, shop.id)
-    days = shop_days(shop)
+    line_days, as_of_day = shop_days(shop).up_to(baskets.day, as_of)
     lines = OrderLines(
         baskets.order_id,
         baskets.customer_id,
         baskets.product_id,
-        days.local(baskets.day),
+        line_days,
         baskets.quantity,
         baskets.unit_price,
     )
@@ -126,7 +126,7 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
         stored = json.loads(run.reference).get("replenishment_days") or {}
         intervals = {int(product): float(days) for product, days in stored.items()}
     products = product_table(baskets, gone_products(engine, shop.id))
-    found = recommend(lines, products, days.local_day(as_of), settings, intervals, scoring)
+    found = recommend(lines, products, as_of_day, settings, intervals, scoring)
     bundles = [
         Bundle(
             tuple(p for p in row if p != NO_PRODUCT),

@@ -110,11 +110,15 @@ def shop_days(shop: Shop) -> ShopDays:
     return ShopDays(known_zone(shop.iana_timezone))
 
 
-def _inputs(ledger: LedgerArrays, days: ShopDays) -> tuple[OrderHistory, ProductPurchases]:
-    history = OrderHistory(ledger.order_customer, days.local(ledger.order_day), ledger.order_amount)
-    line_days = days.local(ledger.line_day)
+def _inputs(
+    ledger: LedgerArrays, days: ShopDays, as_of: datetime
+) -> tuple[OrderHistory, ProductPurchases, float]:
+    """The ledger on the shop's calendar (`ShopDays.up_to`), and as_of as a local day."""
+    order_days, as_of_day = days.up_to(ledger.order_day, as_of)
+    line_days, _ = days.up_to(ledger.line_day, as_of)
+    history = OrderHistory(ledger.order_customer, order_days, ledger.order_amount)
     purchases = ProductPurchases(ledger.line_customer, ledger.line_product, line_days)
-    return history, purchases
+    return history, purchases, as_of_day
 
 
 def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any]:
@@ -123,8 +127,7 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
     started = time.perf_counter()
     settings = scoring_settings(shop)
     days = shop_days(shop)
-    history, purchases = _inputs(load_ledger(engine, shop.id), days)
-    as_of_day = days.local_day(as_of)
+    history, purchases, as_of_day = _inputs(load_ledger(engine, shop.id), days, as_of)
     models = fit_models(history, as_of_day, settings)
     scores = score_shop(history, as_of_day, settings, models, purchases)
     versions = ledger_versions(engine, shop.id, scores.customer_id)
@@ -162,7 +165,8 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         seen.update(customer_ids)
         # Versions first: an order landing meanwhile leaves the customer stale, not skipped.
         versions = ledger_versions(engine, shop.id, np.array(customer_ids, dtype=np.int64))
-        history, purchases = _inputs(load_ledger(engine, shop.id, customer_ids), days)
+        ledger = load_ledger(engine, shop.id, customer_ids)
+        history, purchases, _ = _inputs(ledger, days, as_of)
         scores = rescore(history, as_of_day, settings, models, reference, purchases)
         at = np.searchsorted(np.array(customer_ids, dtype=np.int64), scores.customer_id)
         postgres = engine.dialect.name == "postgresql"

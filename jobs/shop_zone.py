@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from plugin.domain.shop_days import known_zone
-from plugin.shopify.client import AdminClient
+from plugin.shopify.client import AdminClient, QueryError
 from plugin.store.models import Shop
 from plugin.store.shops import set_time_zone
 
@@ -22,12 +22,20 @@ ZONE_QUERY = "query ShopTimeZone { shop { ianaTimezone } }"
 
 
 async def read_time_zone(engine: Engine, shop: Shop, client: AdminClient) -> str | None:
-    """Read `shop { ianaTimezone }`, keep it, and return the shop's zone from now on. A zone
-    this machine's tz database does not know is not kept (the days stay in the zone known
-    before, or UTC's), and the log says so."""
+    """Read `shop { ianaTimezone }`, keep it, and return the shop's zone from now on. Where
+    the store's answer has no zone this machine's tz database knows (or the query was refused:
+    the job that reads it has other work), the zone known before stays, or UTC if none, and
+    the log says so. A refused token is not passed over: it stops the job, as any call's."""
     assert shop.id is not None
-    zone = _zone_in(await client.execute(ZONE_QUERY))
-    if zone is None or known_zone(zone) is None:
+    try:
+        zone = _zone_in(await client.execute(ZONE_QUERY))
+    except QueryError as exc:
+        log.warning("%s: the store's time zone was not read (%s): days unchanged", shop.domain, exc)
+        return shop.iana_timezone
+    if zone is None:
+        log.warning("%s: the store's answer named no time zone: days unchanged", shop.domain)
+        return shop.iana_timezone
+    if known_zone(zone) is None:
         log.warning(
             "%s: the store's time zone %r is unknown here: days unchanged", shop.domain, zone
         )

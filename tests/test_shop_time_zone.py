@@ -15,11 +15,13 @@ from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
 from jobs.plan import plan_changes, shop_writeback_settings
-from jobs.recompute import full_recompute
+from jobs.recompute import full_recompute, rescore_changed
+from jobs.shop_zone import read_time_zone
 from plugin.devstore.config import DEFAULT_TOKEN
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.devstore.state import DevStoreState
+from plugin.shopify.client import AdminClient, AuthError
 from plugin.store import ledger, shops
 from plugin.store.db import alembic_config, make_engine, upgrade
 from plugin.store.models import Order, Shop
@@ -207,3 +209,66 @@ def test_shop_list_shows_the_zone_read_and_a_dash_before(engine: Engine, migrate
     zones = {row.split()[0]: row.split()[column] for row in rows if row}
     assert zones["zoned.myshopify.com"] == NEW_YORK
     assert zones["fresh.myshopify.com"] == "-"
+
+
+def test_rescore_on_the_night_clocks_go_back_counts_an_order_of_the_first_pass(
+    engine: Engine,
+) -> None:
+    # given a New York shop refitted at 02:00 UTC on its fall-back night
+    _, shop, _ = load_store(engine, 300, 11)
+    shop = set_zone(engine, shop, NEW_YORK)
+    full_recompute(engine, shop, datetime(2026, 11, 1, 2, tzinfo=UTC))
+    customer = min(scores_of(engine))
+    before = scores_of(engine)[customer].historical_clv
+    # when the customer orders at 1:50 am summer time (05:50 UTC) and the rescore runs twenty
+    # minutes later, at 1:10 am winter time
+    at = datetime(2026, 11, 1, 5, 50, tzinfo=UTC)
+    stamps = {key: at.isoformat() for key in ("created_at", "processed_at", "updated_at")}
+    payload = order_payload(99_000_001, customer_id=customer, total="250.00") | stamps
+    with Session(engine) as session, session.begin():
+        ledger.apply_order(session, shop, parse_order(payload))
+    rescore_changed(engine, shop, datetime(2026, 11, 1, 6, 10, tzinfo=UTC))
+    # then the order counts (it was left out as placed after the run, the score then current)
+    assert scores_of(engine)[customer].historical_clv == pytest.approx(before + 250.0)
+
+
+def zone_client(answer: httpx.Response) -> tuple[httpx.AsyncClient, AdminClient]:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: answer))
+    client = AdminClient(
+        http, "z.myshopify.com", "shpat_x", api_version="2026-10", admin_url="http://mock"
+    )
+    return http, client
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"errors": [{"message": "Field 'ianaTimezone' doesn't exist on type 'Shop'"}]},
+        {"data": {"shop": {"ianaTimezone": "America"}}},  # a directory of the tz database
+        {"data": {"shop": {"ianaTimezone": "Mars/Olympus_Mons"}}},
+        {"data": {"shop": None}},
+    ],
+    ids=["refused-query", "directory-name", "unknown-zone", "no-shop"],
+)
+async def test_read_time_zone_an_answer_without_a_usable_zone_keeps_the_one_known(
+    engine: Engine, answer: dict[str, object]
+) -> None:
+    # given a shop known to be in New York
+    shop = set_zone(engine, add_shop(engine, "z.myshopify.com"), NEW_YORK)
+    http, client = zone_client(httpx.Response(200, json=answer))
+    # when the store's answer gives no zone this machine knows
+    async with http:
+        zone = await read_time_zone(engine, shop, client)
+    # then the job goes on with the zone known before, which stays stored
+    assert zone == NEW_YORK
+    assert shop_zone(engine, "z.myshopify.com") == NEW_YORK
+
+
+@pytest.mark.anyio
+async def test_read_time_zone_a_refused_token_stops_the_job(engine: Engine) -> None:
+    shop = add_shop(engine, "z.myshopify.com")
+    http, client = zone_client(httpx.Response(401, text="Invalid API key or access token"))
+    async with http:
+        with pytest.raises(AuthError):
+            await read_time_zone(engine, shop, client)

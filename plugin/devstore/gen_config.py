@@ -111,7 +111,7 @@ class GeneratorConfig:
             raise ValueError("taste_types must be at least 1")
         try:
             ZoneInfo(self.shop_time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a directory
             raise ValueError(
                 f"shop_time_zone {self.shop_time_zone!r} is no IANA time zone"
             ) from None

@@ -33,12 +33,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def known_zone(name: str | None) -> ZoneInfo | None:
-    """The IANA zone `name`, or None when there is none by that name here (then days are UTC)."""
+    """The IANA zone `name`, or None when there is none by that name here."""
     if not name:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America", a directory
         return None
 
 
@@ -57,17 +57,38 @@ class ShopDays:
 
     def utc(self, local_days: FloatArray) -> FloatArray:
         """Local days -> UTC days since the epoch. A wall-clock time that a change to summer
-        time skips, or that the change back repeats, is read with the offset before it."""
+        time skips is read with the offset before the change: the moment just after the gap,
+        on the same date (Havana and Santiago skip midnight itself). One that the change back
+        repeats is either of its two moments."""
         days = np.asarray(local_days, dtype=np.float64)
         if self.zone is None:
             return days
         guess = days - self._offsets(days) / SECONDS_PER_DAY
-        return days - self._offsets(guess) / SECONDS_PER_DAY
+        found = days - self._offsets(guess) / SECONDS_PER_DAY
+        # not read back as itself (beyond rounding): a time the clocks skipped (NaN too, harmlessly)
+        skipped = ~(np.abs(self.local(found) - days) < 0.5 / SECONDS_PER_DAY)
+        if np.any(skipped):
+            before = self._offsets(found[skipped] - 1.0)  # zones change at most once a day
+            found[skipped] = days[skipped] - before / SECONDS_PER_DAY
+        return found
 
     def local_day(self, moment: datetime) -> float:
         """One aware moment as a local day."""
-        utc_day = (moment - _EPOCH).total_seconds() / SECONDS_PER_DAY
-        return float(self.local(np.array([utc_day]))[0])
+        return float(self.local(np.array([_utc_day(moment)]))[0])
+
+    def up_to(self, utc_days: FloatArray, as_of: datetime) -> tuple[FloatArray, float]:
+        """The moments as local days, and `as_of` as one, such that a moment at or before
+        `as_of` is at or before it locally too. Local days go back an hour when the clocks
+        do: a moment in the first pass of the repeated hour reads later than one in the
+        second, and the models keep only what is at or before as-of: an order placed at 1:50
+        am summer time, scored at 1:10 am winter time (twenty minutes later), would be left
+        out. Such a moment is read as `as_of`."""
+        days = np.asarray(utc_days, dtype=np.float64)
+        local, cut = self.local(days), self.local_day(as_of)
+        if self.zone is None:
+            return local, cut
+        past = days <= _utc_day(as_of)
+        return np.where(past, np.minimum(local, cut), local), cut
 
     def _offsets(self, days: FloatArray) -> FloatArray:
         """The zone's UTC offset, in seconds, at each UTC day (NaN days get any offset)."""
@@ -111,3 +132,7 @@ class ShopDays:
         offset = (_EPOCH + timedelta(seconds=second)).astimezone(self.zone).utcoffset()
         assert offset is not None
         return offset.total_seconds()
+
+
+def _utc_day(moment: datetime) -> float:
+    return (moment - _EPOCH).total_seconds() / SECONDS_PER_DAY

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +119,46 @@ def test_local_infinite_days_stay_infinite_and_leave_the_others_shifted() -> Non
     shifted = ShopDays(NEW_YORK).local(days)
     assert abs(shifted[0] - (20100.25 - 5 / 24)) < 1e-9
     assert shifted[1] == np.inf and shifted[2] == -np.inf and np.isnan(shifted[3])
+
+
+@pytest.mark.parametrize(
+    ("name", "wall", "after_gap"),
+    [
+        # New York skips 02:00-03:00 on 2026-03-08: 02:30 is read as 03:30 EDT (07:30 UTC)
+        ("America/New_York", datetime(2026, 3, 8, 2, 30), datetime(2026, 3, 8, 7, 30)),
+        # Havana skips midnight itself: 00:00 on 2026-03-08 is read as 01:00 CDT, that date
+        ("America/Havana", datetime(2026, 3, 8, 0, 0), datetime(2026, 3, 8, 5, 0)),
+        # Cairo, east of UTC, skips its midnight too (2026-04-24)
+        ("Africa/Cairo", datetime(2026, 4, 24, 0, 30), datetime(2026, 4, 23, 22, 30)),
+    ],
+)
+def test_utc_reads_a_skipped_wall_time_just_after_the_gap_on_its_date(
+    name: str, wall: datetime, after_gap: datetime
+) -> None:
+    zone = ZoneInfo(name)
+    local = np.array([(wall - datetime(1970, 1, 1)).total_seconds() / SECONDS_PER_DAY])
+    back = ShopDays(zone).utc(local)
+    moment = EPOCH + timedelta(days=float(back[0]))
+    assert abs((moment - after_gap.replace(tzinfo=UTC)).total_seconds()) < 1e-3
+    assert moment.astimezone(zone).date() == wall.date()
+
+
+def test_up_to_an_order_in_the_repeated_hour_is_not_after_a_later_as_of() -> None:
+    # given an order at 1:50 am summer time on New York's fall-back night (05:50 UTC) and a
+    # scoring run twenty minutes later, at 1:10 am winter time (06:10 UTC)
+    order = datetime(2026, 11, 1, 5, 50, tzinfo=UTC)
+    as_of = datetime(2026, 11, 1, 6, 10, tzinfo=UTC)
+    later = datetime(2026, 11, 1, 7, 0, tzinfo=UTC)
+    clock = ShopDays(NEW_YORK)
+    days = np.array([utc_day(order), utc_day(later)])
+    # when read as local days, plain, the order comes after the as-of (the clocks went back)
+    assert clock.local(days)[0] > clock.local_day(as_of)
+    # then up to the as-of, it is at or before it, and what came later is still later
+    local, cut = clock.up_to(days, as_of)
+    assert local[0] <= cut < local[1]
+    assert np.floor(local[0]) == np.floor(cut)  # the same day
+
+
+def test_known_zone_a_directory_of_zones_is_no_zone() -> None:
+    assert known_zone("America") is None
+    assert known_zone("A" * 300) is None
