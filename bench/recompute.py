@@ -200,6 +200,7 @@ def load(url: str, shop: Shop) -> None:
         cipher = TokenCipher("Y2x2c3luYy1kZXZlbG9wbWVudC1vbmx5LWtleS0zMmI=")
         shop_row = add_shop(session, SHOP, "shpat_bench", cipher, AS_OF)
         shop_row.currency = "USD"
+        shop_row.iana_timezone = "America/New_York"  # days on the shop's calendar, as in use
         shop_id = int(shop_row.id or 0)
     postgres = engine.dialect.name == "postgresql"
     sep, suffix = (" ", "+00") if postgres else (" ", "")
