@@ -449,3 +449,27 @@ def test_orders_query_filters_on_the_update_time() -> None:
     assert "orders {" in orders_query(None)
     since = datetime(2026, 3, 1, 12, tzinfo=UTC)
     assert 'orders(query: "updated_at:>=2026-03-01T12:00:00Z")' in orders_query(since)
+
+
+async def test_backfill_restores_the_lines_an_older_release_left_out(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a backfilled shop some of whose orders lost their lines, as an older release's
+    # backfill left them (line items that came before their order in the export were dropped)
+    store, live, _ = installed(engine, devstore_factory, 60, 9)
+    await backfill(engine, http, live)
+    whole = ledger_of(engine, store.shop_domain)
+    sid = shop_id(engine, store.shop_domain)
+    stripped = sorted({order for order, _ in whole["lines"]})[::3]
+    with Session(engine) as session, session.begin():
+        for order_id in stripped:
+            for line in session.exec(
+                select(OrderLine).where(OrderLine.shop_id == sid, OrderLine.order_id == order_id)
+            ):
+                session.delete(line)
+    # when it is backfilled again, then those orders are applied and hold their lines again
+    counts = await backfill(engine, http, live)
+    assert counts["orders_applied"] == len(stripped)
+    assert ledger_of(engine, store.shop_domain) == whole
+    # and a further backfill has nothing left to repair
+    assert (await backfill(engine, http, live))["orders_applied"] == 0

@@ -190,12 +190,16 @@ def apply_order_batch(
         session.add(shop)
     new = [v for v in versions if v.order_id not in alone and v.order_id not in held]
     _insert_new(session, shop.id, new)
+    lineless = _without_lines(session, shop.id, list(held))
     replaced = [
         v
         for v in versions
         if v.order_id in held
         and v.order_id not in alone
-        and _replaces(v, held[v.order_id], same_stamp_wins=same_stamp_wins)
+        and (
+            _replaces(v, held[v.order_id], same_stamp_wins=same_stamp_wins)
+            or _restores_lines(v, held[v.order_id], lineless)
+        )
     ]
     touched = {v.customer_id for v in new} | _replace_held(session, shop.id, held, replaced)
     applied = len(new) + len(replaced)
@@ -204,6 +208,34 @@ def apply_order_batch(
             applied += apply_order(session, shop, version, same_stamp_wins=same_stamp_wins)
     refresh_customers(session, shop.id, touched)
     return applied
+
+
+def _without_lines(session: Session, shop_id: int, order_ids: Sequence[int]) -> set[int]:
+    """Of the held orders `order_ids`, those with no line at all."""
+    with_lines: set[int] = set()
+    for low in range(0, len(order_ids), REFRESH_CHUNK):
+        part = order_ids[low : low + REFRESH_CHUNK]
+        with_lines.update(
+            session.exec(
+                select(col(OrderLine.order_id))
+                .where(col(OrderLine.shop_id) == shop_id, col(OrderLine.order_id).in_(part))
+                .distinct()
+            )
+        )
+    return set(order_ids) - with_lines
+
+
+def _restores_lines(version: OrderVersion, stored: Order, lineless: set[int]) -> bool:
+    """Whether `version` brings back the lines of a held order that has none, in a version
+    at least as new. Every Shopify order has a line, and every line is held (a refunded one
+    with its quantity at zero): an order without any lost them. The backfill before df99e46
+    left out the lines a bulk export gave before their order, and, the order's version held,
+    no later read put them back."""
+    return (
+        version.order_id in lineless
+        and bool(version.lines)
+        and version.updated_at >= stored.updated_at
+    )
 
 
 def _replace_held(
