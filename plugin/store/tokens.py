@@ -24,6 +24,7 @@ class TokenCipher:
             return self._fernet.decrypt(stored.encode()).decode()
         except InvalidToken:
             raise TokenDecryptionError(
-                "a stored access token does not decrypt with TOKEN_ENCRYPTION_KEY "
-                "(was the key changed?)"
+                "a stored access token does not decrypt with TOKEN_ENCRYPTION_KEY (was the key "
+                "changed?): set the key it was stored with, or store the shop's token again "
+                "with `clvsync shop add DOMAIN --token TOKEN`"
             ) from None
