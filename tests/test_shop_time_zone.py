@@ -27,6 +27,7 @@ from plugin.store.db import alembic_config, make_engine, upgrade
 from plugin.store.models import Order, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
+    LiveDevStore,
     anyio_backend,
     devstore_factory,
     live_switch,
@@ -65,25 +66,31 @@ def set_zone(engine: Engine, shop: Shop, zone: str | None) -> Shop:
         return held
 
 
+def zoned_store(factory: DevStoreFactory, zone: str) -> LiveDevStore:
+    """A small generated store, live, set in `zone`."""
+    store = generate_store(GeneratorConfig(customers=20), seed=3)
+    state = DevStoreState(domain=store.shop_domain, time_zone=zone)
+    state.load(products=store.products, customers=store.customers, orders=store.orders)
+    return factory(state)
+
+
 @pytest.mark.anyio
 async def test_backfill_keeps_the_stores_time_zone_and_its_later_change(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a store in Kolkata's zone, registered without one
-    store = generate_store(GeneratorConfig(customers=20), seed=3)
-    state = DevStoreState(domain=store.shop_domain, time_zone="Asia/Kolkata")
-    state.load(products=store.products, customers=store.customers, orders=store.orders)
-    live = devstore_factory(state)
-    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop_zone(engine, store.shop_domain) is None
+    live = zoned_store(devstore_factory, "Asia/Kolkata")
+    domain = live.state.domain
+    add_shop(engine, domain, DEFAULT_TOKEN)
+    assert shop_zone(engine, domain) is None
     # when it is backfilled, then the zone is kept
     await backfill(engine, http, live)
-    assert shop_zone(engine, store.shop_domain) == "Asia/Kolkata"
+    assert shop_zone(engine, domain) == "Asia/Kolkata"
     # when the merchant moves the store to New York's zone and the next backfill runs
-    state.time_zone = NEW_YORK
+    live.state.time_zone = NEW_YORK
     await backfill(engine, http, live)
     # then that zone is kept
-    assert shop_zone(engine, store.shop_domain) == NEW_YORK
+    assert shop_zone(engine, domain) == NEW_YORK
 
 
 @pytest.mark.anyio
@@ -91,16 +98,13 @@ async def test_a_zone_unknown_here_is_not_kept_and_the_backfill_goes_on(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop known to be in New York, whose store now names a zone no tz database has
-    store = generate_store(GeneratorConfig(customers=20), seed=3)
-    state = DevStoreState(domain=store.shop_domain, time_zone="Mars/Olympus_Mons")
-    state.load(products=store.products, customers=store.customers, orders=store.orders)
-    live = devstore_factory(state)
-    set_zone(engine, add_shop(engine, store.shop_domain, DEFAULT_TOKEN), NEW_YORK)
+    live = zoned_store(devstore_factory, "Mars/Olympus_Mons")
+    set_zone(engine, add_shop(engine, live.state.domain, DEFAULT_TOKEN), NEW_YORK)
     # when it is backfilled
     counts = await backfill(engine, http, live)
     # then the orders are read and the zone known before stays
     assert counts["orders_applied"] > 0
-    assert shop_zone(engine, store.shop_domain) == NEW_YORK
+    assert shop_zone(engine, live.state.domain) == NEW_YORK
 
 
 def test_recompute_counts_purchase_days_on_the_shops_calendar(engine: Engine) -> None:
