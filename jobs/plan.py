@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from jobs.recompute import settings_fix_hint
 from plugin.domain.shop_days import known_zone
 from plugin.domain.writeback import (
     CustomerChange,
@@ -90,7 +91,9 @@ def shop_writeback_settings(shop: Shop) -> WritebackSettings:
     try:
         return writeback_settings(json.loads(shop.settings or "{}"))
     except (WritebackSettingsError, TypeError) as exc:
-        raise WritebackError(f"{shop.domain}: write-back settings: {exc}") from None
+        raise WritebackError(
+            f"{shop.domain}: write-back settings: {exc}" + settings_fix_hint(shop.domain)
+        ) from None
 
 
 def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Plan:

@@ -16,7 +16,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from jobs.context import JobContext
-from jobs.recompute import ShopSettingsError, overridden, scoring_settings, shop_days
+from jobs.recompute import (
+    ShopSettingsError,
+    overridden,
+    scoring_settings,
+    settings_fix_hint,
+    shop_days,
+)
 from plugin.domain.recommendations import (
     NO_PRODUCT,
     OrderLines,
@@ -43,7 +49,10 @@ def recommendation_settings(shop: Shop) -> RecommendationSettings:
     overrides = json.loads(shop.settings or "{}").get(SETTINGS_KEY, {})
     problems = _type_problems(overrides) if isinstance(overrides, dict) else []
     if problems:
-        raise ShopSettingsError(f"{shop.domain}: recommendation settings: {'; '.join(problems)}")
+        raise ShopSettingsError(
+            f"{shop.domain}: recommendation settings: {'; '.join(problems)}"
+            + settings_fix_hint(shop.domain)
+        )
     return overridden(shop, SETTINGS_KEY, RecommendationSettings())
 
 

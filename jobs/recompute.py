@@ -66,6 +66,12 @@ class ShopSettingsError(ValueError):
     """A shop's stored settings name a threshold that does not exist, or a wrong value."""
 
 
+def settings_fix_hint(domain: str) -> str:
+    """What a job's error for a shop's stored settings ends with: the command that lists every
+    problem of them with its fix (an upgrade's stricter checks can leave several at once)."""
+    return f" (see every problem and its fix: clvsync shop settings {domain})"
+
+
 @dataclass(frozen=True)
 class RunSummary:
     run_id: int
@@ -85,16 +91,21 @@ def overridden(shop: Shop, key: str, defaults: T) -> T:
     if not isinstance(overrides, dict):  # a list, a number, a string or null: no names to take
         raise ShopSettingsError(
             f'{shop.domain}: "{key}" must be a JSON object of {what} settings, e.g. '
-            f'{key}={{"name": value}}, not {json.dumps(overrides)}'
+            f'{key}={{"name": value}}, not {json.dumps(overrides)}' + settings_fix_hint(shop.domain)
         )
     known = {f.name for f in fields(defaults)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ShopSettingsError(f"{shop.domain}: unknown {what} settings {', '.join(unknown)}")
+        raise ShopSettingsError(
+            f"{shop.domain}: unknown {what} settings {', '.join(unknown)}"
+            + settings_fix_hint(shop.domain)
+        )
     try:
         return replace(defaults, **overrides)
     except (TypeError, ValueError) as exc:
-        raise ShopSettingsError(f"{shop.domain}: {what} settings: {exc}") from None
+        raise ShopSettingsError(
+            f"{shop.domain}: {what} settings: {exc}" + settings_fix_hint(shop.domain)
+        ) from None
 
 
 def scoring_settings(shop: Shop) -> ScoringSettings:
