@@ -52,7 +52,7 @@ from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, OrderLine, Shop
 from plugin.store.recommendations import record_product_read_back, record_products_read
 from plugin.store.sync import pushed_tags, record_customers_found, record_read_back
-from plugin.store.tokens import TokenCipher
+from plugin.store.tokens import settings_cipher
 
 __all__ = [
     "Plan",
@@ -88,7 +88,7 @@ def admin_client(ctx: JobContext, shop: Shop) -> AdminClient:
         raise WritebackError(f"{shop.domain} is not installed: no token to call the store with")
     if shop.needs_reauth:
         raise WritebackError(needs_reauth_message(shop.domain))
-    token = TokenCipher(ctx.settings.token_encryption_key).decrypt(shop.access_token_encrypted)
+    token = settings_cipher(ctx.settings).decrypt(shop.access_token_encrypted)
     return AdminClient(
         ctx.http,
         shop.domain,

@@ -40,7 +40,7 @@ from plugin.store.models import (
     ModelRun,
     Shop,
 )
-from plugin.store.tokens import TokenCipher
+from plugin.store.tokens import TokenDecryptionError, settings_cipher
 
 LEDGER_COLUMNS = (
     "customer_id",
@@ -230,9 +230,7 @@ def shop_add(domain: str, token: str) -> None:
     settings = _settings()
     try:
         with _open_store(settings) as engine, Session(engine) as session, session.begin():
-            added = shops.add_shop(
-                session, domain, token, TokenCipher(settings.token_encryption_key), _now()
-            )
+            added = shops.add_shop(session, domain, token, settings_cipher(settings), _now())
             click.echo(f"shop {added.domain} registered")
             click.echo(
                 f"its order history: clvsync backfill --shop {added.domain} (webhooks bring "
@@ -243,6 +241,33 @@ def shop_add(domain: str, token: str) -> None:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token") from None
+
+
+@shop.command("rekey")
+def shop_rekey() -> None:
+    """Store every shop's access token again under TOKEN_ENCRYPTION_KEY, read with it or with
+    TOKEN_ENCRYPTION_KEY_PREVIOUS: after it, the previous key can be unset. Exit 1 if a token
+    decrypts with neither (that shop's token must be added again)."""
+    settings = _settings()
+    cipher = settings_cipher(settings)
+    rekeyed, unreadable = 0, []
+    with _open_store(settings) as engine, Session(engine) as session, session.begin():
+        for row in shops.list_shops(session):
+            if row.access_token_encrypted is None:
+                continue
+            try:
+                row.access_token_encrypted = cipher.rekey(row.access_token_encrypted)
+            except TokenDecryptionError:
+                unreadable.append(row.domain)
+                continue
+            session.add(row)
+            rekeyed += 1
+    click.echo(f"{rekeyed} access tokens stored under TOKEN_ENCRYPTION_KEY")
+    if unreadable:
+        raise click.ClickException(
+            f"{len(unreadable)} tokens decrypt with neither key, left as they were: "
+            f"{', '.join(unreadable)}; store each again with clvsync shop add DOMAIN --token TOKEN"
+        )
 
 
 @shop.command("list")

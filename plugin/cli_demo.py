@@ -48,7 +48,7 @@ from plugin.settings import Settings, load_settings
 from plugin.store import inbox, shops
 from plugin.store.db import make_engine
 from plugin.store.models import Customer, CustomerScore, Order, Shop
-from plugin.store.tokens import TokenCipher
+from plugin.store.tokens import settings_cipher
 
 _LEASE_SECONDS = {spec.name: spec.lease_seconds for spec in STANDARD_JOBS}
 
@@ -101,7 +101,7 @@ def _register_shop(engine: Engine, settings: Settings, domain: str) -> None:
         earlier = shops.get_shop(session, domain)
         if earlier is not None:
             shops.forget_shop(session, earlier)
-        cipher = TokenCipher(settings.token_encryption_key)
+        cipher = settings_cipher(settings)
         shops.add_shop(session, domain, DEFAULT_TOKEN, cipher, datetime.now(UTC))
 
 

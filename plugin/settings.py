@@ -71,6 +71,9 @@ class Settings:
     database_url: str = field(repr=False)  # may carry a password
     app_url: str
     token_encryption_key: str = field(repr=False)
+    # the key tokens were stored with before TOKEN_ENCRYPTION_KEY was replaced: still read, until
+    # `clvsync shop rekey` has stored them all again under the new one
+    token_encryption_key_previous: str | None = field(default=None, repr=False)
     api_version: str = "2026-10"
     # Where shops' Admin API is reached: None means https://{shop}, as on Shopify. Set to a dev
     # store's URL (SHOPIFY_ADMIN_URL) to point every shop at it instead.
@@ -128,7 +131,11 @@ def load_settings(
     if refused is not None and not development:
         raise SettingsError(f"SHOPIFY_API_SECRET_PREVIOUS is {refused}; unset it or set it")
     token_key = secret("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY)
-    _check_fernet_key(token_key)
+    _check_fernet_key(token_key, "TOKEN_ENCRYPTION_KEY")
+    # may be the public development key: replacing it is what this is for
+    previous_key = values.get("TOKEN_ENCRYPTION_KEY_PREVIOUS", "").strip() or None
+    if previous_key is not None:
+        _check_fernet_key(previous_key, "TOKEN_ENCRYPTION_KEY_PREVIOUS")
     return Settings(
         environment=environment,
         api_key=secret("SHOPIFY_API_KEY", DEV_API_KEY),
@@ -137,6 +144,7 @@ def load_settings(
         database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./clvsync.db",
         app_url=(values.get("APP_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/"),
         token_encryption_key=token_key,
+        token_encryption_key_previous=previous_key,
         admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
         webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", WEBHOOK_MAX_BYTES),
         max_connections=_positive_int(values, "CLVSYNC_MAX_CONNECTIONS", MAX_CONNECTIONS),
@@ -206,14 +214,14 @@ def _positive_int(values: Mapping[str, str], name: str, default: int, minimum: i
     return number
 
 
-def _check_fernet_key(key: str) -> None:
+def _check_fernet_key(key: str, name: str) -> None:
     from cryptography.fernet import Fernet
 
     try:
         Fernet(key.encode())
     except ValueError:
         raise SettingsError(
-            "TOKEN_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
+            f"{name} must be a Fernet key (32 url-safe base64-encoded bytes); "
             "make one with: python -c 'from cryptography.fernet import Fernet; "
             "print(Fernet.generate_key().decode())'"
         ) from None

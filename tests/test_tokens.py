@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 from cryptography.fernet import Fernet
+from sqlalchemy import Engine
+from sqlmodel import Session
 
+from plugin.cli import main
+from plugin.settings import DEV_TOKEN_KEY, SettingsError
+from plugin.store import shops
 from plugin.store.tokens import TokenCipher, TokenDecryptionError
+from tests.helpers import T0, add_shop, make_settings
+from tests.test_compliance import cli_env
 
 
 def test_token_round_trips_and_is_not_stored_in_clear() -> None:
@@ -24,3 +32,53 @@ def test_token_under_another_key_names_the_way_to_recover() -> None:
     message = str(raised.value)
     assert "clvsync shop add DOMAIN --token TOKEN" in message
     assert "TOKEN_ENCRYPTION_KEY" in message and stored not in message
+
+
+def test_token_stored_under_the_previous_key_is_read_and_new_ones_use_the_new_key() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    stored = TokenCipher(old).encrypt("shpat_old")
+    both = TokenCipher(new, previous=old)
+    assert both.decrypt(stored) == "shpat_old"
+    assert TokenCipher(new).decrypt(both.encrypt("shpat_new")) == "shpat_new"
+    assert TokenCipher(new).decrypt(both.rekey(stored)) == "shpat_old"
+
+
+def test_settings_previous_token_key_may_be_the_development_one_but_must_be_a_key() -> None:
+    settings = make_settings(TOKEN_ENCRYPTION_KEY_PREVIOUS=DEV_TOKEN_KEY)
+    assert settings.token_encryption_key_previous == DEV_TOKEN_KEY
+    assert DEV_TOKEN_KEY not in repr(settings)
+    with pytest.raises(SettingsError, match="TOKEN_ENCRYPTION_KEY_PREVIOUS must be a Fernet key"):
+        make_settings(TOKEN_ENCRYPTION_KEY_PREVIOUS="not-a-key")
+
+
+def test_shop_rekey_moves_every_token_to_the_new_key(engine: Engine, migrated_url: str) -> None:
+    # given two shops whose tokens are stored under the key about to be replaced, and one whose
+    # token no key here reads
+    add_shop(engine, "a.myshopify.com", "shpat_a")
+    add_shop(engine, "b.myshopify.com", "shpat_b")
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        lost = shops.add_shop(
+            session,
+            "c.myshopify.com",
+            "shpat_c",
+            TokenCipher(Fernet.generate_key().decode()),
+            T0,
+        )
+    old = make_settings().token_encryption_key
+    new = Fernet.generate_key().decode()
+    env = cli_env(migrated_url) | {
+        "TOKEN_ENCRYPTION_KEY": new,
+        "TOKEN_ENCRYPTION_KEY_PREVIOUS": old,
+    }
+    # when the tokens are rekeyed with the new key and the old one as previous
+    result = CliRunner().invoke(main, ["shop", "rekey"], env=env)
+    # then the two readable ones are stored under the new key alone; the third is named
+    assert result.exit_code == 1
+    assert "2 access tokens stored under TOKEN_ENCRYPTION_KEY" in result.stdout
+    assert "c.myshopify.com" in result.stderr and "shop add" in result.stderr
+    with Session(engine) as session:
+        held = {s.domain: s.access_token_encrypted for s in shops.list_shops(session)}
+    cipher = TokenCipher(new)
+    assert cipher.decrypt(held["a.myshopify.com"] or "") == "shpat_a"
+    assert cipher.decrypt(held["b.myshopify.com"] or "") == "shpat_b"
+    assert held["c.myshopify.com"] == lost.access_token_encrypted
