@@ -167,7 +167,6 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
     run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
     run_id = save_run(engine, run)
     days = shop_days(shop)
-    as_of_day = days.local_day(as_of)
     scored, seen = 0, set[int]()
     while True:
         customer_ids = [c for c in customer_ids if c not in seen]
@@ -177,7 +176,7 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         # Versions first: an order landing meanwhile leaves the customer stale, not skipped.
         versions = ledger_versions(engine, shop.id, np.array(customer_ids, dtype=np.int64))
         ledger = load_ledger(engine, shop.id, customer_ids)
-        history, purchases, _ = _inputs(ledger, days, as_of)
+        history, purchases, as_of_day = _inputs(ledger, days, as_of)
         scores = rescore(history, as_of_day, settings, models, reference, purchases)
         at = np.searchsorted(np.array(customer_ids, dtype=np.int64), scores.customer_id)
         postgres = engine.dialect.name == "postgresql"

@@ -260,7 +260,6 @@ def shop_rekey() -> None:
             except TokenDecryptionError:
                 unreadable.append(row.domain)
                 continue
-            session.add(row)
             rekeyed += 1
     click.echo(f"{rekeyed} access tokens stored under TOKEN_ENCRYPTION_KEY")
     if unreadable:
