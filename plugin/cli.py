@@ -20,18 +20,20 @@ from typing import Any, TextIO
 
 import click
 from click.core import ParameterSource
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from plugin.cli_backtest import backtest
-from plugin.cli_database import one_line, open_migrated
+from plugin.cli_database import (
+    load_command_settings,
+    open_store,
+    shop_or_fail,
+)
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX, WritebackSettings
 from plugin.serving import ListenError, limits, listen, run_server
-from plugin.settings import Settings, SettingsError, load_log_level, load_settings
+from plugin.settings import Settings, SettingsError, load_log_level
 from plugin.store import inbox, ledger, recommendations, shops
 from plugin.store.models import (
     BundleCandidate,
@@ -84,30 +86,6 @@ _MONEY_FIGURES = frozenset(
 _CENT = Decimal("0.01")
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(f"configuration: {exc}") from None
-
-
-@contextlib.contextmanager
-def _open_store(settings: Settings) -> Iterator[Engine]:
-    """An engine on a schema brought up to date by the migrations, disposed of after use.
-
-    What goes wrong while opening (a URL that is not one, a driver not installed, a server that
-    does not answer, a file that is not a database, a schema newer than this code) is one line
-    naming DATABASE_URL without its password; a database error later in the command is reported
-    as such, not as a failure to open."""
-    engine = open_migrated(settings.database_url)
-    try:
-        yield engine
-    except OperationalError as exc:
-        raise click.ClickException(f"database error: {one_line(exc.orig)}") from None
-    finally:
-        engine.dispose()
-
-
 def listen_or_fail(host: str, port: int, option: str) -> socket.socket:
     """A socket bound to (host, port), or a ClickException (exit 1) saying what to do."""
     try:
@@ -120,18 +98,6 @@ def listen_or_fail(host: str, port: int, option: str) -> socket.socket:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _shop_or_fail(session: Session, domain: str, param_hint: str = "--shop") -> Shop:
-    """The registered shop of `domain`; a usage error naming `param_hint` (the option or
-    argument the domain came from) if it is no shop domain, exit 1 if no such shop is held."""
-    try:
-        shop = shops.get_shop(session, shops.normalise_domain(domain))
-    except shops.ShopDomainError as exc:
-        raise click.BadParameter(str(exc), param_hint=param_hint) from None
-    if shop is None:
-        raise click.ClickException(f"no shop {domain!r}: add it with `clvsync shop add`")
-    return shop
 
 
 @click.group()
@@ -185,10 +151,10 @@ def serve(host: str, port: int, no_jobs: bool) -> None:
     CLVSYNC_MAX_HEADER_BYTES)."""
     from plugin.app import create_app
 
-    settings = _settings()
+    settings = load_command_settings()
     _warn_if_development(settings)
     sock = listen_or_fail(host, port, "--port")  # before the processor and the jobs start
-    with _open_store(settings) as engine:
+    with open_store(settings) as engine:
         app = create_app(settings, engine=engine, run_jobs=not no_jobs)
         run_server(
             app,
@@ -206,9 +172,9 @@ def worker() -> None:
 
     from plugin.app import run_worker
 
-    settings = _settings()
+    settings = load_command_settings()
     _warn_if_development(settings)
-    with _open_store(settings) as engine:
+    with open_store(settings) as engine:
         anyio.run(run_worker, settings, engine)
 
 
@@ -227,9 +193,9 @@ def shop() -> None:
 )
 def shop_add(domain: str, token: str) -> None:
     """Register a store that uses a custom app's Admin API token."""
-    settings = _settings()
+    settings = load_command_settings()
     try:
-        with _open_store(settings) as engine, Session(engine) as session, session.begin():
+        with open_store(settings) as engine, Session(engine) as session, session.begin():
             added = shops.add_shop(session, domain, token, settings_cipher(settings), _now())
             click.echo(f"shop {added.domain} registered")
             click.echo(
@@ -248,10 +214,10 @@ def shop_rekey() -> None:
     """Store every shop's access token again under TOKEN_ENCRYPTION_KEY, read with it or with
     TOKEN_ENCRYPTION_KEY_PREVIOUS: after it, the previous key can be unset. Exit 1 if a token
     decrypts with neither (that shop's token must be added again)."""
-    settings = _settings()
+    settings = load_command_settings()
     cipher = settings_cipher(settings)
     rekeyed, unreadable = 0, []
-    with _open_store(settings) as engine, Session(engine) as session, session.begin():
+    with open_store(settings) as engine, Session(engine) as session, session.begin():
         for row in shops.list_shops(session):
             if row.access_token_encrypted is None:
                 continue
@@ -272,7 +238,7 @@ def shop_rekey() -> None:
 @shop.command("list")
 def shop_list() -> None:
     """The registered shops and their state (never their tokens)."""
-    with _open_store(_settings()) as engine, Session(engine) as session:
+    with open_store(load_command_settings()) as engine, Session(engine) as session:
         rows = shops.list_shops(session)
     if not rows:
         click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
@@ -323,7 +289,7 @@ KNOWN_SETTINGS = frozenset(
 )
 
 
-def _known_settings() -> str:
+def _knownload_command_settings() -> str:
     return ", ".join(sorted(KNOWN_SETTINGS))
 
 
@@ -348,7 +314,7 @@ def shop_settings_problems(shop: Shop) -> list[SettingProblem]:
     problems: list[SettingProblem] = []
     for key, value in values.items():
         if key not in KNOWN_SETTINGS:
-            text = f"unknown shop settings {key} (known: {_known_settings()})"
+            text = f"unknown shop settings {key} (known: {_knownload_command_settings()})"
             problems.append(SettingProblem(key, text, f"--unset {key}"))
         elif key in SETTING_GROUPS and isinstance(value, dict):
             for name, item in value.items():
@@ -487,8 +453,8 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
     (checked before anything is saved): tag_prefix, dry_run, bulk_threshold, metafield_namespace,
     scoring {...}, schedule {...}, recommendations {...}; one named value of a group is
     group.NAME."""
-    with _open_store(_settings()) as engine, Session(engine) as session, session.begin():
-        shop = _shop_or_fail(session, domain, param_hint="DOMAIN")
+    with open_store(load_command_settings()) as engine, Session(engine) as session, session.begin():
+        shop = shop_or_fail(session, domain, param_hint="DOMAIN")
         values = json.loads(shop.settings or "{}")
         namespace = values.get("metafield_namespace", WritebackSettings.metafield_namespace)
         before = shop_settings_problems(shop)
@@ -503,7 +469,7 @@ def shop_settings(domain: str, to_set: tuple[str, ...], to_unset: tuple[str, ...
             # a name stored before names were checked can still be unset: that cleans it up
             if key.partition(".")[0] not in KNOWN_SETTINGS and key not in values:
                 raise click.BadParameter(
-                    f"unknown shop setting {key!r} (known: {_known_settings()})",
+                    f"unknown shop setting {key!r} (known: {_knownload_command_settings()})",
                     param_hint="--unset",
                 )
             keys.append(key)
@@ -683,8 +649,8 @@ def _export(
     domain: str, fmt: str, customer: int | None, bundles: bool, output: TextIO
 ) -> str | None:
     """Write the export asked for; the line that sums it up, if any."""
-    with _open_store(_settings()) as engine, Session(engine) as session:
-        shop = _shop_or_fail(session, domain)
+    with open_store(load_command_settings()) as engine, Session(engine) as session:
+        shop = shop_or_fail(session, domain)
         assert shop.id is not None
         if bundles:
             rows = _bundle_rows(recommendations.bundle_candidates(session, shop.id))
@@ -739,7 +705,7 @@ def webhooks() -> None:
 @webhooks.command("status")
 def webhooks_status() -> None:
     """How many events are pending, done and parked."""
-    with _open_store(_settings()) as engine, Session(engine) as session:
+    with open_store(load_command_settings()) as engine, Session(engine) as session:
         counts = inbox.count_by_status(session)
     for status in ("pending", "done", "parked"):
         click.echo(f"{status:<8} {counts.get(status, 0)}")
@@ -751,10 +717,10 @@ def webhooks_status() -> None:
 def webhooks_replay(failed: bool, domain: str | None) -> None:
     """Re-run the parked events now, one more attempt each, and report how they went (exit 1
     if any failed again)."""
-    settings = _settings()
-    with _open_store(settings) as engine:
+    settings = load_command_settings()
+    with open_store(settings) as engine:
         with Session(engine) as session:
-            shop = None if domain is None else _shop_or_fail(session, domain)
+            shop = None if domain is None else shop_or_fail(session, domain)
             ids = inbox.parked_ids(session, None if shop is None else shop.domain)
         click.echo(f"{len(ids)} parked events to re-run")
         from webhooks.processor import Processor
@@ -783,10 +749,10 @@ def recompute(domain: str, changed: bool) -> None:
     (or rescore) job run now, under the lease it shares with the scheduled ones, and recorded."""
     from jobs.recompute import ShopSettingsError, scoring_settings
 
-    settings = _settings()
-    with _open_store(settings) as engine:
+    settings = load_command_settings()
+    with open_store(settings) as engine:
         with Session(engine, expire_on_commit=False) as session:
-            shop = _shop_or_fail(session, domain)
+            shop = shop_or_fail(session, domain)
         try:
             scoring_settings(shop)  # refused before a failed run is recorded
         except ShopSettingsError as exc:
@@ -825,10 +791,10 @@ def push(domain: str, dry_run: bool, undo: int | None, as_json: bool) -> None:
     """Push the changed tags and metafields to the store now (the scheduled push, run once)."""
     from plugin.cli_push import run_writeback
 
-    settings = _settings()
-    with _open_store(settings) as engine:
+    settings = load_command_settings()
+    with open_store(settings) as engine:
         with Session(engine, expire_on_commit=False) as session:
-            shop = _shop_or_fail(session, domain)
+            shop = shop_or_fail(session, domain)
         run_writeback(engine, settings, shop, dry_run, as_json, undo)
 
 
@@ -845,10 +811,10 @@ def backfill(domain: str, since: datetime | None, as_json: bool) -> None:
     run again: an order the ledger holds in the same or a newer version is left as it is."""
     from plugin.cli_backfill import run_backfill
 
-    settings = _settings()
-    with _open_store(settings) as engine:
+    settings = load_command_settings()
+    with open_store(settings) as engine:
         with Session(engine, expire_on_commit=False) as session:
-            shop = _shop_or_fail(session, domain)
+            shop = shop_or_fail(session, domain)
         run_backfill(engine, settings, shop, since and since.replace(tzinfo=UTC), as_json)
 
 
@@ -866,7 +832,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Apply the migrations up to the newest schema."""
-    with _open_store(_settings()):
+    with open_store(load_command_settings()):
         click.echo("schema is up to date")
 
 

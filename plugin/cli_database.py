@@ -1,15 +1,22 @@
-"""Opening the database for a command: an engine on the migrated schema, or one line saying
-what is wrong with the URL (`name`: the variable or option it came from), its password hidden."""
+"""What every command that reads the store starts with: the settings, an engine on the migrated
+schema (or one line saying what is wrong with the URL, its password hidden), and the shop named."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import click
 from alembic.util.exc import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
+from sqlmodel import Session
 
+from plugin.settings import Settings, SettingsError, load_settings
+from plugin.store import shops
 from plugin.store.db import make_engine, upgrade
+from plugin.store.models import Shop
 
 URL_FORMS = "use sqlite:///FILE or postgresql://USER:PASSWORD@HOST/DB"
 
@@ -62,3 +69,39 @@ def shown_url(url: str) -> str:
 
 def one_line(error: object) -> str:
     return " ".join(str(error).split())
+
+
+def load_command_settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+@contextlib.contextmanager
+def open_store(settings: Settings) -> Iterator[Engine]:
+    """An engine on a schema brought up to date by the migrations, disposed of after use.
+
+    What goes wrong while opening (a URL that is not one, a driver not installed, a server that
+    does not answer, a file that is not a database, a schema newer than this code) is one line
+    naming DATABASE_URL without its password; a database error later in the command is reported
+    as such, not as a failure to open."""
+    engine = open_migrated(settings.database_url)
+    try:
+        yield engine
+    except OperationalError as exc:
+        raise click.ClickException(f"database error: {one_line(exc.orig)}") from None
+    finally:
+        engine.dispose()
+
+
+def shop_or_fail(session: Session, domain: str, param_hint: str = "--shop") -> Shop:
+    """The registered shop of `domain`; a usage error naming `param_hint` (the option or
+    argument the domain came from) if it is no shop domain, exit 1 if no such shop is held."""
+    try:
+        shop = shops.get_shop(session, shops.normalise_domain(domain))
+    except shops.ShopDomainError as exc:
+        raise click.BadParameter(str(exc), param_hint=param_hint) from None
+    if shop is None:
+        raise click.ClickException(f"no shop {domain!r}: add it with `clvsync shop add`")
+    return shop

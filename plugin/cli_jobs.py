@@ -19,6 +19,7 @@ from jobs.leader import current_leader
 from jobs.runs import OK, SKIPPED, JobFn, RunResult, recent_runs, run_job
 from jobs.scheduler import STANDARD_JOBS, JobSpec
 from jobs.writeback import needs_reauth_message
+from plugin.cli_database import load_command_settings, open_store, shop_or_fail
 from plugin.settings import Settings
 from plugin.store.models import JobRun, Shop
 
@@ -40,13 +41,11 @@ def jobs_group() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 def jobs_runs(domain: str | None, limit: int) -> None:
     """The most recent job runs, newest first: when, how they ended, what they counted."""
-    from plugin.cli import _open_store, _settings, _shop_or_fail
-
-    with _open_store(_settings()) as engine:
+    with open_store(load_command_settings()) as engine:
         shop_id = None
         if domain is not None:
             with Session(engine) as session:
-                shop_id = _shop_or_fail(session, domain).id
+                shop_id = shop_or_fail(session, domain).id
         runs = recent_runs(engine, shop_id, limit)
         domains = _domains(engine)
     if not runs:
@@ -64,9 +63,7 @@ def jobs_runs(domain: str | None, limit: int) -> None:
 def jobs_leader() -> None:
     """Which process runs the scheduled jobs: on PostgreSQL, the one elected among the
     `clvsync serve` and `clvsync worker` processes (exit 1 when none is running)."""
-    from plugin.cli import _open_store, _settings
-
-    with _open_store(_settings()) as engine:
+    with open_store(load_command_settings()) as engine:
         if engine.dialect.name != "postgresql":
             click.echo(
                 "SQLite: the one process that runs the app (`clvsync serve`) or `clvsync worker`"
@@ -110,12 +107,10 @@ def _run_line(run: JobRun, domain: str) -> str:
 @click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
 def jobs_run(job: str, domain: str) -> None:
     """Run one job for a shop now, recorded like a scheduled run; print its counts as JSON."""
-    from plugin.cli import _open_store, _settings, _shop_or_fail
-
-    settings = _settings()
-    with _open_store(settings) as engine:
+    settings = load_command_settings()
+    with open_store(settings) as engine:
         with Session(engine) as session:
-            shop = _shop_or_fail(session, domain)
+            shop = shop_or_fail(session, domain)
         if _BY_NAME[job].needs_token:
             check_authorised(shop)
         click.echo(f"running {job} for {shop.domain} ...", err=True)
