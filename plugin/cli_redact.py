@@ -1,0 +1,279 @@
+"""`clvsync redact`: the operator's erasure of one customer, as Shopify's customers/redact does.
+
+The same store function as the webhook's handler (`ledger.redact_customer`), in one transaction
+of its own as the processor applies an event: the ledger's locks (PostgreSQL) and the single
+write lock (SQLite) make it safe while `clvsync serve` or workers apply events meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import click
+from sqlalchemy import Engine, func
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, col, select
+
+from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
+from plugin.store import ledger
+from plugin.store.models import (
+    Customer,
+    CustomerRecommendation,
+    CustomerScore,
+    CustomerSync,
+    DataRequest,
+    Order,
+    OrderLine,
+    Redaction,
+    Refund,
+    SyncChange,
+)
+
+# Shopify's ids are positive, and the store keeps them as 64-bit integers.
+SHOPIFY_ID = click.IntRange(1, 2**63 - 1)
+# PostgreSQL aborts one of two transactions that wait for each other (a processor's batch holds
+# the inbox rows it claimed, which the redact deletes, and may wait for an order's lock that the
+# redact holds). The processor applies an aborted event again; this command its transaction.
+ATTEMPTS = 3
+RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+OTHER_ROWS = "scores, recommendations, pushed state and its audit, data requests"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Held:
+    """What the store holds of a customer and of the orders named for them."""
+
+    redacted: bool  # recorded as redacted already
+    record: bool
+    orders: int  # held for them
+    named: int  # held orders named by --order that the ledger does not hold for them
+    lines: int
+    refunds: int
+    rows: int  # OTHER_ROWS
+    unrecorded: int  # orders named by --order not recorded as redacted yet
+
+    @property
+    def anything(self) -> bool:
+        return self.record or any((self.orders, self.named, self.lines, self.refunds, self.rows))
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return self.redacted and not self.anything and not self.unrecorded
+
+
+def held_of(session: Session, shop_id: int, customer_id: int, order_ids: Sequence[int]) -> Held:
+    """What `ledger.redact_customer` erases of the customer and the orders `order_ids` (the
+    inbox's events aside)."""
+    given = sorted(set(order_ids))
+    theirs = set(
+        session.exec(
+            select(col(Order.order_id)).where(
+                col(Order.shop_id) == shop_id, col(Order.customer_id) == customer_id
+            )
+        )
+    )
+    named = set(
+        session.exec(
+            select(col(Order.order_id)).where(
+                col(Order.shop_id) == shop_id, col(Order.order_id).in_(given)
+            )
+        )
+    )
+    orders = sorted(theirs | set(given))
+    return Held(
+        redacted=bool(ledger.redacted(session, shop_id, ledger.CUSTOMER, [customer_id])),
+        record=session.get(Customer, (shop_id, customer_id)) is not None,
+        orders=len(theirs),
+        named=len(named - theirs),
+        lines=_lines(session, shop_id, orders),
+        refunds=_refunds(session, shop_id, orders),
+        rows=_other_rows(session, shop_id, customer_id),
+        unrecorded=len(set(given) - ledger.redacted(session, shop_id, ledger.ORDER, given)),
+    )
+
+
+def _lines(session: Session, shop_id: int, order_ids: list[int]) -> int:
+    total = 0
+    for low in range(0, len(order_ids), ledger.REFRESH_CHUNK):
+        query = select(func.count()).where(
+            col(OrderLine.shop_id) == shop_id,
+            col(OrderLine.order_id).in_(order_ids[low : low + ledger.REFRESH_CHUNK]),
+        )
+        total += session.exec(query).one()
+    return total
+
+
+def _refunds(session: Session, shop_id: int, order_ids: list[int]) -> int:
+    """Of held orders or not: a refund that came before its order is held alone."""
+    total = 0
+    for low in range(0, len(order_ids), ledger.REFRESH_CHUNK):
+        query = select(func.count()).where(
+            col(Refund.shop_id) == shop_id,
+            col(Refund.order_id).in_(order_ids[low : low + ledger.REFRESH_CHUNK]),
+        )
+        total += session.exec(query).one()
+    return total
+
+
+def _other_rows(session: Session, shop_id: int, customer_id: int) -> int:
+    total = 0
+    for table in (CustomerScore, CustomerRecommendation, CustomerSync, SyncChange, DataRequest):
+        query = select(func.count()).where(
+            col(table.shop_id) == shop_id, col(table.customer_id) == customer_id
+        )
+        total += session.exec(query).one()
+    return total
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def erased_text(held: Held) -> str:
+    """What the redact erases: "their record, 2 orders, 3 lines, 1 refund and 4 other rows
+    (...)"; the orders are always counted."""
+    orders = _plural(held.orders + held.named, "order")
+    if held.named:
+        orders += f" ({held.named} named by --order and held for another customer or none)"
+    parts = (["their record"] if held.record else []) + [orders]
+    if held.lines:
+        parts.append(_plural(held.lines, "line"))
+    if held.refunds:
+        parts.append(_plural(held.refunds, "refund"))
+    if held.rows:
+        parts.append(f"{_plural(held.rows, 'other row')} ({OTHER_ROWS})")
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def prompt_text(domain: str, customer_id: int, held: Held) -> str:
+    before = " (redacted before)" if held.redacted else ""
+    if held.anything:
+        return (
+            f"Erase customer {customer_id} of {domain}{before}: {erased_text(held)}, "
+            "and record them as redacted?"
+        )
+    return (
+        f"Nothing is held for customer {customer_id} of {domain}{before}. Record them as "
+        "redacted, so that no later webhook or backfill stores them?"
+    )
+
+
+def summary_lines(domain: str, customer_id: int, held: Held, recorded: int) -> list[str]:
+    """What was erased, and what was recorded (`recorded`: the orders recorded as redacted
+    now, which were not before)."""
+    erased = (
+        f"erased customer {customer_id} of {domain}: {erased_text(held)}"
+        if held.anything
+        else f"nothing was held for customer {customer_id} of {domain}"
+    )
+    if not held.redacted:
+        also = f" and {_plural(recorded, 'order')}" if recorded else ""
+        return [
+            erased,
+            f"recorded customer {customer_id}{also} as redacted: no webhook or backfill "
+            "applied later stores them again",
+        ]
+    more = f"; {_plural(recorded, 'more order')} recorded now" if recorded else ""
+    return [erased, f"customer {customer_id} was recorded as redacted before{more}"]
+
+
+def redact_now(
+    engine: Engine, domain: str, customer_id: int, order_ids: Sequence[int]
+) -> tuple[str, Held, int]:
+    """Redact the customer in one transaction, as the processor applies customers/redact: the
+    shop's domain, what was held (read in the same transaction, before), and how many orders
+    were recorded as redacted that were not before."""
+    at = datetime.now(UTC)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        shop = shop_or_fail(session, domain)  # again: it may have been redacted meanwhile
+        assert shop.id is not None
+        # Counted before the redact takes the ledger's locks (they are its own): on PostgreSQL
+        # an order of theirs committed in between is erased but not counted. The orders
+        # recorded as redacted are counted after it, exactly.
+        held = held_of(session, shop.id, customer_id, order_ids)
+        ledger.redact_customer(session, shop.id, customer_id, list(order_ids), at=at)
+        recorded = session.exec(
+            select(func.count()).where(
+                col(Redaction.shop_id) == shop.id,
+                col(Redaction.kind) == ledger.ORDER,
+                col(Redaction.redacted_at) == at,
+            )
+        ).one()
+    return shop.domain, held, recorded
+
+
+def retried(work: Callable[[], T]) -> T:
+    """`work`, done again if PostgreSQL chose its transaction to abort (RETRIED_STATES); any
+    other database error, or the last, as one line."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return work()
+        except DBAPIError as exc:
+            state = getattr(exc.orig, "sqlstate", None)
+            if attempt == ATTEMPTS or state not in RETRIED_STATES:
+                raise click.ClickException(f"database error: {one_line(exc.orig)}") from None
+    raise AssertionError("unreachable")
+
+
+@click.command()
+@click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
+@click.option(
+    "--customer",
+    "customer_id",
+    type=SHOPIFY_ID,
+    required=True,
+    metavar="ID",
+    help="The customer's id.",
+)
+@click.option(
+    "--order",
+    "order_ids",
+    type=SHOPIFY_ID,
+    multiple=True,
+    metavar="ID",
+    help="An order of theirs the ledger may not tie to them (Shopify's orders_to_redact); "
+    "repeat for each.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+def redact(domain: str, customer_id: int, order_ids: tuple[int, ...], yes: bool) -> None:
+    """Erase a customer of the shop, as Shopify's customers/redact webhook does, and record
+    them as redacted.
+
+    For an erasure request that reaches the operator outside Shopify, or a customer redacted
+    before migration 0008 (not recorded then, so a backfill stores them again). Deletes their
+    record, the orders the ledger holds for them and those given with --order (with their
+    lines and refunds), their scores, recommendations, pushed state and its audit, data
+    requests, and the inbox's events naming them; records the customer and those orders as
+    redacted, so that no webhook or backfill applied later stores them again. Safe to run
+    again, and while `clvsync serve` or workers run.
+
+    It changes nothing in Shopify. The tags and metafields the app wrote on the customer stay
+    in the store, and the app, having forgotten what it pushed to them, never removes them:
+    Shopify's own erasure of the customer does. For a customer the store keeps, remove the
+    app's tags (under its prefix) and metafields (its namespace) in the Shopify admin.
+    """
+    settings = load_command_settings()
+    with open_store(settings) as engine:
+        with Session(engine, expire_on_commit=False) as session:
+            shop = shop_or_fail(session, domain)
+            shop_id, shown = shop.id, shop.domain
+            assert shop_id is not None
+            held = retried(lambda: held_of(session, shop_id, customer_id, order_ids))
+        if held.nothing_to_do:
+            click.echo(
+                f"customer {customer_id} of {shown} was redacted before and nothing of them is "
+                "held: nothing to do"
+            )
+            return
+        # asked outside any transaction: the operator may take their time
+        if not yes and not click.confirm(prompt_text(shown, customer_id, held)):
+            click.echo("not confirmed: nothing erased", err=True)
+            raise SystemExit(1)
+        shown, held, recorded = retried(lambda: redact_now(engine, domain, customer_id, order_ids))
+    for line in summary_lines(shown, customer_id, held, recorded):
+        click.echo(line)
