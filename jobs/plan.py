@@ -11,17 +11,17 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
-from jobs.recompute import settings_fix_hint
+# the reader of the shop's write-back settings and its error, where the push takes them from
+from jobs.shop_settings import WritebackError as WritebackError
+from jobs.shop_settings import shop_writeback_settings as shop_writeback_settings
 from plugin.domain.shop_days import known_zone
 from plugin.domain.writeback import (
     CustomerChange,
     CustomerFigures,
     WritebackSettings,
-    WritebackSettingsError,
     customer_change,
     desired_tags,
     metafield_values,
-    writeback_settings,
 )
 from plugin.store.models import Shop
 from plugin.store.recommendations import gone_products
@@ -29,10 +29,6 @@ from plugin.store.scores import latest_full_run
 from plugin.store.sync import Held, held_state
 
 SAMPLE_SIZE = 10
-
-
-class WritebackError(RuntimeError):
-    """The shop cannot be pushed to: bad settings, no token, or a refused definition."""
 
 
 @dataclass(frozen=True)
@@ -85,15 +81,6 @@ def _sample(item: Planned) -> dict[str, Any]:
         "metafields": {key: value for key, value in change.set_metafields},
         "delete_metafields": list(change.delete_metafields),
     }
-
-
-def shop_writeback_settings(shop: Shop) -> WritebackSettings:
-    try:
-        return writeback_settings(json.loads(shop.settings or "{}"))
-    except (WritebackSettingsError, TypeError) as exc:
-        raise WritebackError(
-            f"{shop.domain}: write-back settings: {exc}" + settings_fix_hint(shop.domain)
-        ) from None
 
 
 def plan_changes(engine: Engine, shop: Shop, settings: WritebackSettings) -> Plan:

@@ -5,9 +5,7 @@ and each customer's recommended products)."""
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -16,19 +14,13 @@ import numpy as np
 from sqlalchemy import Engine
 
 from jobs.context import JobContext
-from jobs.recompute import (
-    ShopSettingsError,
-    overridden,
-    scoring_settings,
-    settings_fix_hint,
-    shop_days,
-)
+from jobs.recompute import shop_days
+from jobs.shop_settings import recommendation_settings, scoring_settings
 from plugin.domain.recommendations import (
     NO_PRODUCT,
     OrderLines,
     ProductLinks,
     ProductTable,
-    RecommendationSettings,
     recommend,
 )
 from plugin.store.models import Shop
@@ -39,42 +31,6 @@ from plugin.store.recommendations import (
     replace_recommendations,
 )
 from plugin.store.scores import BasketArrays, latest_full_run, load_baskets
-
-SETTINGS_KEY = "recommendations"
-
-
-def recommendation_settings(shop: Shop) -> RecommendationSettings:
-    """The shop's thresholds: the defaults, with the overrides in its "recommendations" key; a
-    ShopSettingsError names an unknown or badly valued one."""
-    overrides = json.loads(shop.settings or "{}").get(SETTINGS_KEY, {})
-    problems = _type_problems(overrides) if isinstance(overrides, dict) else []
-    if problems:
-        raise ShopSettingsError(
-            f"{shop.domain}: recommendation settings: {'; '.join(problems)}"
-            + settings_fix_hint(shop.domain)
-        )
-    return overridden(shop, SETTINGS_KEY, RecommendationSettings())
-
-
-def _type_problems(overrides: dict[str, Any]) -> list[str]:
-    """A count must be a whole number and any other threshold a finite number, checked before
-    the settings' own range checks, which compare numbers only ("x" < 1 raised TypeError)."""
-    types = {f.name: f.type for f in fields(RecommendationSettings)}  # "int" or "float"
-    problems = []
-    for name, value in overrides.items():
-        if types.get(name) == "int" and not _is_count(value):
-            problems.append(f"{name} must be a whole number, not {json.dumps(value)}")
-        elif types.get(name) == "float" and not _is_finite(value):
-            problems.append(f"{name} must be a finite number, not {json.dumps(value)}")
-    return problems
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_finite(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def product_table(baskets: BasketArrays, gone: set[int] | None = None) -> ProductTable:

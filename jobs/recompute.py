@@ -13,15 +13,16 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from itertools import repeat
 from json.encoder import encode_basestring_ascii
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 
+from jobs.shop_settings import scoring_settings
 from plugin.domain.scoring import (
     SEGMENTS,
     TAGS,
@@ -50,26 +51,12 @@ from plugin.store.scores import (
     to_json,
 )
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
 log = logging.getLogger(__name__)
-T = TypeVar("T", bound="DataclassInstance")
 
 RESCORE_BATCH = 5000
 # An expected next order further away than this is no date to show or act on: stored as none.
 NEXT_ORDER_HORIZON_DAYS = 3650.0
 ROW_SLICE = 50_000  # score rows made and written per slice
-
-
-class ShopSettingsError(ValueError):
-    """A shop's stored settings name a threshold that does not exist, or a wrong value."""
-
-
-def settings_fix_hint(domain: str) -> str:
-    """What a job's error for a shop's stored settings ends with: the command that lists every
-    problem of them with its fix (an upgrade's stricter checks can leave several at once)."""
-    return f" (see every problem and its fix: clvsync shop settings {domain})"
 
 
 @dataclass(frozen=True)
@@ -81,39 +68,6 @@ class RunSummary:
     confidence: str
     converged: bool
     seconds: float
-
-
-def overridden(shop: Shop, key: str, defaults: T) -> T:
-    """`defaults` with the overrides under `key` of the shop's settings; a ShopSettingsError
-    names an unknown or badly valued one."""
-    overrides = json.loads(shop.settings or "{}").get(key, {})
-    what = {"scoring": "scoring", "recommendations": "recommendation"}.get(key, key)
-    if not isinstance(overrides, dict):  # a list, a number, a string or null: no names to take
-        raise ShopSettingsError(
-            f'{shop.domain}: "{key}" must be a JSON object of {what} settings, e.g. '
-            f'{key}={{"name": value}}, not {json.dumps(overrides)}' + settings_fix_hint(shop.domain)
-        )
-    known = {f.name for f in fields(defaults)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ShopSettingsError(
-            f"{shop.domain}: unknown {what} settings {', '.join(unknown)}"
-            + settings_fix_hint(shop.domain)
-        )
-    try:
-        return replace(defaults, **overrides)
-    except (TypeError, ValueError) as exc:
-        raise ShopSettingsError(
-            f"{shop.domain}: {what} settings: {exc}" + settings_fix_hint(shop.domain)
-        ) from None
-
-
-def scoring_settings(shop: Shop) -> ScoringSettings:
-    """The shop's thresholds: the defaults, with the overrides in its settings' "scoring" key."""
-    scoring = overridden(shop, "scoring", ScoringSettings())
-    if not isinstance(scoring.candidate_models, tuple):  # JSON gives a list
-        scoring = replace(scoring, candidate_models=tuple(scoring.candidate_models))
-    return scoring
 
 
 def shop_days(shop: Shop) -> ShopDays:

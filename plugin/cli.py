@@ -530,7 +530,7 @@ def webhooks_replay(failed: bool, domain: str | None) -> None:
 def recompute(domain: str, changed: bool) -> None:
     """Refit the shop's models and score every customer (or only the changed ones): the refit
     (or rescore) job run now, under the lease it shares with the scheduled ones, and recorded."""
-    from jobs.recompute import ShopSettingsError, scoring_settings
+    from jobs.shop_settings import ShopSettingsError, scoring_settings
 
     settings = load_command_settings()
     with open_store(settings) as engine:

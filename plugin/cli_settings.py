@@ -84,10 +84,15 @@ def _value_problems(
 def _refusal(shop: Shop, values: dict[str, Any]) -> str | None:
     """What the jobs' checks say of these settings (the shop's domain and the hint to run this
     command left off), or None if they take them."""
-    from jobs.recommend import recommendation_settings
-    from jobs.recompute import ShopSettingsError, scoring_settings, settings_fix_hint
     from jobs.scheduler import ScheduleError, shop_schedule
-    from jobs.writeback import WritebackError, shop_writeback_settings
+    from jobs.shop_settings import (
+        ShopSettingsError,
+        WritebackError,
+        recommendation_settings,
+        scoring_settings,
+        settings_fix_hint,
+        shop_writeback_settings,
+    )
 
     # a shop of these values alone, never added to the session
     alone = Shop(domain=shop.domain, installed_at=shop.installed_at, settings=json.dumps(values))

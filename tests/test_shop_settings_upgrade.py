@@ -12,9 +12,13 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from jobs.recommend import recommendation_settings
-from jobs.recompute import ShopSettingsError, scoring_settings
-from jobs.writeback import WritebackError, shop_writeback_settings
+from jobs.shop_settings import (
+    ShopSettingsError,
+    WritebackError,
+    recommendation_settings,
+    scoring_settings,
+    shop_writeback_settings,
+)
 from plugin.cli import main
 from plugin.store.models import Shop
 from tests.helpers import SHOP, add_shop
