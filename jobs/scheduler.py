@@ -61,6 +61,7 @@ from jobs.runs import (
     lease_name,
     run_job,
 )
+from jobs.shop_settings import settings_fix_hint
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
@@ -223,7 +224,8 @@ def shop_schedule(shop: Shop, jobs: Sequence[JobSpec] = STANDARD_JOBS) -> dict[s
     """Each job's time for the shop: the defaults, with the overrides in its "schedule" setting,
     e.g. {"rescore_minutes": 15, "push_minutes": 5, "refit_hour": 2, "reconcile_hour": 4}.
 
-    Raises ScheduleError naming every unknown key and bad value.
+    Raises ScheduleError naming every unknown key and bad value, and the command that lists
+    every problem of the shop's settings with its fix, as the other jobs' settings errors do.
     """
     try:
         settings = json.loads(shop.settings or "{}")
@@ -231,7 +233,10 @@ def shop_schedule(shop: Shop, jobs: Sequence[JobSpec] = STANDARD_JOBS) -> dict[s
         raise ScheduleError(f"{shop.domain}: the shop's settings are not valid JSON") from None
     overrides = settings.get(SCHEDULE_KEY, {}) if isinstance(settings, dict) else {}
     if not isinstance(overrides, dict):
-        raise ScheduleError(f'{shop.domain}: "{SCHEDULE_KEY}" must be an object of job times')
+        raise ScheduleError(
+            f'{shop.domain}: "{SCHEDULE_KEY}" must be an object of job times'
+            + settings_fix_hint(shop.domain)
+        )
     by_setting = {spec.setting: spec for spec in jobs}
     problems = [
         problem
@@ -239,7 +244,9 @@ def shop_schedule(shop: Shop, jobs: Sequence[JobSpec] = STANDARD_JOBS) -> dict[s
         if (problem := _check_override(by_setting, key, value)) is not None
     ]
     if problems:
-        raise ScheduleError(f"{shop.domain}: schedule: {'; '.join(problems)}")
+        raise ScheduleError(
+            f"{shop.domain}: schedule: {'; '.join(problems)}" + settings_fix_hint(shop.domain)
+        )
     whens = {spec.name: spec.default_when() for spec in jobs}
     for key, value in overrides.items():
         spec = by_setting[key]

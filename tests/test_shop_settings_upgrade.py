@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
+from jobs.scheduler import ScheduleError, shop_schedule
 from jobs.shop_settings import (
     ShopSettingsError,
     WritebackError,
@@ -141,3 +142,31 @@ def test_a_change_giving_a_bad_value_is_refused_naming_every_new_problem(
     last = result.stderr.strip().splitlines()[-1]
     assert "bulk_threshold must be at least 1" in last and "min_customers must be >= 1" in last
     assert stored(old_shop) == OLD_SETTINGS
+
+
+@pytest.mark.parametrize(
+    ("schedule", "problem"),
+    [
+        ({"push_minutes": 0}, "schedule.push_minutes: schedule: push_minutes must be a whole"),
+        ([15, 5], 'schedule: "schedule" must be an object of job times'),
+    ],
+)
+def test_schedule_refusing_stored_settings_names_the_command_that_lists_every_problem(
+    engine: Engine, migrated_url: str, schedule: Any, problem: str
+) -> None:
+    # given a schedule an older release stored, which the scheduler refuses
+    add_shop(engine)
+    store_settings(engine, {"schedule": schedule})
+    with Session(engine) as session:
+        shop = session.exec(select(Shop)).one()
+    # when the scheduler reads it, then its error names the view, as the other jobs' errors do
+    with pytest.raises(ScheduleError) as raised:
+        shop_schedule(shop)
+    hint = f"clvsync shop settings {SHOP}"
+    assert str(raised.value).endswith(f"(see every problem and its fix: {hint})")
+    # and the view lists the problem once, without the hint to run itself
+    result = invoke(migrated_url, "shop", "settings", SHOP)
+    assert result.exit_code == 1, result.output
+    assert "1 problem(s)" in result.stderr
+    listed = [line for line in result.stderr.splitlines() if problem in line]
+    assert len(listed) == 1 and "see every problem" not in listed[0], result.stderr
