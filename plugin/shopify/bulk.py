@@ -4,7 +4,8 @@ A bulk mutation: `stagedUploadsCreate` issues an upload target, the JSONL of var
 there (multipart POST, as to S3/GCS), `bulkOperationRunMutation` starts the run, polling
 `node(id:)` follows it, and its result file (one response per input line, with `__lineNumber`)
 is read back. The upload and result URLs belong to a storage service, not to the Admin API: the
-access token is never sent to them.
+access token is never sent to them. A result URL is itself a credential (on Shopify a signed
+storage URL, good for a week, that lets anyone holding it read the file): it is never logged.
 
 A lost response to `bulkOperationRunMutation` is safe: each run's mutation text carries a unique
 comment, so when a retry finds an operation in progress, the client can tell whether it is its
@@ -17,8 +18,10 @@ only read.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
@@ -63,6 +66,31 @@ _FIELDS = "id status errorCode objectCount url partialDataUrl query"
 _POLL = f"query Poll($id: ID!) {{ node(id: $id) {{ ... on BulkOperation {{ {_FIELDS} }} }} }}"
 _CURRENT = f"""
 query Current($type: BulkOperationType!) {{ currentBulkOperation(type: $type) {{ {_FIELDS} }} }}"""
+
+# Set while this task reads a result file: httpx logs each request's URL (at INFO), and the
+# result file's is shown by its origin alone.
+_reading_result: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "reading_bulk_result", default=False
+)
+
+
+class _ResultUrlHidden(logging.Filter):
+    """On httpx's logger: each URL logged while the task reads a result file, by its origin."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _reading_result.get() and isinstance(record.args, tuple):
+            record.args = tuple(_origin(a) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+def _origin(url: httpx.URL) -> str:
+    return f"{url.scheme}://{url.netloc.decode('ascii')}/(a bulk operation's result file)"
+
+
+def _hide_result_urls() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _ResultUrlHidden) for f in logger.filters):
+        logger.addFilter(_ResultUrlHidden())
 
 
 OnPoll = Callable[[str, int], None]  # (status, objects so far)
@@ -242,7 +270,9 @@ class BulkRunner:
     async def _download(self, url: str, sink: Callable[[], ContextManager[IO[bytes]]]) -> None:
         """The result file, streamed into a fresh `sink()`; started again from the top if the
         transfer fails."""
+        _hide_result_urls()
         for attempt in range(1, self._upload_attempts + 1):
+            reading = _reading_result.set(True)
             try:
                 async with self._http.stream("GET", url) as response:
                     if response.status_code == 200:
@@ -252,6 +282,8 @@ class BulkRunner:
                         return
             except httpx.TransportError:
                 pass
+            finally:
+                _reading_result.reset(reading)
             await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
         raise TransientError("the bulk operation's result file could not be read")
 
