@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
+import anyio
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
 
-from plugin.store.db import make_engine, upgrade
+from plugin.app import _checkpoints
+from plugin.store.db import checkpoint, make_engine, upgrade
 
 
 def test_read_only_engine_reads_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
@@ -53,3 +58,33 @@ def test_postgres_connections_find_a_vanished_server_within_a_minute(postgres_ur
     # and what DATABASE_URL sets itself is kept
     own = libpq_parameters(postgres_url + "?keepalives_idle=5")
     assert own.get("keepalives_idle") == "5" and own.get("keepalives_interval") == "10"
+
+
+def test_checkpoints_go_on_when_the_database_file_is_no_database(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given an SQLite engine whose file is not a database (replaced, or damaged)
+    path = tmp_path / "clvsync.db"
+    path.write_bytes(b"not a database" * 1000)
+    engine = make_engine(f"sqlite:///{path}")
+
+    async def checkpoint_a_while() -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_checkpoints, engine, stop, 0.01)
+            await anyio.sleep(0.1)
+            stop.set()
+
+    try:
+        # when the background checkpoints run against it, then they stop when told, each
+        # failure logged as a database error, instead of ending the serve's task group with
+        # sqlite3's own exception
+        with caplog.at_level(logging.WARNING, logger="plugin.app"):
+            anyio.run(checkpoint_a_while)
+        messages = [record.getMessage() for record in caplog.records]
+        failures = [m for m in messages if "checkpoint failed" in m]
+        assert failures and all(m.endswith("DatabaseError") for m in failures)
+        with pytest.raises(DatabaseError):
+            checkpoint(engine)
+    finally:
+        engine.dispose()

@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -84,14 +85,23 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
 
 
 def checkpoint(engine: Engine) -> None:
-    """Copy SQLite's write-ahead log back into the database, without blocking writers."""
+    """Copy SQLite's write-ahead log back into the database, without blocking writers.
+
+    What the database refuses is raised as SQLAlchemy's error, as every other query's is: on
+    the raw connection sqlite3's own (the file gone or no database) would escape the callers'
+    handling, and end the task that checkpoints with the processor beside it."""
     if engine.dialect.name != "sqlite":
         return
-    connection = engine.raw_connection()  # outside any transaction: no BEGIN IMMEDIATE here
+    statement = "PRAGMA wal_checkpoint(PASSIVE)"
+    dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
-        connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
-    finally:
-        connection.close()
+        connection = engine.raw_connection()  # outside any transaction: no BEGIN IMMEDIATE here
+        try:
+            connection.cursor().execute(statement)
+        finally:
+            connection.close()
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
 
 
 def insert_for(bind: Session | Engine | Connection) -> Any:
