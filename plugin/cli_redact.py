@@ -31,9 +31,9 @@ from plugin.store.models import (
     Refund,
     SyncChange,
 )
+from webhooks.payloads import MAX_ID
 
-# Shopify's ids are positive, and the store keeps them as 64-bit integers.
-SHOPIFY_ID = click.IntRange(1, 2**63 - 1)
+SHOPIFY_ID = click.IntRange(1, MAX_ID)  # as the webhooks' payloads take them
 # PostgreSQL aborts one of two transactions that wait for each other (a processor's batch holds
 # the inbox rows it claimed, which the redact deletes, and may wait for an order's lock that the
 # redact holds). The processor applies an aborted event again; this command its transaction.

@@ -56,6 +56,11 @@ _ADJUSTMENT_FIELDS = ("amount", "amount_set", "kind")
 _CUSTOMER_FIELDS = ("id", "created_at", "updated_at", "state")
 
 
+# Shopify's ids are positive and fit the ledger's BIGINT columns; past that the database would
+# refuse the row, failing the batch of events it came in.
+MAX_ID = 2**63 - 1
+
+
 class PayloadError(ValueError):
     """A payload lacks a field the ledger needs, or has it in a shape that cannot be read."""
 
@@ -148,9 +153,12 @@ def parse_id(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise PayloadError(f"{field}: expected a numeric id, got {value!r}")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise PayloadError(f"{field}: not a numeric id: {value!r}") from None
+    if not 0 < number <= MAX_ID:
+        raise PayloadError(f"{field}: {number} is not an id (ids are 1 to 2^63-1)")
+    return number
 
 
 def _optional_id(value: Any, field: str) -> int | None:

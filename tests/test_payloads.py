@@ -1,0 +1,37 @@
+"""Reading Shopify's payloads: ids must be ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import order_payload, refund_payload
+from webhooks.payloads import MAX_ID, PayloadError, parse_order, parse_refund
+
+
+@pytest.mark.parametrize("bad", [0, -7, "-7", MAX_ID + 1, str(MAX_ID + 1), "7a", 7.0, True])
+def test_an_order_id_that_is_no_shopify_id_is_refused_naming_the_field(bad: Any) -> None:
+    # given an order whose id is zero, negative, past the ledger's BIGINT, or not a number
+    payload = order_payload(1001)
+    payload["id"] = bad
+    # when it is read, then it is refused as a payload, naming the field (not by the database,
+    # which would fail the whole batch the event came in)
+    with pytest.raises(PayloadError, match=r"^id: "):
+        parse_order(payload)
+
+
+@pytest.mark.parametrize("field", ["id", "order_id"])
+def test_a_refund_naming_an_order_past_bigint_is_refused(field: str) -> None:
+    payload = refund_payload(3001, 1001, "5.00")
+    payload[field] = MAX_ID + 1
+    with pytest.raises(PayloadError, match=rf"^{field}: "):
+        parse_refund(payload)
+
+
+def test_the_largest_id_is_read() -> None:
+    payload = order_payload(1001)
+    payload["id"] = str(MAX_ID)
+    payload["line_items"][0]["product_id"] = MAX_ID
+    order = parse_order(payload)
+    assert order.order_id == MAX_ID and order.lines[0].product_id == MAX_ID
