@@ -29,6 +29,7 @@ from plugin.cli_database import (
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
+from plugin.cli_redact import redact
 from plugin.cli_settings import shop_settings
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX
 from plugin.serving import ListenError, limits, listen, run_server
@@ -604,6 +605,7 @@ def backfill(domain: str, since: datetime | None, as_json: bool) -> None:
 main.add_command(backtest)
 main.add_command(devstore)
 main.add_command(demo)
+main.add_command(redact)
 main.add_command(jobs_group)
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from plugin.cli_redact import redact
+from plugin.cli import main
 from plugin.store import inbox, ledger
 from plugin.store.models import (
     Customer,
@@ -50,7 +50,7 @@ ROWS = "scores, recommendations, pushed state and its audit, data requests"
 
 
 def invoke(url: str, *args: str, answer: str | None = None) -> Result:
-    return CliRunner().invoke(redact, list(args), env=cli_env(url), input=answer)
+    return CliRunner().invoke(main, ["redact", *args], env=cli_env(url), input=answer)
 
 
 def outcome(customer_id: int) -> Outcome:
