@@ -12,8 +12,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 
 # the reader of the shop's write-back settings and its error, where the push takes them from
-from jobs.shop_settings import WritebackError as WritebackError
-from jobs.shop_settings import shop_writeback_settings as shop_writeback_settings
 from plugin.domain.shop_days import known_zone
 from plugin.domain.writeback import (
     CustomerChange,

@@ -14,7 +14,8 @@ import anyio
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from jobs.plan import Plan, Planned, WritebackError
+from jobs.plan import Plan, Planned
+from jobs.shop_settings import WritebackError
 from plugin.domain.writeback import (
     DEFINITIONS_VERSION,
     METAFIELD_TYPES,

@@ -26,8 +26,8 @@ class ShopSettingsError(ValueError):
     """A shop's stored settings name a threshold that does not exist, or a wrong value."""
 
 
-# Here, beside the write-back settings' reader that raises it, so that `jobs.plan` (where the
-# push, the undo and the reconcile take it from) imports this module without a cycle.
+# Here, beside the write-back settings' reader that raises it; the push, the undo and the
+# reconcile raise it too.
 class WritebackError(RuntimeError):
     """The shop cannot be pushed to: bad settings, no token, or a refused definition."""
 

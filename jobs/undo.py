@@ -23,8 +23,9 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
-from jobs.plan import Plan, Planned, WritebackError, shop_writeback_settings
+from jobs.plan import Plan, Planned
 from jobs.pusher import Pusher
+from jobs.shop_settings import WritebackError, shop_writeback_settings
 from jobs.writeback import with_pusher
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import JobRun, Shop, SyncChange

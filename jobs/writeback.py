@@ -32,7 +32,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session, col
 
 from jobs.context import JobContext
-from jobs.plan import Plan, Planned, WritebackError, plan_changes, shop_writeback_settings
+from jobs.plan import Plan, Planned, plan_changes
 from jobs.product_push import ProductPusher, plan_products, split_name
 from jobs.pusher import PushCounts, Pusher
 from jobs.readback import (
@@ -45,6 +45,7 @@ from jobs.readback import (
     read_product_pages,
     read_products_in_bulk,
 )
+from jobs.shop_settings import WritebackError, shop_writeback_settings
 from jobs.shop_zone import read_time_zone
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.context import JobContext
-from jobs.plan import WritebackError
+from jobs.shop_settings import WritebackError
 from jobs.undo import check_undo, undo_plan
 from plugin.store.models import CustomerSync, JobRun, Shop, SyncChange
 from plugin.store.retention import prune_shop

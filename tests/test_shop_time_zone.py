@@ -14,8 +14,9 @@ from alembic import command
 from sqlalchemy import Engine, func, select, text
 from sqlmodel import Session
 
-from jobs.plan import plan_changes, shop_writeback_settings
+from jobs.plan import plan_changes
 from jobs.recompute import full_recompute, rescore_changed
+from jobs.shop_settings import shop_writeback_settings
 from jobs.shop_zone import read_time_zone
 from plugin.devstore.config import DEFAULT_TOKEN
 from plugin.devstore.gen_config import GeneratorConfig
