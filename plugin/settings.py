@@ -189,6 +189,11 @@ def _admin_url(raw: str) -> str | None:
     url = raw.strip().rstrip("/")
     if not url:
         return None
+    if "@" in url:  # not echoed: a password in it would reach the terminal and the logs
+        raise SettingsError(
+            "SHOPIFY_ADMIN_URL must not hold a user name or password (user@host): httpx "
+            "would log it with every request; give the URL without them"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(f"SHOPIFY_ADMIN_URL must be an http(s) URL, not {raw!r}")

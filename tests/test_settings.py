@@ -87,6 +87,16 @@ def test_the_admin_url_refuses_plain_http_to_another_machine(url: str) -> None:
         load_settings({**PRODUCTION, "SHOPIFY_ADMIN_URL": url}, env_file=None)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["https://ops:s3cret-pw@devstore.example.com", "ftp://ops:s3cret-pw@host", "a:s3cret-pw@b"],
+)
+def test_the_admin_url_refuses_a_user_or_password_without_echoing_it(url: str) -> None:
+    with pytest.raises(SettingsError, match="must not hold a user name or password") as raised:
+        load_settings({**PRODUCTION, "SHOPIFY_ADMIN_URL": url}, env_file=None)
+    assert "s3cret-pw" not in str(raised.value)
+
+
 def test_serve_limits_default_to_100_connections_and_16_kib_heads() -> None:
     settings = load_settings(PRODUCTION, env_file=None)
     assert (settings.max_connections, settings.max_header_bytes) == (100, 16384)
