@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from alembic import command
 from sqlalchemy import BigInteger, Engine, Float, and_, cast, func, inspect, literal, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
@@ -109,6 +110,25 @@ def test_replace_scores_for_a_missing_shop_writes_nothing(engine: Engine) -> Non
         replace_scores(engine, 99, [score_row(99, 1)], None)
     # then none were
     assert shop_scores(engine, 99) == 0
+
+
+def test_what_the_database_refuses_is_sqlalchemys_error_and_changes_nothing(
+    engine: Engine,
+) -> None:
+    # given a shop with a customer's scores
+    shop = add_shop(engine)
+    assert shop.id is not None
+    add_customers(engine, shop.id, 1)
+    replace_scores(engine, shop.id, [score_row(shop.id, 1)], None)
+    # when the database refuses a write (the same customer twice) and a read (no such
+    # function) made on the driver's own connection
+    with pytest.raises(IntegrityError):
+        replace_scores(engine, shop.id, [score_row(shop.id, 1)] * 2, None)
+    with pytest.raises(DBAPIError):
+        _fetch(engine, select(func.no_such_function(1)), 1)
+    # then each is SQLAlchemy's error, as every other query's is (the jobs' and serve's
+    # handlers catch those, not the driver's own), and the scores held are as they were
+    assert shop_scores(engine, shop.id) == 1
 
 
 def test_shop_redact_deletes_the_shops_scores_only(engine: Engine) -> None:

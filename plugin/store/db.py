@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,24 +85,30 @@ def make_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> Engine:
     return engine
 
 
-def checkpoint(engine: Engine) -> None:
-    """Copy SQLite's write-ahead log back into the database, without blocking writers.
-
-    What the database refuses is raised as SQLAlchemy's error, as every other query's is: on
-    the raw connection sqlite3's own (the file gone or no database) would escape the callers'
-    handling, and end the task that checkpoints with the processor beside it."""
-    if engine.dialect.name != "sqlite":
-        return
-    statement = "PRAGMA wal_checkpoint(PASSIVE)"
+@contextlib.contextmanager
+def driver_connection(engine: Engine) -> Iterator[Any]:
+    """The driver's own connection (outside any transaction SQLAlchemy would begin), closed
+    after use. What the database refuses on it is raised as SQLAlchemy's error, as every other
+    query's is: the driver's own exception (sqlite3's, psycopg's) would escape the callers'
+    handling of database errors, and end the task that made the call, or a job's retries."""
     dbapi_error = engine.dialect.loaded_dbapi.Error
     try:
-        connection = engine.raw_connection()  # outside any transaction: no BEGIN IMMEDIATE here
+        connection = engine.raw_connection()
         try:
-            connection.cursor().execute(statement)
+            yield connection
         finally:
             connection.close()
     except dbapi_error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+        raise DBAPIError.instance(None, None, exc, dbapi_error) from exc
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy SQLite's write-ahead log back into the database, without blocking writers (a
+    failure is SQLAlchemy's error: see `driver_connection`; serve's checkpoint task goes on)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with driver_connection(engine) as connection:  # no BEGIN IMMEDIATE here
+        connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def insert_for(bind: Session | Engine | Connection) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain, compress, islice
@@ -23,6 +24,7 @@ from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
+from plugin.store.db import driver_connection
 from plugin.store.models import Customer, CustomerScore, ModelRun, Order, OrderLine
 from plugin.store.types import MONEY_SCALE
 
@@ -58,19 +60,17 @@ def _fetch(engine: Engine, query: Any, width: int) -> NDArray[np.float64]:
     """
     statement, arguments = _compiled(engine, query)
     parts = []
-    raw = engine.raw_connection()
-    try:
+    with driver_connection(engine) as raw:
         postgres = engine.dialect.name == "postgresql"
         # binary results: ints and doubles without parsing their text
         cursor = raw.cursor(name="clvsync_fetch", binary=True) if postgres else raw.cursor()
-        cursor.execute(statement, arguments)
-        while rows := cursor.fetchmany(_FETCH_ROWS):
-            flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=len(rows) * width)
-            parts.append(flat.reshape(-1, width))
-        cursor.close()
+        with closing(cursor):  # a server cursor left open warns, even after an error
+            cursor.execute(statement, arguments)
+            while rows := cursor.fetchmany(_FETCH_ROWS):
+                count = len(rows) * width
+                flat = np.fromiter(chain.from_iterable(rows), dtype=np.float64, count=count)
+                parts.append(flat.reshape(-1, width))
         raw.rollback()  # read-only; ends the transaction the driver opened
-    finally:
-        raw.close()
     return np.concatenate(parts) if parts else np.empty((0, width))
 
 
@@ -170,8 +170,8 @@ def _concatenated(
     """
     bounds = np.unique(order_id)[per_range::per_range].tolist()
     parts = []
-    raw = engine.raw_connection()  # no Session: on SQLite it would take the write lock
-    try:
+    # no Session: on SQLite it would take the write lock
+    with driver_connection(engine) as raw:
         cursor = raw.cursor()
         for low, high in zip([None, *bounds], [*bounds, None], strict=True):
             ranged = lines_query
@@ -195,8 +195,6 @@ def _concatenated(
             parts.append(np.stack([orders, products], axis=1).astype(np.float64))
         cursor.close()
         raw.rollback()
-    finally:
-        raw.close()
     return np.concatenate(parts) if parts else np.empty((0, 2))
 
 
@@ -426,45 +424,43 @@ def replace_scores(
     one per 500 customers otherwise.
     """
     postgres = engine.dialect.name == "postgresql"
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        mark = "%s" if postgres else "?"
-        if not postgres:
-            cursor.execute("BEGIN IMMEDIATE")  # the write lock: no one deletes the shop now
-        hold = " FOR KEY SHARE" if postgres else ""
-        cursor.execute(f"SELECT 1 FROM shops WHERE id = {mark}{hold}", (shop_id,))
-        if cursor.fetchone() is None:
-            raise MissingShopError(f"shop {shop_id} does not exist: no scores written")
-        held = _hold_customers(cursor, postgres, shop_id, customer_ids)
-        rows = _of_customers(rows, held)
-        if customer_ids is None:
-            cursor.execute(f"DELETE FROM customer_scores WHERE shop_id = {mark}", (shop_id,))
-        else:
-            for start in range(0, len(customer_ids), 500):
-                chunk = list(customer_ids[start : start + 500])
-                cursor.execute(
-                    f"DELETE FROM customer_scores WHERE shop_id = {mark} AND customer_id IN "
-                    f"({', '.join([mark] * len(chunk))})",
-                    (shop_id, *chunk),
-                )
-        columns = ", ".join(SCORE_COLUMNS)
-        if postgres:
-            binary = f"COPY customer_scores ({columns}) FROM STDIN (FORMAT BINARY)"
-            with cursor.copy(binary) as copy:
-                copy.set_types(list(SCORE_WIRE_TYPES))
-                for row in rows:
-                    copy.write_row(row)
-        else:
-            marks = ", ".join(["?"] * len(SCORE_COLUMNS))
-            statement = f"INSERT INTO customer_scores ({columns}) VALUES ({marks})"
-            cursor.executemany(statement, rows)  # type: ignore[arg-type]  # sqlite3 takes iterators
-        raw.commit()
-    except BaseException:
-        raw.rollback()
-        raise
-    finally:
-        raw.close()
+    with driver_connection(engine) as raw:
+        try:
+            cursor = raw.cursor()
+            mark = "%s" if postgres else "?"
+            if not postgres:
+                cursor.execute("BEGIN IMMEDIATE")  # the write lock: no one deletes the shop now
+            hold = " FOR KEY SHARE" if postgres else ""
+            cursor.execute(f"SELECT 1 FROM shops WHERE id = {mark}{hold}", (shop_id,))
+            if cursor.fetchone() is None:
+                raise MissingShopError(f"shop {shop_id} does not exist: no scores written")
+            held = _hold_customers(cursor, postgres, shop_id, customer_ids)
+            rows = _of_customers(rows, held)
+            if customer_ids is None:
+                cursor.execute(f"DELETE FROM customer_scores WHERE shop_id = {mark}", (shop_id,))
+            else:
+                for start in range(0, len(customer_ids), 500):
+                    chunk = list(customer_ids[start : start + 500])
+                    cursor.execute(
+                        f"DELETE FROM customer_scores WHERE shop_id = {mark} AND customer_id IN "
+                        f"({', '.join([mark] * len(chunk))})",
+                        (shop_id, *chunk),
+                    )
+            columns = ", ".join(SCORE_COLUMNS)
+            if postgres:
+                binary = f"COPY customer_scores ({columns}) FROM STDIN (FORMAT BINARY)"
+                with cursor.copy(binary) as copy:
+                    copy.set_types(list(SCORE_WIRE_TYPES))
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join(["?"] * len(SCORE_COLUMNS))
+                statement = f"INSERT INTO customer_scores ({columns}) VALUES ({marks})"
+                cursor.executemany(statement, rows)  # sqlite3 takes iterators
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
 
 
 # Customers the shop holds (not redacted), their rows locked until the commit (see
