@@ -90,31 +90,22 @@ def held_of(session: Session, shop_id: int, customer_id: int, order_ids: Sequenc
         record=session.get(Customer, (shop_id, customer_id)) is not None,
         orders=len(theirs),
         named=len(named - theirs),
-        lines=_lines(session, shop_id, orders),
-        refunds=_refunds(session, shop_id, orders),
+        lines=_of_orders(session, OrderLine, shop_id, orders),
+        refunds=_of_orders(session, Refund, shop_id, orders),
         rows=_other_rows(session, shop_id, customer_id),
         unrecorded=len(set(given) - ledger.redacted(session, shop_id, ledger.ORDER, given)),
     )
 
 
-def _lines(session: Session, shop_id: int, order_ids: list[int]) -> int:
+def _of_orders(
+    session: Session, table: type[OrderLine] | type[Refund], shop_id: int, order_ids: list[int]
+) -> int:
+    """The table's rows of these orders (a refund that came before its order is held alone)."""
     total = 0
     for low in range(0, len(order_ids), ledger.REFRESH_CHUNK):
         query = select(func.count()).where(
-            col(OrderLine.shop_id) == shop_id,
-            col(OrderLine.order_id).in_(order_ids[low : low + ledger.REFRESH_CHUNK]),
-        )
-        total += session.exec(query).one()
-    return total
-
-
-def _refunds(session: Session, shop_id: int, order_ids: list[int]) -> int:
-    """Of held orders or not: a refund that came before its order is held alone."""
-    total = 0
-    for low in range(0, len(order_ids), ledger.REFRESH_CHUNK):
-        query = select(func.count()).where(
-            col(Refund.shop_id) == shop_id,
-            col(Refund.order_id).in_(order_ids[low : low + ledger.REFRESH_CHUNK]),
+            col(table.shop_id) == shop_id,
+            col(table.order_id).in_(order_ids[low : low + ledger.REFRESH_CHUNK]),
         )
         total += session.exec(query).one()
     return total
