@@ -27,7 +27,6 @@ run a shop's job all the same, the lease in `jobs.runs.run_job` keeps the runs a
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -61,7 +60,7 @@ from jobs.runs import (
     lease_name,
     run_job,
 )
-from jobs.shop_settings import settings_fix_hint
+from jobs.shop_settings import ShopSettingsError, settings_fix_hint, stored_settings
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
@@ -228,10 +227,9 @@ def shop_schedule(shop: Shop, jobs: Sequence[JobSpec] = STANDARD_JOBS) -> dict[s
     every problem of the shop's settings with its fix, as the other jobs' settings errors do.
     """
     try:
-        settings = json.loads(shop.settings or "{}")
-    except json.JSONDecodeError:
-        raise ScheduleError(f"{shop.domain}: the shop's settings are not valid JSON") from None
-    overrides = settings.get(SCHEDULE_KEY, {}) if isinstance(settings, dict) else {}
+        overrides = stored_settings(shop).get(SCHEDULE_KEY, {})
+    except ShopSettingsError as exc:  # the scheduler takes its own error: default times
+        raise ScheduleError(str(exc)) from None
     if not isinstance(overrides, dict):
         raise ScheduleError(
             f'{shop.domain}: "{SCHEDULE_KEY}" must be an object of job times'

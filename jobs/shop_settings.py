@@ -20,10 +20,13 @@ if TYPE_CHECKING:
 T = TypeVar("T", bound="DataclassInstance")
 
 RECOMMENDATIONS_KEY = "recommendations"
+SHOWN_STORED_CHARS = 80  # of stored settings that are not an object, shown in an error
+NOT_AN_OBJECT = "the stored settings are not a JSON object"
 
 
 class ShopSettingsError(ValueError):
-    """A shop's stored settings name a threshold that does not exist, or a wrong value."""
+    """A shop's stored settings are not a JSON object, or name a threshold that does not exist,
+    or a wrong value."""
 
 
 # Here, beside the write-back settings' reader that raises it; the push, the undo and the
@@ -38,10 +41,41 @@ def settings_fix_hint(domain: str) -> str:
     return f" (see every problem and its fix: clvsync shop settings {domain})"
 
 
+def stored_settings(shop: Shop) -> dict[str, Any]:
+    """The shop's stored settings, the JSON object every reader takes them as; a
+    ShopSettingsError, showing what is stored, when they are not one (a row edited by hand, or
+    a database restored from elsewhere): no reader guesses at what the shop meant."""
+    values = readable_settings(shop.settings)
+    if values is None:
+        raise ShopSettingsError(
+            f"{shop.domain}: {NOT_AN_OBJECT}: {shown_stored(shop.settings)}"
+            + settings_fix_hint(shop.domain)
+        )
+    return values
+
+
+def readable_settings(text: str | None) -> dict[str, Any] | None:
+    """Stored settings text as its JSON object (none stored: no overrides), or None if it is
+    not JSON or not an object."""
+    try:
+        values = json.loads(text or "{}")
+    except (ValueError, RecursionError):  # not JSON; too many digits, or nested too deep
+        return None
+    return values if isinstance(values, dict) else None
+
+
+def shown_stored(text: str) -> str:
+    """Stored text for a message: quoted, and cut after SHOWN_STORED_CHARS characters (a
+    repr, so that a control character cannot garble the terminal)."""
+    if len(text) <= SHOWN_STORED_CHARS:
+        return repr(text)
+    return f"{text[:SHOWN_STORED_CHARS]!r}... ({len(text)} characters)"
+
+
 def overridden(shop: Shop, key: str, defaults: T) -> T:
     """`defaults` with the overrides under `key` of the shop's settings; a ShopSettingsError
     names an unknown or badly valued one."""
-    overrides = json.loads(shop.settings or "{}").get(key, {})
+    overrides = stored_settings(shop).get(key, {})
     what = {"scoring": "scoring", "recommendations": "recommendation"}.get(key, key)
     if not isinstance(overrides, dict):  # a list, a number, a string or null: no names to take
         raise ShopSettingsError(
@@ -74,7 +108,7 @@ def scoring_settings(shop: Shop) -> ScoringSettings:
 def recommendation_settings(shop: Shop) -> RecommendationSettings:
     """The shop's thresholds: the defaults, with the overrides in its "recommendations" key; a
     ShopSettingsError names an unknown or badly valued one."""
-    overrides = json.loads(shop.settings or "{}").get(RECOMMENDATIONS_KEY, {})
+    overrides = stored_settings(shop).get(RECOMMENDATIONS_KEY, {})
     problems = _type_problems(overrides) if isinstance(overrides, dict) else []
     if problems:
         raise ShopSettingsError(
@@ -106,8 +140,14 @@ def _is_finite(value: object) -> bool:
 
 
 def shop_writeback_settings(shop: Shop) -> WritebackSettings:
+    """The shop's write-back settings; a WritebackError (what the push, the undo and the
+    reconcile raise and their callers take) names a bad one, or settings that cannot be read."""
     try:
-        return writeback_settings(json.loads(shop.settings or "{}"))
+        values = stored_settings(shop)
+    except ShopSettingsError as exc:
+        raise WritebackError(str(exc)) from None
+    try:
+        return writeback_settings(values)
     except (WritebackSettingsError, TypeError) as exc:
         raise WritebackError(
             f"{shop.domain}: write-back settings: {exc}" + settings_fix_hint(shop.domain)
