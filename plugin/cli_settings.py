@@ -201,7 +201,7 @@ def _check_namespace_kept(shop: Shop, before: str | None, values: dict[str, Any]
     customer metafields there (and segments, Flow and Shopify Email may filter on them), a new
     namespace would leave every value and definition behind under the old one. (`before` None:
     the stored settings could not be read, and the command was given it again.)"""
-    after = values.get("metafield_namespace", before)
+    after = values.get("metafield_namespace", DEFAULT_NAMESPACE)  # unset: the default's in force
     if before is not None and after != before and shop.definitions_version > 0:
         raise click.ClickException(
             f"metafield_namespace stays {before!r}: the app has already written its metafields "

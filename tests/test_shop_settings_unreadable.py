@@ -287,3 +287,15 @@ def test_commands_on_unreadable_settings_exit_1_naming_the_view(
     assert_refused_cleanly(result)
     assert NOT_AN_OBJECT in result.output and HINT in result.output, result.output
     assert error in result.output
+
+
+def test_unset_of_a_pushed_namespace_is_refused(engine: Engine, migrated_url: str) -> None:
+    # given a shop that has pushed under a namespace of its own
+    add_shop(engine)
+    store_text(engine, json.dumps({"metafield_namespace": "shop_clv"}), definitions_version=2)
+    # when it is unset, which would put the default one in force
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--unset", "metafield_namespace")
+    # then it is refused as a change to another namespace is, and nothing is saved
+    assert_refused_cleanly(result)
+    assert "metafield_namespace stays 'shop_clv'" in result.stderr
+    assert stored(engine) == {"metafield_namespace": "shop_clv"}
