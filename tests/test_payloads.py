@@ -35,3 +35,28 @@ def test_the_largest_id_is_read() -> None:
     payload["line_items"][0]["product_id"] = MAX_ID
     order = parse_order(payload)
     assert order.order_id == MAX_ID and order.lines[0].product_id == MAX_ID
+
+
+@pytest.mark.parametrize(
+    ("moment", "taken"),
+    [
+        ("1970-01-01T00:00:00Z", True),
+        ("2199-12-31T23:59:59-05:00", False),  # 2200 in UTC
+        ("2199-12-31T23:59:59Z", True),
+        ("1969-12-31T23:59:59Z", False),
+        ("9999-12-31T12:00:00Z", False),
+    ],
+)
+def test_an_order_dated_outside_1970_to_2200_is_refused_naming_the_field(
+    moment: str, taken: bool
+) -> None:
+    # given an order processed at a moment near or past the bounds (a bogus year 9999 order
+    # stopped every rescore and refit of a shop with a time zone)
+    payload = order_payload(1001)
+    payload["processed_at"] = moment
+    # when it is read, then it is taken, or refused as a payload naming the field
+    if taken:
+        assert parse_order(payload).processed_at.isoformat().startswith(moment[:4])
+    else:
+        with pytest.raises(PayloadError, match=r"^processed_at: .* not between 1970 and 2200"):
+            parse_order(payload)

@@ -123,14 +123,26 @@ def minimise(topic: str, payload: Mapping[str, Any]) -> dict[str, Any]:
 # --- parsing into ledger records ---------------------------------------------------------
 
 
+# The moments a payload may carry. A bogus one far out (year 9999) would stop the shop's
+# scoring: its days span millennia read in the shop's zone day by day, past the calendar's end.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
 def parse_time(value: Any, field: str) -> datetime:
     if not isinstance(value, str):
         raise PayloadError(f"{field}: expected an ISO 8601 date-time, got {value!r}")
     try:
         parsed = datetime.fromisoformat(value)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: out of range once in UTC (9999-12-31)
         raise PayloadError(f"{field}: not an ISO 8601 date-time in range: {value!r}") from None
+    if not EARLIEST <= moment < LATEST:
+        raise PayloadError(
+            f"{field}: {value!r} is not between {EARLIEST.year} and {LATEST.year}: "
+            "no order, refund or customer has such a date"
+        )
+    return moment
 
 
 def _optional_time(value: Any, field: str) -> datetime | None:
