@@ -42,7 +42,7 @@ from plugin.store.models import (
     ModelRun,
     Shop,
 )
-from plugin.store.tokens import TokenDecryptionError, settings_cipher
+from plugin.store.tokens import settings_cipher
 
 LEDGER_COLUMNS = (
     "customer_id",
@@ -215,23 +215,21 @@ def shop_rekey() -> None:
     TOKEN_ENCRYPTION_KEY_PREVIOUS: after it, the previous key can be unset. Exit 1 if a token
     decrypts with neither (that shop's token must be added again)."""
     settings = load_command_settings()
-    cipher = settings_cipher(settings)
-    rekeyed, unreadable = 0, []
     with open_store(settings) as engine, Session(engine) as session, session.begin():
-        for row in shops.list_shops(session):
-            if row.access_token_encrypted is None:
-                continue
-            try:
-                row.access_token_encrypted = cipher.rekey(row.access_token_encrypted)
-            except TokenDecryptionError:
-                unreadable.append(row.domain)
-                continue
-            rekeyed += 1
+        rekeyed, unreadable = shops.rekey_tokens(session, settings_cipher(settings))
     click.echo(f"{rekeyed} access tokens stored under TOKEN_ENCRYPTION_KEY")
     if unreadable:
+        add = "store each again with clvsync shop add DOMAIN --token TOKEN"
+        if settings.token_encryption_key_previous:
+            read, way_out = "decrypt with neither key", add
+        else:
+            read = "do not decrypt with TOKEN_ENCRYPTION_KEY"
+            way_out = (
+                "set TOKEN_ENCRYPTION_KEY_PREVIOUS to the key they were stored with and run "
+                f"this again, or {add}"
+            )
         raise click.ClickException(
-            f"{len(unreadable)} tokens decrypt with neither key, left as they were: "
-            f"{', '.join(unreadable)}; store each again with clvsync shop add DOMAIN --token TOKEN"
+            f"tokens that {read}, left as they were: {', '.join(unreadable)}; {way_out}"
         )
 
 

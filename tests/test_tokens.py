@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -82,3 +85,48 @@ def test_shop_rekey_moves_every_token_to_the_new_key(engine: Engine, migrated_ur
     assert cipher.decrypt(held["a.myshopify.com"] or "") == "shpat_a"
     assert cipher.decrypt(held["b.myshopify.com"] or "") == "shpat_b"
     assert held["c.myshopify.com"] == lost.access_token_encrypted
+
+
+def test_shop_rekey_never_puts_back_a_token_stored_meanwhile(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop whose token is being replaced (`shop add` with a new one, under the new key)
+    # in a transaction not yet committed when the rekey starts
+    add_shop(engine, "a.myshopify.com", "shpat_old")
+    new = Fernet.generate_key().decode()
+    env = cli_env(migrated_url) | {
+        "TOKEN_ENCRYPTION_KEY": new,
+        "TOKEN_ENCRYPTION_KEY_PREVIOUS": make_settings().token_encryption_key,
+    }
+    results: list[Result] = []
+    with Session(engine) as replacing, replacing.begin():
+        shops.add_shop(replacing, "a.myshopify.com", "shpat_new", TokenCipher(new), T0)
+        rekey = threading.Thread(
+            target=lambda: results.append(CliRunner().invoke(main, ["shop", "rekey"], env=env))
+        )
+        rekey.start()
+        time.sleep(1.0)  # the rekey reaches the shop's row (PostgreSQL) or the write lock
+    # when the replacement commits, and the rekey ends after it
+    rekey.join(timeout=30)
+    # then the token held is the new one, under the new key: the rekey waited for the row and
+    # read it as committed, instead of writing back the old token it had read before
+    assert [r.exit_code for r in results] == [0]
+    with Session(engine) as session:
+        [held] = [s.access_token_encrypted for s in shops.list_shops(session)]
+    assert TokenCipher(new).decrypt(held or "") == "shpat_new"
+
+
+def test_shop_rekey_without_the_previous_key_says_to_set_it(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a token stored under a key that has since been replaced, and no previous key set
+    add_shop(engine, "a.myshopify.com", "shpat_a")
+    env = cli_env(migrated_url) | {"TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode()}
+    # when the tokens are rekeyed, then the message names the key tried and the ways out
+    result = CliRunner().invoke(main, ["shop", "rekey"], env=env)
+    assert result.exit_code == 1
+    assert (
+        "tokens that do not decrypt with TOKEN_ENCRYPTION_KEY, left as they were" in result.stderr
+    )
+    assert "set TOKEN_ENCRYPTION_KEY_PREVIOUS to the key they were stored with" in result.stderr
+    assert "shpat_a" not in result.output

@@ -9,7 +9,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from plugin.store.models import CustomerScore, InboxEvent, QueuedJob, Shop
-from plugin.store.tokens import TokenCipher
+from plugin.store.tokens import TokenCipher, TokenDecryptionError
 
 _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
 
@@ -62,6 +62,26 @@ def set_time_zone(session: Session, shop_id: int, zone: str) -> bool:
 
 def list_shops(session: Session) -> list[Shop]:
     return list(session.exec(select(Shop).order_by(Shop.domain)))
+
+
+def rekey_tokens(session: Session, cipher: TokenCipher) -> tuple[int, list[str]]:
+    """Every stored token encrypted again under the cipher's current key: how many, and the
+    domains of those neither key reads (left as they were). The rows are locked as they are
+    read (PostgreSQL; SQLite's write lock is the transaction's already): a token stored or
+    discarded meanwhile (`shop add`, an uninstall) is rekeyed as it is then, never overwritten
+    with the one read before."""
+    rekeyed, unreadable = 0, []
+    query = select(Shop).where(col(Shop.access_token_encrypted).is_not(None))
+    for shop in session.exec(query.order_by(col(Shop.id)).with_for_update()):
+        assert shop.access_token_encrypted is not None
+        try:
+            shop.access_token_encrypted = cipher.rekey(shop.access_token_encrypted)
+        except TokenDecryptionError:
+            unreadable.append(shop.domain)
+            continue
+        session.add(shop)
+        rekeyed += 1
+    return rekeyed, sorted(unreadable)
 
 
 def uninstall_shop(session: Session, shop: Shop, at: datetime) -> bool:
