@@ -225,8 +225,13 @@ def _check_fernet_key(key: str, name: str) -> None:
     try:
         Fernet(key.encode())
     except ValueError:
+        if name.endswith("_PREVIOUS"):  # a new key would read nothing: it must be the old one
+            how = "the key the tokens were stored with, as it was set in TOKEN_ENCRYPTION_KEY"
+        else:
+            how = (
+                "make one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'"
+            )
         raise SettingsError(
-            f"{name} must be a Fernet key (32 url-safe base64-encoded bytes); "
-            "make one with: python -c 'from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())'"
+            f"{name} must be a Fernet key (32 url-safe base64-encoded bytes); {how}"
         ) from None

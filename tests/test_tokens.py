@@ -50,8 +50,13 @@ def test_settings_previous_token_key_may_be_the_development_one_but_must_be_a_ke
     settings = make_settings(TOKEN_ENCRYPTION_KEY_PREVIOUS=DEV_TOKEN_KEY)
     assert settings.token_encryption_key_previous == DEV_TOKEN_KEY
     assert DEV_TOKEN_KEY not in repr(settings)
-    with pytest.raises(SettingsError, match="TOKEN_ENCRYPTION_KEY_PREVIOUS must be a Fernet key"):
+    with pytest.raises(
+        SettingsError, match="TOKEN_ENCRYPTION_KEY_PREVIOUS must be a Fernet key"
+    ) as e:
         make_settings(TOKEN_ENCRYPTION_KEY_PREVIOUS="not-a-key")
+    # the old key, not a new one, which would read nothing
+    assert "the key the tokens were stored with" in str(e.value)
+    assert "generate_key" not in str(e.value)
 
 
 def test_shop_rekey_moves_every_token_to_the_new_key(engine: Engine, migrated_url: str) -> None:
