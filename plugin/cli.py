@@ -331,13 +331,18 @@ def _recommended(session: Session, shop_id: int) -> Generator[tuple[int, str]]:
 
 
 def _export_rows(session: Session, shop: Shop) -> Generator[dict[str, Any]]:
-    assert shop.id is not None
+    """The customers' rows, the settings read now: refused before a header is written."""
     from jobs.shop_settings import ShopSettingsError, stored_settings
 
     try:
         prefix = stored_settings(shop).get("tag_prefix", DEFAULT_TAG_PREFIX)  # as pushed
     except ShopSettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    return _customer_rows(session, shop, prefix)
+
+
+def _customer_rows(session: Session, shop: Shop, prefix: str) -> Generator[dict[str, Any]]:
+    assert shop.id is not None
     runs = select(ModelRun.id, ModelRun.confidence).where(ModelRun.shop_id == shop.id)
     confidence = {run_id: level for run_id, level in session.exec(runs)}
     # both streams are in customer id order: merged, not held in memory
