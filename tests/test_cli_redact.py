@@ -5,13 +5,14 @@ under way meanwhile."""
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -49,8 +50,42 @@ OTHER = "other-shop.myshopify.com"
 ROWS = "scores, recommendations, pushed state and its audit, data requests"
 
 
-def invoke(url: str, *args: str, answer: str | None = None) -> Result:
+def invoke(url: str, *args: str, answer: str | IO[bytes] | None = None) -> Result:
     return CliRunner().invoke(main, ["redact", *args], env=cli_env(url), input=answer)
+
+
+class AnswerAfter(io.BytesIO):
+    """The operator's answer, read only after `meanwhile` ran: what happens in the store while
+    they read the question."""
+
+    def __init__(self, answer: str, meanwhile: Callable[[], None]) -> None:
+        super().__init__(answer.encode())
+        self.meanwhile: Callable[[], None] | None = meanwhile
+
+    def _answer(self, size: int | None) -> None:
+        if self.meanwhile is not None and size != 0:  # click reads 0 bytes to probe the stream
+            run, self.meanwhile = self.meanwhile, None
+            run()
+
+    def read(self, size: int | None = -1) -> bytes:
+        self._answer(size)
+        return super().read(size)
+
+    def read1(self, size: int | None = -1) -> bytes:
+        self._answer(size)
+        return super().read1(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        self._answer(size)
+        return super().readline(size)
+
+
+def add_orders(engine: Engine, *orders: tuple[int, int | None]) -> None:
+    """Apply orders (id, customer or None for a guest's), a line each, as webhooks would."""
+    for order_id, customer_id in orders:
+        payload = order_payload(order_id, customer_id=customer_id)
+        enqueue(engine, "orders/create", payload, f"o{order_id}")
+    Processor(engine).drain()
 
 
 def outcome(customer_id: int) -> Outcome:
@@ -220,20 +255,156 @@ def test_redact_without_yes_and_no_answer_erases_nothing(engine: Engine, migrate
     assert result.exit_code == 1 and held(engine) == before
 
 
-def test_redact_of_an_order_named_but_held_for_another_customer_says_so_and_refreshes_them(
+@pytest.mark.parametrize(
+    ("orders", "message"),
+    [
+        (
+            ["3"],
+            "Error: order 3 is held for customer 502, not 501: nothing erased; if Shopify's "
+            "orders_to_redact names it, give --other-customers-orders too",
+        ),
+        (
+            ["4", "1", "3", "12", "77"],  # 503's, theirs, 502's, a guest's, one not held
+            "Error: order 3 is held for customer 502 and order 4 for customer 503, not 501: "
+            "nothing erased; if Shopify's orders_to_redact names them, give "
+            "--other-customers-orders too",
+        ),
+    ],
+)
+@pytest.mark.parametrize("yes", [True, False])
+def test_redact_of_an_order_held_for_another_customer_is_refused_with_nothing_erased(
+    engine: Engine, migrated_url: str, orders: list[str], message: str, yes: bool
+) -> None:
+    # given 502's order 3 (a line, a refund), 503's order 4 and a guest's order 12
+    seed(engine)
+    enqueue(engine, "refunds/create", refund_payload(73, 3, "5.00"), "r73")
+    add_orders(engine, (4, 503), (12, None))
+    before = held(engine)
+    # when an order of another customer is named for 501 (a typo, say)
+    args = [arg for order_id in orders for arg in ("--order", order_id)]
+    result = invoke(
+        migrated_url, "--shop", SHOP, "--customer", "501", *args, *(["--yes"] if yes else [])
+    )
+    # then it is refused before asking, naming each such order and its customer, and nothing
+    # changed: no order, line, refund, figure or redaction of anyone's
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == message
+    assert result.stdout == ""
+    assert held(engine) == before
+
+
+def test_redact_with_other_customers_orders_names_them_erases_them_and_refreshes_their_customers(
     engine: Engine, migrated_url: str
 ) -> None:
-    # given 502's order 3 named for 501 (as Shopify's orders_to_redact may)
+    # given 502's orders 3, 6 and 8, and 503's order 4
     shop_id, _ = seed(engine)
-    # when confirmed
-    result = invoke(migrated_url, "--shop", SHOP, "--customer", "501", "--order", "3", answer="y\n")
-    # then the prompt said one of the orders is held for someone else
+    add_orders(engine, (6, 502), (8, 502), (4, 503))
+    # when 502's 3 and 6 and 503's 4 are named for 501 (as Shopify's orders_to_redact may),
+    # allowed, and confirmed
+    result = invoke(
+        migrated_url,
+        *("--shop", SHOP, "--customer", "501", "--order", "3", "--order", "6", "--order", "4"),
+        "--other-customers-orders",
+        answer="y\n",
+    )
+    # then the prompt named each of those orders and its customer
     assert result.exit_code == 0, result.output
-    assert "3 orders (1 named by --order and held for another customer or none)" in (result.stdout)
-    assert "3 lines" in result.stdout
-    # and 502's figures no longer count it
-    customers = held(engine)["customers"]
-    assert (shop_id, 502, 0, 0) in customers
+    orders = (
+        "5 orders (order 3 held for customer 502; order 4 held for customer 503; order 6 held "
+        "for customer 502), 5 lines, 1 refund"
+    )
+    prompt = (
+        f"Erase customer 501 of {SHOP}: their record, {orders} and 5 other rows ({ROWS}), and "
+        "record them as redacted? [y/N]"
+    )
+    assert prompt in result.stdout
+    # and so did the summary, with whose figures were refreshed
+    assert result.stdout.splitlines()[-4:] == [
+        f"erased customer 501 of {SHOP}: their record, {orders} and 5 other rows ({ROWS})",
+        "refreshed customer 502's figures, without orders 3 and 6",
+        "refreshed customer 503's figures, without order 4",
+        "recorded customer 501 and 5 orders as redacted: no webhook or backfill applied later "
+        "stores them again",
+    ]
+    # and those orders are gone for good, their customers' figures no longer count them
+    after = held(engine)
+    assert [o for o in after["orders"] if o[0] == shop_id] == [(shop_id, 8, 502)]
+    customers = [c for c in after["customers"] if c[0] == shop_id]
+    assert customers == [(shop_id, 502, 1, 100), (shop_id, 503, 0, 0)]
+    recorded = [r[2] for r in after["redactions"] if r[:2] == (shop_id, "order")]
+    assert recorded == [1, 2, 3, 4, 6]
+
+
+def test_redact_of_orders_held_for_no_customer_or_not_held_goes_ahead_and_counts_them(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a guest's order 12; order 77 not held at all
+    shop_id, _ = seed(engine)
+    add_orders(engine, (12, None))
+    before = held(engine)
+    # when both are named for 501, without --other-customers-orders
+    result = invoke(
+        migrated_url, "--shop", SHOP, "--customer", "501", "--order", "12", "--order", "77", "--yes"
+    )
+    # then they are taken, and the summary says how many were held for nobody and not held
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"erased customer 501 of {SHOP}: their record, 3 orders (1 named by --order and held "
+        f"for no customer), 3 lines, 1 refund and 5 other rows ({ROWS})",
+        "1 order named by --order was not held",
+        "recorded customer 501 and 4 orders as redacted: no webhook or backfill applied later "
+        "stores them again",
+    ]
+    after = held(engine)
+    recorded = [r[2] for r in after["redactions"] if r[:2] == (shop_id, "order")]
+    assert recorded == [1, 2, 12, 77]
+    assert after["orders"] == [
+        o for o in before["orders"] if o[:2] not in {(shop_id, 1), (shop_id, 2), (shop_id, 12)}
+    ]
+    assert (shop_id, 502, 1, 100) in after["customers"]
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_redact_of_an_order_that_another_customer_gets_while_asked_is_refused_unless_allowed(
+    engine: Engine, migrated_url: str, allowed: bool
+) -> None:
+    # given a guest's order 12, named for 501 and so asked about as held for no customer
+    shop_id, _ = seed(engine)
+    add_orders(engine, (12, None))
+    changed: dict[str, Any] = {}
+
+    def meanwhile() -> None:
+        # while the operator reads the question, order 12 is updated to customer 502's
+        moved = order_payload(12, customer_id=502, updated=5)
+        enqueue(engine, "orders/updated", moved, "o12-moved")
+        Processor(engine).drain()
+        changed.update(held(engine))
+
+    flag = ["--other-customers-orders"] if allowed else []
+    args = ("--shop", SHOP, "--customer", "501", "--order", "12", *flag)
+    result = invoke(migrated_url, *args, answer=AnswerAfter("y\n", meanwhile))
+    assert "3 orders (1 named by --order and held for no customer)" in result.stdout
+    assert (shop_id, 12, 502) in changed["orders"]
+    if not allowed:
+        # then, when they confirm, it is refused in the redact's transaction, nothing erased
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip() == (
+            "Error: order 12 is now held for customer 502, not 501: nothing erased; if "
+            "Shopify's orders_to_redact names it, give --other-customers-orders too"
+        )
+        assert "erased customer" not in result.stdout
+        assert held(engine) == changed
+        return
+    # or, allowed, it is erased, the summary names its customer now, whose figures are refreshed
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-3:-1] == [
+        f"erased customer 501 of {SHOP}: their record, 3 orders (order 12 held for customer "
+        f"502), 3 lines, 1 refund and 5 other rows ({ROWS})",
+        "refreshed customer 502's figures, without order 12",
+    ]
+    after = held(engine)
+    assert [o for o in after["orders"] if o[0] == shop_id] == [(shop_id, 3, 502)]
+    assert (shop_id, 502, 1, 100) in after["customers"]
 
 
 # --- not held, twice -------------------------------------------------------------------------
@@ -251,6 +422,7 @@ def test_redact_of_a_customer_not_held_records_them_so_nothing_stores_them_later
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
         f"nothing was held for customer 999 of {SHOP}",
+        "1 order named by --order was not held",
         "recorded customer 999 and 1 order as redacted: no webhook or backfill applied later "
         "stores them again",
     ]
@@ -286,6 +458,7 @@ def test_redact_twice_is_harmless_and_says_it_was_redacted_before(
     assert more.exit_code == 0, more.output
     assert more.stdout.splitlines() == [
         f"nothing was held for customer 501 of {SHOP}",
+        "1 order named by --order was not held",
         "customer 501 was recorded as redacted before; 1 more order recorded now",
     ]
     assert (shop_id, "order", 8) in held(engine)["redactions"]
