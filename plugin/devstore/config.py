@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,10 +55,21 @@ class DevStoreConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DevStoreConfig:
-        known = {item.name for item in fields(cls)}
-        unknown = set(raw) - known
+        """A config from JSON values; a ValueError names each setting that is unknown or of
+        the wrong type (a number given as text failed every request later, not here)."""
+        if not isinstance(raw, dict):
+            raise ValueError("the dev store's settings must be a JSON object")
+        types = {item.name: str(item.type) for item in fields(cls)}
+        unknown = set(raw) - set(types)
         if unknown:
             raise ValueError(f"unknown dev store settings: {sorted(unknown)}")
+        wrong = [
+            f"{name} must be {_JSON_TYPES[types[name]][0]}, not {json.dumps(value)}"
+            for name, value in raw.items()
+            if not _JSON_TYPES[types[name]][1](value)
+        ]
+        if wrong:
+            raise ValueError("; ".join(wrong))
         values = dict(raw)
         if "api_versions" in values:
             values["api_versions"] = tuple(values["api_versions"])
@@ -70,3 +83,26 @@ class DevStoreConfig:
         raw = asdict(self)
         raw["api_versions"] = list(self.api_versions)
         return raw
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _tokens(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+# each field's annotation: what a JSON value of it must be, and the check
+_JSON_TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "float": ("a number", _number),
+    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "tuple[str, ...]": ("a list of strings", _strings),
+    "dict[str, str]": ("an object of token: shop domain", _tokens),
+}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -87,6 +89,23 @@ def test_config_rejects_unknown_settings_and_bad_status() -> None:
         DevStoreConfig.from_dict({"bucket": 1})
     with pytest.raises(ValueError, match="200 or 429"):
         DevStoreConfig(throttle_status_code=503)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"bucket_size": "x"}, 'bucket_size must be a number, not "x"'),
+        ({"seed": 1.5}, "seed must be a whole number, not 1.5"),
+        ({"fault_error_share": True}, "fault_error_share must be a number, not true"),
+        ({"api_versions": "2026-10"}, 'api_versions must be a list of strings, not "2026-10"'),
+        ({"shopify_namespaces_writable": 1}, "shopify_namespaces_writable must be true or false"),
+        ({"access_tokens": {"shpat_x": 1}}, "access_tokens must be an object of token: shop"),
+    ],
+)
+def test_config_names_a_setting_of_the_wrong_type(raw: dict[str, Any], message: str) -> None:
+    # a number given as text was taken, and failed every request of the store with a TypeError
+    with pytest.raises(ValueError, match=re.escape(message)):
+        DevStoreConfig.from_dict(raw)
 
 
 def test_config_round_trips_through_json_dict() -> None:
