@@ -29,7 +29,7 @@ from plugin.cli_database import (
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
-from plugin.cli_redact import redact
+from plugin.cli_redact import SHOPIFY_ID, redact
 from plugin.cli_settings import shop_settings
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX
 from plugin.serving import ListenError, limits, listen, run_server
@@ -416,8 +416,9 @@ def _check_export_options(customer: int | None, bundles: bool) -> None:
 )
 @click.option(
     "--customer",
-    type=click.IntRange(min=1),
+    type=SHOPIFY_ID,
     default=None,
+    metavar="ID",
     help="Report everything held for one customer (for a data request), as JSON.",
 )
 @click.option(

@@ -25,7 +25,7 @@ from plugin.store.models import CustomerRecommendation, ModelRun
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
 from tests.test_recompute import load_store
-from webhooks.payloads import parse_order
+from webhooks.payloads import MAX_ID, parse_order
 from webhooks.processor import Processor
 
 MONEY = ("net_spend", "aov", "trailing_12m_spend", "historical_clv")
@@ -174,3 +174,36 @@ def test_export_to_a_reader_that_stopped_ends_quietly(
     # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""
+
+
+@pytest.mark.parametrize("given", ["99999999999999999999", str(MAX_ID + 1), "0"])
+def test_export_customer_id_out_of_range_is_a_usage_error(
+    engine: Engine, migrated_url: str, given: str
+) -> None:
+    # given a shop with a customer
+    add_shop(engine)
+    enqueue(engine, "orders/create", order_payload(1, customer_id=501, total="10.10"), "a")
+    Processor(engine).drain()
+    # when one customer's report is asked for with an id no Shopify id can be (the database
+    # refused one past 2**63 - 1 with a traceback)
+    result = CliRunner().invoke(
+        main, ["export", "--shop", SHOP, "--customer", given], env=cli_env(migrated_url)
+    )
+    # then it is a usage error naming the option and its range, and nothing is written
+    assert result.exit_code == 2, result.output
+    assert "--customer" in result.stderr and str(MAX_ID) in result.stderr
+    assert result.stdout == ""
+
+
+def test_export_customer_id_at_the_largest_shopify_id_is_looked_up(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop that holds nothing for the largest id a Shopify id can be
+    add_shop(engine)
+    # when that customer's report is asked for
+    result = CliRunner().invoke(
+        main, ["export", "--shop", SHOP, "--customer", str(MAX_ID)], env=cli_env(migrated_url)
+    )
+    # then the ledger is asked, and says it holds nothing for them
+    assert result.exit_code == 1, result.output
+    assert f"nothing is held for customer {MAX_ID}" in result.stderr
