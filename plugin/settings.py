@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+
+T = TypeVar("T")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEVELOPMENT = "development"
@@ -113,6 +116,14 @@ def load_settings(
             f"CLVSYNC_ENV must be {DEVELOPMENT!r} or {PRODUCTION!r}, not {environment!r}"
         )
     development = environment == DEVELOPMENT
+    problems: list[str] = []  # every one told at once: an operator fixes them in one go
+
+    def checked(read: Callable[[], T], fallback: T) -> T:
+        try:
+            return read()
+        except SettingsError as exc:
+            problems.append(str(exc))
+            return fallback
 
     def secret(name: str, dev_default: str) -> str:
         value = values.get(name, "").strip()
@@ -125,34 +136,54 @@ def load_settings(
             )
         return value
 
-    api_secret = secret("SHOPIFY_API_SECRET", DEV_API_SECRET)
+    def token_key() -> str:
+        key = secret("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY)
+        _check_fernet_key(key, "TOKEN_ENCRYPTION_KEY")
+        return key
+
+    def previous_token_key() -> str | None:
+        # may be the public development key: replacing it is what this is for
+        key = values.get("TOKEN_ENCRYPTION_KEY_PREVIOUS", "").strip() or None
+        if key is not None:
+            _check_fernet_key(key, "TOKEN_ENCRYPTION_KEY_PREVIOUS")
+        return key
+
+    api_secret = checked(lambda: secret("SHOPIFY_API_SECRET", DEV_API_SECRET), "")
     previous = values.get("SHOPIFY_API_SECRET_PREVIOUS", "").strip() or None
     refused = None if previous is None else _refused_as_secret(previous)
     if refused is not None and not development:
-        raise SettingsError(f"SHOPIFY_API_SECRET_PREVIOUS is {refused}; unset it or set it")
-    token_key = secret("TOKEN_ENCRYPTION_KEY", DEV_TOKEN_KEY)
-    _check_fernet_key(token_key, "TOKEN_ENCRYPTION_KEY")
-    # may be the public development key: replacing it is what this is for
-    previous_key = values.get("TOKEN_ENCRYPTION_KEY_PREVIOUS", "").strip() or None
-    if previous_key is not None:
-        _check_fernet_key(previous_key, "TOKEN_ENCRYPTION_KEY_PREVIOUS")
-    return Settings(
+        problems.append(f"SHOPIFY_API_SECRET_PREVIOUS is {refused}; unset it or set it")
+    settings = Settings(
         environment=environment,
-        api_key=secret("SHOPIFY_API_KEY", DEV_API_KEY),
+        api_key=checked(lambda: secret("SHOPIFY_API_KEY", DEV_API_KEY), ""),
         api_secret=api_secret,
         api_secret_previous=previous,
         database_url=values.get("DATABASE_URL", "").strip() or "sqlite:///./clvsync.db",
         app_url=(values.get("APP_URL", "").strip() or "http://127.0.0.1:8000").rstrip("/"),
-        token_encryption_key=token_key,
-        token_encryption_key_previous=previous_key,
-        admin_url=_admin_url(values.get("SHOPIFY_ADMIN_URL", "")),
-        webhook_max_bytes=_positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", WEBHOOK_MAX_BYTES),
-        max_connections=_positive_int(values, "CLVSYNC_MAX_CONNECTIONS", MAX_CONNECTIONS),
-        max_header_bytes=_positive_int(
-            values, "CLVSYNC_MAX_HEADER_BYTES", MAX_HEADER_BYTES, minimum=MIN_HEADER_BYTES
+        token_encryption_key=checked(token_key, ""),
+        token_encryption_key_previous=checked(previous_token_key, None),
+        admin_url=checked(lambda: _admin_url(values.get("SHOPIFY_ADMIN_URL", "")), None),
+        webhook_max_bytes=checked(
+            lambda: _positive_int(values, "CLVSYNC_WEBHOOK_MAX_BYTES", WEBHOOK_MAX_BYTES),
+            WEBHOOK_MAX_BYTES,
         ),
-        log_level=_log_level(values),
+        max_connections=checked(
+            lambda: _positive_int(values, "CLVSYNC_MAX_CONNECTIONS", MAX_CONNECTIONS),
+            MAX_CONNECTIONS,
+        ),
+        max_header_bytes=checked(
+            lambda: _positive_int(
+                values, "CLVSYNC_MAX_HEADER_BYTES", MAX_HEADER_BYTES, minimum=MIN_HEADER_BYTES
+            ),
+            MAX_HEADER_BYTES,
+        ),
+        log_level=checked(lambda: _log_level(values), "INFO"),
     )
+    if len(problems) == 1:
+        raise SettingsError(problems[0])
+    if problems:
+        raise SettingsError(f"{len(problems)} settings are wrong: " + "; ".join(problems))
+    return settings
 
 
 def load_log_level(

@@ -123,3 +123,21 @@ def test_serve_limits_refuse_a_value_that_cannot_serve_naming_the_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=f"^{name} {message}$"):
         load_settings({**PRODUCTION, name: value}, env_file=None)
+
+
+def test_every_wrong_setting_is_named_at_once() -> None:
+    # given a production environment missing two secrets, with a bad key and a bad limit
+    env = {
+        "CLVSYNC_ENV": "production",
+        "SHOPIFY_API_KEY": REAL.api_key,
+        "TOKEN_ENCRYPTION_KEY": "not-a-key",
+        "CLVSYNC_MAX_CONNECTIONS": "0",
+    }
+    # when the settings are loaded, then one error names each of them (before, only the first,
+    # and an operator fixed them one run at a time)
+    with pytest.raises(SettingsError, match="^3 settings are wrong: ") as raised:
+        load_settings(env, env_file=None)
+    message = str(raised.value)
+    assert "SHOPIFY_API_SECRET is " in message
+    assert "TOKEN_ENCRYPTION_KEY must be a Fernet key" in message
+    assert "CLVSYNC_MAX_CONNECTIONS must be a positive integer, not '0'" in message
