@@ -6,11 +6,11 @@ import csv
 import json
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 import numpy as np
@@ -21,6 +21,7 @@ from plugin.domain.rfm_summary import TimeUnit
 from plugin.domain.scoring_types import MAX_HORIZON_DAYS
 
 REQUIRED_COLUMNS = ("customer_id", "date", "amount")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ def parse_day(text: str) -> int:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"not an ISO 8601 date: {value!r}") from None
+        raise ValueError(f"{value!r} is not an ISO 8601 date (like 2024-06-30)") from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.date().toordinal()
@@ -46,43 +47,66 @@ def parse_day(text: str) -> int:
 
 def _parse_amount(text: str) -> float:
     """A purchase amount: finite and >= 0, as the scorer requires of order amounts."""
-    amount = float(text)
+    try:
+        amount = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
     if not math.isfinite(amount):
-        raise ValueError(f"not a finite amount: {text!r}")
+        raise ValueError(f"{text!r} is not a finite number")
     if amount < 0:
-        raise ValueError(f"a negative amount: {text!r} (amounts must be >= 0)")
+        raise ValueError(f"{text!r} is negative (amounts must be >= 0)")
     return amount
 
 
+def _parse_customer(text: str) -> str:
+    customer = text.strip()
+    if not customer:
+        raise ValueError("empty")
+    return customer
+
+
+def _bad_file(message: str) -> click.BadParameter:
+    """What is wrong with the file's content: bad input, exit 2, as a bad option is."""
+    return click.BadParameter(message, param_hint="'--transactions'")  # quoted as click quotes
+
+
 def read_purchases(stream: TextIO, source: str = "the CSV") -> Purchases:
-    """Read `customer_id,date,amount` (header required, other columns ignored); an error in a
-    line is a ClickException naming `source` and the line."""
+    """Read `customer_id,date,amount` (header required, other columns ignored); a line that
+    cannot be read is a BadParameter naming the column, the line and `source`."""
     reader = csv.DictReader(stream)
     try:
         return _read_rows(reader, source)
     except csv.Error as error:  # e.g. a field past the csv module's limit of 131,072 characters
         # the underlying reader's count: the DictReader's own counts only the lines it returned
-        raise click.ClickException(f"{source}, line {reader.reader.line_num}: {error}") from None
+        raise _bad_file(f"line {reader.reader.line_num} of {source}: {error}") from None
 
 
 def _read_rows(reader: csv.DictReader[str], source: str) -> Purchases:
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise click.UsageError(f"the CSV header lacks column(s): {', '.join(missing)}")
+        raise _bad_file(f"the header of {source} lacks column(s): {', '.join(missing)}")
     ids: list[str] = []
     days: list[int] = []
     amounts: list[float] = []
-    for line, row in enumerate(reader, start=2):
-        try:
-            customer = (row["customer_id"] or "").strip()
-            if not customer:
-                raise ValueError("empty customer_id")
-            days.append(parse_day(row["date"] or ""))
-            amounts.append(_parse_amount(row["amount"] or ""))
-            ids.append(customer)
-        except (ValueError, TypeError) as error:
-            raise click.ClickException(f"{source}, line {line}: {error}") from None
+    for row in reader:
+        line = reader.line_num  # the file's line: blank lines are skipped, not counted as rows
+        ids.append(_field(row, "customer_id", _parse_customer, line, source))
+        days.append(_field(row, "date", parse_day, line, source))
+        amounts.append(_field(row, "amount", _parse_amount, line, source))
     return Purchases(np.array(ids, dtype=np.str_), np.array(days, float), np.array(amounts, float))
+
+
+def _field(
+    row: Mapping[str, str | None], column: str, parse: Callable[[str], T], line: int, source: str
+) -> T:
+    """`column` of the row read by `parse`; a BadParameter naming the column and line if not."""
+    text = row[column]
+    if text is None:  # the line has fewer fields than the header
+        raise _bad_file(f"line {line} of {source} has no {column}")
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise _bad_file(f"{column} on line {line} of {source}: {error}") from None
 
 
 def _read_file(path: Path) -> Purchases:
@@ -92,7 +116,7 @@ def _read_file(path: Path) -> Purchases:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             return read_purchases(stream, name)
     except UnicodeDecodeError as error:
-        raise click.ClickException(
+        raise _bad_file(
             f"{name} is not UTF-8 text (byte {error.start}): save the CSV as UTF-8"
         ) from None
     except OSError as error:  # the option checked the path, but not as this process opens it
@@ -151,13 +175,21 @@ def backtest(
     horizon_days: float | None,
     as_json: bool,
 ) -> None:
-    """Fit BG/NBD, MBG/NBD and Gamma-Gamma up to the calibration end and predict the holdout.
+    """Fit BG/NBD, MBG/NBD, Pareto/NBD and Gamma-Gamma up to the calibration end, predict the
+    holdout, and select the repeat-purchase model that predicted it best (smallest holdout MSE
+    per customer).
 
     Customers enter at their first purchase in the file; repeat purchases are counted per
-    customer-day.
+    customer-day. Input it cannot use (an option, a line of the CSV, purchases with nothing to
+    fit) exits 2, naming it.
     """
     calibration_day = _day_option(calibration_end, "--calibration-end")
     holdout_day = _day_option(holdout_end, "--holdout-end")
+    if holdout_day <= calibration_day:
+        raise click.BadParameter(
+            f"{holdout_end} is not after --calibration-end {calibration_end}",
+            param_hint="'--holdout-end'",
+        )
     purchases = _read_file(transactions)
     try:
         report = run_backtest(
@@ -170,8 +202,8 @@ def backtest(
             time_unit=time_unit,
             horizon_days=horizon_days,
         )
-    except BacktestError as error:
-        raise click.ClickException(str(error)) from None
+    except BacktestError as error:  # the purchases give nothing to fit: bad input too
+        raise click.UsageError(f"{click.format_filename(transactions)}: {error}") from None
     if as_json:
         click.echo(json.dumps(_strict_json(report), allow_nan=False))
     else:

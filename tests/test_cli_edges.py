@@ -43,11 +43,11 @@ def strict_json(output: str) -> Any:
     return json.loads(output, parse_constant=refuse)
 
 
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    """Exit 1 through click (not an exception escaping), the error as the last line of stderr
-    (after any progress line)."""
+def assert_one_line_error(result: Result, *fragments: str, code: int = 1) -> None:
+    """Exit `code` through click (not an exception escaping), the error as the last line of
+    stderr (after any progress line)."""
     assert isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == 1
+    assert result.exit_code == code
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("Error: "), result.stderr
     assert "Traceback" not in result.output
@@ -112,7 +112,7 @@ def test_backtest_converged_spend_fit_has_no_note(tmp_path: Path) -> None:
 def test_backtest_latin1_file_names_it_and_asks_for_utf8(tmp_path: Path) -> None:
     rows = "customer_id,date,amount\nJosé,2024-01-01,10\n".encode("latin-1")
     result = backtest(tmp_path, rows)
-    assert_one_line_error(result, "purchases.csv", "UTF-8")
+    assert_one_line_error(result, "purchases.csv", "UTF-8", code=2)
 
 
 def test_backtest_utf8_with_byte_order_mark_is_read(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_backtest_utf8_with_byte_order_mark_is_read(tmp_path: Path) -> None:
 def test_backtest_negative_or_non_finite_amount_names_the_line(tmp_path: Path, amount: str) -> None:
     rows = f"customer_id,date,amount\na,2024-01-01,10\na,2024-02-01,{amount}\nb,2024-01-01,5\n"
     result = backtest(tmp_path, rows)
-    assert_one_line_error(result, "line 3")
+    assert_one_line_error(result, "amount on line 3", code=2)
 
 
 @pytest.mark.parametrize("horizon", ["nan", "inf", "1e12", "36501", "-1"])

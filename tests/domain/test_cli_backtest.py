@@ -103,7 +103,11 @@ def test_backtest_missing_column_is_usage_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("row", "fragment"),
-    [("1,yesterday,3", "line 2"), ("1,2024-01-01,abc", "line 2"), (",2024-01-01,3", "line 2")],
+    [
+        ("1,yesterday,3", "date on line 2"),
+        ("1,2024-01-01,abc", "amount on line 2"),
+        (",2024-01-01,3", "customer_id on line 2"),
+    ],
 )
 def test_backtest_bad_row_names_the_line(tmp_path: Path, row: str, fragment: str) -> None:
     path = tmp_path / "bad.csv"
@@ -116,7 +120,7 @@ def test_backtest_bad_row_names_the_line(tmp_path: Path, row: str, fragment: str
         "--holdout-end",
         "2024-03-01",
     )
-    assert code == 1
+    assert code == 2
     assert fragment in output
 
 
@@ -133,7 +137,7 @@ def test_backtest_bad_date_option_is_usage_error(transactions: Path) -> None:
     assert "--calibration-end" in output
 
 
-def test_backtest_no_repeat_buyers_fails_cleanly(tmp_path: Path) -> None:
+def test_backtest_no_repeat_buyers_is_bad_input(tmp_path: Path) -> None:
     path = tmp_path / "one.csv"
     path.write_text("customer_id,date,amount\na,2024-01-01,3\nb,2024-01-02,4\n")
     code, output = run(
@@ -144,7 +148,7 @@ def test_backtest_no_repeat_buyers_fails_cleanly(tmp_path: Path) -> None:
         "--holdout-end",
         "2024-03-01",
     )
-    assert code == 1
+    assert code == 2
     assert "repeat purchase" in output
 
 
@@ -164,9 +168,9 @@ def test_backtest_field_past_the_csv_limit_names_the_file_and_line(
     # when it is backtested
     dates = ["--calibration-end", "2024-02-01", "--holdout-end", "2024-03-01"]
     result = CliRunner().invoke(backtest, ["--transactions", str(path), *dates])
-    # then it fails with one message naming the file and the line, not a traceback
-    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
-    assert f"Error: {path}, {fragment}: " in result.output
+    # then it is bad input, one message naming the file and the line, not a traceback
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"'--transactions': {fragment} of {path}: " in result.output
     assert "field larger than field limit" in result.output
 
 
