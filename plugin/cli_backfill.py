@@ -41,13 +41,22 @@ def run_backfill(
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif result.outcome == "ok":
-        click.echo(
-            f"{summary['orders_read']:,} orders read: {summary['orders_applied']:,} applied, "
-            f"{summary['orders_unchanged']:,} already held, {summary['test_orders_skipped']:,} "
-            f"test orders skipped, {summary['orders_rejected']:,} unreadable "
-            f"({summary['seconds']:.1f} s)"
-        )
+        seconds = summary["seconds"]
+        click.echo(f"{_counts_line(summary)} ({seconds:.1f} s; {_run_of(result)}, ok)")
     else:
-        click.echo(f"backfill {result.outcome}: {result.error}", err=True)
+        click.echo(f"backfill {result.outcome} ({_run_of(result)}): {result.error}", err=True)
     if result.outcome != "ok":
         raise SystemExit(1)
+
+
+def _counts_line(summary: dict[str, Any]) -> str:
+    return (
+        f"{summary['orders_read']:,} orders read: {summary['orders_applied']:,} applied, "
+        f"{summary['orders_unchanged']:,} already held, {summary['test_orders_skipped']:,} "
+        f"test orders skipped, {summary['orders_rejected']:,} unreadable"
+    )
+
+
+def _run_of(result: RunResult) -> str:
+    """The job run, as `--json` gives its `run_id`: a skipped run is not recorded."""
+    return "not recorded" if result.run_id is None else f"run {result.run_id}"

@@ -39,7 +39,7 @@ from plugin.devstore.generator import GeneratedStore, generate_store
 from plugin.devstore.state import DevStoreState
 from plugin.shopify.client import AuthError
 from plugin.store import ledger, shops
-from plugin.store.models import Customer, Order, OrderLine, Shop
+from plugin.store.models import Customer, JobRun, Order, OrderLine, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
     LiveDevStore,
@@ -343,6 +343,40 @@ def test_backfill_of_a_shop_without_a_token_fails_with_the_reason(
     result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
     assert result.exit_code == 1
     assert "AuthError" in result.stderr and "shpat_revoked" not in result.output
+
+
+def test_backfill_command_without_json_names_the_run_and_its_outcome(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    # given a shop whose store holds orders the ledger lacks
+    store, live, shop = installed(engine, devstore_factory, 20, 17)
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    # when it is backfilled without --json
+    result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
+    # then its line names the job run recorded and how it ended, as --json does
+    assert result.exit_code == 0, result.output
+    [run] = job_runs(engine, shop)
+    assert run.outcome == OK
+    assert result.stdout.startswith(f"{len(store.orders):,} orders read: ")
+    assert result.stdout.rstrip().endswith(f" s; run {run.id}, ok)"), result.stdout
+
+
+def test_backfill_command_that_fails_names_the_failed_run(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    # given a shop whose token the store no longer takes
+    store, live, shop = installed(engine, devstore_factory, 20, 19, "shpat_revoked")
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    # when it is backfilled, then the failure names the run it recorded
+    result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
+    assert result.exit_code == 1
+    [run] = job_runs(engine, shop)
+    assert f"backfill failed (run {run.id}): AuthError" in result.stderr, result.stderr
+
+
+def job_runs(engine: Engine, shop: Shop) -> list[JobRun]:
+    with Session(engine) as session:
+        return list(session.exec(select(JobRun).where(JobRun.shop_id == shop.id)))
 
 
 ORDER = {
