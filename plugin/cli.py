@@ -464,9 +464,12 @@ def _write_customer_report(session: Session, shop: Shop, customer: int, output: 
     report = ledger.customer_report(session, shop.id, customer)
     if report is None:
         raise click.ClickException(f"nothing is held for customer {customer} of {shop.domain}")
-    json.dump(
-        {"shop": shop.domain, "customer_id": customer, **report}, output, indent=2, default=_cell
-    )
+    # the cells of the rows export: the models' money as text with cents, other figures to 4
+    # decimals (their floats carry binary noise), amounts held exactly and times by `_cell`
+    if (scores := report["scores"]) is not None:
+        report["scores"] = {name: _figure(name, value) for name, value in scores.items()}
+    head = {"shop": shop.domain, "currency": shop.currency, "customer_id": customer}
+    json.dump({**head, **report}, output, indent=2, default=_cell)
     output.write("\n")
 
 

@@ -9,23 +9,35 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from plugin.cli import EXPORT_COLUMNS, _money, main
 from plugin.store import ledger, shops
-from plugin.store.models import CustomerRecommendation, ModelRun
-from tests.helpers import SHOP, add_shop, enqueue, order_payload
+from plugin.store.models import (
+    Customer,
+    CustomerRecommendation,
+    CustomerScore,
+    CustomerSync,
+    ModelRun,
+    Order,
+    OrderLine,
+    Refund,
+    SyncChange,
+)
+from plugin.store.sync import Outcome, record_outcomes
+from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
 from tests.test_compliance import cli_env
 from tests.test_recompute import load_store
-from webhooks.payloads import MAX_ID, parse_order
+from webhooks.payloads import MAX_ID, parse_order, parse_refund
 from webhooks.processor import Processor
 
 MONEY = ("net_spend", "aov", "trailing_12m_spend", "historical_clv")
@@ -207,3 +219,156 @@ def test_export_customer_id_at_the_largest_shopify_id_is_looked_up(
     # then the ledger is asked, and says it holds nothing for them
     assert result.exit_code == 1, result.output
     assert f"nothing is held for customer {MAX_ID}" in result.stderr
+
+
+REPORT_MONEY = {
+    "customer": ("net_spend",),
+    "scores": MONEY[1:],
+    "orders": ("total", "current_total", "net_amount"),
+    "order_lines": ("price", "total_discount"),
+    "refunds": ("lines_amount",),
+}
+HELD = {  # each section's table, and the columns it leaves out
+    "customer": (Customer, {"shop_id"}),
+    "scores": (CustomerScore, {"shop_id"}),
+    "pushed": (CustomerSync, {"shop_id"}),
+    "recommended": (CustomerRecommendation, {"shop_id"}),
+    "changes_pushed": (SyncChange, {"shop_id", "id"}),
+    "orders": (Order, {"shop_id", "version_digest"}),
+    "order_lines": (OrderLine, {"shop_id"}),
+    "refunds": (Refund, {"shop_id"}),
+}
+GIDS = ["gid://shopify/Product/7100000000024", "gid://shopify/Product/7100000000016"]
+
+
+class Held(NamedTuple):
+    domain: str
+    customer_id: int
+    recommended: list[int]
+    refunded_line_id: int
+
+
+def scored_customer_with_everything(engine: Engine) -> Held:
+    """A scored shop with recommendations, and one customer with several desired tags, a
+    refund of one line, and a pushed state with a list metafield."""
+    store, shop, as_of = load_store(engine, 60, 6)
+    full_recompute(engine, shop, as_of)
+    compute_recommendations(engine, shop, as_of)
+    with Session(engine) as session:
+        scores = session.exec(select(CustomerScore).order_by(col(CustomerScore.customer_id)))
+        several = {s.customer_id for s in scores if len(s.tags.split()) > 2}
+        picked = next(
+            r for r in session.exec(select(CustomerRecommendation)) if r.customer_id in several
+        )
+        line = session.exec(
+            select(OrderLine)
+            .join(Order, col(Order.order_id) == col(OrderLine.order_id))
+            .where(Order.customer_id == picked.customer_id)
+        ).first()
+        assert line is not None
+    refund = refund_payload(77, line.order_id, "5.00")
+    refund["refund_line_items"] = [{"line_item_id": line.line_id, "quantity": 1}]
+    with Session(engine) as session, session.begin():
+        ledger.apply_refund(session, shop, parse_refund(refund))
+    values = {"segment": "loyal", "historical_value": "152.84"}
+    values["recommended_products"] = json.dumps(GIDS)
+    tags = frozenset({"clv:win-back", "clv:churn-risk", "clv:loyal"})
+    changes = [("tag", "clv:win-back", "add", None, "no order for 200 days")]
+    changes += [("metafield", "recommended_products", "set", json.dumps(GIDS), "recommended")]
+    outcome = Outcome(picked.customer_id, tags=tags, metafields=values, changes=changes)
+    assert shop.id is not None
+    record_outcomes(engine, shop.id, [outcome], via="call", job_run_id=None, now=T0)
+    recommended = json.loads(picked.product_ids)
+    return Held(store.shop_domain, picked.customer_id, recommended, line.line_id)
+
+
+def customer_report(url: str, domain: str, customer_id: int) -> dict[str, Any]:
+    result = CliRunner().invoke(
+        main, ["export", "--shop", domain, "--customer", str(customer_id)], env=cli_env(url)
+    )
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def rows_of(report: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    held = report[section]
+    return held if isinstance(held, list) else [held]
+
+
+def texts_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from texts_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from texts_in(item)
+
+
+def test_export_customer_report_writes_money_as_text_and_times_in_utc(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a scored customer with orders, a refund, recommendations and a pushed state
+    held = scored_customer_with_everything(engine)
+    # when their report is exported
+    report = customer_report(migrated_url, held.domain, held.customer_id)
+    # then every amount is text with cents, as in the rows export (the models' figures were
+    # JSON floats with binary noise, 50.946666666666665, next to net_spend as "152.84")
+    for section, names in REPORT_MONEY.items():
+        assert report[section], section
+        for row in rows_of(report, section):
+            for name in names:
+                assert isinstance(row[name], str), (section, name, row[name])
+                assert CENTS.fullmatch(row[name]), (section, name, row[name])
+    assert report["currency"] == "USD"  # the shop's, which the amounts are in
+    # and the other figures are numbers rounded as the rows export rounds them
+    scores = report["scores"]
+    for name in ("p_alive", "expected_purchases", "mean_days_between_orders"):
+        assert scores[name] is None or scores[name] == round(scores[name], 4)
+    # and every time is in UTC to the second
+    for section in HELD:
+        for row in rows_of(report, section):
+            for name, value in row.items():
+                if name.endswith("_at") and value is not None:
+                    assert SECONDS_UTC.fullmatch(value), (section, name, value)
+
+
+def test_export_customer_report_writes_lists_and_documents_as_json_not_text(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a scored customer with orders, a refund, recommendations and a pushed state
+    held = scored_customer_with_everything(engine)
+    # when their report is exported
+    report = customer_report(migrated_url, held.domain, held.customer_id)
+    # then lists are JSON lists and documents JSON objects (they were JSON inside strings,
+    # the pushed metafields two levels deep), tags sorted as the rows export sorts them
+    pushed, scores = report["pushed"], report["scores"]
+    assert pushed["tags"] == ["clv:churn-risk", "clv:loyal", "clv:win-back"]
+    assert pushed["metafields"] == {
+        "historical_value": "152.84",
+        "recommended_products": GIDS,
+        "segment": "loyal",
+    }
+    assert report["changes_pushed"][1]["value"] == GIDS
+    assert report["recommended"]["product_ids"] == held.recommended
+    assert isinstance(scores["tags"], list) and scores["tags"] == sorted(scores["tags"])
+    assert isinstance(scores["reasons"], dict) and set(scores["reasons"]) == set(scores["tags"])
+    (refund,) = report["refunds"]
+    assert refund["lines"] == [[held.refunded_line_id, 1]]
+    # and no text anywhere in it is JSON
+    for text in texts_in(report):
+        assert not text.startswith(("[", "{")), text
+
+
+def test_export_customer_report_keeps_every_field_held(engine: Engine, migrated_url: str) -> None:
+    # given a scored customer with orders, a refund, recommendations and a pushed state
+    held = scored_customer_with_everything(engine)
+    # when their report is exported
+    report = customer_report(migrated_url, held.domain, held.customer_id)
+    # then each section has every column of its table, in the table's order, and nothing else
+    for section, (table, left_out) in HELD.items():
+        columns = [name for name in table.model_fields if name not in left_out]
+        for row in rows_of(report, section):
+            assert list(row) == columns, section

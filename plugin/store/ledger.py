@@ -22,10 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from plugin.domain import ledger
 from plugin.domain.ledger import CustomerTotals, OrderVersion, RefundRecord
+from plugin.domain.writeback import METAFIELD_TYPES
 from plugin.store import inbox
 from plugin.store.db import insert_for, lock_keys
 from plugin.store.models import (
@@ -791,7 +792,12 @@ def iter_customers(
 
 
 def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[str, Any] | None:
-    """Everything held for one customer (for a customers/data_request), or None if nothing."""
+    """Everything held for one customer (for a customers/data_request), or None if nothing.
+
+    Each row's fields come in the table's order, and what a column holds as text (JSON, or
+    tags separated by spaces) comes as the lists and objects it holds: tags sorted, and a
+    list metafield's value (JSON text, as Shopify takes it) as its list.
+    """
     customer = session.get(Customer, (shop_id, customer_id))
     orders = session.exec(
         select(Order)
@@ -824,18 +830,61 @@ def customer_report(session: Session, shop_id: int, customer_id: int) -> dict[st
         .where(SyncChange.shop_id == shop_id, SyncChange.customer_id == customer_id)
         .order_by(col(SyncChange.id))
     ).all()
+    shop_only = {"shop_id"}
     return {
-        "customer": _public(customer, exclude={"shop_id"}) if customer else None,
-        "scores": _public(score, exclude={"shop_id"}) if score else None,
-        "pushed": _public(synced, exclude={"shop_id"}) if synced else None,
-        "recommended": _public(recommended, exclude={"shop_id"}) if recommended else None,
-        "changes_pushed": [_public(c, exclude={"shop_id", "id"}) for c in changes],
-        "orders": [_public(o, exclude={"shop_id", "version_digest"}) for o in orders],
-        "order_lines": [_public(line, exclude={"shop_id"}) for line in lines],
-        "refunds": [_public(r, exclude={"shop_id"}) for r in refunds],
-        "data_requests": [_public(r, exclude={"shop_id", "id"}) for r in requests],
+        "customer": _public(customer, shop_only) if customer else None,
+        "scores": _scores_held(score) if score else None,
+        "pushed": _pushed_held(synced) if synced else None,
+        "recommended": _public(
+            recommended, shop_only, product_ids=json.loads(recommended.product_ids)
+        )
+        if recommended
+        else None,
+        "changes_pushed": [
+            _public(
+                c,
+                {"shop_id", "id"},
+                value=_metafield_value(c.name, c.value) if c.kind == "metafield" else c.value,
+            )
+            for c in changes
+        ],
+        "orders": [_public(o, {"shop_id", "version_digest"}) for o in orders],
+        "order_lines": [_public(line, shop_only) for line in lines],
+        "refunds": [_public(r, shop_only, lines=json.loads(r.lines)) for r in refunds],
+        "data_requests": [_public(r, {"shop_id", "id"}) for r in requests],
     }
 
 
-def _public(row: Any, exclude: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in row.model_dump().items() if k not in exclude}
+def _scores_held(score: CustomerScore) -> dict[str, Any]:
+    tags = sorted(score.tags.split())
+    return _public(score, {"shop_id"}, tags=tags, reasons=json.loads(score.reasons))
+
+
+def _pushed_held(synced: CustomerSync) -> dict[str, Any]:
+    metafields = json.loads(synced.metafields)
+    blocked = synced.blocked_tags
+    return _public(
+        synced,
+        {"shop_id"},
+        tags=sorted(json.loads(synced.tags)),
+        metafields={key: _metafield_value(key, value) for key, value in metafields.items()},
+        blocked_tags=None if blocked is None else sorted(json.loads(blocked)),
+    )
+
+
+def _public(row: SQLModel, exclude: set[str], **held: Any) -> dict[str, Any]:
+    """The row's fields but `exclude`, in the table's order; `held` replaces a text column
+    with what it holds."""
+    fields = type(row).model_fields
+    return {name: held.get(name, getattr(row, name)) for name in fields if name not in exclude}
+
+
+def _metafield_value(key: str, value: str | None) -> Any:
+    """A metafield value as held: a list type's JSON text as its list, any other as its text."""
+    if value is None or not METAFIELD_TYPES.get(key, "").startswith("list."):
+        return value
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return value  # not what the app sends: shown as held
+    return items if isinstance(items, list) else value
