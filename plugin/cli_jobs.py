@@ -41,6 +41,9 @@ def jobs_group() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 def jobs_runs(domain: str | None, limit: int) -> None:
     """The most recent job runs, newest first: when, how they ended, what they counted."""
+    # here, not at the top: plugin.cli imports this module
+    from plugin.cli import _quiet_when_the_reader_stops
+
     with open_store(load_command_settings()) as engine:
         shop_id = None
         if domain is not None:
@@ -48,6 +51,13 @@ def jobs_runs(domain: str | None, limit: int) -> None:
                 shop_id = shop_or_fail(session, domain).id
         runs = recent_runs(engine, shop_id, limit)
         domains = _domains(engine)
+    output = sys.stdout  # where click.echo writes
+    with _quiet_when_the_reader_stops(output):  # `clvsync jobs runs | head -1`
+        _print_runs(runs, domains)
+        output.flush()  # a reader gone is found here, not in Python's flush at exit
+
+
+def _print_runs(runs: list[JobRun], domains: dict[int, str]) -> None:
     if not runs:
         click.echo("no job runs yet")
         return
@@ -61,13 +71,19 @@ def jobs_runs(domain: str | None, limit: int) -> None:
 
 @jobs_group.command("leader")
 def jobs_leader() -> None:
-    """Which process runs the scheduled jobs: on PostgreSQL, the one elected among the
-    `clvsync serve` and `clvsync worker` processes (exit 1 when none is running)."""
+    """Which process runs the scheduled jobs.
+
+    On PostgreSQL, the one elected among the `clvsync serve` and `clvsync worker` processes: its
+    host:pid, or exit 1 when none is running. On SQLite there is no election: the one process
+    (`clvsync serve`, or `clvsync worker`) runs them, and the database does not record whether
+    it is running; this says so (exit 0).
+    """
     with open_store(load_command_settings()) as engine:
         if engine.dialect.name != "postgresql":
             click.echo(
-                "SQLite: the one process that runs the app (`clvsync serve`) or `clvsync worker`"
-                " runs the jobs; there is no election"
+                "SQLite: there is no election: the one process that runs the app (`clvsync"
+                " serve`) or `clvsync worker` runs the jobs; whether it is running is not"
+                " recorded in the database (`clvsync jobs runs` shows the last runs)"
             )
             return
         leader = current_leader(engine)
@@ -102,11 +118,14 @@ def _run_line(run: JobRun, domain: str) -> str:
     )
 
 
-@jobs_group.command("run")
-@click.argument("job", type=click.Choice(sorted(_BY_NAME)))
+@jobs_group.command(
+    "run",
+    help="Run one job for a shop now, recorded like a scheduled run; print its counts as JSON."
+    f"\n\nJOB is one of: {', '.join(sorted(_BY_NAME))}.",
+)
+@click.argument("job", type=click.Choice(sorted(_BY_NAME)), metavar="JOB")
 @click.option("--shop", "domain", required=True, help="The shop's NAME.myshopify.com domain.")
 def jobs_run(job: str, domain: str) -> None:
-    """Run one job for a shop now, recorded like a scheduled run; print its counts as JSON."""
     settings = load_command_settings()
     with open_store(settings) as engine:
         with Session(engine) as session:

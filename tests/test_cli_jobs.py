@@ -5,19 +5,30 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import Engine
+from sqlmodel import Session
 
+from jobs.scheduler import STANDARD_JOBS
 from plugin.cli import main
+from plugin.store.models import JobRun
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
     anyio_backend,
     devstore_factory,
     live_switch,
 )
+from tests.helpers import T0, add_shop
 from tests.test_backfill import installed
 from tests.test_compliance import cli_env
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_jobs_run_backfill_shows_its_progress_as_the_backfill_command_does(
@@ -33,3 +44,57 @@ def test_jobs_run_backfill_shows_its_progress_as_the_backfill_command_does(
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["orders_read"] == len(store.orders)
     assert "bulk query completed:" in result.stderr and "orders applied:" in result.stderr
+
+
+def test_jobs_run_help_names_each_job_whole_under_the_metavar_job() -> None:
+    # when the help of `jobs run` is read at 80 columns
+    result = CliRunner().invoke(
+        main, ["jobs", "run", "--help"], prog_name="clvsync", terminal_width=80
+    )
+    # then the usage names the argument JOB, not the choices wrapped mid-word
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Usage: clvsync jobs run [OPTIONS] JOB\n"), result.output
+    # and the text lists every job by its whole name
+    for spec in STANDARD_JOBS:
+        assert re.search(rf"\b{spec.name}\b", result.output), spec.name
+
+
+def test_jobs_leader_on_sqlite_does_what_its_help_says(sqlite_path: Path) -> None:
+    # given a SQLite database, and no process running the jobs
+    env = cli_env(f"sqlite:///{sqlite_path}")
+    # when asked which process runs the jobs
+    result = CliRunner().invoke(main, ["jobs", "leader"], env=env)
+    help_text = " ".join(CliRunner().invoke(main, ["jobs", "leader", "--help"]).output.split())
+    # then it says there is no election and that the database cannot tell: exit 0, as its help
+    # says for SQLite (exit 1 when none runs is PostgreSQL's, where the election tells)
+    assert result.exit_code == 0, result.output
+    assert "there is no election" in result.stdout and "not recorded" in result.stdout
+    assert "On SQLite there is no election" in help_text and "(exit 0)" in help_text
+    assert "On PostgreSQL" in help_text and "exit 1 when none is running" in help_text
+
+
+def test_jobs_runs_into_a_pipe_nobody_reads_stops_quietly_as_export_does(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a job run recorded
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
+    # when the runs are listed into a pipe nobody reads any more (`clvsync jobs runs | head -1`)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "plugin.cli", "jobs", "runs"],
+            cwd=ROOT,
+            env={**os.environ, **cli_env(migrated_url)},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+    # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == ""
