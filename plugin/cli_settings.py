@@ -4,8 +4,11 @@ before anything is saved."""
 
 from __future__ import annotations
 
+import difflib
+import itertools
 import json
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, NoReturn
 
@@ -20,6 +23,7 @@ from plugin.store.models import Shop
 DEFAULT_NAMESPACE = WritebackSettings.metafield_namespace
 # settings whose value is text: `--set metafield_namespace=2024` means the text "2024"
 TEXT_SETTINGS = frozenset(f.name for f in fields(WritebackSettings) if f.type == "str")
+WRITEBACK_DEFAULTS = {f.name: f.default for f in fields(WritebackSettings)}
 
 
 def _setting_value(key: str, raw: str) -> Any:
@@ -47,43 +51,139 @@ SETTING_GROUPS = ("scoring", "schedule", "recommendations")
 
 @dataclass(frozen=True)
 class SettingProblem:
-    """A stored value the jobs refuse: `setting` names it (tag_prefix, scoring.min_customers, a
-    whole group for values wrong only together, or "" for settings that are not an object);
-    `fix` is the arguments that mend it."""
+    """A stored value the jobs refuse, or a name they ignore: `path` is where it is stored
+    (("tag_prefix",), ("scoring", "min_customers"), a whole group for values refused only
+    together, or () for settings that are not an object); `setting` names it for the reader;
+    `fix` is the arguments that mend it, ready to paste into a shell."""
 
     setting: str
     text: str
     fix: str
+    path: tuple[str, ...] = ()
+    ignored: bool = False  # an unknown name: the jobs do not refuse it, they use the default
+    together: bool = False  # the group's values, each taken alone, are refused together
+
+
+Refusal = Callable[[dict[str, Any]], str | None]
 
 
 def shop_settings_problems(shop: Shop) -> list[SettingProblem]:
-    """Every problem of the shop's stored settings at once, by the jobs' own checks, each value
-    checked alone (the checks stop at a first problem) and then each group as a whole."""
+    """Every problem of the shop's stored settings at once, by the jobs' own checks: each
+    value is checked beside the other values of its group (the checks stop at a first problem,
+    and some compare two values), then the values of each group not wrong in themselves are
+    checked together, so that a change can never hide a problem the jobs would meet."""
     values = readable_settings(shop.settings)
     if values is None:
         return [SettingProblem("", NOT_AN_OBJECT, _reset_fix(shop))]
+    refusal = _memoised_refusal(shop)
     problems: list[SettingProblem] = []
     for key, value in values.items():
         if key not in KNOWN_SETTINGS:
-            text = f"unknown shop settings {key} (known: {_known_settings()})"
-            problems.append(SettingProblem(key, text, f"--unset {key}"))
+            problems.append(_unknown_problem(key, values))
         elif key in SETTING_GROUPS and isinstance(value, dict):
-            for name, item in value.items():
-                problems += _value_problems(shop, f"{key}.{name}", {key: {name: item}}, item)
-            if not any(p.setting.startswith(f"{key}.") for p in problems):
-                problems += _value_problems(shop, key, {key: value}, value)
+            problems += _group_problems(refusal, key, value)
         else:
-            problems += _value_problems(shop, key, {key: value}, value)
+            problems += _value_problems(refusal, (key,), value)
     return problems
 
 
-def _value_problems(
-    shop: Shop, setting: str, values: dict[str, Any], value: Any
+def _memoised_refusal(shop: Shop) -> Refusal:
+    """_refusal for this shop, remembered by the settings checked: a group's checks ask of
+    the same values again."""
+    seen: dict[str, str | None] = {}
+
+    def refusal(values: dict[str, Any]) -> str | None:
+        key = json.dumps(values, sort_keys=True)
+        if key not in seen:
+            seen[key] = _refusal(shop, values)
+        return seen[key]
+
+    return refusal
+
+
+def _unknown_problem(key: str, values: dict[str, Any]) -> SettingProblem:
+    """A name no setting has: the jobs ignore it, so what it meant is not in force (a typo of
+    dry_run leaves the shop pushing for real). Its fix unsets it, which changes nothing the
+    jobs do; the text names the setting it may have meant."""
+    label = key if key.isidentifier() else json.dumps(key)
+    text = f"unknown shop settings {label}, ignored by the jobs"
+    group, dot, name = key.partition(".")
+    close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1)
+    if dot and group in SETTING_GROUPS:
+        text += f": a value of {group} is set with --set {shlex.quote(f'{group}.{name}=VALUE')}"
+    elif close and close[0] in SETTING_GROUPS:
+        text += f": a typo of {close[0]}?"
+    elif close:
+        held = values.get(close[0], WRITEBACK_DEFAULTS[close[0]])
+        whence = "as stored" if close[0] in values else "its default"
+        text += f": a typo of {close[0]}? The jobs take {close[0]}={json.dumps(held)} ({whence})"
+    else:
+        text += f" (known: {_known_settings()})"
+    return SettingProblem(label, text, f"--unset {shlex.quote(key)}", (key,), ignored=True)
+
+
+def _group_problems(refusal: Refusal, group: str, held: dict[str, Any]) -> list[SettingProblem]:
+    """The group's values refused together (listed first: its fix leaves the rest as they
+    are, while a --set in a group whose values are refused together is refused), then each
+    value wrong in itself."""
+    wrong = _wrong_names(refusal, group, held)
+    rest = {name: item for name, item in held.items() if name not in wrong}
+    problems = _together_problems(refusal, group, held, rest, wrong)
+    for name in wrong:
+        problems += _value_problems(refusal, (group, name), held[name])
+    return problems
+
+
+def _wrong_names(refusal: Refusal, group: str, held: dict[str, Any]) -> list[str]:
+    """The group's values the jobs refuse alone (over the defaults) and beside each other
+    value stored with them: tier_insider 1000 is refused alone (tier_vip's default is 750),
+    not beside tier_vip 2000. The jobs' checks compare at most two values with each other."""
+    return [
+        name
+        for name, item in held.items()
+        if refusal({group: {name: item}}) is not None
+        and all(
+            refusal({group: {name: item, other: held[other]}}) is not None
+            for other in held
+            if other != name
+        )
+    ]
+
+
+def _together_problems(
+    refusal: Refusal, group: str, held: dict[str, Any], rest: dict[str, Any], wrong: list[str]
 ) -> list[SettingProblem]:
-    text = _refusal(shop, values)
+    """The group's values that are not wrong in themselves, refused together (tier_insider 500
+    over tier_vip 400): one problem, mended by unsetting the fewest of them."""
+    text = refusal({group: rest})
     if text is None:
         return []
-    return [SettingProblem(setting, text, _fix(shop, setting, value))]
+    names = _mending_unsets(refusal, group, held, rest, wrong)
+    unsets = " ".join(f"--unset {shlex.quote(f'{group}.{name}')}" for name in names)
+    fix = f"{unsets}  # back to the default, which the other values take"
+    return [SettingProblem(group, text, fix, (group,), together=True)]
+
+
+def _mending_unsets(
+    refusal: Refusal, group: str, held: dict[str, Any], rest: dict[str, Any], wrong: list[str]
+) -> tuple[str, ...]:
+    """The fewest of `rest` (one or two, else all) whose unset leaves values the checks take
+    together, and no other value wrong that was not already."""
+    for size in (1, 2):
+        for names in itertools.combinations(sorted(rest), size):
+            kept = {name: item for name, item in rest.items() if name not in names}
+            left = {name: item for name, item in held.items() if name not in names}
+            newly_wrong = set(_wrong_names(refusal, group, left)) - set(wrong)
+            if refusal({group: kept}) is None and not newly_wrong:
+                return names
+    return tuple(sorted(rest))
+
+
+def _value_problems(refusal: Refusal, path: tuple[str, ...], value: Any) -> list[SettingProblem]:
+    text = refusal(_nested(path, value))
+    if text is None:
+        return []
+    return [SettingProblem(".".join(path), text, _fix(refusal, path, value), path)]
 
 
 def _refusal(shop: Shop, values: dict[str, Any]) -> str | None:
@@ -112,22 +212,21 @@ def _refusal(shop: Shop, values: dict[str, Any]) -> str | None:
     return None
 
 
-def _fix(shop: Shop, setting: str, value: Any) -> str:
+def _fix(refusal: Refusal, path: tuple[str, ...], value: Any) -> str:
     """A value the checks take where one is plain (a separator after the tag prefix, a whole
     number for 3.0), else the setting back to its default, or the name to set."""
+    setting = ".".join(path)
     candidate: Any = None
-    if setting == "tag_prefix" and isinstance(value, str) and value.strip():
+    if path == ("tag_prefix",) and isinstance(value, str) and value.strip():
         candidate = value.strip() + ":"
     elif isinstance(value, float) and value.is_integer():
         candidate = int(value)
-    if candidate is not None and _refusal(shop, _nested(setting, candidate)) is None:
+    if candidate is not None and refusal(_nested(path, candidate)) is None:
         shown = candidate if isinstance(candidate, str) else json.dumps(candidate)
         return f"--set {shlex.quote(f'{setting}={shown}')}"
-    if setting in SETTING_GROUPS and isinstance(value, dict):  # values wrong only together
-        return f"--set {setting}.NAME=VALUE"
-    if setting == "metafield_namespace":  # kept once pushed: a default would be refused
+    if path == ("metafield_namespace",):  # kept once pushed: a default would be refused
         return f"--set {setting}=VALUE"
-    return f"--unset {setting}  (back to the default)"
+    return f"--unset {shlex.quote(setting)}  # back to the default"
 
 
 def _reset_fix(shop: Shop) -> str:
@@ -142,13 +241,12 @@ def _reset_fix(shop: Shop) -> str:
     )
 
 
-def _nested(setting: str, value: Any) -> dict[str, Any]:
-    group, dot, name = setting.partition(".")
-    return {group: {name: value}} if dot else {setting: value}
+def _nested(path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    return {path[0]: {path[1]: value}} if len(path) == 2 else {path[0]: value}
 
 
 def _problem_lines(domain: str, problems: list[SettingProblem]) -> str:
-    lines = [f"{domain}: {len(problems)} problem(s) in the stored settings, refused by the jobs:"]
+    lines = [f"{domain}: {len(problems)} problem(s) in the stored settings, {_whose(problems)}:"]
     for problem in problems:
         lines.append(
             f"  {problem.setting}: {problem.text}" if problem.setting else f"  {problem.text}"
@@ -157,26 +255,43 @@ def _problem_lines(domain: str, problems: list[SettingProblem]) -> str:
     return "\n".join(lines)
 
 
-def _touches(keys: list[str], problem: SettingProblem) -> bool:
-    """The problem is in a value this command set or unset (or in a group one of them is in)."""
+def _whose(problems: list[SettingProblem]) -> str:
+    ignored = sum(problem.ignored for problem in problems)
+    if not ignored:
+        return "refused by the jobs"
+    if ignored == len(problems):
+        return "ignored by the jobs"
+    return f"{len(problems) - ignored} refused by the jobs, {ignored} ignored by them"
+
+
+# A change: where it is stored (as SettingProblem.path), and whether it sets a value there.
+Change = tuple[tuple[str, ...], bool]
+
+
+def _touches(changes: list[Change], problem: SettingProblem) -> bool:
+    """The problem is in a value this command set or unset, or in a group it set or unset
+    whole, or it is a group's values refused together and the command set one of them: a
+    value given beside them would be stored in a group the jobs refuse. (Unsetting one of the
+    group's values, as each fix does, leaves such a problem as it was, or mends it.)"""
+    path = problem.path
     return any(
-        problem.setting == key
-        or problem.setting.startswith(f"{key}.")
-        or key.startswith(f"{problem.setting}.")
-        for key in keys
+        where == path[: len(where)] or (sets and where[: len(path)] == path)
+        for where, sets in changes
     )
 
 
-def _put(values: dict[str, Any], key: str, raw: str | None) -> None:
-    """Set (or, with no raw value, unset) a top-level setting or a group's named one."""
+def _put(values: dict[str, Any], key: str, raw: str | None) -> tuple[str, ...]:
+    """Set (or, with no raw value, unset) a top-level setting or a group's named one; where it
+    is stored. An unset of a name stored whole at the top (an older release stored
+    "scoring.min_customers" or "dry run" as it is) removes that name."""
     group, dot, name = key.partition(".")
     option = "--set" if raw is not None else "--unset"
-    if not dot:
+    if not dot or (raw is None and key in values):
         if raw is None:
             values.pop(key, None)
         else:
             values[key] = _setting_value(key, raw)
-        return
+        return (key,)
     if group not in SETTING_GROUPS or not name:
         raise click.BadParameter(
             f"{key!r}: only {', '.join(SETTING_GROUPS)} hold named values", param_hint=option
@@ -194,6 +309,7 @@ def _put(values: dict[str, Any], key: str, raw: str | None) -> None:
         values[group] = held
     else:
         values.pop(group, None)
+    return (group, name)
 
 
 def _check_namespace_kept(shop: Shop, before: str | None, values: dict[str, Any]) -> None:
@@ -253,6 +369,41 @@ def _set_keys(to_set: tuple[str, ...]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _change(
+    values: dict[str, Any], pairs: list[tuple[str, str]], to_unset: tuple[str, ...]
+) -> list[Change]:
+    """Each --set, then each --unset, made to `values`; where each was made."""
+    changes: list[Change] = [(_put(values, key, raw), True) for key, raw in pairs]
+    for key in to_unset:
+        # a name stored before names were checked can still be unset: that cleans it up
+        if key.partition(".")[0] not in KNOWN_SETTINGS and key not in values:
+            close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1)
+            meant = f"; did you mean {close[0]!r}?" if close else ""
+            raise click.BadParameter(
+                f"unknown shop setting {key!r} (known: {_known_settings()}){meant}",
+                param_hint="--unset",
+            )
+        changes.append((_put(values, key, None), False))
+    return changes
+
+
+def _refused_text(
+    domain: str, refused: list[SettingProblem], stored_so: set[tuple[tuple[str, ...], str]]
+) -> str:
+    """Each problem that refuses a change; values refused together that were stored before it
+    come with their fix, which is to be run first."""
+    return "; ".join(
+        f"{p.setting}: {p.text}"
+        + (
+            f" (stored so before this change; run first: clvsync shop settings {domain} "
+            f"{p.fix.partition('  #')[0]})"
+            if p.together and (p.path, p.text) in stored_so
+            else ""
+        )
+        for p in refused
+    )
+
+
 @click.command("settings")
 @click.argument("domain")
 @click.option(
@@ -288,25 +439,18 @@ def shop_settings(
         values = _reset(shop, stored, keys) if reset else dict(stored or {})
         namespace = (stored or {}).get("metafield_namespace", DEFAULT_NAMESPACE)
         before = shop_settings_problems(shop)
-        for key, raw in pairs:
-            _put(values, key, raw)
-        for key in to_unset:
-            # a name stored before names were checked can still be unset: that cleans it up
-            if key.partition(".")[0] not in KNOWN_SETTINGS and key not in values:
-                raise click.BadParameter(
-                    f"unknown shop setting {key!r} (known: {_known_settings()})",
-                    param_hint="--unset",
-                )
-            keys.append(key)
-            _put(values, key, None)
+        changes = _change(values, pairs, to_unset)
         shop.settings = json.dumps(values, sort_keys=True)
         problems = shop_settings_problems(shop)
         # Values an older release stored and this one refuses may stay while others are mended
         # one at a time; a value this command gives, or a new problem, is never stored.
-        refused = [p for p in problems if p not in before or _touches(keys, p)]
+        # (a problem is known by where it is and what it says: its fix may change with the
+        # values beside it)
+        stored_so = {(p.path, p.text) for p in before}
+        refused = [p for p in problems if (p.path, p.text) not in stored_so or _touches(changes, p)]
         if refused:
             # raising rolls the change back
-            raise click.ClickException("; ".join(f"{p.setting}: {p.text}" for p in refused))
+            raise click.ClickException(_refused_text(shop.domain, refused, stored_so))
         _check_namespace_kept(shop, None if stored is None else namespace, values)
         click.echo(json.dumps(values, indent=2, sort_keys=True))
         report = _problem_lines(shop.domain, problems)
