@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, TextIO
@@ -306,11 +306,16 @@ def _figure(name: str, value: Any) -> Any:
     return value
 
 
+def _tag_list(tags: Iterable[str]) -> str:
+    """Tags as the export lists them: sorted, so desired and pushed compare side by side."""
+    return " ".join(sorted(tags))
+
+
 def _score_cells(score: CustomerScore | None, prefix: str) -> dict[str, Any]:
     if score is None:
         return dict.fromkeys((*SCORE_COLUMNS, "desired_tags"))
     cells = {name: _figure(name, getattr(score, name)) for name in SCORE_COLUMNS}
-    cells["desired_tags"] = " ".join(prefix + tag for tag in score.tags.split())
+    cells["desired_tags"] = _tag_list(prefix + tag for tag in score.tags.split())
     return cells
 
 
@@ -360,7 +365,7 @@ def _customer_rows(session: Session, shop: Shop, prefix: str) -> Generator[dict[
                 "first_order_at": _timestamp(customer.first_order_at),
                 "last_order_at": _timestamp(customer.last_order_at),
                 **_score_cells(score, prefix),
-                "pushed_tags": " ".join(json.loads(synced.tags)) if synced else None,
+                "pushed_tags": _tag_list(json.loads(synced.tags)) if synced else None,
                 "confidence": confidence.get(score.run_id) if score else None,
                 "recommended_products": products,
             }

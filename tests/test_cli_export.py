@@ -372,3 +372,26 @@ def test_export_customer_report_keeps_every_field_held(engine: Engine, migrated_
         columns = [name for name in table.model_fields if name not in left_out]
         for row in rows_of(report, section):
             assert list(row) == columns, section
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_lists_desired_and_pushed_tags_in_one_order(
+    engine: Engine, migrated_url: str, fmt: str
+) -> None:
+    # given a scored shop whose customers' desired tags were all pushed
+    store, shop, as_of = load_store(engine, 60, 6)
+    full_recompute(engine, shop, as_of)
+    with Session(engine) as session:
+        desired = {s.customer_id: s.tags.split() for s in session.exec(select(CustomerScore))}
+    assert any(tags != sorted(tags) for tags in desired.values())  # the rules' order
+    pushed = [Outcome(c, tags=frozenset(f"clv:{t}" for t in tags)) for c, tags in desired.items()]
+    assert shop.id is not None
+    record_outcomes(engine, shop.id, pushed, via="call", job_run_id=None, now=T0)
+    # when exported
+    rows = export(migrated_url, store.shop_domain, fmt)
+    # then each customer's desired and pushed tags read the same, both sorted (the desired
+    # ones came in the rules' order, the pushed ones sorted)
+    assert len(rows) == len(desired)
+    for row in rows:
+        assert row["desired_tags"] == row["pushed_tags"], row["customer_id"]
+        assert row["desired_tags"].split() == sorted(row["desired_tags"].split())
