@@ -135,7 +135,7 @@ def test_every_wrong_setting_is_named_at_once() -> None:
     }
     # when the settings are loaded, then one error names each of them (before, only the first,
     # and an operator fixed them one run at a time)
-    with pytest.raises(SettingsError, match="^3 settings are wrong: ") as raised:
+    with pytest.raises(SettingsError, match=r"^3 settings are wrong: ") as raised:
         load_settings(env, env_file=None)
     message = str(raised.value)
     assert "SHOPIFY_API_SECRET is " in message
