@@ -52,10 +52,10 @@ def test_push_dry_run_deleted_metafields_reported_as_deleted_not_set(
     assert printed.exit_code == 0 and as_json.exit_code == 0, printed.output + as_json.output
     lines = [" ".join(line.split()) for line in printed.stdout.splitlines()]
     for key in to_delete:
-        assert f"delete metafield {key} 1 customers" in lines
-    assert "set metafield segment 1 customers" in lines
+        assert f"delete metafield {key} 1 customer" in lines
+    assert "set metafield segment 1 customer" in lines
     assert [line for line in lines if line.startswith("set metafield")] == [
-        "set metafield segment 1 customers"
+        "set metafield segment 1 customer"
     ]
     # and the sample shows each customer's metafield changes beside their tags
     assert "x metafield segment" in lines
