@@ -233,11 +233,11 @@ def _reset_fix(shop: Shop) -> str:
     """The arguments that mend settings that are not an object: all back to the defaults, but
     a namespace the app has pushed under, which they no longer tell, is given again."""
     if shop.definitions_version == 0:
-        return "--reset  (every setting back to its default)"
+        return "--reset  # every setting back to its default"
     return (
-        "--reset --set metafield_namespace=VALUE  (every setting back to its default; VALUE: "
-        f"the namespace the app has pushed its metafields under, {DEFAULT_NAMESPACE!r} unless "
-        "it was changed)"
+        "--reset --set metafield_namespace=VALUE  # every setting back to its default; VALUE: "
+        f"the namespace the app has pushed its metafields under, {DEFAULT_NAMESPACE} unless "
+        "it was changed"
     )
 
 

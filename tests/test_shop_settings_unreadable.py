@@ -85,7 +85,7 @@ def test_view_of_settings_that_are_not_an_object_shows_them_and_the_reset(
     assert result.stdout == f"{unreadable!r}\n"
     assert "1 problem(s)" in result.stderr
     assert f"  {NOT_AN_OBJECT}\n" in result.stderr
-    assert f"fix: clvsync shop settings {SHOP} --reset  (every setting back" in result.stderr
+    assert f"fix: clvsync shop settings {SHOP} --reset  # every setting back" in result.stderr
     # and nothing is changed by looking
     assert stored_text(engine) == unreadable
 
