@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from plugin.app import create_app
 from plugin.serving import serve_in_thread
-from plugin.store import inbox
+from plugin.store import inbox, shops
 from plugin.store.models import InboxEvent
 from tests.helpers import (
     PREVIOUS_SECRET,
@@ -216,7 +216,24 @@ def test_receive_unknown_shop_is_acknowledged_and_dropped(
     response = post(app_url, body, headers)
     assert response.status_code == 200
     assert inbox_rows(engine) == []
-    assert any("stranger.myshopify.com" in r.getMessage() for r in caplog.records)
+    said = "webhook orders/create for unknown shop stranger.myshopify.com acknowledged and dropped"
+    assert said in [r.getMessage() for r in caplog.records]
+
+
+def test_receive_uninstalled_shop_is_acknowledged_and_dropped_saying_so(
+    app_url: str, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given the shop uninstalled the app
+    with Session(engine) as session, session.begin():
+        shop = shops.get_shop(session, SHOP)
+        assert shop is not None and shops.uninstall_shop(session, shop, T0)
+    # when an order webhook for it arrives, then it is dropped, and the log says why in words
+    body = body_of(order_payload(1015))
+    response = post(app_url, body, webhook_headers(body, "orders/create"))
+    assert response.status_code == 200 and response.text.strip() == "not_installed"
+    assert inbox_rows(engine) == []
+    said = f"webhook orders/create for uninstalled shop {SHOP} acknowledged and dropped"
+    assert said in [r.getMessage() for r in caplog.records]
 
 
 def test_receive_stores_no_personal_data(app_url: str, engine: Engine) -> None:

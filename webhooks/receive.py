@@ -30,6 +30,11 @@ REQUIRED_HEADERS = (
     "x-shopify-api-version",
     "x-shopify-webhook-id",
 )
+# a delivery for a shop the app does not serve: acknowledged (Shopify would retry), not stored
+_DROPPED = {
+    inbox.Stored.UNKNOWN_SHOP: "unknown shop",
+    inbox.Stored.NOT_INSTALLED: "uninstalled shop",
+}
 
 
 class BodyTooLargeError(Exception):
@@ -154,12 +159,9 @@ def webhook_endpoint(
             # Not stored, so not acknowledged: Shopify retries.
             log.error("webhook from %s not stored, answering 503: %s", domain, type(exc).__name__)
             return _text(503, "storage unavailable, retry later")
-        if stored in (inbox.Stored.UNKNOWN_SHOP, inbox.Stored.NOT_INSTALLED):
+        if stored in _DROPPED:
             log.warning(
-                "webhook %s for %s shop %s acknowledged and dropped",
-                topic,
-                stored.value.replace("_", " "),
-                domain,
+                "webhook %s for %s %s acknowledged and dropped", topic, _DROPPED[stored], domain
             )
         return _text(200, stored.value)
 
