@@ -42,7 +42,7 @@ from plugin.store.models import (
     ModelRun,
     Shop,
 )
-from plugin.store.tokens import settings_cipher
+from plugin.store.tokens import TokenCipher, TokenDecryptionError, settings_cipher
 
 LEDGER_COLUMNS = (
     "customer_id",
@@ -188,11 +188,13 @@ def shop() -> None:
 @click.option(
     "--token",
     envvar="CLVSYNC_SHOP_TOKEN",
-    required=True,
-    help="The custom app's Admin API access token (or set CLVSYNC_SHOP_TOKEN).",
+    help="The custom app's Admin API access token (or set CLVSYNC_SHOP_TOKEN, which keeps it "
+    "out of the shell history and the process list).  [required]",
 )
-def shop_add(domain: str, token: str) -> None:
+def shop_add(domain: str, token: str | None) -> None:
     """Register a store that uses a custom app's Admin API token."""
+    if token is None:  # click's own message would not name the variable
+        raise click.UsageError("Missing option '--token' (or set CLVSYNC_SHOP_TOKEN).")
     settings = load_command_settings()
     try:
         with open_store(settings) as engine, Session(engine) as session, session.begin():
@@ -217,7 +219,8 @@ def shop_rekey() -> None:
     settings = load_command_settings()
     with open_store(settings) as engine, Session(engine) as session, session.begin():
         rekeyed, unreadable = shops.rekey_tokens(session, settings_cipher(settings))
-    click.echo(f"{rekeyed} access tokens stored under TOKEN_ENCRYPTION_KEY")
+    tokens = "access token" if rekeyed == 1 else "access tokens"
+    click.echo(f"{rekeyed} {tokens} stored under TOKEN_ENCRYPTION_KEY")
     if unreadable:
         add = "store each again with clvsync shop add DOMAIN --token TOKEN"
         if settings.token_encryption_key_previous:
@@ -236,20 +239,22 @@ def shop_rekey() -> None:
 @shop.command("list")
 def shop_list() -> None:
     """The registered shops and their state (never their tokens)."""
-    with open_store(load_command_settings()) as engine, Session(engine) as session:
+    settings = load_command_settings()
+    with open_store(settings) as engine, Session(engine) as session:
         rows = shops.list_shops(session)
     if not rows:
         click.echo("no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`")
         return
+    cipher = settings_cipher(settings)
     click.echo(
-        f"{'domain':<40} {'state':<13} {'currency':<8} {'time_zone':<30} {'token':<8} installed_at"
+        f"{'domain':<40} {'state':<13} {'currency':<8} {'time_zone':<30} {'token':<10} installed_at"
     )
-    for row in rows:
-        token = "yes" if row.access_token_encrypted else "no"
+    tokens = [_token_state(cipher, row) for row in rows]
+    for row, token in zip(rows, tokens, strict=True):
         zone = row.iana_timezone or "-"  # not read yet: UTC days until the backfill reads it
         click.echo(
             f"{row.domain:<40} {_shop_state(row):<13} {row.currency or '-':<8} {zone:<30} "
-            f"{token:<8} {row.installed_at.isoformat()}"
+            f"{token:<10} {row.installed_at.isoformat(timespec='seconds')}"
         )
     if any(_shop_state(row) == NEEDS_REAUTH for row in rows):
         click.echo(
@@ -257,9 +262,28 @@ def shop_list() -> None:
             "and backfill wait until it is authorised again. For a custom app, store a new "
             "token: clvsync shop add DOMAIN --token TOKEN"
         )
+    if UNREADABLE in tokens:
+        click.echo(
+            f"\n{UNREADABLE}: the token decrypts with neither TOKEN_ENCRYPTION_KEY nor "
+            "TOKEN_ENCRYPTION_KEY_PREVIOUS, so the shop's jobs cannot call its store: set the "
+            "key it was stored with as TOKEN_ENCRYPTION_KEY_PREVIOUS (then clvsync shop rekey), "
+            "or store it again: clvsync shop add DOMAIN --token TOKEN"
+        )
 
 
 NEEDS_REAUTH = "needs-reauth"
+UNREADABLE = "unreadable"
+
+
+def _token_state(cipher: TokenCipher, shop: Shop) -> str:
+    """Whether the shop has a token, and whether the keys configured read it."""
+    if shop.access_token_encrypted is None:
+        return "no"
+    try:
+        cipher.decrypt(shop.access_token_encrypted)
+    except TokenDecryptionError:
+        return UNREADABLE
+    return "yes"
 
 
 def _shop_state(shop: Shop) -> str:

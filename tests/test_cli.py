@@ -18,11 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography.fernet import Fernet
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from plugin.cli import main
 from plugin.settings import SettingsError, load_settings
+from plugin.store import shops
 from plugin.store.models import PARKED, InboxEvent, JobLease, JobRun, ModelRun, Shop
 from plugin.store.tokens import TokenCipher
 from tests.helpers import SHOP, add_shop, enqueue, order_payload
@@ -438,3 +440,36 @@ def test_serve_logs_uvicorn_and_its_access_lines_at_the_level_asked(
     # then uvicorn's own lines and its access lines are there at INFO, and only then
     assert ("Started server process" in output) is logged, output
     assert ('"GET /healthz HTTP/1.1" 200' in output) is logged, output
+
+
+def test_shop_list_marks_a_token_no_key_reads_and_says_the_way_out(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop whose token is stored under a key that is no longer configured, and one
+    # stored under the configured key
+    with Session(engine) as session, session.begin():
+        other = TokenCipher(Fernet.generate_key().decode())
+        shops.add_shop(session, "old-key.myshopify.com", "shpat_a", other, datetime.now(UTC))
+    add_shop(engine)
+    # when the shops are listed
+    code, out, _ = run(migrated_url, "shop", "list")
+    # then the first token is unreadable, the second readable, and the fix is given; times to
+    # the second, as the exports write them
+    assert code == 0
+    cells = {line.split()[0]: line.split() for line in out.splitlines() if ".myshopify" in line}
+    assert cells["old-key.myshopify.com"][4] == "unreadable" and cells[SHOP][4] == "yes"
+    assert "TOKEN_ENCRYPTION_KEY_PREVIOUS (then clvsync shop rekey)" in out
+    assert datetime.fromisoformat(cells[SHOP][5]).microsecond == 0
+    assert len(cells[SHOP][5]) == len("2026-01-01T00:00:00+00:00")
+
+
+def test_shop_add_without_a_token_names_the_variable_too(migrated_url: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["shop", "add", "a.myshopify.com"],
+        env=cli_env(migrated_url) | {"CLVSYNC_SHOP_TOKEN": ""},
+    )
+    assert result.exit_code == 2
+    assert "Missing option '--token' (or set CLVSYNC_SHOP_TOKEN)" in result.stderr
+    help_text = CliRunner().invoke(main, ["shop", "add", "--help"]).stdout
+    assert "CLVSYNC_SHOP_TOKEN" in help_text and "[required]" in help_text
