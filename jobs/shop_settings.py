@@ -91,7 +91,9 @@ def overridden(shop: Shop, key: str, defaults: T) -> T:
         )
     try:
         return replace(defaults, **overrides)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:  # the settings' own checks, which say whose ("invalid scoring ...")
+        raise ShopSettingsError(f"{shop.domain}: {exc}" + settings_fix_hint(shop.domain)) from None
+    except TypeError as exc:
         raise ShopSettingsError(
             f"{shop.domain}: {what} settings: {exc}" + settings_fix_hint(shop.domain)
         ) from None

@@ -136,7 +136,7 @@ def test_view_lists_values_refused_together_beside_a_wrong_one_with_fixes_that_w
     # when viewed, then all three problems are listed, the values refused together first
     view = settings_of(migrated_url)
     assert view.exit_code == 1 and "3 problem(s)" in view.stderr, view.stderr
-    assert f"  scoring: scoring settings: invalid scoring settings: {TIERS}" in view.stderr
+    assert f"  scoring: invalid scoring settings: {TIERS}" in view.stderr
     assert fixes(view) == [
         ["--unset", "scoring.tier_insider"],
         ["--set", "scoring.min_customers=3"],
