@@ -7,8 +7,6 @@ import csv
 import json
 import logging
 import math
-import os
-import signal
 import socket
 import sys
 from collections.abc import Generator, Iterable, Iterator
@@ -29,6 +27,7 @@ from plugin.cli_database import (
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
+from plugin.cli_output import counted, quiet_when_the_reader_stops
 from plugin.cli_redact import SHOPIFY_ID, redact
 from plugin.cli_settings import shop_settings
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX
@@ -219,8 +218,7 @@ def shop_rekey() -> None:
     settings = load_command_settings()
     with open_store(settings) as engine, Session(engine) as session, session.begin():
         rekeyed, unreadable = shops.rekey_tokens(session, settings_cipher(settings))
-    tokens = "access token" if rekeyed == 1 else "access tokens"
-    click.echo(f"{rekeyed} {tokens} stored under TOKEN_ENCRYPTION_KEY")
+    click.echo(f"{counted(rekeyed, 'access token')} stored under TOKEN_ENCRYPTION_KEY")
     if unreadable:
         add = "store each again with clvsync shop add DOMAIN --token TOKEN"
         if settings.token_encryption_key_previous:
@@ -460,7 +458,7 @@ def export(domain: str, fmt: str, customer: int | None, bundles: bool, output: T
     """One row per customer with the figures held so far (or one customer's full report, or
     the shop's bundle candidates)."""
     _check_export_options(customer, bundles)
-    with _quiet_when_the_reader_stops(output):
+    with quiet_when_the_reader_stops(output):
         summary = _export(domain, fmt, customer, bundles, output)
         output.flush()  # a reader gone is found here, not in Python's flush at exit
     if summary is not None:
@@ -500,26 +498,6 @@ def _write_customer_report(session: Session, shop: Shop, customer: int, output: 
     head = {"shop": shop.domain, "currency": shop.currency, "customer_id": customer}
     json.dump({**head, **report}, output, indent=2, default=_cell)
     output.write("\n")
-
-
-SIGPIPE_STATUS = 128 + signal.SIGPIPE  # 141, as a shell reports a process SIGPIPE stopped
-
-
-@contextlib.contextmanager
-def _quiet_when_the_reader_stops(output: TextIO) -> Iterator[None]:
-    """A reader that stops reading (`clvsync export | head -1`) ends the command as it ends
-    `cat`: quietly, with the status of a process stopped by SIGPIPE. (Python ignores SIGPIPE,
-    so the write raises instead: click made that exit 1, and Python's flush at exit of what was
-    still buffered printed an error.)"""
-    try:
-        yield
-    except BrokenPipeError:
-        # what is still buffered for the reader goes nowhere, instead of failing again at exit
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(devnull, output.fileno())
-        os.close(devnull)
-        raise SystemExit(SIGPIPE_STATUS) from None
 
 
 @main.group()

@@ -20,6 +20,7 @@ from jobs.runs import OK, SKIPPED, JobFn, RunResult, recent_runs, run_job
 from jobs.scheduler import STANDARD_JOBS, JobSpec
 from jobs.writeback import needs_reauth_message
 from plugin.cli_database import load_command_settings, open_store, shop_or_fail
+from plugin.cli_output import quiet_when_the_reader_stops
 from plugin.settings import Settings
 from plugin.store.models import JobRun, Shop
 
@@ -41,9 +42,6 @@ def jobs_group() -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 def jobs_runs(domain: str | None, limit: int) -> None:
     """The most recent job runs, newest first: when, how they ended, what they counted."""
-    # here, not at the top: plugin.cli imports this module
-    from plugin.cli import _quiet_when_the_reader_stops
-
     with open_store(load_command_settings()) as engine:
         shop_id = None
         if domain is not None:
@@ -52,7 +50,7 @@ def jobs_runs(domain: str | None, limit: int) -> None:
         runs = recent_runs(engine, shop_id, limit)
         domains = _domains(engine)
     output = sys.stdout  # where click.echo writes
-    with _quiet_when_the_reader_stops(output):  # `clvsync jobs runs | head -1`
+    with quiet_when_the_reader_stops(output):  # `clvsync jobs runs | head -1`
         _print_runs(runs, domains)
         output.flush()  # a reader gone is found here, not in Python's flush at exit
 

@@ -15,25 +15,27 @@ from jobs.runs import run_job
 from jobs.undo import check_undo, undo_run
 from jobs.writeback import WritebackError, push_shop
 from plugin.cli_jobs import check_authorised
+from plugin.cli_output import counted, counted_whose
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
 
 def _print_plan(plan: dict[str, Any]) -> None:
-    tags, metafields = plan["customers_with_tag_changes"], plan["customers_with_metafield_changes"]
+    tags = counted_whose(plan["customers_with_tag_changes"], "customer")
+    metafields = counted_whose(plan["customers_with_metafield_changes"], "customer")
     click.echo(
-        f"dry run: {_whose(tags, 'customer')} tags and {_whose(metafields, 'customer')} "
+        f"dry run: {tags} tags and {metafields} "
         f"metafields would change ({plan['skipped_refused']} refused before and unchanged, "
         "left alone)"
     )
     for label, key in (("add", "tags_added"), ("remove", "tags_removed")):
         for tag, count in plan[key].items():
-            click.echo(f"  {label:<7} {tag:<32} {_counted(count, 'customer')}")
+            click.echo(f"  {label:<7} {tag:<32} {counted(count, 'customer')}")
     for label, key in (("set", "metafields_set"), ("delete", "metafields_deleted")):
         for name, count in plan[key].items():
-            click.echo(f"  {label:<7} metafield {name:<22} {_counted(count, 'customer')}")
+            click.echo(f"  {label:<7} metafield {name:<22} {counted(count, 'customer')}")
     if "products_with_changes" in plan:
-        products = _whose(plan["products_with_changes"], "product")
+        products = counted_whose(plan["products_with_changes"], "product")
         click.echo(f"  {products} recommendation metafields would change")
     if "superseded" in plan:
         click.echo(f"  {plan['superseded']} of the run's changes replaced since, left alone")
@@ -49,16 +51,6 @@ def _print_plan(plan: dict[str, Any]) -> None:
             click.echo(f"    = metafield {key}: {value}")
         for key in sample["delete_metafields"]:
             click.echo(f"    x metafield {key}")
-
-
-def _counted(count: int, noun: str) -> str:
-    """ "1 customer", "2 customers"."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _whose(count: int, noun: str) -> str:
-    """ "1 customer's", "2 customers'"."""
-    return f"{count} {noun}'s" if count == 1 else f"{count} {noun}s'"
 
 
 async def _run(

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
+from plugin.cli_output import counted
 from plugin.store import ledger
 from plugin.store.db import lock_keys
 from plugin.store.models import (
@@ -158,10 +159,6 @@ def _other_rows(session: Session, shop_id: int, customer_id: int) -> int:
     return total
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _listed(items: Sequence[str]) -> str:
     """ "a", "a and b", "a, b and c"."""
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
@@ -176,7 +173,7 @@ def erased_text(held: Held) -> str:
     """What the redact erases: "their record, 2 orders (order 3 held for customer 502), 3 lines,
     1 refund and 4 other rows (...)"; the orders are always counted, and those named by
     --order held for another customer or for none are said."""
-    orders = _plural(held.orders + len(held.others) + held.nobody, "order")
+    orders = counted(held.orders + len(held.others) + held.nobody, "order")
     notes = [f"order {order_id} held for customer {owner}" for order_id, owner in held.others]
     if held.nobody:
         notes.append(f"{held.nobody} named by --order and held for no customer")
@@ -184,11 +181,11 @@ def erased_text(held: Held) -> str:
         orders += f" ({'; '.join(notes)})"
     parts = (["their record"] if held.record else []) + [orders]
     if held.lines:
-        parts.append(_plural(held.lines, "line"))
+        parts.append(counted(held.lines, "line"))
     if held.refunds:
-        parts.append(_plural(held.refunds, "refund"))
+        parts.append(counted(held.refunds, "refund"))
     if held.rows:
-        parts.append(f"{_plural(held.rows, 'other row')} ({OTHER_ROWS})")
+        parts.append(f"{counted(held.rows, 'other row')} ({OTHER_ROWS})")
     return _listed(parts)
 
 
@@ -215,18 +212,18 @@ def summary_lines(domain: str, customer_id: int, held: Held, recorded: int) -> l
     ]
     if held.unheld:
         verb = "was" if held.unheld == 1 else "were"
-        lines.append(f"{_plural(held.unheld, 'order')} named by --order {verb} not held")
+        lines.append(f"{counted(held.unheld, 'order')} named by --order {verb} not held")
     for owner in sorted({owner for _, owner in held.others}):
         theirs = _ids("order", [o for o, c in held.others if c == owner])
         lines.append(f"refreshed customer {owner}'s figures, without {theirs}")
     if not held.redacted:
-        also = f" and {_plural(recorded, 'order')}" if recorded else ""
+        also = f" and {counted(recorded, 'order')}" if recorded else ""
         return [
             *lines,
             f"recorded customer {customer_id}{also} as redacted: no webhook or backfill "
             "applied later stores them again",
         ]
-    more = f"; {_plural(recorded, 'more order')} recorded now" if recorded else ""
+    more = f"; {counted(recorded, 'more order')} recorded now" if recorded else ""
     return [*lines, f"customer {customer_id} was recorded as redacted before{more}"]
 
 
