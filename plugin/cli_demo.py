@@ -5,6 +5,10 @@ signed webhooks (as Shopify would), waits until the app has processed them, scor
 customer, computes the recommendations, pushes tags and metafields to the dev store, prints
 a summary (one JSON object with --json), and then either stays up (printing where to look) or,
 with --once, stops both.
+
+The generated history ends at the start of the current day (UTC), not at a fixed date: staying
+up, the app's scheduled jobs run on the real clock (as every other command does), and find a
+store whose history ended hours ago, not months ago.
 """
 
 from __future__ import annotations
@@ -79,6 +83,21 @@ class DemoPorts:
 
     app: socket.socket | None
     devstore: socket.socket | None
+
+
+def history_end(now: datetime) -> datetime:
+    """Where the demo's generated history ends: the start of `now`'s day in UTC. The demo scores
+    as of it, and the app's scheduled jobs, on the real clock, hours after it (not the months
+    after a fixed date that turned every customer into a win-back). A whole day, not `now`
+    itself: a seed gives the same store whenever in the day it runs (purchases count by the
+    shop's calendar days, which a start at another time of day would regroup)."""
+    return datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), UTC)
+
+
+def generator_config(customers: int, end: datetime) -> GeneratorConfig:
+    """The generator's defaults, with the history ending at `end`."""
+    defaults = GeneratorConfig(customers=customers)
+    return replace(defaults, start=end - timedelta(days=defaults.history_days))
 
 
 def demo_settings(database_url: str) -> Settings:
@@ -284,7 +303,8 @@ def run_demo(
     settings = demo_settings(database_url)
     engine = _open_database(database_url)
     click.echo(f"generating a store of {customers} customers (seed {seed}) ...", err=True)
-    store = generate_store(GeneratorConfig(customers=customers), seed=seed)
+    config = generator_config(customers, history_end(datetime.now(UTC)))
+    store = generate_store(config, seed=seed)
     state = DevStoreState(
         domain=store.shop_domain,
         currency_code=store.shop_currency,
@@ -311,8 +331,9 @@ def run_demo(
         with Session(engine, expire_on_commit=False) as session:
             shop = shops.get_shop(session, store.shop_domain)
         assert shop is not None
-        # The generated history ends at start + history_days: score as of then, not today.
-        as_of = store.config.start + timedelta(days=store.config.history_days)
+        # Scored as of the history's end (earlier today): the app's scheduled jobs, on the real
+        # clock, score as of the hours after it, and agree but for those hours.
+        as_of = store.config.end
         steps = anyio.run(_run_steps, engine, settings, shop, as_of, error_share)
         pushed = steps.push
         held_customers, held_orders = _held(engine, store.shop_domain)

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import click
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, col, select
@@ -23,13 +24,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from jobs.context import JobContext
+from jobs.runs import run_job
+from jobs.scheduler import refit
 from plugin.cli import main
-from plugin.cli_demo import _deliver, check_in_sync, where_to_look
+from plugin.cli_demo import _deliver, check_in_sync, demo_settings, where_to_look
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
 from plugin.store.db import make_engine
-from plugin.store.models import JobRun, SyncChange
+from plugin.store.models import CustomerScore, JobRun, ModelRun, SyncChange
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
 from tests.test_compliance import cli_env
 
@@ -122,6 +126,62 @@ def test_demo_run_again_on_its_database_starts_the_shop_afresh(sqlite_path: Path
     finally:
         engine.dispose()
     assert list(runs) == ["backfill", "refit", "recommend", "push"]
+
+
+def _desired_tags(url: str) -> dict[int, str]:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            rows = session.exec(select(CustomerScore.customer_id, CustomerScore.tags)).all()
+    finally:
+        engine.dispose()
+    return dict(rows)
+
+
+async def _app_refit(url: str) -> tuple[str, datetime]:
+    """The app's scheduled refit of the demo's shop, run once as the demo's app runs it: on the
+    clock the demo gives its app (create_app's: the real one). Its outcome, and its as_of."""
+    engine = make_engine(url)
+    try:
+        async with httpx.AsyncClient() as http:
+            ctx = JobContext(engine, demo_settings(url), http)
+            result = await run_job(ctx, 1, "refit", refit)
+        with Session(engine) as session:
+            as_of = session.exec(select(ModelRun.as_of).order_by(col(ModelRun.id).desc())).first()
+    finally:
+        engine.dispose()
+    assert as_of is not None
+    return result.outcome, as_of
+
+
+def _model_run_as_of(url: str, model_run_id: int) -> datetime:
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            run = session.get(ModelRun, model_run_id)
+            assert run is not None
+            return run.as_of
+    finally:
+        engine.dispose()
+
+
+def test_demo_app_refit_on_its_clock_keeps_the_tags_the_demo_pushed(sqlite_path: Path) -> None:
+    # given the demo run once (staying up, its app runs the scheduled jobs on its own clock)
+    url = f"sqlite:///{sqlite_path}"
+    code, summary, stderr = _demo_once(url, "--customers", "100")
+    assert code == 0, stderr
+    pushed = _desired_tags(url)
+    demo_as_of = _model_run_as_of(url, summary["recompute"]["model_run_id"])
+    # when the app's nightly refit runs on that clock
+    outcome, as_of = anyio.run(_app_refit, url)
+    # then it scores as of less than a day after the history the demo scored as of ended (the
+    # history ended 2025-12-31, and the refit, as of today, made nearly every customer win-back)
+    assert outcome == "ok"
+    assert timedelta(0) <= as_of - demo_as_of < timedelta(days=1, minutes=10)
+    # and it leaves the customers' tags as the demo pushed them, but for a few the hours moved
+    now = _desired_tags(url)
+    changed = [customer for customer, tags in pushed.items() if now.get(customer) != tags]
+    assert len(pushed) == 100 and len(changed) <= 10, (len(changed), changed[:5])
 
 
 def test_demo_check_in_sync_fails_when_the_dev_store_is_out_of_sync() -> None:
