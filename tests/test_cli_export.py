@@ -155,6 +155,24 @@ def test_export_conflicting_options_are_a_usage_error_naming_them(
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def into_closed_pipe(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`clvsync ARGS` run with its output into a pipe nobody reads any more (`| head -1`)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "plugin.cli", *args],
+            cwd=ROOT,
+            env={**os.environ, **cli_env(url)},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_to_a_reader_that_stopped_ends_quietly(
     engine: Engine, migrated_url: str, fmt: str
@@ -169,20 +187,7 @@ def test_export_to_a_reader_that_stopped_ends_quietly(
             ids = json.dumps([9001, 9002, 9003])
             session.add(CustomerRecommendation(shop_id=shop.id, customer_id=n + 1, product_ids=ids))
     # when exported into a pipe nobody reads any more (`clvsync export ... | head -1`)
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "plugin.cli", "export", "--shop", SHOP, "--format", fmt],
-            cwd=ROOT,
-            env={**os.environ, **cli_env(migrated_url)},
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(write)
+    done = into_closed_pipe(migrated_url, "export", "--shop", SHOP, "--format", fmt)
     # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""

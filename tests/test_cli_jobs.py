@@ -5,10 +5,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -26,9 +23,8 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import T0, add_shop
 from tests.test_backfill import installed
+from tests.test_cli_export import into_closed_pipe
 from tests.test_compliance import cli_env
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_jobs_run_backfill_shows_its_progress_as_the_backfill_command_does(
@@ -81,20 +77,7 @@ def test_jobs_runs_into_a_pipe_nobody_reads_stops_quietly_as_export_does(
     with Session(engine) as session, session.begin():
         session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
     # when the runs are listed into a pipe nobody reads any more (`clvsync jobs runs | head -1`)
-    read, write = os.pipe()
-    os.close(read)
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "plugin.cli", "jobs", "runs"],
-            cwd=ROOT,
-            env={**os.environ, **cli_env(migrated_url)},
-            stdout=write,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(write)
+    done = into_closed_pipe(migrated_url, "jobs", "runs")
     # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""

@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
-from sqlmodel import Session, select
+from sqlalchemy import Engine
 
 from jobs.shop_settings import ShopSettingsError, scoring_settings
 from plugin.cli import main
 from plugin.store.models import Shop
 from tests.helpers import SHOP, T0, add_shop
 from tests.test_compliance import cli_env
+from tests.test_shop_settings_upgrade import store_settings, stored
 
 FIX = f"    fix: clvsync shop settings {SHOP} "
 TIERS = "need 0 <= tier_insider <= tier_vip"
@@ -29,16 +29,6 @@ TIERS = "need 0 <= tier_insider <= tier_vip"
 
 def settings_of(url: str, *args: str) -> Result:
     return CliRunner().invoke(main, ["shop", "settings", SHOP, *args], env=cli_env(url))
-
-
-def store_settings(engine: Engine, settings: dict[str, Any]) -> None:
-    with Session(engine) as session, session.begin():
-        session.execute(text("UPDATE shops SET settings = :s"), {"s": json.dumps(settings)})
-
-
-def stored(engine: Engine) -> dict[str, Any]:
-    with Session(engine) as session:
-        return dict(json.loads(session.exec(select(Shop)).one().settings))
 
 
 def fixes(view: Result) -> list[list[str]]:
