@@ -14,6 +14,8 @@ store whose history ended hours ago, not months ago.
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import socket
 import sys
 import tempfile
@@ -359,27 +361,53 @@ def run_demo(
         report(result, as_json)  # before staying up: the figures are the same either way
         check_in_sync(result)
         if not once:
-            _stay_up(app_url, devstore_url, store.shop_domain, database_url)
+            command = invoked_command(sys.argv[0], Path.cwd(), sys.executable)
+            _stay_up(where_to_look(app_url, devstore_url, store.shop_domain, database_url, command))
     engine.dispose()
     return result
 
 
-def where_to_look(app_url: str, devstore_url: str, domain: str, database_url: str) -> str:
+def invoked_command(argv0: str, cwd: Path, python: str) -> str:
+    """clvsync as this process was started, to paste in a shell at `cwd`: the console script
+    it was run as (the install does not put `.venv/bin` on PATH, so a bare `clvsync` is often
+    not found), relative to `cwd` when under it; else `python -m plugin.cli` (the process
+    started so, or by something else), with this process's interpreter."""
+    if Path(argv0).stem == "clvsync":
+        if os.sep not in argv0:
+            return "clvsync"  # found on PATH: it will be again
+        return _pasteable(argv0, cwd)
+    return f"{_pasteable(python, cwd)} -m plugin.cli"
+
+
+def _pasteable(path: str, cwd: Path) -> str:
+    """`path` for a shell at `cwd`: relative when under it (`.venv/bin/clvsync`), else absolute;
+    symbolic links kept (a virtual environment's python is one), quoted if need be."""
+    absolute = os.path.abspath(os.path.join(cwd, path))
+    if absolute.startswith(os.path.join(os.path.abspath(cwd), "")):
+        relative = os.path.relpath(absolute, cwd)
+        absolute = relative if os.sep in relative else os.path.join(".", relative)
+    return shlex.quote(absolute)
+
+
+def where_to_look(
+    app_url: str, devstore_url: str, domain: str, database_url: str, command: str
+) -> str:
     """The stay-up message: the servers' addresses, and commands to run against the database
-    (its URL without its password: the message is for a terminal, a log, a screenshot)."""
+    (its URL without its password: the message is for a terminal, a log, a screenshot), with
+    `command` the way to run clvsync (`invoked_command`)."""
     env = f"CLVSYNC_ENV=development DATABASE_URL={shown_url(database_url)}"
     return (
         "\nclvsync demo is running (Ctrl-C stops it):\n"
         f"  app        {app_url}/healthz, webhooks at {app_url}/webhooks\n"
         f"  dev store  {devstore_url}/admin/api/2026-10/graphql.json "
         f"(X-Shopify-Access-Token: {DEFAULT_TOKEN})\n"
-        f"  figures    {env} clvsync export --shop {domain}\n"
-        f"  inbox      {env} clvsync webhooks status"
+        f"  figures    {env} {command} export --shop {domain}\n"
+        f"  inbox      {env} {command} webhooks status"
     )
 
 
-def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) -> None:
-    click.echo(where_to_look(app_url, devstore_url, domain, database_url), err=True)
+def _stay_up(message: str) -> None:
+    click.echo(message, err=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -408,7 +436,8 @@ def _stay_up(app_url: str, devstore_url: str, domain: str, database_url: str) ->
     default=8100,
     show_default=True,
     type=click.IntRange(1, 65535),
-    help="(not with --once)",
+    help="The dev store's port: its Admin API, which the app's scheduled jobs call while the "
+    "demo stays up (not with --once).",
 )
 @click.option(
     "--devstore-errors",

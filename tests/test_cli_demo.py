@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -28,7 +29,13 @@ from jobs.context import JobContext
 from jobs.runs import run_job
 from jobs.scheduler import refit
 from plugin.cli import main
-from plugin.cli_demo import _deliver, check_in_sync, demo_settings, where_to_look
+from plugin.cli_demo import (
+    _deliver,
+    check_in_sync,
+    demo_settings,
+    invoked_command,
+    where_to_look,
+)
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
@@ -192,6 +199,12 @@ def test_demo_check_in_sync_fails_when_the_dev_store_is_out_of_sync() -> None:
     check_in_sync({"tags_in_sync": True})
 
 
+def test_demo_help_says_what_the_devstore_port_is() -> None:
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0
+    assert "The dev store's port" in " ".join(result.stdout.split())
+
+
 @pytest.mark.parametrize("taken", ["--port", "--devstore-port"])
 def test_demo_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path, taken: str) -> None:
     url = f"sqlite:///{sqlite_path}"
@@ -215,16 +228,36 @@ def _wait_for(path: Path, text: str, process: subprocess.Popen[str]) -> bool:
     return False
 
 
+def _console_script() -> str:
+    """The installed `clvsync` as the README runs it: relative to the repo (`.venv/bin/clvsync`)
+    when the environment is in it."""
+    script = Path(sys.executable).parent / "clvsync"
+    return os.path.relpath(script, ROOT) if script.is_relative_to(ROOT) else str(script)
+
+
+def _pasted(command: str) -> subprocess.CompletedProcess[str]:
+    """A command the demo printed, pasted in a shell at the repo without `.venv/bin` on PATH."""
+    assert shutil.which("clvsync", path="/usr/bin:/bin") is None
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/")}
+    if "PYTHONPATH" in os.environ:  # a run of these tests against another checkout
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    return subprocess.run(
+        ["/bin/sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("started_as", ["console script", "python -m"])
 def test_demo_staying_up_prints_its_json_summary_before_serving(
-    sqlite_path: Path, tmp_path: Path
+    sqlite_path: Path, tmp_path: Path, started_as: str
 ) -> None:
-    # when the demo that stays up runs with --json
+    # when the demo that stays up runs with --json, started as the README starts it, or not
     url = f"sqlite:///{sqlite_path}"
     ports = ["--port", str(free_port()), "--devstore-port", str(free_port())]
     args = ["demo", "--customers", "20", "--seed", "2", "--json", "--database-url", url, *ports]
+    starter = [_console_script()] if started_as == "console script" else [sys.executable, "-m"]
     with (tmp_path / "stderr").open("w+") as stderr:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "plugin.cli", *args],
+            [*starter, *(["plugin.cli"] if started_as == "python -m" else []), *args],
             cwd=ROOT,
             env={**os.environ, **cli_env(url)},
             stdout=subprocess.PIPE,
@@ -252,6 +285,13 @@ def test_demo_staying_up_prints_its_json_summary_before_serving(
     assert rest == ""
     # and Ctrl-C stops it
     assert demo.returncode == 0, errors
+    # and the commands it said to run work when pasted, though clvsync is not on PATH
+    said = (line.strip().partition(" ") for line in errors.splitlines())
+    shown = {name: rest.strip() for name, _, rest in said if name in ("figures", "inbox")}
+    figures, inbox = _pasted(shown["figures"]), _pasted(shown["inbox"])
+    assert figures.returncode == 0, (shown["figures"], figures.stderr)
+    assert figures.stdout.startswith("customer_id,") and len(figures.stdout.splitlines()) == 21
+    assert inbox.returncode == 0 and "done" in inbox.stdout, (shown["inbox"], inbox.stderr)
 
 
 @pytest.mark.parametrize(
@@ -293,10 +333,31 @@ def test_listen_on_a_port_past_65535_raises_listen_error() -> None:
 def test_demo_where_to_look_shows_the_database_url_without_its_password() -> None:
     # when the demo that stays up says where to look, for a database URL with a password
     url = "postgresql+psycopg://bob:s3cretpw@db.example/clv"
-    shown = where_to_look("http://app", "http://store", "clvsync-dev.myshopify.com", url)
+    domain = "clvsync-dev.myshopify.com"
+    shown = where_to_look("http://app", "http://store", domain, url, ".venv/bin/clvsync")
     # then the commands it suggests name the database, not the password
     assert "s3cretpw" not in shown
-    assert "DATABASE_URL=postgresql+psycopg://bob:***@db.example/clv clvsync export" in shown
+    assert "DATABASE_URL=postgresql+psycopg://bob:***@db.example/clv .venv/bin/clvsync export" in (
+        shown
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv0", "expected"),
+    [
+        ("/repo/.venv/bin/clvsync", ".venv/bin/clvsync"),
+        (".venv/bin/clvsync", ".venv/bin/clvsync"),
+        ("/repo/clvsync", "./clvsync"),
+        ("/opt/tools/bin/clvsync", "/opt/tools/bin/clvsync"),
+        ("/my tools/bin/clvsync", "'/my tools/bin/clvsync'"),
+        ("clvsync", "clvsync"),  # found on PATH
+        ("/repo/plugin/cli.py", ".venv/bin/python -m plugin.cli"),  # python -m plugin.cli
+    ],
+)
+def test_demo_invoked_command_is_how_this_process_was_started(argv0: str, expected: str) -> None:
+    # when the demo, started from /repo with /repo/.venv/bin/python, says how to run clvsync
+    # then it is the console script it was started as, as it was found, or python -m
+    assert invoked_command(argv0, Path("/repo"), "/repo/.venv/bin/python") == expected
 
 
 class AnsweringApp:
