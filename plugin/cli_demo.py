@@ -188,12 +188,30 @@ def _held(engine: Engine, domain: str) -> tuple[int, int]:
     return int(customers), int(orders)
 
 
+@dataclass
+class AdminCalls:
+    """The demo's own Admin API calls to the dev store (the backfill's and the push's, retries
+    included), and how many the dev store answered with a 5xx: its faults met, whichever step
+    met them (the push alone makes a handful of calls, bulk, and often meets none)."""
+
+    made: int = 0
+    server_errors: int = 0
+
+    async def count(self, response: httpx.Response) -> None:
+        """An httpx response hook; staged uploads and bulk results are not API calls."""
+        if response.request.url.path.endswith("/graphql.json"):
+            self.made += 1
+            if response.status_code >= 500:
+                self.server_errors += 1
+
+
 @dataclass(frozen=True)
 class DemoSteps:
     backfill: dict[str, Any]
     recompute: dict[str, Any]
     recommendations: dict[str, Any]
     push: dict[str, Any]
+    calls: AdminCalls
 
 
 async def _run_steps(
@@ -213,20 +231,23 @@ async def _run_steps(
     async def recommend(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(compute_recommendations, ctx.engine, shop, as_of)
 
-    async with httpx.AsyncClient(timeout=30) as http:
+    calls = AdminCalls()
+    async with httpx.AsyncClient(timeout=30, event_hooks={"response": [calls.count]}) as http:
         # a worker name of its own: the app's scheduler in this process holds leases as itself
         ctx = JobContext(engine, settings, http, worker=f"{worker_name()}:demo")
+        if error_share:
+            click.echo(
+                f"the dev store answers each Admin API call with a 5xx at a {error_share:.0%} "
+                "chance, on purpose (--devstore-errors): the backfill and the push retry them",
+                err=True,
+            )
         click.echo("reading the store's orders back (the daily backfill) ...", err=True)
         backfilled = await _step(ctx, shop.id, "backfill", scheduled_backfill)
         click.echo("recomputing: fitting the models, scoring every customer ...", err=True)
         recomputed = await _step(ctx, shop.id, "refit", refit)
         click.echo("recommending: frequently bought together, upsell, next products ...", err=True)
         recommended = await _step(ctx, shop.id, "recommend", recommend)
-        click.echo(
-            f"pushing tags and metafields to the dev store ({error_share:.0%} of its calls fail "
-            "with a 5xx on purpose) ...",
-            err=True,
-        )
+        click.echo("pushing tags and metafields to the dev store ...", err=True)
         pushed = await _step(ctx, shop.id, "push", push_shop)
     skipped = ("since", "covers_all")
     return DemoSteps(
@@ -234,6 +255,7 @@ async def _run_steps(
         recomputed,
         recommended,
         pushed,
+        calls,
     )
 
 
@@ -281,13 +303,57 @@ def check_in_sync(result: dict[str, Any]) -> None:
         )
 
 
-def report(result: dict[str, Any], as_json: bool) -> None:
-    """The demo's summary on stdout: one JSON object with `as_json`, else one figure a line."""
+def report(result: dict[str, Any], as_json: bool, calls: AdminCalls, error_share: float) -> None:
+    """The demo's summary on stdout: one JSON object with `as_json` (its keys and values are
+    what tools read: unchanged), else a few lines of text."""
     if as_json:
         click.echo(json.dumps(result))
         return
-    for key, value in result.items():
-        click.echo(f"{key:<22} {value}")
+    for line in summary_lines(result, calls, error_share):
+        click.echo(line)
+
+
+def summary_lines(result: dict[str, Any], calls: AdminCalls, error_share: float) -> list[str]:
+    """The summary as text, one step a line (the JSON summary's figures, and the faults met)."""
+    backfill, scored = result["backfill"], result["recompute"]
+    recommended = result["recommendations"]
+    # "paretonbd, fitted, converged"; the rules (too few repeat buyers to fit) just "rules"
+    fit = [scored.get("repeat_model"), scored.get("confidence")]
+    fit = list(dict.fromkeys(fit)) + (["converged"] if scored.get("converged") else [])
+    return [
+        f"webhooks: {result['webhooks_sent']:,} sent, {result['webhooks_acknowledged']:,} "
+        "acknowledged and processed",
+        f"ledger: {result['customers']:,} customers, {result['orders']:,} orders",
+        f"backfill: {backfill['orders_read']:,} orders read, {backfill['orders_applied']:,} "
+        f"applied (the webhooks missed them), {backfill['orders_unchanged']:,} held already, "
+        f"{backfill['test_orders_skipped']:,} test orders skipped, "
+        f"{backfill['orders_rejected']:,} rejected",
+        f"scores: {scored['customers_scored']:,} customers scored (model run "
+        f"{scored['model_run_id']}: {', '.join(map(str, fit))})",
+        f"recommendations: {recommended['order_lines']:,} order lines read, "
+        f"{recommended['products_with_partners']:,} products with partners, "
+        f"{recommended['bundle_candidates']:,} bundle candidates, "
+        f"{recommended['customers_with_next_products']:,} customers with next products",
+        f"push: {result['tag_changes_pushed']:,} tag changes, {result['metafields_pushed']:,} "
+        f"customer metafields, {result['product_metafields_pushed']:,} product metafields; "
+        f"{result['bulk_operations']:,} bulk operations, API cost {result['api_cost_used']:,}, "
+        f"{result['throttled_responses']:,} throttled",
+        faults_met(calls, error_share),
+        f"tags in sync: {'yes' if result['tags_in_sync'] else 'no'}",
+        f"took: {result['seconds']:,} s",
+    ]
+
+
+def faults_met(calls: AdminCalls, error_share: float) -> str:
+    """What the dev store's faults did: only what happened (a run can meet none of them)."""
+    line = f"Admin API calls: {calls.made:,} to the dev store by the backfill and the push; "
+    if not calls.server_errors:
+        chance = f"each had a {error_share:.0%} chance" if error_share else "--devstore-errors 0"
+        return line + f"none answered with a 5xx ({chance})"
+    return line + (
+        f"{calls.server_errors:,} answered with a 5xx on purpose (a {error_share:.0%} chance "
+        "each), and were retried"
+    )
 
 
 def run_demo(
@@ -358,7 +424,8 @@ def run_demo(
             "recommendations": steps.recommendations,
             "product_metafields_pushed": pushed["product_metafields_set"],
         }
-        report(result, as_json)  # before staying up: the figures are the same either way
+        # before staying up: the figures are the same either way
+        report(result, as_json, steps.calls, error_share)
         check_in_sync(result)
         if not once:
             command = invoked_command(sys.argv[0], Path.cwd(), sys.executable)

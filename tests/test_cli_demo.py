@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,12 +31,15 @@ from jobs.runs import run_job
 from jobs.scheduler import refit
 from plugin.cli import main
 from plugin.cli_demo import (
+    AdminCalls,
     _deliver,
     check_in_sync,
     demo_settings,
+    faults_met,
     invoked_command,
     where_to_look,
 )
+from plugin.devstore.faults import FaultInjector
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
@@ -43,6 +47,26 @@ from plugin.store.db import make_engine
 from plugin.store.models import CustomerScore, JobRun, ModelRun, SyncChange
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
 from tests.test_compliance import cli_env
+
+JSON_SUMMARY_KEYS = [
+    "webhooks_sent",
+    "webhooks_acknowledged",
+    "customers",
+    "orders",
+    "backfill",
+    "tag_changes_pushed",
+    "metafields_pushed",
+    "api_cost_used",
+    "throttled_responses",
+    "api_retries",
+    "api_server_errors_met",
+    "bulk_operations",
+    "tags_in_sync",
+    "seconds",
+    "recompute",
+    "recommendations",
+    "product_metafields_pushed",
+]
 
 
 def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_path: Path) -> None:
@@ -57,18 +81,7 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
     # then every webhook was acknowledged and processed, and the summary is one JSON object
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(summary) >= {
-        "webhooks_sent",
-        "webhooks_acknowledged",
-        "customers",
-        "orders",
-        "tag_changes_pushed",
-        "metafields_pushed",
-        "api_cost_used",
-        "throttled_responses",
-        "tags_in_sync",
-        "seconds",
-    }
+    assert list(summary) == JSON_SUMMARY_KEYS  # tools read it: its keys stay as they are
     assert summary["webhooks_sent"] == summary["webhooks_acknowledged"] > 40
     assert summary["customers"] == 40 and summary["orders"] > 40
     # and the store's orders, read back by the backfill, were all held already
@@ -197,6 +210,51 @@ def test_demo_check_in_sync_fails_when_the_dev_store_is_out_of_sync() -> None:
     with pytest.raises(click.ClickException, match="tags_in_sync is false"):
         check_in_sync({"tags_in_sync": False})
     check_in_sync({"tags_in_sync": True})
+
+
+def _demo_once_text(url: str, *options: str) -> tuple[int, str, str]:
+    """The demo run once on a small store, its summary as text: exit code, stdout, stderr."""
+    args = ["demo", "--customers", "40", "--seed", "2", "--once", "--database-url", url]
+    result = CliRunner().invoke(main, [*args, *options])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_demo_text_summary_is_text_not_python_values(sqlite_path: Path) -> None:
+    # when the demo runs once without --json
+    code, stdout, stderr = _demo_once_text(f"sqlite:///{sqlite_path}")
+    # then its summary reads as text: no dictionaries, no True/False, figures with their names
+    assert code == 0, stderr
+    assert "{" not in stdout and "True" not in stdout and "False" not in stdout, stdout
+    lines = stdout.splitlines()
+    assert "tags in sync: yes" in lines, stdout
+    backfill = next(line for line in lines if line.startswith("backfill: "))
+    assert "orders read" in backfill and "rejected" in backfill, backfill
+    assert any(line.startswith("push: ") and "tag changes" in line for line in lines), stdout
+
+
+def test_demo_text_summary_counts_the_dev_store_faults_every_step_met(sqlite_path: Path) -> None:
+    # when the demo runs once against a dev store that fails half its Admin API calls
+    code, stdout, stderr = _demo_once_text(f"sqlite:///{sqlite_path}", "--devstore-errors", "0.5")
+    # then its summary says how many of its calls (the backfill's and the push's) met a 5xx
+    assert code == 0, stderr
+    found = re.search(
+        r"Admin API calls: (\d+) to the dev store .*; (\d+) answered with a 5xx", stdout
+    )
+    assert found, stdout
+    made, failed = int(found[1]), int(found[2])
+    # and as many as the dev store's seeded faults failed, over that many calls
+    faults = FaultInjector(error_share=0.5, seed=2)
+    drawn = sum(faults.plan().error_status is not None for _ in range(made))
+    assert failed == drawn > 0 and made > failed
+    # and no line claimed a share of the calls failed before any had
+    assert "of its calls fail" not in stderr
+
+
+def test_demo_faults_met_none_says_what_could_have_happened() -> None:
+    # when the demo's calls met no fault (the default push, bulk, makes a handful of calls)
+    line = faults_met(AdminCalls(made=12, server_errors=0), 0.1)
+    # then the summary says none did, and the chance each had, not that 10% failed
+    assert line.endswith("none answered with a 5xx (each had a 10% chance)"), line
 
 
 def test_demo_help_says_what_the_devstore_port_is() -> None:
