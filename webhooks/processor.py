@@ -29,7 +29,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
 
 from plugin.store import inbox, shops
@@ -193,6 +193,18 @@ class Processor:
             with session.begin_nested():
                 self._apply(session, event, known)
         except Exception as exc:  # any handler failure is recorded, not raised
+            if _contended(exc):
+                inbox.mark_contended(event, _describe(exc), now)
+                log.info(
+                    "webhook %s (%s, %s) lost a lock wait to another processor, tried again "
+                    "in %s (not counted as a failure): %s",
+                    event.id,
+                    event.topic,
+                    event.shop_domain,
+                    inbox.CONTENDED_DELAY,
+                    _describe(exc),
+                )
+                return Outcome.RETRY
             parked = inbox.mark_failed(event, _describe(exc), now, self._max_attempts)
             log.warning(
                 "webhook %s (%s, %s) failed, attempt %d%s: %s",
@@ -282,6 +294,18 @@ def _payload(text: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError("stored payload is not a JSON object")
     return payload
+
+
+# PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock
+# detected), or one that a concurrent change made unserialisable: another processor's batch,
+# not the event, is the cause. A batch holds its locks until it commits, and the locks each
+# event takes are sorted for that event only, so two processors' batches can wait for each
+# other (see plugin.store.ledger).
+CONTENDED_STATES = frozenset({"40P01", "40001"})
+
+
+def _contended(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONTENDED_STATES
 
 
 def _describe(exc: BaseException) -> str:

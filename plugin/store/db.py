@@ -139,8 +139,9 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
 def lock_keys(session: Session, *keys: tuple[str, int, int]) -> None:
     """Serialise work on the given (kind, shop_id, id) keys until the transaction ends.
 
-    PostgreSQL: transaction-scoped advisory locks, taken in sorted order so that two
-    processors never deadlock on them. SQLite: nothing to do, every write transaction already
+    PostgreSQL: transaction-scoped advisory locks, taken in sorted order so that two calls
+    never deadlock on them (transactions holding locks from earlier calls still can: see
+    plugin.store.ledger). SQLite: nothing to do, every write transaction already
     holds the database's single write lock.
     """
     if not is_postgres(session):

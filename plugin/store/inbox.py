@@ -165,6 +165,18 @@ def mark_failed(event: InboxEvent, error: str, now: datetime, max_attempts: int)
     return False
 
 
+# After losing a lock wait to another processor (PostgreSQL chose this event's statement to
+# abort): tried again this soon, the attempt not counted, as nothing is wrong with the event.
+CONTENDED_DELAY = timedelta(seconds=1)
+
+
+def mark_contended(event: InboxEvent, error: str, now: datetime) -> None:
+    """Record an attempt another processor's locks aborted: tried again after CONTENDED_DELAY,
+    not counted towards parking (under load, two processors' batches abort events often)."""
+    event.last_error = error[:2000]
+    event.next_attempt_at = now + CONTENDED_DELAY
+
+
 def retry_delay(attempts: int) -> timedelta:
     """5 s, 10 s, 20 s ... doubling after each failed attempt, at most an hour."""
     return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))

@@ -5,7 +5,8 @@ on one customer's aggregates, is serialised with `lock_keys` (PostgreSQL advisor
 has a single writer anyway), always order before customer within an event, so an aggregate is
 never computed from a stale view. A processor's batch holds its locks until it commits, so two
 processors on PostgreSQL can still deadlock across events (A: order 1 then order 2; B: order 2
-then customer of order 1): PostgreSQL aborts one event, which is retried with the others.
+then customer of order 1): PostgreSQL aborts one event, which the processor tries again a
+second later, not counted as a failure (`webhooks.processor`).
 
 A customer redacted (customers/redact) is remembered, with their orders, as a `Redaction`:
 nothing applied after it (a late delivery, a backfill) stores them again. Each check reads the
@@ -145,8 +146,9 @@ def apply_order_batch(
     """Apply many orders' versions at once (the backfill, and the processor's batches of order
     webhooks); how many were applied.
 
-    Every order's lock is taken first, then every customer's they touch (both sorted), so a
-    processor working meanwhile can never deadlock with the batch. Orders the ledger does not
+    Every order's lock is taken first, then every customer's they touch (both sorted), so the
+    batch's own locks come in one order (a processor's transaction holding others from earlier
+    events can still wait for it, and lose: see the module's note). Orders the ledger does not
     hold yet, with no refund recorded ahead of them, are inserted with one statement per table;
     newer versions of held orders replace theirs with a few statements for the lot; and each
     customer touched is refreshed once. What is left goes through `apply_order`: a redacted
