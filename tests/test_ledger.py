@@ -8,6 +8,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from plugin.domain.ledger import CustomerTotals
+from plugin.domain.ledger import CustomerTotals, RefundRecord
 from plugin.store import ledger
 from plugin.store.models import (
     DONE,
@@ -726,3 +727,33 @@ def test_processor_failing_handler_leaves_ledger_untouched(
     with Session(shop_engine) as session:
         assert session.exec(select(InboxEvent.status)).one() == PENDING
         assert session.exec(select(col(Customer.customer_id))).all() == []
+
+
+@pytest.mark.parametrize("detail_from", ["refunds/create", "orders/updated"])
+def test_a_refund_the_backfill_held_without_amounts_takes_them_from_a_webhook(
+    engine: Engine, detail_from: str
+) -> None:
+    # given an order of 100.00 the backfill read with its current total of 70.00, listing a
+    # refund by id and date alone (the bulk export gives no amounts)
+    shop = add_shop(engine)
+    version = parse_order(order_payload(1001, total="100.00", current_total="70.00"))
+    bare = RefundRecord(3001, 1001, T0 + timedelta(days=1), Decimal(0), None, None, ())
+    with Session(engine) as session, session.begin():
+        ledger.apply_order_batch(session, shop, [replace(version, refunds=(bare,))])
+    # when a webhook with the refund's amount comes after it
+    refund = refund_payload(3001, 1001, "30.00")
+    if detail_from == "refunds/create":
+        enqueue(engine, "refunds/create", refund, "r-3001")
+    else:
+        updated = order_payload(
+            1001, total="100.00", current_total="70.00", refunds=[refund], updated=1
+        )
+        enqueue(engine, "orders/updated", updated, "u-1001")
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    # then the refund held has its amount (the data-request report showed 0), and the
+    # customer's figures are as they were: the order's total already netted it
+    with Session(engine) as session:
+        held = session.exec(select(Refund)).one()
+        customer = session.exec(select(Customer)).one()
+    assert (held.transactions_amount, held.transactions_currency) == (Decimal("30.00"), "USD")
+    assert held.reflected and customer.net_spend == Decimal("70.00")

@@ -367,6 +367,8 @@ def _record_reflected_refunds(
         if refund.refund_id not in known:
             known[refund.refund_id] = _refund_row(shop_id, refund, reflected=True)
             session.add(known[refund.refund_id])
+        elif _fill_in(known[refund.refund_id], refund):
+            session.add(known[refund.refund_id])
     for refund_id, row in known.items():
         if row.reflected != (refund_id in listed):
             row.reflected = refund_id in listed
@@ -386,6 +388,45 @@ def _refund_row(shop_id: int, refund: RefundRecord, *, reflected: bool) -> Refun
         lines=json.dumps([list(pair) for pair in refund.lines]),
         reflected=reflected,
     )
+
+
+def _is_placeholder(row: Refund) -> bool:
+    """A refund the backfill recorded from an order's list of refunds, which gives only its id
+    and date (the order's current total nets it): no amount, no lines."""
+    return row.lines == "[]" and row.transactions_amount is None and not row.lines_amount
+
+
+def _fill_in(row: Refund, refund: RefundRecord) -> bool:
+    """Give a reflected placeholder the amounts and lines a webhook's record of the same refund
+    has (for the data-request report; the order's total already nets it, so no figure moves).
+    Whether it changed."""
+    if not (row.reflected and _is_placeholder(row)):
+        return False
+    if not (refund.lines or refund.lines_amount or refund.transactions_amount is not None):
+        return False
+    filled = _refund_row(row.shop_id, refund, reflected=True)
+    row.lines_amount, row.lines = filled.lines_amount, filled.lines
+    row.transactions_amount = filled.transactions_amount
+    row.transactions_currency = filled.transactions_currency
+    return True
+
+
+def _fill_in_placeholders(session: Session, shop_id: int, refunds: Sequence[RefundRecord]) -> None:
+    """`_fill_in` for the held refunds among `refunds` (known already: a backfill came first)."""
+    if not refunds:
+        return
+    by_id = {r.refund_id: r for r in refunds}
+    held = session.exec(
+        select(Refund).where(
+            col(Refund.shop_id) == shop_id,
+            col(Refund.refund_id).in_(sorted(by_id)),
+            col(Refund.reflected).is_(True),
+            col(Refund.transactions_amount).is_(None),
+        )
+    )
+    for row in held:
+        if _fill_in(row, by_id[row.refund_id]):
+            session.add(row)
 
 
 def apply_refund(session: Session, shop: Shop, refund: RefundRecord) -> bool:
@@ -410,6 +451,7 @@ def apply_refunds(session: Session, shop: Shop, refunds: Sequence[RefundRecord])
             )
         )
     )
+    _fill_in_placeholders(session, shop.id, [fresh[r] for r in sorted(known)])
     gone = redacted(session, shop.id, ORDER, order_ids)
     new = [r for r in fresh.values() if r.refund_id not in known and r.order_id not in gone]
     if not new:
