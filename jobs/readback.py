@@ -1,5 +1,7 @@
 """Reading the store's state back for the reconcile: every customer's tags and the app's
-metafields, and every product's status and metafields, by pages or with one bulk query."""
+metafields, and every product's status and the app's metafields, by pages or with one bulk
+query. Of the namespace's metafields only the app's keys are taken: what else a merchant keeps
+there is not the app's, and taken as its state the plan would delete it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from plugin.domain.writeback import CUSTOMER_METAFIELD_KEYS, PRODUCT_METAFIELD_KEYS
 from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid_number
@@ -46,7 +49,11 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
         data = await client.execute(query, {"after": after, "ns": namespace})
         page = data["customers"]
         for node in page["nodes"]:
-            values = {m["key"]: m["value"] for m in node["metafields"]["nodes"]}
+            values = {
+                m["key"]: m["value"]
+                for m in node["metafields"]["nodes"]
+                if m["key"] in CUSTOMER_METAFIELD_KEYS
+            }
             found[gid_number(node["id"])] = (node["tags"], values)
         if not page["pageInfo"]["hasNextPage"]:
             return found
@@ -77,7 +84,8 @@ def _found_in(export: Path) -> Found:
     for line in jsonl_lines(export):
         if "__parentId" in line:  # a metafield
             owner = found.setdefault(gid_number(line["__parentId"]), ([], {}))
-            owner[1][line["key"]] = line["value"]
+            if line["key"] in CUSTOMER_METAFIELD_KEYS:
+                owner[1][line["key"]] = line["value"]
         else:
             found.setdefault(gid_number(line["id"]), ([], {}))[0].extend(line["tags"])
     return found
@@ -169,7 +177,11 @@ async def read_product_pages(
         data = await client.execute(query, {"after": after, "ns": namespace})
         page = data["products"]
         for node in page["nodes"]:
-            values = {f"{namespace}.{m['key']}": m["value"] for m in node["metafields"]["nodes"]}
+            values = {
+                f"{namespace}.{m['key']}": m["value"]
+                for m in node["metafields"]["nodes"]
+                if m["key"] in PRODUCT_METAFIELD_KEYS
+            }
             read.add(gid_number(node["id"]), node["status"], values | _extra_value(node, extra))
         if not page["pageInfo"]["hasNextPage"]:
             return read
@@ -203,7 +215,8 @@ def _products_in(export: Path, namespace: str, extra: tuple[str, str] | None) ->
     for line in jsonl_lines(export):
         if "__parentId" in line:  # a metafield
             owner = parts.setdefault(gid_number(line["__parentId"]), {})
-            owner[f"{namespace}.{line['key']}"] = line["value"]
+            if line["key"] in PRODUCT_METAFIELD_KEYS:
+                owner[f"{namespace}.{line['key']}"] = line["value"]
         else:
             read.add(gid_number(line["id"]), line["status"], _extra_value(line, extra))
     for product_id, values in parts.items():

@@ -30,6 +30,9 @@ MAX_PRODUCT_REFERENCES = 10
 
 # Shopify's rule for a metafield namespace (MetafieldsSetInput, MetafieldDefinitionInput).
 _NAMESPACE = re.compile(r"[A-Za-z0-9_-]{3,255}")
+# Namespaces the app never takes: `custom`, where the admin puts the merchant's own definitions
+# (the app would write over their values of the same keys), and Shopify's reserved `shopify...`.
+_MERCHANTS_NAMESPACES = frozenset({"custom"})
 
 
 class WritebackSettingsError(ValueError):
@@ -71,6 +74,11 @@ class WritebackSettings:
         if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
             raise WritebackSettingsError(
                 "metafield_namespace must be 3 to 255 letters, digits, hyphens or underscores"
+            )
+        if namespace.lower() in _MERCHANTS_NAMESPACES or namespace.lower().startswith("shopify"):
+            raise WritebackSettingsError(
+                f"metafield_namespace {namespace!r} is the merchant's own or Shopify's: choose "
+                "one for the app alone (the default is 'clv')"
             )
 
 
@@ -140,6 +148,10 @@ METAFIELDS: tuple[MetafieldSpec, ...] = (
     ),
 )
 METAFIELD_TYPES = {spec.key: spec.type for spec in METAFIELDS}
+# The app's keys in its namespace: a read-back takes these alone, whatever else the namespace
+# holds (a merchant's own values there are never the app's to change or delete).
+CUSTOMER_METAFIELD_KEYS = frozenset(s.key for s in METAFIELDS if s.owner == "CUSTOMER")
+PRODUCT_METAFIELD_KEYS = frozenset(s.key for s in METAFIELDS if s.owner == "PRODUCT")
 
 
 @dataclass(frozen=True)

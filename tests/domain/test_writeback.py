@@ -116,6 +116,10 @@ def test_desired_tags_carry_the_prefix() -> None:
         ({"metafield_namespace": "x"}, "metafield_namespace"),
         ({"metafield_namespace": "clv data"}, "metafield_namespace"),
         ({"metafield_namespace": "clv.data"}, "metafield_namespace"),
+        # the merchant's own (the app would write over their values) and Shopify's
+        ({"metafield_namespace": "custom"}, "metafield_namespace 'custom' is the merchant's"),
+        ({"metafield_namespace": "Custom"}, "metafield_namespace 'Custom' is the merchant's"),
+        ({"metafield_namespace": "shopify--x"}, "metafield_namespace 'shopify--x' is the"),
         ({"tag_prefix": "n"}, "tag_prefix"),
         ({"tag_prefix": "clv2"}, "tag_prefix"),
     ],

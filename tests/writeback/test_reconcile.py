@@ -83,6 +83,43 @@ async def test_reconcile_repairs_drift_made_in_the_store(
     assert "clv:champions-by-hand" not in scenario.devstore.state.customers[stray].tags
 
 
+@pytest.mark.parametrize("bulk_read", [False, True], ids=["pages", "bulk-query"])
+async def test_reconcile_leaves_a_merchants_own_metafields_in_the_apps_namespace(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    bulk_read: bool,
+) -> None:
+    # given a pushed shop where the merchant (or a Flow) keeps values of its own in the app's
+    # namespace, on a customer and on a product
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    state = scenario.devstore.state
+    customer, product = sorted(state.customers)[1], sorted(state.products)[0]
+    customer_values = state.customers[customer].metafields
+    assert customer_values is not None
+    customer_values[("clv", "vip_note")] = Metafield(
+        424242, f"gid://shopify/Customer/{customer}", "CUSTOMER", "clv", "vip_note",
+        "call before shipping", "single_line_text_field", "", "",
+    )  # fmt: skip
+    product_values = {("clv", "care_guide"): Metafield(
+        434343, f"gid://shopify/Product/{product}", "PRODUCT", "clv", "care_guide",
+        "hand wash", "single_line_text_field", "", "",
+    )}  # fmt: skip
+    state.products[product].metafields = product_values
+    # when the reconcile reads the store back (by pages, or with bulk queries)
+    monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1 if bulk_read else 10**9)
+    later = replace(ctx, clock=lambda: scenario.as_of + timedelta(days=1))
+    result = await reconcile_shop(later, scenario.refreshed_shop(), None)
+    # then they are left as they were: only the app's keys are the app's (they were deleted,
+    # audited as "no value to show any more")
+    assert result["drifted"] == 0 and result["metafields_deleted"] == 0
+    assert customer_values[("clv", "vip_note")].value == "call before shipping"
+    assert state.products[product].metafields == product_values
+    assert_in_sync(scenario)
+
+
 async def test_reconcile_after_a_changed_prefix_removes_the_old_tags(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
@@ -181,12 +218,14 @@ def test_a_bulk_read_finds_metafields_wherever_they_come(tmp_path: Path) -> None
         {"key": "segment", "value": "champions", "__parentId": "gid://shopify/Customer/7"},
         {"id": "gid://shopify/Customer/7", "tags": ["clv:vip", "wholesale"]},
         {"id": "gid://shopify/Customer/8", "tags": []},
-        {"key": "clv", "value": "12.50", "__parentId": "gid://shopify/Customer/7"},
+        {"key": "historical_value", "value": "12.50", "__parentId": "gid://shopify/Customer/7"},
+        # a key that is not the app's: not its state
+        {"key": "vip_note", "value": "call first", "__parentId": "gid://shopify/Customer/7"},
     ]
     export = tmp_path / "customers.jsonl"
     export.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert readback._found_in(export) == {
-        7: (["clv:vip", "wholesale"], {"segment": "champions", "clv": "12.50"}),
+        7: (["clv:vip", "wholesale"], {"segment": "champions", "historical_value": "12.50"}),
         8: ([], {}),
     }
 
