@@ -40,6 +40,7 @@ from jobs.pusher import (
 )
 from plugin.domain.writeback import (
     COMPLEMENTARY_PRODUCTS,
+    PRODUCT_METAFIELD_KEYS,
     WritebackSettings,
     product_values,
     same_value,
@@ -87,10 +88,17 @@ def plan_products(engine: Engine, shop_id: int, settings: WritebackSettings) -> 
         to_set = tuple(
             sorted((k, v) for k, v in desired.items() if not same_value(held.pushed.get(k), v))
         )
-        to_delete = tuple(sorted(set(held.pushed) - set(desired)))
+        # of the app's fields alone: one an older reconcile took for the app's (a merchant's
+        # own value in the namespace) is never deleted
+        to_delete = tuple(sorted(n for n in set(held.pushed) - set(desired) if _apps_field(n)))
         if to_set or to_delete:
             changes.append(ProductChange(held.product_id, held.pushed, to_set, to_delete))
     return changes
+
+
+def _apps_field(name: str) -> bool:
+    """A product field the app writes: one of its keys, or Shopify's complementary products."""
+    return name == COMPLEMENTARY_PRODUCTS or split_name(name)[1] in PRODUCT_METAFIELD_KEYS
 
 
 def split_name(name: str) -> tuple[str, str]:

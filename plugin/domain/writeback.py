@@ -289,7 +289,10 @@ def customer_change(
     to_set = tuple(
         sorted((k, v) for k, v in desired_values.items() if not same_value(pushed_values.get(k), v))
     )
-    to_delete = tuple(sorted(set(pushed_values) - set(desired_values)))
+    # of the app's keys alone: a key an older reconcile took for the app's (a merchant's own
+    # value in the namespace) is never deleted
+    gone = (set(pushed_values) - set(desired_values)) & CUSTOMER_METAFIELD_KEYS
+    to_delete = tuple(sorted(gone))
     if not (add or remove or to_set or to_delete):
         return None
     reasons = [(tag, tag_reasons.get(tag, "")) for tag in add]

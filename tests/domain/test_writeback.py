@@ -173,3 +173,12 @@ def test_a_value_shopify_gives_back_in_its_own_form_is_not_sent_again() -> None:
     # then there is nothing to send
     assert customer_change(1, frozenset(), frozenset(), wanted, held, {}, None) is None
     assert product_references([3, 4]) == '["gid://shopify/Product/3","gid://shopify/Product/4"]'
+
+
+def test_a_customer_value_not_the_apps_is_never_deleted() -> None:
+    # given pushed values that hold, beside the app's segment, a merchant's own key (recorded as
+    # the app's by an older release's reconcile)
+    pushed = {"segment": "champions", "vip_note": "call first"}
+    # when nothing is wanted any more, then only the app's key is deleted
+    change = customer_change(1, frozenset(), frozenset(), {}, pushed, {}, None)
+    assert change is not None and change.delete_metafields == ("segment",)

@@ -11,9 +11,10 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from jobs.product_push import plan_products
 from jobs.writeback import push_shop, reconcile_shop
-from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
-from plugin.store.models import SyncChange
+from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS, writeback_settings
+from plugin.store.models import ProductSync, SyncChange
 from plugin.store.recommendations import Bundle, Partner, replace_recommendations
 from tests.writeback.conftest import Scenario, ScenarioFactory
 
@@ -140,3 +141,26 @@ async def test_values_the_store_gives_back_in_its_own_form_are_not_sent_again(
     assert reconciled["drifted"] == 0
     assert reconciled["metafields_set"] == reconciled["product_metafields_set"] == 0
     assert again["metafields_set"] == again["product_metafields_set"] == 0
+
+
+async def test_a_merchants_value_an_older_reconcile_recorded_as_the_apps_is_never_deleted(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product whose pushed state, recorded by an older release's reconcile, holds a
+    # merchant's own value in the app's namespace beside the app's list
+    scenario = scenario_factory()
+    a, b = sorted(scenario.devstore.state.products)[:2]
+    recommend(scenario, {a: [b]}, [])
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    with Session(scenario.engine) as session, session.begin():
+        synced = session.exec(select(ProductSync).where(ProductSync.product_id == a)).one()
+        synced.metafields = json.dumps(json.loads(synced.metafields) | {"clv.care_guide": "x"})
+        session.add(synced)
+    # when the recommendations are gone and the push plans the product's values
+    assert scenario.shop.id is not None
+    replace_recommendations(scenario.engine, scenario.shop.id, [], [], [])
+    changes = plan_products(scenario.engine, scenario.shop.id, writeback_settings({}))
+    # then only the app's list is deleted, never the merchant's value
+    deleted = [(c.product_id, c.to_delete) for c in changes]
+    assert deleted == [(a, ("clv.frequently_bought_together",))]
