@@ -343,15 +343,20 @@ def _shared_index(change: ProductChange) -> int:
 
 def _shared_not_allowed(change: ProductChange, result: Apart) -> bool:
     """Whether the store refused the product's complementary-products value as not allowed,
-    and that field alone: the product's own values, sent with it, were not refused so (a
-    refusal of them all says nothing of that field)."""
+    and that field alone: the product's own values, sent with it, were not refused so, or,
+    sent alone (the setting turned on after its own values were pushed), it holds values of
+    the app's the store took before (a refusal of them all says nothing of that field)."""
     shared = _shared_index(change)
 
     def not_allowed(index: int) -> bool:
         return any(e.get("code") == NOT_ALLOWED for e in result.refused.get(index, []))
 
     others = [i for i in range(len(change.to_set)) if i != shared]
-    return not_allowed(shared) and bool(others) and not any(map(not_allowed, others))
+    if not not_allowed(shared):
+        return False
+    if others:
+        return not any(map(not_allowed, others))
+    return any(name != COMPLEMENTARY_PRODUCTS for name in change.pushed)
 
 
 def _without_shared(change: ProductChange) -> ProductChange:

@@ -402,3 +402,27 @@ def test_only_a_refusal_of_the_complementary_field_alone_turns_it_off() -> None:
     # and a product with the field alone to set tells nothing either
     alone = ProductChange(7, {}, ((shared, "[]"),), ())
     assert not _shared_not_allowed(alone, Apart(refused={0: not_allowed}))
+    # unless the store took the app's own values of it before (the setting turned on later)
+    written = ProductChange(7, {own: "[]"}, ((shared, "[]"),), ())
+    assert _shared_not_allowed(written, Apart(refused={0: not_allowed}))
+
+
+async def test_complementary_products_turned_on_after_a_push_is_turned_off_when_refused(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a store that refuses Shopify's reserved namespaces, pushed to once, and the shop
+    # then asking for the complementary products
+    scenario = scenario_factory(config=DevStoreConfig(shopify_namespaces_writable=False))
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b, c], b: [a]}, [])
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    scenario.set_shop_settings(complementary_products=True)
+    # when pushed again (the complementary field the only value to send)
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then its refusal turns the setting off, and the next push sends nothing (it was sent
+    # and refused for every product at every push, an audit row each)
+    assert counts["product_metafields_refused"] == 2
+    assert counts["complementary_products_turned_off"] == 1
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert again["api_requests"] == 0 and again["product_metafields_refused"] == 0
