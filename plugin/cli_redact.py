@@ -24,7 +24,6 @@ from sqlmodel import Session, col, select
 from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
 from plugin.cli_output import counted
 from plugin.store import ledger
-from plugin.store.db import lock_keys
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -248,7 +247,7 @@ def redact_now(
                 col(Order.shop_id) == shop.id, col(Order.customer_id) == customer_id
             )
         )
-        lock_keys(session, *(("order", shop.id, o) for o in {*theirs, *order_ids}))
+        ledger.lock_orders(session, shop.id, sorted({*theirs, *order_ids}))
         held = held_of(session, shop.id, customer_id, order_ids)
         if held.others and not allow_others:
             # an order that changed customer since the question was asked

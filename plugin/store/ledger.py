@@ -169,7 +169,7 @@ def apply_order_batch(
     if not versions:
         return 0
     ids = [v.order_id for v in versions]
-    _lock_orders(session, shop.id, ids)
+    lock_orders(session, shop.id, ids)
     held = {
         order.order_id: order
         for order in session.exec(
@@ -270,7 +270,8 @@ def _replace_held(
     return touched
 
 
-def _lock_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
+def lock_orders(session: Session, shop_id: int, order_ids: Sequence[int]) -> None:
+    """Hold these orders until the transaction ends, as every writer of them does."""
     lock_keys(session, *(("order", shop_id, o) for o in order_ids))
 
 
@@ -443,7 +444,7 @@ def apply_refunds(session: Session, shop: Shop, refunds: Sequence[RefundRecord])
     for refund in refunds:
         fresh.setdefault(refund.refund_id, refund)
     order_ids = sorted({r.order_id for r in fresh.values()})
-    _lock_orders(session, shop.id, order_ids)
+    lock_orders(session, shop.id, order_ids)
     known = set(
         session.exec(
             select(col(Refund.refund_id)).where(
@@ -636,7 +637,7 @@ def redact_customer(
     """
     at = at or datetime.now(UTC)
     named = sorted(set(_orders_of(session, shop_id, customer_id)) | set(order_ids))
-    _lock_orders(session, shop_id, named)
+    lock_orders(session, shop_id, named)
     # orders_to_redact may name an order the ledger holds for another customer (its customer
     # changed): that customer's figures are refreshed once the order is gone.
     _lock_customers(session, shop_id, customer_id, *_owners(session, shop_id, named))
