@@ -1,11 +1,19 @@
 """The push itself: one shop's plan sent through its client, per call or in bulk, with each
-batch's results recorded as they come back."""
+batch's results recorded as they come back.
+
+A change sent without an answer (the call failed after its retries, or the push was stopped
+while it was out; a bulk line without a result; a delete refused part way) may or may not have
+been applied: its customers are marked uncertain (`plugin.store.sync.mark_uncertain`), and the
+next push reads them back before it plans (`jobs.writeback.read_back_uncertain`). Without that,
+a later plan compares against a record that may be wrong either way, and a tag the store holds
+might never be removed until a reconcile."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -16,6 +24,7 @@ from sqlmodel import Session
 
 from jobs.plan import Plan, Planned
 from jobs.shop_settings import WritebackError
+from plugin.cli_output import counted
 from plugin.domain.writeback import (
     DEFINITIONS_VERSION,
     METAFIELD_TYPES,
@@ -28,7 +37,7 @@ from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid
 from plugin.store.models import Shop
 from plugin.store.recommendations import record_gone
-from plugin.store.sync import Outcome, record_outcomes
+from plugin.store.sync import Outcome, mark_uncertain, record_outcomes
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +84,8 @@ class PushCounts:
     metafields_refused: int = 0  # customers' values refused (their other values still go)
     metafields_deleted: int = 0
     bulk_operations: int = 0
+    customers_read_back: int = 0  # uncertain after an earlier push, read before planning
+    customers_uncertain: int = 0  # sent a change without an answer: read back next push
 
 
 class Pusher:
@@ -170,28 +181,28 @@ class Pusher:
         for batch in batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
             query, variables = _tags_document(batch)
             cost = MUTATION_COST * sum(_tag_fields(item.change) for item in batch)
-            data = await self.client.execute(query, variables, cost=cost)
-            outcomes = [
-                self._tag_outcome(
-                    item, user_errors(data.get(f"r{n}")), user_errors(data.get(f"a{n}"))
-                )
-                for n, item in enumerate(batch)
+            async with self._unanswered(batch):
+                data = await self.client.execute(query, variables, cost=cost)
+            answers = [
+                (user_errors(data.get(f"r{n}")), user_errors(data.get(f"a{n}")))
+                for n in range(len(batch))
             ]
-            await self._record(outcomes, "call")
+            await self._settle_tags(batch, answers, "call")
 
     async def tags_in_bulk(self, items: Sequence[Planned]) -> None:
         """Removals, then additions: one bulk mutation each (one runs at a time per shop). The
         removals the store confirmed are recorded even when the additions then fail."""
         removing = [item for item in items if item.change.remove]
         adding = [item for item in items if item.change.add]
-        removed = await self._bulk_lines(
-            _REMOVE_ONE,
-            "tagsRemove",
-            removing,
-            lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.remove)},
-        )
+        removed: Lines = {}
         added: Lines = {}
         try:
+            removed = await self._bulk_lines(
+                _REMOVE_ONE,
+                "tagsRemove",
+                removing,
+                lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.remove)},
+            )
             added = await self._bulk_lines(
                 _ADD_ONE,
                 "tagsAdd",
@@ -199,22 +210,36 @@ class Pusher:
                 lambda c: {"id": gid("Customer", c.customer_id), "tags": list(c.add)},
             )
         finally:
+            # a line without a result (the operation failed or was stopped before it, or never
+            # ran) is taken as unanswered: its customer is read back next push
+            answers = [
+                (removed.get(item.change.customer_id), added.get(item.change.customer_id))
+                for item in items
+            ]
             with anyio.CancelScope(shield=True):
-                await self._record_bulk_tags(items, removed, added)
+                await self._settle_tags(items, answers, "bulk")
 
-    async def _record_bulk_tags(
-        self, items: Sequence[Planned], removed: Lines, added: Lines
+    async def _settle_tags(
+        self,
+        items: Sequence[Planned],
+        answers: Sequence[tuple[Errors | None, Errors | None]],
+        via: str,
     ) -> None:
-        outcomes = []
-        for item in items:
+        """Record what the store confirmed of each customer's tag change (the removals' and
+        the additions' user errors; None: no answer), and mark uncertain the customers of a
+        change that got no answer."""
+        outcomes, unanswered = [], []
+        for item, (remove_errors, add_errors) in zip(items, answers, strict=True):
             change = item.change
-            remove_result = removed.get(change.customer_id) if change.remove else None
-            add_result = added.get(change.customer_id) if change.add else None
-            if remove_result is None and add_result is None:
-                continue  # no line of it confirmed: sent again next time
-            outcomes.append(self._tag_outcome(item, remove_result, add_result))
+            remove_errors = remove_errors if change.remove else None
+            add_errors = add_errors if change.add else None
+            if (change.remove and remove_errors is None) or (change.add and add_errors is None):
+                unanswered.append(item)
+            if remove_errors is not None or add_errors is not None:
+                outcomes.append(self._tag_outcome(item, remove_errors, add_errors))
         for start in range(0, len(outcomes), RECORD_EVERY):
-            await self._record(outcomes[start : start + RECORD_EVERY], "bulk")
+            await self._record(outcomes[start : start + RECORD_EVERY], via)
+        await self._mark_uncertain(unanswered)
 
     async def _bulk_lines(
         self,
@@ -288,9 +313,12 @@ class Pusher:
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
             groups = list(batches(batch, METAFIELDS_PER_SET, _metafield_count))
             variables = {f"m{n}": self._metafield_inputs(group) for n, group in enumerate(groups)}
-            data = await self.client.execute(
-                metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
-            )
+            async with self._unanswered(batch):
+                data = await self.client.execute(
+                    metafields_set_document(len(groups)),
+                    variables,
+                    cost=MUTATION_COST * len(groups),
+                )
             answers = [user_errors(data.get(f"m{n}")) for n in range(len(groups))]
             await self._settle_sets(groups, answers, "call")
         deleting = [item for item in items if item.change.delete_metafields]
@@ -301,9 +329,10 @@ class Pusher:
         setting = [item for item in items if item.change.set_metafields]
         groups = list(batches(setting, METAFIELDS_PER_SET, _metafield_count))
         if groups:
-            outcome = await self.bulk.mutation(
-                _SET_MANY, ({"metafields": self._metafield_inputs(g)} for g in groups)
-            )
+            async with self._unanswered(setting):
+                outcome = await self.bulk.mutation(
+                    _SET_MANY, ({"metafields": self._metafield_inputs(g)} for g in groups)
+                )
             self.counts.bulk_operations += 1
             results = outcome.by_line
             answers = [
@@ -340,15 +369,22 @@ class Pusher:
         values, and would every push."""
         outcomes: list[Outcome] = []
         refused: list[Planned] = []
+        unanswered: list[Planned] = []
         for group, errors in zip(groups, answers, strict=True):
-            if errors:
+            if errors is None:
+                unanswered += group
+            elif errors:
                 refused += group
             else:
-                outcomes += self._set_outcomes(group, errors)
+                outcomes += [self._set_outcome(item) for item in group]
         for start in range(0, len(outcomes), RECORD_EVERY):
             await self._record(outcomes[start : start + RECORD_EVERY], via)
+        await self._mark_uncertain(unanswered)
         for start in range(0, len(refused), RECORD_EVERY):
-            await self._record(await self._set_apart(refused[start : start + RECORD_EVERY]), "call")
+            chunk = refused[start : start + RECORD_EVERY]
+            async with self._unanswered(chunk):
+                outcomes = await self._set_apart(chunk)
+            await self._record(outcomes, "call")
 
     async def _set_apart(self, items: Sequence[Planned]) -> list[Outcome]:
         """Each customer's values sent apart (see `set_apart`), so each customer's own answer
@@ -364,6 +400,9 @@ class Pusher:
             await anyio.to_thread.run_sync(
                 record_gone, self.engine, self.shop_id, gone, self.clock()
             )
+        await self._mark_uncertain(
+            [item for item, result in zip(items, results, strict=True) if result.unanswered]
+        )
         return outcomes
 
     def _apart_outcome(self, item: Planned, result: Apart) -> Outcome:
@@ -395,15 +434,6 @@ class Pusher:
             )
         return outcome
 
-    def _set_outcomes(
-        self, group: Sequence[Planned], errors: list[dict[str, Any]] | None
-    ) -> list[Outcome]:
-        """An accepted group's outcomes; none when its answer is unknown, so it is sent again
-        next push (a value recorded as set without an answer might never reach the store)."""
-        if errors is None:
-            return []
-        return [self._set_outcome(item) for item in group]
-
     def _set_outcome(self, item: Planned) -> Outcome:
         """A customer whose values the store took, all of them."""
         change = item.change
@@ -429,14 +459,18 @@ class Pusher:
             for item in batch
             for key in item.change.delete_metafields
         ]
-        data = await self.client.execute(
-            "mutation Delete($m: [MetafieldIdentifierInput!]!) "
-            "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
-            {"m": identifiers},
-            cost=MUTATION_COST,
-        )
-        if user_errors(data.get("metafieldsDelete")):
-            return  # left as pushed: tried again next time
+        async with self._unanswered(batch):
+            data = await self.client.execute(
+                "mutation Delete($m: [MetafieldIdentifierInput!]!) "
+                "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
+                {"m": identifiers},
+                cost=MUTATION_COST,
+            )
+        if user_errors(data.get("metafieldsDelete")) != []:
+            # Refused, or no answer: whether the store deleted the others of the batch is not
+            # said (that metafieldsDelete is atomic is not documented); read back next push.
+            await self._mark_uncertain(batch)
+            return
         outcomes = []
         for item in batch:
             change = item.change
@@ -458,6 +492,30 @@ class Pusher:
 
     async def _record(self, outcomes: list[Outcome], via: str) -> None:
         await anyio.to_thread.run_sync(self._record_now, outcomes, via)
+
+    @contextlib.asynccontextmanager
+    async def _unanswered(self, items: Sequence[Planned]) -> AsyncIterator[None]:
+        """Around a call that changes these customers: should it end without an answer (its
+        retries spent, or the push stopped), they are marked uncertain before the error goes
+        on, as what the store made of the call is unknown."""
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._mark_uncertain(items)
+            raise
+
+    async def _mark_uncertain(self, items: Sequence[Planned]) -> None:
+        if not items:
+            return
+        customer_ids = {item.change.customer_id for item in items}
+        self.counts.customers_uncertain += len(customer_ids)
+        log.warning(
+            "%s: no answer for the changes of %s: read back before the next push",
+            self.shop.domain,
+            counted(len(customer_ids), "customer"),
+        )
+        await anyio.to_thread.run_sync(mark_uncertain, self.engine, self.shop_id, customer_ids)
 
     def _record_now(self, outcomes: list[Outcome], via: str) -> None:
         record_outcomes(

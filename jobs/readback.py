@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import anyio
 from plugin.domain.writeback import CUSTOMER_METAFIELD_KEYS, PRODUCT_METAFIELD_KEYS
 from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.client import AdminClient
-from plugin.shopify.gid import gid_number
+from plugin.shopify.gid import gid, gid_number
 
 READ_PAGE = 50  # customers per page (cost about 2 + 50 x 13 points)
 PAGINATION_LIMIT = 25_000  # Shopify's pagination stops at this many objects
@@ -60,6 +60,32 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
         if len(found) >= PAGINATION_LIMIT:
             raise PastPagination(f"more than {PAGINATION_LIMIT} customers")
         after = page["pageInfo"]["endCursor"]
+
+
+async def read_customers(client: AdminClient, namespace: str, customer_ids: Sequence[int]) -> Found:
+    """These customers' tags and the app's metafields (each of its keys asked for by name), by
+    id; a customer the store does not hold (deleted there) is found holding nothing."""
+    keys = sorted(CUSTOMER_METAFIELD_KEYS)
+    values = " ".join(
+        f"k{n}: metafield(namespace: $ns, key: {json.dumps(key)}) {{ value }}"
+        for n, key in enumerate(keys)
+    )
+    query = (
+        "query ReadCustomers($ids: [ID!]!, $ns: String!) { nodes(ids: $ids) "
+        f"{{ ... on Customer {{ id tags {values} }} }} }}"
+    )
+    found: Found = {customer_id: ([], {}) for customer_id in customer_ids}
+    for start in range(0, len(customer_ids), READ_PAGE):
+        chunk = customer_ids[start : start + READ_PAGE]
+        ids = [gid("Customer", customer_id) for customer_id in chunk]
+        data = await client.execute(query, {"ids": ids, "ns": namespace})
+        for node in data.get("nodes") or []:
+            if node and node.get("id"):
+                found[gid_number(node["id"])] = (
+                    list(node["tags"]),
+                    {key: node[f"k{n}"]["value"] for n, key in enumerate(keys) if node[f"k{n}"]},
+                )
+    return found
 
 
 async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:

@@ -26,7 +26,7 @@ from jobs.context import JobContext
 from jobs.plan import Plan, Planned
 from jobs.pusher import Pusher
 from jobs.shop_settings import WritebackError, shop_writeback_settings
-from jobs.writeback import with_pusher
+from jobs.writeback import read_back_uncertain, with_pusher
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import JobRun, Shop, SyncChange
 from plugin.store.retention import SYNC_CHANGES_KEEP
@@ -135,12 +135,20 @@ async def undo_run(
 ) -> dict[str, Any]:
     """Take back push run `target` (module docstring); with `dry_run`, only say what would be."""
     await anyio.to_thread.run_sync(lambda: check_undo(ctx, shop, target, dry_run=dry_run))
-    plan, superseded = await anyio.to_thread.run_sync(undo_plan, ctx, shop, target)
     if dry_run:
+        plan, superseded = await anyio.to_thread.run_sync(undo_plan, ctx, shop, target)
         return {"undo_of_run": target, "superseded": superseded, **plan.summary()}
 
     async def work(pusher: Pusher) -> dict[str, Any]:
+        # what the store holds of customers an earlier push left uncertain, read first: the
+        # undo's changes are worked out from it
+        await read_back_uncertain(ctx, pusher)
+        plan, superseded = await anyio.to_thread.run_sync(undo_plan, ctx, shop, target)
         await pusher.push(plan)
-        return {"undo_of_run": target, "customers_undone": len(plan.items)}
+        return {
+            "undo_of_run": target,
+            "customers_undone": len(plan.items),
+            "superseded": superseded,
+        }
 
-    return {"superseded": superseded, **await with_pusher(ctx, shop, run_id, work)}
+    return await with_pusher(ctx, shop, run_id, work)

@@ -6,12 +6,13 @@ shop's prefix (never another tag), metafieldsSet / metafieldsDelete for the app'
 Few changes go as batched calls (many aliased mutations per request, paced by the client); from
 `bulk_threshold` customers up, one bulk mutation per kind over a staged JSONL upload, whose
 result file is read back to confirm each line. Whatever the store confirms is recorded with its
-reason as each batch returns; a tag change it refuses (a customer at the 250-tag cap, a deleted
-one) is recorded as refused and not sent again until the desired tags change or a reconcile
-re-reads the customer. A refused metafield value takes none of its owner's other values with it
-(`pusher.set_apart`), and one naming a product the store does not have teaches the app that the
-product is gone. Then each product's recommendation metafields go the same way
-(`jobs/product_push.py`).
+reason as each batch returns; a change that got no answer marks its customers uncertain, and
+the next push reads them back before it plans (`read_back_uncertain`). A tag change the store
+refuses (a customer at the 250-tag cap, a deleted one) is recorded as refused and not sent
+again until the desired tags change or a reconcile re-reads the customer. A refused metafield
+value takes none of its owner's other values with it (`pusher.set_apart`), and one naming a
+product the store does not have teaches the app that the product is gone. Then each product's
+recommendation metafields go the same way (`jobs/product_push.py`).
 
 The reconcile reads the store's state back (pages of customers, or a bulk query for large
 shops), replaces the recorded pushed state with it, and pushes: drift from a lost call or from
@@ -40,6 +41,7 @@ from jobs.readback import (
     PastPagination,
     ReadBackError,
     owned_state,
+    read_customers,
     read_in_bulk,
     read_pages,
     read_product_pages,
@@ -52,7 +54,13 @@ from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, OrderLine, Shop
 from plugin.store.recommendations import record_product_read_back, record_products_read
-from plugin.store.sync import pushed_tags, record_customers_found, record_read_back
+from plugin.store.sync import (
+    pushed_state,
+    pushed_tags,
+    record_customers_found,
+    record_read_back,
+    uncertain_customers,
+)
 from plugin.store.tokens import settings_cipher
 
 __all__ = [
@@ -64,6 +72,7 @@ __all__ = [
     "admin_client",
     "plan_changes",
     "push_shop",
+    "read_back_uncertain",
     "reconcile_shop",
     "shop_writeback_settings",
     "with_pusher",
@@ -180,14 +189,23 @@ async def push_shop(
 ) -> dict[str, Any]:
     """Send the differences between the desired and the pushed state; counts of what was done.
     A dry run (asked for, or the shop's setting) reports the plan and calls nothing."""
+    assert shop.id is not None
+    shop_id = shop.id
     settings = shop_writeback_settings(shop)
-    plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
     if dry_run or settings.dry_run:
-        assert shop.id is not None
-        products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop.id, settings)
-        return {"dry_run": True, **plan.summary(), "products_with_changes": len(products)}
+        plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
+        products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop_id, settings)
+        uncertain = await anyio.to_thread.run_sync(uncertain_customers, ctx.engine, shop_id)
+        return {
+            "dry_run": True,
+            **plan.summary(),
+            "products_with_changes": len(products),
+            "customers_to_read_back": len(uncertain),
+        }
 
     async def work(pusher: Pusher) -> dict[str, Any]:
+        await read_back_uncertain(ctx, pusher)
+        plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
         return {"skipped_refused": plan.skipped_refused, **await _push_products(ctx, pusher)}
 
@@ -217,6 +235,8 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         )
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))
+        # those the read did not find, uncertain since a push that got no answer, hold nothing
+        await read_back_uncertain(ctx, pusher)
         # the products first: the customers' plan leaves out the products the read did not find
         products_read = await _read_products(ctx, pusher)
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
@@ -231,6 +251,29 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         }
 
     return await with_pusher(ctx, shop, run_id, work)
+
+
+async def read_back_uncertain(ctx: JobContext, pusher: Pusher) -> None:
+    """Read back the customers an earlier push left uncertain (a change sent without an
+    answer, `jobs.pusher`) and record what the store holds of the app's, so that the plan
+    compares against the store and not against a record that may be wrong either way. By id
+    for a few; a read of the whole store for more than BULK_READ_ABOVE."""
+    engine, shop_id = ctx.engine, pusher.shop_id
+    uncertain = await anyio.to_thread.run_sync(uncertain_customers, engine, shop_id)
+    if not uncertain:
+        return
+    log.info("%s: reading back %d customers before the push", pusher.shop.domain, len(uncertain))
+    if len(uncertain) < BULK_READ_ABOVE:
+        found = await read_customers(pusher.client, pusher.settings.metafield_namespace, uncertain)
+    else:
+        whole = await _read_customers(ctx, pusher)
+        found = {customer_id: whole.get(customer_id, ([], {})) for customer_id in uncertain}
+    pushed = await anyio.to_thread.run_sync(pushed_state, engine, shop_id, uncertain)
+    state = owned_state(
+        found, pusher.settings.tag_prefix, {c: tags for c, (tags, _) in pushed.items()}
+    )
+    await anyio.to_thread.run_sync(record_read_back, engine, shop_id, state, ctx.clock())
+    pusher.counts.customers_read_back += len(uncertain)
 
 
 async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:

@@ -37,6 +37,12 @@ def _print_plan(plan: dict[str, Any]) -> None:
     if "products_with_changes" in plan:
         products = counted_whose(plan["products_with_changes"], "product")
         click.echo(f"  {products} recommendation metafields would change")
+    if plan.get("customers_to_read_back"):
+        uncertain = counted_whose(plan["customers_to_read_back"], "customer")
+        click.echo(
+            f"  {uncertain} state will be read back from the store first (an earlier push got "
+            "no answer for their changes), so the push may differ from this plan"
+        )
     if "superseded" in plan:
         click.echo(f"  {plan['superseded']} of the run's changes replaced since, left alone")
     if plan["sample"]:

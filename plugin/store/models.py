@@ -256,6 +256,9 @@ class CustomerSync(SQLModel, table=True):
     # a reconcile reads the customer again.
     blocked: str | None = Field(default=None, sa_type=Text)
     blocked_tags: str | None = Field(default=None, sa_type=Text)
+    # A change was sent that the store may or may not have applied (no answer came): the next
+    # push reads this customer back before it plans (migration 0012).
+    uncertain: bool = False
 
 
 class SyncChange(SQLModel, table=True):
@@ -380,6 +383,7 @@ class ProductSync(SQLModel, table=True):
     product_id: int = Field(sa_type=BigInteger, primary_key=True)
     metafields: str = Field(default="{}", sa_type=Text)  # JSON: "namespace.key" -> value
     pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    uncertain: bool = False  # as CustomerSync.uncertain
 
 
 class GoneProduct(SQLModel, table=True):

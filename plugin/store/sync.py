@@ -171,6 +171,7 @@ def record_outcomes(
                 "checked_at": None,
                 "blocked": None,
                 "blocked_tags": None,
+                "uncertain": False,
             }
             if outcome.tags is not None:  # a tag outcome: it also says whether it was refused
                 row["tags"] = json.dumps(sorted(outcome.tags))
@@ -245,10 +246,48 @@ def record_read_back(
                     "checked_at": now,
                     "blocked": None,
                     "blocked_tags": None,
+                    "uncertain": False,
                 }
             )
-        _upsert(session, rows)
+        _upsert(session, rows, (*_COLUMNS, "uncertain"))
     return drifted
+
+
+def mark_uncertain(engine: Engine, shop_id: int, customer_ids: Collection[int]) -> None:
+    """Mark these customers' pushed state as uncertain: a change was sent to each that the
+    store may or may not have applied, so that the next push reads them back before it plans
+    (`uncertain_customers`). A customer with no pushed state yet gets an empty one, marked.
+    A redacted customer is left out, as in `record_outcomes`."""
+    if not customer_ids:
+        return
+    with Session(engine) as session, session.begin():
+        held = hold_customers(session, shop_id, customer_ids)
+        rows = [
+            {
+                "shop_id": shop_id,
+                "customer_id": customer_id,
+                "tags": "[]",
+                "metafields": "{}",
+                "pushed_at": None,
+                "checked_at": None,
+                "blocked": None,
+                "blocked_tags": None,
+                "uncertain": True,
+            }
+            for customer_id in sorted(held)
+        ]
+        _upsert(session, rows, ("uncertain",))
+
+
+def uncertain_customers(engine: Engine, shop_id: int) -> list[int]:
+    """The customers whose pushed state is uncertain (`mark_uncertain`), in id order."""
+    with Session(engine) as session:
+        query = (
+            select(col(CustomerSync.customer_id))
+            .where(col(CustomerSync.shop_id) == shop_id, col(CustomerSync.uncertain))
+            .order_by(col(CustomerSync.customer_id))
+        )
+        return list(session.execute(query).scalars())
 
 
 def record_customers_found(
@@ -327,10 +366,16 @@ def _current(session: Session, shop_id: int, customer_ids: list[int]) -> dict[in
     return found
 
 
-def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+_COLUMNS = ("tags", "metafields", "pushed_at", "checked_at", "blocked", "blocked_tags")
+
+
+def _upsert(
+    session: Session, rows: list[dict[str, Any]], columns: Sequence[str] = _COLUMNS
+) -> None:
+    """Insert the rows, or update `columns` of those that exist: a push's outcome leaves the
+    `uncertain` mark as it was (only a read of the store clears it)."""
     if not rows:
         return
-    columns = ("tags", "metafields", "pushed_at", "checked_at", "blocked", "blocked_tags")
     statement = upsert(session, CustomerSync, ["shop_id", "customer_id"], columns)
     for start in range(0, len(rows), 1000):
         session.execute(statement, rows[start : start + 1000])
