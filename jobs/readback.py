@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from plugin.domain.writeback import CUSTOMER_METAFIELD_KEYS, PRODUCT_METAFIELD_KEYS
+from plugin.domain.writeback import CUSTOMER_METAFIELD_KEYS, PRODUCT_METAFIELD_KEYS, apps_tag
 from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid, gid_number
@@ -118,8 +118,9 @@ def _found_in(export: Path) -> Found:
 
 
 def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) -> Held:
-    """The app's part of what was read: tags under the prefix, or that it pushed before (under
-    an older prefix), and its metafields.
+    """The app's part of what was read: its tags under the prefix (`apps_tag`: the prefix and
+    one of its tag names, so a merchant's own tag that begins with the prefix is not taken), or
+    tags it pushed before (under an older prefix), and its metafields.
 
     Whether Shopify tells tags apart by case is not documented. Where it does not, a tag the
     app adds beside one differing only in case is kept in the store's spelling, so the app would
@@ -133,7 +134,7 @@ def owned_state(found: Found, prefix: str, pushed: Mapping[int, Iterable[str]]) 
         respelled = {tag.lower() for tag in before.difference(tags)}
         held[customer_id] = (
             frozenset(
-                t for t in tags if t.startswith(prefix) or t in before or t.lower() in respelled
+                t for t in tags if apps_tag(prefix, t) or t in before or t.lower() in respelled
             ),
             values,
         )

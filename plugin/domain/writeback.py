@@ -17,6 +17,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from plugin.domain.flags import FLAGS
+from plugin.domain.segments import SEGMENTS
+
 DEFAULT_TAG_PREFIX = "clv:"
 MAX_TAG_LENGTH = 255
 # The version of METAFIELDS below: a shop whose definitions are older gets them (re)made.
@@ -58,7 +61,7 @@ class WritebackSettings:
             # Shopify trims its tags: the app would no longer know the tags it wrote as its own
             raise WritebackSettingsError("tag_prefix must not begin or end with white space")
         if self.tag_prefix[-1].isalnum():
-            # "n" would claim the merchant's "newsletter" and "north" as the app's own tags
+            # its tags must read apart from the merchant's: "n" would make "nnew" and "nlost"
             raise WritebackSettingsError(
                 "tag_prefix must end with a separator such as ':' or '-', not a letter or digit"
             )
@@ -248,6 +251,16 @@ def product_values(
 def desired_tags(prefix: str, tags: str) -> frozenset[str]:
     """A score's space-separated tag names under the shop's prefix."""
     return frozenset(prefix + tag for tag in tags.split())
+
+
+TAG_NAMES = frozenset(SEGMENTS + FLAGS)  # every tag name a score can hold
+
+
+def apps_tag(prefix: str, tag: str) -> bool:
+    """Whether a tag in the store is one the app writes under this prefix: the prefix and one
+    of its tag names. A merchant's tag that merely begins with the prefix (their `vip-gold`
+    once the prefix is `vip-`, or a `clv:picked-by-hand`) is theirs, and left alone."""
+    return tag.startswith(prefix) and tag[len(prefix) :] in TAG_NAMES
 
 
 @dataclass(frozen=True)

@@ -24,22 +24,24 @@ from webhooks.processor import Processor
 pytestmark = pytest.mark.anyio
 
 
-def drift(scenario: Scenario) -> tuple[int, int, int]:
-    """Someone edits the store: a clv tag removed, a stray clv tag added, a value changed."""
+def drift(scenario: Scenario) -> tuple[int, int, int, str]:
+    """Someone edits the store: a clv tag removed, a stray clv tag added (one of the app's, the
+    customer should not hold), a value changed."""
     desired = scenario.desired()
     customers = scenario.devstore.state.customers
     tagged = [c for c, tags in desired.items() if tags]
     untagged = [c for c, tags in desired.items() if not tags] or tagged[-1:]
     lost, stray, edited = tagged[0], untagged[0], tagged[1]
     customers[lost].tags = [t for t in customers[lost].tags if not t.startswith("clv:")]
-    customers[stray].tags.append("clv:champions-by-hand")
+    stray_tag = next(t for t in ("clv:champions", "clv:lost") if t not in desired[stray])
+    customers[stray].tags.append(stray_tag)
     metafields = customers[edited].metafields
     assert metafields is not None
     old = metafields[("clv", "segment")]
     metafields[("clv", "segment")] = Metafield(
         old.id, old.owner_gid, old.owner_type, "clv", "segment", "edited", old.type, "", ""
     )
-    return lost, stray, edited
+    return lost, stray, edited, stray_tag
 
 
 @pytest.mark.parametrize(
@@ -59,7 +61,7 @@ async def test_reconcile_repairs_drift_made_in_the_store(
     ctx = scenario.context(http)
     await push_shop(ctx, scenario.refreshed_shop(), None)
     assert_in_sync(scenario)
-    lost, stray, edited = drift(scenario)
+    lost, stray, edited, stray_tag = drift(scenario)
     # (our records still say all is well: a push alone would send nothing)
     pusher = scenario.pusher(http)
     assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
@@ -80,7 +82,40 @@ async def test_reconcile_repairs_drift_made_in_the_store(
     values = scenario.store_metafields()
     assert values[edited]["segment"] != "edited"
     assert set(scenario.desired()[lost]) <= set(scenario.devstore.state.customers[lost].tags)
-    assert "clv:champions-by-hand" not in scenario.devstore.state.customers[stray].tags
+    assert stray_tag not in scenario.devstore.state.customers[stray].tags
+
+
+@pytest.mark.parametrize("bulk_read", [False, True], ids=["pages", "bulk-query"])
+async def test_reconcile_leaves_a_merchants_tags_that_begin_with_the_prefix(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    bulk_read: bool,
+) -> None:
+    # given a shop whose prefix is `vip-`, where the merchant tags customers `vip-gold` and
+    # `vip-champions-club` by hand, pushed
+    scenario = scenario_factory()
+    scenario.set_shop_settings(tag_prefix="vip-")
+    customers = scenario.devstore.state.customers
+    theirs = sorted(customers)[:5]
+    for customer_id in theirs:
+        customers[customer_id].tags += ["vip-gold", "vip-champions-club"]
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    # when the reconcile reads the store back and repairs what it finds
+    monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1 if bulk_read else 10**9)
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then the merchant's tags are still there, nothing drifted, and the app's are as desired
+    for customer_id in theirs:
+        assert {"vip-gold", "vip-champions-club"} <= set(customers[customer_id].tags)
+    assert result["drifted"] == 0
+    desired = scenario.desired(prefix="vip-")
+    for customer_id, customer in customers.items():
+        ours = {t for t in customer.tags if t.startswith("vip-")} - {
+            "vip-gold",
+            "vip-champions-club",
+        }
+        assert ours == desired[customer_id], customer_id
 
 
 @pytest.mark.parametrize("bulk_read", [False, True], ids=["pages", "bulk-query"])
