@@ -383,7 +383,6 @@ class ProductSync(SQLModel, table=True):
     product_id: int = Field(sa_type=BigInteger, primary_key=True)
     metafields: str = Field(default="{}", sa_type=Text)  # JSON: "namespace.key" -> value
     pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    uncertain: bool = False  # as CustomerSync.uncertain
 
 
 class GoneProduct(SQLModel, table=True):

@@ -1,9 +1,9 @@
 """pushed state the store may not hold: a mutation sent without an answer
 
-`customer_sync.uncertain` and `product_sync.uncertain`: a push sent a change to this customer
-(or product) and never learned whether the store applied it (the response lost, then every
-retry failed; a bulk line without a result; a delete refused part way). The recorded state may
-then be wrong either way, so the next push reads the store's state back before it plans.
+`customer_sync.uncertain`: a push sent a change to this customer and never learned whether the
+store applied it (the response lost, then every retry failed; a bulk line without a result; a
+delete refused part way). The recorded state may then be wrong either way, so the next push
+reads the customer back before it plans.
 
 Revision ID: 0012
 Revises: 0011
@@ -20,20 +20,16 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
-TABLES = ("customer_sync", "product_sync")
-
 # Plain ALTER TABLE on both databases, as in 0011: a batch operation would copy the table on
 # SQLite.
 
 
 def upgrade() -> None:
-    for table in TABLES:
-        op.add_column(
-            table,
-            sa.Column("uncertain", sa.Boolean(), nullable=False, server_default=sa.false()),
-        )
+    op.add_column(
+        "customer_sync",
+        sa.Column("uncertain", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
-    for table in TABLES:
-        op.drop_column(table, "uncertain")
+    op.drop_column("customer_sync", "uncertain")
