@@ -19,7 +19,7 @@ from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid, gid_number
 
-READ_PAGE = 50  # customers per page (cost about 2 + 50 x 13 points)
+READ_PAGE = 50  # customers per page (cost about 2 + 50 x 7 points)
 PAGINATION_LIMIT = 25_000  # Shopify's pagination stops at this many objects
 
 Found = dict[int, tuple[list[str], dict[str, str]]]  # customer -> (all tags, app metafields)
@@ -40,8 +40,8 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
     with orders)."""
     query = (
         f"query Read($after: String, $ns: String!) {{ customers(first: {READ_PAGE}, "
-        "after: $after) { pageInfo { hasNextPage endCursor } nodes { id tags "
-        "metafields(first: 10, namespace: $ns) { nodes { key value } } } } }"
+        "after: $after) { pageInfo { hasNextPage endCursor } "
+        f"nodes {{ id tags {_by_key(_CUSTOMER_KEYS)} }} }} }}"
     )
     found: Found = {}
     after: str | None = None
@@ -49,12 +49,7 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
         data = await client.execute(query, {"after": after, "ns": namespace})
         page = data["customers"]
         for node in page["nodes"]:
-            values = {
-                m["key"]: m["value"]
-                for m in node["metafields"]["nodes"]
-                if m["key"] in CUSTOMER_METAFIELD_KEYS
-            }
-            found[gid_number(node["id"])] = (node["tags"], values)
+            found[gid_number(node["id"])] = (node["tags"], _values(node, _CUSTOMER_KEYS))
         if not page["pageInfo"]["hasNextPage"]:
             return found
         if len(found) >= PAGINATION_LIMIT:
@@ -65,14 +60,9 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
 async def read_customers(client: AdminClient, namespace: str, customer_ids: Sequence[int]) -> Found:
     """These customers' tags and the app's metafields (each of its keys asked for by name), by
     id; a customer the store does not hold (deleted there) is found holding nothing."""
-    keys = sorted(CUSTOMER_METAFIELD_KEYS)
-    values = " ".join(
-        f"k{n}: metafield(namespace: $ns, key: {json.dumps(key)}) {{ value }}"
-        for n, key in enumerate(keys)
-    )
     query = (
         "query ReadCustomers($ids: [ID!]!, $ns: String!) { nodes(ids: $ids) "
-        f"{{ ... on Customer {{ id tags {values} }} }} }}"
+        f"{{ ... on Customer {{ id tags {_by_key(_CUSTOMER_KEYS)} }} }} }}"
     )
     found: Found = {customer_id: ([], {}) for customer_id in customer_ids}
     for start in range(0, len(customer_ids), READ_PAGE):
@@ -81,11 +71,27 @@ async def read_customers(client: AdminClient, namespace: str, customer_ids: Sequ
         data = await client.execute(query, {"ids": ids, "ns": namespace})
         for node in data.get("nodes") or []:
             if node and node.get("id"):
-                found[gid_number(node["id"])] = (
-                    list(node["tags"]),
-                    {key: node[f"k{n}"]["value"] for n, key in enumerate(keys) if node[f"k{n}"]},
-                )
+                found[gid_number(node["id"])] = (node["tags"], _values(node, _CUSTOMER_KEYS))
     return found
+
+
+_CUSTOMER_KEYS = sorted(CUSTOMER_METAFIELD_KEYS)
+_PRODUCT_KEYS = sorted(PRODUCT_METAFIELD_KEYS)
+
+
+def _by_key(keys: Sequence[str]) -> str:
+    """A selection of the app's metafields in the namespace `$ns`, each key asked for by name
+    (aliases k0, k1, ...): a page of `metafields(first: N)` could be filled by a merchant's own
+    keys in the namespace and leave the app's out."""
+    return " ".join(
+        f"k{n}: metafield(namespace: $ns, key: {json.dumps(key)}) {{ value }}"
+        for n, key in enumerate(keys)
+    )
+
+
+def _values(node: Mapping[str, Any], keys: Sequence[str]) -> dict[str, str]:
+    """The values `_by_key` read, by key (a key the owner does not hold left out)."""
+    return {key: node[f"k{n}"]["value"] for n, key in enumerate(keys) if node.get(f"k{n}")}
 
 
 async def read_in_bulk(bulk: BulkRunner, namespace: str) -> Found:
@@ -195,8 +201,7 @@ async def read_product_pages(
     query = (
         f"query ReadProducts($after: String, $ns: String!) {{ products(first: {READ_PAGE}, "
         "after: $after) { pageInfo { hasNextPage endCursor } nodes { id status "
-        f"metafields(first: 10, namespace: $ns) {{ nodes {{ key value }} }} "
-        f"{_extra_field(extra)} }} }} }}"
+        f"{_by_key(_PRODUCT_KEYS)} {_extra_field(extra)} }} }} }}"
     )
     read = ProductRead()
     after: str | None = None
@@ -205,9 +210,7 @@ async def read_product_pages(
         page = data["products"]
         for node in page["nodes"]:
             values = {
-                f"{namespace}.{m['key']}": m["value"]
-                for m in node["metafields"]["nodes"]
-                if m["key"] in PRODUCT_METAFIELD_KEYS
+                f"{namespace}.{key}": value for key, value in _values(node, _PRODUCT_KEYS).items()
             }
             read.add(gid_number(node["id"]), node["status"], values | _extra_value(node, extra))
         if not page["pageInfo"]["hasNextPage"]:

@@ -155,6 +155,45 @@ async def test_reconcile_leaves_a_merchants_own_metafields_in_the_apps_namespace
     assert_in_sync(scenario)
 
 
+async def test_reconcile_reads_the_apps_values_beside_many_of_the_merchants_own(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a customer and a product holding a dozen of the merchant's own values in the app's
+    # namespace, written before the app's (a page of the owner's first ten holds none of the
+    # app's), then pushed
+    scenario = scenario_factory()
+    state = scenario.devstore.state
+    customer, product = sorted(state.customers)[1], sorted(state.products)[0]
+    for owner, kind in (
+        (state.customers[customer], "Customer"),
+        (state.products[product], "Product"),
+    ):
+        owner.metafields = {
+            ("clv", f"note_{n}"): Metafield(
+                n + 1,
+                f"gid://shopify/{kind}/{owner.id}",
+                kind.upper(),
+                "clv",
+                f"note_{n}",
+                f"note {n}",
+                "single_line_text_field",
+                "",
+                "",
+            )
+            for n in range(12)
+        }
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    app_values = scenario.store_metafields()[customer]
+    assert app_values.keys() > {f"note_{n}" for n in range(12)}
+    # when the reconcile reads the store back by pages
+    result = await reconcile_shop(ctx, scenario.refreshed_shop(), None)
+    # then it found the app's values where they were: nothing drifted, nothing sent again
+    assert result["drifted"] == 0 and result["products_drifted"] == 0
+    assert result["metafields_set"] == 0 and result["product_metafields_set"] == 0
+    assert scenario.store_metafields()[customer] == app_values
+
+
 async def test_reconcile_after_a_changed_prefix_removes_the_old_tags(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
