@@ -14,18 +14,28 @@ before its first write to a product, the push reads the field there, and a value
 write is the merchant's: kept, never overwritten nor deleted, and counted. Should the store
 refuse the app's writes to that field as not authorised, the shop's `complementary_products`
 setting is turned off, and the push says so: sent again, the field would be refused for every
-product at every push."""
+product at every push.
+
+A value sent without an answer (the call failed after its retries, or the push was stopped
+while it was out; a value left unanswered when sent apart; a delete refused) may or may not be
+in the store: it is recorded as unanswered for its product (`record_unanswered`), and the next
+push reads those products back by id before it plans. Without that, a later plan compares
+against a record that may be wrong either way (a value sent back to the one recorded would not
+be sent, the store keeping the other), and a complementary-products value the app wrote would
+be found there as one it did not write, taken for the merchant's and left for good."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import anyio
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from jobs.pusher import (
     METAFIELDS_PER_SET,
@@ -38,6 +48,9 @@ from jobs.pusher import (
     set_apart,
     user_errors,
 )
+from jobs.readback import read_products
+from jobs.shop_settings import shop_writeback_settings
+from plugin.cli_output import counted
 from plugin.domain.writeback import (
     COMPLEMENTARY_PRODUCTS,
     PRODUCT_METAFIELD_KEYS,
@@ -47,14 +60,20 @@ from plugin.domain.writeback import (
 )
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid, gid_number
+from plugin.store.models import Shop
 from plugin.store.recommendations import (
+    NOT_AVAILABLE,
+    Unanswered,
     gone_products,
     kept_fields,
     product_state,
     record_gone,
     record_kept_fields,
     record_product_metafields,
+    record_product_read_back,
+    record_unanswered,
     turn_off_complementary_products,
+    unanswered_products,
 )
 
 log = logging.getLogger(__name__)
@@ -116,15 +135,22 @@ class ProductPusher:
         *,
         job_run_id: int | None,
         clock: Callable[[], datetime],
+        settings: WritebackSettings | None = None,
     ) -> None:
+        """`settings`: the shop's write-back settings, which the read-back of unanswered
+        values plans with; read from the shop's row when not given."""
         self.engine, self.shop_id, self.client = engine, shop_id, client
-        self.job_run_id, self.clock = job_run_id, clock
+        self.job_run_id, self.clock, self.settings = job_run_id, clock, settings
         self.set, self.deleted, self.refused = 0, 0, 0
+        self.read_back, self.unanswered = 0, 0  # products read back; left unanswered
         self.shared_refused = False  # the store refused the complementary field as not allowed
         # The values this push set, by product: a later delete records only those as held.
         self.values_accepted: dict[int, dict[str, str]] = {}
 
     async def push(self, changes: Sequence[ProductChange]) -> dict[str, int]:
+        """Send `changes` (`plan_products`), those of products an earlier push left values
+        unanswered to planned again once they are read back; counts of what was done."""
+        changes = await self._read_back_unanswered(changes)
         changes = await self._leave_merchants_values(changes)
         setting = [c for c in changes if c.to_set]
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _count):
@@ -142,7 +168,62 @@ class ProductPusher:
                 kept_fields, self.engine, self.shop_id
             ),
             "complementary_products_turned_off": int(self.shared_refused),
+            "products_read_back": self.read_back,
+            "products_unanswered": self.unanswered,
         }
+
+    async def _read_back_unanswered(self, changes: Sequence[ProductChange]) -> list[ProductChange]:
+        """The changes, those of the products an earlier push sent values to without an answer
+        planned again after reading these products back by id and recording what the store
+        holds (`record_product_read_back`): a value found in Shopify's complementary-products
+        field that the app sent is the app's. That field is read if the shop asks for it, or
+        if a value of it is unanswered (the setting turned off since: the plan deletes it). A
+        product the store no longer holds holds nothing, and is gone, as one not active."""
+        unanswered = await anyio.to_thread.run_sync(unanswered_products, self.engine, self.shop_id)
+        if not unanswered:
+            return list(changes)
+        settings = await self._settings()
+        namespace = settings.metafield_namespace
+        named = any(COMPLEMENTARY_PRODUCTS in sent for sent in unanswered.values())
+        shared = COMPLEMENTARY_PRODUCTS if settings.complementary_products or named else None
+        product_ids = sorted(unanswered)
+        log.info("reading back %s before the push", counted(len(product_ids), "product"))
+        read = await read_products(
+            self.client, namespace, product_ids, split_name(shared) if shared else None
+        )
+
+        def record() -> list[ProductChange]:
+            now = self.clock()
+            record_product_read_back(
+                self.engine,
+                self.shop_id,
+                read.values,
+                now,
+                namespace=namespace,
+                shared=shared,
+                only=product_ids,
+            )
+            unseen = set(product_ids) - read.seen
+            record_gone(self.engine, self.shop_id, dict.fromkeys(unseen, NOT_AVAILABLE), now)
+            return plan_products(self.engine, self.shop_id, settings)
+
+        planned = await anyio.to_thread.run_sync(record)
+        self.read_back += len(product_ids)
+        again = [c for c in planned if c.product_id in unanswered]
+        kept = [c for c in changes if c.product_id not in unanswered]
+        return sorted([*kept, *again], key=lambda c: c.product_id)
+
+    async def _settings(self) -> WritebackSettings:
+        if self.settings is None:
+
+            def read() -> WritebackSettings:
+                with Session(self.engine) as session:
+                    shop = session.get(Shop, self.shop_id)
+                    assert shop is not None
+                    return shop_writeback_settings(shop)
+
+            self.settings = await anyio.to_thread.run_sync(read)
+        return self.settings
 
     async def _leave_merchants_values(
         self, changes: Sequence[ProductChange]
@@ -196,37 +277,29 @@ class ProductPusher:
         """The groups in one request; then the products of each refused group apart (see
         `set_apart`): metafieldsSet is atomic, so one product naming a deleted product would
         refuse its whole group, and its own other values, every push."""
-        answers = await self._send(groups)
-        accepted = [
-            (group, errors) for group, errors in zip(groups, answers, strict=True) if not errors
-        ]
-        await self._settle(accepted)
-        refused = [
-            change
-            for group, errors in zip(groups, answers, strict=True)
-            if errors
-            for change in group
-        ]
+        answered = list(zip(groups, await self._send(groups), strict=True))
+        await self._settle(group for group, errors in answered if errors == [])
+        await self._mark_unanswered(
+            _values_sent(change for group, errors in answered if errors is None for change in group)
+        )
+        refused = [change for group, errors in answered if errors for change in group]
         if refused:
             await self._set_apart(refused)
 
     async def _send(self, groups: list[list[ProductChange]]) -> list[Answer]:
         """Each group's answer, from one request of aliased metafieldsSet mutations."""
         variables = {f"m{n}": _inputs(group) for n, group in enumerate(groups)}
-        data = await self.client.execute(
-            metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
-        )
+        async with self._unanswered(_values_sent(c for group in groups for c in group)):
+            data = await self.client.execute(
+                metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
+            )
         return [user_errors(data.get(f"m{n}")) for n in range(len(groups))]
 
-    async def _settle(self, answered: Iterable[tuple[list[ProductChange], Answer]]) -> None:
-        """Record what the store confirmed; a group without an answer is left as pushed, to be
-        sent again next push (recorded as set, it might never reach the store)."""
+    async def _settle(self, accepted: Iterable[list[ProductChange]]) -> None:
+        """Record the values of the groups the store took."""
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []
-        for group, errors in answered:
-            if errors is None:
-                log.warning("product metafields: no answer, sent again next push")
-                continue
+        for group in accepted:
             for change in group:
                 audit += self._accepted(change, dict(change.to_set), held)
         if held or audit:
@@ -234,7 +307,15 @@ class ProductPusher:
 
     async def _set_apart(self, changes: list[ProductChange]) -> None:
         inputs = [_inputs([change]) for change in changes]
-        results = await set_apart(self.client, inputs)
+        async with self._unanswered(_values_sent(changes)):
+            results = await set_apart(self.client, inputs)
+        await self._mark_unanswered(
+            {
+                change.product_id: {change.to_set[i][0]: change.to_set[i][1] for i in unanswered}
+                for change, result in zip(changes, results, strict=True)
+                if (unanswered := result.unanswered)
+            }
+        )
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []
         gone: dict[int, str] = {}
@@ -293,15 +374,22 @@ class ProductPusher:
             for c in batch
             for ns, key in map(split_name, c.to_delete)
         ]
-        data = await self.client.execute(
-            "mutation DeleteProducts($m: [MetafieldIdentifierInput!]!) "
-            "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
-            {"m": identifiers},
-            cost=MUTATION_COST,
-        )
-        if user_errors(data.get("metafieldsDelete")):
-            self.refused += len(identifiers)
-            return  # left as pushed: tried again next time
+        deletes = {c.product_id: dict.fromkeys(c.to_delete) for c in batch}
+        async with self._unanswered(deletes):
+            data = await self.client.execute(
+                "mutation DeleteProducts($m: [MetafieldIdentifierInput!]!) "
+                "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
+                {"m": identifiers},
+                cost=MUTATION_COST,
+            )
+        errors = user_errors(data.get("metafieldsDelete"))
+        if errors != []:
+            # Refused, or no answer: which of the batch the store deleted is not known, so
+            # they are read back next push (left as pushed, a delete the store did make would
+            # never be sent again should the value come back)
+            self.refused += len(identifiers) if errors else 0
+            await self._mark_unanswered(deletes)
+            return
         held = {c.product_id: self._held_after_delete(c) for c in batch}
         self.deleted += sum(len(c.to_delete) for c in batch)
         audit: list[Change] = [
@@ -310,6 +398,28 @@ class ProductPusher:
             for name in c.to_delete
         ]
         await self._record(held, audit)
+
+    @contextlib.asynccontextmanager
+    async def _unanswered(self, sent: Mapping[int, Unanswered]) -> AsyncIterator[None]:
+        """Around a call that sends these values: should it end without an answer (its
+        retries spent, or the push stopped), they are recorded as unanswered before the error
+        goes on, as what the store made of the call is unknown."""
+        try:
+            yield
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._mark_unanswered(sent)
+            raise
+
+    async def _mark_unanswered(self, sent: Mapping[int, Unanswered]) -> None:
+        if not sent:
+            return
+        self.unanswered += len(sent)
+        log.warning(
+            "product metafields of %s sent without an answer: read back before the next push",
+            counted(len(sent), "product"),
+        )
+        await anyio.to_thread.run_sync(record_unanswered, self.engine, self.shop_id, sent)
 
     def _held_after_delete(self, change: ProductChange) -> dict[str, str]:
         """The pushed values, with those this push set (only if the store took them), less the
@@ -361,6 +471,11 @@ def _shared_not_allowed(change: ProductChange, result: Apart) -> bool:
 
 def _without_shared(change: ProductChange) -> ProductChange:
     return replace(change, to_set=tuple(v for v in change.to_set if v[0] != COMPLEMENTARY_PRODUCTS))
+
+
+def _values_sent(changes: Iterable[ProductChange]) -> dict[int, Unanswered]:
+    """The values these changes set, by product."""
+    return {change.product_id: dict(change.to_set) for change in changes}
 
 
 def _count(change: ProductChange) -> int:

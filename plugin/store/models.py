@@ -383,6 +383,10 @@ class ProductSync(SQLModel, table=True):
     product_id: int = Field(sa_type=BigInteger, primary_key=True)
     metafields: str = Field(default="{}", sa_type=Text)  # JSON: "namespace.key" -> value
     pushed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Values sent without the store's answer, which it may or may not hold (JSON: "namespace.key"
+    # -> value, null for a delete): the next push reads the product back before it plans, and
+    # a value found there that the app sent is its own, not the merchant's (migration 0013).
+    unanswered: str | None = Field(default=None, sa_type=Text)
 
 
 class GoneProduct(SQLModel, table=True):

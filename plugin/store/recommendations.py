@@ -1,19 +1,19 @@
 """Recommendations held per shop (product partners, bundle candidates, customers' next
-products), the product metafields pushed for them, the products the store no longer has, and
-the product fields the merchant holds."""
+products), the product metafields pushed for them (and those sent without an answer), the
+products the store no longer has, and the product fields the merchant holds."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Engine, and_, delete, exists, insert, select
+from sqlalchemy import Engine, and_, delete, exists, insert, select, update
 from sqlmodel import Session, col
 
-from plugin.domain.writeback import same_value
+from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS, same_value
 from plugin.store.db import insert_for, upsert
 from plugin.store.ledger import hold_customers
 from plugin.store.models import (
@@ -159,10 +159,15 @@ def product_state(engine: Engine, shop_id: int) -> Iterator[ProductHeld]:
         )
 
 
-def _pushed_products(session: Session, shop_id: int) -> dict[int, dict[str, str]]:
+def _pushed_products(
+    session: Session, shop_id: int, only: Collection[int] | None = None
+) -> dict[int, dict[str, str]]:
+    """Each product's pushed values (of the products `only`, if given)."""
     query = select(col(ProductSync.product_id), col(ProductSync.metafields)).where(
         col(ProductSync.shop_id) == shop_id
     )
+    if only is not None:
+        query = query.where(col(ProductSync.product_id).in_(sorted(only)))
     return {product_id: json.loads(values) for product_id, values in session.execute(query)}
 
 
@@ -177,37 +182,94 @@ def record_product_metafields(
     now: datetime,
 ) -> None:
     """Products' metafields now confirmed in the store, and the audit rows
-    (product id, name, action, value, reason), in one transaction."""
+    (product id, name, action, value, reason), in one transaction. Values left unanswered
+    (`record_unanswered`) stay so: only a read of the store settles them."""
     with Session(engine) as session, session.begin():
-        statement = upsert(
-            session, ProductSync, ["shop_id", "product_id"], ("metafields", "pushed_at")
+        _write_product_metafields(session, shop_id, held, changes, via, job_run_id, now)
+
+
+def _write_product_metafields(
+    session: Session,
+    shop_id: int,
+    held: dict[int, dict[str, str]],
+    changes: Sequence[tuple[int, str, str, str | None, str]],
+    via: str,
+    job_run_id: int | None,
+    now: datetime,
+) -> None:
+    statement = upsert(session, ProductSync, ["shop_id", "product_id"], ("metafields", "pushed_at"))
+    rows = [
+        {
+            "shop_id": shop_id,
+            "product_id": product_id,
+            "metafields": json.dumps(values, sort_keys=True),
+            "pushed_at": now,
+        }
+        for product_id, values in held.items()
+    ]
+    if rows:
+        session.execute(statement, rows)
+    session.add_all(
+        SyncChange(
+            shop_id=shop_id,
+            product_id=product_id,
+            kind="metafield",
+            name=name,
+            action=action,
+            value=value,
+            reason=reason,
+            via=via,
+            job_run_id=job_run_id,
+            applied_at=now,
         )
+        for product_id, name, action, value, reason in changes
+    )
+
+
+Unanswered = dict[str, str | None]  # "namespace.key" -> the value sent (None: a delete)
+
+
+def record_unanswered(
+    engine: Engine, shop_id: int, values: Mapping[int, Mapping[str, str | None]]
+) -> None:
+    """Values sent to these products without the store's answer (None: a delete), which the
+    store may or may not hold: added to those already unanswered (a later value of a field
+    replaces an earlier one), for the next push to read the products back before it plans
+    (`unanswered_products`). A product with no pushed values yet gets an empty record."""
+    if not values:
+        return
+    with Session(engine) as session, session.begin():
+        before = _unanswered(session, shop_id, values.keys())
         rows = [
             {
                 "shop_id": shop_id,
                 "product_id": product_id,
-                "metafields": json.dumps(values, sort_keys=True),
-                "pushed_at": now,
+                "metafields": "{}",
+                "pushed_at": None,
+                "unanswered": json.dumps({**before.get(product_id, {}), **sent}, sort_keys=True),
             }
-            for product_id, values in held.items()
+            for product_id, sent in sorted(values.items())
         ]
-        if rows:
-            session.execute(statement, rows)
-        session.add_all(
-            SyncChange(
-                shop_id=shop_id,
-                product_id=product_id,
-                kind="metafield",
-                name=name,
-                action=action,
-                value=value,
-                reason=reason,
-                via=via,
-                job_run_id=job_run_id,
-                applied_at=now,
-            )
-            for product_id, name, action, value, reason in changes
+        session.execute(
+            upsert(session, ProductSync, ["shop_id", "product_id"], ["unanswered"]), rows
         )
+
+
+def unanswered_products(engine: Engine, shop_id: int) -> dict[int, Unanswered]:
+    """The products with values sent without an answer (`record_unanswered`), and those values."""
+    with Session(engine) as session:
+        return _unanswered(session, shop_id)
+
+
+def _unanswered(
+    session: Session, shop_id: int, only: Collection[int] | None = None
+) -> dict[int, Unanswered]:
+    query = select(col(ProductSync.product_id), col(ProductSync.unanswered)).where(
+        col(ProductSync.shop_id) == shop_id, col(ProductSync.unanswered).is_not(None)
+    )
+    if only is not None:
+        query = query.where(col(ProductSync.product_id).in_(sorted(only)))
+    return {product_id: json.loads(sent) for product_id, sent in session.execute(query)}
 
 
 def record_product_read_back(
@@ -218,42 +280,81 @@ def record_product_read_back(
     *,
     namespace: str,
     shared: str | None = None,
+    only: Collection[int] | None = None,
 ) -> int:
-    """Replace the products' pushed metafields in the app's namespace with what a reconcile
-    read from the store's whole catalogue (a product read with none has none); how many
-    products had drifted.
+    """Replace the products' pushed metafields in the app's namespace with what was read from
+    the store: its whole catalogue (a reconcile), or the products `only` (read by id, see
+    `jobs.product_push`; the others are left as they are). A product read with none has none.
+    How many products had drifted.
 
     `shared`, a field outside the namespace that was read too (Shopify's complementary
-    products), is the app's only on the products it is recorded as pushed to, and only while
-    it holds what the app wrote (or that list less some products: a store may drop a deleted
-    one). Anywhere else, or once the merchant has changed it, a value found is the merchant's:
-    it is kept (left alone by every later push) and never taken as the app's, or the next push
-    would delete or replace it; a kept field found empty is the app's to fill again. (A value
-    the app wrote without the store's answer is not recorded, so it reads as the merchant's.)
-    Recorded values of fields that were not read stay as they are (the app's complementary
-    values when the shop no longer asks for them: the push deletes them)."""
+    products), is the app's only on the products it is recorded as pushed to or sent a value
+    without an answer (`record_unanswered`), and only while it holds what the app wrote (or
+    that list less some products: a store may drop a deleted one). Anywhere else, or once the
+    merchant has changed it, a value found is the merchant's: it is kept (left alone by every
+    later push) and never taken as the app's, or the next push would delete or replace it; a
+    kept field found empty is the app's to fill again. Recorded values of fields that were not
+    read stay as they are (the app's complementary values when the shop no longer asks for
+    them: the push deletes them).
+
+    The products' unanswered values are settled in the same transaction: cleared, but for a
+    complementary-products value when that field was not read (the next push's read-back reads
+    it)."""
     with Session(engine) as session, session.begin():
-        held = _pushed_products(session, shop_id)
+        held = _pushed_products(session, shop_id, only)
+        unanswered = _unanswered(session, shop_id, only)
         replaced: dict[int, dict[str, str]] = {}
         found_kept: set[int] = set()
-        products = set(held) | set(found)
+        products = set(held) | set(found) if only is None else set(only)
         for product_id in products:
             recorded, read = held.get(product_id, {}), found.get(product_id, {})
             values = {k: v for k, v in recorded.items() if not _was_read(k, namespace, shared)}
             values |= {k: v for k, v in read.items() if k.rpartition(".")[0] == namespace}
             if shared is not None and shared in read:
-                if shared in recorded and _still_ours(recorded[shared], read[shared]):
+                written = (recorded.get(shared), unanswered.get(product_id, {}).get(shared))
+                if any(w is not None and _still_ours(w, read[shared]) for w in written):
                     values[shared] = read[shared]
                 else:
                     found_kept.add(product_id)
             if values != recorded:
                 replaced[product_id] = values
         if shared is not None:
-            _replace_kept(session, shop_id, shared, found_kept, now)
-    record_product_metafields(
-        engine, shop_id, replaced, [], via="reconcile", job_run_id=None, now=now
-    )
+            _replace_kept(session, shop_id, shared, found_kept, now, only)
+        _write_product_metafields(session, shop_id, replaced, [], "reconcile", None, now)
+        _settle_unanswered(
+            session, shop_id, {p: sent for p, sent in unanswered.items() if p in products}, shared
+        )
     return len(replaced)
+
+
+def _settle_unanswered(
+    session: Session, shop_id: int, unanswered: dict[int, Unanswered], shared: str | None
+) -> None:
+    """Clear the unanswered values of products just read; an unanswered value of Shopify's
+    complementary products stays if that field was not read (the shop no longer asks for it,
+    and the next push's read-back reads it then: taken now as settled, a value the app wrote
+    there would never be deleted). Others in no field read (an older namespace's) no read
+    would ever settle."""
+    settled = []
+    for product_id, sent in unanswered.items():
+        left = {k: v for k, v in sent.items() if k == COMPLEMENTARY_PRODUCTS and shared is None}
+        if not left:
+            settled.append(product_id)
+            continue
+        session.execute(
+            update(ProductSync)
+            .where(col(ProductSync.shop_id) == shop_id, col(ProductSync.product_id) == product_id)
+            .values(unanswered=json.dumps(left, sort_keys=True))
+        )
+    for start in range(0, len(settled), _CHUNK):
+        session.execute(
+            update(ProductSync)
+            .where(
+                col(ProductSync.shop_id) == shop_id,
+                col(ProductSync.product_id).in_(sorted(settled)[start : start + _CHUNK]),
+            )
+            .values(unanswered=None)
+        )
 
 
 def _still_ours(written: str, read: str) -> bool:
@@ -281,11 +382,15 @@ def _replace_kept(
     name: str,
     product_ids: set[int],
     now: datetime,
+    within: Collection[int] | None = None,
 ) -> None:
-    """The products holding a value of the merchant's in field `name` are these, no others."""
+    """The products holding a value of the merchant's in field `name` are these, no others
+    (of the products `within`, if given)."""
     query = select(col(KeptProductField.product_id)).where(
         col(KeptProductField.shop_id) == shop_id, col(KeptProductField.name) == name
     )
+    if within is not None:
+        query = query.where(col(KeptProductField.product_id).in_(sorted(within)))
     known = {product_id for (product_id,) in session.execute(query)}
     cleared = known - product_ids
     if cleared:
