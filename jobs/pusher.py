@@ -1,19 +1,21 @@
 """The push itself: one shop's plan sent through its client, per call or in bulk, with each
 batch's results recorded as they come back.
 
-A change sent without an answer (the call failed after its retries, or the push was stopped
-while it was out; a bulk line without a result; a delete refused part way) may or may not have
-been applied: its customers are marked uncertain (`plugin.store.sync.mark_uncertain`), and the
-next push reads them back before it plans (`jobs.writeback.read_back_uncertain`). Without that,
-a later plan compares against a record that may be wrong either way, and a tag the store holds
-might never be removed until a reconcile."""
+A change sent without an answer (the call failed after its retries, or the push was stopped,
+lost its lease or its process while the call was out; a bulk line without a result; a delete
+refused part way) may or may not have been applied. So the customers of each call are marked
+uncertain before it is sent (`plugin.store.sync.mark_uncertain`: written ahead, it holds however
+the call ends), and the mark is cleared only as an answered outcome is recorded; the next push
+reads the customers still marked back before it plans (`jobs.writeback.read_back_uncertain`).
+Without that, a later plan compares against a record that may be wrong either way, and a tag
+the store holds might never be removed until a reconcile."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -109,6 +111,8 @@ class Pusher:
         self.counts = PushCounts()
         # The values this push set, by customer: a later delete records only those as held.
         self.values_accepted: dict[int, dict[str, str]] = {}
+        # Customers a change of this push got no answer for: their marks stay.
+        self.unanswered: set[int] = set()
 
     async def push(self, plan: Plan) -> PushCounts:
         if self.shop.definitions_version < DEFINITIONS_VERSION:
@@ -181,7 +185,7 @@ class Pusher:
         for batch in batches(items, self._tag_fields_per_call, lambda i: _tag_fields(i.change)):
             query, variables = _tags_document(batch)
             cost = MUTATION_COST * sum(_tag_fields(item.change) for item in batch)
-            async with self._unanswered(batch):
+            async with self._sending(batch):
                 data = await self.client.execute(query, variables, cost=cost)
             answers = [
                 (user_errors(data.get(f"r{n}")), user_errors(data.get(f"a{n}")))
@@ -196,6 +200,7 @@ class Pusher:
         adding = [item for item in items if item.change.add]
         removed: Lines = {}
         added: Lines = {}
+        await self._mark_uncertain(items)
         try:
             removed = await self._bulk_lines(
                 _REMOVE_ONE,
@@ -237,9 +242,9 @@ class Pusher:
                 unanswered.append(item)
             if remove_errors is not None or add_errors is not None:
                 outcomes.append(self._tag_outcome(item, remove_errors, add_errors))
+        self._no_answer(unanswered)
         for start in range(0, len(outcomes), RECORD_EVERY):
             await self._record(outcomes[start : start + RECORD_EVERY], via)
-        await self._mark_uncertain(unanswered)
 
     async def _bulk_lines(
         self,
@@ -313,7 +318,7 @@ class Pusher:
         for batch in batches(setting, METAFIELDS_PER_SET * SETS_PER_CALL, _metafield_count):
             groups = list(batches(batch, METAFIELDS_PER_SET, _metafield_count))
             variables = {f"m{n}": self._metafield_inputs(group) for n, group in enumerate(groups)}
-            async with self._unanswered(batch):
+            async with self._sending(batch):
                 data = await self.client.execute(
                     metafields_set_document(len(groups)),
                     variables,
@@ -329,7 +334,7 @@ class Pusher:
         setting = [item for item in items if item.change.set_metafields]
         groups = list(batches(setting, METAFIELDS_PER_SET, _metafield_count))
         if groups:
-            async with self._unanswered(setting):
+            async with self._sending(setting):
                 outcome = await self.bulk.mutation(
                     _SET_MANY, ({"metafields": self._metafield_inputs(g)} for g in groups)
                 )
@@ -377,12 +382,14 @@ class Pusher:
                 refused += group
             else:
                 outcomes += [self._set_outcome(item) for item in group]
+        self._no_answer(unanswered)
+        # a customer's values can span groups: one sent apart is settled by its answers there
+        apart = {item.change.customer_id for item in refused}
         for start in range(0, len(outcomes), RECORD_EVERY):
-            await self._record(outcomes[start : start + RECORD_EVERY], via)
-        await self._mark_uncertain(unanswered)
+            await self._record(outcomes[start : start + RECORD_EVERY], via, pending=apart)
         for start in range(0, len(refused), RECORD_EVERY):
             chunk = refused[start : start + RECORD_EVERY]
-            async with self._unanswered(chunk):
+            async with self._sending(chunk):
                 outcomes = await self._set_apart(chunk)
             await self._record(outcomes, "call")
 
@@ -400,7 +407,7 @@ class Pusher:
             await anyio.to_thread.run_sync(
                 record_gone, self.engine, self.shop_id, gone, self.clock()
             )
-        await self._mark_uncertain(
+        self._no_answer(
             [item for item, result in zip(items, results, strict=True) if result.unanswered]
         )
         return outcomes
@@ -459,7 +466,7 @@ class Pusher:
             for item in batch
             for key in item.change.delete_metafields
         ]
-        async with self._unanswered(batch):
+        async with self._sending(batch):
             data = await self.client.execute(
                 "mutation Delete($m: [MetafieldIdentifierInput!]!) "
                 "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
@@ -469,7 +476,7 @@ class Pusher:
         if user_errors(data.get("metafieldsDelete")) != []:
             # Refused, or no answer: whether the store deleted the others of the batch is not
             # said (that metafieldsDelete is atomic is not documented); read back next push.
-            await self._mark_uncertain(batch)
+            self._no_answer(batch)
             return
         outcomes = []
         for item in batch:
@@ -490,34 +497,45 @@ class Pusher:
             outcomes.append(outcome)
         await self._record(outcomes, "call")
 
-    async def _record(self, outcomes: list[Outcome], via: str) -> None:
-        await anyio.to_thread.run_sync(self._record_now, outcomes, via)
+    async def _record(
+        self, outcomes: list[Outcome], via: str, *, pending: Collection[int] = ()
+    ) -> None:
+        """Record the outcomes, and clear the uncertain marks of their customers but those a
+        change of this push got no answer for, and those `pending` (awaiting another answer)."""
+        settled = {o.customer_id for o in outcomes} - self.unanswered - set(pending)
+        await anyio.to_thread.run_sync(self._record_now, outcomes, via, settled)
 
     @contextlib.asynccontextmanager
-    async def _unanswered(self, items: Sequence[Planned]) -> AsyncIterator[None]:
-        """Around a call that changes these customers: should it end without an answer (its
-        retries spent, or the push stopped), they are marked uncertain before the error goes
-        on, as what the store made of the call is unknown."""
+    async def _sending(self, items: Sequence[Planned]) -> AsyncIterator[None]:
+        """Around a call that changes these customers: they are marked uncertain before it is
+        sent, and stay marked should it end without an answer (its retries spent, the push
+        stopped), as what the store made of the call is unknown."""
+        await self._mark_uncertain(items)
         try:
             yield
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._mark_uncertain(items)
+            self._no_answer(items)
             raise
 
     async def _mark_uncertain(self, items: Sequence[Planned]) -> None:
-        if not items:
-            return
         customer_ids = {item.change.customer_id for item in items}
-        self.counts.customers_uncertain += len(customer_ids)
+        if customer_ids:
+            await anyio.to_thread.run_sync(mark_uncertain, self.engine, self.shop_id, customer_ids)
+
+    def _no_answer(self, items: Sequence[Planned]) -> None:
+        """These customers' changes got no answer: their marks stay, to be read back."""
+        customer_ids = {item.change.customer_id for item in items} - self.unanswered
+        if not customer_ids:
+            return
+        self.unanswered |= customer_ids
+        self.counts.customers_uncertain = len(self.unanswered)
         log.warning(
             "%s: no answer for the changes of %s: read back before the next push",
             self.shop.domain,
             counted(len(customer_ids), "customer"),
         )
-        await anyio.to_thread.run_sync(mark_uncertain, self.engine, self.shop_id, customer_ids)
 
-    def _record_now(self, outcomes: list[Outcome], via: str) -> None:
+    def _record_now(self, outcomes: list[Outcome], via: str, settled: Collection[int]) -> None:
         record_outcomes(
             self.engine,
             self.shop_id,
@@ -525,6 +543,7 @@ class Pusher:
             via=via,
             job_run_id=self.job_run_id,
             now=self.clock(),
+            settled=settled,
         )
 
 

@@ -147,8 +147,10 @@ def record_outcomes(
     via: str,
     job_run_id: int | None,
     now: datetime,
+    settled: Collection[int] = (),
 ) -> None:
-    """Store what the store now holds, and the audit rows, in one transaction.
+    """Store what the store now holds, and the audit rows, in one transaction; the customers
+    `settled` (every change sent to them answered) lose their uncertain mark (`mark_uncertain`).
 
     Customers the shop no longer holds (redacted while the push was under way) are left out:
     nothing of theirs is written again. The others' rows are held until the commit, before
@@ -183,8 +185,10 @@ def record_outcomes(
             if outcome.metafields is not None:
                 row["metafields"] = json.dumps(outcome.metafields, sort_keys=True)
             row["pushed_at"] = now
+            if outcome.customer_id in settled:
+                row["uncertain"] = False
             rows.append(row)
-        _upsert(session, rows)
+        _upsert(session, rows, (*_COLUMNS, "uncertain"))
         # Core inserts of plain rows: a bulk push records hundreds of thousands of changes, and
         # building an ORM object per row cost more than the database did.
         changes = [
@@ -217,10 +221,13 @@ def record_read_back(
     """Replace the pushed state with what a reconcile read from the store; the number of
     customers whose recorded state was wrong (drift: other tags, or values that differ by what
     they mean, see `same_value`). Nothing is kept for a redacted customer, whom the store
-    may still hold."""
+    may still hold: the ledger's customers are held as `ledger.hold_customers` explains (a
+    redact waits for the commit, then deletes what was written); of the store's customers the
+    ledger does not hold, the redacted are left out."""
     drifted = 0
     with Session(engine) as session, session.begin():
-        gone = redacted(session, shop_id, CUSTOMER, held)
+        known = hold_customers(session, shop_id, held)
+        gone = redacted(session, shop_id, CUSTOMER, set(held) - known)
         current = _current(session, shop_id, list(held))
         rows = []
         for customer_id, (tags, metafields) in held.items():
@@ -254,10 +261,11 @@ def record_read_back(
 
 
 def mark_uncertain(engine: Engine, shop_id: int, customer_ids: Collection[int]) -> None:
-    """Mark these customers' pushed state as uncertain: a change was sent to each that the
-    store may or may not have applied, so that the next push reads them back before it plans
-    (`uncertain_customers`). A customer with no pushed state yet gets an empty one, marked.
-    A redacted customer is left out, as in `record_outcomes`."""
+    """Mark these customers' pushed state as uncertain: a change is about to be sent to each
+    that the store may apply without the app learning of it; `record_outcomes` clears the mark
+    once the answer is recorded, and the next push reads back those still marked before it
+    plans (`uncertain_customers`). A customer with no pushed state yet gets an empty one,
+    marked. A redacted customer is left out, as in `record_outcomes`."""
     if not customer_ids:
         return
     with Session(engine) as session, session.begin():

@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from sqlmodel import Session, select
 
+import jobs.pusher as pusher_module
+from jobs import runs
+from jobs.pusher import Pusher
 from jobs.writeback import push_shop
 from plugin.shopify.bulk import BulkOutcome, BulkRunner
-from plugin.shopify.client import TransientError
+from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import CustomerScore, CustomerSync
 from tests.devstore.conftest import AppSwitch
 from tests.writeback.conftest import Scenario, ScenarioFactory
@@ -186,3 +190,111 @@ async def test_a_customer_read_back_that_the_store_no_longer_holds_holds_nothing
     assert row is not None and not row.uncertain
     assert json.loads(row.metafields) == {}
     assert row.blocked is not None or json.loads(row.tags) == []
+
+
+async def test_a_push_stopped_while_recording_bulk_results_leaves_the_rest_marked(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a pushed shop whose values then change, pushed in bulk, the results recorded 3
+    # customers a transaction, and one result line missing (applied all the same)
+    scenario = scenario_factory(customers=60)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    pushed = scenario.store_metafields()
+
+    def raise_value(score: CustomerScore) -> None:
+        score.historical_clv += 1000
+
+    before = set_scores(scenario, raise_value)
+    scenario.set_shop_settings(bulk_threshold=1)
+    monkeypatch.setattr(pusher_module, "RECORD_EVERY", 3)
+    run_bulk = BulkRunner.mutation
+
+    async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:
+        outcome = await run_bulk(runner, document, variables)
+        last = max(outcome.by_line)
+        outcome.lines = [line for line in outcome.lines if line.get("__lineNumber") != last]
+        return outcome
+
+    monkeypatch.setattr(BulkRunner, "mutation", mutation)
+    record = Pusher._record
+    # when the push is stopped (a shutdown, a lost lease) once the first results are written
+    with anyio.CancelScope() as scope:
+
+        async def stopping_record(self: Pusher, *args: Any, **kwargs: Any) -> None:
+            await record(self, *args, **kwargs)
+            scope.cancel()
+
+        monkeypatch.setattr(Pusher, "_record", stopping_record)
+        await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert scope.cancelled_caught
+    monkeypatch.undo()
+    # and the values go back to what the store was last known to hold
+    restore_scores(scenario, before)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then the next push read back every customer whose result was not recorded, and the
+    # store holds the values it held before
+    assert scenario.store_metafields() == pushed
+    assert uncertain(scenario) == set()
+
+
+async def test_a_call_out_when_the_lease_is_lost_leaves_its_customers_marked(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a pushed shop whose tags then change, and a tag call the store applies, its answer
+    # still on the way when the push's lease is lost (the run's database access stopped first)
+    scenario = scenario_factory(customers=10)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    set_scores(scenario, new_tag)
+    out = anyio.Event()
+    execute = AdminClient.execute
+
+    async def execute_and_wait(self: AdminClient, query: str, *args: Any, **kw: Any) -> Any:
+        data = await execute(self, query, *args, **kw)
+        if query.startswith("mutation PushTags"):
+            out.set()
+            await anyio.sleep_forever()
+        return data
+
+    async def keep_lease(ctx: Any, shop: Any, lease: Any) -> str:
+        await out.wait()
+        return "lease lost (test)"
+
+    monkeypatch.setattr(AdminClient, "execute", execute_and_wait)
+    monkeypatch.setattr(runs, "_keep_lease", keep_lease)
+    # when the push runs as a job and loses its lease
+    result = await runs.run_job(ctx, scenario.shop.id, "push", push_shop)
+    # then it failed, and every customer the store changed is marked, to be read back
+    assert result.outcome == "failed"
+    took = {c for c, tags in scenario.store_tags().items() if "clv:spend-declining" in tags}
+    assert took and took <= uncertain(scenario)
+
+
+async def test_customers_left_uncertain_are_counted_once(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given customers whose tags and values both change, pushed in bulk, and bulk operations
+    # that run but end without a result line
+    scenario = scenario_factory(customers=20)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+
+    def both(score: CustomerScore) -> None:
+        new_tag(score)
+        score.historical_clv += 1000
+
+    set_scores(scenario, both)
+    scenario.set_shop_settings(bulk_threshold=1)
+    run_bulk = BulkRunner.mutation
+
+    async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:
+        outcome = await run_bulk(runner, document, variables)
+        outcome.lines, outcome.status = [], "FAILED"
+        return outcome
+
+    monkeypatch.setattr(BulkRunner, "mutation", mutation)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then each customer left uncertain is counted once
+    assert counts["customers_uncertain"] == len(uncertain(scenario)) > 0
