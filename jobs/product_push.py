@@ -35,7 +35,6 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from jobs.pusher import (
     METAFIELDS_PER_SET,
@@ -49,7 +48,6 @@ from jobs.pusher import (
     user_errors,
 )
 from jobs.readback import read_products
-from jobs.shop_settings import shop_writeback_settings
 from plugin.cli_output import counted
 from plugin.domain.writeback import (
     COMPLEMENTARY_PRODUCTS,
@@ -60,7 +58,6 @@ from plugin.domain.writeback import (
 )
 from plugin.shopify.client import AdminClient
 from plugin.shopify.gid import gid, gid_number
-from plugin.store.models import Shop
 from plugin.store.recommendations import (
     NOT_AVAILABLE,
     Unanswered,
@@ -135,10 +132,10 @@ class ProductPusher:
         *,
         job_run_id: int | None,
         clock: Callable[[], datetime],
-        settings: WritebackSettings | None = None,
+        settings: WritebackSettings,
     ) -> None:
         """`settings`: the shop's write-back settings, which the read-back of unanswered
-        values plans with; read from the shop's row when not given."""
+        values plans with."""
         self.engine, self.shop_id, self.client = engine, shop_id, client
         self.job_run_id, self.clock, self.settings = job_run_id, clock, settings
         self.set, self.deleted, self.refused = 0, 0, 0
@@ -182,7 +179,7 @@ class ProductPusher:
         unanswered = await anyio.to_thread.run_sync(unanswered_products, self.engine, self.shop_id)
         if not unanswered:
             return list(changes)
-        settings = await self._settings()
+        settings = self.settings
         namespace = settings.metafield_namespace
         named = any(COMPLEMENTARY_PRODUCTS in sent for sent in unanswered.values())
         shared = COMPLEMENTARY_PRODUCTS if settings.complementary_products or named else None
@@ -212,18 +209,6 @@ class ProductPusher:
         again = [c for c in planned if c.product_id in unanswered]
         kept = [c for c in changes if c.product_id not in unanswered]
         return sorted([*kept, *again], key=lambda c: c.product_id)
-
-    async def _settings(self) -> WritebackSettings:
-        if self.settings is None:
-
-            def read() -> WritebackSettings:
-                with Session(self.engine) as session:
-                    shop = session.get(Shop, self.shop_id)
-                    assert shop is not None
-                    return shop_writeback_settings(shop)
-
-            self.settings = await anyio.to_thread.run_sync(read)
-        return self.settings
 
     async def _leave_merchants_values(
         self, changes: Sequence[ProductChange]

@@ -343,7 +343,12 @@ async def _push_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
         plan_products, ctx.engine, pusher.shop_id, pusher.settings
     )
     products = ProductPusher(
-        ctx.engine, pusher.shop_id, pusher.client, job_run_id=pusher.job_run_id, clock=ctx.clock
+        ctx.engine,
+        pusher.shop_id,
+        pusher.client,
+        job_run_id=pusher.job_run_id,
+        clock=ctx.clock,
+        settings=pusher.settings,
     )
     return await products.push(changes)
 
