@@ -231,8 +231,8 @@ class Pusher:
         via: str,
     ) -> None:
         """Record what the store confirmed of each customer's tag change (the removals' and
-        the additions' user errors; None: no answer), and mark uncertain the customers of a
-        change that got no answer."""
+        the additions' user errors; None: no answer); the customers of a change that got no
+        answer stay marked uncertain."""
         outcomes, unanswered = [], []
         for item, (remove_errors, add_errors) in zip(items, answers, strict=True):
             change = item.change

@@ -164,17 +164,7 @@ def record_outcomes(
         current = _current(session, shop_id, [o.customer_id for o in outcomes])
         rows = []
         for outcome in outcomes:
-            row = current.get(outcome.customer_id) or {
-                "shop_id": shop_id,
-                "customer_id": outcome.customer_id,
-                "tags": "[]",
-                "metafields": "{}",
-                "pushed_at": None,
-                "checked_at": None,
-                "blocked": None,
-                "blocked_tags": None,
-                "uncertain": False,
-            }
+            row = current.get(outcome.customer_id) or _empty_row(shop_id, outcome.customer_id)
             if outcome.tags is not None:  # a tag outcome: it also says whether it was refused
                 row["tags"] = json.dumps(sorted(outcome.tags))
                 row["blocked"] = outcome.blocked
@@ -270,20 +260,7 @@ def mark_uncertain(engine: Engine, shop_id: int, customer_ids: Collection[int]) 
         return
     with Session(engine) as session, session.begin():
         held = hold_customers(session, shop_id, customer_ids)
-        rows = [
-            {
-                "shop_id": shop_id,
-                "customer_id": customer_id,
-                "tags": "[]",
-                "metafields": "{}",
-                "pushed_at": None,
-                "checked_at": None,
-                "blocked": None,
-                "blocked_tags": None,
-                "uncertain": True,
-            }
-            for customer_id in sorted(held)
-        ]
+        rows = [_empty_row(shop_id, customer_id, uncertain=True) for customer_id in sorted(held)]
         _upsert(session, rows, ("uncertain",))
 
 
@@ -375,6 +352,21 @@ def _current(session: Session, shop_id: int, customer_ids: list[int]) -> dict[in
 
 
 _COLUMNS = ("tags", "metafields", "pushed_at", "checked_at", "blocked", "blocked_tags")
+
+
+def _empty_row(shop_id: int, customer_id: int, *, uncertain: bool = False) -> dict[str, Any]:
+    """A customer's pushed state when nothing is known to be pushed."""
+    return {
+        "shop_id": shop_id,
+        "customer_id": customer_id,
+        "tags": "[]",
+        "metafields": "{}",
+        "pushed_at": None,
+        "checked_at": None,
+        "blocked": None,
+        "blocked_tags": None,
+        "uncertain": uncertain,
+    }
 
 
 def _upsert(
