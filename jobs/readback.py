@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,22 @@ async def read_customers(client: AdminClient, namespace: str, customer_ids: Sequ
         f"{{ ... on Customer {{ id tags {_by_key(_CUSTOMER_KEYS)} }} }} }}"
     )
     found: Found = {customer_id: ([], {}) for customer_id in customer_ids}
-    for start in range(0, len(customer_ids), READ_PAGE):
-        chunk = customer_ids[start : start + READ_PAGE]
-        ids = [gid("Customer", customer_id) for customer_id in chunk]
-        data = await client.execute(query, {"ids": ids, "ns": namespace})
+    async for node in _nodes(client, query, "Customer", customer_ids, namespace):
+        found[gid_number(node["id"])] = (node["tags"], _values(node, _CUSTOMER_KEYS))
+    return found
+
+
+async def _nodes(
+    client: AdminClient, query: str, kind: str, ids: Sequence[int], namespace: str
+) -> AsyncIterator[dict[str, Any]]:
+    """The nodes `query` (`nodes(ids: $ids)`, namespace `$ns`) reads of these objects of
+    `kind`, READ_PAGE ids a call; an object the store does not hold gives none."""
+    for start in range(0, len(ids), READ_PAGE):
+        chunk = [gid(kind, object_id) for object_id in ids[start : start + READ_PAGE]]
+        data = await client.execute(query, {"ids": chunk, "ns": namespace})
         for node in data.get("nodes") or []:
             if node and node.get("id"):
-                found[gid_number(node["id"])] = (node["tags"], _values(node, _CUSTOMER_KEYS))
-    return found
+                yield node
 
 
 _CUSTOMER_KEYS = sorted(CUSTOMER_METAFIELD_KEYS)
@@ -232,13 +240,8 @@ async def read_products(
         f"{{ ... on Product {{ id status {_by_key(_PRODUCT_KEYS)} {_extra_field(extra)} }} }} }}"
     )
     read = ProductRead()
-    for start in range(0, len(product_ids), READ_PAGE):
-        ids = [gid("Product", product_id) for product_id in product_ids[start : start + READ_PAGE]]
-        data = await client.execute(query, {"ids": ids, "ns": namespace})
-        for node in data.get("nodes") or []:
-            if node and node.get("id"):
-                values = _product_values(node, namespace, extra)
-                read.add(gid_number(node["id"]), node["status"], values)
+    async for node in _nodes(client, query, "Product", product_ids, namespace):
+        read.add(gid_number(node["id"]), node["status"], _product_values(node, namespace, extra))
     return read
 
 

@@ -236,7 +236,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))
         # those the read did not find, uncertain since a push that got no answer, hold nothing
-        await read_back_uncertain(ctx, pusher)
+        await read_back_uncertain(ctx, pusher, found)
         # the products first: the customers' plan leaves out the products the read did not find
         products_read = await _read_products(ctx, pusher)
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
@@ -253,20 +253,21 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
     return await with_pusher(ctx, shop, run_id, work)
 
 
-async def read_back_uncertain(ctx: JobContext, pusher: Pusher) -> None:
+async def read_back_uncertain(ctx: JobContext, pusher: Pusher, whole: Found | None = None) -> None:
     """Read back the customers an earlier push left uncertain (a change sent without an
     answer, `jobs.pusher`) and record what the store holds of the app's, so that the plan
     compares against the store and not against a record that may be wrong either way. By id
-    for a few; a read of the whole store for more than BULK_READ_ABOVE."""
+    for a few; a read of the whole store for more than BULK_READ_ABOVE, or `whole`, one just
+    made (the reconcile's)."""
     engine, shop_id = ctx.engine, pusher.shop_id
     uncertain = await anyio.to_thread.run_sync(uncertain_customers, engine, shop_id)
     if not uncertain:
         return
     log.info("%s: reading back %d customers before the push", pusher.shop.domain, len(uncertain))
-    if len(uncertain) < BULK_READ_ABOVE:
+    if whole is None and len(uncertain) < BULK_READ_ABOVE:
         found = await read_customers(pusher.client, pusher.settings.metafield_namespace, uncertain)
     else:
-        whole = await _read_customers(ctx, pusher)
+        whole = whole if whole is not None else await _read_customers(ctx, pusher)
         found = {customer_id: whole.get(customer_id, ([], {})) for customer_id in uncertain}
     pushed = await anyio.to_thread.run_sync(pushed_state, engine, shop_id, uncertain)
     state = owned_state(
