@@ -48,7 +48,6 @@ from jobs.pusher import (
     user_errors,
 )
 from jobs.readback import read_products
-from plugin.cli_output import counted
 from plugin.domain.writeback import (
     COMPLEMENTARY_PRODUCTS,
     PRODUCT_METAFIELD_KEYS,
@@ -72,6 +71,7 @@ from plugin.store.recommendations import (
     turn_off_complementary_products,
     unanswered_products,
 )
+from plugin.wording import counted
 
 log = logging.getLogger(__name__)
 LIST_OF_PRODUCTS = "list.product_reference"

@@ -26,7 +26,6 @@ from sqlmodel import Session
 
 from jobs.plan import Plan, Planned
 from jobs.shop_settings import WritebackError
-from plugin.cli_output import counted
 from plugin.domain.writeback import (
     DEFINITIONS_VERSION,
     METAFIELD_TYPES,
@@ -40,6 +39,7 @@ from plugin.shopify.gid import gid
 from plugin.store.models import Shop
 from plugin.store.recommendations import record_gone
 from plugin.store.sync import Outcome, mark_uncertain, record_outcomes
+from plugin.wording import counted
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -27,7 +27,7 @@ from plugin.cli_database import (
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
 from plugin.cli_jobs import jobs_group, run_now
-from plugin.cli_output import counted, quiet_when_the_reader_stops
+from plugin.cli_output import quiet_when_the_reader_stops
 from plugin.cli_redact import SHOPIFY_ID, redact
 from plugin.cli_settings import shop_settings
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX
@@ -42,6 +42,7 @@ from plugin.store.models import (
     Shop,
 )
 from plugin.store.tokens import TokenCipher, TokenDecryptionError, settings_cipher
+from plugin.wording import counted
 
 LEDGER_COLUMNS = (
     "customer_id",

@@ -1,4 +1,4 @@
-"""What the commands print: counted nouns, and a reader that stops reading (`| head`)."""
+"""What the commands print: a reader that stops reading (`| head`) ends them quietly."""
 
 from __future__ import annotations
 
@@ -9,16 +9,6 @@ from collections.abc import Iterator
 from typing import TextIO
 
 SIGPIPE_STATUS = 128 + signal.SIGPIPE  # 141, as a shell reports a process SIGPIPE stopped
-
-
-def counted(count: int, noun: str) -> str:
-    """ "1 customer", "2 customers"."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def counted_whose(count: int, noun: str) -> str:
-    """ "1 customer's", "2 customers'"."""
-    return f"{count} {noun}'s" if count == 1 else f"{count} {noun}s'"
 
 
 @contextlib.contextmanager

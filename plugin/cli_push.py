@@ -15,9 +15,9 @@ from jobs.runs import run_job
 from jobs.undo import check_undo, undo_run
 from jobs.writeback import WritebackError, push_shop
 from plugin.cli_jobs import check_authorised
-from plugin.cli_output import counted, counted_whose
 from plugin.settings import Settings
 from plugin.store.models import Shop
+from plugin.wording import counted, counted_whose
 
 
 def _print_plan(plan: dict[str, Any]) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
-from plugin.cli_output import counted
 from plugin.store import ledger
 from plugin.store.models import (
     Customer,
@@ -36,6 +35,7 @@ from plugin.store.models import (
     Refund,
     SyncChange,
 )
+from plugin.wording import counted
 from webhooks.payloads import MAX_ID
 
 SHOPIFY_ID = click.IntRange(1, MAX_ID)  # as the webhooks' payloads take them
