@@ -88,6 +88,7 @@ class PushCounts:
     bulk_operations: int = 0
     customers_read_back: int = 0  # uncertain after an earlier push, read before planning
     customers_uncertain: int = 0  # sent a change without an answer: read back next push
+    customers_gone: int = 0  # a read of the store did not find them: marked deleted
 
 
 class Pusher:

@@ -59,12 +59,12 @@ async def read_pages(client: AdminClient, namespace: str) -> Found:
 
 async def read_customers(client: AdminClient, namespace: str, customer_ids: Sequence[int]) -> Found:
     """These customers' tags and the app's metafields (each of its keys asked for by name), by
-    id; a customer the store does not hold (deleted there) is found holding nothing."""
+    id; a customer the store does not hold (deleted there) is not found."""
     query = (
         "query ReadCustomers($ids: [ID!]!, $ns: String!) { nodes(ids: $ids) "
         f"{{ ... on Customer {{ id tags {_by_key(_CUSTOMER_KEYS)} }} }} }}"
     )
-    found: Found = {customer_id: ([], {}) for customer_id in customer_ids}
+    found: Found = {}
     async for node in _nodes(client, query, "Customer", customer_ids, namespace):
         found[gid_number(node["id"])] = (node["tags"], _values(node, _CUSTOMER_KEYS))
     return found

@@ -58,6 +58,7 @@ from plugin.store.sync import (
     pushed_state,
     pushed_tags,
     record_customers_found,
+    record_customers_missing,
     record_read_back,
     uncertain_customers,
 )
@@ -235,7 +236,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         )
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))
-        # those the read did not find, uncertain since a push that got no answer, hold nothing
+        pusher.counts.customers_gone += len(gone)
         await read_back_uncertain(ctx, pusher, found)
         # the products first: the customers' plan leaves out the products the read did not find
         products_read = await _read_products(ctx, pusher)
@@ -245,7 +246,6 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         return {
             "customers_read": len(state),
             "drifted": drifted,
-            "customers_gone": len(gone),
             **products_read,
             **products,
         }
@@ -258,7 +258,9 @@ async def read_back_uncertain(ctx: JobContext, pusher: Pusher, whole: Found | No
     answer, `jobs.pusher`) and record what the store holds of the app's, so that the plan
     compares against the store and not against a record that may be wrong either way. By id
     for a few; a read of the whole store for more than BULK_READ_ABOVE, or `whole`, one just
-    made (the reconcile's)."""
+    made (the reconcile's). Those the read does not find are deleted in the store: marked
+    deleted, as the reconcile marks those its read misses, and no longer pushed to (their
+    values would be refused at every push until then)."""
     engine, shop_id = ctx.engine, pusher.shop_id
     uncertain = await anyio.to_thread.run_sync(uncertain_customers, engine, shop_id)
     if not uncertain:
@@ -268,13 +270,18 @@ async def read_back_uncertain(ctx: JobContext, pusher: Pusher, whole: Found | No
         found = await read_customers(pusher.client, pusher.settings.metafield_namespace, uncertain)
     else:
         whole = whole if whole is not None else await _read_customers(ctx, pusher)
-        found = {customer_id: whole.get(customer_id, ([], {})) for customer_id in uncertain}
-    pushed = await anyio.to_thread.run_sync(pushed_state, engine, shop_id, uncertain)
+        found = {c: whole[c] for c in uncertain if c in whole}
+    pushed = await anyio.to_thread.run_sync(pushed_state, engine, shop_id, list(found))
     state = owned_state(
         found, pusher.settings.tag_prefix, {c: tags for c, (tags, _) in pushed.items()}
     )
     await anyio.to_thread.run_sync(record_read_back, engine, shop_id, state, ctx.clock())
+    # a read of the whole store that found no customer at all is not a credible one
+    credible = whole is None or bool(whole)
+    missing = [c for c in uncertain if c not in found] if credible else []
+    await anyio.to_thread.run_sync(record_customers_missing, engine, shop_id, missing, ctx.clock())
     pusher.counts.customers_read_back += len(uncertain)
+    pusher.counts.customers_gone += len(missing)
 
 
 async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:

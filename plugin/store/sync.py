@@ -299,15 +299,7 @@ def record_customers_found(
     with Session(engine) as session, session.begin():
         query = select(col(synced.customer_id)).where(col(synced.shop_id) == shop_id, before)
         gone = sorted(c for (c,) in session.execute(query) if c not in found)
-        for customer_id in gone:
-            mark_customer_deleted(session, shop_id, customer_id, now)
-        for start in range(0, len(gone), 5000):
-            session.execute(
-                delete(synced).where(
-                    col(synced.shop_id) == shop_id,
-                    col(synced.customer_id).in_(gone[start : start + 5000]),
-                )
-            )
+        _mark_gone(session, shop_id, gone, now)
         marked = select(col(Customer.customer_id)).where(
             col(Customer.shop_id) == shop_id, col(Customer.deleted_at) < read_started
         )
@@ -322,6 +314,32 @@ def record_customers_found(
                 .values(deleted_at=None)
             )
     return gone
+
+
+def record_customers_missing(
+    engine: Engine, shop_id: int, customer_ids: Collection[int], now: datetime
+) -> None:
+    """Customers a read by id did not find (`nodes(ids:)` gives none for a customer the store
+    does not hold): deleted in the store, marked deleted here as `record_customers_found` marks
+    those a read of the whole store misses, their pushed state dropped."""
+    if customer_ids:
+        with Session(engine) as session, session.begin():
+            _mark_gone(session, shop_id, sorted(customer_ids), now)
+
+
+def _mark_gone(session: Session, shop_id: int, gone: list[int], now: datetime) -> None:
+    """Mark these customers deleted, as the customers/delete webhook would, and drop their
+    pushed state: the store holds nothing of theirs, and the push stops sending them values
+    it refuses."""
+    for customer_id in gone:
+        mark_customer_deleted(session, shop_id, customer_id, now)
+    for start in range(0, len(gone), 5000):
+        session.execute(
+            delete(CustomerSync).where(
+                col(CustomerSync.shop_id) == shop_id,
+                col(CustomerSync.customer_id).in_(gone[start : start + 5000]),
+            )
+        )
 
 
 def _same_values(recorded: dict[str, str], read: dict[str, str]) -> bool:

@@ -4,7 +4,6 @@ plans, so that a later plan never compares against a record the store no longer 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio
@@ -18,7 +17,7 @@ from jobs.pusher import Pusher
 from jobs.writeback import push_shop
 from plugin.shopify.bulk import BulkOutcome, BulkRunner
 from plugin.shopify.client import AdminClient, TransientError
-from plugin.store.models import CustomerScore, CustomerSync
+from plugin.store.models import Customer, CustomerScore, CustomerSync
 from tests.devstore.conftest import AppSwitch
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
@@ -165,7 +164,7 @@ async def test_dry_run_counts_the_customers_to_read_back(
     assert plan["customers_to_read_back"] == len(uncertain(scenario)) > 0
 
 
-async def test_a_customer_read_back_that_the_store_no_longer_holds_holds_nothing(
+async def test_a_customer_read_back_that_the_store_no_longer_holds_is_marked_deleted(
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
     live_switch: tuple[AppSwitch, str],
@@ -183,13 +182,19 @@ async def test_a_customer_read_back_that_the_store_no_longer_holds_holds_nothing
     del scenario.devstore.state.customers[gone]
     faults.drop_share = 0.0
     # when the next push reads them back
-    await push_shop(ctx, scenario.refreshed_shop(), None)
-    # then that customer's pushed state is empty (or refused since), not what was recorded
+    result = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then that customer is marked deleted, as the customers/delete webhook would, with no
+    # pushed state left, and nothing was sent to it (the store would refuse it)
     with Session(scenario.engine) as session:
-        row = session.get(CustomerSync, (scenario.shop.id, gone))
-    assert row is not None and not row.uncertain
-    assert json.loads(row.metafields) == {}
-    assert row.blocked is not None or json.loads(row.tags) == []
+        assert session.get(CustomerSync, (scenario.shop.id, gone)) is None
+        customer = session.get(Customer, (scenario.shop.id, gone))
+    assert customer is not None and customer.deleted_at is not None
+    assert result["customers_gone"] == 1
+    assert result["customers_refused"] == result["metafields_refused"] == 0
+    assert uncertain(scenario) == set()
+    # and the next push plans nothing for it
+    again = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert again["customers_tagged"] == again["metafields_set"] == again["customers_gone"] == 0
 
 
 async def test_a_push_stopped_while_recording_bulk_results_leaves_the_rest_marked(
