@@ -606,6 +606,11 @@ def _record_key(state: str | None, created_at: datetime | None) -> tuple[str, st
 
 
 def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: datetime) -> None:
+    """The customer is deleted in the store: marked so (its orders stay, for the shop's
+    figures), and its pushed state dropped, as the store holds nothing of theirs any more: the
+    push sends a deleted customer nothing (values and tag changes the store would refuse, or
+    deletions audited as if taken off it). A read that finds the customer in the store after
+    all takes the mark off, and the push sends them their state again."""
     _lock_customers(session, shop_id, customer_id)
     if redacted(session, shop_id, CUSTOMER, [customer_id]):
         return  # nothing is held for them, and no record of them is made again
@@ -614,6 +619,11 @@ def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: 
     )
     customer.deleted_at = customer.deleted_at or at
     session.add(customer)
+    session.execute(
+        delete(CustomerSync).where(
+            col(CustomerSync.shop_id) == shop_id, col(CustomerSync.customer_id) == customer_id
+        )
+    )
 
 
 def redact_customer(

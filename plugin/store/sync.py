@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Engine, and_, exists, insert, or_, select, update
 from sqlmodel import Session, col
 
 from plugin.domain.writeback import same_value
@@ -299,7 +299,8 @@ def record_customers_found(
     with Session(engine) as session, session.begin():
         query = select(col(synced.customer_id)).where(col(synced.shop_id) == shop_id, before)
         gone = sorted(c for (c,) in session.execute(query) if c not in found)
-        _mark_gone(session, shop_id, gone, now)
+        for customer_id in gone:
+            mark_customer_deleted(session, shop_id, customer_id, now)
         marked = select(col(Customer.customer_id)).where(
             col(Customer.shop_id) == shop_id, col(Customer.deleted_at) < read_started
         )
@@ -324,22 +325,8 @@ def record_customers_missing(
     those a read of the whole store misses, their pushed state dropped."""
     if customer_ids:
         with Session(engine) as session, session.begin():
-            _mark_gone(session, shop_id, sorted(customer_ids), now)
-
-
-def _mark_gone(session: Session, shop_id: int, gone: list[int], now: datetime) -> None:
-    """Mark these customers deleted, as the customers/delete webhook would, and drop their
-    pushed state: the store holds nothing of theirs, and the push stops sending them values
-    it refuses."""
-    for customer_id in gone:
-        mark_customer_deleted(session, shop_id, customer_id, now)
-    for start in range(0, len(gone), 5000):
-        session.execute(
-            delete(CustomerSync).where(
-                col(CustomerSync.shop_id) == shop_id,
-                col(CustomerSync.customer_id).in_(gone[start : start + 5000]),
-            )
-        )
+            for customer_id in sorted(customer_ids):
+                mark_customer_deleted(session, shop_id, customer_id, now)
 
 
 def _same_values(recorded: dict[str, str], read: dict[str, str]) -> bool:

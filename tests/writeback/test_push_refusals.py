@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from jobs.product_push import plan_products
 from jobs.writeback import plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
+from plugin.store.ledger import mark_customer_deleted
 from plugin.store.models import (
     CustomerRecommendation,
     CustomerScore,
@@ -276,3 +277,33 @@ async def test_refused_tag_removal_is_audited_by_the_tags_it_tried(
     assert [(r.customer_id, r.name) for r in refused] == [
         (customer, " ".join(f"-{tag}" for tag in change.remove))
     ]
+
+
+async def test_a_customer_deleted_by_its_webhook_is_sent_nothing_more(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop, then a tagged customer deleted in Shopify and its customers/delete
+    # applied (the ledger marks it deleted)
+    scenario = scenario_factory(customers=20)
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    gone = min(c for c, values in scenario.store_metafields().items() if values)
+    scenario.devstore.state.delete_customer(gone)
+    with Session(scenario.engine) as session, session.begin():
+        mark_customer_deleted(session, scenario.shop.id, gone, scenario.as_of)
+    audited = audit_rows(scenario, gone)
+    # when the shop is pushed again
+    result = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then nothing was sent to it, so nothing is audited as taken off it, and no pushed state
+    # is kept for a customer the store no longer holds
+    assert result["customers_tagged"] == result["metafields_deleted"] == 0
+    assert result["customers_refused"] == result["metafields_refused"] == 0
+    with Session(scenario.engine) as session:
+        assert session.get(CustomerSync, (scenario.shop.id, gone)) is None
+    assert audit_rows(scenario, gone) == audited
+
+
+def audit_rows(scenario: Scenario, customer_id: int) -> int:
+    with Session(scenario.engine) as session:
+        query = select(SyncChange).where(col(SyncChange.customer_id) == customer_id)
+        return len(session.exec(query).all())
