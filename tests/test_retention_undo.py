@@ -15,9 +15,11 @@ from sqlmodel import Session, select
 from jobs.context import JobContext
 from jobs.shop_settings import WritebackError
 from jobs.undo import check_undo, undo_plan
-from plugin.store.models import CustomerSync, JobRun, Shop, SyncChange
+from plugin.store import ledger
+from plugin.store.models import CustomerSync, JobRun, Refund, Shop, SyncChange
 from plugin.store.retention import prune_shop
-from tests.helpers import add_shop, make_settings
+from tests.helpers import add_shop, make_settings, order_payload, refund_payload
+from webhooks.payloads import parse_order, parse_refund
 
 pytestmark = pytest.mark.anyio
 
@@ -161,3 +163,25 @@ async def test_a_push_can_be_undone_as_long_as_its_audit_is_kept(engine: Engine)
         # and the one past the audit's keep is refused, saying how long runs can be undone
         with pytest.raises(WritebackError, match=f"has no job run {gone} .*180 days"):
             check_undo(context(engine, http), paused, gone)
+
+
+def test_prune_deletes_refunds_whose_order_never_came_after_30_days(engine: Engine) -> None:
+    # given refunds of a test order (never part of the ledger) and of an order that never came,
+    # both 36 days old; a refund of a stored order as old; and a refund 26 days old still
+    # waiting for its order
+    shop = add_shop(engine)
+    shop_id, domain = shop.id, shop.domain
+    assert shop_id is not None
+    with Session(engine) as session, session.begin():
+        assert not ledger.apply_order(session, shop, parse_order(order_payload(1, test=True)))
+        assert ledger.apply_order(session, shop, parse_order(order_payload(2)))
+        for refund_id, order_id, day in ((11, 1, 290), (31, 3, 290), (21, 2, 290), (41, 4, 300)):
+            payload = refund_payload(refund_id, order_id, "5.00", day=day)
+            assert ledger.apply_refund(session, shop, parse_refund(payload))
+    # when the nightly prune runs
+    with Session(engine) as session, session.begin():
+        pruned = prune_shop(session, shop_id, domain, NOW)
+    # then the two orphans past 30 days are gone, and the others kept
+    assert pruned.orphan_refunds_deleted == 2
+    with Session(engine) as session:
+        assert sorted(session.exec(select(Refund.refund_id)).all()) == [21, 41]

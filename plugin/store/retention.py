@@ -14,6 +14,11 @@
   audit is kept, and its run with it. A run still marked running is never deleted.
 - Model runs: 90 days, except the shop's latest full run (the re-score's models) and every run
   a stored score still points to.
+- Refunds of an order the ledger does not hold: 30 days after the refund. A refund can arrive
+  before its order, and waits for it to be netted from it; but a refund of a test order (never
+  part of the ledger) or of an order whose webhooks never came waits for good. Past 30 days
+  nothing is lost with it: Shopify retries a webhook for 48 hours, and an order that comes
+  later (a late delivery, the backfill) lists its refunds, which are recorded with it.
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select
 from sqlmodel import Session, col
 
 from plugin.store import inbox
-from plugin.store.models import CustomerScore, JobRun, ModelRun, SyncChange
+from plugin.store.models import CustomerScore, JobRun, ModelRun, Order, Refund, SyncChange
 
 INBOX_KEEP = timedelta(days=14)
 SYNC_CHANGES_KEEP = timedelta(days=180)
 JOB_RUNS_KEEP = timedelta(days=90)
 MODEL_RUNS_KEEP = timedelta(days=90)
+ORPHAN_REFUNDS_KEEP = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class Pruned:
     sync_changes_deleted: int
     job_runs_deleted: int
     model_runs_deleted: int
+    orphan_refunds_deleted: int
 
 
 def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) -> Pruned:
@@ -79,11 +86,22 @@ def prune_shop(session: Session, shop_id: int, shop_domain: str, now: datetime) 
             )
         )
     )
+    their_order = exists().where(
+        col(Order.shop_id) == col(Refund.shop_id), col(Order.order_id) == col(Refund.order_id)
+    )
+    orphans = connection.execute(
+        delete(Refund).where(
+            col(Refund.shop_id) == shop_id,
+            col(Refund.created_at) < now - ORPHAN_REFUNDS_KEEP,
+            ~their_order,
+        )
+    )
     return Pruned(
         inbox_events_deleted=inbox.prune_done(session, shop_domain, now - INBOX_KEEP),
         sync_changes_deleted=int(changes.rowcount or 0),
         job_runs_deleted=int(runs.rowcount or 0),
         model_runs_deleted=int(models.rowcount or 0),
+        orphan_refunds_deleted=int(orphans.rowcount or 0),
     )
 
 
