@@ -16,19 +16,22 @@ refuse the app's writes to that field as not authorised, the shop's `complementa
 setting is turned off, and the push says so: sent again, the field would be refused for every
 product at every push.
 
-A value sent without an answer (the call failed after its retries, or the push was stopped
-while it was out; a value left unanswered when sent apart; a delete refused) may or may not be
-in the store: it is recorded as unanswered for its product (`record_unanswered`), and the next
-push reads those products back by id before it plans. Without that, a later plan compares
-against a record that may be wrong either way (a value sent back to the one recorded would not
-be sent, the store keeping the other), and a complementary-products value the app wrote would
-be found there as one it did not write, taken for the merchant's and left for good."""
+A value sent without an answer (the call failed after its retries, or the push was stopped,
+lost its lease or its process while the call was out; a value left unanswered when sent apart;
+a delete refused) may or may not be in the store. So the values of each call are recorded as
+unanswered for their products before it is sent (`record_unanswered`: written ahead, the record
+holds however the call ends), and cleared only as the store's answer to them is recorded; the
+next push reads the products still holding some back by id before it plans. Without that, a
+later plan compares against a record that may be wrong either way (a value sent back to the one
+recorded would not be sent, the store keeping the other), and a complementary-products value
+the app wrote would be found there as one it did not write, taken for the merchant's and left
+for good."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -264,9 +267,10 @@ class ProductPusher:
         refuse its whole group, and its own other values, every push."""
         answered = list(zip(groups, await self._send(groups), strict=True))
         await self._settle(group for group, errors in answered if errors == [])
-        await self._mark_unanswered(
-            _values_sent(change for group, errors in answered if errors is None for change in group)
+        self._no_answer(
+            [c.product_id for group, errors in answered if errors is None for c in group]
         )
+        # a refused group's values stay unanswered until their answers apart are recorded
         refused = [change for group, errors in answered if errors for change in group]
         if refused:
             await self._set_apart(refused)
@@ -274,7 +278,7 @@ class ProductPusher:
     async def _send(self, groups: list[list[ProductChange]]) -> list[Answer]:
         """Each group's answer, from one request of aliased metafieldsSet mutations."""
         variables = {f"m{n}": _inputs(group) for n, group in enumerate(groups)}
-        async with self._unanswered(_values_sent(c for group in groups for c in group)):
+        async with self._sending(_values_sent(c for group in groups for c in group)):
             data = await self.client.execute(
                 metafields_set_document(len(groups)), variables, cost=MUTATION_COST * len(groups)
             )
@@ -284,29 +288,29 @@ class ProductPusher:
         """Record the values of the groups the store took."""
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []
+        answered: dict[int, list[str]] = {}
         for group in accepted:
             for change in group:
                 audit += self._accepted(change, dict(change.to_set), held)
-        if held or audit:
-            await self._record(held, audit)
+                answered[change.product_id] = [name for name, _ in change.to_set]
+        await self._record(held, audit, answered)
 
     async def _set_apart(self, changes: list[ProductChange]) -> None:
         inputs = [_inputs([change]) for change in changes]
-        async with self._unanswered(_values_sent(changes)):
+        async with self._sending(_values_sent(changes)):
             results = await set_apart(self.client, inputs)
-        await self._mark_unanswered(
-            {
-                change.product_id: {change.to_set[i][0]: change.to_set[i][1] for i in unanswered}
-                for change, result in zip(changes, results, strict=True)
-                if (unanswered := result.unanswered)
-            }
+        self._no_answer(
+            [c.product_id for c, result in zip(changes, results, strict=True) if result.unanswered]
         )
         held: dict[int, dict[str, str]] = {}
         audit: list[Change] = []
         gone: dict[int, str] = {}
+        answered: dict[int, list[str]] = {}
         for change, sent, result in zip(changes, inputs, results, strict=True):
             accepted = dict(change.to_set[i] for i in result.accepted)
             audit += self._accepted(change, accepted, held) + self._refused(change, result)
+            if settled := [change.to_set[i][0] for i in [*result.accepted, *result.refused]]:
+                answered[change.product_id] = settled
             gone |= result.gone_products(sent)
             if not self.shared_refused and _shared_not_allowed(change, result):
                 self.shared_refused = True
@@ -324,8 +328,7 @@ class ProductPusher:
             await anyio.to_thread.run_sync(
                 record_gone, self.engine, self.shop_id, gone, self.clock()
             )
-        if held or audit:
-            await self._record(held, audit)
+        await self._record(held, audit, answered)
 
     def _accepted(
         self, change: ProductChange, accepted: dict[str, str], held: dict[int, dict[str, str]]
@@ -360,7 +363,7 @@ class ProductPusher:
             for ns, key in map(split_name, c.to_delete)
         ]
         deletes = {c.product_id: dict.fromkeys(c.to_delete) for c in batch}
-        async with self._unanswered(deletes):
+        async with self._sending(deletes):
             data = await self.client.execute(
                 "mutation DeleteProducts($m: [MetafieldIdentifierInput!]!) "
                 "{ metafieldsDelete(metafields: $m) { userErrors { field message } } }",
@@ -370,10 +373,10 @@ class ProductPusher:
         errors = user_errors(data.get("metafieldsDelete"))
         if errors != []:
             # Refused, or no answer: which of the batch the store deleted is not known, so
-            # they are read back next push (left as pushed, a delete the store did make would
-            # never be sent again should the value come back)
+            # they stay unanswered, read back next push (left as pushed, a delete the store
+            # did make would never be sent again should the value come back)
             self.refused += len(identifiers) if errors else 0
-            await self._mark_unanswered(deletes)
+            self._no_answer(list(deletes))
             return
         held = {c.product_id: self._held_after_delete(c) for c in batch}
         self.deleted += sum(len(c.to_delete) for c in batch)
@@ -382,29 +385,30 @@ class ProductPusher:
             for c in batch
             for name in c.to_delete
         ]
-        await self._record(held, audit)
+        await self._record(held, audit, {c.product_id: c.to_delete for c in batch})
 
     @contextlib.asynccontextmanager
-    async def _unanswered(self, sent: Mapping[int, Unanswered]) -> AsyncIterator[None]:
-        """Around a call that sends these values: should it end without an answer (its
-        retries spent, or the push stopped), they are recorded as unanswered before the error
-        goes on, as what the store made of the call is unknown."""
+    async def _sending(self, sent: Mapping[int, Unanswered]) -> AsyncIterator[None]:
+        """Around a call that sends these values: they are recorded as unanswered before it
+        is sent, and stay so should it end without an answer (its retries spent, the push
+        stopped), as what the store made of the call is unknown; `_record` clears those the
+        store's answer settles."""
+        await anyio.to_thread.run_sync(record_unanswered, self.engine, self.shop_id, sent)
         try:
             yield
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._mark_unanswered(sent)
+            self._no_answer(list(sent))
             raise
 
-    async def _mark_unanswered(self, sent: Mapping[int, Unanswered]) -> None:
-        if not sent:
+    def _no_answer(self, product_ids: Sequence[int]) -> None:
+        """Values of these products got no answer: they stay unanswered, to be read back."""
+        if not product_ids:
             return
-        self.unanswered += len(sent)
+        self.unanswered += len(product_ids)
         log.warning(
             "product metafields of %s sent without an answer: read back before the next push",
-            counted(len(sent), "product"),
+            counted(len(product_ids), "product"),
         )
-        await anyio.to_thread.run_sync(record_unanswered, self.engine, self.shop_id, sent)
 
     def _held_after_delete(self, change: ProductChange) -> dict[str, str]:
         """The pushed values, with those this push set (only if the store took them), less the
@@ -412,7 +416,17 @@ class ProductPusher:
         values = dict(change.pushed) | self.values_accepted.get(change.product_id, {})
         return {k: v for k, v in values.items() if k not in change.to_delete}
 
-    async def _record(self, held: dict[int, dict[str, str]], audit: list[Change]) -> None:
+    async def _record(
+        self,
+        held: dict[int, dict[str, str]],
+        audit: list[Change],
+        answered: Mapping[int, Collection[str]],
+    ) -> None:
+        """Record what the store took (`held`) and the audit rows, and clear the unanswered
+        values of the fields `answered`, in one transaction."""
+        if not (held or audit or answered):
+            return
+
         def record() -> None:
             record_product_metafields(
                 self.engine,
@@ -422,6 +436,7 @@ class ProductPusher:
                 via="call",
                 job_run_id=self.job_run_id,
                 now=self.clock(),
+                answered=answered,
             )
 
         await anyio.to_thread.run_sync(record)

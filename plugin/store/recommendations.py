@@ -180,12 +180,17 @@ def record_product_metafields(
     via: str,
     job_run_id: int | None,
     now: datetime,
+    answered: Mapping[int, Collection[str]] | None = None,
 ) -> None:
     """Products' metafields now confirmed in the store, and the audit rows
-    (product id, name, action, value, reason), in one transaction. Values left unanswered
-    (`record_unanswered`) stay so: only a read of the store settles them."""
+    (product id, name, action, value, reason), in one transaction, which also clears the
+    unanswered values (`record_unanswered`, written before the call was sent) of the fields
+    `answered` (by product: those whose values the store's answer took or refused). The
+    products' other unanswered values stay so: only a read of the store settles them."""
     with Session(engine) as session, session.begin():
         _write_product_metafields(session, shop_id, held, changes, via, job_run_id, now)
+        if answered:
+            _clear_answered(session, shop_id, answered)
 
 
 def _write_product_metafields(
@@ -232,9 +237,10 @@ Unanswered = dict[str, str | None]  # "namespace.key" -> the value sent (None: a
 def record_unanswered(
     engine: Engine, shop_id: int, values: Mapping[int, Mapping[str, str | None]]
 ) -> None:
-    """Values sent to these products without the store's answer (None: a delete), which the
-    store may or may not hold: added to those already unanswered (a later value of a field
-    replaces an earlier one), for the next push to read the products back before it plans
+    """Values about to be sent to these products (None: a delete), which the store may apply
+    without the app learning of it: added to those already unanswered (a later value of a
+    field replaces an earlier one). `record_product_metafields` clears those the store's
+    answer settles; the next push reads back the products still holding some before it plans
     (`unanswered_products`). A product with no pushed values yet gets an empty record."""
     if not values:
         return
@@ -335,16 +341,44 @@ def _settle_unanswered(
     and the next push's read-back reads it then: taken now as settled, a value the app wrote
     there would never be deleted). Others in no field read (an older namespace's) no read
     would ever settle."""
+    _write_unanswered(
+        session,
+        shop_id,
+        {
+            product_id: {
+                k: v for k, v in sent.items() if k == COMPLEMENTARY_PRODUCTS and shared is None
+            }
+            for product_id, sent in unanswered.items()
+        },
+    )
+
+
+def _clear_answered(
+    session: Session, shop_id: int, answered: Mapping[int, Collection[str]]
+) -> None:
+    """The products' unanswered values less those of the fields `answered`."""
+    unanswered = _unanswered(session, shop_id, answered.keys())
+    _write_unanswered(
+        session,
+        shop_id,
+        {
+            product_id: {k: v for k, v in sent.items() if k not in answered[product_id]}
+            for product_id, sent in unanswered.items()
+        },
+    )
+
+
+def _write_unanswered(session: Session, shop_id: int, left: Mapping[int, Unanswered]) -> None:
+    """Each product's unanswered values replaced by those `left` (none: cleared)."""
     settled = []
-    for product_id, sent in unanswered.items():
-        left = {k: v for k, v in sent.items() if k == COMPLEMENTARY_PRODUCTS and shared is None}
-        if not left:
+    for product_id, sent in left.items():
+        if not sent:
             settled.append(product_id)
             continue
         session.execute(
             update(ProductSync)
             .where(col(ProductSync.shop_id) == shop_id, col(ProductSync.product_id) == product_id)
-            .values(unanswered=json.dumps(left, sort_keys=True))
+            .values(unanswered=json.dumps(sent, sort_keys=True))
         )
     for start in range(0, len(settled), _CHUNK):
         session.execute(

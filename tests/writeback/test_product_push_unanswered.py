@@ -1,21 +1,27 @@
 """Product values sent without an answer: the store applied them (or not), the response was
-lost, and every retry failed (or the store answered a delete with errors). The values are
-recorded as unanswered, and their products read back by id before the next push plans, so that
-a later plan never compares against a record the store no longer matches, and a value the app
-wrote to Shopify's complementary-products field is never taken for the merchant's."""
+lost, and every retry failed (or the store answered a delete with errors, or the push lost its
+lease or its process while the call was out). The values of each call are recorded as
+unanswered before it is sent, and their products read back by id before the next push plans,
+so that a later plan never compares against a record the store no longer matches, and a value
+the app wrote to Shopify's complementary-products field is never taken for the merchant's."""
 
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from jobs import runs
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
-from plugin.shopify.client import TransientError
+from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import KeptProductField, ProductSync
 from plugin.store.recommendations import replace_recommendations
 from tests.devstore.conftest import AppSwitch
@@ -24,6 +30,7 @@ from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_product_references import delete_product, gone
 
 pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
 gid = "gid://shopify/Product/{}".format
 FBT = "clv.frequently_bought_together"
 
@@ -49,6 +56,14 @@ def kept(scenario: Scenario) -> set[tuple[int, str]]:
     with Session(scenario.engine) as session:
         rows = session.exec(select(KeptProductField)).all()
     return {(row.product_id, row.name) for row in rows}
+
+
+def product_call(query: str, variables: Mapping[str, Any] | None) -> bool:
+    """Whether a request sets or deletes products' metafields (a customer's recommended
+    products name products too, in its values: not its owner)."""
+    return query.startswith("mutation") and '"ownerId": "gid://shopify/Product/' in json.dumps(
+        variables
+    )
 
 
 async def pushed_in_sync(scenario: Scenario, http: httpx.AsyncClient) -> None:
@@ -227,3 +242,109 @@ async def test_product_deleted_in_the_store_while_unanswered_holds_nothing(
     assert a in gone(scenario)
     assert counts["product_metafields_set"] == counts["product_metafields_refused"] == 0
     assert unanswered(scenario) == {}
+
+
+async def test_product_values_are_recorded_unanswered_before_each_call_is_sent(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given product a pushed with partner b, whose partner then becomes c, and product d
+    # pushed with partner b, whose recommendations are then gone
+    scenario = scenario_factory(customers=20)
+    a, b, c, d = sorted(scenario.devstore.state.products)[:4]
+    await pushed_in_sync(scenario, http)
+    ctx = scenario.context(http)
+    recommend(scenario, {a: [b], d: [b]}, [])
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    recommend(scenario, {a: [c]}, [])
+    # when the push runs, the database read as each product call goes out and the store has
+    # applied it (what a process killed before the answer came leaves behind)
+    seen: list[dict[int, dict[str, Any]]] = []
+    execute = AdminClient.execute
+
+    async def execute_seen(self: AdminClient, query: str, variables: Any = None, **kw: Any) -> Any:
+        data = await execute(self, query, variables, **kw)
+        if product_call(query, variables):
+            seen.append(unanswered(scenario))
+        return data
+
+    monkeypatch.setattr(AdminClient, "execute", execute_seen)
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then each call's values were recorded as unanswered before it was sent, and cleared as
+    # the store's answer to them was recorded
+    assert seen == [{a: {FBT: json.dumps([gid(c)])}}, {d: {FBT: None}}]
+    assert unanswered(scenario) == {} and counts["products_unanswered"] == 0
+    assert recorded(scenario, a) == {FBT: json.dumps([gid(c)])} and recorded(scenario, d) == {}
+
+
+async def test_a_product_call_out_when_the_lease_is_lost_leaves_its_values_unanswered(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a product pushed with partner b, whose partner then becomes c, and a product call
+    # the store applies, its answer still on the way when the push's lease is lost (the run's
+    # database access stopped first)
+    scenario = scenario_factory(customers=20)
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    await pushed_in_sync(scenario, http)
+    ctx = scenario.context(http)
+    recommend(scenario, {a: [b]}, [])
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    recommend(scenario, {a: [c]}, [])
+    out = anyio.Event()
+    execute = AdminClient.execute
+
+    async def execute_and_wait(
+        self: AdminClient, query: str, variables: Any = None, **kw: Any
+    ) -> Any:
+        data = await execute(self, query, variables, **kw)
+        if product_call(query, variables):
+            out.set()
+            await anyio.sleep_forever()
+        return data
+
+    async def keep_lease(ctx: Any, shop: Any, lease: Any) -> str:
+        await out.wait()
+        return "lease lost (test)"
+
+    monkeypatch.setattr(AdminClient, "execute", execute_and_wait)
+    monkeypatch.setattr(runs, "_keep_lease", keep_lease)
+    # when the push runs as a job and loses its lease
+    result = await runs.run_job(ctx, scenario.shop.id, "push", push_shop)
+    # then it failed, and the value the store took is recorded as unanswered
+    assert result.outcome == "failed"
+    assert product_metafields(scenario)[a][FBT] == [gid(c)]
+    assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)])}}
+    # and when the partner goes back to b, the one recorded, the next push reads the product
+    # back first and sends b again
+    monkeypatch.undo()
+    recommend(scenario, {a: [b]}, [])
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert product_metafields(scenario)[a][FBT] == [gid(b)]
+    assert counts["products_read_back"] == 1 and unanswered(scenario) == {}
+
+
+async def test_a_product_call_out_when_the_process_dies_leaves_its_values_unanswered(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, migrated_url: str
+) -> None:
+    # given a product pushed with partner b, whose partner then becomes c
+    scenario = scenario_factory(customers=20)
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    await pushed_in_sync(scenario, http)
+    ctx = scenario.context(http)
+    recommend(scenario, {a: [b]}, [])
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    recommend(scenario, {a: [c]}, [])
+    scenario.devstore.clock.advance(60)  # a full bucket: the process paces by its own clock
+    # when a push runs in a process that is SIGKILLed once the store applied the product call
+    pushing = [sys.executable, "-m", "tests.writeback.kill_push"]
+    arguments = [migrated_url, str(scenario.shop.id), scenario.devstore.base_url]
+    result = await anyio.run_process([*pushing, *arguments], cwd=ROOT, check=False)
+    assert result.returncode == -9, result.stderr.decode()
+    # then the value the store took is recorded as unanswered
+    assert product_metafields(scenario)[a][FBT] == [gid(c)]
+    assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)])}}
+    # and when the partner goes back to b, the one recorded, the next push reads the product
+    # back first and sends b again
+    recommend(scenario, {a: [b]}, [])
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert product_metafields(scenario)[a][FBT] == [gid(b)]
+    assert counts["products_read_back"] == 1 and unanswered(scenario) == {}
