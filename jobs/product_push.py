@@ -142,7 +142,8 @@ class ProductPusher:
         self.engine, self.shop_id, self.client = engine, shop_id, client
         self.job_run_id, self.clock, self.settings = job_run_id, clock, settings
         self.set, self.deleted, self.refused = 0, 0, 0
-        self.read_back, self.unanswered = 0, 0  # products read back; left unanswered
+        self.read_back = 0  # products read back
+        self.unanswered: set[int] = set()  # products a call of this push got no answer for
         self.shared_refused = False  # the store refused the complementary field as not allowed
         # The values this push set, by product: a later delete records only those as held.
         self.values_accepted: dict[int, dict[str, str]] = {}
@@ -169,7 +170,7 @@ class ProductPusher:
             ),
             "complementary_products_turned_off": int(self.shared_refused),
             "products_read_back": self.read_back,
-            "products_unanswered": self.unanswered,
+            "products_unanswered": len(self.unanswered),
         }
 
     async def _read_back_unanswered(self, changes: Sequence[ProductChange]) -> list[ProductChange]:
@@ -400,14 +401,17 @@ class ProductPusher:
             self._no_answer(list(sent))
             raise
 
-    def _no_answer(self, product_ids: Sequence[int]) -> None:
-        """Values of these products got no answer: they stay unanswered, to be read back."""
-        if not product_ids:
+    def _no_answer(self, product_ids: Collection[int]) -> None:
+        """Values of these products got no answer: they stay unanswered, to be read back. A
+        product is counted once, however many of its calls went unanswered (its values and
+        its deletes go in calls of their own)."""
+        new = set(product_ids) - self.unanswered
+        if not new:
             return
-        self.unanswered += len(product_ids)
+        self.unanswered |= new
         log.warning(
             "product metafields of %s sent without an answer: read back before the next push",
-            counted(len(product_ids), "product"),
+            counted(len(new), "product"),
         )
 
     def _held_after_delete(self, change: ProductChange) -> dict[str, str]:

@@ -23,7 +23,7 @@ from jobs.writeback import push_shop, reconcile_shop
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import KeptProductField, ProductSync
-from plugin.store.recommendations import replace_recommendations
+from plugin.store.recommendations import Partner, replace_recommendations
 from tests.devstore.conftest import AppSwitch
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
@@ -33,6 +33,7 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 gid = "gid://shopify/Product/{}".format
 FBT = "clv.frequently_bought_together"
+UPSELL = "clv.upsell"
 
 
 def faults_of(live_switch: tuple[AppSwitch, str]) -> Any:
@@ -348,3 +349,49 @@ async def test_a_product_call_out_when_the_process_dies_leaves_its_values_unansw
     counts = await push_shop(ctx, scenario.refreshed_shop(), None)
     assert product_metafields(scenario)[a][FBT] == [gid(b)]
     assert counts["products_read_back"] == 1 and unanswered(scenario) == {}
+
+
+class Unanswering(httpx.AsyncBaseTransport):
+    """Forwards to the dev store, and takes the answer out of each call setting or deleting
+    products' metafields (which the store applied): each of its mutations' results null."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        body = json.loads(await response.aread())
+        sent = json.loads(request.content)
+        if product_call(sent["query"], sent.get("variables")):
+            body["data"] = dict.fromkeys(body.get("data") or {})
+            self.calls += 1
+        return httpx.Response(response.status_code, json=body)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_product_whose_values_and_delete_go_unanswered_is_counted_once(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given product a pushed with b bought together with it and c as its upsell, whose partner
+    # then becomes c, its upsell gone
+    scenario = scenario_factory(customers=20)
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    assert scenario.shop.id is not None
+    await pushed_in_sync(scenario, http)
+    pushed = [Partner(a, "fbt", 1, b, 5, 0.5, 2.0), Partner(a, "upsell", 1, c, 5, 0.5, 2.0)]
+    replace_recommendations(scenario.engine, scenario.shop.id, pushed, [], [])
+    await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    partner = Partner(a, "fbt", 1, c, 5, 0.5, 2.0)
+    replace_recommendations(scenario.engine, scenario.shop.id, [partner], [], [])
+    # when the push's calls to the product (its values, then its delete) are applied but
+    # their answers lost
+    transport = Unanswering()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as unanswering:
+        counts = await push_shop(scenario.context(unanswering), scenario.refreshed_shop(), None)
+    # then both are unanswered, and the product left unanswered is counted once
+    assert transport.calls == 2
+    assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)]), UPSELL: None}}
+    assert counts["products_unanswered"] == 1
