@@ -34,7 +34,11 @@ def devstore() -> None:
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="DevStoreConfig as JSON: bucket size, restore rate, throttling status, faults.",
+    help=(
+        "DevStoreConfig as JSON: bucket size, restore rate, throttling status, faults of the "
+        "Admin API (fault_error_share, fault_drop_share, ...) and of staged uploads and bulk "
+        "result files (fault_file_error_share, fault_file_cut_share, fault_file_cut_mode)."
+    ),
 )
 def devstore_serve(
     host: str, port: int, customers: int, seed: int, config_path: Path | None

@@ -11,6 +11,12 @@ from typing import Any
 
 DEFAULT_TOKEN = "shpat_devstore_local_token"
 SUPPORTED_VERSIONS = ("2025-10", "2026-01", "2026-04", "2026-07", "2026-10", "unstable")
+_SHARES = (
+    "fault_error_share",
+    "fault_drop_share",
+    "fault_file_error_share",
+    "fault_file_cut_share",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,13 @@ class DevStoreConfig:
     fault_latency_jitter_seconds: float = 0.0
     fault_drop_share: float = 0.0
     fault_drop_mode: str = "status"
+    # Faults of the storage endpoints (staged uploads, bulk result files), drawn apart from
+    # the GraphQL ones (see faults.py): a share answered with fault_error_status before
+    # anything is stored or served, and a share cut part-way through the body, either by
+    # closing the connection ("abort") or by serving the part as the whole file ("truncate").
+    fault_file_error_share: float = 0.0
+    fault_file_cut_share: float = 0.0
+    fault_file_cut_mode: str = "abort"
     seed: int = 0
     app_id: int = 1
     max_concurrent_bulk_operations: int = 5  # of each type (query, mutation); 1 before 2026-01
@@ -49,7 +62,9 @@ class DevStoreConfig:
             raise ValueError("throttle_status_code must be 200 or 429")
         if self.fault_drop_mode not in ("status", "abort"):
             raise ValueError("fault_drop_mode must be 'status' or 'abort'")
-        for name in ("fault_error_share", "fault_drop_share"):
+        if self.fault_file_cut_mode not in ("abort", "truncate"):
+            raise ValueError("fault_file_cut_mode must be 'abort' or 'truncate'")
+        for name in _SHARES:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
 

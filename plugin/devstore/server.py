@@ -25,7 +25,7 @@ from plugin.devstore.bulk import BulkRunner
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.context import ResolveContext
 from plugin.devstore.executor import AdminGraphQL, GraphQLReply
-from plugin.devstore.faults import FaultInjector, FaultPlan
+from plugin.devstore.faults import FaultInjector, FaultPlan, FilePlan
 from plugin.devstore.schema import build_devstore_schema
 from plugin.devstore.state import DevStoreState
 from plugin.devstore.throttle import Clock, LeakyBucketThrottle
@@ -47,6 +47,28 @@ class AbortedResponse(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b'{"data":{', "more_body": True})
         # Returning without finishing the body makes the server close the connection.
+
+
+class CutResponse(Response):
+    """The first `sent` bytes of a body, and no more. `abort`: the whole length is declared, so
+    the client sees the connection close early (as AbortedResponse); otherwise only the part's
+    length is, so the short body comes as a clean, complete response."""
+
+    def __init__(
+        self, body: bytes, sent: int, *, status_code: int, media_type: str, abort: bool
+    ) -> None:
+        super().__init__(status_code=status_code)
+        self._whole, self._sent, self._media, self._abort = body, sent, media_type, abort
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = len(self._whole) if self._abort else self._sent
+        headers = [
+            (b"content-type", self._media.encode()),
+            (b"content-length", str(length).encode()),
+        ]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        part = self._whole[: self._sent]
+        await send({"type": "http.response.body", "body": part, "more_body": self._abort})
 
 
 def _json(status: int, body: Any, request_id: str) -> JSONResponse:
@@ -76,6 +98,8 @@ class DevStoreServer:
             latency_seconds=config.fault_latency_seconds,
             latency_jitter_seconds=config.fault_latency_jitter_seconds,
             drop_share=config.fault_drop_share,
+            file_error_share=config.fault_file_error_share,
+            file_cut_share=config.fault_file_cut_share,
             seed=config.seed,
         )
 
@@ -123,28 +147,51 @@ class DevStoreServer:
         return response
 
     async def staged_upload_post(self, request: Request) -> Response:
+        plan = self.faults.plan_file()
+        if plan.error_status is not None:  # before anything is stored
+            return _storage_error(plan.error_status)
         try:
             fields = parse_multipart(request.headers.get("content-type", ""), await request.body())
             key = fields["key"].decode()
             store_upload(self.states.values(), key, fields["file"])
         except (UploadError, KeyError, UnicodeDecodeError) as error:
             return Response(f"Bad upload: {error}", status_code=400, media_type="text/plain")
-        return _upload_created(str(request.url), key)
+        return self._storage_answer(plan, _upload_created(str(request.url), key))
 
     async def staged_upload_put(self, request: Request) -> Response:
+        plan = self.faults.plan_file()
+        if plan.error_status is not None:
+            return _storage_error(plan.error_status)
         key = request.path_params["key"]
         try:
             store_upload(self.states.values(), key, await request.body())
         except UploadError as error:
             return Response(f"Bad upload: {error}", status_code=400, media_type="text/plain")
-        return Response(status_code=200)
+        return self._storage_answer(plan, Response(status_code=200))  # no body: never cut
 
     async def bulk_result(self, request: Request) -> Response:
+        plan = self.faults.plan_file()
+        if plan.error_status is not None:
+            return _storage_error(plan.error_status)
         token = request.path_params["name"].removesuffix(".jsonl")
         content = find_result(self.states.values(), token)
         if content is None:
             return Response("Not Found", status_code=404, media_type="text/plain")
-        return Response(content, media_type="application/jsonl")
+        return self._storage_answer(plan, Response(content, media_type="application/jsonl"))
+
+    def _storage_answer(self, plan: FilePlan, response: Response) -> Response:
+        """`response`, or the part of its body the plan lets through (the file served, or an
+        upload's answer, the upload already stored)."""
+        sent = plan.cut_length(len(response.body))
+        if sent is None:
+            return response
+        return CutResponse(
+            bytes(response.body),
+            sent,
+            status_code=response.status_code,
+            media_type=response.media_type or "application/octet-stream",
+            abort=self.config.fault_file_cut_mode == "abort",
+        )
 
     async def health(self, _: Request) -> Response:
         return JSONResponse({"ok": True, "shops": sorted(self.states)})
@@ -172,6 +219,11 @@ def _internal_error(request_id: str) -> dict[str, Any]:
         "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
     }
     return {"errors": [error]}
+
+
+def _storage_error(status: int) -> Response:
+    """A storage service's failure, before it stored or served anything."""
+    return Response("Storage unavailable; try again", status_code=status, media_type="text/plain")
 
 
 def _upload_created(location: str, key: str) -> Response:
