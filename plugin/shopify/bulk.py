@@ -7,6 +7,12 @@ is read back. The upload and result URLs belong to a storage service, not to the
 access token is never sent to them. A result URL is itself a credential (on Shopify a signed
 storage URL, good for a week, that lets anyone holding it read the file): it is never logged.
 
+A result file is taken whole or not at all: a read that fails part-way (a 5xx, a dropped
+connection, a file shorter than the operation's `fileSize` or ending within a line) starts again
+from the top into a fresh file, and after the attempts ends in TransientError with nothing of it
+kept; a line is never parsed until it is whole. A refusal (a 4xx: the URL expired) is not asked
+again: the operation is, once, for its status and a URL (see `_read`).
+
 A lost response to `bulkOperationRunMutation` is safe: each run's mutation text carries a unique
 comment, so when a retry finds an operation in progress, the client can tell whether it is its
 own and follow it instead of starting the work twice. Since API 2026-01 a shop may run several
@@ -62,7 +68,7 @@ mutation RunBulkQuery($query: String!) {
     userErrors { field message code }
   }
 }"""
-_FIELDS = "id status errorCode objectCount url partialDataUrl query"
+_FIELDS = "id status errorCode objectCount fileSize url partialDataUrl query"
 _POLL = f"query Poll($id: ID!) {{ node(id: $id) {{ ... on BulkOperation {{ {_FIELDS} }} }} }}"
 _CURRENT = f"""
 query Current($type: BulkOperationType!) {{ currentBulkOperation(type: $type) {{ {_FIELDS} }} }}"""
@@ -94,6 +100,7 @@ def _hide_result_urls() -> None:
 
 
 OnPoll = Callable[[str, int], None]  # (status, objects so far)
+log = logging.getLogger(__name__)
 
 
 class BulkError(QueryError):
@@ -221,7 +228,7 @@ class BulkRunner:
                 response = None
             if response is not None and response.status_code < 300:
                 return str(form["key"])
-            if response is not None and response.status_code < 500:
+            if response is not None and not _retryable(response.status_code):
                 raise BulkError(f"staged upload failed: HTTP {response.status_code}")
             await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
         raise TransientError("staged upload kept failing")
@@ -239,53 +246,186 @@ class BulkRunner:
         on_poll: OnPoll | None = None,
         into: Path | None = None,
     ) -> BulkOutcome:
-        delay = self._poll
-        while True:
-            data = await self._client.execute(_POLL, {"id": operation_id}, cost=2)
-            node = data.get("node") or {}
-            if on_poll is not None:
-                on_poll(str(node.get("status")), int(node.get("objectCount") or 0))
-            if node.get("status") in TERMINAL:
-                break
-            await self._sleep(delay)
-            delay = min(self._poll_cap, delay * 1.5)
+        node = await self._until_done(operation_id, on_poll)
         outcome = BulkOutcome(operation_id, node["status"], node.get("errorCode"))
-        url = node.get("url") or node.get("partialDataUrl")
         if into is not None:
             into.write_bytes(b"")  # no result file (nothing matched): an empty export
-        if read and url and into is not None:
-            await self._download(url, lambda: into.open("wb"))
-        elif read and url:
+        if read and into is not None:
+            await self._read(operation_id, node, lambda: into.open("wb"))
+        elif read:
             buffers: list[io.BytesIO] = []
 
             def buffer() -> contextlib.nullcontext[IO[bytes]]:
                 buffers.append(io.BytesIO())
                 return contextlib.nullcontext(buffers[-1])
 
-            await self._download(url, buffer)
-            lines = buffers[-1].getvalue().splitlines()
-            outcome.lines = [json.loads(line) for line in lines if line.strip()]
+            if await self._read(operation_id, node, buffer):
+                lines = buffers[-1].getvalue().splitlines()
+                outcome.lines = [json.loads(line) for line in lines if line.strip()]
         return outcome
 
-    async def _download(self, url: str, sink: Callable[[], ContextManager[IO[bytes]]]) -> None:
-        """The result file, streamed into a fresh `sink()`; started again from the top if the
-        transfer fails."""
+    async def _until_done(self, operation_id: str, on_poll: OnPoll | None) -> dict[str, Any]:
+        """The operation, polled until it ends."""
+        delay = self._poll
+        while True:
+            node = await self._node(operation_id)
+            if on_poll is not None:
+                on_poll(str(node.get("status")), int(node.get("objectCount") or 0))
+            if node.get("status") in TERMINAL:
+                return node
+            await self._sleep(delay)
+            delay = min(self._poll_cap, delay * 1.5)
+
+    async def _node(self, operation_id: str) -> dict[str, Any]:
+        data = await self._client.execute(_POLL, {"id": operation_id}, cost=2)
+        node = data.get("node")
+        return node if isinstance(node, dict) else {}
+
+    async def _read(self, operation_id: str, node: Mapping[str, Any], sink: Sink) -> bool:
+        """The operation's result file, whole, into a fresh `sink()`; False if it has none."""
+        file = _ResultFile.of(node)
+        if file is None:
+            return False
+        refused = await self._download(file, sink)
+        if refused is None:
+            return True
+        # A 4xx (but 408 or 429) is not worth asking the same URL again. Shopify's reference
+        # (https://shopify.dev/docs/api/admin-graphql/latest/objects/BulkOperation) says `url`
+        # and `partialDataUrl` "expire after seven days" ("The URL expires 7 days after the
+        # operation completes", 2024-01 edition), and BulkOperationStatus EXPIRED means "The
+        # bulk operation URL has expired". It does not say whether asking for the operation
+        # again signs a new URL, so the operation is asked for once more: EXPIRED means the
+        # file is gone (only a new run gets the data again); a different URL is read; the
+        # same URL again is a refusal this run cannot get past.
+        again = await self._node(operation_id)
+        if again.get("status") == "EXPIRED":
+            raise BulkError(
+                f"bulk operation {operation_id}: its result file has expired (Shopify keeps it "
+                "seven days after the operation ends); only running it again gets its data"
+            )
+        fresh = _ResultFile.of(again)
+        if fresh is not None and fresh.url != file.url:
+            refused = await self._download(fresh, sink)
+            if refused is None:
+                return True
+        raise BulkError(
+            f"bulk operation {operation_id}: its result file was refused (HTTP {refused}), "
+            "and asking for the operation again gave no other URL"
+        )
+
+    async def _download(self, file: _ResultFile, sink: Sink) -> int | None:
+        """The result file streamed into a fresh `sink()`, started again from the top while
+        the transfer fails (5xx, 408, 429, a dropped connection, a file that ends short): None
+        once it is whole; the status of a refusal (any other 4xx), which asking again would
+        not change, the sink left empty. After the attempts, the sink is left empty and
+        TransientError raised."""
         _hide_result_urls()
+        problem = "not read"
         for attempt in range(1, self._upload_attempts + 1):
             reading = _reading_result.set(True)
             try:
-                async with self._http.stream("GET", url) as response:
+                async with self._http.stream("GET", file.url) as response:
                     if response.status_code == 200:
-                        with sink() as out:
-                            async for chunk in response.aiter_bytes():
-                                out.write(chunk)
-                        return
-            except httpx.TransportError:
-                pass
+                        short = await _transfer(response, file, sink)
+                        if short is None:
+                            return None
+                        problem = short
+                    elif _refused(response.status_code):
+                        _empty(sink)
+                        return response.status_code
+                    else:
+                        problem = f"HTTP {response.status_code}"
+            except (httpx.TransportError, httpx.DecodingError) as exc:
+                problem = f"the connection failed ({type(exc).__name__})"
             finally:
                 _reading_result.reset(reading)
+            log.warning(
+                "bulk result file not read (attempt %d of %d): %s",
+                attempt,
+                self._upload_attempts,
+                problem,
+            )
             await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
-        raise TransientError("the bulk operation's result file could not be read")
+        _empty(sink)
+        raise TransientError(
+            f"the bulk operation's result file could not be read in {self._upload_attempts} "
+            f"attempts (the last: {problem})"
+        )
+
+
+Sink = Callable[[], ContextManager[IO[bytes]]]
+
+
+@dataclass(frozen=True)
+class _ResultFile:
+    """Where an ended operation's file is, and its size in bytes when Shopify gives it
+    (`fileSize`: "File size in bytes of the file in the url field", so not for partial data)."""
+
+    url: str
+    size: int | None
+    partial: bool  # a failed operation's partial data (`partialDataUrl`)
+
+    @classmethod
+    def of(cls, node: Mapping[str, Any]) -> _ResultFile | None:
+        if node.get("url"):
+            size = node.get("fileSize")
+            return cls(str(node["url"]), None if size is None else int(size), partial=False)
+        if node.get("partialDataUrl"):
+            return cls(str(node["partialDataUrl"]), None, partial=True)
+        return None
+
+
+async def _transfer(response: httpx.Response, file: _ResultFile, sink: Sink) -> str | None:
+    """The response's lines into a fresh `sink()`, each only once it is whole: None if the
+    file came whole; else what was wrong. A file is short when it has fewer bytes than
+    `fileSize` says (a cut between lines shows no other way), or when its last line, without
+    its newline, is not a JSON object (a cut within a line: a whole line parses, any shorter
+    part of one does not)."""
+    received = 0
+    pending = bytearray()
+    with sink() as out:
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            pending += chunk
+            whole = pending.rfind(b"\n") + 1
+            if whole:
+                out.write(pending[:whole])
+                del pending[:whole]
+        if file.size is not None and received < file.size:
+            return f"the file ended after {received} of its {file.size} bytes"
+        if pending.strip() and not _whole_line(pending):
+            if not file.partial:
+                return f"the file ended within a line, after {received} bytes"
+            # a failed operation's partial data may itself end within a line: its lines are
+            # incomplete by nature, and a line left out is a line without a result
+            log.warning("bulk partial data: its last line is incomplete, left out")
+        elif pending.strip():
+            out.write(pending)
+    return None
+
+
+def _whole_line(line: bytes | bytearray) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _empty(sink: Sink) -> None:
+    """Nothing of a partial read is left in the sink for a caller to take as the file."""
+    with sink():
+        pass
+
+
+def _refused(status: int) -> bool:
+    """A storage answer that asking the same URL again would not change: a 4xx, but 408 and
+    429, which mean "not now"."""
+    return 400 <= status < 500 and not _retryable(status)
+
+
+def _retryable(status: int) -> bool:
+    """A storage answer worth asking again: a 5xx, a request timeout, too many requests."""
+    return status >= 500 or status in (408, 429)
 
 
 def jsonl_lines(path: Path) -> Iterator[dict[str, Any]]:
