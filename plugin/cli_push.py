@@ -43,6 +43,13 @@ def _print_plan(plan: dict[str, Any]) -> None:
             f"  {uncertain} state will be read back from the store first (an earlier push got "
             "no answer for their changes), so the push may differ from this plan"
         )
+    if plan.get("products_to_read_back"):
+        unanswered = counted_whose(plan["products_to_read_back"], "product")
+        click.echo(
+            f"  {unanswered} recommendation metafields will be read back from the store first "
+            "(an earlier push got no answer for some of their values), so the push may differ "
+            "from this plan"
+        )
     if "superseded" in plan:
         click.echo(f"  {plan['superseded']} of the run's changes replaced since, left alone")
     if plan["sample"]:

@@ -20,6 +20,7 @@ from sqlmodel import Session, col, select
 
 from jobs import runs
 from jobs.writeback import push_shop, reconcile_shop
+from plugin.cli_push import _print_plan
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import KeptProductField, ProductSync
@@ -395,3 +396,30 @@ async def test_a_product_whose_values_and_delete_go_unanswered_is_counted_once(
     assert transport.calls == 2
     assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)]), UPSELL: None}}
     assert counts["products_unanswered"] == 1
+
+
+@pytest.mark.parametrize(("count", "whose"), [(1, "1 product's"), (3, "3 products'")])
+def test_dry_run_says_the_products_to_read_back_are_read_first(
+    capsys: pytest.CaptureFixture[str], count: int, whose: str
+) -> None:
+    # given a dry run's plan with products an earlier push left values unanswered to
+    plan = {
+        "customers_with_tag_changes": 0,
+        "customers_with_metafield_changes": 0,
+        "tags_added": {},
+        "tags_removed": {},
+        "metafields_set": {},
+        "metafields_deleted": {},
+        "products_with_changes": 0,
+        "products_to_read_back": count,
+        "skipped_refused": 0,
+        "sample": [],
+    }
+    # when it is printed
+    _print_plan(plan)
+    printed = " ".join(capsys.readouterr().out.split())
+    # then it says those products are read back first, with its noun in the number it needs
+    assert f"{whose} recommendation metafields will be read back from the store first" in printed
+    # and says nothing of them when there are none
+    _print_plan({**plan, "products_to_read_back": 0})
+    assert "read back" not in capsys.readouterr().out
