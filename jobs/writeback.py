@@ -53,7 +53,11 @@ from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
 from plugin.store.models import Customer, OrderLine, Shop
-from plugin.store.recommendations import record_product_read_back, record_products_read
+from plugin.store.recommendations import (
+    record_product_read_back,
+    record_products_read,
+    unanswered_products,
+)
 from plugin.store.sync import (
     pushed_state,
     pushed_tags,
@@ -197,11 +201,13 @@ async def push_shop(
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop_id, settings)
         uncertain = await anyio.to_thread.run_sync(uncertain_customers, ctx.engine, shop_id)
+        unanswered = await anyio.to_thread.run_sync(unanswered_products, ctx.engine, shop_id)
         return {
             "dry_run": True,
             **plan.summary(),
             "products_with_changes": len(products),
             "customers_to_read_back": len(uncertain),
+            "products_to_read_back": len(unanswered),
         }
 
     async def work(pusher: Pusher) -> dict[str, Any]:

@@ -423,3 +423,27 @@ def test_dry_run_says_the_products_to_read_back_are_read_first(
     # and says nothing of them when there are none
     _print_plan({**plan, "products_to_read_back": 0})
     assert "read back" not in capsys.readouterr().out
+
+
+async def test_a_dry_run_counts_the_products_left_unanswered(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    live_switch: tuple[AppSwitch, str],
+) -> None:
+    # given a product whose new partner was sent without an answer
+    scenario = scenario_factory(customers=20)
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    await pushed_in_sync(scenario, http)
+    ctx = scenario.context(http)
+    recommend(scenario, {a: [b]}, [])
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    recommend(scenario, {a: [c]}, [])
+    faults = faults_of(live_switch)
+    faults.drop_share = 1.0
+    with pytest.raises(TransientError):
+        await push_shop(ctx, scenario.refreshed_shop(), None)
+    faults.drop_share = 0.0
+    # when a dry run plans the next push
+    plan = await push_shop(ctx, scenario.refreshed_shop(), None, dry_run=True)
+    # then it counts that product as one to read back first
+    assert plan["products_to_read_back"] == len(unanswered(scenario)) == 1
