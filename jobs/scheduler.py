@@ -45,7 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs import queue
-from jobs.backfill import scheduled_backfill
+from jobs.backfill import last_backfill_start, scheduled_backfill
 from jobs.context import JobContext
 from jobs.leader import Election
 from jobs.queue import Due
@@ -149,11 +149,38 @@ async def refit(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, An
 
 
 async def push(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    if (waiting := await _waiting_for_backfill(ctx, shop)) is not None:
+        return waiting
     return await push_shop(ctx, shop, run_id)
 
 
 async def reconcile(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    if (waiting := await _waiting_for_backfill(ctx, shop)) is not None:
+        return waiting
     return await reconcile_shop(ctx, shop, run_id)
+
+
+WAITING_FOR_BACKFILL = (
+    "waiting for the shop's first backfill: nothing is written to the store from a ledger that"
+    " holds only the webhooks since the install (`clvsync backfill`, or the queued run)"
+)
+
+
+async def _waiting_for_backfill(ctx: JobContext, shop: Shop) -> dict[str, Any] | None:
+    """Until a backfill has read the shop's whole order history, what the scheduled push and
+    reconcile report instead of writing to the store (None after it): scores made from the
+    webhooks since the install alone would tag long-standing customers as new ones (a merchant's
+    Flow may act on a tag). `clvsync push` run by hand is not held back."""
+    assert shop.id is not None
+    shop_id = shop.id
+
+    def last_start() -> datetime | None:
+        with Session(ctx.engine) as session:
+            return last_backfill_start(session, shop_id)
+
+    if await anyio.to_thread.run_sync(last_start) is not None:
+        return None
+    return {"skipped": WAITING_FOR_BACKFILL}
 
 
 async def prune(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
@@ -482,6 +509,8 @@ class JobScheduler:
                 await self._enqueue([tick])
             return False
         key = f"{tick.job}:{tick.shop_id}"
+        if key not in self._planned:
+            await self.sync_shops()  # a shop registered since the last read: its first backfill
         if key not in self._planned:
             log.debug("scheduler: tick %s dropped: the shop lost the job", key)
             return True

@@ -18,6 +18,9 @@ import click
 from click.core import ParameterSource
 from sqlmodel import Session, col, select
 
+from jobs import queue
+from jobs.backfill import last_backfill_start
+from jobs.queue import Due
 from plugin.cli_backtest import backtest
 from plugin.cli_database import (
     load_command_settings,
@@ -197,14 +200,22 @@ def shop_add(domain: str, token: str | None) -> None:
         raise click.UsageError("Missing option '--token' (or set CLVSYNC_SHOP_TOKEN).")
     settings = load_command_settings()
     try:
-        with open_store(settings) as engine, Session(engine) as session, session.begin():
-            added = shops.add_shop(session, domain, token, settings_cipher(settings), _now())
-            click.echo(f"shop {added.domain} registered")
-            click.echo(
-                f"its order history: clvsync backfill --shop {added.domain} (webhooks bring "
-                "only what happens from now on)",
-                err=True,
-            )
+        with open_store(settings) as engine:
+            with Session(engine) as session, session.begin():
+                added = shops.add_shop(session, domain, token, settings_cipher(settings), _now())
+                assert added.id is not None
+                shop_id, added_domain = added.id, added.domain
+                backfilled = last_backfill_start(session, shop_id) is not None
+            click.echo(f"shop {added_domain} registered")
+            if not backfilled:
+                queue.enqueue(engine, [Due("backfill", shop_id, _now())])
+                click.echo(
+                    "its order history (webhooks bring only what happens from now on): a"
+                    " backfill is queued for `clvsync serve` or `clvsync worker` to run, or run"
+                    f" it now: clvsync backfill --shop {added_domain}; the scheduled push waits"
+                    " for it",
+                    err=True,
+                )
     except shops.ShopDomainError as exc:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
     except ValueError as exc:
