@@ -19,6 +19,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from jobs import runs
+from jobs.context import JobContext
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.cli_push import _print_plan
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
@@ -76,25 +77,35 @@ async def pushed_in_sync(scenario: Scenario, http: httpx.AsyncClient) -> None:
     await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
 
 
-async def test_product_values_set_without_an_answer_are_read_back_before_the_next_plan(
-    scenario_factory: ScenarioFactory,
-    http: httpx.AsyncClient,
-    live_switch: tuple[AppSwitch, str],
-) -> None:
-    # given a product pushed with partner b, whose partner then becomes c
-    scenario = scenario_factory(customers=20)
+async def new_partner_without_an_answer(
+    scenario: Scenario, http: httpx.AsyncClient, live_switch: tuple[AppSwitch, str]
+) -> tuple[JobContext, Any, tuple[int, int, int]]:
+    """A product a pushed with partner b, whose partner then becomes c, pushed to a store that
+    applies each mutation but whose every answer is lost (502 after it) until the push runs
+    out of retries; the context, the store's faults (still on), and (a, b, c)."""
     a, b, c = sorted(scenario.devstore.state.products)[:3]
     await pushed_in_sync(scenario, http)
     ctx = scenario.context(http)
     recommend(scenario, {a: [b]}, [])
     await push_shop(ctx, scenario.refreshed_shop(), None)
     recommend(scenario, {a: [c]}, [])
-    # and a store that applies each mutation but whose every answer is lost (502 after it)
     faults = faults_of(live_switch)
     faults.drop_share = 1.0
-    # when the push runs out of retries
     with pytest.raises(TransientError):
         await push_shop(ctx, scenario.refreshed_shop(), None)
+    return ctx, faults, (a, b, c)
+
+
+async def test_product_values_set_without_an_answer_are_read_back_before_the_next_plan(
+    scenario_factory: ScenarioFactory,
+    http: httpx.AsyncClient,
+    live_switch: tuple[AppSwitch, str],
+) -> None:
+    # given a product pushed with partner b, whose partner then becomes c, and a store that
+    # applies each mutation but whose every answer is lost (502 after it)
+    scenario = scenario_factory(customers=20)
+    # when the push runs out of retries
+    ctx, faults, (a, b, c) = await new_partner_without_an_answer(scenario, http, live_switch)
     # then the store took the new partner, and the value sent is recorded as unanswered
     assert product_metafields(scenario)[a][FBT] == [gid(c)]
     assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)])}}
@@ -432,16 +443,7 @@ async def test_a_dry_run_counts_the_products_left_unanswered(
 ) -> None:
     # given a product whose new partner was sent without an answer
     scenario = scenario_factory(customers=20)
-    a, b, c = sorted(scenario.devstore.state.products)[:3]
-    await pushed_in_sync(scenario, http)
-    ctx = scenario.context(http)
-    recommend(scenario, {a: [b]}, [])
-    await push_shop(ctx, scenario.refreshed_shop(), None)
-    recommend(scenario, {a: [c]}, [])
-    faults = faults_of(live_switch)
-    faults.drop_share = 1.0
-    with pytest.raises(TransientError):
-        await push_shop(ctx, scenario.refreshed_shop(), None)
+    ctx, faults, _ = await new_partner_without_an_answer(scenario, http, live_switch)
     faults.drop_share = 0.0
     # when a dry run plans the next push
     plan = await push_shop(ctx, scenario.refreshed_shop(), None, dry_run=True)
