@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import json
 import logging
+import random
 import sqlite3
 import tempfile
 import time
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
@@ -51,11 +53,17 @@ from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.shopify.bulk import BulkRunner, OnPoll
 from plugin.shopify.gid import gid_number
 from plugin.store import ledger
+from plugin.store.db import contended
 from plugin.store.models import JobRun, Shop
 
 log = logging.getLogger(__name__)
 
 APPLY_BATCH = 500  # orders per transaction
+# A batch that PostgreSQL aborts for another transaction's sake (`contended`) is applied again,
+# up to CONTENDED_ATTEMPTS attempts in all: after a pause of CONTENDED_PAUSE seconds, doubled
+# before each further attempt, and jittered (0.5 to 1.5 times), so the two do not meet again.
+CONTENDED_ATTEMPTS = 5
+CONTENDED_PAUSE = 0.2
 OVERLAP = timedelta(days=1)  # the scheduled run reads from this long before the last one began
 
 _ORDER_FIELDS = """
@@ -335,10 +343,7 @@ def _apply_indexed(
                 log.error("backfill %s: order %s left out: %s", shop.domain, which, exc)
                 counts["rejected"] += 1
         tests = sum(v.test for v in versions)
-        with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
-            stored = session.get(Shop, shop.id)
-            assert stored is not None
-            applied = ledger.apply_order_batch(session, stored, versions)
+        applied = _apply_batch(ctx, shop, versions)
         counts["test"] += tests
         counts["applied"] += applied
         counts["unchanged"] += len(versions) - tests - applied
@@ -346,6 +351,39 @@ def _apply_indexed(
         if progress is not None:
             progress(done, read)
     return counts
+
+
+def _apply_batch(ctx: JobContext, shop: Shop, versions: list[OrderVersion]) -> int:
+    """Apply one batch of orders in a transaction of its own; how many were applied.
+
+    Each batch locks its orders, then their customers; a processor's transaction applying
+    webhooks of the same customers holds locks from its earlier events, so on PostgreSQL the
+    two can deadlock, and the one aborted may be the batch. The processor tries its events
+    again; so does this, with the batch in a new transaction (CONTENDED_ATTEMPTS): the batch,
+    not the run with its bulk query, is what the deadlock costs."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
+                stored = session.get(Shop, shop.id)
+                assert stored is not None
+                return ledger.apply_order_batch(session, stored, versions)
+        except DBAPIError as exc:
+            if attempt >= CONTENDED_ATTEMPTS or not contended(exc):
+                raise
+            pause = CONTENDED_PAUSE * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+            log.info(
+                "backfill %s: a batch of %d orders lost a lock wait to another transaction "
+                "(attempt %d of %d), applied again in %.2f s: %s",
+                shop.domain,
+                len(versions),
+                attempt,
+                CONTENDED_ATTEMPTS,
+                pause,
+                str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__,
+            )
+            time.sleep(pause)
 
 
 async def backfill_shop(

@@ -29,10 +29,11 @@ from typing import Any
 
 import anyio
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from plugin.store import inbox, shops
+from plugin.store.db import contended
 from plugin.store.models import InboxEvent, Shop
 from webhooks.gate import IngestGate
 from webhooks.handlers import BATCH_HANDLERS, HANDLERS, SHOP_TOPICS, BatchHandler
@@ -193,7 +194,10 @@ class Processor:
             with session.begin_nested():
                 self._apply(session, event, known)
         except Exception as exc:  # any handler failure is recorded, not raised
-            if _contended(exc):
+            # Another transaction's locks aborted this one (`contended`): a batch holds its
+            # locks until it commits, and the locks each event takes are sorted for that event
+            # only, so two processors' batches can wait for each other (plugin.store.ledger).
+            if contended(exc):
                 inbox.mark_contended(event, _describe(exc), now)
                 log.info(
                     "webhook %s (%s, %s) lost a lock wait to another processor, tried again "
@@ -294,18 +298,6 @@ def _payload(text: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValueError("stored payload is not a JSON object")
     return payload
-
-
-# PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock
-# detected), or one that a concurrent change made unserialisable: another processor's batch,
-# not the event, is the cause. A batch holds its locks until it commits, and the locks each
-# event takes are sorted for that event only, so two processors' batches can wait for each
-# other (see plugin.store.ledger).
-CONTENDED_STATES = frozenset({"40P01", "40001"})
-
-
-def _contended(exc: BaseException) -> bool:
-    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONTENDED_STATES
 
 
 def _describe(exc: BaseException) -> str:

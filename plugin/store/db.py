@@ -155,6 +155,20 @@ def _lock_id(kind: str, shop_id: int, item_id: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# PostgreSQL aborts one of two transactions that wait for each other's locks (deadlock
+# detected), or one that a concurrent change made unserialisable: the other transaction, not
+# the work, is the cause, and the same work in a new transaction can succeed. Transactions that
+# hold locks from earlier statements (a processor's batch of events, a backfill's batch of
+# orders) can meet so, though each statement takes its own locks in order (`lock_keys`).
+CONTENDED_STATES = frozenset({"40P01", "40001"})
+
+
+def contended(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL aborting the transaction for another's sake
+    (CONTENDED_STATES): worth doing again in a new transaction, unlike any other failure."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONTENDED_STATES
+
+
 def alembic_config(engine: Engine) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
