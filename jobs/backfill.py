@@ -16,7 +16,9 @@ with their line items, one batch at a time.
 
 Scheduled daily (`scheduled_backfill`), it reads the orders updated since its last successful
 run began (less a day's overlap), or the whole history the first time: the periodic read through
-the Admin API that catches the webhooks Shopify never delivered.
+the Admin API that catches the webhooks Shopify never delivered. A run that left an order out as
+unreadable does not count as a start: the next one reads from where that run read, and so
+reads the order again.
 
 What the query reads is what the ledger keeps: ids, dates, amounts and products. The order's
 `currentTotalPriceSet` already nets its refunds, so the refunds are read for their ids only and
@@ -92,7 +94,9 @@ class OrderDataError(ValueError):
 @dataclass(frozen=True)
 class BackfillCounts:
     since: str | None  # orders updated since then were read; None: all of them
-    covers_all: bool  # the ledger has every order up to the run's start (see last_backfill_start)
+    # the ledger has every order up to the run's start (see last_backfill_start), but those it
+    # rejected as unreadable (orders_rejected), which the next daily run reads again
+    covers_all: bool
     orders_read: int
     orders_applied: int  # newer than what the ledger held (or new)
     orders_unchanged: int  # the ledger already held this version or a newer one
@@ -428,16 +432,28 @@ async def backfill_shop(
     )
 
 
-def last_backfill_start(session: Session, shop_id: int) -> datetime | None:
+def last_backfill_start(
+    session: Session, shop_id: int, *, complete: bool = False
+) -> datetime | None:
     """When the shop's last successful backfill that left no gap behind it began (the whole
     history, or the daily run from the one before): None if there was none. A run asked for
-    `--since` a date covers only from there, so the daily run never starts from it."""
+    `--since` a date covers only from there, so the daily run never starts from it.
+
+    With `complete`, only a run that also rejected no order as unreadable: the daily run reads
+    from there, so that an order a run left out is read again by the next one, and by each
+    after it until a run reads it. (Without, a run that rejected orders still counts as having
+    read the shop's history: the scheduled push waits only for that, and would wait for good
+    behind one order no release can read.)"""
     runs = session.exec(
         select(JobRun.started_at, JobRun.counts)
         .where(JobRun.shop_id == shop_id, JobRun.job == "backfill", JobRun.outcome == "ok")
         .order_by(col(JobRun.id).desc())
     )
-    return next((start for start, counts in runs if json.loads(counts).get("covers_all")), None)
+    for start, text in runs:
+        counts = json.loads(text)
+        if counts.get("covers_all") and not (complete and counts.get("orders_rejected")):
+            return start
+    return None
 
 
 async def scheduled_backfill(
@@ -448,14 +464,15 @@ async def scheduled_backfill(
     progress: Progress | None = None,
     reading: OnPoll | None = None,
 ) -> dict[str, Any]:
-    """The daily backfill: orders updated since the last gapless one began, less OVERLAP; the
-    whole history the first time (`progress` and `reading` as for `backfill_shop`)."""
+    """The daily backfill: orders updated since the last gapless one that rejected none began,
+    less OVERLAP; the whole history the first time, and until a run has read every order
+    (`progress` and `reading` as for `backfill_shop`)."""
     assert shop.id is not None
     shop_id = shop.id
 
     def since() -> datetime | None:
         with Session(ctx.engine) as session:
-            last = last_backfill_start(session, shop_id)
+            last = last_backfill_start(session, shop_id, complete=True)
         return None if last is None else last - OVERLAP
 
     start = await anyio.to_thread.run_sync(since)

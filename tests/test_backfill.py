@@ -25,6 +25,7 @@ from jobs.backfill import (
     OVERLAP,
     OrderDataError,
     backfill_shop,
+    last_backfill_start,
     order_index,
     order_version,
     orders_query,
@@ -277,6 +278,70 @@ async def test_scheduled_backfill_reads_all_then_what_changed_since_the_last_run
     since = middle - OVERLAP
     assert second.counts["since"] == since.isoformat()
     assert second.counts["orders_read"] == sum(s >= since for s in stamps) < len(stamps)
+
+
+async def test_an_order_a_daily_run_left_out_as_unreadable_is_read_by_the_next_one(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop backfilled mid-history, one of whose orders was then cancelled in the
+    # store, and the next daily run, which could not read that order's new version (a date
+    # without its zone: a shape that release could not read)
+    store, live, shop = installed(engine, devstore_factory, 40, 21)
+    assert shop.id is not None
+    stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
+    middle, last = stamps[len(stamps) // 2], stamps[-1]
+    base = context(engine, http, live)
+    first = await run_job(replace(base, clock=lambda: middle), shop.id, "backfill", backfill_job)
+    assert first.outcome == OK and first.counts["orders_rejected"] == 0
+    victim = live.state.orders[next(o["id"] for o in store.orders if not o.get("test"))]
+    cancelled = last + timedelta(hours=1)
+    victim.updated_at = victim.cancelled_at = cancelled.strftime("%Y-%m-%dT%H:%M:%SZ")
+    readable, victim.processed_at = victim.processed_at, "2026-01-02T03:04:05"
+    daily = replace(base, clock=lambda: last + timedelta(days=2))
+    second = await run_job(daily, shop.id, "backfill", scheduled_backfill)
+    assert second.outcome == OK and second.counts["orders_rejected"] == 1
+    # when the cause is gone (a release that reads it) and the daily run comes again
+    victim.processed_at = readable
+    third = await run_job(
+        replace(base, clock=lambda: last + timedelta(days=3)),
+        shop.id,
+        "backfill",
+        scheduled_backfill,
+    )
+    # then it read from where the run that left the order out had, and the ledger holds the
+    # order cancelled
+    assert third.outcome == OK and third.counts["orders_rejected"] == 0
+    assert third.counts["since"] == second.counts["since"] == (middle - OVERLAP).isoformat()
+    with Session(engine) as session:
+        held = session.get(Order, (shop.id, victim.id))
+    assert held is not None and held.cancelled_at is not None and not held.counted
+    # and the run that read everything is where the next one starts
+    fourth = await run_job(
+        replace(base, clock=lambda: last + timedelta(days=4)),
+        shop.id,
+        "backfill",
+        scheduled_backfill,
+    )
+    assert fourth.counts["since"] == (last + timedelta(days=3) - OVERLAP).isoformat()
+
+
+async def test_a_run_that_left_orders_out_still_counts_as_the_first_backfill(
+    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+) -> None:
+    # given a first backfill of the whole history that could not read one order
+    store, live, shop = installed(engine, devstore_factory, 20, 22)
+    assert shop.id is not None
+    victim = live.state.orders[store.orders[0]["id"]]
+    victim.processed_at = "2026-01-02T03:04:05"
+    first = await run_job(context(engine, http, live), shop.id, "backfill", scheduled_backfill)
+    assert first.outcome == OK and first.counts["orders_rejected"] == 1
+    with Session(engine) as session:
+        # then the shop's history counts as read (the scheduled push waits for nothing more),
+        # but the daily run reads the whole history again
+        assert last_backfill_start(session, shop.id) is not None
+        assert last_backfill_start(session, shop.id, complete=True) is None
+    again = await run_job(context(engine, http, live), shop.id, "backfill", scheduled_backfill)
+    assert again.counts["since"] is None and again.counts["orders_rejected"] == 1
 
 
 async def test_a_backfill_asked_for_since_a_date_never_starts_the_daily_run(
