@@ -192,7 +192,8 @@ def order_index(export: Path) -> Iterator[OrderIndex]:
                         orders.append((_index_key(line.get("id")), start, len(raw)))
                     else:
                         items.append((_index_key(parent), start, len(raw)))
-                # an order listed twice is read once, as first listed
+                # an order listed twice is read once, as first listed (with the line items of
+                # both listings: `order_version` takes each line item once)
                 connection.executemany("INSERT OR IGNORE INTO orders VALUES (?, ?, ?)", orders)
                 connection.executemany("INSERT INTO items VALUES (?, ?, ?)", items)
         connection.execute("CREATE INDEX items_by_order ON items (order_id)")
@@ -278,6 +279,16 @@ def _refund(order_id: int, refund: Any, index: int) -> RefundRecord:
     )
 
 
+def _distinct(items: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The line items, each id once, as first listed: an order the export lists twice is read
+    once (`order_index`), but with every listing's line items, and a line item listed twice
+    would be inserted twice (the ledger keys lines by order and id)."""
+    first: dict[str, dict[str, Any]] = {}
+    for item in items:
+        first.setdefault(str(item.get("id")), dict(item))
+    return list(first.values())
+
+
 def order_version(node: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -> OrderVersion:
     """An order of the bulk result (and its line items) as the ledger takes it."""
     order_id = _gid_id(node.get("id"), "id")
@@ -290,7 +301,7 @@ def order_version(node: Mapping[str, Any], items: Iterable[Mapping[str, Any]]) -
     created_at = _time(node.get("createdAt"), "createdAt")
     status = node.get("displayFinancialStatus")
     presentment = node.get("presentmentCurrencyCode")
-    lines = [dict(item) for item in items]
+    lines = _distinct(items)
     refunds = tuple(_refund(order_id, r, i) for i, r in enumerate(node.get("refunds") or []))
     canonical = json.dumps({"order": node, "lines": lines}, sort_keys=True, default=str)
     return OrderVersion(

@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from jobs.backfill import (
     OVERLAP,
     OrderDataError,
+    apply_orders,
     backfill_shop,
     last_backfill_start,
     order_index,
@@ -535,6 +536,38 @@ def test_line_items_are_read_with_their_order_wherever_they_come(tmp_path: Path)
     ]
     # and the index is gone with the block
     assert sorted(p.name for p in tmp_path.iterdir()) == ["orders.jsonl"]
+
+
+def export_of(path: Path, lines: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [[ORDER, LINE, ORDER, LINE], [ORDER, LINE, LINE], [LINE, ORDER, ORDER]],
+    ids=["order-and-line-twice", "line-twice", "order-twice-line-once"],
+)
+def test_an_order_or_line_item_listed_twice_is_applied_once(
+    engine: Engine, tmp_path: Path, listed: list[dict[str, Any]]
+) -> None:
+    # given an export that lists an order, or its line item, twice
+    shop = add_shop(engine, "twice.myshopify.com")
+    ctx = JobContext(engine, make_settings(), http=None)  # type: ignore[arg-type]
+    # when it is applied
+    counts = apply_orders(ctx, shop, export_of(tmp_path / "orders.jsonl", listed))
+    # then the order is read and applied once, with its line once
+    assert counts["read"] == counts["applied"] == 1 and counts["rejected"] == 0
+    with Session(engine) as session:
+        assert [line.line_id for line in session.exec(select(OrderLine))] == [11]
+
+
+def test_a_line_item_listed_twice_makes_the_version_listed_once() -> None:
+    # the same version, digest and all: a later export listing it once changes nothing
+    assert order_version(ORDER, [LINE, LINE]) == order_version(ORDER, [LINE])
+    other = {**LINE, "id": "gid://shopify/LineItem/12"}
+    lines = order_version(ORDER, [LINE, other, LINE]).lines
+    assert [line.line_id for line in lines] == [11, 12]
 
 
 def test_an_order_without_line_items_is_read_with_none(tmp_path: Path) -> None:

@@ -5,12 +5,10 @@ and all."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -21,13 +19,8 @@ from jobs.context import JobContext
 from plugin.store.db import _lock_id
 from plugin.store.models import Order
 from tests.helpers import add_shop, make_settings
-from tests.test_backfill import LINE, ORDER
+from tests.test_backfill import LINE, ORDER, export_of
 from tests.test_processor_contention import waiting_locks
-
-
-def export_of(path: Path, lines: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return path
 
 
 def test_a_batch_aborted_by_another_transactions_locks_is_applied_again(
