@@ -109,11 +109,13 @@ Progress = Callable[[int, int], None]  # (orders done, orders read)
 
 
 def orders_query(since: datetime | None) -> str:
-    """The bulk query: every order, or those updated since `since`."""
+    """The bulk query: every order, or those updated since `since`. Shopify's search syntax
+    wants a date value quoted (single or double quotes): `updated_at:>='2026-03-01T12:00:00Z'`."""
     filter_ = ""
     if since is not None:
         stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        filter_ = f"(query: {json.dumps(f'updated_at:>={stamp}')})"
+        search = f"updated_at:>='{stamp}'"
+        filter_ = f"(query: {json.dumps(search)})"
     return f"{{ orders{filter_} {{ edges {{ node {{ {_ORDER_FIELDS} }} }} }} }}"
 
 

@@ -577,10 +577,12 @@ def test_an_order_without_line_items_is_read_with_none(tmp_path: Path) -> None:
         assert [(o["id"], items) for o, items in index.read()] == [(ORDER["id"], [])]
 
 
-def test_orders_query_filters_on_the_update_time() -> None:
+def test_orders_query_filters_on_the_update_time_quoted() -> None:
+    # Shopify's search syntax: "Date values must be a string surrounded by quotes" (unquoted,
+    # a date-time's time is not taken as given)
     assert "orders {" in orders_query(None)
     since = datetime(2026, 3, 1, 12, tzinfo=UTC)
-    assert 'orders(query: "updated_at:>=2026-03-01T12:00:00Z")' in orders_query(since)
+    assert """orders(query: "updated_at:>='2026-03-01T12:00:00Z'")""" in orders_query(since)
 
 
 async def test_backfill_restores_the_lines_an_older_release_left_out(

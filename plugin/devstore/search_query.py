@@ -1,6 +1,8 @@
-"""A subset of Shopify's search syntax for the `query:` argument (`updated_at:>=...`, `tag:x`).
+"""A subset of Shopify's search syntax for the `query:` argument (`updated_at:>='...'`, `tag:x`).
 
-Shopify ignores terms it does not understand (and reports them in extensions.search); so does this.
+A value is bare or quoted (single or double quotes); Shopify wants a date value quoted, and this
+takes a bare one too, as it did before. Shopify ignores terms it does not understand (and
+reports them in extensions.search); so does this.
 """
 
 from __future__ import annotations
