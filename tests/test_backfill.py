@@ -51,7 +51,7 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import add_shop, make_settings
 from tests.test_compliance import cli_env
-from webhooks.payloads import parse_order, parse_refund
+from webhooks.payloads import PayloadError, parse_order, parse_refund
 
 pytestmark = pytest.mark.anyio
 
@@ -502,7 +502,7 @@ def test_order_version_reads_what_the_ledger_keeps() -> None:
     ("change", "message"),
     [
         ({"id": "10"}, "id: expected a global id"),
-        ({"createdAt": "yesterday"}, "createdAt: not a date-time"),
+        ({"createdAt": "yesterday"}, "createdAt: not an ISO 8601 date-time"),
         ({"createdAt": "2026-01-02T03:04:05"}, "createdAt: no time zone"),
         ({"currentTotalPriceSet": {"shopMoney": {"amount": "x", "currencyCode": "EUR"}}}, "amount"),
         ({"currentTotalPriceSet": None, "currencyCode": None}, "currency: expected"),
@@ -514,6 +514,89 @@ def test_order_version_reads_what_the_ledger_keeps() -> None:
 def test_order_version_names_the_field_it_cannot_read(change: dict[str, Any], message: str) -> None:
     with pytest.raises(OrderDataError, match=message):
         order_version({**ORDER, **change}, [LINE])
+
+
+WEBHOOK_ORDER = {
+    "id": 10,
+    "currency": "EUR",
+    "created_at": "2026-01-02T03:04:05Z",
+    "updated_at": "2026-01-03T00:00:00Z",
+    "total_price_set": {"shop_money": {"amount": "30.00"}},
+    "current_total_price_set": {"shop_money": {"amount": "30.00"}},
+    "line_items": [{"id": 11, "quantity": 2, "price": "15.00"}],
+}
+NAN_TOTAL = {"currentTotalPriceSet": {"shopMoney": {"amount": "NaN", "currencyCode": "EUR"}}}
+
+
+@pytest.mark.parametrize(
+    ("bulk_change", "line_change", "webhook_change", "message"),
+    [
+        (NAN_TOTAL, {}, {"current_total_price_set": {"shop_money": {"amount": "NaN"}}}, "finite"),
+        (
+            {"totalPriceSet": {"shopMoney": {"amount": "-Infinity"}}},
+            {},
+            {"total_price_set": {"shop_money": {"amount": "-Infinity"}}},
+            "totalPriceSet.shopMoney.amount: not a finite amount",
+        ),
+        (
+            {},
+            {"originalUnitPriceSet": {"shopMoney": {"amount": "sNaN"}}},
+            {"line_items": [{"id": 11, "quantity": 2, "price": "sNaN"}]},
+            r"lineItems\[0\].originalUnitPriceSet.shopMoney.amount: not a finite amount",
+        ),
+        (
+            {"processedAt": "9999-12-31T23:59:59Z"},
+            {},
+            {"processed_at": "9999-12-31T23:59:59Z"},
+            "processedAt: .* not between 1970 and 2200",
+        ),
+        (
+            {"createdAt": "1900-01-01T00:00:00Z"},
+            {},
+            {"created_at": "1900-01-01T00:00:00Z"},
+            "createdAt: .* not between 1970 and 2200",
+        ),
+        (
+            {"cancelledAt": "9999-12-31T23:59:59-05:00"},  # past the calendar once in UTC
+            {},
+            {"cancelled_at": "9999-12-31T23:59:59-05:00"},
+            "cancelledAt: not an ISO 8601 date-time in range",
+        ),
+        ({"id": "gid://shopify/Order/0"}, {}, {"id": 0}, "id: 0 is not an id"),
+        (
+            {"customer": {"id": f"gid://shopify/Customer/{2**63}"}},
+            {},
+            {"customer": {"id": 2**63}},
+            f"customer.id: {2**63} is not an id",
+        ),
+    ],
+    ids=["nan", "infinity", "line-snan", "year-9999", "year-1900", "overflow", "id-0", "id-2^63"],
+)
+def test_the_backfill_refuses_what_the_webhook_parser_refuses(
+    bulk_change: dict[str, Any],
+    line_change: dict[str, Any],
+    webhook_change: dict[str, Any],
+    message: str,
+) -> None:
+    with pytest.raises(PayloadError):
+        parse_order({**WEBHOOK_ORDER, **webhook_change})
+    with pytest.raises(OrderDataError, match=message):
+        order_version({**ORDER, **bulk_change}, [{**LINE, **line_change}])
+
+
+def test_an_order_with_a_nan_amount_is_left_out_alone(engine: Engine, tmp_path: Path) -> None:
+    # given an export whose order 10 has a NaN total, beside a readable order 20
+    shop = add_shop(engine, "nan.myshopify.com")
+    ctx = JobContext(engine, make_settings(), http=None)  # type: ignore[arg-type]
+    other = {**ORDER, "id": "gid://shopify/Order/20"}
+    other_line = {**LINE, "id": "gid://shopify/LineItem/21", "__parentId": other["id"]}
+    listed = [{**ORDER, **NAN_TOTAL}, LINE, other, other_line]
+    # when it is applied
+    counts = apply_orders(ctx, shop, export_of(tmp_path / "orders.jsonl", listed))
+    # then order 10 is rejected, and order 20 applied
+    assert (counts["read"], counts["applied"], counts["rejected"]) == (2, 1, 1)
+    with Session(engine) as session:
+        assert [order.order_id for order in session.exec(select(Order))] == [20]
 
 
 def test_line_items_are_read_with_their_order_wherever_they_come(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from plugin.domain import ledger_values
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
+from plugin.domain.ledger_values import MAX_ID as MAX_ID  # plugin.cli_redact takes it from here
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated", "orders/paid", "orders/cancelled"})
 
@@ -54,11 +56,6 @@ _REFUND_LINE_FIELDS = ("line_item_id", "quantity", "subtotal_set", "total_tax_se
 _TRANSACTION_FIELDS = ("amount", "currency", "kind", "status")
 _ADJUSTMENT_FIELDS = ("amount", "amount_set", "kind")
 _CUSTOMER_FIELDS = ("id", "created_at", "updated_at", "state")
-
-
-# Shopify's ids are positive and fit the ledger's BIGINT columns; past that the database would
-# refuse the row, failing the batch of events it came in.
-MAX_ID = 2**63 - 1
 
 
 class PayloadError(ValueError):
@@ -123,26 +120,12 @@ def minimise(topic: str, payload: Mapping[str, Any]) -> dict[str, Any]:
 # --- parsing into ledger records ---------------------------------------------------------
 
 
-# The moments a payload may carry. A bogus one far out (year 9999) would stop the shop's
-# scoring: its days span millennia read in the shop's zone day by day, past the calendar's end.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
 def parse_time(value: Any, field: str) -> datetime:
-    if not isinstance(value, str):
-        raise PayloadError(f"{field}: expected an ISO 8601 date-time, got {value!r}")
+    """`ledger_values.read_moment` (1970 to 2200; no zone: UTC), PayloadError naming `field`."""
     try:
-        parsed = datetime.fromisoformat(value)
-        moment = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: out of range once in UTC (9999-12-31)
-        raise PayloadError(f"{field}: not an ISO 8601 date-time in range: {value!r}") from None
-    if not EARLIEST <= moment < LATEST:
-        raise PayloadError(
-            f"{field}: {value!r} is not between {EARLIEST.year} and {LATEST.year}: "
-            "no order, refund or customer has such a date"
-        )
-    return moment
+        return ledger_values.read_moment(value)
+    except ValueError as exc:
+        raise PayloadError(f"{field}: {exc}") from None
 
 
 def _optional_time(value: Any, field: str) -> datetime | None:
@@ -150,15 +133,11 @@ def _optional_time(value: Any, field: str) -> datetime | None:
 
 
 def _decimal(value: Any, field: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise PayloadError(f"{field}: expected a decimal amount, got {value!r}")
+    """`ledger_values.read_amount` (finite), PayloadError naming `field`."""
     try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        raise PayloadError(f"{field}: not a decimal amount: {value!r}") from None
-    if not amount.is_finite():
-        raise PayloadError(f"{field}: not a finite amount: {value!r}")
-    return amount
+        return ledger_values.read_amount(value)
+    except ValueError as exc:
+        raise PayloadError(f"{field}: {exc}") from None
 
 
 def parse_id(value: Any, field: str) -> int:
@@ -168,9 +147,10 @@ def parse_id(value: Any, field: str) -> int:
         number = int(value)
     except ValueError:
         raise PayloadError(f"{field}: not a numeric id: {value!r}") from None
-    if not 0 < number <= MAX_ID:
-        raise PayloadError(f"{field}: {number} is not an id (ids are 1 to 2^63-1)")
-    return number
+    try:
+        return ledger_values.checked_id(number)
+    except ValueError as exc:
+        raise PayloadError(f"{field}: {exc}") from None
 
 
 def _optional_id(value: Any, field: str) -> int | None:
