@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from jobs.backfill import backfill_shop
 from jobs.context import JobContext
 from jobs.runs import RunResult
-from plugin.cli_jobs import check_authorised, job_spec, run_once, show_applied, show_reading
+from plugin.cli_jobs import check_authorised, job_spec, run_once, show_processed, show_reading
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
@@ -21,7 +21,7 @@ from plugin.store.models import Shop
 async def _run(engine: Engine, settings: Settings, shop: Shop, since: datetime | None) -> Any:
     async def backfill(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
         return await backfill_shop(
-            ctx, shop, run_id, since=since, progress=show_applied, reading=show_reading
+            ctx, shop, run_id, since=since, progress=show_processed, reading=show_reading
         )
 
     assert shop.id is not None

@@ -170,13 +170,16 @@ async def _backfill_with_progress(
     ctx: JobContext, shop: Shop, run_id: int | None
 ) -> dict[str, Any]:
     """`scheduled_backfill`, reporting its progress on stderr as `clvsync backfill` does."""
-    return await scheduled_backfill(ctx, shop, run_id, progress=show_applied, reading=show_reading)
+    return await scheduled_backfill(
+        ctx, shop, run_id, progress=show_processed, reading=show_reading
+    )
 
 
-def show_applied(done: int, total: int) -> None:
-    """The backfill's applied share on stderr: rewritten in place on a terminal, else every
-    10,000."""
-    line = f"orders applied: {done:,}/{total:,} ({done / max(total, 1):.0%})"
+def show_processed(done: int, total: int) -> None:
+    """The share of the orders read that the backfill has processed (applied, or found already
+    held, a test order or unreadable: its summary says how many of each) on stderr: rewritten
+    in place on a terminal, else every 10,000."""
+    line = f"orders processed: {done:,}/{total:,} ({done / max(total, 1):.0%})"
     if sys.stderr.isatty():
         click.echo(f"\r{line}", err=True, nl=done == total)
     elif done == total or done % 10_000 < APPLY_BATCH:

@@ -395,10 +395,28 @@ def test_backfill_command_reports_the_run(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["outcome"] == "ok" and summary["orders_read"] == len(store.orders)
-    assert "orders applied:" in result.stderr and "bulk query completed:" in result.stderr
+    assert "orders processed:" in result.stderr and "bulk query completed:" in result.stderr
     # an unknown shop is refused by name
     result = CliRunner().invoke(main, ["backfill", "--shop", "nope.myshopify.com"], env=env)
     assert result.exit_code != 0 and "no shop 'nope.myshopify.com'" in result.output
+
+
+def test_backfill_command_progress_counts_orders_processed_not_applied(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    # given a shop backfilled once
+    store, live, _ = installed(engine, devstore_factory, 20, 23)
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    args = ["backfill", "--shop", store.shop_domain]
+    assert CliRunner().invoke(main, args, env=env).exit_code == 0
+    # when it is backfilled again, with nothing new in the store
+    again = CliRunner().invoke(main, args, env=env)
+    # then its summary says none was applied, and its progress that all were processed
+    assert again.exit_code == 0, again.output
+    n = len(store.orders)
+    assert f"{n:,} orders read: 0 applied, " in again.stdout, again.stdout
+    assert f"orders processed: {n:,}/{n:,} (100%)" in again.stderr, again.stderr
+    assert "orders applied" not in again.stderr
 
 
 def test_backfill_of_a_shop_without_a_token_fails_with_the_reason(

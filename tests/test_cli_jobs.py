@@ -39,7 +39,7 @@ def test_jobs_run_backfill_shows_its_progress_as_the_backfill_command_does(
     # then it reads them all, saying how the bulk query and the applying go
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["orders_read"] == len(store.orders)
-    assert "bulk query completed:" in result.stderr and "orders applied:" in result.stderr
+    assert "bulk query completed:" in result.stderr and "orders processed:" in result.stderr
 
 
 def test_jobs_run_help_names_each_job_whole_under_the_metavar_job() -> None:
