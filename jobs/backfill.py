@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
@@ -348,7 +348,7 @@ def _apply_indexed(
     log.info("backfill %s: %d orders read", shop.domain, read)
     if orphans := index.orphans:
         log.warning("backfill %s: %d line items without their order left out", shop.domain, orphans)
-    counts = {"read": read, "applied": 0, "unchanged": 0, "test": 0, "rejected": 0}
+    counts = {"read": read, "applied": 0, "unchanged": 0, "test": 0, "rejected": 0, "erased": 0}
     orders = index.read()
     done = 0
     while batch := list(itertools.islice(orders, APPLY_BATCH)):
@@ -362,6 +362,16 @@ def _apply_indexed(
                 counts["rejected"] += 1
         tests = sum(v.test for v in versions)
         applied = _apply_batch(ctx, shop, versions)
+        if applied is None:
+            log.warning(
+                "backfill %s stopped after %d of %d orders: the shop was erased meanwhile "
+                "(shop/redact), and nothing more is kept for it",
+                shop.domain,
+                done,
+                read,
+            )
+            counts["erased"] = 1
+            break
         counts["test"] += tests
         counts["applied"] += applied
         counts["unchanged"] += len(versions) - tests - applied
@@ -371,24 +381,30 @@ def _apply_indexed(
     return counts
 
 
-def _apply_batch(ctx: JobContext, shop: Shop, versions: list[OrderVersion]) -> int:
-    """Apply one batch of orders in a transaction of its own; how many were applied.
+def _apply_batch(ctx: JobContext, shop: Shop, versions: list[OrderVersion]) -> int | None:
+    """Apply one batch of orders in a transaction of its own; how many were applied, or None
+    if the shop is gone (erased by its shop/redact while the run went on).
 
     Each batch locks its orders, then their customers; a processor's transaction applying
     webhooks of the same customers holds locks from its earlier events, so on PostgreSQL the
     two can deadlock, and the one aborted may be the batch. The processor tries its events
     again; so does this, with the batch in a new transaction (CONTENDED_ATTEMPTS): the batch,
-    not the run with its bulk query, is what the deadlock costs."""
+    not the run with its bulk query, is what the deadlock costs. A batch that fails as the
+    shop is erased (on PostgreSQL its writes wait for the erasing transaction, then find the
+    shop gone) is the shop's end too, not the batch's failure."""
     attempt = 0
     while True:
         attempt += 1
         try:
             with Session(ctx.engine, expire_on_commit=False) as session, session.begin():
                 stored = session.get(Shop, shop.id)
-                assert stored is not None
+                if stored is None:
+                    return None
                 return ledger.apply_order_batch(session, stored, versions)
-        except DBAPIError as exc:
+        except SQLAlchemyError as exc:
             if attempt >= CONTENDED_ATTEMPTS or not contended(exc):
+                if not _shop_held(ctx, shop):
+                    return None
                 raise
             pause = CONTENDED_PAUSE * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             log.info(
@@ -399,9 +415,14 @@ def _apply_batch(ctx: JobContext, shop: Shop, versions: list[OrderVersion]) -> i
                 attempt,
                 CONTENDED_ATTEMPTS,
                 pause,
-                str(exc.orig).splitlines()[0] if str(exc.orig) else type(exc.orig).__name__,
+                (str(exc).splitlines() or [type(exc).__name__])[0],
             )
             time.sleep(pause)
+
+
+def _shop_held(ctx: JobContext, shop: Shop) -> bool:
+    with Session(ctx.engine) as session:
+        return session.get(Shop, shop.id) is not None
 
 
 async def backfill_shop(
@@ -435,7 +456,8 @@ async def backfill_shop(
     return vars(
         BackfillCounts(
             since=None if since is None else since.isoformat(),
-            covers_all=since is None if covers_all is None else covers_all,
+            covers_all=(since is None if covers_all is None else covers_all)
+            and not counts["erased"],
             orders_read=counts["read"],
             orders_applied=counts["applied"],
             orders_unchanged=counts["unchanged"],

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from jobs.backfill import (
+    APPLY_BATCH,
     OVERLAP,
     OrderDataError,
     apply_orders,
@@ -708,3 +709,36 @@ async def test_backfill_restores_the_lines_an_older_release_left_out(
     assert ledger_of(engine, store.shop_domain) == whole
     # and a further backfill has nothing left to repair
     assert (await backfill(engine, http, live))["orders_applied"] == 0
+
+
+def test_a_shop_erased_while_its_backfill_applies_ends_the_run_cleanly(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given an export of two batches' worth of orders, and a shop/redact that erases the shop
+    # once the first batch is applied
+    shop = add_shop(engine, "erased.myshopify.com")
+    ctx = JobContext(engine, make_settings(), http=None)  # type: ignore[arg-type]
+    listed = [
+        {**ORDER, "id": f"gid://shopify/Order/{n}", "refunds": []}
+        for n in range(1, APPLY_BATCH + 2)
+    ]
+    export = export_of(tmp_path / "orders.jsonl", listed)
+
+    def erase(done: int, read: int) -> None:
+        if done == APPLY_BATCH:
+            with Session(engine) as session, session.begin():
+                stored = session.get(Shop, shop.id)
+                assert stored is not None
+                shops.forget_shop(session, stored)
+
+    # when it is backfilled
+    counts = apply_orders(ctx, shop, export, progress=erase)
+    # then the run stops there, without an error, saying why
+    assert (counts["read"], counts["applied"], counts["erased"]) == (
+        APPLY_BATCH + 1,
+        APPLY_BATCH,
+        1,
+    )
+    assert any("the shop was erased" in r.getMessage() for r in caplog.records)
+    with Session(engine) as session:
+        assert session.exec(select(Order)).first() is None

@@ -1,7 +1,7 @@
 """The backfill beside other writers on PostgreSQL: a batch of orders that PostgreSQL aborts for
 another transaction's sake (a processor's batch of webhooks holding its customers' locks) is
 applied again in a new transaction; before, the deadlock failed the whole run, bulk query
-and all."""
+and all. And a batch that waits on the shop's erasure (shop/redact) ends the run cleanly."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from jobs.backfill import apply_orders
 from jobs.context import JobContext
+from plugin.store import shops
 from plugin.store.db import _lock_id
-from plugin.store.models import Order
+from plugin.store.models import Order, Shop
 from tests.helpers import add_shop, make_settings
 from tests.test_backfill import LINE, ORDER, export_of
 from tests.test_processor_contention import waiting_locks
@@ -65,3 +66,56 @@ def test_a_batch_aborted_by_another_transactions_locks_is_applied_again(
     with Session(engine) as session:
         order = session.get(Order, (shop.id, 10))
     assert order is not None and order.customer_id == 7
+
+
+@pytest.mark.parametrize(
+    "currency",
+    [None, "EUR"],
+    ids=["writes-the-shop", "writes-orders-of-the-shop"],  # where the batch waits
+)
+def test_a_batch_waiting_on_the_shops_erasure_ends_the_run_cleanly(
+    postgres_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture, currency: str | None
+) -> None:
+    # given a shop/redact's transaction that has deleted the shop and not yet committed
+    engine = postgres_engine
+    shop = add_shop(engine, "erasing.myshopify.com")
+    with Session(engine) as session, session.begin():
+        stored = session.get(Shop, shop.id)
+        assert stored is not None
+        stored.currency = currency  # unknown: the batch's first order sets it
+    export = export_of(tmp_path / "orders.jsonl", [ORDER, LINE])
+    ctx = JobContext(engine, make_settings(), http=None)  # type: ignore[arg-type]
+    counts: list[dict[str, int]] = []
+    failures: list[BaseException] = []
+
+    def backfill() -> None:
+        try:
+            counts.append(apply_orders(ctx, shop, export))
+        except BaseException as exc:
+            failures.append(exc)
+
+    with Session(engine) as erasing, erasing.begin():
+        stored = erasing.get(Shop, shop.id)
+        assert stored is not None
+        shops.forget_shop(erasing, stored)
+        # when a backfill's batch, which still sees the shop, writes and waits for it
+        thread = threading.Thread(target=backfill)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while waiting_row_locks(engine) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert waiting_row_locks(engine) > 0
+    # and the erasure commits
+    thread.join(timeout=30)
+    # then the run ends without an error, saying why, with nothing applied
+    assert not failures, repr(failures[0])[:300]
+    assert counts and (counts[0]["applied"], counts[0]["erased"]) == (0, 1)
+    assert any("the shop was erased" in r.getMessage() for r in caplog.records)
+    with Session(engine) as session:
+        assert session.exec(select(Order)).first() is None
+
+
+def waiting_row_locks(engine: Engine) -> int:
+    with engine.connect() as connection:
+        query = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+        return int(connection.execute(text(query)).scalar_one())
