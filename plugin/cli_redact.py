@@ -23,6 +23,7 @@ from sqlmodel import Session, col, select
 
 from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
 from plugin.store import ledger
+from plugin.store.db import contended
 from plugin.store.models import (
     Customer,
     CustomerRecommendation,
@@ -43,7 +44,6 @@ SHOPIFY_ID = click.IntRange(1, MAX_ID)  # as the webhooks' payloads take them
 # the inbox rows it claimed, which the redact deletes, and may wait for an order's lock that the
 # redact holds). The processor applies an aborted event again; this command its transaction.
 ATTEMPTS = 3
-RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 OTHER_ROWS = "scores, recommendations, pushed state and its audit, data requests"
 ALLOW_OTHERS = "--other-customers-orders"
 
@@ -264,14 +264,13 @@ def redact_now(
 
 
 def retried(work: Callable[[], T]) -> T:
-    """`work`, done again if PostgreSQL chose its transaction to abort (RETRIED_STATES); any
+    """`work`, done again if PostgreSQL chose its transaction to abort (`contended`); any
     other database error, or the last, as one line."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return work()
         except DBAPIError as exc:
-            state = getattr(exc.orig, "sqlstate", None)
-            if attempt == ATTEMPTS or state not in RETRIED_STATES:
+            if attempt == ATTEMPTS or not contended(exc):
                 raise click.ClickException(f"database error: {one_line(exc.orig)}") from None
     raise AssertionError("unreachable")
 

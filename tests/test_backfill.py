@@ -36,7 +36,7 @@ from jobs.backfill import (
 from jobs.context import JobContext
 from jobs.runs import OK, run_job
 from plugin.cli import main
-from plugin.devstore.config import DEFAULT_TOKEN
+from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import GeneratedStore, generate_store
 from plugin.devstore.state import DevStoreState
@@ -80,12 +80,15 @@ def with_gift_card_and_custom_item(store: GeneratedStore) -> list[dict[str, Any]
 
 
 def live_store(
-    factory: DevStoreFactory, store: GeneratedStore, orders: list[dict[str, Any]] | None = None
+    factory: DevStoreFactory,
+    store: GeneratedStore,
+    orders: list[dict[str, Any]] | None = None,
+    config: DevStoreConfig | None = None,
 ) -> LiveDevStore:
     state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
     chosen = store.orders if orders is None else orders
     state.load(products=store.products, customers=store.customers, orders=chosen)
-    return factory(state)
+    return factory(state, config)
 
 
 def installed(

@@ -16,8 +16,7 @@ from jobs.runs import OK, run_job
 from jobs.writeback import plan_changes
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
-from plugin.devstore.generator import GeneratedStore, generate_store
-from plugin.devstore.state import DevStoreState
+from plugin.devstore.generator import generate_store
 from plugin.store.models import CustomerSync
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
@@ -28,7 +27,14 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import add_shop
 from tests.shopify.test_bulk_files import Storage, http, storage  # noqa: F401
-from tests.test_backfill import REFERENCE, apply_payloads, backfill, backfill_job, ledger_of
+from tests.test_backfill import (
+    REFERENCE,
+    apply_payloads,
+    backfill,
+    backfill_job,
+    ledger_of,
+    live_store,
+)
 from tests.test_backfill import context as backfill_context
 from tests.test_backfill import shop_id as shop_id_of
 from tests.writeback.conftest import ScenarioFactory, scenario_factory  # noqa: F401
@@ -49,12 +55,6 @@ def faults(seed: int) -> DevStoreConfig:
     )
 
 
-def live(factory: DevStoreFactory, store: GeneratedStore, config: DevStoreConfig) -> LiveDevStore:
-    state = DevStoreState(domain=store.shop_domain, currency_code=store.shop_currency)
-    state.load(products=store.products, customers=store.customers, orders=store.orders)
-    return factory(state, config)
-
-
 async def test_backfill_through_failing_storage_builds_the_ledger_the_webhooks_build(
     engine: Engine,
     devstore_factory: DevStoreFactory,
@@ -67,7 +67,7 @@ async def test_backfill_through_failing_storage_builds_the_ledger_the_webhooks_b
     add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
     add_shop(engine, REFERENCE)
     apply_payloads(engine, REFERENCE, store.orders)
-    faulty = live(devstore_factory, store, faults(5))
+    faulty = live_store(devstore_factory, store, config=faults(5))
     # when the shop is backfilled
     counts = await backfill(engine, http, faulty)
     # then the export took more than one read, every order was read, and the ledger is the
@@ -90,7 +90,7 @@ async def test_backfill_whose_export_is_never_read_whole_fails_and_keeps_the_led
     apply_payloads(engine, store.shop_domain, store.orders[: len(store.orders) // 2])
     before = ledger_of(engine, store.shop_domain)
     cut = DevStoreConfig(fault_file_cut_share=1.0, fault_file_cut_mode="truncate", seed=2)
-    faulty = live(devstore_factory, store, cut)
+    faulty = live_store(devstore_factory, store, config=cut)
     # when the shop is backfilled
     sid = shop_id_of(engine, store.shop_domain)
     result = await run_job(backfill_context(engine, http, faulty), sid, "backfill", backfill_job)
