@@ -60,7 +60,12 @@ from jobs.runs import (
     lease_name,
     run_job,
 )
-from jobs.shop_settings import ShopSettingsError, settings_fix_hint, stored_settings
+from jobs.shop_settings import (
+    ShopSettingsError,
+    settings_fix_hint,
+    shop_writeback_settings,
+    stored_settings,
+)
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.store.models import JobRun, Shop
 from plugin.store.retention import Pruned, prune_shop
@@ -170,9 +175,11 @@ async def _waiting_for_backfill(ctx: JobContext, shop: Shop) -> dict[str, Any] |
     """Until a backfill has read the shop's whole order history, what the scheduled push and
     reconcile report instead of writing to the store (None after it): scores made from the
     webhooks since the install alone would tag long-standing customers as new ones (a merchant's
-    Flow may act on a tag). `clvsync push` run by hand is not held back."""
+    Flow may act on a tag). `clvsync push` run by hand is not held back. Settings the push
+    cannot read are its error first, backfill or not."""
     assert shop.id is not None
     shop_id = shop.id
+    shop_writeback_settings(shop)
 
     def last_start() -> datetime | None:
         with Session(ctx.engine) as session:

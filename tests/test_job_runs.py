@@ -429,6 +429,7 @@ async def test_prune_job_keeps_audit_runs_and_the_model_runs_still_in_use(engine
         "sync_changes_deleted": 1,
         "job_runs_deleted": 1,
         "model_runs_deleted": 2,
+        "orphan_refunds_deleted": 0,
     }
     with Session(engine) as session:
         changes = set(session.exec(select(SyncChange.name)))
