@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from plugin.cli_database import load_command_settings, one_line, open_store, shop_or_fail
+from plugin.domain.ledger_values import MAX_ID
 from plugin.store import ledger
 from plugin.store.db import contended
 from plugin.store.models import (
@@ -37,7 +38,6 @@ from plugin.store.models import (
     SyncChange,
 )
 from plugin.wording import counted
-from webhooks.payloads import MAX_ID
 
 SHOPIFY_ID = click.IntRange(1, MAX_ID)  # as the webhooks' payloads take them
 # PostgreSQL aborts one of two transactions that wait for each other (a processor's batch holds

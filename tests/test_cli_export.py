@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
 from plugin.cli import EXPORT_COLUMNS, _money, main
+from plugin.domain.ledger_values import MAX_ID
 from plugin.store import ledger, shops
 from plugin.store.models import (
     Customer,
@@ -37,7 +38,7 @@ from plugin.store.sync import Outcome, record_outcomes
 from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload, refund_payload
 from tests.test_compliance import cli_env
 from tests.test_recompute import load_store
-from webhooks.payloads import MAX_ID, parse_order, parse_refund
+from webhooks.payloads import parse_order, parse_refund
 from webhooks.processor import Processor
 
 MONEY = ("net_spend", "aov", "trailing_12m_spend", "historical_clv")

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from plugin.domain.ledger_values import MAX_ID
 from tests.helpers import order_payload, refund_payload
-from webhooks.payloads import MAX_ID, PayloadError, parse_order, parse_refund
+from webhooks.payloads import PayloadError, parse_order, parse_refund
 
 
 @pytest.mark.parametrize("bad", [0, -7, "-7", MAX_ID + 1, str(MAX_ID + 1), "7a", 7.0, True])

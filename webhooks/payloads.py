@@ -17,7 +17,6 @@ from typing import Any
 
 from plugin.domain import ledger_values
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
-from plugin.domain.ledger_values import MAX_ID as MAX_ID  # plugin.cli_redact takes it from here
 
 ORDER_TOPICS = frozenset({"orders/create", "orders/updated", "orders/paid", "orders/cancelled"})
 

@@ -36,23 +36,11 @@ __all__ = ["DevStoreConfig", "DevStoreServer", "create_devstore_app", "serve_dev
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 
 
-class AbortedResponse(Response):
-    """Half a response, then a closed connection: what a client sees when a response is dropped."""
-
-    def __init__(self) -> None:
-        super().__init__(status_code=200)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b'{"data":{', "more_body": True})
-        # Returning without finishing the body makes the server close the connection.
-
-
 class CutResponse(Response):
     """The first `sent` bytes of a body, and no more. `abort`: the whole length is declared, so
-    the client sees the connection close early (as AbortedResponse); otherwise only the part's
-    length is, so the short body comes as a clean, complete response."""
+    the client sees the connection close early, as when a response is dropped (returning
+    without finishing the body makes the server close it); otherwise only the part's length
+    is, so the short body comes as a clean, complete response."""
 
     def __init__(
         self, body: bytes, sent: int, *, status_code: int, media_type: str, abort: bool
@@ -69,6 +57,12 @@ class CutResponse(Response):
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         part = self._whole[: self._sent]
         await send({"type": "http.response.body", "body": part, "more_body": self._abort})
+
+
+def _aborted_answer() -> CutResponse:
+    """Half an answer, then a closed connection: what a client sees of a dropped response."""
+    body = b'{"data":{'.ljust(4096)
+    return CutResponse(body, 9, status_code=200, media_type="application/json", abort=True)
 
 
 def _json(status: int, body: Any, request_id: str) -> JSONResponse:
@@ -138,7 +132,7 @@ class DevStoreServer:
     def _respond(self, reply: GraphQLReply, plan: FaultPlan, request_id: str) -> Response:
         if reply.executed_mutation and plan.drop_after_apply:
             if self.config.fault_drop_mode == "abort":
-                return AbortedResponse()
+                return _aborted_answer()
             return _json(502, {"errors": "Bad Gateway"}, request_id)
         response = _json(reply.status_code, reply.body, request_id)
         if reply.status_code == 429 and reply.retry_after_seconds is not None:
