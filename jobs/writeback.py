@@ -234,11 +234,13 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
         found = await _read_customers(ctx, pusher)
         pushed = await anyio.to_thread.run_sync(pushed_tags, ctx.engine, shop_id)
         state = owned_state(found, settings.tag_prefix, pushed)
-        drifted = await anyio.to_thread.run_sync(
-            record_read_back, ctx.engine, shop_id, state, ctx.clock()
-        )
+        # first the deletion marks the read settles, so that the customers it finds after all
+        # get the state it read (a customer marked deleted has none)
         gone = await anyio.to_thread.run_sync(
             record_customers_found, ctx.engine, shop_id, found.keys(), read_started, ctx.clock()
+        )
+        drifted = await anyio.to_thread.run_sync(
+            record_read_back, ctx.engine, shop_id, state, ctx.clock()
         )
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))

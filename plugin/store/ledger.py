@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_
+from sqlalchemy import and_, delete, exists, insert, or_, true
 from sqlmodel import Session, SQLModel, col, select
 
 from plugin.domain import ledger
@@ -614,7 +614,9 @@ def mark_customer_deleted(session: Session, shop_id: int, customer_id: int, at: 
     _lock_customers(session, shop_id, customer_id)
     if redacted(session, shop_id, CUSTOMER, [customer_id]):
         return  # nothing is held for them, and no record of them is made again
-    customer = session.get(Customer, (shop_id, customer_id)) or Customer(
+    # FOR UPDATE: waits for a writer of pushed state that holds the row (`hold_customers`)
+    # to commit, so that the delete below sees what it wrote
+    customer = session.get(Customer, (shop_id, customer_id), with_for_update=True) or Customer(
         shop_id=shop_id, customer_id=customer_id
     )
     customer.deleted_at = customer.deleted_at or at
@@ -758,16 +760,21 @@ def redacted(session: Session, shop_id: int, kind: str, item_ids: Iterable[int |
 HOLD_CHUNK = 5000  # customers per query of `hold_customers`
 
 
-def hold_customers(session: Session, shop_id: int, customer_ids: Iterable[int]) -> set[int]:
-    """Which of the customers the shop still holds (a row in `customers`, not redacted), their
-    rows held until the transaction ends; one query per HOLD_CHUNK customers.
+def hold_customers(
+    session: Session, shop_id: int, customer_ids: Iterable[int], *, alive: bool = False
+) -> set[int]:
+    """Which of the customers the shop still holds (a row in `customers`, not redacted; with
+    `alive`, not marked deleted either), their rows held until the transaction ends; one query
+    per HOLD_CHUNK customers.
 
     For the writers of what is kept per customer (scores, recommendations, pushed state), in
     the transaction of their write, before it touches any row: they write only the customers
     returned. On PostgreSQL the rows are locked FOR KEY SHARE: `redact_customer`, which deletes
     the customer's row first, waits for the writer to commit and then deletes what it wrote;
-    a redact committed, or under way, before the lock is seen (the lock waits for it). A key
-    share lock does not wait for, nor hold up, the ledger's updates of the customer's figures.
+    a redact committed, or under way, before the lock is seen (the lock waits for it). So does
+    `mark_customer_deleted`, which takes the row FOR UPDATE, for the writers of pushed state
+    (`alive`): a deleted customer has none. A key share lock does not wait for, nor hold up,
+    the ledger's updates of the customer's figures.
     SQLite: the write transaction already holds the database's only write lock.
     """
     wanted = sorted(set(customer_ids))
@@ -784,6 +791,7 @@ def hold_customers(session: Session, shop_id: int, customer_ids: Iterable[int]) 
                 col(Customer.shop_id) == shop_id,
                 col(Customer.customer_id).in_(wanted[low : low + HOLD_CHUNK]),
                 ~tombstone,
+                col(Customer.deleted_at).is_(None) if alive else true(),
             )
             .with_for_update(read=True, key_share=True)
         )

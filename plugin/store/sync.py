@@ -152,14 +152,14 @@ def record_outcomes(
     """Store what the store now holds, and the audit rows, in one transaction; the customers
     `settled` (every change sent to them answered) lose their uncertain mark (`mark_uncertain`).
 
-    Customers the shop no longer holds (redacted while the push was under way) are left out:
-    nothing of theirs is written again. The others' rows are held until the commit, before
-    anything is written, as `ledger.hold_customers` explains.
+    Customers the shop no longer holds (redacted, or deleted, while the push was under way)
+    are left out: nothing of theirs is written again. The others' rows are held until the
+    commit, before anything is written, as `ledger.hold_customers` explains.
     """
     if not outcomes:
         return
     with Session(engine) as session, session.begin():
-        held = hold_customers(session, shop_id, [o.customer_id for o in outcomes])
+        held = hold_customers(session, shop_id, [o.customer_id for o in outcomes], alive=True)
         outcomes = [o for o in outcomes if o.customer_id in held]
         current = _current(session, shop_id, [o.customer_id for o in outcomes])
         rows = []
@@ -211,13 +211,15 @@ def record_read_back(
     """Replace the pushed state with what a reconcile read from the store; the number of
     customers whose recorded state was wrong (drift: other tags, or values that differ by what
     they mean, see `same_value`). Nothing is kept for a redacted customer, whom the store
-    may still hold: the ledger's customers are held as `ledger.hold_customers` explains (a
-    redact waits for the commit, then deletes what was written); of the store's customers the
-    ledger does not hold, the redacted are left out."""
+    may still hold, nor for a customer marked deleted (by a customers/delete webhook that came
+    during the read, say): the ledger's customers are held as `ledger.hold_customers` explains
+    (a redact or a deletion waits for the commit, then deletes what was written); of the store's
+    customers the ledger does not hold, the redacted are left out."""
     drifted = 0
     with Session(engine) as session, session.begin():
-        known = hold_customers(session, shop_id, held)
-        gone = redacted(session, shop_id, CUSTOMER, set(held) - known)
+        known = hold_customers(session, shop_id, held, alive=True)
+        rest = set(held) - known
+        gone = redacted(session, shop_id, CUSTOMER, rest) | _marked_deleted(session, shop_id, rest)
         current = _current(session, shop_id, list(held))
         rows = []
         for customer_id, (tags, metafields) in held.items():
@@ -255,11 +257,11 @@ def mark_uncertain(engine: Engine, shop_id: int, customer_ids: Collection[int]) 
     that the store may apply without the app learning of it; `record_outcomes` clears the mark
     once the answer is recorded, and the next push reads back those still marked before it
     plans (`uncertain_customers`). A customer with no pushed state yet gets an empty one,
-    marked. A redacted customer is left out, as in `record_outcomes`."""
+    marked. A redacted or deleted customer is left out, as in `record_outcomes`."""
     if not customer_ids:
         return
     with Session(engine) as session, session.begin():
-        held = hold_customers(session, shop_id, customer_ids)
+        held = hold_customers(session, shop_id, customer_ids, alive=True)
         rows = [_empty_row(shop_id, customer_id, uncertain=True) for customer_id in sorted(held)]
         _upsert(session, rows, ("uncertain",))
 
@@ -327,6 +329,19 @@ def record_customers_missing(
         with Session(engine) as session, session.begin():
             for customer_id in sorted(customer_ids):
                 mark_customer_deleted(session, shop_id, customer_id, now)
+
+
+def _marked_deleted(session: Session, shop_id: int, customer_ids: Collection[int]) -> set[int]:
+    wanted = sorted(customer_ids)
+    found: set[int] = set()
+    for start in range(0, len(wanted), 5000):
+        query = select(col(Customer.customer_id)).where(
+            col(Customer.shop_id) == shop_id,
+            col(Customer.customer_id).in_(wanted[start : start + 5000]),
+            col(Customer.deleted_at).is_not(None),
+        )
+        found.update(session.execute(query).scalars())
+    return found
 
 
 def _same_values(recorded: dict[str, str], read: dict[str, str]) -> bool:
