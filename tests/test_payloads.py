@@ -61,3 +61,56 @@ def test_an_order_dated_outside_1970_to_2200_is_refused_naming_the_field(
     else:
         with pytest.raises(PayloadError, match=r"^processed_at: .* not between 1970 and 2200"):
             parse_order(payload)
+
+
+@pytest.mark.parametrize(
+    ("amount", "taken"),
+    [
+        ("1000000000000", True),
+        ("-1000000000000", True),
+        ("1000000000000.01", False),
+        ("1e30", False),
+    ],
+)
+def test_an_amount_past_10_to_the_12_is_refused_naming_the_field(amount: str, taken: bool) -> None:
+    # given an order whose total is near or past the bound (1e30 overflowed the ledger's
+    # column when stored, and failed every order stored with it)
+    payload = order_payload(1001, total=amount)
+    # when it is read, then it is taken, or refused as a payload naming the field
+    if taken:
+        assert str(parse_order(payload).total) == amount
+    else:
+        with pytest.raises(PayloadError, match=r"^total_price_set.shop_money.amount: .* at most"):
+            parse_order(payload)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "read"),
+    [(3, 3), (2.0, 2), ("4", 4), (0, 0), (2**31 - 1, 2**31 - 1)],
+)
+def test_a_whole_quantity_is_read(quantity: Any, read: int) -> None:
+    payload = order_payload(1001)
+    payload["line_items"][0]["quantity"] = quantity
+    payload["line_items"][0]["current_quantity"] = quantity
+    line = parse_order(payload).lines[0]
+    assert (line.quantity, line.current_quantity) == (read, read)
+
+
+@pytest.mark.parametrize("bad", [True, 1.5, "1.5", -1, 2**31, "NaN", [1]])
+@pytest.mark.parametrize("field", ["quantity", "current_quantity"])
+def test_a_quantity_that_is_no_whole_number_in_range_is_refused_naming_the_field(
+    bad: Any, field: str
+) -> None:
+    # given a line whose quantity is a bool, a fraction (read as 1 before), negative, or past
+    # the ledger's INTEGER column (which refused it when stored)
+    payload = order_payload(1001)
+    payload["line_items"][0][field] = bad
+    with pytest.raises(PayloadError, match=rf"^line_items\[0\]\.{field}: "):
+        parse_order(payload)
+
+
+def test_a_refund_line_quantity_must_be_whole() -> None:
+    payload = refund_payload(3001, 1001, "5.00")
+    payload["refund_line_items"] = [{"line_item_id": 9001, "quantity": 0.5}]
+    with pytest.raises(PayloadError, match=r"^refund_line_items.quantity: not a whole number"):
+        parse_refund(payload)

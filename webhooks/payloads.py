@@ -132,9 +132,17 @@ def _optional_time(value: Any, field: str) -> datetime | None:
 
 
 def _decimal(value: Any, field: str) -> Decimal:
-    """`ledger_values.read_amount` (finite), PayloadError naming `field`."""
+    """`ledger_values.read_amount` (finite, in range), PayloadError naming `field`."""
     try:
         return ledger_values.read_amount(value)
+    except ValueError as exc:
+        raise PayloadError(f"{field}: {exc}") from None
+
+
+def _quantity(value: Any, field: str) -> int:
+    """`ledger_values.read_quantity` (whole, 0 to 2^31-1), PayloadError naming `field`."""
+    try:
+        return ledger_values.read_quantity(value)
     except ValueError as exc:
         raise PayloadError(f"{field}: {exc}") from None
 
@@ -168,7 +176,7 @@ def _shop_money(payload: Mapping[str, Any], set_field: str, plain_field: str) ->
 
 def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     where = f"line_items[{index}]"
-    quantity = int(_decimal(item.get("quantity", 0), f"{where}.quantity"))
+    quantity = _quantity(item.get("quantity", 0), f"{where}.quantity")
     current = item.get("current_quantity")
     current = quantity if current is None else current  # absent or null: no edit known
     product_type = item.get("product_type")
@@ -178,7 +186,7 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
         product_id=_optional_id(item.get("product_id"), f"{where}.product_id"),
         variant_id=_optional_id(item.get("variant_id"), f"{where}.variant_id"),
         quantity=quantity,
-        current_quantity=int(_decimal(current, f"{where}.current_quantity")),
+        current_quantity=_quantity(current, f"{where}.current_quantity"),
         price=_shop_money(item, "price_set", "price")
         if "price_set" in item or "price" in item
         else Decimal(0),
@@ -223,7 +231,7 @@ def parse_refund(payload: Mapping[str, Any]) -> RefundRecord:
     lines = tuple(
         (
             parse_id(item.get("line_item_id"), "refund_line_items.line_item_id"),
-            int(_decimal(item.get("quantity", 0), "refund_line_items.quantity")),
+            _quantity(item.get("quantity", 0), "refund_line_items.quantity"),
         )
         for item in payload.get("refund_line_items", [])
     )

@@ -1,6 +1,6 @@
-"""The ids, date-times and amounts the ledger takes from Shopify, checked the same way whether
-they come in a webhook's payload (`webhooks.payloads`) or in the backfill's bulk export
-(`jobs.backfill`).
+"""The ids, date-times, amounts and quantities the ledger takes from Shopify, checked the same
+way whether they come in a webhook's payload (`webhooks.payloads`) or in the backfill's bulk
+export (`jobs.backfill`).
 
 Each function raises ValueError saying what is wrong with the value; the caller names the field
 it came in, and raises its own error (a webhook's fails that event, a bulk export's leaves that
@@ -16,6 +16,14 @@ from decimal import Decimal, InvalidOperation
 # Shopify's ids are positive and fit the ledger's BIGINT columns; past that the database would
 # refuse the row.
 MAX_ID = 2**63 - 1
+
+# The ledger keeps amounts as whole 1/10,000ths in BIGINT columns (`plugin.store.types.Money`),
+# up to about 9.2 * 10^14, and sums them per order and per customer. No order comes near 10^12
+# in any currency (10^12 dong is some 40 million dollars); a value past it is an error, and
+# refused here, not when it overflows the column and fails every order stored with it.
+MAX_AMOUNT = Decimal(10) ** 12
+# Quantities are INTEGER columns.
+MAX_QUANTITY = 2**31 - 1
 
 # The moments a record may carry. A bogus one far out (year 9999) would stop the shop's
 # scoring: its days span millennia read in the shop's zone day by day, past the calendar's end.
@@ -60,4 +68,21 @@ def read_amount(value: object) -> Decimal:
         raise ValueError(f"not a decimal amount: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
+    if abs(amount) > MAX_AMOUNT:
+        raise ValueError(f"{value!r} is out of range: amounts are at most 10^12 either way")
     return amount
+
+
+def read_quantity(value: object) -> int:
+    """The quantity `value`: a whole number from 0 to MAX_QUANTITY (2.0 is taken as 2)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"not a whole number: {value!r}") from None
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValueError(f"not a whole number: {value!r}")
+    if not 0 <= number <= MAX_QUANTITY:
+        raise ValueError(f"{value!r} is out of range: quantities are 0 to 2^31-1")
+    return int(number)
