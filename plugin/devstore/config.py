@@ -17,6 +17,11 @@ _SHARES = (
     "fault_file_error_share",
     "fault_file_cut_share",
 )
+_LISTS = ("api_versions", "access_scopes")  # JSON lists, kept as tuples
+# The scopes the app asks for (shopify.app.toml), and read_all_orders: a token without it is
+# served only the last 60 days of orders (plugin/devstore/access.py).
+APP_SCOPES = ("read_orders", "read_customers", "write_customers", "read_products", "write_products")
+READ_ALL_ORDERS = "read_all_orders"
 
 
 @dataclass(frozen=True)
@@ -25,10 +30,14 @@ class DevStoreConfig:
 
     `access_tokens` maps each accepted X-Shopify-Access-Token to a shop domain. Left empty, the
     store accepts DEFAULT_TOKEN for its only shop, whatever that shop's domain is.
+    `access_scopes` are the scopes every token holds (`currentAppInstallation`): by default the
+    app's and read_all_orders, so the whole history is served; without read_all_orders only
+    the orders created in the last 60 days are.
     """
 
     access_tokens: dict[str, str] = field(default_factory=dict)
     api_versions: tuple[str, ...] = SUPPORTED_VERSIONS
+    access_scopes: tuple[str, ...] = (*APP_SCOPES, READ_ALL_ORDERS)
     bucket_size: float = 2000.0
     restore_rate: float = 100.0
     max_query_cost: int = 1000
@@ -86,8 +95,9 @@ class DevStoreConfig:
         if wrong:
             raise ValueError("; ".join(wrong))
         values = dict(raw)
-        if "api_versions" in values:
-            values["api_versions"] = tuple(values["api_versions"])
+        for name in _LISTS:
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     @classmethod
@@ -96,7 +106,8 @@ class DevStoreConfig:
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)
-        raw["api_versions"] = list(self.api_versions)
+        for name in _LISTS:
+            raw[name] = list(raw[name])
         return raw
 
 

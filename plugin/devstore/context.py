@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from plugin.devstore.access import orders_from
+from plugin.devstore.config import DevStoreConfig
 from plugin.devstore.models import BulkOperation
 from plugin.devstore.state import DevStoreState
 
@@ -41,6 +43,12 @@ class ResolveContext:
     bulk_window: BulkWindow | None = None
     api_version: str = "2026-10"
     shopify_namespaces_writable: bool = True
+    access_scopes: tuple[str, ...] = DevStoreConfig.access_scopes  # the token's
+
+    @property
+    def orders_from(self) -> str | None:
+        """The earliest `createdAt` of an order the token may read (None: every order)."""
+        return orders_from(self.access_scopes, self.state.now())
 
     @property
     def in_bulk(self) -> bool:

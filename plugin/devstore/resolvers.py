@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from graphql import GraphQLError
 
+from plugin.devstore.access import app_installation, order_visible
 from plugin.devstore.context import BulkWindow, ResolveContext
 from plugin.devstore.gid import InvalidGidError, format_gid, parse_gid
 from plugin.devstore.models import (
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from plugin.devstore.context import Info
 
 Resolver = Callable[..., Any]
+Visible = Callable[[Any], bool]
 
 # Sort keys the store honours (others fall back to ID order); cursors stay record ids.
 SORT_ATTRIBUTES: dict[str, str | None] = {
@@ -101,11 +103,18 @@ def parse_id_argument(value: str) -> tuple[str, int]:
         ) from error
 
 
-def find_node(state: DevStoreState, gid: str) -> object | None:
+def find_node(context: ResolveContext, gid: str) -> object | None:
     type_name, legacy_id = parse_id_argument(gid)
     if type_name == "Shop":
-        return shop_value(state) if legacy_id == 1 else None
-    return state.find(type_name, legacy_id)
+        return shop_value(context.state) if legacy_id == 1 else None
+    return _readable(context, context.state.find(type_name, legacy_id))
+
+
+def _readable(context: ResolveContext, found: object | None) -> object | None:
+    """`found`, unless it is an order older than the token may read (Shopify: not found)."""
+    if isinstance(found, Order) and not order_visible(found, context.orders_from):
+        return None
+    return found
 
 
 def shop_value(state: DevStoreState) -> dict[str, Any]:
@@ -124,34 +133,43 @@ def _typed_lookup(type_name: str) -> Resolver:
         found_type, legacy_id = parse_id_argument(id)
         if found_type != type_name:
             return None
-        return ctx(info).state.find(type_name, legacy_id)
+        return _readable(ctx(info), ctx(info).state.find(type_name, legacy_id))
 
     return resolve
 
 
 def resolve_node(_: Any, info: Info, id: str) -> object | None:
-    return find_node(ctx(info).state, id)
+    return find_node(ctx(info), id)
 
 
 def resolve_nodes(_: Any, info: Info, ids: list[str]) -> list[object | None]:
     ensure_input_size("ids", ids)
-    state = ctx(info).state
-    return [find_node(state, gid) for gid in ids]
+    return [find_node(ctx(info), gid) for gid in ids]
 
 
 def resolve_shop(_: Any, info: Info) -> dict[str, Any]:
     return shop_value(ctx(info).state)
 
 
+def resolve_current_app_installation(_: Any, info: Info) -> dict[str, Any]:
+    context = ctx(info)
+    return app_installation(context.app_id, context.access_scopes)
+
+
 def _root_connection(
-    ids: SortedIds, table: Mapping[int, Any], info: Info, kwargs: dict[str, Any]
+    ids: SortedIds,
+    table: Mapping[int, Any],
+    info: Info,
+    kwargs: dict[str, Any],
+    visible: Visible | None = None,
 ) -> dict[str, Any]:
-    """A root connection: filtered by `query`, and read window by window inside bulk queries."""
+    """A root connection: filtered by `query` (and to the records the token may read,
+    `visible`), and read window by window inside bulk queries."""
     context = ctx(info)
     window = context.bulk_window
     if window is not None and info.path.prev is None:
-        return _bulk_step(ids, table, window, kwargs.get("query"))
-    keys = _filtered(ids.ordered(), table, kwargs.get("query"))
+        return _bulk_step(ids, table, window, kwargs.get("query"), visible)
+    keys = _filtered(ids.ordered(), table, kwargs.get("query"), visible)
     args = PageArgs.from_kwargs(kwargs)
     sort_attribute = SORT_ATTRIBUTES.get(kwargs.get("sortKey") or "ID")
     if sort_attribute is None:
@@ -160,17 +178,25 @@ def _root_connection(
     return connection(ordered, table.__getitem__, args, is_sorted=False, unlimited=context.in_bulk)
 
 
-def _filtered(keys: Sequence[int], table: Mapping[int, Any], query: str | None) -> Sequence[int]:
-    predicate = compile_query(query)
-    return keys if predicate is None else [key for key in keys if predicate(table[key])]
+def _filtered(
+    keys: Sequence[int], table: Mapping[int, Any], query: str | None, visible: Visible | None = None
+) -> Sequence[int]:
+    predicates = [p for p in (visible, compile_query(query)) if p is not None]
+    if not predicates:
+        return keys
+    return [key for key in keys if all(p(table[key]) for p in predicates)]
 
 
 def _bulk_step(
-    ids: SortedIds, table: Mapping[int, Any], window: BulkWindow, query: str | None
+    ids: SortedIds,
+    table: Mapping[int, Any],
+    window: BulkWindow,
+    query: str | None,
+    visible: Visible | None,
 ) -> dict[str, Any]:
     """The next `window.size` root objects of a bulk query, from keys filtered once per run."""
     if window.keys is None:
-        window.keys = list(_filtered(ids.ordered(), table, query))
+        window.keys = list(_filtered(ids.ordered(), table, query, visible))
     start = _index_after(window.keys, window.after_id)
     window.served_ids = window.keys[start : start + window.size]
     return connection(window.served_ids, table.__getitem__, PageArgs(), unlimited=True)
@@ -190,9 +216,18 @@ def resolve_products(_: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
     return _root_connection(state.product_ids, state.products, info, kwargs)
 
 
+def _orders_visible(context: ResolveContext) -> Visible | None:
+    """The orders the token may read (None: all of them): Shopify serves a token without
+    read_all_orders only the last 60 days' (plugin.devstore.access)."""
+    start = context.orders_from
+    return None if start is None else lambda order: order_visible(order, start)
+
+
 def resolve_orders(_: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
-    state = ctx(info).state
-    return _root_connection(state.order_ids, state.orders, info, kwargs)
+    context = ctx(info)
+    state = context.state
+    visible = _orders_visible(context)
+    return _root_connection(state.order_ids, state.orders, info, kwargs, visible)
 
 
 def resolve_metafield_definitions(
@@ -252,9 +287,7 @@ def resolve_metafields(owner: Any, info: Info, **kwargs: Any) -> dict[str, Any]:
 def resolve_customer_orders(customer: Customer, info: Info, **kwargs: Any) -> dict[str, Any]:
     state = ctx(info).state
     keys = sorted(state.orders_by_customer.get(customer.id, ()))
-    predicate = compile_query(kwargs.get("query"))
-    if predicate is not None:
-        keys = [key for key in keys if predicate(state.orders[key])]
+    keys = list(_filtered(keys, state.orders, kwargs.get("query"), _orders_visible(ctx(info))))
     args = PageArgs.from_kwargs(kwargs)
     return connection(keys, state.orders.__getitem__, args, unlimited=ctx(info).in_bulk)
 
@@ -383,6 +416,7 @@ def resolve_definition_type(definition: Any, _: Info) -> dict[str, str]:
 QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
     "QueryRoot": {
         "shop": resolve_shop,
+        "currentAppInstallation": resolve_current_app_installation,
         "node": resolve_node,
         "nodes": resolve_nodes,
         "customer": _typed_lookup("Customer"),

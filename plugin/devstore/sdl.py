@@ -48,6 +48,12 @@ type Shop implements Node {
   ianaTimezone: String!
 }
 
+type AccessScope { handle: String! description: String! }
+type AppInstallation implements Node {
+  id: ID!
+  accessScopes: [AccessScope!]!
+}
+
 enum CustomerState { DECLINED DISABLED ENABLED INVITED }
 enum CustomerSortKeys { CREATED_AT ID LOCATION NAME RELEVANCE UPDATED_AT }
 enum ProductStatus { ACTIVE ARCHIVED DRAFT UNLISTED }
@@ -309,6 +315,7 @@ type StagedUploadsCreatePayload {
 
 type QueryRoot {
   shop: Shop!
+  currentAppInstallation: AppInstallation!
   node(id: ID!): Node
   nodes(ids: [ID!]!): [Node]!
   customer(id: ID!): Customer

@@ -125,6 +125,7 @@ class DevStoreServer:
             self.bulk,
             api_version=request.path_params["version"],
             shopify_namespaces_writable=self.config.shopify_namespaces_writable,
+            access_scopes=self.config.access_scopes,
         )
         reply = self.graphql.handle(state.domain, payload, context)
         return self._respond(reply, plan, request_id)
