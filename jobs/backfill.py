@@ -20,6 +20,19 @@ the Admin API that catches the webhooks Shopify never delivered. A run that left
 unreadable does not count as a start: the next one reads from where that run read, and so
 reads the order again.
 
+Shopify serves an app only the last 60 days of orders unless its token holds `read_all_orders`
+(the Order object's reference, Admin GraphQL 2025-10 to 2026-10: "Only the last 60 days' worth
+of orders from a store are accessible from the Order object by default. If you want to access
+older records, then you need to request access to all orders"; it names no date field, and
+older orders are simply left out of what `orders` returns). The app's own scopes lack it
+(SHOPIFY.md), and a custom app's token has whatever the merchant ticked. So each run first
+reads the token's scopes (`plugin.shopify.scopes`): with `read_all_orders` it reads as asked;
+without, it still reads what the store serves, and its counts, its log and `clvsync backfill`
+say from when the history was readable (the run's start less 60 days) and why. Such a run
+leaves no gap in what the store would give (the scheduled push's wait for the first backfill
+ends), but it read no whole history: the daily run does not start from it, so once the scope
+is granted the next one reads the whole history (or from the last run made with the scope).
+
 What the query reads is what the ledger keeps: ids, dates, amounts and products. The order's
 `currentTotalPriceSet` already nets its refunds, so the refunds are read for their ids only and
 recorded as reflected in the total (with no amount of their own). Customers get their ledger
@@ -54,7 +67,9 @@ from jobs.writeback import admin_client, marking_refused_token
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.domain.ledger_values import checked_id, read_amount, read_moment
 from plugin.shopify.bulk import BulkRunner, OnPoll
+from plugin.shopify.client import AdminClient, QueryError
 from plugin.shopify.gid import gid_number
+from plugin.shopify.scopes import granted_scopes
 from plugin.store import ledger
 from plugin.store.db import contended
 from plugin.store.models import JobRun, Shop
@@ -68,6 +83,8 @@ APPLY_BATCH = 500  # orders per transaction
 CONTENDED_ATTEMPTS = 5
 CONTENDED_PAUSE = 0.2
 OVERLAP = timedelta(days=1)  # the scheduled run reads from this long before the last one began
+READ_ALL_ORDERS = "read_all_orders"  # the scope without which Shopify serves ORDER_WINDOW only
+ORDER_WINDOW = timedelta(days=60)
 
 _ORDER_FIELDS = """
 id customer { id } createdAt processedAt updatedAt cancelledAt test sourceName
@@ -93,11 +110,70 @@ class OrderDataError(ValueError):
 
 
 @dataclass(frozen=True)
+class OrderAccess:
+    """How much of the shop's order history the store serves the token."""
+
+    read_all_orders: bool | None  # the token holds the scope; None: its scopes were not read
+    history_from: datetime | None  # served: the orders created since; None: every order
+
+
+async def read_order_access(client: AdminClient, domain: str, now: datetime) -> OrderAccess:
+    """The token's access to the orders, from its scopes (logged when it lacks read_all_orders;
+    never the token). Scopes the store would not tell (the query refused, or an answer naming
+    none) are unknown: the run still reads, but is not taken for a read of the whole history.
+    A refused token is not passed over: it stops the run, as any call's."""
+    window_start = now - ORDER_WINDOW
+    try:
+        scopes = await granted_scopes(client)
+    except QueryError as exc:
+        log.warning(
+            "backfill %s: the token's access scopes were not read (%s): orders created before "
+            "%s may be missing (Shopify serves them only with %s)",
+            domain,
+            exc,
+            window_start.date().isoformat(),
+            READ_ALL_ORDERS,
+        )
+        return OrderAccess(read_all_orders=None, history_from=window_start)
+    if READ_ALL_ORDERS in scopes:
+        return OrderAccess(read_all_orders=True, history_from=None)
+    log.warning(
+        "backfill %s: %s",
+        domain,
+        history_note({"read_all_orders": False, "history_from": window_start.isoformat()}),
+    )
+    return OrderAccess(read_all_orders=False, history_from=window_start)
+
+
+def history_note(counts: Mapping[str, Any]) -> str | None:
+    """What a run's counts say of the history it could not read, in a line (None: nothing,
+    the store served it every order asked for)."""
+    start = counts.get("history_from")
+    if start is None or counts.get("read_all_orders") is True:
+        return None
+    day = datetime.fromisoformat(str(start)).date().isoformat()
+    if counts.get("read_all_orders") is None:
+        return (
+            f"history read from {day} at least: the token's access scopes could not be read, "
+            f"and Shopify serves only the last 60 days of orders without {READ_ALL_ORDERS}"
+        )
+    return (
+        f"history read from {day} only: the token lacks {READ_ALL_ORDERS}, and Shopify "
+        "serves only the last 60 days of orders without it"
+    )
+
+
+@dataclass(frozen=True)
 class BackfillCounts:
     since: str | None  # orders updated since then were read; None: all of them
-    # the ledger has every order up to the run's start (see last_backfill_start), but those it
-    # rejected as unreadable (orders_rejected), which the next daily run reads again
+    # the ledger has every order the store served up to the run's start (see
+    # last_backfill_start), but those it rejected as unreadable (orders_rejected), which the
+    # next daily run reads again
     covers_all: bool
+    # the token holds read_all_orders (None: its scopes could not be read); without it the
+    # store served only the orders created from history_from (the run's start less 60 days)
+    read_all_orders: bool | None
+    history_from: str | None
     orders_read: int
     orders_applied: int  # newer than what the ledger held (or new)
     orders_unchanged: int  # the ledger already held this version or a newer one
@@ -438,7 +514,8 @@ async def backfill_shop(
     """Read the shop's orders (updated since `since`, or all) and apply them to the ledger;
     `reading` hears how the bulk query is going, `progress` how the applying is. The counts
     say whether the run leaves no gap behind it (`covers_all`: by default, when it read the
-    whole history)."""
+    whole history the store serves), and whether the store served the token every order
+    (`read_all_orders`; `history_from` when not)."""
     started = time.monotonic()
     client = admin_client(ctx, shop)
     runner = BulkRunner(client, ctx.http, sleep=ctx.sleep)
@@ -446,6 +523,7 @@ async def backfill_shop(
         export = Path(scratch) / "orders.jsonl"
         async with marking_refused_token(ctx, shop):
             await read_time_zone(ctx.engine, shop, client)
+            access = await read_order_access(client, shop.domain, ctx.clock())
             outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
         if outcome.status != "COMPLETED":
             raise BackfillError(
@@ -458,6 +536,8 @@ async def backfill_shop(
             since=None if since is None else since.isoformat(),
             covers_all=(since is None if covers_all is None else covers_all)
             and not counts["erased"],
+            read_all_orders=access.read_all_orders,
+            history_from=None if access.history_from is None else access.history_from.isoformat(),
             orders_read=counts["read"],
             orders_applied=counts["applied"],
             orders_unchanged=counts["unchanged"],
@@ -475,11 +555,14 @@ def last_backfill_start(
     history, or the daily run from the one before): None if there was none. A run asked for
     `--since` a date covers only from there, so the daily run never starts from it.
 
-    With `complete`, only a run that also rejected no order as unreadable: the daily run reads
-    from there, so that an order a run left out is read again by the next one, and by each
-    after it until a run reads it. (Without, a run that rejected orders still counts as having
-    read the shop's history: the scheduled push waits only for that, and would wait for good
-    behind one order no release can read.)"""
+    With `complete`, only a run that also rejected no order as unreadable, and whose token
+    held read_all_orders: the daily run reads from there, so that an order a run left out is
+    read again by the next one, and by each after it until a run reads it, and a run the
+    store served only the last 60 days is never where a read with the scope starts (runs
+    recorded before the scope was read say nothing of it, and count as without). (Without
+    `complete`, either still counts as having read the shop's history, all the store would
+    give: the scheduled push waits only for that, and would wait for good behind one order no
+    release can read, or for a scope the merchant may never grant.)"""
     runs = session.exec(
         select(JobRun.started_at, JobRun.counts)
         .where(JobRun.shop_id == shop_id, JobRun.job == "backfill", JobRun.outcome == "ok")
@@ -487,9 +570,14 @@ def last_backfill_start(
     )
     for start, text in runs:
         counts = json.loads(text)
-        if counts.get("covers_all") and not (complete and counts.get("orders_rejected")):
+        if counts.get("covers_all") and (not complete or _read_all(counts)):
             return start
     return None
+
+
+def _read_all(counts: Mapping[str, Any]) -> bool:
+    """Whether the run was served every order it asked for and could read each one."""
+    return counts.get("read_all_orders") is True and not counts.get("orders_rejected")
 
 
 async def scheduled_backfill(
@@ -500,9 +588,9 @@ async def scheduled_backfill(
     progress: Progress | None = None,
     reading: OnPoll | None = None,
 ) -> dict[str, Any]:
-    """The daily backfill: orders updated since the last gapless one that rejected none began,
-    less OVERLAP; the whole history the first time, and until a run has read every order
-    (`progress` and `reading` as for `backfill_shop`)."""
+    """The daily backfill: orders updated since the last gapless one that rejected none, with
+    read_all_orders, began, less OVERLAP; the whole history the first time, and until a run
+    has read every order (`progress` and `reading` as for `backfill_shop`)."""
     assert shop.id is not None
     shop_id = shop.id
 

@@ -10,7 +10,7 @@ import anyio
 import click
 from sqlalchemy import Engine
 
-from jobs.backfill import backfill_shop
+from jobs.backfill import backfill_shop, history_note
 from jobs.context import JobContext
 from jobs.runs import RunResult
 from plugin.cli_jobs import check_authorised, job_spec, run_once, show_processed, show_reading
@@ -43,6 +43,8 @@ def run_backfill(
     elif result.outcome == "ok":
         seconds = summary["seconds"]
         click.echo(f"{_counts_line(summary)} ({seconds:.1f} s; {_run_of(result)}, ok)")
+        if (note := history_note(summary)) is not None:
+            click.echo(note)  # the figures above stand on this history only
     else:
         click.echo(f"backfill {result.outcome} ({_run_of(result)}): {result.error}", err=True)
     if result.outcome != "ok":
