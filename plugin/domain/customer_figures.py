@@ -30,6 +30,9 @@ MONEY_UNITS = 10_000.0
 class CustomerFigures:
     """Per customer (sorted by id). Money in shop currency, days since the Unix epoch.
 
+    mean_days_between_orders is the mean gap between purchase days (`mean_purchase_day_gap`),
+    NaN with one purchase day.
+
     frequency, recency, age, monetary_value are the repeat-purchase model's inputs in days,
     counted per customer-day as in `plugin.domain.rfm_summary`: x distinct purchase days - 1,
     t_x and T from the first purchase day to the last and to floor(as_of); m_x the mean amount
@@ -132,8 +135,8 @@ def customer_figures(
 ) -> CustomerFigures:
     """Every historical figure of every customer with an order on or before `as_of_day`.
 
-    net spend = sum of amounts; AOV = net spend / orders; mean days between orders =
-    (last - first order day) / (orders - 1), NaN below 2 orders; trailing-12-month spend = sum of
+    net spend = sum of amounts; AOV = net spend / orders; mean days between orders: see
+    `mean_purchase_day_gap` (on the shop's calendar); trailing-12-month spend = sum of
     amounts with day > as_of - 365; historical CLV = net spend x margin_rate when the shop sets a
     margin rate, else net spend. Every sum is exact to 1 / MONEY_UNITS (module docstring); a mean
     or a margin is that exact sum divided or multiplied once.
@@ -151,12 +154,10 @@ def customer_figures(
     ).astype(np.float64)
     trailing_orders = np.bincount(rows.index, weights=recent, minlength=n).astype(np.float64)
     first, last = rows.day[rows.starts], rows.day[rows.ends]
-    gaps = np.full(n, np.nan)
-    many = orders >= 2
-    gaps[many] = (last[many] - first[many]) / (orders[many] - 1)
     recent_mean, earlier_mean = _recent_and_earlier(rows, orders, net_units, settings)
     margin = 1.0 if settings.margin_rate is None else settings.margin_rate
     model = _model_inputs(rows, n, as_of_day)
+    gaps = mean_purchase_day_gap(model[0], model[1])
     return CustomerFigures(
         customer_id=rows.customer[rows.starts],
         orders=orders,
@@ -176,6 +177,20 @@ def customer_figures(
         age=model[2],
         monetary_value=model[3],
     )
+
+
+def mean_purchase_day_gap(frequency: FloatArray, recency: FloatArray) -> FloatArray:
+    """Mean days between a customer's purchase days: (last - first purchase day) / (distinct
+    purchase days - 1), i.e. t_x / x of the repeat model's inputs; NaN with one purchase day.
+
+    Counted on the shop's calendar, as the models count purchases: two checkouts of one evening
+    are one purchase day and no rhythm (a gap of minutes would make win-back's rule of three
+    times the customer's own gap fire at its 30-day minimum), and orders of 7:50 pm and of
+    9:10 am the next morning are 1 day apart, not 0.56.
+    """
+    gaps = np.full(frequency.size, np.nan)
+    np.divide(recency, frequency, out=gaps, where=frequency > 0)
+    return gaps
 
 
 def _recent_and_earlier(

@@ -7,7 +7,9 @@ Every threshold is a per-shop setting (`ScoringSettings`); money in shop currenc
 - tier-vip: trailing-12-month spend >= tier_vip; tier-insider: >= tier_insider and < tier_vip;
   tier-enthusiast: > 0 and < tier_insider. At most one tier; none without spend in 12 months.
 - win-back: days since the last order >= win_back_days, or, for customers with a rhythm (2+
-  orders, mean gap > 0), > max(win_back_rhythm_factor x mean gap, win_back_rhythm_min_days).
+  purchase days of the shop's calendar), > max(win_back_rhythm_factor x mean gap,
+  win_back_rhythm_min_days), the gap being the mean days between purchase days
+  (`plugin.domain.customer_figures.mean_purchase_day_gap`: same-day orders are no rhythm).
 - churn-risk: P(alive) < churn_p_alive.
 - reorder-due: a consumable the customer bought is due: days since its last purchase >=
   reorder_grace x its interval, and fewer than reorder_lapse x its interval (after that the
@@ -64,7 +66,9 @@ def top_threshold(predicted_clv: FloatArray, share: float) -> float:
 
 
 def rhythm_rule_days(gap: FloatArray, settings: ScoringSettings) -> FloatArray:
-    """Days without an order beyond which the rhythm rule of win-back fires (inf: no rhythm)."""
+    """Days without an order beyond which the rhythm rule of win-back fires (inf: no rhythm).
+
+    `gap` is the mean days between purchase days (NaN with one purchase day)."""
     has_rhythm = np.isfinite(gap) & (gap > 0)
     days = np.maximum(settings.win_back_rhythm_factor * gap, settings.win_back_rhythm_min_days)
     return np.where(has_rhythm, days, np.inf)

@@ -22,8 +22,8 @@ Rules (confidence "rules": too few customers or repeat buyers, or no fit converg
   win_back_days and the rhythm rule's day): max(0, 1 - days since last order / that point).
 - Expected purchases = orders in the last 12 months x H / 365; spend per order = AOV;
   predicted CLV = trailing-12-month spend x H / 365, discounted with the same monthly steps,
-  spending spread evenly; expected next order = last order + own mean gap if that is not past,
-  else NaN.
+  spending spread evenly; expected next order = last order + own mean gap between purchase
+  days (on the shop's calendar; none with one purchase day) if that is not past, else NaN.
 """
 
 from __future__ import annotations
