@@ -43,8 +43,8 @@ from plugin.store.scores import (
     LedgerArrays,
     day_stamps,
     latest_full_run,
-    ledger_versions,
     load_ledger,
+    read_ledger_versions,
     replace_scores,
     save_run,
     stale_customers,
@@ -92,14 +92,15 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
     started = time.perf_counter()
     settings = scoring_settings(shop)
     days = shop_days(shop)
+    versions = read_ledger_versions(engine, shop.id)  # first: see LedgerVersions
     history, purchases, as_of_day = _inputs(load_ledger(engine, shop.id), days, as_of)
     models = fit_models(history, as_of_day, settings)
     scores = score_shop(history, as_of_day, settings, models, purchases)
-    versions = ledger_versions(engine, shop.id, scores.customer_id)
     run = _run_record(shop.id, "full", as_of, models, scores.reference, settings, scores)
     run_id = save_run(engine, run)
+    postgres = engine.dialect.name == "postgresql"
     rows = score_rows(
-        shop.id, run_id, scores, versions, as_of_day, days, engine.dialect.name == "postgresql"
+        shop.id, run_id, scores, versions.of(scores.customer_id), as_of_day, days, postgres
     )
     replace_scores(engine, shop.id, rows, None)
     return _finish(engine, run_id, run, started)
@@ -107,16 +108,21 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
 
 def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any]:
     """Re-score the customers whose ledger changed since their last score, with the last full
-    run's models and population figures (a full run first if there is none)."""
+    run's models and population figures.
+
+    A full run instead if there is none, or if more customers are stale than the last one
+    scored: its population figures (quintile edges, the top-20 threshold) describe a shop that
+    has changed since, such as one run on the webhooks alone before the first backfill (on an
+    empty ledger, whose edges score every customer R 5, F 5, M 5: champions)."""
     assert shop.id is not None
     last = latest_full_run(engine, shop.id)
-    if last is None:
-        return full_recompute(engine, shop, as_of)
     started = time.perf_counter()
-    settings = scoring_settings(shop)
-    customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH)
+    customer_ids = [] if last is None else stale_customers(engine, shop.id, RESCORE_BATCH, as_of)
+    if last is None or len(customer_ids) > last.customers:
+        return full_recompute(engine, shop, as_of)
     if not customer_ids:  # nothing to do: no run recorded (this job comes every 15 minutes)
         return {"run_id": None, "kind": "rescore", "customers_scored": 0}
+    settings = scoring_settings(shop)
     models, reference = _models_of(last), _reference_of(last)
     run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
     run_id = save_run(engine, run)
@@ -127,17 +133,17 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
         if not customer_ids:
             break
         seen.update(customer_ids)
-        # Versions first: an order landing meanwhile leaves the customer stale, not skipped.
-        versions = ledger_versions(engine, shop.id, np.array(customer_ids, dtype=np.int64))
+        versions = read_ledger_versions(engine, shop.id)  # first: see LedgerVersions
         ledger = load_ledger(engine, shop.id, customer_ids)
         history, purchases, as_of_day = _inputs(ledger, days, as_of)
         scores = rescore(history, as_of_day, settings, models, reference, purchases)
-        at = np.searchsorted(np.array(customer_ids, dtype=np.int64), scores.customer_id)
         postgres = engine.dialect.name == "postgresql"
-        rows = score_rows(shop.id, run_id, scores, versions[at], as_of_day, days, postgres)
+        rows = score_rows(
+            shop.id, run_id, scores, versions.of(scores.customer_id), as_of_day, days, postgres
+        )
         replace_scores(engine, shop.id, rows, customer_ids)
         scored += int(scores.customer_id.size)
-        customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH)
+        customer_ids = stale_customers(engine, shop.id, RESCORE_BATCH, as_of)
     run.scored = scored
     return _finish(engine, run_id, run, started)
 

@@ -318,10 +318,25 @@ def _latest_product_types(engine: Engine, shop_id: int) -> dict[int, str | None]
     return {product: seen[3] for product, seen in latest.items()}
 
 
-def ledger_versions(
-    engine: Engine, shop_id: int, customer_ids: NDArray[np.int64]
-) -> NDArray[np.int64]:
-    """Each of `customer_ids`' ledger version (0 for a customer without a row)."""
+@dataclass(frozen=True)
+class LedgerVersions:
+    """The shop's customers' ledger versions as read at one moment (`read_ledger_versions`):
+    read before the ledger itself, so that an order applied between the two reads leaves its
+    customer's score stale, to be scored again, rather than marked as including it."""
+
+    customer_id: NDArray[np.int64]  # sorted
+    version: NDArray[np.int64]
+
+    def of(self, customer_ids: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Each of `customer_ids`' version (0 for a customer without a row)."""
+        known, versions = self.customer_id, self.version
+        if known.size == 0:
+            return np.zeros(customer_ids.size, dtype=np.int64)
+        at = np.clip(np.searchsorted(known, customer_ids), 0, known.size - 1)
+        return np.where(known[at] == customer_ids, versions[at], 0)
+
+
+def read_ledger_versions(engine: Engine, shop_id: int) -> LedgerVersions:
     rows = _fetch(
         engine,
         select(col(Customer.customer_id), col(Customer.ledger_version)).where(
@@ -331,15 +346,12 @@ def ledger_versions(
     )
     known, versions = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
     order = np.argsort(known)
-    known, versions = known[order], versions[order]
-    at = np.clip(np.searchsorted(known, customer_ids), 0, max(known.size - 1, 0))
-    found = known.size > 0
-    hit = (known[at] == customer_ids) if found else np.zeros(customer_ids.size, dtype=bool)
-    return np.where(hit, versions[at] if found else 0, 0)
+    return LedgerVersions(known[order], versions[order])
 
 
-def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
-    """Customers whose score is older than their ledger, or missing while they have orders."""
+def stale_customers(engine: Engine, shop_id: int, limit: int, as_of: datetime) -> list[int]:
+    """Customers whose score is older than their ledger, or missing while they have orders
+    by `as_of` (a customer whose only orders are dated later has nothing to score yet)."""
     with Session(engine) as session:
         query = (
             select(col(Customer.customer_id))
@@ -352,7 +364,11 @@ def stale_customers(engine: Engine, shop_id: int, limit: int) -> list[int]:
             )
             .where(
                 col(Customer.shop_id) == shop_id,
-                (col(CustomerScore.ledger_version).is_(None) & (col(Customer.orders) > 0))
+                (
+                    col(CustomerScore.ledger_version).is_(None)
+                    & (col(Customer.orders) > 0)
+                    & (col(Customer.first_order_at) <= as_of)
+                )
                 | (col(CustomerScore.ledger_version) != col(Customer.ledger_version)),
             )
             .order_by(col(Customer.customer_id))
