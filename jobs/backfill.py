@@ -65,7 +65,7 @@ from jobs.context import JobContext
 from jobs.shop_zone import read_time_zone
 from jobs.writeback import admin_client, marking_refused_token
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
-from plugin.domain.ledger_values import checked_id, read_amount, read_moment
+from plugin.domain.ledger_values import checked_id, read_amount, read_moment, read_quantity
 from plugin.shopify.bulk import BulkRunner, OnPoll
 from plugin.shopify.client import AdminClient, QueryError
 from plugin.shopify.gid import gid_number
@@ -323,10 +323,11 @@ def _line(item: Mapping[str, Any], index: int) -> OrderLine:
     product = item.get("product")
     product_type = product.get("productType") if isinstance(product, Mapping) else None
     sku = item.get("sku")
-    quantity = item.get("quantity")
-    current = item.get("currentQuantity", quantity)
-    if not isinstance(quantity, int) or not isinstance(current, int):
-        raise OrderDataError(f"{where}: quantity and currentQuantity must be whole numbers")
+    try:
+        quantity = read_quantity(item.get("quantity"))
+        current = read_quantity(item.get("currentQuantity", quantity))
+    except ValueError as exc:
+        raise OrderDataError(f"{where}: quantity and currentQuantity: {exc}") from None
     return OrderLine(
         line_id=_gid_id(item.get("id"), f"{where}.id"),
         product_id=_optional_gid(product, f"{where}.product"),
