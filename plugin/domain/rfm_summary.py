@@ -168,15 +168,16 @@ def compress_rfm(frequency: ArrayLike, recency: ArrayLike, age: ArrayLike) -> Co
 
     The likelihoods are sums over customers, so a row with weight w contributes w times its
     log-likelihood: the fit is the same, and much cheaper when times are whole days or weeks.
+    No rows give no rows (a re-score whose customers have no counted order left).
     """
     x = np.asarray(frequency, dtype=np.float64)
     tx = np.asarray(recency, dtype=np.float64)
     t = np.asarray(age, dtype=np.float64)
     order = np.lexsort((t, tx, x))
     xs, txs, ts = x[order], tx[order], t[order]
-    new_row = np.concatenate(
-        ([True], (xs[1:] != xs[:-1]) | (txs[1:] != txs[:-1]) | (ts[1:] != ts[:-1]))
-    )
+    # the first row opens a group: there is none when there are no rows (no customer to score)
+    new_row = np.ones(x.size, dtype=np.bool_)
+    new_row[1:] = (xs[1:] != xs[:-1]) | (txs[1:] != txs[:-1]) | (ts[1:] != ts[:-1])
     row_of_sorted = np.cumsum(new_row) - 1
     inverse = np.empty(x.size, dtype=np.intp)
     inverse[order] = row_of_sorted
