@@ -127,7 +127,10 @@ def buy_again(
     n = baskets.n_products
     index = np.flatnonzero(baskets.counted & (baskets.customer >= 0))
     customer = baskets.customer[index]
-    later_orders = _reverse_rank(customer)
+    # An order less than a day after the last one counted is the same purchase (a split or
+    # duplicate checkout), as in the replenishment rule 1: it counts neither as buying again
+    # nor among the later orders.
+    later_orders = _later_days(customer, baskets.day[index])
     item_pos, row = _basket_items(baskets, index)
     # Rows run by customer, then day; after a stable sort by (customer, product) the first row of
     # each pair is the customer's first order with the product.
@@ -135,7 +138,7 @@ def buy_again(
     order = argsort_keys(key)
     key = key[order]
     starts = run_starts(key)
-    again = np.diff(np.append(starts, key.size)) - 1  # later orders that hold it
+    again = _later_days(key, baskets.day[index][row[order]])[starts]  # later orders that hold it
     later = later_orders[row[order[starts]]]  # later orders at all
     item = key[starts] % n
     rate = np.bincount(item, weights=again, minlength=n) / np.maximum(
@@ -156,6 +159,29 @@ def _basket_items(baskets: Baskets, index: IntArray) -> tuple[IntArray, IntArray
     row = np.repeat(np.arange(index.size, dtype=np.int64), size)
     item_pos = baskets.start[index][row] + np.arange(row.size) - (np.cumsum(size) - size)[row]
     return item_pos, row
+
+
+def _later_days(group: IntArray, day: FloatArray) -> IntArray:
+    """For rows sorted by (group, day): how many rows of the same group follow each row when a
+    row counts only at least a day after the last one counted (from the row itself)."""
+    n = group.size
+    # the first row of the group at least a day later: merge the targets (group, day + 1)
+    # among the rows, a target before a row of the same group and day
+    both = np.lexsort(
+        (np.repeat(np.array([1, 0]), n), np.concatenate((day, day + 1.0)), np.tile(group, 2))
+    )
+    is_row = both < n
+    rows_before: IntArray = np.cumsum(is_row) - is_row
+    step = np.empty(n, dtype=np.int64)
+    step[both[~is_row] - n] = rows_before[~is_row]
+    step[(step >= n) | (group[np.minimum(step, max(n - 1, 0))] != group)] = n
+    # pointer doubling: count[i] is how many steps lead from row i to jump[i]
+    jump = np.append(step, n)
+    count = np.append(step < n, False).astype(np.int64)
+    while (jump[:n] < n).any():
+        count = count + count[jump]
+        jump = jump[jump]
+    return count[:n]
 
 
 def _reverse_rank(group: IntArray) -> IntArray:

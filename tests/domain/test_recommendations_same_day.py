@@ -1,0 +1,71 @@
+"""Orders minutes apart are one purchase: not buying again."""
+
+import numpy as np
+
+from plugin.domain.recommendations import (
+    OrderLines,
+    ProductTable,
+    RecommendationSettings,
+    recommend,
+)
+
+SOFA, MUG, TEA, PEN = 1, 2, 3, 4
+
+
+def _order_lines(rows: list[tuple[int, int, int, float, int, float]]) -> OrderLines:
+    a = np.array(rows, dtype=float)
+    return OrderLines(
+        a[:, 0].astype(np.int64),
+        a[:, 1].astype(np.int64),
+        a[:, 2].astype(np.int64),
+        a[:, 3],
+        a[:, 4].astype(np.int64),
+        a[:, 5],
+    )
+
+
+def _shop_with_duplicate_sofa_checkouts(gap_days: float) -> OrderLines:
+    rows: list[tuple[int, int, int, float, int, float]] = []
+
+    def order(customer: int, day: float, products: list[int]) -> None:
+        for product in products:
+            rows.append((len(rows) + 1, customer, product, day, 1, 100.0))
+
+    for customer in (1, 2, 3):
+        order(customer, 10.0, [SOFA])
+        order(customer, 10.0 + gap_days, [SOFA])
+    order(4, 5.0, [SOFA])
+    order(4, 40.0, [MUG])
+    for customer in range(10, 60):
+        order(customer, 20.0 + customer, [MUG, TEA if customer % 2 else PEN])
+    return _order_lines(rows)
+
+
+def _next_for(lines: OrderLines, customer_id: int) -> list[int]:
+    products = ProductTable(
+        np.array([SOFA, MUG, TEA, PEN]),
+        np.array(["f", "k", "k", "o"], dtype=object),
+        np.array([900.0, 10.0, 5.0, 2.0]),
+    )
+    found = recommend(lines, products, 100.0, RecommendationSettings(), replenishment_days={})
+    nexts = found.next_products
+    row = int(np.flatnonzero(nexts.customer_id == customer_id)[0])
+    return [int(p) for p in nexts.product_id[row].tolist()]
+
+
+def test_buy_again_same_day_duplicate_checkouts_one_off_not_reoffered() -> None:
+    # given: three customers who each checked out the sofa twice, ten minutes apart
+    lines = _shop_with_duplicate_sofa_checkouts(gap_days=0.007)
+    # when: the next products are computed for another sofa owner
+    picks = _next_for(lines, 4)
+    # then: the sofa stays a one-off, not offered again
+    assert SOFA not in picks
+
+
+def test_buy_again_orders_days_apart_product_reoffered() -> None:
+    # given: the same three customers bought the sofa again three days later
+    lines = _shop_with_duplicate_sofa_checkouts(gap_days=3.0)
+    # when: the next products are computed for another sofa owner
+    picks = _next_for(lines, 4)
+    # then: the sofa is bought again, so it is offered to its owner
+    assert SOFA in picks
