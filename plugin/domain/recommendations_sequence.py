@@ -70,7 +70,8 @@ def _ownership(baskets: Baskets) -> _Ownership:
 
 def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     """Per product A with a type, the pricier products B of the same type that customers who
-    bought A went on to buy in a later order.
+    bought A went on to buy in a later order, on a later day (at least a day after their first
+    order with A).
 
     B qualifies when price(B) > price(A) and price(B) >= upsell_min_price_ratio x price(A)
     (current prices, shop currency; the first rule keeps two free products from being each
@@ -109,7 +110,9 @@ def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     price = baskets.price
     step_up = price[item[high]] > price[item[low]]
     step_up &= price[item[high]] >= settings.upsell_min_price_ratio * price[item[low]]
-    later = first[low] < last[high]
+    # a second checkout minutes after the first is one purchase, not going on to buy (the
+    # replenishment rule 1 merges purchases less than a day apart in the same way)
+    later = baskets.day[last[high]] >= baskets.day[first[low]] + 1
     keep = step_up & later & baskets.recommendable[item[high]]
     keys, support = count_keys(item[low[keep]] * n + item[high[keep]])
     enough = support >= settings.upsell_min_support

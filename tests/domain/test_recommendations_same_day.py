@@ -1,4 +1,4 @@
-"""Orders minutes apart are one purchase: not buying again."""
+"""Orders minutes apart are one purchase: not buying again, not going on to buy."""
 
 import numpy as np
 
@@ -7,6 +7,7 @@ from plugin.domain.recommendations import (
     ProductTable,
     RecommendationSettings,
     recommend,
+    upsell,
 )
 
 SOFA, MUG, TEA, PEN = 1, 2, 3, 4
@@ -69,3 +70,37 @@ def test_buy_again_orders_days_apart_product_reoffered() -> None:
     picks = _next_for(lines, 4)
     # then: the sofa is bought again, so it is offered to its owner
     assert SOFA in picks
+
+
+def _upsell_shop(gap_days: float) -> OrderLines:
+    rows: list[tuple[int, int, int, float, int, float]] = []
+    for customer in (1, 2, 3):
+        rows.append((len(rows) + 1, customer, 1, 10.0, 1, 10.0))
+        rows.append((len(rows) + 1, customer, 2, 10.0 + gap_days, 1, 20.0))
+    return _order_lines(rows)
+
+
+def _upsell_pairs(lines: OrderLines) -> list[tuple[int, int]]:
+    products = ProductTable(
+        np.array([1, 2]), np.array(["coffee", "coffee"], dtype=object), np.array([10.0, 20.0])
+    )
+    links = upsell(lines, products, 100.0, RecommendationSettings())
+    return list(zip(links.product_id.tolist(), links.partner_id.tolist(), strict=True))
+
+
+def test_upsell_second_checkout_minutes_later_not_counted() -> None:
+    # given: three customers who bought the small bag, then the large one 15 minutes later
+    lines = _upsell_shop(gap_days=0.01)
+    # when: upsell links are computed
+    pairs = _upsell_pairs(lines)
+    # then: none, since no one went on to buy the large bag
+    assert pairs == []
+
+
+def test_upsell_pricier_product_days_later_counted() -> None:
+    # given: three customers who bought the small bag, then the large one two days later
+    lines = _upsell_shop(gap_days=2.0)
+    # when: upsell links are computed
+    pairs = _upsell_pairs(lines)
+    # then: the large bag is the small bag's upsell
+    assert pairs == [(1, 2)]
