@@ -219,8 +219,8 @@ def due_consumables(
     lead: float,
 ) -> Candidates:
     """(customer, consumable, expected reorder day) for every consumable a customer owns that
-    is due `lead` x its interval after `as_of_day`, by `reorder_status` asked one consumable at a
-    time (every pair, not only the one behind the reorder-due flag)."""
+    is due at `as_of_day` or `lead` x its interval after it, by `reorder_status` asked one
+    consumable at a time (every pair, not only the one behind the reorder-due flag)."""
     basket = baskets.item_basket()
     rows = member(baskets.item, consumable_items(baskets, intervals))
     rows &= baskets.customer[basket] >= 0
@@ -235,14 +235,18 @@ def due_consumables(
         customers = distinct(who)
         purchases = ProductPurchases(who, np.full(who.size, product, dtype=np.int64), day)
         ahead = as_of_day + lead * interval
-        status = reorder_status(purchases, customers, {product: interval}, ahead, scoring)
-        due = status.due
+        now = reorder_status(purchases, customers, {product: interval}, as_of_day, scoring)
+        soon = reorder_status(purchases, customers, {product: interval}, ahead, scoring)
+        # due at as_of too: ahead, the lapse test fails in the last lead x interval before a
+        # consumable lapses, and what the reorder-due flag calls due must stay among the picks
+        due = now.due | soon.due
+        due_day = np.where(soon.due, soon.due_day, now.due_day)
         parts.append(
             Candidates(
                 customers[due],
                 np.full(int(due.sum()), product, dtype=np.int64),
                 np.zeros(int(due.sum())),
-                status.due_day[due],
+                due_day[due],
             )
         )
     return concat_candidates(parts)

@@ -1,4 +1,5 @@
-"""Orders minutes apart are one purchase: not buying again, not going on to buy."""
+"""Orders minutes apart are one purchase: not buying again, not going on to buy; and a
+consumable the reorder-due flag calls due stays among the next products until it lapses."""
 
 import numpy as np
 
@@ -9,8 +10,11 @@ from plugin.domain.recommendations import (
     recommend,
     upsell,
 )
+from plugin.domain.replenishment import reorder_status
+from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
 
 SOFA, MUG, TEA, PEN = 1, 2, 3, 4
+BEANS = 1
 
 
 def _order_lines(rows: list[tuple[int, int, int, float, int, float]]) -> OrderLines:
@@ -70,6 +74,30 @@ def test_buy_again_orders_days_apart_product_reoffered() -> None:
     picks = _next_for(lines, 4)
     # then: the sofa is bought again, so it is offered to its owner
     assert SOFA in picks
+
+
+def test_next_products_flagged_due_before_lapse_consumable_kept() -> None:
+    # given: a bag of beans (30-day interval) bought 85 days ago: due, and not yet lapsed
+    # (lapse at 3 intervals) but lapsed 0.3 of an interval ahead
+    scoring = ScoringSettings()
+    interval, as_of = 30.0, 85.0
+    rows = [(1, 7, BEANS, 0.0, 1, 12.0)]
+    rows += [(100 + c, c, MUG, 10.0 + c, 1, 8.0) for c in range(10, 30)]
+    lines = _order_lines(rows)
+    purchases = ProductPurchases(np.array([7]), np.array([BEANS]), np.array([0.0]))
+    flag = reorder_status(purchases, np.array([7]), {BEANS: interval}, as_of, scoring)
+    assert flag.due[0]
+    products = ProductTable(
+        np.array([BEANS, MUG]),
+        np.array(["coffee", "kit"], dtype=object),
+        np.array([12.0, 8.0]),
+    )
+    # when: the next products are computed
+    found = recommend(lines, products, as_of, RecommendationSettings(), {BEANS: interval}, scoring)
+    # then: the beans the flag calls due are among them
+    nexts = found.next_products
+    row = int(np.flatnonzero(nexts.customer_id == 7)[0])
+    assert BEANS in nexts.product_id[row].tolist()
 
 
 def _upsell_shop(gap_days: float) -> OrderLines:
