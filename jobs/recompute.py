@@ -127,17 +127,17 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
     run = _run_record(shop.id, "rescore", as_of, models, reference, settings, None)
     run_id = save_run(engine, run)
     days = shop_days(shop)
+    postgres = engine.dialect.name == "postgresql"
     scored, seen = 0, set[int]()
     while True:
         customer_ids = [c for c in customer_ids if c not in seen]
         if not customer_ids:
             break
         seen.update(customer_ids)
-        versions = read_ledger_versions(engine, shop.id)  # first: see LedgerVersions
+        versions = read_ledger_versions(engine, shop.id, customer_ids)  # first: LedgerVersions
         ledger = load_ledger(engine, shop.id, customer_ids)
         history, purchases, as_of_day = _inputs(ledger, days, as_of)
         scores = rescore(history, as_of_day, settings, models, reference, purchases)
-        postgres = engine.dialect.name == "postgresql"
         rows = score_rows(
             shop.id, run_id, scores, versions.of(scores.customer_id), as_of_day, days, postgres
         )

@@ -336,14 +336,16 @@ class LedgerVersions:
         return np.where(known[at] == customer_ids, versions[at], 0)
 
 
-def read_ledger_versions(engine: Engine, shop_id: int) -> LedgerVersions:
-    rows = _fetch(
-        engine,
-        select(col(Customer.customer_id), col(Customer.ledger_version)).where(
-            col(Customer.shop_id) == shop_id
-        ),
-        2,
+def read_ledger_versions(
+    engine: Engine, shop_id: int, customer_ids: Sequence[int] | None = None
+) -> LedgerVersions:
+    """The shop's customers' versions (all, or only `customer_ids`')."""
+    query = select(col(Customer.customer_id), col(Customer.ledger_version)).where(
+        col(Customer.shop_id) == shop_id
     )
+    if customer_ids is not None:
+        query = query.where(col(Customer.customer_id).in_(list(customer_ids)))
+    rows = _fetch(engine, query, 2)
     known, versions = rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64)
     order = np.argsort(known)
     return LedgerVersions(known[order], versions[order])
