@@ -33,7 +33,7 @@ import httpx
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
-from jobs.backfill import scheduled_backfill
+from jobs.backfill import backfill_shop
 from jobs.context import JobContext, worker_name
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
@@ -241,8 +241,11 @@ async def _run_steps(
                 "chance, on purpose (--devstore-errors): the backfill and the push retry them",
                 err=True,
             )
-        click.echo("reading the store's orders back (the daily backfill) ...", err=True)
-        backfilled = await _step(ctx, shop.id, "backfill", scheduled_backfill)
+        click.echo("reading the store's whole order history back (a backfill) ...", err=True)
+        # the whole history, not the daily run's read since the last one: staying up within the
+        # 6 h after 00:00 UTC, the app's scheduler makes up the day's backfill at once, and
+        # the daily run after it would read nothing
+        backfilled = await _step(ctx, shop.id, "backfill", backfill_shop)
         click.echo("recomputing: fitting the models, scoring every customer ...", err=True)
         recomputed = await _step(ctx, shop.id, "refit", refit)
         click.echo("recommending: frequently bought together, upsell, next products ...", err=True)
