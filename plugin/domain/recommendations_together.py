@@ -113,11 +113,13 @@ def count_pairs(baskets: Baskets, floor: int) -> PairCounts:
 
 def _distinct_buyers(keys: IntArray, occurrence: IntArray, buyer: IntArray) -> IntArray:
     """For each of `keys` (ascending, each among `occurrence`), how many distinct buyers its
-    occurrences have."""
+    occurrences have. A (key, buyer) is one int64 by the key's position, not the key itself: a
+    pair key runs to P * P, which times the buyers overflows at about a million products."""
     mine = member(occurrence, keys)
+    slot = np.searchsorted(keys, occurrence[mine])
     span = int(buyer.max(initial=0)) + 1
-    pairs = distinct(occurrence[mine] * span + buyer[mine]) // span
-    return np.asarray(np.diff(np.searchsorted(pairs, np.append(keys, keys[-1:] + 1))), np.int64)
+    pairs = distinct(slot * span + buyer[mine]) // span
+    return np.bincount(pairs, minlength=keys.size).astype(np.int64)
 
 
 def pair_lift(counts: PairCounts) -> FloatArray:
