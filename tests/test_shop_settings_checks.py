@@ -90,6 +90,18 @@ def test_set_of_a_value_refused_beside_the_stored_ones_is_refused(
     assert stored(shop) == {"scoring": {"tier_vip": 2000}}
 
 
+def test_set_of_more_next_products_than_a_metafield_list_holds_is_refused(
+    shop: Engine, migrated_url: str
+) -> None:
+    # a customer's next products are pushed as a list.product_reference, which holds 10
+    store_settings(shop, {"recommendations": {"next_products": 8}})
+    result = settings_of(migrated_url, "--set", "recommendations.next_products=11")
+    assert result.exit_code == 1, result.output
+    assert "next_products must be <= 10" in result.stderr, result.output
+    assert stored(shop) == {"recommendations": {"next_products": 8}}
+    assert saved(settings_of(migrated_url, "--set", "recommendations.next_products=10"))
+
+
 def test_view_of_a_stored_pair_the_jobs_take_keeps_both(shop: Engine, migrated_url: str) -> None:
     # given thresholds an older release stored, which the jobs take, beside a wrong value
     store_settings(shop, {"scoring": {"tier_insider": 1000, "tier_vip": 2000, "top_share": 2}})

@@ -136,6 +136,8 @@ class RecommendationSettings:
             # a product's list in the store holds at most this many (MAX_PRODUCT_REFERENCES)
             (self.fbt_per_product > 10, "fbt_per_product must be <= 10"),
             (self.upsell_per_product > 10, "upsell_per_product must be <= 10"),
+            # and a customer's next products are one such list too
+            (self.next_products > 10, "next_products must be <= 10"),
             (not self.fbt_min_lift >= 0, "fbt_min_lift must be >= 0"),
             (not self.bundle_min_lift >= 0, "bundle_min_lift must be >= 0"),
             (not self.upsell_min_price_ratio >= 1, "upsell_min_price_ratio must be >= 1"),
