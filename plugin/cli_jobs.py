@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs.backfill import APPLY_BATCH, scheduled_backfill
+from jobs.backfill import APPLY_BATCH, history_note, scheduled_backfill
 from jobs.context import JobContext
 from jobs.leader import current_leader
 from jobs.runs import OK, SKIPPED, JobFn, RunResult, recent_runs, run_job
@@ -133,6 +133,8 @@ def jobs_run(job: str, domain: str) -> None:
         click.echo(f"running {job} for {shop.domain} ...", err=True)
         result = run_now(settings, engine, shop, job)
     click.echo(json.dumps(dict(result.counts), sort_keys=True, default=str))
+    if job == "backfill" and (note := history_note(result.counts)) is not None:
+        click.echo(note, err=True)  # beside the JSON, which says the same in its keys
 
 
 def check_authorised(shop: Shop) -> None:

@@ -298,6 +298,24 @@ def test_backfill_command_without_the_scope_prints_from_when_history_was_read(
     assert 0 < len(served) <= summary["orders_read"] < len(store.orders)
 
 
+def test_jobs_run_backfill_without_the_scope_says_from_when_beside_its_json(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    store, live = recent_store(devstore_factory, APP_SCOPES)
+    add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    days = {(datetime.now(UTC) - ORDER_WINDOW).date().isoformat()}
+    result = CliRunner().invoke(
+        main, ["jobs", "run", "backfill", "--shop", store.shop_domain], env=env
+    )
+    days.add((datetime.now(UTC) - ORDER_WINDOW).date().isoformat())  # a run across midnight
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)  # stdout stays the counts' JSON alone
+    assert counts["read_all_orders"] is False
+    note = result.stderr.rstrip().splitlines()[-1]
+    assert note in {f"history read from {day} {NOTE} without it" for day in days}, note
+
+
 def test_backfill_command_with_the_scope_prints_the_counts_alone(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
@@ -309,3 +327,7 @@ def test_backfill_command_with_the_scope_prints_the_counts_alone(
     [counts_line] = text.stdout.rstrip().splitlines()
     assert counts_line.startswith(f"{len(store.orders):,} orders read: ")
     assert "history read from" not in text.output
+    ran = CliRunner().invoke(
+        main, ["jobs", "run", "backfill", "--shop", store.shop_domain], env=env
+    )
+    assert ran.exit_code == 0 and "history read from" not in ran.output, ran.output
