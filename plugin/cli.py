@@ -206,20 +206,31 @@ def shop_add(domain: str, token: str | None) -> None:
                 assert added.id is not None
                 shop_id, added_domain = added.id, added.domain
                 backfilled = last_backfill_start(session, shop_id) is not None
+                whole = last_backfill_start(session, shop_id, complete=True) is not None
             click.echo(f"shop {added_domain} registered")
-            if not backfilled:
+            if not whole:
                 queue.enqueue(engine, [Due("backfill", shop_id, _now())])
-                click.echo(
-                    "its order history (webhooks bring only what happens from now on): a"
-                    " backfill is queued for `clvsync serve` or `clvsync worker` to run, or run"
-                    f" it now: clvsync backfill --shop {added_domain}; the scheduled push waits"
-                    " for it",
-                    err=True,
-                )
+                click.echo(_backfill_queued(added_domain, backfilled), err=True)
     except shops.ShopDomainError as exc:
         raise click.BadParameter(str(exc), param_hint="DOMAIN") from None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token") from None
+
+
+def _backfill_queued(domain: str, backfilled: bool) -> str:
+    run_it = (
+        "a backfill is queued for `clvsync serve` or `clvsync worker` to run, or run it now:"
+        f" clvsync backfill --shop {domain}"
+    )
+    if backfilled:  # a new token may be granted the read_all_orders the last one lacked
+        return (
+            "the orders its last backfill could not read (the history before the last 60 days,"
+            f" without read_all_orders, or orders it could not read): {run_it}"
+        )
+    return (
+        f"its order history (webhooks bring only what happens from now on): {run_it}; the"
+        " scheduled push waits for it"
+    )
 
 
 @shop.command("rekey")

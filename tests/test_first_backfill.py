@@ -6,14 +6,16 @@ for the scheduler's workers, who run it though the shop was not in their last re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from jobs import queue
 from jobs.context import JobContext
@@ -21,7 +23,7 @@ from jobs.queue import Due
 from jobs.runs import OK, run_job
 from jobs.scheduler import WAITING_FOR_BACKFILL, JobSpec, push, reconcile, rescore
 from jobs.scheduler import scheduled_backfill as backfill
-from plugin.store.models import Shop
+from plugin.store.models import JobRun, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
     anyio_backend,
@@ -83,6 +85,34 @@ def test_registering_a_shop_queues_its_first_backfill(engine: Engine, migrated_u
     [tick] = queue.waiting(engine)
     assert tick.job == "backfill"
     assert "a backfill is queued" in err and "clvsync backfill --shop new.myshopify.com" in err
+
+
+@pytest.mark.parametrize(
+    ("counts", "queued"),
+    [
+        ({"covers_all": True, "read_all_orders": False}, True),  # the last 60 days only
+        ({"covers_all": True, "read_all_orders": True, "orders_rejected": 2}, True),
+        ({"covers_all": True, "read_all_orders": True, "orders_rejected": 0}, False),
+    ],
+)
+def test_a_new_token_queues_a_backfill_unless_one_has_read_the_whole_history(
+    engine: Engine, migrated_url: str, counts: dict[str, Any], queued: bool
+) -> None:
+    # given a shop whose last backfill read what its token was served
+    shop = add_shop(engine, "known.myshopify.com")
+    with Session(engine) as session:
+        started = datetime(2026, 11, 1, tzinfo=UTC)
+        done = {"outcome": OK, "counts": json.dumps(counts)}
+        session.add(JobRun(shop_id=shop.id, job="backfill", worker="w", started_at=started, **done))
+        session.commit()
+    # when a new token is stored for it (granted read_all_orders, perhaps)
+    code, _, err = run(migrated_url, "shop", "add", "known.myshopify.com", "--token", "shpat_y")
+    # then a backfill is queued to read what the last one could not, unless it read it all
+    assert code == 0, err
+    assert [tick.job for tick in queue.waiting(engine)] == (["backfill"] if queued else [])
+    assert ("a backfill is queued" in err) is queued, err
+    assert "could not read" in err if queued else err == ""
+    assert "the scheduled push waits" not in err  # it waited for the first one only
 
 
 async def test_a_tick_for_a_shop_registered_since_the_last_read_of_the_shops_is_run(
