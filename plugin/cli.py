@@ -496,9 +496,7 @@ def _export(
         shop = shop_or_fail(session, domain)
         assert shop.id is not None
         if bundles:
-            rows = _bundle_rows(recommendations.bundle_candidates(session, shop.id))
-            count = _write_rows(rows, fmt, output, BUNDLE_COLUMNS)
-            return f"exported {count} bundle candidates of {shop.domain}"
+            return _export_bundles(session, shop, fmt, output)
         if customer is not None:
             _write_customer_report(session, shop, customer, output)
             return None
@@ -507,6 +505,20 @@ def _export(
         with contextlib.closing(_export_rows(session, shop)) as customers:
             count = _write_rows(customers, fmt, output)
     return f"exported {count} customers of {shop.domain}"
+
+
+def _export_bundles(session: Session, shop: Shop, fmt: str, out: TextIO) -> str:
+    """The last recommendations run's bundle candidates, but those with a product the store
+    has been found not to offer since (each keeps its rank)."""
+    assert shop.id is not None
+    gone = recommendations.products_gone(session, shop.id)
+    candidates = recommendations.bundle_candidates(session, shop.id)
+    offered = [c for c in candidates if gone.isdisjoint(map(int, c.product_ids.split()))]
+    count = _write_rows(_bundle_rows(offered), fmt, out, BUNDLE_COLUMNS)
+    summary = f"exported {count} bundle candidates of {shop.domain}"
+    if left_out := len(candidates) - len(offered):
+        summary += f" ({left_out} left out: a product of theirs is gone from the store)"
+    return summary
 
 
 def _write_customer_report(session: Session, shop: Shop, customer: int, output: TextIO) -> None:

@@ -469,6 +469,12 @@ def kept_fields(engine: Engine, shop_id: int) -> int:
 
 
 def gone_products(engine: Engine, shop_id: int) -> set[int]:
+    """`products_gone` in a session of its own."""
+    with Session(engine) as session:
+        return products_gone(session, shop_id)
+
+
+def products_gone(session: Session, shop_id: int) -> set[int]:
     """The products the store is known not to have or not to offer: recorded gone, and not
     named since by an order placed after that (customers could buy it then). An order placed
     before and updated since (fulfilled, refunded, edited) tells nothing: it still names a
@@ -485,8 +491,7 @@ def gone_products(engine: Engine, shop_id: int) -> set[int]:
     query = select(col(gone.product_id)).where(
         col(gone.shop_id) == shop_id, ~exists().where(seen_later)
     )
-    with Session(engine) as session:
-        return {product_id for (product_id,) in session.execute(query)}
+    return {product_id for (product_id,) in session.execute(query)}
 
 
 def record_gone(engine: Engine, shop_id: int, reasons: dict[int, str], now: datetime) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from jobs.recommend import recommend_shop
 from jobs.writeback import push_shop
 from plugin.cli import main
+from plugin.store.recommendations import record_gone
 from tests.test_compliance import cli_env
 from tests.writeback.conftest import ScenarioFactory
 
@@ -61,3 +63,17 @@ async def test_recommend_job_then_push_puts_planted_complements_on_the_products(
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == found["bundle_candidates"]
     assert all(len(r["product_ids"].split()) in (2, 3) and float(r["lift"]) > 1 for r in rows)
+    # and once a product of one is found gone from the store, its bundles are left out
+    gone = int(rows[0]["product_ids"].split()[0])
+    assert scenario.shop.id is not None
+    record_gone(scenario.engine, scenario.shop.id, {gone: "deleted"}, datetime.now(UTC))
+    again = CliRunner().invoke(
+        main,
+        ["export", "--shop", scenario.store.shop_domain, "--bundles"],
+        env=cli_env(migrated_url),
+    )
+    assert again.exit_code == 0, again.output
+    left = list(csv.DictReader(io.StringIO(again.stdout)))
+    with_gone = [r for r in rows if str(gone) in r["product_ids"].split()]
+    assert left == [r for r in rows if r not in with_gone]
+    assert f"({len(with_gone)} left out: a product of theirs is gone" in again.stderr
