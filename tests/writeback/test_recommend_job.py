@@ -54,11 +54,8 @@ async def test_recommend_job_then_push_puts_planted_complements_on_the_products(
         >= found["customers_with_next_products"] * 0.9
     )
     # and the bundle candidates can be reviewed
-    result = CliRunner().invoke(
-        main,
-        ["export", "--shop", scenario.store.shop_domain, "--bundles"],
-        env=cli_env(migrated_url),
-    )
+    export = ["export", "--shop", scenario.store.shop_domain, "--bundles"]
+    result = CliRunner().invoke(main, export, env=cli_env(migrated_url))
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == found["bundle_candidates"]
@@ -67,11 +64,7 @@ async def test_recommend_job_then_push_puts_planted_complements_on_the_products(
     gone = int(rows[0]["product_ids"].split()[0])
     assert scenario.shop.id is not None
     record_gone(scenario.engine, scenario.shop.id, {gone: "deleted"}, datetime.now(UTC))
-    again = CliRunner().invoke(
-        main,
-        ["export", "--shop", scenario.store.shop_domain, "--bundles"],
-        env=cli_env(migrated_url),
-    )
+    again = CliRunner().invoke(main, export, env=cli_env(migrated_url))
     assert again.exit_code == 0, again.output
     left = list(csv.DictReader(io.StringIO(again.stdout)))
     with_gone = [r for r in rows if str(gone) in r["product_ids"].split()]
