@@ -30,7 +30,7 @@ from jobs.writeback import read_back_uncertain, with_pusher
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import JobRun, Shop, SyncChange
 from plugin.store.retention import SYNC_CHANGES_KEEP
-from plugin.store.sync import pushed_state, run_record, values_before
+from plugin.store.sync import gone_customers, pushed_state, run_record, values_before
 
 UNDOABLE_JOBS = ("push", "reconcile", "undo")
 APPLIED = ("add", "remove", "set", "delete")  # a refusal left the store as it was
@@ -67,7 +67,9 @@ def undo_plan(ctx: JobContext, shop: Shop, target: int) -> tuple[Plan, int]:
     plan, superseded = Plan(), 0
     if record.first_id is None:
         return plan, superseded
-    customers = sorted(record.changes)
+    # a customer deleted in the store since is sent nothing, as by the push (their pushed state
+    # was dropped with them, so every change of the run would look still in place)
+    customers = sorted(set(record.changes) - gone_customers(ctx.engine, shop.id, record.changes))
     before = values_before(ctx.engine, shop.id, customers, record.first_id)
     pushed = pushed_state(ctx.engine, shop.id, customers)
     later = touched_later(ctx.engine, shop.id, target, customers)

@@ -331,6 +331,15 @@ def record_customers_missing(
                 mark_customer_deleted(session, shop_id, customer_id, now)
 
 
+def gone_customers(engine: Engine, shop_id: int, customer_ids: Collection[int]) -> set[int]:
+    """Those of the customers who were redacted or deleted in the store: nothing is sent to
+    them."""
+    with Session(engine) as session:
+        return redacted(session, shop_id, CUSTOMER, customer_ids) | _marked_deleted(
+            session, shop_id, customer_ids
+        )
+
+
 def _marked_deleted(session: Session, shop_id: int, customer_ids: Collection[int]) -> set[int]:
     wanted = sorted(customer_ids)
     found: set[int] = set()
