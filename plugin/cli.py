@@ -33,6 +33,7 @@ from plugin.cli_jobs import jobs_group, run_now
 from plugin.cli_output import quiet_when_the_reader_stops
 from plugin.cli_redact import SHOPIFY_ID, redact
 from plugin.cli_settings import shop_settings
+from plugin.domain.ledger_values import MAX_ID
 from plugin.domain.writeback import DEFAULT_TAG_PREFIX
 from plugin.serving import ListenError, limits, listen, run_server
 from plugin.settings import Settings, SettingsError, load_log_level
@@ -614,7 +615,7 @@ def recompute(domain: str, changed: bool) -> None:
 @click.option(
     "--undo",
     "undo",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ID),  # a run id the database can hold
     metavar="RUN",
     help="Instead, take back what push run RUN changed on customers (`clvsync jobs runs` lists "
     "them); the shop's push must be paused first (dry_run=true).",

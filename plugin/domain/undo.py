@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from plugin.domain.writeback import CustomerChange
+from plugin.domain.writeback import CustomerChange, same_value
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,13 @@ def undo_change(
             else:
                 superseded += 1
         elif done.kind == "metafield" and done.action in ("set", "delete"):
-            still = (
-                pushed_values.get(done.name) == done.value
-                if done.action == "set"
-                else done.name not in pushed_values
-            )
+            # compared as what the values mean: the store's form of one read back may differ
+            if done.action == "set":
+                still = done.value is not None and same_value(
+                    pushed_values.get(done.name), done.value
+                )
+            else:
+                still = done.name not in pushed_values
             if not still:
                 superseded += 1
                 continue

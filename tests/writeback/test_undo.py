@@ -185,6 +185,9 @@ def test_undo_command_refuses_unless_paused_and_names_a_wrong_run(
     # no such run, or a run that changed nothing in the store: named
     result = run_cli(scenario, migrated_url, "--undo", "999")
     assert result.exit_code == 1 and "has no job run 999" in result.output
+    # a run id past what the database holds: a usage error, not a database crash
+    result = run_cli(scenario, migrated_url, "--undo", str(2**63), "--dry-run")
+    assert result.exit_code == 2 and "Invalid value for '--undo'" in result.output, result.output
     with Session(scenario.engine) as session:
         session.add(
             JobRun(shop_id=scenario.shop.id, job="refit", worker="w", started_at=scenario.as_of)
@@ -228,3 +231,12 @@ def test_undo_change_takes_back_only_what_still_stands() -> None:
     assert {reason for _, reason in undo.change.reasons} == {"undo of job run 3"}
     nothing = undo_change(7, run[2:3], {}, frozenset(), {}, "undo")
     assert nothing.change is None and nothing.superseded == 1
+
+
+def test_undo_change_compares_a_value_read_back_in_the_stores_form_by_what_it_means() -> None:
+    # the run set "12.50"; a reconcile recorded the store's form of it, "12.5"
+    run = [RunChange("metafield", "historical_value", "set", "12.50")]
+    pushed_values = {"historical_value": "12.5"}
+    undo = undo_change(7, run, {"historical_value": "9.00"}, frozenset(), pushed_values, "undo")
+    assert undo.change is not None and undo.superseded == 0
+    assert undo.change.set_metafields == (("historical_value", "9.00"),)
