@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,14 @@ from tests.test_scheduler import eventually, running
 pytestmark = pytest.mark.anyio
 
 GRACES = {"push": 120.0, "refit": 6 * 3600.0}
+
+
+def quiet_hour() -> int:
+    """A daily hour with no tick to make up at the start (the jobs' clock is NOW) and no tick
+    on the wall clock, which APScheduler fires on, within the next hour: half a day from both
+    where it can be. ((NOW.hour + 12) alone fired on the wall clock at 12:00 UTC mid-test.)"""
+    wall = datetime.now(UTC).hour
+    return next(h for h in (12, 18, 6) if h not in (NOW.hour, wall, (wall + 1) % 24))
 
 
 def test_the_oldest_tick_is_taken_first(engine: Engine) -> None:
@@ -119,8 +127,8 @@ async def test_the_scheduler_takes_only_what_it_has_room_for(engine: Engine) -> 
         active -= 1
         return {}
 
-    # (due half a day from now: no tick of it to make up at the start)
-    hour = (NOW.hour + 12) % 24
+    # (due hours from now: no tick of it to make up at the start, none while the test runs)
+    hour = quiet_hour()
     jobs = (JobSpec("heavy", heavy, daily_at_hour=hour, heavy=True, misfire_grace_seconds=60),)
     async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
         scheduler = build_scheduler(
@@ -150,7 +158,7 @@ async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: En
     async def never(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
         raise AssertionError("a stopping process started a job")
 
-    hour = (NOW.hour + 12) % 24  # (no tick of it to make up at the start)
+    hour = quiet_hour()  # (no tick of it to make up at the start, none while the test runs)
     jobs = (JobSpec("late", never, daily_at_hour=hour, misfire_grace_seconds=60),)
     async with httpx.AsyncClient() as http, anyio.create_task_group() as tasks:
         scheduler = build_scheduler(context(engine, http), jobs, take_every_seconds=60)
@@ -167,7 +175,7 @@ async def test_a_tick_taken_as_the_process_stops_is_left_in_the_queue(engine: En
     assert queue.waiting(engine) == [tick]
 
 
-LATER = (NOW.hour + 12) % 24  # a daily hour with no tick to make up at the start
+LATER = quiet_hour()  # a daily hour with no tick to make up at the start
 
 
 def test_a_tick_whose_lease_is_busy_waits_in_the_queue(engine: Engine) -> None:
