@@ -76,6 +76,24 @@ def generated(
     return store, factory(state, DevStoreConfig(access_scopes=scopes))
 
 
+def registered(
+    engine: Engine,
+    factory: DevStoreFactory,
+    http: httpx.AsyncClient,
+    customers: int,
+    seed: int,
+    scopes: tuple[str, ...],
+    start: datetime = datetime(2025, 12, 31, tzinfo=UTC),
+) -> tuple[Clock, GeneratedStore, LiveDevStore, int, JobContext]:
+    """`generated` at `start`, registered as a shop with the dev store's token; the jobs'
+    context on the same clock."""
+    clock = Clock(start)
+    store, live = generated(factory, customers, seed, scopes, clock)
+    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    assert shop.id is not None
+    return clock, store, live, shop.id, replace(context(engine, http, live), clock=clock)
+
+
 def held_ids(engine: Engine, shop_id: int) -> set[int]:
     with Session(engine) as session:
         return set(session.exec(select(Order.order_id).where(Order.shop_id == shop_id)))
@@ -92,14 +110,12 @@ async def test_a_backfill_without_read_all_orders_keeps_what_is_served_and_says_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given a shop of three years' history whose token lacks read_all_orders, at the end of it
-    clock = Clock(datetime(2025, 12, 31, tzinfo=UTC))
-    store, live = generated(devstore_factory, 120, 31, APP_SCOPES, clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, http, live), clock=clock)
+    clock, store, _live, shop_id, ctx = registered(
+        engine, devstore_factory, http, 120, 31, APP_SCOPES
+    )
     # when the whole history is backfilled
     with caplog.at_level(logging.WARNING, logger="jobs.backfill"):
-        result = await run_job(ctx, shop.id, "backfill", backfill_job)
+        result = await run_job(ctx, shop_id, "backfill", backfill_job)
     # then the run read the orders of the last 60 days, and its counts say from when and why
     window_start = clock.now - ORDER_WINDOW
     served = [o for o in store.orders if created(o) >= window_start]
@@ -109,7 +125,7 @@ async def test_a_backfill_without_read_all_orders_keeps_what_is_served_and_says_
     assert result.counts["history_from"] == window_start.isoformat()
     assert result.counts["since"] is None and result.counts["orders_read"] == len(served)
     # and the ledger holds those orders only
-    assert held_ids(engine, shop.id) == kept_ids(store.orders, window_start)
+    assert held_ids(engine, shop_id) == kept_ids(store.orders, window_start)
     # and the log says so, naming the shop and the date, never the token
     [warning] = [r.getMessage() for r in caplog.records if "read_all_orders" in r.getMessage()]
     assert store.shop_domain in warning and "history read from 2025-11-01 " + NOTE in warning
@@ -120,55 +136,51 @@ async def test_a_backfill_without_the_scope_ends_the_wait_for_the_first_backfill
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop whose token lacks read_all_orders, backfilled as far as the store allows
-    clock = Clock(datetime(2025, 12, 31, tzinfo=UTC))
-    store, live = generated(devstore_factory, 60, 32, APP_SCOPES, clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, http, live), clock=clock)
-    read = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    clock, _store, _live, shop_id, ctx = registered(
+        engine, devstore_factory, http, 60, 32, APP_SCOPES
+    )
+    read = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     assert read.outcome == OK and read.counts["orders_applied"] > 0
     # when the scheduled rescore and push run
-    await run_job(ctx, shop.id, "rescore", rescore)
-    pushed = await run_job(ctx, shop.id, "push", push)
+    await run_job(ctx, shop_id, "rescore", rescore)
+    pushed = await run_job(ctx, shop_id, "push", push)
     # then the push writes to the store: the history read is all the store would give
     assert pushed.outcome == OK and pushed.counts != {"skipped": WAITING_FOR_BACKFILL}
     assert pushed.counts["tags_added"] > 0
     # but the shop's history is not taken as read whole by the daily run
     with Session(engine) as session:
-        assert last_backfill_start(session, shop.id) == clock.now
-        assert last_backfill_start(session, shop.id, complete=True) is None
+        assert last_backfill_start(session, shop_id) == clock.now
+        assert last_backfill_start(session, shop_id, complete=True) is None
 
 
 async def test_the_daily_backfill_reads_the_whole_history_once_the_scope_is_granted(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop whose token lacked read_all_orders for its first two daily backfills
-    clock = Clock(datetime(2025, 12, 31, tzinfo=UTC))
-    store, live = generated(devstore_factory, 80, 33, APP_SCOPES, clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, http, live), clock=clock)
-    first = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    clock, store, live, shop_id, ctx = registered(
+        engine, devstore_factory, http, 80, 33, APP_SCOPES
+    )
+    first = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     clock.now += timedelta(days=1)
-    second = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    second = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     # (each read the whole history the store would serve: neither is where a read starts)
     assert first.counts["since"] is None and first.counts["read_all_orders"] is False
     assert second.counts["since"] is None and second.counts["read_all_orders"] is False
-    assert held_ids(engine, shop.id) == kept_ids(store.orders, clock.now - ORDER_WINDOW - OVERLAP)
+    assert held_ids(engine, shop_id) == kept_ids(store.orders, clock.now - ORDER_WINDOW - OVERLAP)
     # when the merchant grants read_all_orders and the next daily run comes
     devstore_factory(live.state, DevStoreConfig())
     clock.now += timedelta(days=1)
     granted_at = clock.now
-    third = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    third = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     # then it reads the whole history, not only the orders updated since the runs before
     assert third.outcome == OK, third.error
     assert third.counts["since"] is None and third.counts["read_all_orders"] is True
     assert third.counts["history_from"] is None
     assert third.counts["orders_read"] == len(store.orders)
-    assert held_ids(engine, shop.id) == kept_ids(store.orders)
+    assert held_ids(engine, shop_id) == kept_ids(store.orders)
     # and the daily run after it reads from it, as before
     clock.now += timedelta(days=1)
-    fourth = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    fourth = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     assert fourth.counts["since"] == (granted_at - OVERLAP).isoformat()
 
 
@@ -176,21 +188,25 @@ async def test_a_daily_run_without_the_scope_after_one_with_it_is_not_where_the_
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a daily backfill with read_all_orders, then one after the scope was taken away
-    clock = Clock(datetime(2025, 12, 1, tzinfo=UTC))
-    store, live = generated(devstore_factory, 40, 34, (*APP_SCOPES, "read_all_orders"), clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, http, live), clock=clock)
-    whole = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    clock, _store, live, shop_id, ctx = registered(
+        engine,
+        devstore_factory,
+        http,
+        40,
+        34,
+        (*APP_SCOPES, "read_all_orders"),
+        start=datetime(2025, 12, 1, tzinfo=UTC),
+    )
+    whole = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     assert whole.counts["read_all_orders"] is True and whole.counts["history_from"] is None
     devstore_factory(live.state, DevStoreConfig(access_scopes=APP_SCOPES))
     clock.now += timedelta(days=1)
-    limited = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    limited = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     assert limited.counts["read_all_orders"] is False
     # when the scope is granted again and the daily run comes
     devstore_factory(live.state, DevStoreConfig())
     clock.now += timedelta(days=1)
-    again = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    again = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     # then it reads from the last run made with the scope: what the limited one was not
     # served (older orders updated meanwhile) is read
     assert again.counts["since"] == (datetime(2025, 12, 1, tzinfo=UTC) - OVERLAP).isoformat()
@@ -200,20 +216,18 @@ async def test_a_backfill_with_the_scope_reads_the_whole_history_and_says_nothin
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop whose token holds read_all_orders (the dev store's default)
-    clock = Clock(datetime(2025, 12, 31, tzinfo=UTC))
-    store, live = generated(devstore_factory, 40, 35, DevStoreConfig().access_scopes, clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, http, live), clock=clock)
+    clock, store, _live, shop_id, ctx = registered(
+        engine, devstore_factory, http, 40, 35, DevStoreConfig().access_scopes
+    )
     # when it is backfilled, by the daily run and again
-    first = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    first = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     clock.now += timedelta(days=1)
-    second = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    second = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     # then the first read every order, the second from the first, as before the scopes
     assert first.counts["orders_read"] == len(store.orders) and first.counts["covers_all"]
     assert first.counts["read_all_orders"] is True and first.counts["history_from"] is None
     assert second.counts["since"] == (clock.now - timedelta(days=1) - OVERLAP).isoformat()
-    assert held_ids(engine, shop.id) == kept_ids(store.orders)
+    assert held_ids(engine, shop_id) == kept_ids(store.orders)
 
 
 class RefusingScopes(httpx.AsyncBaseTransport):
@@ -242,21 +256,19 @@ async def test_a_backfill_whose_scopes_are_refused_reads_on_but_is_not_taken_as_
     engine: Engine, devstore_factory: DevStoreFactory, refusing_http: httpx.AsyncClient
 ) -> None:
     # given a store that serves every order but will not tell the token's scopes
-    clock = Clock(datetime(2025, 12, 31, tzinfo=UTC))
-    store, live = generated(devstore_factory, 30, 36, DevStoreConfig().access_scopes, clock)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
-    assert shop.id is not None
-    ctx = replace(context(engine, refusing_http, live), clock=clock)
+    clock, store, _live, shop_id, ctx = registered(
+        engine, devstore_factory, refusing_http, 30, 36, DevStoreConfig().access_scopes
+    )
     # when it is backfilled
-    result = await run_job(ctx, shop.id, "backfill", scheduled_backfill)
+    result = await run_job(ctx, shop_id, "backfill", scheduled_backfill)
     # then it read what it was served, and says it cannot tell whether that was everything
     assert result.outcome == OK, result.error
     assert result.counts["orders_read"] == len(store.orders)
     assert result.counts["read_all_orders"] is None
     assert result.counts["history_from"] == (clock.now - ORDER_WINDOW).isoformat()
     with Session(engine) as session:
-        assert last_backfill_start(session, shop.id) is not None
-        assert last_backfill_start(session, shop.id, complete=True) is None
+        assert last_backfill_start(session, shop_id) is not None
+        assert last_backfill_start(session, shop_id, complete=True) is None
 
 
 def recent_store(

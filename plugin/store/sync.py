@@ -219,7 +219,7 @@ def record_read_back(
     with Session(engine) as session, session.begin():
         known = hold_customers(session, shop_id, held, alive=True)
         rest = set(held) - known
-        gone = redacted(session, shop_id, CUSTOMER, rest) | _marked_deleted(session, shop_id, rest)
+        gone = _gone(session, shop_id, rest)
         current = _current(session, shop_id, list(held))
         rows = []
         for customer_id, (tags, metafields) in held.items():
@@ -335,9 +335,13 @@ def gone_customers(engine: Engine, shop_id: int, customer_ids: Collection[int]) 
     """Those of the customers who were redacted or deleted in the store: nothing is sent to
     them."""
     with Session(engine) as session:
-        return redacted(session, shop_id, CUSTOMER, customer_ids) | _marked_deleted(
-            session, shop_id, customer_ids
-        )
+        return _gone(session, shop_id, customer_ids)
+
+
+def _gone(session: Session, shop_id: int, customer_ids: Collection[int]) -> set[int]:
+    return redacted(session, shop_id, CUSTOMER, customer_ids) | _marked_deleted(
+        session, shop_id, customer_ids
+    )
 
 
 def _marked_deleted(session: Session, shop_id: int, customer_ids: Collection[int]) -> set[int]:
