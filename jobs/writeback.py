@@ -65,6 +65,7 @@ from plugin.store.sync import (
     record_customers_missing,
     record_read_back,
     uncertain_customers,
+    unrecorded_customers,
 )
 from plugin.store.tokens import settings_cipher
 
@@ -200,18 +201,18 @@ async def push_shop(
     if dry_run or settings.dry_run:
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop_id, settings)
-        uncertain = await anyio.to_thread.run_sync(uncertain_customers, ctx.engine, shop_id)
+        to_read = await anyio.to_thread.run_sync(customers_to_read, ctx.engine, shop_id, True)
         unanswered = await anyio.to_thread.run_sync(unanswered_products, ctx.engine, shop_id)
         return {
             "dry_run": True,
             **plan.summary(),
             "products_with_changes": len(products),
-            "customers_to_read_back": len(uncertain),
+            "customers_to_read_back": len(to_read),
             "products_to_read_back": len(unanswered),
         }
 
     async def work(pusher: Pusher) -> dict[str, Any]:
-        await read_back_uncertain(ctx, pusher)
+        await read_back_uncertain(ctx, pusher, first_writes=True)
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         await pusher.push(plan)
         return {"skipped_refused": plan.skipped_refused, **await _push_products(ctx, pusher)}
@@ -240,7 +241,9 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
             record_customers_found, ctx.engine, shop_id, found.keys(), read_started, ctx.clock()
         )
         drifted = await anyio.to_thread.run_sync(
-            record_read_back, ctx.engine, shop_id, state, ctx.clock()
+            lambda: record_read_back(
+                ctx.engine, shop_id, state, ctx.clock(), job_run_id=pusher.job_run_id
+            )
         )
         if gone:
             log.info("%s: %d customers gone from the store, marked deleted", shop.domain, len(gone))
@@ -261,16 +264,30 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
     return await with_pusher(ctx, shop, run_id, work)
 
 
-async def read_back_uncertain(ctx: JobContext, pusher: Pusher, whole: Found | None = None) -> None:
+def customers_to_read(engine: Engine, shop_id: int, first_writes: bool) -> list[int]:
+    """The customers `read_back_uncertain` reads, in id order."""
+    uncertain = uncertain_customers(engine, shop_id)
+    if not first_writes:
+        return uncertain
+    return sorted(set(uncertain).union(unrecorded_customers(engine, shop_id)))
+
+
+async def read_back_uncertain(
+    ctx: JobContext, pusher: Pusher, whole: Found | None = None, *, first_writes: bool = False
+) -> None:
     """Read back the customers an earlier push left uncertain (a change sent without an
     answer, `jobs.pusher`) and record what the store holds of the app's, so that the plan
-    compares against the store and not against a record that may be wrong either way. By id
-    for a few; a read of the whole store for more than BULK_READ_ABOVE, or `whole`, one just
-    made (the reconcile's). Those the read does not find are deleted in the store: marked
-    deleted, as the reconcile marks those its read misses, and no longer pushed to (their
-    values would be refused at every push until then)."""
+    compares against the store and not against a record that may be wrong either way. With
+    `first_writes` (the push), the scored customers of whom nothing is recorded too, before the
+    app's first write to them: the store may hold some of the app's tags or values already (left
+    by an earlier install of the app, or put there by the merchant), and taken as absent they
+    would be sent again, audited as the push's, and taken off by its undo. By id for a few; a
+    read of the whole store for more than BULK_READ_ABOVE, or `whole`, one just made (the
+    reconcile's). Those the read does not find are deleted in the store: marked deleted, as
+    the reconcile marks those its read misses, and no longer pushed to (their values would be
+    refused at every push until then)."""
     engine, shop_id = ctx.engine, pusher.shop_id
-    uncertain = await anyio.to_thread.run_sync(uncertain_customers, engine, shop_id)
+    uncertain = await anyio.to_thread.run_sync(customers_to_read, engine, shop_id, first_writes)
     if not uncertain:
         return
     log.info("%s: reading back %d customers before the push", pusher.shop.domain, len(uncertain))
@@ -283,7 +300,9 @@ async def read_back_uncertain(ctx: JobContext, pusher: Pusher, whole: Found | No
     state = owned_state(
         found, pusher.settings.tag_prefix, {c: tags for c, (tags, _) in pushed.items()}
     )
-    await anyio.to_thread.run_sync(record_read_back, engine, shop_id, state, ctx.clock())
+    await anyio.to_thread.run_sync(
+        lambda: record_read_back(engine, shop_id, state, ctx.clock(), job_run_id=pusher.job_run_id)
+    )
     # a read of the whole store that found no customer at all is not a credible one
     credible = whole is None or bool(whole)
     missing = [c for c in uncertain if c not in found] if credible else []

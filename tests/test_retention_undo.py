@@ -122,6 +122,31 @@ async def test_prune_keeps_the_values_an_undo_of_a_recent_push_restores(engine: 
         )
 
 
+async def test_prune_keeps_a_value_a_read_found_after_the_apps_last_write(
+    engine: Engine,
+) -> None:
+    # given a customer's segment set 300 days ago, found edited by a read 200 days ago, and set
+    # to "lost" by last week's push
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        old = add_run(session, shop, "push", 300)
+        audit(session, shop, old, 300, "segment", value="new")
+        read = add_run(session, shop, "reconcile", 200)
+        audit(session, shop, read, 200, "segment", "found", "edited")
+        recent = add_run(session, shop, "push", 7)
+        audit(session, shop, recent, 7, "segment", value="lost")
+        assert shop.id is not None
+        held = json.dumps({"segment": "lost"})
+        session.add(CustomerSync(shop_id=shop.id, customer_id=42, tags="[]", metafields=held))
+    # when the nightly prune runs
+    assert prune(engine, shop) == {"sync_changes": 1, "job_runs": 2}
+    # then the undo of last week's push puts back the value the read found
+    async with httpx.AsyncClient() as http:
+        plan, _ = undo_plan(context(engine, http), shop, recent)
+    [item] = plan.items
+    assert item.change.set_metafields == (("segment", "edited"),)
+
+
 def test_prune_deletes_old_rows_no_undo_reads(engine: Engine) -> None:
     # given rows 200 days old: a tag added, a refused value, a product's metafield, and a
     # customer's value written twice; and another customer's value written once

@@ -279,10 +279,10 @@ class SyncChange(SQLModel, table=True):
     product_id: int | None = Field(default=None, sa_type=BigInteger)  # product metafields
     kind: str = Field(max_length=16)  # "tag" | "metafield"
     name: str = Field(max_length=255)  # the full tag, or the metafield key
-    action: str = Field(max_length=16)  # "add" | "remove" | "set" | "refused"
+    action: str = Field(max_length=16)  # "add" | "remove" | "set" | "delete" | "refused" | "found"
     value: str | None = Field(default=None, sa_type=Text)
     reason: str = Field(default="", sa_type=Text)
-    via: str = Field(max_length=16)  # "call" | "bulk"
+    via: str = Field(max_length=16)  # "call" | "bulk" | "read" (found)
     job_run_id: int | None = Field(default=None, sa_type=BigInteger)
     applied_at: datetime = Field(sa_type=UTCDateTime)
 

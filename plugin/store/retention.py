@@ -4,11 +4,11 @@
   about 4 hours and may deliver a day late, so their ids de-duplicate that long).
 - The audit of applied changes (`sync_changes`): 180 days, enough to answer a merchant asking
   why a tag came or went this season; except, for each customer and metafield key, the last
-  value the app wrote (set or deleted) before then. The undo of a push sets each metafield it
-  changed back to the value the app wrote before it (`sync.values_before`), however old: were
-  that row pruned, the undo of last week's push would delete a value set 200 days ago instead
-  of restoring it. (Product metafields are never undone, and tags are undone from the run's own
-  rows: nothing older is kept for them.)
+  value the app wrote (set or deleted) or a read of the store found before then. The undo of a
+  push sets each metafield it changed back to the value before it (`sync.values_before`),
+  however old: were that row pruned, the undo of last week's push would delete a value set 200
+  days ago instead of restoring it. (Product metafields are never undone, and tags are undone
+  from the run's own rows: nothing older is kept for them.)
 - Job runs: 90 days of finished runs, and 180 days, as long as their audit, of those the audit
   names (a push, reconcile or undo that changed the store): a push can be undone as long as its
   audit is kept, and its run with it. A run still marked running is never deleted.
@@ -31,6 +31,7 @@ from sqlmodel import Session, col
 
 from plugin.store import inbox
 from plugin.store.models import CustomerScore, JobRun, ModelRun, Order, Refund, SyncChange
+from plugin.store.sync import FOUND
 
 INBOX_KEEP = timedelta(days=14)
 SYNC_CHANGES_KEEP = timedelta(days=180)
@@ -110,7 +111,7 @@ def _needed_by_undo(cut: datetime) -> ColumnElement[bool]:
     last value the app wrote before it (module docstring), no later one written before `cut`.
     (An anti-join, not NOT IN a grouped list: PostgreSQL checks NOT IN row by row once that list
     no longer fits its memory for hashing, some 150,000 customer and key pairs.)"""
-    written = ("set", "delete")
+    written = ("set", "delete", FOUND)
     later = SyncChange.__table__.alias("later")  # type: ignore[attr-defined]
     superseded = exists().where(
         later.c.shop_id == col(SyncChange.shop_id),

@@ -29,6 +29,8 @@ from plugin.store.models import (
 )
 
 _YIELD = 2000
+# the audit's action for a metafield value a read of the store found (a change not the app's)
+FOUND = "found"
 
 
 @dataclass(frozen=True)
@@ -179,8 +181,6 @@ def record_outcomes(
                 row["uncertain"] = False
             rows.append(row)
         _upsert(session, rows, (*_COLUMNS, "uncertain"))
-        # Core inserts of plain rows: a bulk push records hundreds of thousands of changes, and
-        # building an ORM object per row cost more than the database did.
         changes = [
             {
                 "shop_id": shop_id,
@@ -198,8 +198,7 @@ def record_outcomes(
             for outcome in outcomes
             for kind, name, action, value, reason in outcome.changes
         ]
-        for start in range(0, len(changes), 5000):
-            session.execute(insert(SyncChange), changes[start : start + 5000])
+        _insert_changes(session, changes)
 
 
 def record_read_back(
@@ -207,15 +206,21 @@ def record_read_back(
     shop_id: int,
     held: dict[int, tuple[frozenset[str], dict[str, str]]],
     now: datetime,
+    *,
+    job_run_id: int | None = None,
 ) -> int:
-    """Replace the pushed state with what a reconcile read from the store; the number of
-    customers whose recorded state was wrong (drift: other tags, or values that differ by what
-    they mean, see `same_value`). Nothing is kept for a redacted customer, whom the store
-    may still hold, nor for a customer marked deleted (by a customers/delete webhook that came
-    during the read, say): the ledger's customers are held as `ledger.hold_customers` explains
-    (a redact or a deletion waits for the commit, then deletes what was written); of the store's
-    customers the ledger does not hold, the redacted are left out."""
+    """Replace the pushed state with what a read of the store found; the number of customers
+    whose recorded state was wrong (drift: other tags, or values that differ by what they mean,
+    see `same_value`). Each metafield value found other than recorded (or found absent) goes
+    into the audit as `found`, with the reading run: it is where the next change of that value
+    found it, and what an undo of that change puts back (`values_before`). Nothing is kept for
+    a redacted customer, whom the store may still hold, nor for a customer marked deleted (by a
+    customers/delete webhook that came during the read, say): the ledger's customers are held
+    as `ledger.hold_customers` explains (a redact or a deletion waits for the commit, then
+    deletes what was written); of the store's customers the ledger does not hold, the redacted
+    are left out."""
     drifted = 0
+    audit: list[dict[str, Any]] = []
     with Session(engine) as session, session.begin():
         known = hold_customers(session, shop_id, held, alive=True)
         rest = set(held) - known
@@ -228,15 +233,30 @@ def record_read_back(
             was = current.get(customer_id)
             tags_text = json.dumps(sorted(tags))
             metafields_text = json.dumps(metafields, sort_keys=True)
+            recorded = {} if was is None else json.loads(was["metafields"])
             if was is None:
                 if not tags and not metafields:
                     continue
                 was = {"shop_id": shop_id, "customer_id": customer_id, "pushed_at": None}
                 drifted += 1
-            elif was["tags"] != tags_text or not _same_values(
-                json.loads(was["metafields"]), metafields
-            ):
+            elif was["tags"] != tags_text or not _same_values(recorded, metafields):
                 drifted += 1
+            audit.extend(
+                {
+                    "shop_id": shop_id,
+                    "customer_id": customer_id,
+                    "product_id": None,
+                    "kind": "metafield",
+                    "name": key,
+                    "action": FOUND,
+                    "value": value,
+                    "reason": "read from the store",
+                    "via": "read",
+                    "job_run_id": job_run_id,
+                    "applied_at": now,
+                }
+                for key, value in _found_values(recorded, metafields)
+            )
             rows.append(
                 {
                     **was,
@@ -249,7 +269,18 @@ def record_read_back(
                 }
             )
         _upsert(session, rows, (*_COLUMNS, "uncertain"))
+        _insert_changes(session, audit)
     return drifted
+
+
+def _found_values(recorded: dict[str, str], read: dict[str, str]) -> list[tuple[str, str | None]]:
+    """The metafields a read found other than recorded: (key, value read, None if absent)."""
+    found: list[tuple[str, str | None]] = [
+        (key, value)
+        for key, value in read.items()
+        if key not in recorded or not same_value(recorded[key], value)
+    ]
+    return sorted(found + [(key, None) for key in recorded.keys() - read.keys()])
 
 
 def mark_uncertain(engine: Engine, shop_id: int, customer_ids: Collection[int]) -> None:
@@ -273,6 +304,27 @@ def uncertain_customers(engine: Engine, shop_id: int) -> list[int]:
             select(col(CustomerSync.customer_id))
             .where(col(CustomerSync.shop_id) == shop_id, col(CustomerSync.uncertain))
             .order_by(col(CustomerSync.customer_id))
+        )
+        return list(session.execute(query).scalars())
+
+
+def unrecorded_customers(engine: Engine, shop_id: int) -> list[int]:
+    """The scored customers (not deleted) of whom no pushed state is recorded: never pushed to,
+    nor found holding any of the app's tags or values by a read, in id order."""
+    score, synced = CustomerScore, CustomerSync
+    recorded = exists().where(
+        col(synced.shop_id) == shop_id, col(synced.customer_id) == col(score.customer_id)
+    )
+    alive = exists().where(
+        col(Customer.shop_id) == shop_id,
+        col(Customer.customer_id) == col(score.customer_id),
+        col(Customer.deleted_at).is_(None),
+    )
+    with Session(engine) as session:
+        query = (
+            select(col(score.customer_id))
+            .where(col(score.shop_id) == shop_id, alive, ~recorded)
+            .order_by(col(score.customer_id))
         )
         return list(session.execute(query).scalars())
 
@@ -414,6 +466,13 @@ def _upsert(
         session.execute(statement, rows[start : start + 1000])
 
 
+def _insert_changes(session: Session, changes: list[dict[str, Any]]) -> None:
+    """Audit rows, as Core inserts of plain rows: a bulk push records hundreds of thousands of
+    changes, and building an ORM object per row cost more than the database did."""
+    for start in range(0, len(changes), 5000):
+        session.execute(insert(SyncChange), changes[start : start + 5000])
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """What a job run changed on customers, from the audit: by customer, in order."""
@@ -454,7 +513,8 @@ def values_before(
     engine: Engine, shop_id: int, customer_ids: Sequence[int], before_id: int
 ) -> dict[int, dict[str, str | None]]:
     """Each customer's metafield values as the app last wrote them before audit row
-    `before_id` (None for one it deleted); keys it never wrote are absent."""
+    `before_id`, or as a read of the store last found them if that came after (None for one
+    deleted, or found absent); keys it never wrote or found are absent."""
     found: dict[int, dict[str, str | None]] = {}
     with Session(engine) as session:
         for start in range(0, len(customer_ids), 500):
@@ -470,12 +530,12 @@ def values_before(
                     col(SyncChange.customer_id).in_(list(customer_ids[start : start + 500])),
                     col(SyncChange.id) < before_id,
                     col(SyncChange.kind) == "metafield",
-                    col(SyncChange.action).in_(("set", "delete")),
+                    col(SyncChange.action).in_(("set", "delete", FOUND)),
                 )
                 .order_by(col(SyncChange.id))
             )
             for customer_id, name, action, value in session.execute(query):
-                found.setdefault(customer_id, {})[name] = value if action == "set" else None
+                found.setdefault(customer_id, {})[name] = None if action == "delete" else value
     return found
 
 

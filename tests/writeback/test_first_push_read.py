@@ -1,0 +1,121 @@
+"""The push reads a customer from the store before its first write to them: tags and values
+of the app's the store already holds (an earlier install left them, or the merchant set them)
+are not sent again nor counted as the push's, so its undo leaves them where it found them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from sqlmodel import Session, col, select
+
+from jobs.runs import OK, run_job
+from jobs.writeback import push_shop, reconcile_shop
+from plugin.devstore.metafields import set_metafields
+from plugin.shopify.gid import gid
+from plugin.store.models import CustomerScore, SyncChange
+from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.test_undo import push, store_state, undo
+
+pytestmark = pytest.mark.anyio
+
+OLD_SEGMENT = "old-segment"  # a value an earlier install wrote, which the push replaces
+
+
+def left_by_an_earlier_install(scenario: Scenario) -> dict[int, str]:
+    """A third of the scored customers hold one of the tags the push wants them to have, and a
+    segment the app wrote before; the tag each holds, by customer."""
+    with Session(scenario.engine) as session:
+        scores = session.exec(select(CustomerScore).order_by(col(CustomerScore.customer_id)))
+        held = {s.customer_id: "clv:" + s.tags.split()[0] for s in scores if s.tags}
+    held = {customer: tag for n, (customer, tag) in enumerate(held.items()) if n % 3 == 0}
+    state = scenario.devstore.state
+    for customer, tag in held.items():
+        state.customers[customer].tags.append(tag)
+    items = [
+        {
+            "ownerId": gid("Customer", customer),
+            "namespace": "clv",
+            "key": "segment",
+            "type": "single_line_text_field",
+            "value": OLD_SEGMENT,
+        }
+        for customer in held
+    ]
+    written, errors = set_metafields(state, items, "app", shopify_namespaces_writable=False)
+    assert written is not None and not errors
+    return held
+
+
+async def test_the_first_push_leaves_alone_the_apps_tags_the_store_already_held(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given customers holding some of the app's tags and values before its first push
+    scenario = scenario_factory()
+    held = left_by_an_earlier_install(scenario)
+    assert len(held) >= 5
+    # when the app pushes for the first time
+    run = await push(scenario, http)
+    # then it read them first, and neither sent nor audited an addition of a tag they held; the
+    # segment it replaced is audited as found
+    with Session(scenario.engine) as session:
+        changes = session.exec(select(SyncChange).where(SyncChange.job_run_id == run)).all()
+    added = {(c.customer_id, c.name) for c in changes if c.action == "add"}
+    assert added and not added & set(held.items())
+    found = {(c.customer_id, c.name, c.value) for c in changes if c.action == "found"}
+    assert found == {(customer, "segment", OLD_SEGMENT) for customer in held}
+    tags = scenario.store_tags()
+    assert all(tags[customer].count(tag) == 1 for customer, tag in held.items())
+
+
+async def test_the_undo_of_the_first_push_puts_back_what_an_earlier_install_left(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given customers holding some of the app's tags and values, then the app's first push
+    scenario = scenario_factory()
+    left_by_an_earlier_install(scenario)
+    before = store_state(scenario)
+    run = await push(scenario, http)
+    assert store_state(scenario) != before
+    # when the push is paused and that run undone
+    scenario.set_shop_settings(dry_run=True)
+    result = await undo(scenario, http, run)
+    # then the store is as the push found it: the tags the customers held are still there, and
+    # the segment the push replaced is back
+    assert result.outcome == OK, result.error
+    assert store_state(scenario) == before
+
+
+async def test_a_dry_run_counts_the_customers_the_first_push_reads(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    scenario = scenario_factory()
+    with Session(scenario.engine) as session:
+        scored = len(session.exec(select(CustomerScore.customer_id)).all())
+    result = await push_shop(scenario.context(http), scenario.refreshed_shop(), None, dry_run=True)
+    assert result["customers_to_read_back"] == scored
+    await push(scenario, http)
+    result = await push_shop(scenario.context(http), scenario.refreshed_shop(), None, dry_run=True)
+    assert result["customers_to_read_back"] == 0
+
+
+async def test_the_undo_of_a_reconcile_puts_back_a_value_it_found_edited(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a push, then the merchant editing one customer's segment in the store
+    scenario = scenario_factory()
+    await push(scenario, http)
+    customer = next(c for c, values in scenario.store_metafields().items() if values)
+    fields = scenario.devstore.state.customers[customer].metafields
+    assert fields is not None
+    fields["clv", "segment"].value = "edited-by-hand"
+    before = store_state(scenario)
+    # when a reconcile repairs it, and is undone
+    assert scenario.shop.id is not None
+    run = await run_job(scenario.context(http), scenario.shop.id, "reconcile", reconcile_shop)
+    assert run.outcome == OK and run.run_id is not None, run.error
+    assert scenario.store_metafields()[customer]["segment"] != "edited-by-hand"
+    scenario.set_shop_settings(dry_run=True)
+    result = await undo(scenario, http, run.run_id)
+    # then the value is back as the reconcile found it
+    assert result.outcome == OK, result.error
+    assert store_state(scenario) == before
