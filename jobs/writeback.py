@@ -282,8 +282,9 @@ async def read_back_uncertain(
     app's first write to them: the store may hold some of the app's tags or values already (left
     by an earlier install of the app, or put there by the merchant), and taken as absent they
     would be sent again, audited as the push's, and taken off by its undo. By id for a few; a
-    read of the whole store for more than BULK_READ_ABOVE, or `whole`, one just made (the
-    reconcile's). Those the read does not find are deleted in the store: marked deleted, as
+    bulk read of the whole store from the shop's `bulk_threshold` or BULK_READ_ABOVE customers
+    (the push of as many goes in bulk too), or `whole`, one just made (the reconcile's). Those
+    the read does not find are deleted in the store: marked deleted, as
     the reconcile marks those its read misses, and no longer pushed to (their values would be
     refused at every push until then)."""
     engine, shop_id = ctx.engine, pusher.shop_id
@@ -291,10 +292,11 @@ async def read_back_uncertain(
     if not uncertain:
         return
     log.info("%s: reading back %d customers before the push", pusher.shop.domain, len(uncertain))
-    if whole is None and len(uncertain) < BULK_READ_ABOVE:
+    by_id = len(uncertain) < min(BULK_READ_ABOVE, pusher.settings.bulk_threshold)
+    if whole is None and by_id:
         found = await read_customers(pusher.client, pusher.settings.metafield_namespace, uncertain)
     else:
-        whole = whole if whole is not None else await _read_customers(ctx, pusher)
+        whole = whole if whole is not None else await _read_customers(ctx, pusher, bulk=True)
         found = {c: whole[c] for c in uncertain if c in whole}
     pushed = await anyio.to_thread.run_sync(pushed_state, engine, shop_id, list(found))
     state = owned_state(
@@ -311,13 +313,14 @@ async def read_back_uncertain(
     pusher.counts.customers_gone += len(missing)
 
 
-async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:
-    """Every customer's tags and the app's metafields."""
+async def _read_customers(ctx: JobContext, pusher: Pusher, *, bulk: bool = False) -> Found:
+    """Every customer's tags and the app's metafields; with `bulk`, in bulk whatever the
+    shop's size."""
     namespace = pusher.settings.metafield_namespace
     known = await anyio.to_thread.run_sync(_known_customers, ctx.engine, pusher.shop_id)
     return await _read_store(
         pusher,
-        known,
+        not bulk and known < BULK_READ_ABOVE,
         lambda: read_pages(pusher.client, namespace),
         lambda: read_in_bulk(pusher.bulk, namespace),
     )
@@ -325,14 +328,14 @@ async def _read_customers(ctx: JobContext, pusher: Pusher) -> Found:
 
 async def _read_store(
     pusher: Pusher,
-    known: int,
+    pages_first: bool,
     by_pages: Callable[[], Awaitable[Read]],
     in_bulk: Callable[[], Awaitable[Read]],
 ) -> Read:
-    """A read of the store's customers or products: by pages when the app knows fewer than
-    BULK_READ_ABOVE of them, with a bulk query for a larger shop, or when the pages reach
-    pagination's limit."""
-    if known < BULK_READ_ABOVE:
+    """A read of the store's customers or products: by pages first if `pages_first` (the app
+    knows fewer than BULK_READ_ABOVE of them), with a bulk query otherwise, or when the pages
+    reach pagination's limit."""
+    if pages_first:
         try:
             return await by_pages()
         except PastPagination:
@@ -356,7 +359,7 @@ async def _read_products(ctx: JobContext, pusher: Pusher) -> dict[str, int]:
     known = await anyio.to_thread.run_sync(_known_products, ctx.engine, shop_id)
     read = await _read_store(
         pusher,
-        known,
+        known < BULK_READ_ABOVE,
         lambda: read_product_pages(pusher.client, namespace, extra),
         lambda: read_products_in_bulk(pusher.bulk, namespace, extra),
     )

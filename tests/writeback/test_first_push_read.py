@@ -4,6 +4,8 @@ are not sent again nor counted as the push's, so its undo leaves them where it f
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from sqlmodel import Session, col, select
@@ -12,7 +14,7 @@ from jobs.runs import OK, run_job
 from jobs.writeback import push_shop, reconcile_shop
 from plugin.devstore.metafields import set_metafields
 from plugin.shopify.gid import gid
-from plugin.store.models import CustomerScore, SyncChange
+from plugin.store.models import CustomerScore, JobRun, SyncChange
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_undo import push, store_state, undo
 
@@ -46,11 +48,14 @@ def left_by_an_earlier_install(scenario: Scenario) -> dict[int, str]:
     return held
 
 
+@pytest.mark.parametrize("bulk_threshold", [1000, 10], ids=["by-id", "in-bulk"])
 async def test_the_first_push_leaves_alone_the_apps_tags_the_store_already_held(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, bulk_threshold: int
 ) -> None:
-    # given customers holding some of the app's tags and values before its first push
+    # given customers holding some of the app's tags and values before its first push (60
+    # customers: read by id under the shop's bulk threshold, in bulk from it)
     scenario = scenario_factory()
+    scenario.set_shop_settings(bulk_threshold=bulk_threshold)
     held = left_by_an_earlier_install(scenario)
     assert len(held) >= 5
     # when the app pushes for the first time
@@ -59,6 +64,9 @@ async def test_the_first_push_leaves_alone_the_apps_tags_the_store_already_held(
     # segment it replaced is audited as found
     with Session(scenario.engine) as session:
         changes = session.exec(select(SyncChange).where(SyncChange.job_run_id == run)).all()
+        scored = len(session.exec(select(CustomerScore.customer_id)).all())
+        job_run = session.get(JobRun, run)
+    assert job_run is not None and json.loads(job_run.counts)["customers_read_back"] == scored
     added = {(c.customer_id, c.name) for c in changes if c.action == "add"}
     assert added and not added & set(held.items())
     found = {(c.customer_id, c.name, c.value) for c in changes if c.action == "found"}
