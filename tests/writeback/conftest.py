@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import anyio
 import httpx
@@ -152,6 +153,28 @@ class Scenario:
 
 
 ScenarioFactory = Callable[..., Scenario]
+
+
+class RewritingAnswers(httpx.AsyncBaseTransport):
+    """Forwards to the dev store, and hands each Admin API answer's JSON, with the request's,
+    to `rewrite` before the app gets it: a store that answers otherwise than it acted."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.inner.handle_async_request(request)
+        if not request.url.path.endswith("/graphql.json"):
+            return response
+        body = json.loads(await response.aread())
+        self.rewrite(json.loads(request.content), body)
+        return httpx.Response(response.status_code, json=body)
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @pytest.fixture

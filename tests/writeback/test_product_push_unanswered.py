@@ -27,7 +27,7 @@ from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import KeptProductField, ProductSync
 from plugin.store.recommendations import Partner, replace_recommendations
 from tests.devstore.conftest import AppSwitch
-from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_product_references import delete_product, gone
 
@@ -182,25 +182,16 @@ async def test_product_values_deleted_without_an_answer_are_read_back_before_the
     assert unanswered(scenario) == {}
 
 
-class RefusingDeletes(httpx.AsyncBaseTransport):
-    """Forwards to the dev store, and answers each metafieldsDelete (which the store applied)
-    with a user error."""
+class RefusingDeletes(RewritingAnswers):
+    """Answers each metafieldsDelete (which the store applied) with a user error."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.refused = 0
+    refused = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = json.loads(await response.aread())
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
         answer = (body.get("data") or {}).get("metafieldsDelete")
         if isinstance(answer, dict):
             answer["userErrors"] = [{"field": ["metafields", "0"], "message": "refused (test)"}]
             self.refused += 1
-        return httpx.Response(response.status_code, json=body)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_product_delete_refused_is_read_back_before_the_next_plan(
@@ -363,25 +354,16 @@ async def test_a_product_call_out_when_the_process_dies_leaves_its_values_unansw
     assert counts["products_read_back"] == 1 and unanswered(scenario) == {}
 
 
-class Unanswering(httpx.AsyncBaseTransport):
-    """Forwards to the dev store, and takes the answer out of each call setting or deleting
-    products' metafields (which the store applied): each of its mutations' results null."""
+class Unanswering(RewritingAnswers):
+    """Takes the answer out of each call setting or deleting products' metafields (which the
+    store applied): each of its mutations' results null."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.calls = 0
+    calls = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = json.loads(await response.aread())
-        sent = json.loads(request.content)
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
         if product_call(sent["query"], sent.get("variables")):
             body["data"] = dict.fromkeys(body.get("data") or {})
             self.calls += 1
-        return httpx.Response(response.status_code, json=body)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_a_product_whose_values_and_delete_go_unanswered_is_counted_once(

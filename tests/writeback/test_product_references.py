@@ -8,6 +8,7 @@ import itertools
 import json
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.store.models import GoneProduct, SyncChange
 from plugin.store.recommendations import Partner, replace_recommendations
 from tests.helpers import add_ledger_order
-from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_push_refusals import (
     recommend_to,
@@ -59,25 +60,17 @@ def recommended(scenario: Scenario, customer: int) -> list[str]:
     return json.loads(scenario.store_metafields()[customer]["recommended_products"])
 
 
-class WithoutFieldPaths(httpx.AsyncBaseTransport):
-    """Forwards to the dev store, and takes the `field` path and `elementIndex` out of every
-    user error (whether Shopify always gives them is not relied on)."""
+class WithoutFieldPaths(RewritingAnswers):
+    """Takes the `field` path and `elementIndex` out of every user error (whether Shopify
+    always gives them is not relied on)."""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.stripped = 0
+    stripped = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        body = json.loads(await response.aread())
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
         for answer in (body.get("data") or {}).values():
             for error in (answer or {}).get("userErrors", []) if isinstance(answer, dict) else []:
                 self.stripped += error.pop("field", None) is not None
                 error.pop("elementIndex", None)
-        return httpx.Response(response.status_code, json=body)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.mark.parametrize("bulk_threshold", [1000, 1])

@@ -6,6 +6,7 @@ a refused tag change is audited by what it tried."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,7 @@ from plugin.store.models import (
     SyncChange,
 )
 from plugin.store.scores import latest_full_run
-from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 
 pytestmark = pytest.mark.anyio
@@ -148,29 +149,20 @@ async def test_product_metafields_naming_a_deleted_product_refuse_only_that_prod
     assert plan_products(scenario.engine, scenario.shop.id, settings) == []
 
 
-class LosesOneAnswer(httpx.AsyncBaseTransport):
-    """Forwards to the dev store; the first request of several metafieldsSet groups comes back
-    without the second group's answer. (An answer null with a top-level error is not enough:
-    the client raises on any error, so the only unknown answer it passes on is a missing one.)"""
+class LosesOneAnswer(RewritingAnswers):
+    """The first request of several metafieldsSet groups comes back without the second group's
+    answer. (An answer null with a top-level error is not enough: the client raises on any
+    error, so the only unknown answer it passes on is a missing one.)"""
 
-    def __init__(self) -> None:
-        self.inner = httpx.AsyncHTTPTransport()
-        self.lost: list[str] | None = None  # the owners whose answer was lost
+    lost: list[str] | None = None  # the owners whose answer was lost
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self.inner.handle_async_request(request)
-        sent = json.loads(request.content or b"{}")
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
         if self.lost is not None or "metafieldsSet" not in sent.get("query", ""):
-            return response
+            return
         if len(sent.get("variables", {})) < 2:
-            return response
-        body = json.loads(await response.aread())
+            return
         del body["data"]["m1"]
         self.lost = sorted({value["ownerId"] for value in sent["variables"]["m1"]})
-        return httpx.Response(response.status_code, json=body)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
