@@ -201,7 +201,9 @@ async def push_shop(
     if dry_run or settings.dry_run:
         plan = await anyio.to_thread.run_sync(plan_changes, ctx.engine, shop, settings)
         products = await anyio.to_thread.run_sync(plan_products, ctx.engine, shop_id, settings)
-        to_read = await anyio.to_thread.run_sync(customers_to_read, ctx.engine, shop_id, True)
+        to_read = await anyio.to_thread.run_sync(
+            lambda: customers_to_read(ctx.engine, shop_id, first_writes=True)
+        )
         unanswered = await anyio.to_thread.run_sync(unanswered_products, ctx.engine, shop_id)
         return {
             "dry_run": True,
@@ -264,7 +266,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
     return await with_pusher(ctx, shop, run_id, work)
 
 
-def customers_to_read(engine: Engine, shop_id: int, first_writes: bool) -> list[int]:
+def customers_to_read(engine: Engine, shop_id: int, *, first_writes: bool) -> list[int]:
     """The customers `read_back_uncertain` reads, in id order."""
     uncertain = uncertain_customers(engine, shop_id)
     if not first_writes:
@@ -284,11 +286,13 @@ async def read_back_uncertain(
     would be sent again, audited as the push's, and taken off by its undo. By id for a few; a
     bulk read of the whole store from the shop's `bulk_threshold` or BULK_READ_ABOVE customers
     (the push of as many goes in bulk too), or `whole`, one just made (the reconcile's). Those
-    the read does not find are deleted in the store: marked deleted, as
-    the reconcile marks those its read misses, and no longer pushed to (their values would be
-    refused at every push until then)."""
+    the read does not find are deleted in the store: marked deleted, as the reconcile marks
+    those its read misses, and no longer pushed to (their values would be refused at every push
+    until then)."""
     engine, shop_id = ctx.engine, pusher.shop_id
-    uncertain = await anyio.to_thread.run_sync(customers_to_read, engine, shop_id, first_writes)
+    uncertain = await anyio.to_thread.run_sync(
+        lambda: customers_to_read(engine, shop_id, first_writes=first_writes)
+    )
     if not uncertain:
         return
     log.info("%s: reading back %d customers before the push", pusher.shop.domain, len(uncertain))

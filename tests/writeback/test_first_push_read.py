@@ -8,44 +8,21 @@ import json
 
 import httpx
 import pytest
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from jobs.runs import OK, run_job
 from jobs.writeback import push_shop, reconcile_shop
-from plugin.devstore.metafields import set_metafields
-from plugin.shopify.gid import gid
 from plugin.store.models import CustomerScore, JobRun, SyncChange
-from tests.writeback.conftest import Scenario, ScenarioFactory
-from tests.writeback.test_undo import push, store_state, undo
+from tests.writeback.conftest import ScenarioFactory
+from tests.writeback.test_undo import (
+    OLD_SEGMENT,
+    left_by_an_earlier_install,
+    push,
+    store_state,
+    undo,
+)
 
 pytestmark = pytest.mark.anyio
-
-OLD_SEGMENT = "old-segment"  # a value an earlier install wrote, which the push replaces
-
-
-def left_by_an_earlier_install(scenario: Scenario) -> dict[int, str]:
-    """A third of the scored customers hold one of the tags the push wants them to have, and a
-    segment the app wrote before; the tag each holds, by customer."""
-    with Session(scenario.engine) as session:
-        scores = session.exec(select(CustomerScore).order_by(col(CustomerScore.customer_id)))
-        held = {s.customer_id: "clv:" + s.tags.split()[0] for s in scores if s.tags}
-    held = {customer: tag for n, (customer, tag) in enumerate(held.items()) if n % 3 == 0}
-    state = scenario.devstore.state
-    for customer, tag in held.items():
-        state.customers[customer].tags.append(tag)
-    items = [
-        {
-            "ownerId": gid("Customer", customer),
-            "namespace": "clv",
-            "key": "segment",
-            "type": "single_line_text_field",
-            "value": OLD_SEGMENT,
-        }
-        for customer in held
-    ]
-    written, errors = set_metafields(state, items, "app", shopify_namespaces_writable=False)
-    assert written is not None and not errors
-    return held
 
 
 @pytest.mark.parametrize("bulk_threshold", [1000, 10], ids=["by-id", "in-bulk"])
@@ -73,24 +50,6 @@ async def test_the_first_push_leaves_alone_the_apps_tags_the_store_already_held(
     assert found == {(customer, "segment", OLD_SEGMENT) for customer in held}
     tags = scenario.store_tags()
     assert all(tags[customer].count(tag) == 1 for customer, tag in held.items())
-
-
-async def test_the_undo_of_the_first_push_puts_back_what_an_earlier_install_left(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
-) -> None:
-    # given customers holding some of the app's tags and values, then the app's first push
-    scenario = scenario_factory()
-    left_by_an_earlier_install(scenario)
-    before = store_state(scenario)
-    run = await push(scenario, http)
-    assert store_state(scenario) != before
-    # when the push is paused and that run undone
-    scenario.set_shop_settings(dry_run=True)
-    result = await undo(scenario, http, run)
-    # then the store is as the push found it: the tags the customers held are still there, and
-    # the segment the push replaced is back
-    assert result.outcome == OK, result.error
-    assert store_state(scenario) == before
 
 
 async def test_a_dry_run_counts_the_customers_the_first_push_reads(

@@ -19,7 +19,9 @@ from jobs.runs import OK, RunResult, run_job
 from jobs.undo import undo_run
 from jobs.writeback import push_shop
 from plugin.cli import main
+from plugin.devstore.metafields import set_metafields
 from plugin.domain.undo import RunChange, undo_change
+from plugin.shopify.gid import gid
 from plugin.store.models import CustomerScore, JobRun, Shop, SyncChange
 from plugin.store.retention import prune_shop
 from tests.test_compliance import cli_env
@@ -50,11 +52,43 @@ async def undo(scenario: Scenario, http: httpx.AsyncClient, target: int) -> RunR
     return await run_job(scenario.context(http), scenario.shop.id, "undo", job)
 
 
+OLD_SEGMENT = "old-segment"  # a value an earlier install wrote, which the push replaces
+
+
+def left_by_an_earlier_install(scenario: Scenario) -> dict[int, str]:
+    """A third of the scored customers hold one of the tags the push wants them to have, and a
+    segment the app wrote before; the tag each holds, by customer."""
+    with Session(scenario.engine) as session:
+        scores = session.exec(select(CustomerScore).order_by(col(CustomerScore.customer_id)))
+        held = {s.customer_id: "clv:" + s.tags.split()[0] for s in scores if s.tags}
+    held = {customer: tag for n, (customer, tag) in enumerate(held.items()) if n % 3 == 0}
+    state = scenario.devstore.state
+    for customer, tag in held.items():
+        state.customers[customer].tags.append(tag)
+    items = [
+        {
+            "ownerId": gid("Customer", customer),
+            "namespace": "clv",
+            "key": "segment",
+            "type": "single_line_text_field",
+            "value": OLD_SEGMENT,
+        }
+        for customer in held
+    ]
+    written, errors = set_metafields(state, items, "app", shopify_namespaces_writable=False)
+    assert written is not None and not errors
+    return held
+
+
+@pytest.mark.parametrize("earlier_install", [False, True], ids=["new", "after-an-earlier-install"])
 async def test_undo_of_the_first_push_leaves_the_store_as_it_was(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, earlier_install: bool
 ) -> None:
-    # given a shop's first push (tags and metafields), then its push paused
+    # given a shop's first push (tags and metafields), then its push paused; after an earlier
+    # install, some customers held some of the app's tags and values before it
     scenario = scenario_factory()
+    if earlier_install:
+        left_by_an_earlier_install(scenario)
     before = store_state(scenario)
     run = await push(scenario, http)
     assert store_state(scenario) != before
