@@ -30,10 +30,15 @@ from jobs.writeback import read_back_uncertain, with_pusher
 from plugin.domain.undo import RunChange, undo_change
 from plugin.store.models import JobRun, Shop, SyncChange
 from plugin.store.retention import SYNC_CHANGES_KEEP
-from plugin.store.sync import gone_customers, pushed_state, run_record, values_before
+from plugin.store.sync import (
+    APPLIED,
+    gone_customers,
+    pushed_state,
+    run_record,
+    values_before,
+)
 
 UNDOABLE_JOBS = ("push", "reconcile", "undo")
-APPLIED = ("add", "remove", "set", "delete")  # a refusal left the store as it was
 _BATCH = 500
 
 

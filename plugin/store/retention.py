@@ -31,7 +31,7 @@ from sqlmodel import Session, col
 
 from plugin.store import inbox
 from plugin.store.models import CustomerScore, JobRun, ModelRun, Order, Refund, SyncChange
-from plugin.store.sync import FOUND
+from plugin.store.sync import VALUE_HELD
 
 INBOX_KEEP = timedelta(days=14)
 SYNC_CHANGES_KEEP = timedelta(days=180)
@@ -111,20 +111,19 @@ def _needed_by_undo(cut: datetime) -> ColumnElement[bool]:
     last value the app wrote before it (module docstring), no later one written before `cut`.
     (An anti-join, not NOT IN a grouped list: PostgreSQL checks NOT IN row by row once that list
     no longer fits its memory for hashing, some 150,000 customer and key pairs.)"""
-    written = ("set", "delete", FOUND)
     later = SyncChange.__table__.alias("later")  # type: ignore[attr-defined]
     superseded = exists().where(
         later.c.shop_id == col(SyncChange.shop_id),
         later.c.customer_id == col(SyncChange.customer_id),
         later.c.name == col(SyncChange.name),
         later.c.kind == "metafield",
-        later.c.action.in_(written),
+        later.c.action.in_(VALUE_HELD),
         later.c.applied_at < cut,
         later.c.id > col(SyncChange.id),
     )
     return and_(
         col(SyncChange.customer_id).is_not(None),
         col(SyncChange.kind) == "metafield",
-        col(SyncChange.action).in_(written),
+        col(SyncChange.action).in_(VALUE_HELD),
         ~superseded,
     )

@@ -31,6 +31,10 @@ from plugin.store.models import (
 _YIELD = 2000
 # the audit's action for a metafield value a read of the store found (a change not the app's)
 FOUND = "found"
+APPLIED = ("add", "remove", "set", "delete")  # the audit's changes to the store (not refusals)
+# the audit rows that say what a customer's metafield held: the undo's value before a change
+# (`values_before`), the last of which the prune keeps (`retention`)
+VALUE_HELD = ("set", "delete", FOUND)
 
 
 @dataclass(frozen=True)
@@ -496,7 +500,7 @@ def run_record(engine: Engine, shop_id: int, job_run_id: int) -> RunRecord:
             col(SyncChange.shop_id) == shop_id,
             col(SyncChange.job_run_id) == job_run_id,
             col(SyncChange.customer_id).is_not(None),
-            col(SyncChange.action).in_(("add", "remove", "set", "delete")),
+            col(SyncChange.action).in_(APPLIED),
         )
         .order_by(col(SyncChange.id))
     )
@@ -530,7 +534,7 @@ def values_before(
                     col(SyncChange.customer_id).in_(list(customer_ids[start : start + 500])),
                     col(SyncChange.id) < before_id,
                     col(SyncChange.kind) == "metafield",
-                    col(SyncChange.action).in_(("set", "delete", FOUND)),
+                    col(SyncChange.action).in_(VALUE_HELD),
                 )
                 .order_by(col(SyncChange.id))
             )
