@@ -37,13 +37,19 @@ async def test_the_first_push_leaves_alone_the_apps_tags_the_store_already_held(
     assert len(held) >= 5
     # when the app pushes for the first time
     run = await push(scenario, http)
-    # then it read them first, and neither sent nor audited an addition of a tag they held; the
-    # segment it replaced is audited as found
+    # then it read them first (by id, or in one bulk query of the store's customers), and
+    # neither sent nor audited an addition of a tag they held; the segment it replaced is
+    # audited as found
     with Session(scenario.engine) as session:
         changes = session.exec(select(SyncChange).where(SyncChange.job_run_id == run)).all()
         scored = len(session.exec(select(CustomerScore.customer_id)).all())
         job_run = session.get(JobRun, run)
     assert job_run is not None and json.loads(job_run.counts)["customers_read_back"] == scored
+    read_in_bulk = [
+        op.query for op in scenario.devstore.state.bulk_operations.values() if op.type == "QUERY"
+    ]
+    assert len(read_in_bulk) == (1 if bulk_threshold <= scored else 0)
+    assert all("customers" in query for query in read_in_bulk)
     added = {(c.customer_id, c.name) for c in changes if c.action == "add"}
     assert added and not added & set(held.items())
     found = {(c.customer_id, c.name, c.value) for c in changes if c.action == "found"}
