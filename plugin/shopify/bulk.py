@@ -11,7 +11,9 @@ A result file is taken whole or not at all: a read that fails part-way (a 5xx, a
 connection, a file shorter than the operation's `fileSize` or ending within a line) starts again
 from the top into a fresh file, and after the attempts ends in TransientError with nothing of it
 kept; a line is never parsed until it is whole. A refusal (a 4xx: the URL expired) is not asked
-again: the operation is, once, for its status and a URL (see `_read`).
+again: the operation is, once, for its status and a URL (see `_read`). An upload is retried the
+same way; a target that refuses it is not posted to again: `stagedUploadsCreate` is asked, once,
+for a new one.
 
 A lost response to `bulkOperationRunMutation` is safe: each run's mutation text carries a unique
 comment, so when a retry finds an operation in progress, the client can tell whether it is its
@@ -197,6 +199,22 @@ class BulkRunner:
                 await self._sleep(self._poll)
 
     async def _upload(self, content: bytes) -> str:
+        """The staged upload path of `content`. A target that refuses it (a 4xx: its signed
+        policy expired while the upload waited, say) is replaced once, by a new one."""
+        url, form = await self._stage(len(content))
+        refused = await self._post(url, form, content)
+        if refused is not None:
+            log.info(
+                "staged upload target refused the file (HTTP %d); asking for a new one", refused
+            )
+            url, form = await self._stage(len(content))
+            refused = await self._post(url, form, content)
+        if refused is not None:
+            raise BulkError(f"staged upload failed: HTTP {refused}, from a new target too")
+        return form["key"]
+
+    async def _stage(self, size: int) -> tuple[str, dict[str, str]]:
+        """An upload target from stagedUploadsCreate: its URL and form fields."""
         data = await self._client.execute(
             _STAGE,
             {
@@ -206,7 +224,7 @@ class BulkRunner:
                         "filename": "variables.jsonl",
                         "mimeType": "text/jsonl",
                         "httpMethod": "POST",
-                        "fileSize": str(len(content)),
+                        "fileSize": str(size),
                     }
                 ]
             },
@@ -216,20 +234,24 @@ class BulkRunner:
         if staged.get("userErrors") or not staged.get("stagedTargets"):
             raise BulkError(f"staged upload refused: {_messages(staged)}")
         target = staged["stagedTargets"][0]
-        form = {p["name"]: p["value"] for p in target["parameters"]}
+        return str(target["url"]), {p["name"]: p["value"] for p in target["parameters"]}
+
+    async def _post(self, url: str, form: dict[str, str], content: bytes) -> int | None:
+        """Post `content` to the upload target, retrying 5xx and dropped connections: None once
+        it is stored, or the status of a refusal (a 4xx)."""
         for attempt in range(1, self._upload_attempts + 1):
             try:
                 response = await self._http.post(
-                    target["url"],
+                    url,
                     data=form,
                     files={"file": ("variables.jsonl", content, "text/jsonl")},
                 )
             except httpx.TransportError:
                 response = None
             if response is not None and response.status_code < 300:
-                return str(form["key"])
+                return None
             if response is not None and not _retryable(response.status_code):
-                raise BulkError(f"staged upload failed: HTTP {response.status_code}")
+                return response.status_code
             await self._sleep(min(self._poll_cap, self._poll * 2**attempt))
         raise TransientError("staged upload kept failing")
 

@@ -45,6 +45,7 @@ class Storage:
     files: list[str] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
     before_file: list[Any] = field(default_factory=list)  # callables, each run once
+    before_upload: list[Any] = field(default_factory=list)
 
     async def hook(self, request: httpx.Request) -> None:
         if request.url.path.startswith("/bulk-results/"):
@@ -53,6 +54,8 @@ class Storage:
                 self.before_file.pop(0)()
         elif request.url.path.startswith("/staged-uploads"):
             self.uploads.append(request.url.path)
+            if self.before_upload:
+                self.before_upload.pop(0)()
 
 
 @pytest.fixture
@@ -134,6 +137,35 @@ async def test_a_bulk_mutation_through_failing_storage_has_every_answer(
     assert sorted(outcome.by_line) == list(range(30))
     assert all(line["data"]["tagsAdd"]["userErrors"] == [] for line in outcome.lines)
     assert all(customer.tags == ["vip"] for customer in store.state.customers.values())
+
+
+async def test_an_upload_target_that_refuses_the_file_is_replaced_by_a_new_one(
+    devstore_factory: DevStoreFactory, http: httpx.AsyncClient, storage: Storage
+) -> None:
+    # given a store that forgets the first upload target it issued before the file reaches it
+    # (as a signed policy that expired while the upload waited): it answers 400
+    store = devstore_factory(make_state(customers=3))
+    storage.before_upload.append(store.state.staged_uploads.clear)
+    variables = [{"id": f"gid://shopify/Customer/{n}", "tags": ["vip"]} for n in range(1, 4)]
+    # when a bulk mutation runs
+    outcome = await runner(store, http).mutation(TAGS_ADD, variables)
+    # then the file went to a second target, issued after the refusal, and the run completed
+    assert outcome.status == "COMPLETED" and len(storage.uploads) == 2
+    assert len(store.state.staged_uploads) == 1
+    assert all(customer.tags == ["vip"] for customer in store.state.customers.values())
+
+
+async def test_an_upload_refused_by_a_new_target_too_fails_the_run_saying_so(
+    devstore_factory: DevStoreFactory, http: httpx.AsyncClient, storage: Storage
+) -> None:
+    # given a store that refuses every upload (no target it issued is kept)
+    store = devstore_factory(make_state(customers=3))
+    storage.before_upload.extend([store.state.staged_uploads.clear] * 3)
+    # when a bulk mutation runs, then it fails after a second target refused the file too,
+    # and nothing was started
+    with pytest.raises(BulkError, match=r"staged upload failed: HTTP 400, from a new target too"):
+        await runner(store, http).mutation(TAGS_ADD, [{"id": "gid://shopify/Customer/1"}])
+    assert len(storage.uploads) == 2 and not store.state.bulk_operations
 
 
 async def test_a_result_file_that_stays_short_is_a_transient_error_leaving_no_export(
