@@ -106,7 +106,7 @@ def _unknown_problem(key: str, values: dict[str, Any]) -> SettingProblem:
     dry_run leaves the shop pushing for real). Its fix unsets it, which changes nothing the
     jobs do; the text names the setting it may have meant."""
     label = key if key.isidentifier() else json.dumps(key)
-    text = f"unknown shop settings {label}, ignored by the jobs"
+    text = f"unknown shop setting {label}, ignored by the jobs"
     group, dot, name = key.partition(".")
     close = difflib.get_close_matches(key, sorted(KNOWN_SETTINGS), n=1)
     if dot and group in SETTING_GROUPS:
@@ -425,8 +425,8 @@ def shop_settings(
 ) -> None:
     """Show a shop's settings and every problem the jobs would refuse in them, or change them
     (checked before anything is saved): tag_prefix, dry_run, bulk_threshold, metafield_namespace,
-    scoring {...}, schedule {...}, recommendations {...}; one named value of a group is
-    group.NAME."""
+    complementary_products, scoring {...}, schedule {...}, recommendations {...}; one named value
+    of a group is group.NAME."""
     if reset and to_unset:
         raise click.BadParameter("--reset already puts every setting back", param_hint="--unset")
     pairs = _set_keys(to_set)

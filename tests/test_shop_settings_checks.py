@@ -197,7 +197,7 @@ def test_change_to_a_group_beside_a_name_with_its_dot_is_saved(
         result = settings_of(migrated_url, "--set", change)
         # then it is saved, the name stored whole still listed as a problem
         assert saved(result), (change, result.output)
-        assert '"scoring.min_customers": unknown shop settings' in result.stderr
+        assert '"scoring.min_customers": unknown shop setting' in result.stderr
     assert stored(shop) == {**OLD_NAMES, "scoring": {"min_customers": 7}}
 
 

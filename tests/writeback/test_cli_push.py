@@ -65,7 +65,7 @@ def test_shop_settings_are_checked_before_they_are_saved(
     # bad ones are refused by name, and nothing is saved
     for bad, named in (
         ("bulk_threshold=0", "bulk_threshold"),
-        ("colour=blue", "unknown shop settings colour"),
+        ("colour=blue", "unknown shop setting colour"),
         ('schedule={"push_minutes": 0}', "push_minutes"),
         ('scoring={"win_back_dayz": 3}', "win_back_dayz"),
     ):
