@@ -35,6 +35,8 @@ APPLIED = ("add", "remove", "set", "delete")  # the audit's changes to the store
 # the audit rows that say what a customer's metafield held: the undo's value before a change
 # (`values_before`), the last of which the prune keeps (`retention`)
 VALUE_HELD = ("set", "delete", FOUND)
+# an audit row of a customer: (customer id, kind, name, action, value, reason)
+Change = tuple[int, str, str, str, str | None, str]
 
 
 @dataclass(frozen=True)
@@ -185,24 +187,8 @@ def record_outcomes(
                 row["uncertain"] = False
             rows.append(row)
         _upsert(session, rows, (*_COLUMNS, "uncertain"))
-        changes = [
-            {
-                "shop_id": shop_id,
-                "customer_id": outcome.customer_id,
-                "product_id": None,
-                "kind": kind,
-                "name": name,
-                "action": action,
-                "value": value,
-                "reason": reason,
-                "via": via,
-                "job_run_id": job_run_id,
-                "applied_at": now,
-            }
-            for outcome in outcomes
-            for kind, name, action, value, reason in outcome.changes
-        ]
-        _insert_changes(session, changes)
+        changes = [(o.customer_id, *change) for o in outcomes for change in o.changes]
+        _insert_changes(session, shop_id, changes, via=via, job_run_id=job_run_id, now=now)
 
 
 def record_read_back(
@@ -224,7 +210,7 @@ def record_read_back(
     deletes what was written); of the store's customers the ledger does not hold, the redacted
     are left out."""
     drifted = 0
-    audit: list[dict[str, Any]] = []
+    audit: list[Change] = []
     with Session(engine) as session, session.begin():
         known = hold_customers(session, shop_id, held, alive=True)
         rest = set(held) - known
@@ -246,19 +232,7 @@ def record_read_back(
             elif was["tags"] != tags_text or not _same_values(recorded, metafields):
                 drifted += 1
             audit.extend(
-                {
-                    "shop_id": shop_id,
-                    "customer_id": customer_id,
-                    "product_id": None,
-                    "kind": "metafield",
-                    "name": key,
-                    "action": FOUND,
-                    "value": value,
-                    "reason": "read from the store",
-                    "via": "read",
-                    "job_run_id": job_run_id,
-                    "applied_at": now,
-                }
+                (customer_id, "metafield", key, FOUND, value, "read from the store")
                 for key, value in _found_values(recorded, metafields)
             )
             rows.append(
@@ -273,7 +247,7 @@ def record_read_back(
                 }
             )
         _upsert(session, rows, (*_COLUMNS, "uncertain"))
-        _insert_changes(session, audit)
+        _insert_changes(session, shop_id, audit, via="read", job_run_id=job_run_id, now=now)
     return drifted
 
 
@@ -470,11 +444,35 @@ def _upsert(
         session.execute(statement, rows[start : start + 1000])
 
 
-def _insert_changes(session: Session, changes: list[dict[str, Any]]) -> None:
+def _insert_changes(
+    session: Session,
+    shop_id: int,
+    changes: Sequence[Change],
+    *,
+    via: str,
+    job_run_id: int | None,
+    now: datetime,
+) -> None:
     """Audit rows, as Core inserts of plain rows: a bulk push records hundreds of thousands of
     changes, and building an ORM object per row cost more than the database did."""
-    for start in range(0, len(changes), 5000):
-        session.execute(insert(SyncChange), changes[start : start + 5000])
+    rows = [
+        {
+            "shop_id": shop_id,
+            "customer_id": customer_id,
+            "product_id": None,
+            "kind": kind,
+            "name": name,
+            "action": action,
+            "value": value,
+            "reason": reason,
+            "via": via,
+            "job_run_id": job_run_id,
+            "applied_at": now,
+        }
+        for customer_id, kind, name, action, value, reason in changes
+    ]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(SyncChange), rows[start : start + 5000])
 
 
 @dataclass(frozen=True)
