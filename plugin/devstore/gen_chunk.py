@@ -97,7 +97,8 @@ def _refills(
     purchases: PurchaseArrays,
     baskets: Baskets,
 ) -> tuple[_Orders, NDArray[np.int64]]:
-    # A chain starts at the first purchase of each consumable product by each customer.
+    # A chain starts at the first purchase line of each consumable product by each customer;
+    # its quantity lasts that many cycles before the first refill.
     cycles = np.r_[catalogue.consumable_cycle_days, 0.0]
     consumable = np.flatnonzero(cycles[baskets.line_variant] > 0)
     owner = purchases.customer[baskets.line_order[consumable]]
@@ -115,6 +116,7 @@ def _refills(
         stop,
         params.refill_noise,
         params.refill_abandon_probability,
+        baskets.line_quantity[line],
     )
     who = who[chain]
     refills = _Orders(who, day, np.full(day.shape[0], REFILL), customers.currency[who])

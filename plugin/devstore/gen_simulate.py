@@ -137,9 +137,12 @@ def refill_days(
     stop_day: NDArray[np.float64],
     noise: float,
     abandon: float,
+    first_units: NDArray[np.int64],
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Refill chains: after a first purchase at start_day, rebuy every cycle*(1 + noise*N(0,1))
-    days until the customer abandons (probability `abandon` per refill) or stop_day.
+    """Refill chains: a first purchase of first_units units at start_day lasts
+    first_units*cycle*(1 + noise*N(0,1)) days, then each refill (one unit) cycle*(1 +
+    noise*N(0,1)) days, until the customer abandons (probability `abandon` per refill) or
+    stop_day. Every unit covers one cycle, so the interval per unit is the cycle.
 
     Returns (chain index, refill day) for every refill that happens before its stop day.
     """
@@ -147,7 +150,10 @@ def refill_days(
     length = np.asarray(rng.geometric(abandon, size=n), dtype=np.int64) - 1
     chain = np.repeat(np.arange(n, dtype=np.int64), length)
     jitter = np.clip(1.0 + noise * rng.standard_normal(int(length.sum())), 0.5, 1.5)
-    day = start_day[chain] + group_cumsum(cycle_days[chain] * jitter, length)
+    units = np.ones(chain.shape[0])
+    started = length > 0
+    units[(np.cumsum(length) - length)[started]] = np.maximum(first_units[started], 1)
+    day = start_day[chain] + group_cumsum(cycle_days[chain] * units * jitter, length)
     keep = day < stop_day[chain]
     return chain[keep], day[keep]
 

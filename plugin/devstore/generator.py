@@ -61,9 +61,12 @@ class PlantedTruth:
     preferred_tier (only with config.customer_taste > 0) map a customer id to the product types
     and the price tier their taste draws from (plugin.devstore.gen_taste).
 
-    The BG/NBD and Gamma-Gamma truth describes the "purchase" orders. Refill orders (list price,
-    every cycle days while the customer is alive) come on top when config.consumable_refills is
-    on, as in a real shop; turn it off to get a store whose counted orders are pure BG/NBD.
+    The BG/NBD and Gamma-Gamma truth describes the "purchase" orders. Refill orders come on top
+    when config.consumable_refills is on, as in a real shop; turn it off to get a store whose
+    counted orders are pure BG/NBD. Each unit of a consumable lasts one cycle: the first refill
+    comes about quantity x cycle days after the customer's first purchase line of the product,
+    then one unit at list price every cycle days (jittered by catalogue.refill_noise) until the
+    customer abandons the product (catalogue.refill_abandon_probability per refill) or dies.
     Cancelled, fully refunded, test and guest orders never count and never change the truth.
     """
 

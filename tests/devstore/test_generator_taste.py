@@ -23,10 +23,11 @@ from plugin.devstore.generator import (
 # sha256 of a 400-customer store (two chunks) per seed with the taste settings off: products,
 # final customers and orders, every webhook event, every transaction. First computed before the
 # taste settings existed; computed again when refund transactions of foreign-currency orders
-# took the presentment currency half the time and some cancelled orders became paid-then-refunded.
+# took the presentment currency half the time and some cancelled orders became paid-then-refunded,
+# and when a refill chain's first refill came after the units of its first purchase.
 DIGESTS = {
-    7: "97ac0881067e77e951b22bf4fa13926a7f7fde4e6752662318d8ae4ac22b60e3",
-    2024: "e74f8fa8f507c27c608e44b5c8993c05b8d503f9038f7be67ba8b8a96230da53",
+    7: "9ff0b3f76c07e78366e9c78acff8fe06cf19ef82b70ea6ec94029f521c72ce9f",
+    2024: "c298f5b2f8d22abc1fcfb4bf60ee5a3514bac4fc0bd5ce646aec7c224b1e1c00",
 }
 TASTE = 0.6
 
