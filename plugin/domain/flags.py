@@ -11,9 +11,10 @@ Every threshold is a per-shop setting (`ScoringSettings`); money in shop currenc
   win_back_rhythm_min_days), the gap being the mean days between purchase days
   (`plugin.domain.customer_figures.mean_purchase_day_gap`: same-day orders are no rhythm).
 - churn-risk: P(alive) < churn_p_alive.
-- reorder-due: a consumable the customer bought is due: days since its last purchase >=
-  reorder_grace x its interval, and fewer than reorder_lapse x its interval (after that the
-  customer has lapsed, which win-back covers). See `plugin.domain.replenishment`.
+- reorder-due: a consumable the customer bought is due: days since its last purchase (of u
+  units) >= reorder_grace x u x its interval, and fewer than reorder_lapse x u x its interval
+  (after that the customer has lapsed, which win-back covers). See
+  `plugin.domain.replenishment`.
 - spend-declining: the mean of the last spend_recent_orders orders < spend_declining_ratio x the
   mean of the earlier orders (at least spend_earlier_orders of them, with a positive mean).
 """

@@ -105,8 +105,11 @@ def recommend(
     baskets = build_baskets(lines, products, as_of_day, settings)
     counts = _pair_counts(baskets, settings)
     together = together_links(counts, baskets.recommendable, settings)
-    intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
-    picks, bought_again = _next(baskets, counts, together, intervals, as_of_day, settings, scoring)
+    purchases = line_purchases(lines, as_of_day)
+    intervals = _intervals(purchases, as_of_day, scoring, replenishment_days)
+    picks, bought_again = _next(
+        baskets, counts, together, purchases, intervals, as_of_day, settings, scoring
+    )
     return Recommendations(
         frequently_bought_together=together.with_ids(baskets.product_ids),
         bundles=find_bundles(baskets, counts, settings),
@@ -172,8 +175,9 @@ def next_products(
     baskets = build_baskets(lines, products, as_of_day, settings)
     counts = _pair_counts(baskets, settings)
     together = together_links(counts, baskets.recommendable, settings)
-    intervals = _intervals(lines, as_of_day, scoring, replenishment_days)
-    return _next(baskets, counts, together, intervals, as_of_day, settings, scoring)[0]
+    purchases = line_purchases(lines, as_of_day)
+    intervals = _intervals(purchases, as_of_day, scoring, replenishment_days)
+    return _next(baskets, counts, together, purchases, intervals, as_of_day, settings, scoring)[0]
 
 
 def line_purchases(lines: OrderLines, as_of_day: float) -> ProductPurchases:
@@ -183,6 +187,7 @@ def line_purchases(lines: OrderLines, as_of_day: float) -> ProductPurchases:
         np.asarray(lines.customer_id[keep], dtype=np.int64),
         np.asarray(lines.product_id[keep], dtype=np.int64),
         np.asarray(lines.day[keep], dtype=np.float64),
+        np.asarray(lines.quantity[keep], dtype=np.int64),
     )
 
 
@@ -191,20 +196,21 @@ def _pair_counts(baskets: Baskets, settings: RecommendationSettings) -> PairCoun
 
 
 def _intervals(
-    lines: OrderLines,
+    purchases: ProductPurchases,
     as_of_day: float,
     scoring: ScoringSettings,
     known: dict[int, float] | None,
 ) -> dict[int, float]:
     if known is not None:
         return dict(known)
-    return learn_replenishment(line_purchases(lines, as_of_day), as_of_day, scoring)
+    return learn_replenishment(purchases, as_of_day, scoring)
 
 
 def _next(
     baskets: Baskets,
     counts: PairCounts,
     together: Links,
+    purchases: ProductPurchases,
     intervals: dict[int, float],
     as_of_day: float,
     settings: RecommendationSettings,
@@ -219,7 +225,7 @@ def _next(
     parts = [
         expand(history, followers.source, followers.target, followers.gain),
         expand(history, together.anchor[positive], together.partner[positive], co_gain[positive]),
-        due_consumables(baskets, intervals, as_of_day, scoring, settings.reorder_lead),
+        due_consumables(baskets, purchases, intervals, as_of_day, scoring, settings.reorder_lead),
     ]
     personal = concat_candidates(parts)
     # What a customer is offered they do not own (or a consumable coming due, which ranks

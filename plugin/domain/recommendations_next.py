@@ -27,13 +27,13 @@ they had bought before that is not a consumable.
 Never offered: products off the product table, and the customer's one-offs: products they
 already own (any of their orders, oversized ones too) that are not bought again, unless it is a
 consumable (it has a replenishment interval) coming due: the reorder-due rule of
-`plugin.domain.replenishment` (days since its last purchase >= reorder_grace x interval and
-< reorder_lapse x interval) holds reorder_lead x interval days after `as_of`. Refills come
-early as often as late, so with a run every night and a lead of 0.3, 97-98% of the dev store's
-refills were on offer when bought (bench/recommendations.py, seeds 3, 5, 7), against about half
-with no lead, which is the flag's rule exactly.
-Consumables coming due come first, earliest expected reorder day (last purchase + interval)
-first; ties go to the lower product id.
+`plugin.domain.replenishment` (days since its last purchase, of u units, >= reorder_grace x u x
+interval and < reorder_lapse x u x interval) holds reorder_lead x interval days after `as_of`.
+Refills come early as often as late, so with a run every night and a lead of 0.3, 97-98% of the
+dev store's refills were on offer when bought (bench/recommendations.py, seeds 3, 5, 7), against
+about half with no lead, which is the flag's rule exactly.
+Consumables coming due come first, earliest expected reorder day (last purchase + u x
+interval) first; ties go to the lower product id.
 """
 
 from __future__ import annotations
@@ -213,6 +213,7 @@ def expand(history: Candidates, source: IntArray, target: IntArray, gain: FloatA
 
 def due_consumables(
     baskets: Baskets,
+    purchases: ProductPurchases,
     intervals: dict[int, float],
     as_of_day: float,
     scoring: ScoringSettings,
@@ -220,31 +221,35 @@ def due_consumables(
 ) -> Candidates:
     """(customer, consumable, expected reorder day) for every consumable a customer owns that
     is due at `as_of_day` or `lead` x its interval after it, by `reorder_status` asked one
-    consumable at a time (every pair, not only the one behind the reorder-due flag)."""
-    basket = baskets.item_basket()
-    rows = member(baskets.item, consumable_items(baskets, intervals))
-    rows &= baskets.customer[basket] >= 0
-    item, basket = baskets.item[rows], basket[rows]
-    order = np.argsort(item, kind="stable")
-    item, basket = item[order], basket[order]
+    consumable at a time (every pair, not only the one behind the reorder-due flag), from the
+    customers' `purchases` (`line_purchases` of the baskets' lines: with their units)."""
+    ids = np.array(sorted(intervals), dtype=np.int64)
+    rows = np.flatnonzero(member(purchases.product_id, ids))
+    rows = rows[np.argsort(purchases.product_id[rows], kind="stable")]
+    product_id = purchases.product_id[rows]
     parts: list[Candidates] = []
-    for product in distinct(item).tolist():
-        low, high = np.searchsorted(item, [product, product + 1])
-        who, day = baskets.customer[basket[low:high]], baskets.day[basket[low:high]]
-        interval = intervals[int(baskets.product_ids[product])]
-        customers = distinct(who)
-        purchases = ProductPurchases(who, np.full(who.size, product, dtype=np.int64), day)
+    for product in distinct(product_id).tolist():
+        low, high = np.searchsorted(product_id, [product, product + 1])
+        mine = rows[low:high]
+        bought = ProductPurchases(
+            purchases.customer_id[mine],
+            product_id[low:high],
+            purchases.day[mine],
+            None if purchases.quantity is None else purchases.quantity[mine],
+        )
+        interval = intervals[product]
+        customers = distinct(bought.customer_id)
         ahead = as_of_day + lead * interval
-        now = reorder_status(purchases, customers, {product: interval}, as_of_day, scoring)
-        soon = reorder_status(purchases, customers, {product: interval}, ahead, scoring)
+        now = reorder_status(bought, customers, {product: interval}, as_of_day, scoring)
+        soon = reorder_status(bought, customers, {product: interval}, ahead, scoring)
         # due at as_of too: ahead, the lapse test fails in the last lead x interval before a
         # consumable lapses, and what the reorder-due flag calls due must stay among the picks
         due = now.due | soon.due
         due_day = np.where(soon.due, soon.due_day, now.due_day)
         parts.append(
             Candidates(
-                customers[due],
-                np.full(int(due.sum()), product, dtype=np.int64),
+                np.searchsorted(baskets.customer_ids, customers[due]).astype(np.int64),
+                np.full(int(due.sum()), np.searchsorted(baskets.product_ids, product)),
                 np.zeros(int(due.sum())),
                 due_day[due],
             )

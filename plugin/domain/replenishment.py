@@ -5,8 +5,11 @@ The rule, per product:
    belongs to that purchase (a second line, a split or corrected order, a forgotten item): no
    refill cycle is shorter than a day, and two orders minutes apart on either side of midnight
    are no more a refill than two on one afternoon. A run of such purchases is one purchase, on
-   the day of its first. A gap is the time between a customer's consecutive purchases of the
-   product, in days, so every gap is at least one day.
+   the day of its first, of all their units. A gap is the time between a customer's
+   consecutive purchases of the product, in days (so at least one day), divided by the units of
+   the earlier one: three bags bought at once last three times as long as one, so a buyer of
+   three who comes back after 90 days is on the same 30-day cycle as a buyer of one who comes
+   back after 30.
 2. Each repeat buyer (a customer with at least one gap) speaks once, with the median of their
    own gaps: one wholesale buyer refilling weekly with sixty orders does not outvote nineteen
    customers on a 60-day cycle with one gap each, as pooling every gap would.
@@ -21,8 +24,9 @@ The rule, per product:
 4. Its interval is the median across buyers of their median gaps, robust to the odd early or
    late purchase and to the odd buyer on a cycle of their own.
 
-A customer's consumable is due when the days since its last purchase reach reorder_grace x the
-interval, and stays due until reorder_lapse x the interval (see `plugin.domain.flags`).
+A customer's last purchase of a consumable, of u units, lasts u x the interval: it is due when
+the days since that purchase reach reorder_grace x u x the interval, and stays due until
+reorder_lapse x u x the interval (see `plugin.domain.flags`).
 """
 
 from __future__ import annotations
@@ -43,8 +47,8 @@ class ReorderStatus:
 
     `due`: a consumable is due; `due_day`: the earliest expected reorder day among the customer's
     consumables that have not lapsed (NaN if none); `product_id`, `last_day`, `interval_days`:
-    the consumable behind the flag (the due one with the earliest reorder day, else the earliest
-    upcoming one; -1 and NaN when none).
+    `units`: the consumable behind the flag (the due one with the earliest reorder day, else the
+    earliest upcoming one; -1 and NaN when none), with the units of its last purchase.
     """
 
     due: NDArray[np.bool_]
@@ -52,6 +56,7 @@ class ReorderStatus:
     product_id: IntArray
     last_day: FloatArray
     interval_days: FloatArray
+    units: FloatArray
 
 
 @dataclass(frozen=True)
@@ -65,35 +70,61 @@ class _Gaps:
 
 
 def validate_purchases(purchases: ProductPurchases) -> None:
-    """Raise ValueError unless the three arrays are 1-d, of one length, with finite days."""
+    """Raise ValueError unless the arrays are 1-d, of one length, with finite days and (when
+    given) quantities of at least one."""
     n = purchases.customer_id.shape
-    if not (n == purchases.product_id.shape == purchases.day.shape) or len(n) != 1:
-        raise ValueError("customer_id, product_id and day must be 1-d arrays of one length")
+    quantity = purchases.quantity
+    if (
+        not (n == purchases.product_id.shape == purchases.day.shape)
+        or len(n) != 1
+        or (quantity is not None and quantity.shape != n)
+    ):
+        raise ValueError(
+            "customer_id, product_id, day and quantity must be 1-d arrays of one length"
+        )
     if not np.all(np.isfinite(purchases.day)):
         raise ValueError("purchase days must be finite")
+    if quantity is not None and not np.all(quantity >= 1):
+        raise ValueError("purchase quantities must be at least 1")
+
+
+def _units(purchases: ProductPurchases) -> FloatArray:
+    if purchases.quantity is None:
+        return np.ones(purchases.day.shape, dtype=np.float64)
+    return np.asarray(purchases.quantity, dtype=np.float64)
+
+
+def _merge_runs(
+    opens: NDArray[np.bool_], day: FloatArray, units: FloatArray
+) -> tuple[NDArray[np.bool_], FloatArray]:
+    """Rule 1 on rows sorted by (customer, product, day), `opens` marking each pair's first:
+    which rows start a purchase, and each purchase's units (the sum over its rows)."""
+    starts = opens | np.concatenate(([True], np.diff(day) >= 1.0))
+    return starts, np.add.reduceat(units, np.flatnonzero(starts)) if units.size else units
 
 
 def _gaps(purchases: ProductPurchases, as_of_day: float) -> _Gaps:
     customer = np.asarray(purchases.customer_id, dtype=np.int64)
     product = np.asarray(purchases.product_id, dtype=np.int64)
     day = np.asarray(purchases.day, dtype=np.float64)
+    units = _units(purchases)
     keep = day <= as_of_day
     if not np.all(keep):
-        customer, product, day = customer[keep], product[keep], day[keep]
+        customer, product, day, units = customer[keep], product[keep], day[keep], units[keep]
     del keep
     if day.size < 2:
         empty = np.zeros(0, dtype=np.int64)
         return _Gaps(empty, empty, np.zeros(0))
     order, opens = _order_by_customer_product_day(customer, product, day)
     del customer  # from here a pair is told apart by `opens`; intermediates are freed early
-    product, day = product[order], day[order]
+    product, day, units = product[order], day[order], units[order]
     del order
     pair = np.cumsum(opens)
-    # a purchase under a day after the pair's previous one joins it (rule 1)
-    new_purchase = opens | np.concatenate(([True], np.diff(day) >= 1.0))
+    new_purchase, units = _merge_runs(opens, day, units)
     pair, product, day = pair[new_purchase], product[new_purchase], day[new_purchase]
     follows = pair[1:] == pair[:-1]
-    return _Gaps(pair[1:][follows], product[1:][follows], (day[1:] - day[:-1])[follows])
+    per_unit = (day[1:] - day[:-1]) / units[:-1]
+    return _Gaps(pair[1:][follows], product[1:][follows], per_unit[follows])
 
 
 def _order_by_customer_product_day(
@@ -193,6 +224,7 @@ def reorder_status(
         np.full(n, -1, dtype=np.int64),
         np.full(n, np.nan),
         np.full(n, np.nan),
+        np.full(n, np.nan),
     )
     if purchases is None or not intervals or n == 0:
         return status
@@ -206,7 +238,14 @@ def reorder_status(
     position = np.minimum(np.searchsorted(customer_ids, customer), n - 1)
     keep = (known[slot] == product) & (customer_ids[position] == customer) & (day <= as_of_day)
     return _status_of_pairs(
-        position[keep], product[keep], day[keep], known_days[slot[keep]], as_of_day, settings, n
+        position[keep],
+        product[keep],
+        day[keep],
+        _units(purchases)[keep],
+        known_days[slot[keep]],
+        as_of_day,
+        settings,
+        n,
     )
 
 
@@ -214,20 +253,28 @@ def _status_of_pairs(
     who: IndexArray,
     product: IntArray,
     day: FloatArray,
+    units: FloatArray,
     interval: FloatArray,
     as_of_day: float,
     settings: ScoringSettings,
     n: int,
 ) -> ReorderStatus:
-    # The last purchase of each (customer, product): sort by day within pairs, keep the last.
+    # The last purchase (rule 1) of each (customer, product): sort by day within pairs, merge
+    # the runs, keep the last.
     order = np.lexsort((day, product, who))
     who, product, day, interval = who[order], product[order], day[order], interval[order]
+    opens = np.concatenate(([True], (who[1:] != who[:-1]) | (product[1:] != product[:-1])))
+    starts, units = _merge_runs(opens[: who.size], day, units[order])
+    who, product, day, interval = who[starts], product[starts], day[starts], interval[starts]
     last = np.append((who[1:] != who[:-1]) | (product[1:] != product[:-1]), True)[: who.size]
     who, product, day, interval = who[last], product[last], day[last], interval[last]
-    active = as_of_day - day < settings.reorder_lapse * interval
+    units = units[last]
+    lasts = units * interval  # what the last purchase lasts
+    active = as_of_day - day < settings.reorder_lapse * lasts
     who, product, day, interval = who[active], product[active], day[active], interval[active]
-    due = as_of_day - day >= settings.reorder_grace * interval
-    expected = day + interval
+    units, lasts = units[active], lasts[active]
+    due = as_of_day - day >= settings.reorder_grace * lasts
+    expected = day + lasts
     due_day = np.full(n, np.nan)
     np.fmin.at(due_day, who, expected)
     is_due = np.zeros(n, dtype=np.bool_)
@@ -236,8 +283,9 @@ def _status_of_pairs(
     rank = np.lexsort((product, expected, ~due, who))
     chosen = rank[np.unique(who[rank], return_index=True)[1]]
     product_id = np.full(n, -1, dtype=np.int64)
-    last_day, interval_days = np.full(n, np.nan), np.full(n, np.nan)
+    last_day, interval_days, last_units = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     product_id[who[chosen]] = product[chosen]
     last_day[who[chosen]] = day[chosen]
     interval_days[who[chosen]] = interval[chosen]
-    return ReorderStatus(is_due, due_day, product_id, last_day, interval_days)
+    last_units[who[chosen]] = units[chosen]
+    return ReorderStatus(is_due, due_day, product_id, last_day, interval_days, last_units)

@@ -74,8 +74,9 @@ class ShopScores:
     Unix epoch (UTC).
 
     Beyond the first interface: `days_since_last_order`; `reorder_product_id`,
-    `reorder_last_day`, `reorder_interval_days` (the consumable behind reorder-due, -1/NaN when
-    none); `as_of_day` and `settings` (the reasons quote them).
+    `reorder_last_day`, `reorder_interval_days`, `reorder_units` (the consumable behind
+    reorder-due and the units of its last purchase, -1/NaN when none); `as_of_day` and
+    `settings` (the reasons quote them).
     """
 
     customer_id: IntArray
@@ -104,6 +105,7 @@ class ShopScores:
     reorder_product_id: IntArray
     reorder_last_day: FloatArray
     reorder_interval_days: FloatArray
+    reorder_units: FloatArray
     recent_mean_spend: FloatArray
     earlier_mean_spend: FloatArray
     as_of_day: float
@@ -244,6 +246,7 @@ def _assemble(
         reorder_product_id=reorder.product_id,
         reorder_last_day=reorder.last_day,
         reorder_interval_days=reorder.interval_days,
+        reorder_units=reorder.units,
         recent_mean_spend=figures.recent_mean_spend,
         earlier_mean_spend=figures.earlier_mean_spend,
         as_of_day=as_of_day,

@@ -138,11 +138,14 @@ class OrderHistory:
 
 @dataclass(frozen=True)
 class ProductPurchases:
-    """One row per order line of a counted order: who bought which product on which day."""
+    """One row per order line of a counted order: who bought which product on which day, and
+    how many units are left of the line (None: one each), which a consumable's due day scales
+    with (`plugin.domain.replenishment`)."""
 
     customer_id: IntArray
     product_id: IntArray
     day: FloatArray
+    quantity: IntArray | None = None
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ _COLUMNS = (
     "reorder_product_id",
     "reorder_last_day",
     "reorder_interval_days",
+    "reorder_units",
     "recent_mean_spend",
     "earlier_mean_spend",
 )
@@ -276,10 +277,18 @@ def _churn(c: _Lists, i: int) -> str:
 def _reorder(c: _Lists, i: int) -> str:
     interval = float(c.reorder_interval_days[i])
     since = c.as_of_day - float(c.reorder_last_day[i])
+    units = int(c.reorder_units[i])
+    due = days(c.settings.reorder_grace * units * interval)
+    if units == 1:
+        return (
+            f"Last bought product {int(c.reorder_product_id[i])} {days(since)} ago; customers "
+            f"who rebuy it do so every {days(interval)} (median), and a reorder is due after "
+            f"{due}."
+        )
     return (
-        f"Last bought product {int(c.reorder_product_id[i])} {days(since)} ago; customers "
-        f"who rebuy it do so every {days(interval)} (median), and a reorder is due after "
-        f"{days(c.settings.reorder_grace * interval)}."
+        f"Last bought {units} units of product {int(c.reorder_product_id[i])} {days(since)} "
+        f"ago; customers who rebuy it do so every {days(interval)} a unit (median), and a "
+        f"reorder is due after {due}."
     )
 
 
@@ -300,7 +309,12 @@ _QUOTES: dict[str, tuple[str, ...]] = {
     "tier-vip": ("trailing_12m_spend",),
     "win-back": ("days_since_last_order", "mean_days_between_orders"),
     "churn-risk": ("p_alive",),
-    "reorder-due": ("reorder_product_id", "reorder_last_day", "reorder_interval_days"),
+    "reorder-due": (
+        "reorder_product_id",
+        "reorder_last_day",
+        "reorder_interval_days",
+        "reorder_units",
+    ),
     "spend-declining": ("recent_mean_spend", "earlier_mean_spend"),
 }
 

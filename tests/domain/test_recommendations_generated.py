@@ -16,6 +16,7 @@ these tests (6 planted complements, 4 planted consumables per store):
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -120,18 +121,30 @@ def test_next_products_generated_store_offers_owned_products_only_due_or_bought_
     data = generated(2)
     picks = data.result.next_products
     lines = data.lines
-    last_bought: dict[tuple[int, int], float] = {}
-    for c, p, d in zip(lines.customer_id, lines.product_id, lines.day, strict=True):
-        if c >= 0:
-            key = (int(c), int(p))
-            last_bought[key] = max(last_bought.get(key, -np.inf), float(d))
+    # each (customer, product)'s last purchase: its day and units (orders under a day apart
+    # are one purchase, on the day of the first)
+    bought: dict[tuple[int, int], list[tuple[float, int]]] = {}
+    for c, p, d, q in zip(
+        lines.customer_id, lines.product_id, lines.day, lines.quantity, strict=True
+    ):
+        if c >= 0 and q > 0:
+            bought.setdefault((int(c), int(p)), []).append((float(d), int(q)))
+    last_bought: dict[tuple[int, int], tuple[float, int]] = {}
+    for key, days in bought.items():
+        days.sort()
+        start, units = days[0]
+        for previous, (day, quantity) in itertools.pairwise(days):
+            if day - previous[0] >= 1.0:
+                start, units = day, 0
+            units += quantity
+        last_bought[key] = (start, units)
     intervals = data.result.replenishment_days
     again = set(data.result.bought_again.tolist())
     coming_due = offered_again = 0
     # then an owned product is offered only as a product bought again (never a consumable),
     # without a reorder day, or as a consumable coming due, with its last purchase plus its
-    # interval as reorder day: seen 0.3 interval ahead (the lead), at least one interval
-    # (reorder_grace) and less than three (reorder_lapse) have passed
+    # units x its interval as reorder day: seen 0.3 interval ahead (the lead), at least units x
+    # one interval (reorder_grace) and less than units x three (reorder_lapse) have passed
     assert not again & set(intervals)
     for row, customer in enumerate(picks.customer_id.tolist()):
         for slot, product in enumerate(picks.product_id[row].tolist()):
@@ -142,11 +155,13 @@ def test_next_products_generated_store_offers_owned_products_only_due_or_bought_
                 assert np.isnan(picks.reorder_day[row, slot])
                 offered_again += last is not None
                 continue
+            day, units = last
             interval = intervals[product]
-            assert picks.reorder_day[row, slot] == pytest.approx(last + interval)
-            # due seen 0.3 of an interval ahead, and not lapsed (3 intervals) on the day itself
-            assert 1.0 * interval <= data.end_day + 0.3 * interval - last
-            assert data.end_day - last < 3.0 * interval
+            assert picks.reorder_day[row, slot] == pytest.approx(day + units * interval)
+            # due seen 0.3 of an interval ahead, and not lapsed (3 x units x interval) on the
+            # day itself
+            assert 1.0 * units * interval <= data.end_day + 0.3 * interval - day
+            assert data.end_day - day < 3.0 * units * interval
             coming_due += 1
     # (252 such picks among 1,987 customers on this store; 113 and 125 on seeds 8 and 5; and
     # 2,542 picks of 26 products bought again)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from plugin.domain.replenishment import learn_replenishment
+from plugin.domain.replenishment import learn_replenishment, reorder_status
 from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
 
 TEA = 500
@@ -38,9 +38,10 @@ def test_learn_replenishment_orders_under_a_day_apart_are_one_purchase() -> None
     refill = [(c, d) for c in range(21, 41) for d in (100.99, 101.01, 130.99)]
     # when intervals are learned, then a split order is no refill cycle
     assert learn_replenishment(purchases_of(split), 200.0, ScoringSettings()) == {}
-    # and the refill is measured from the first order of the pair: 30 days
+    # and the refill is measured from the first order of the pair, whose two units lasted 30
+    # days: 15 days a unit
     learned = learn_replenishment(purchases_of(split + refill), 200.0, ScoringSettings())
-    assert learned == {TEA: pytest.approx(30.0)}
+    assert learned == {TEA: pytest.approx(15.0)}
 
 
 def test_learn_replenishment_a_day_apart_is_a_gap() -> None:
@@ -50,3 +51,56 @@ def test_learn_replenishment_a_day_apart_is_a_gap() -> None:
     assert learn_replenishment(purchases_of(rows), 20.0, ScoringSettings()) == {
         TEA: pytest.approx(1.0)
     }
+
+
+def test_learn_replenishment_a_gap_is_divided_by_the_units_bought() -> None:
+    # given 12 customers who buy one bag of tea every 30 days and 12 who buy three every 90
+    ones = [(c, 100.0 + 30 * k, 1) for c in range(1, 13) for k in range(3)]
+    threes = [(c, 100.0 + 90 * k, 3) for c in range(13, 25) for k in range(3)]
+    rows = ones + threes
+    purchases = ProductPurchases(
+        np.array([c for c, _, _ in rows], dtype=np.int64),
+        np.full(len(rows), TEA, dtype=np.int64),
+        np.array([d for _, d, _ in rows], dtype=np.float64),
+        np.array([q for _, _, q in rows], dtype=np.int64),
+    )
+    # when intervals are learned, then every buyer is on one 30-day cycle a unit (unit-blind,
+    # half the buyers said 30 and half 90: too irregular for a consumable)
+    assert learn_replenishment(purchases, 400.0, ScoringSettings()) == {TEA: pytest.approx(30.0)}
+
+
+def test_reorder_status_the_last_purchase_lasts_its_units_times_the_interval() -> None:
+    # given a 30-day tea: customer 1 bought one bag 40 days ago, customer 2 three bags 40 days
+    # ago, customer 3 two orders of one bag and one of two on one evening 100 days ago (four
+    # bags, rule 1), customer 4 one bag 100 days ago
+    rows = [(1, 960.0, 1), (2, 960.0, 3), (3, 900.2, 1), (3, 900.5, 1), (3, 900.9, 2)]
+    rows += [(4, 900.0, 1)]
+    purchases = ProductPurchases(
+        np.array([c for c, _, _ in rows], dtype=np.int64),
+        np.full(len(rows), TEA, dtype=np.int64),
+        np.array([d for _, d, _ in rows], dtype=np.float64),
+        np.array([q for _, _, q in rows], dtype=np.int64),
+    )
+    customers = np.array([1, 2, 3, 4], dtype=np.int64)
+    # when their status is asked on day 1000
+    status = reorder_status(purchases, customers, {TEA: 30.0}, 1000.0, ScoringSettings())
+    # then one bag is due after 30 days and three after 90, four bought on one evening after
+    # 120 from the first order; one bag lapses after 3 x 30 days, four bags after 3 x 120
+    assert status.due.tolist() == [True, False, False, False]
+    assert status.due_day[:3].tolist() == pytest.approx([990.0, 1050.0, 1020.2])
+    assert np.isnan(status.due_day[3])
+    assert status.units[:3].tolist() == [1.0, 3.0, 4.0]
+    assert status.last_day[:3].tolist() == pytest.approx([960.0, 960.0, 900.2])
+    # and on day 1030 the four bags are due, still short of their lapse (1260.2)
+    later = reorder_status(purchases, customers, {TEA: 30.0}, 1030.0, ScoringSettings())
+    assert later.due.tolist() == [True, False, True, False]
+
+
+def test_purchases_with_a_quantity_under_one_are_refused() -> None:
+    # given a purchase of no units
+    purchases = ProductPurchases(
+        np.array([1, 1]), np.array([TEA, TEA]), np.array([1.0, 40.0]), np.array([1, 0])
+    )
+    # then learning refuses it, naming the quantities
+    with pytest.raises(ValueError, match="quantities must be at least 1"):
+        learn_replenishment(purchases, 50.0, ScoringSettings())

@@ -134,6 +134,29 @@ def test_reorder_due_consumable_past_its_interval_and_not_lapsed() -> None:
     assert "due after 30 days" in scores.reasons(0)["reorder-due"]
 
 
+def test_reorder_due_after_the_units_last_bought_times_the_interval() -> None:
+    # given product 77 rebought by 25 customers every 30 days, customer 1 who bought three of
+    # it 91 days ago and customer 2 who bought three 89 days ago
+    lines = [(c, AS_OF - 200 + 30.0 * k, 1) for c in range(100, 125) for k in range(4)]
+    lines += [(1, AS_OF - 91, 3), (2, AS_OF - 89, 3)]
+    purchases = ProductPurchases(
+        np.array([r[0] for r in lines], dtype=np.int64),
+        np.full(len(lines), 77, dtype=np.int64),
+        np.array([r[1] for r in lines], dtype=np.float64),
+        np.array([r[2] for r in lines], dtype=np.int64),
+    )
+    rows = [(c, d, 10.0) for c, d, _ in lines]
+    # when scored with the purchases
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES, purchases)
+    # then three bags last 90 days: customer 1 is due, 2 is not yet, and the reason says so
+    assert scores.flags["reorder-due"][:2].tolist() == [True, False]
+    assert scores.reorder_units[:2].tolist() == [3.0, 3.0]
+    assert scores.reasons(0)["reorder-due"] == (
+        "Last bought 3 units of product 77 91 days ago; customers who rebuy it do so every "
+        "30 days a unit (median), and a reorder is due after 90 days."
+    )
+
+
 def test_tag_matrix_and_bits_agree_with_tags() -> None:
     # given a small shop with several tags
     rows = [(c, AS_OF - 40.0 * c, 100.0 * c) for c in range(1, 12)]
