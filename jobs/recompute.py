@@ -82,7 +82,9 @@ def _inputs(
     order_days, as_of_day = days.up_to(ledger.order_day, as_of)
     line_days, _ = days.up_to(ledger.line_day, as_of)
     history = OrderHistory(ledger.order_customer, order_days, ledger.order_amount)
-    purchases = ProductPurchases(ledger.line_customer, ledger.line_product, line_days)
+    purchases = ProductPurchases(
+        ledger.line_customer, ledger.line_product, line_days, ledger.line_quantity
+    )
     return history, purchases, as_of_day
 
 

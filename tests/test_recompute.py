@@ -28,7 +28,7 @@ from plugin.domain.scoring import (
 from plugin.store import ledger, shops
 from plugin.store.models import Customer, CustomerScore, ModelRun, Shop
 from plugin.store.scores import to_json
-from tests.helpers import add_shop, enqueue, order_payload
+from tests.helpers import T0, add_shop, enqueue, order_payload
 from tests.test_compliance import cli_env
 from webhooks.payloads import parse_order
 from webhooks.processor import Processor
@@ -72,6 +72,34 @@ def test_full_recompute_scores_every_buyer_and_records_the_run(engine: Engine) -
         assert score.segment in SEGMENTS and 0.0 <= score.p_alive <= 1.0
         assert set(json.loads(score.reasons)) == set(score.tags.split())
         assert score.segment in score.tags.split()
+
+
+def test_reorder_due_counts_the_units_the_ledger_holds(engine: Engine) -> None:
+    # given 25 customers who buy one tea every 30 days, then, 40 days before the run, customer
+    # 1 buying three teas, customer 2 one, and customer 3 four of which three were refunded
+    domain = "units.myshopify.com"
+    add_shop(engine, domain)
+    payloads = [
+        order_payload(1000 * c + k, customer_id=c, day=30 * k)
+        for c in range(100, 125)
+        for k in range(4)
+    ]
+    for customer, bought, held in ((1, 3, 3), (2, 1, 1), (3, 4, 1)):
+        payload = order_payload(customer, customer_id=customer, day=100)
+        payload["line_items"][0] |= {"quantity": bought, "current_quantity": held}
+        payloads.append(payload)
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        shop = shops.get_shop(session, domain)
+        assert shop is not None
+        for payload in payloads:
+            ledger.apply_order(session, shop, parse_order(payload))
+    # when the shop is recomputed 140 days in
+    full_recompute(engine, shop, T0 + timedelta(days=140))
+    # then three teas last 90 days (due on day 190, not yet); one, or one kept of four, 30
+    scored = scores_of(engine)
+    assert ["reorder-due" in scored[c].tags.split() for c in (1, 2, 3)] == [False, True, True]
+    due = [scored[c].reorder_due_at for c in (1, 2, 3)]
+    assert due == [T0 + timedelta(days=d) for d in (190, 130, 130)]
 
 
 def test_small_shop_falls_back_to_rules_and_says_so(engine: Engine) -> None:

@@ -19,6 +19,7 @@ from plugin.store.db import alembic_config, is_postgres, make_engine, upgrade
 from plugin.store.models import Customer, CustomerScore, Order, OrderLine
 from plugin.store.scores import (
     SCORE_COLUMNS,
+    LedgerArrays,
     MissingShopError,
     _concatenated,
     _fetch,
@@ -80,6 +81,37 @@ def test_load_ledger_days_are_the_databases_own_day_arithmetic(engine: Engine) -
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     true_days = [(m - epoch) / timedelta(days=1) for m in moments]
     assert np.allclose(ledger.order_day, true_days, rtol=0, atol=1e-6)
+
+
+def test_load_ledger_lines_carry_the_quantities_still_held(engine: Engine) -> None:
+    # given lines of one and of three units, one partly refunded (four bought, two held), one
+    # refunded whole, and one of five, in two customers' orders
+    shop = add_shop(engine)
+    assert shop.id is not None
+    bought = {1: [(7001, 1, 1), (7002, 3, 3)], 2: [(7003, 4, 2), (7004, 2, 0), (7005, 5, 5)]}
+    for k, lines in bought.items():
+        payload = order_payload(k, customer_id=500 + k)
+        first = payload["line_items"][0]
+        payload["line_items"] = [
+            {**first, "id": 10 * k + j, "product_id": product, "quantity": quantity}
+            | {"current_quantity": current}
+            for j, (product, quantity, current) in enumerate(lines)
+        ]
+        enqueue(engine, "orders/create", payload, f"o-{k}")
+    Processor(engine).drain()
+    # when the ledger is read, the whole shop's (as text on SQLite) and one customer's (row by row)
+    whole, one = load_ledger(engine, shop.id), load_ledger(engine, shop.id, [502])
+    # then each line comes with what is left of it, aligned with its customer and product, and
+    # the line refunded whole is not there
+    assert held(whole) == [(501, 7001, 1), (501, 7002, 3), (502, 7003, 2), (502, 7005, 5)]
+    assert held(one) == [(502, 7003, 2), (502, 7005, 5)]
+    assert whole.line_quantity.dtype == np.int64
+
+
+def held(ledger: LedgerArrays) -> list[tuple[int, int, int]]:
+    """The ledger's lines as (customer, product, quantity), sorted."""
+    columns = (ledger.line_customer, ledger.line_product, ledger.line_quantity)
+    return sorted(zip(*(column.tolist() for column in columns), strict=True))
 
 
 def score_row(shop_id: int, customer_id: int) -> tuple[Any, ...]:
@@ -166,17 +198,25 @@ def test_migration_0006_drops_the_scores_key_and_its_downgrade_restores_it(tmp_p
 
 
 def test_lines_read_as_text_by_ranges_equal_the_lines_read_row_by_row(engine: Engine) -> None:
-    # given orders of one to three lines, among them lines without a product and gift cards
+    # given orders of one to three lines, among them lines without a product, gift cards and
+    # lines of several units, some partly refunded
     shop = add_shop(engine)
     assert shop.id is not None
+    kept: list[list[int]] = []  # (order id, product id, current quantity) of the kept lines
     for k in range(1, 9):
         payload = order_payload(k, customer_id=500 + k % 3)
         first = payload["line_items"][0]
         payload["line_items"] = [
             {**first, "id": 100 * k + j, "product_id": 7000 + (k * j) % 5 if j else None}
+            | {"quantity": k + j, "current_quantity": k + j - k % 2}
             for j in range(1 + k % 3)
         ]
         payload["line_items"][-1]["gift_card"] = k == 5
+        kept += [
+            [k, line["product_id"], line["current_quantity"]]
+            for line in payload["line_items"]
+            if line["product_id"] and not line["gift_card"]
+        ]
         enqueue(engine, "orders/create", payload, f"o-{k}")
     Processor(engine).drain()
     if is_postgres(engine):
@@ -186,10 +226,11 @@ def test_lines_read_as_text_by_ranges_equal_the_lines_read_row_by_row(engine: En
     order_id = _fetch(engine, select(col(Order.order_id)).where(counted), 1)[:, 0]
     # when the lines are read as text, two orders' worth of ids per range, and row by row
     as_text = _concatenated(engine, query, order_id, per_range=2)
-    by_row = _fetch(engine, query, 2)
-    # then they are the same lines in the same order
+    by_row = _fetch(engine, query, 3)
+    # then they are the same lines, with the same quantities, in the same order
     assert as_text is not None and as_text.tolist() == by_row.tolist()
     assert len(by_row) == 17 - 8 - 1  # lines, less the eight without a product and a gift card
+    assert by_row.tolist() == kept
     # and a query whose order ids do not ascend is refused, for the row by row read
     backwards = query.order_by(None).order_by(col(OrderLine.order_id).desc())
     assert _concatenated(engine, backwards, order_id, per_range=100) is None

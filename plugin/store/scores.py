@@ -41,6 +41,7 @@ class LedgerArrays:
     line_customer: NDArray[np.int64]
     line_product: NDArray[np.int64]
     line_day: NDArray[np.float64]
+    line_quantity: NDArray[np.int64]  # units still held, after refunds
 
 
 def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
@@ -116,15 +117,15 @@ def load_ledger(
         # Not on SQLite: its driver lets go of the GIL at every row, and two threads trading it
         # row by row take longer than the two reads in turn.
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(_fetch, engine, lines_query, 2)
+            pending = pool.submit(_fetch, engine, lines_query, 3)
             orders = _fetch(engine, orders_query, 4)
             lines = pending.result()
     else:
         orders = _fetch(engine, orders_query, 4)
         whole = customer_ids is None
         text = _concatenated(engine, lines_query, orders[:, 3]) if whole else None
-        lines = _fetch(engine, lines_query, 2) if text is None else text
-    row, product = _lines_of_orders(orders[:, 3], lines)
+        lines = _fetch(engine, lines_query, 3) if text is None else text
+    row, product, quantity = _lines_of_orders(orders[:, 3], lines)
     return LedgerArrays(
         order_customer=orders[:, 0].astype(np.int64),
         order_day=np.ascontiguousarray(orders[:, 1]),
@@ -132,12 +133,16 @@ def load_ledger(
         line_customer=orders[row, 0].astype(np.int64),
         line_product=product,
         line_day=orders[row, 1],
+        line_quantity=quantity,
     )
 
 
 def _lines_query(engine: Engine, shop_id: int, counted: ColumnElement[bool], whole: bool) -> Any:
-    """(order id, product id) of the kept lines: of the whole shop, or of the counted orders."""
-    query = select(col(OrderLine.order_id), col(OrderLine.product_id)).where(
+    """(order id, product id, current quantity) of the kept lines: of the whole shop, or of the
+    counted orders."""
+    query = select(
+        col(OrderLine.order_id), col(OrderLine.product_id), col(OrderLine.current_quantity)
+    ).where(
         col(OrderLine.shop_id) == shop_id,
         col(OrderLine.product_id).is_not(None),
         col(OrderLine.current_quantity) > 0,
@@ -161,9 +166,9 @@ def _concatenated(
     order_id: NDArray[np.float64],
     per_range: int = _CONCATENATED_ORDERS,
 ) -> NDArray[np.float64] | None:
-    """The shop's lines (order id, product id) on SQLite, read as text: a group_concat of each
-    column per range of order ids, parsed by numpy, instead of a tuple of two ints per line
-    (half the time for ten million lines).
+    """The shop's lines (order id, product id, current quantity) on SQLite, read as text: a
+    group_concat of each column per range of order ids, parsed by numpy, instead of a tuple of
+    three ints per line (half the time for ten million lines).
 
     None when SQLite did not keep the query's order (the order ids of a range not ascending),
     which the lines must have: then the caller reads them row by row.
@@ -180,37 +185,40 @@ def _concatenated(
             if high is not None:
                 ranged = ranged.where(col(OrderLine.order_id) < int(high))
             ranged = ranged.subquery()
-            both = select(
-                func.group_concat(ranged.c.order_id), func.group_concat(ranged.c.product_id)
-            )
-            cursor.execute(*_compiled(engine, both))
+            concatenated = select(*(func.group_concat(column) for column in ranged.c))
+            cursor.execute(*_compiled(engine, concatenated))
             texts = cursor.fetchone()
             if texts is None or texts[0] is None:  # no lines in the range
                 continue
-            orders_text, products_text = texts
-            orders = np.fromstring(orders_text, dtype=np.int64, sep=",")
-            products = np.fromstring(products_text, dtype=np.int64, sep=",")
-            if orders.size != products.size or np.any(orders[1:] < orders[:-1]):
+            columns = [np.fromstring(text, dtype=np.int64, sep=",") for text in texts]
+            orders = columns[0]
+            if len({column.size for column in columns}) > 1 or np.any(orders[1:] < orders[:-1]):
                 return None
-            parts.append(np.stack([orders, products], axis=1).astype(np.float64))
+            parts.append(np.stack(columns, axis=1, dtype=np.float64))
         cursor.close()
         raw.rollback()
-    return np.concatenate(parts) if parts else np.empty((0, 2))
+    return np.concatenate(parts) if parts else np.empty((0, 3))
 
 
 def _lines_of_orders(
     order_id: NDArray[np.float64], lines: NDArray[np.float64]
-) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
-    """For the lines (order id, product id) of a counted order: the row of their order in
-    `order_id`, ascending (stable, so lines keep their order within an order), and the product."""
+) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64]]:
+    """For the lines (order id, product id, current quantity) of a counted order: the row of
+    their order in `order_id`, ascending (stable, so lines keep their order within an order),
+    the product and the quantity."""
     if order_id.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     by_id = np.argsort(order_id, kind="stable")
     at = np.minimum(np.searchsorted(order_id[by_id], lines[:, 0]), order_id.size - 1)
     found = order_id[by_id[at]] == lines[:, 0]
     row = by_id[at[found]]
     order = np.argsort(row, kind="stable")
-    return np.asarray(row[order], dtype=np.intp), lines[found, 1][order].astype(np.int64)
+    kept = np.flatnonzero(found)[order]
+    return (
+        np.asarray(row[order], dtype=np.intp),
+        lines[kept, 1].astype(np.int64),
+        lines[kept, 2].astype(np.int64),
+    )
 
 
 @dataclass(frozen=True)
