@@ -28,7 +28,8 @@ Never offered: products off the product table, and the customer's one-offs: prod
 already own (any of their orders, oversized ones too) that are not bought again, unless it is a
 consumable (it has a replenishment interval) coming due: the reorder-due rule of
 `plugin.domain.replenishment` (days since its last purchase, of u units, >= reorder_grace x u x
-interval and < reorder_lapse x u x interval) holds reorder_lead x interval days after `as_of`.
+interval and < reorder_lapse x u x interval) holds reorder_lead x u x interval days after
+`as_of`.
 Refills come early as often as late, so with a run every night and a lead of 0.3, 97-98% of the
 dev store's refills were on offer when bought (bench/recommendations.py, seeds 3, 5, 7), against
 about half with no lead, which is the flag's rule exactly.
@@ -220,9 +221,10 @@ def due_consumables(
     lead: float,
 ) -> Candidates:
     """(customer, consumable, expected reorder day) for every consumable a customer owns that
-    is due at `as_of_day` or `lead` x its interval after it, by `reorder_status` asked one
-    consumable at a time (every pair, not only the one behind the reorder-due flag), from the
-    customers' `purchases` (`line_purchases` of the baskets' lines: with their units)."""
+    is due at `as_of_day` or `lead` x what its last purchase lasts (its units x its interval)
+    after it, by `reorder_status` asked one consumable at a time (every pair, not only the one
+    behind the reorder-due flag), from the customers' `purchases` (`line_purchases` of the
+    baskets' lines: with their units)."""
     ids = np.array(sorted(intervals), dtype=np.int64)
     rows = np.flatnonzero(member(purchases.product_id, ids))
     rows = rows[np.argsort(purchases.product_id[rows], kind="stable")]
@@ -237,13 +239,13 @@ def due_consumables(
             purchases.day[mine],
             None if purchases.quantity is None else purchases.quantity[mine],
         )
-        interval = intervals[product]
+        interval = {product: intervals[product]}
         customers = distinct(bought.customer_id)
-        ahead = as_of_day + lead * interval
-        now = reorder_status(bought, customers, {product: interval}, as_of_day, scoring)
-        soon = reorder_status(bought, customers, {product: interval}, ahead, scoring)
-        # due at as_of too: ahead, the lapse test fails in the last lead x interval before a
-        # consumable lapses, and what the reorder-due flag calls due must stay among the picks
+        now = reorder_status(bought, customers, interval, as_of_day, scoring)
+        soon = reorder_status(bought, customers, interval, as_of_day, scoring, lead)
+        # due at as_of too: ahead, the lapse test fails in the last lead x what the purchase
+        # lasts before a consumable lapses, and what the reorder-due flag calls due must stay
+        # among the picks
         due = now.due | soon.due
         due_day = np.where(soon.due, soon.due_day, now.due_day)
         parts.append(

@@ -215,8 +215,11 @@ def reorder_status(
     intervals: dict[int, float],
     as_of_day: float,
     settings: ScoringSettings,
+    lead: float = 0.0,
 ) -> ReorderStatus:
-    """Which of `customer_ids` (sorted) have a consumable due, and since when (rule above)."""
+    """Which of `customer_ids` (sorted) have a consumable due, and since when (rule above); with
+    a `lead`, as seen that share of what each last purchase lasts after `as_of_day` (the
+    next products' look ahead, `RecommendationSettings.reorder_lead`)."""
     n = customer_ids.size
     status = ReorderStatus(
         np.zeros(n, dtype=np.bool_),
@@ -245,6 +248,7 @@ def reorder_status(
         known_days[slot[keep]],
         as_of_day,
         settings,
+        lead,
         n,
     )
 
@@ -257,6 +261,7 @@ def _status_of_pairs(
     interval: FloatArray,
     as_of_day: float,
     settings: ScoringSettings,
+    lead: float,
     n: int,
 ) -> ReorderStatus:
     # The last purchase (rule 1) of each (customer, product): sort by day within pairs, merge
@@ -270,10 +275,11 @@ def _status_of_pairs(
     who, product, day, interval = who[last], product[last], day[last], interval[last]
     units = units[last]
     lasts = units * interval  # what the last purchase lasts
-    active = as_of_day - day < settings.reorder_lapse * lasts
+    waited = as_of_day + lead * lasts - day
+    active = waited < settings.reorder_lapse * lasts
     who, product, day, interval = who[active], product[active], day[active], interval[active]
-    units, lasts = units[active], lasts[active]
-    due = as_of_day - day >= settings.reorder_grace * lasts
+    units, lasts, waited = units[active], lasts[active], waited[active]
+    due = waited >= settings.reorder_grace * lasts
     expected = day + lasts
     due_day = np.full(n, np.nan)
     np.fmin.at(due_day, who, expected)

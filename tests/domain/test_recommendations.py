@@ -506,15 +506,18 @@ def test_next_products_without_lead_follow_the_reorder_due_flag_exactly() -> Non
 
 
 def test_next_products_consumable_bought_by_the_bag_lasts_its_units() -> None:
-    # given the same purchases of two bags each
-    lines = lines_of(coffee_orders(), quantity=2)
+    # given the same purchases of two bags each, and customer 6's two bags on day 90
+    lines = lines_of([*coffee_orders(), (6, 6, 90.0, [COFFEE])], quantity=2)
     result = next_products(lines, SHOP, 135.0, replenishment_days=INTERVALS)
-    # then only customer 4's coffee (bought 135 days ago, lapsing after 2 x 3 x 30) is due:
-    # two bags from day 0 are expected on day 60; the others' last 60 days from their purchase
+    # then customer 4's coffee (bought 135 days ago, lapsing after 2 x 3 x 30) is due: two
+    # bags from day 0 are expected on day 60; customer 6's, expected on day 150, is seen 0.3 x
+    # 60 days ahead; the others' last 60 days from their purchase
     assert COFFEE not in picks(result, 1) + picks(result, 2) + picks(result, 3)
     assert picks(result, 4)[0] == COFFEE
     assert result.reorder_day[3, 0] == pytest.approx(60.0)
-    assert np.isfinite(result.reorder_day).sum() == 1
+    assert picks(result, 6)[0] == COFFEE
+    assert result.reorder_day[4, 0] == pytest.approx(150.0)
+    assert np.isfinite(result.reorder_day).sum() == 2
 
 
 def test_next_products_customer_who_owns_everything_is_padded() -> None:

@@ -143,7 +143,7 @@ def test_next_products_generated_store_offers_owned_products_only_due_or_bought_
     coming_due = offered_again = 0
     # then an owned product is offered only as a product bought again (never a consumable),
     # without a reorder day, or as a consumable coming due, with its last purchase plus its
-    # units x its interval as reorder day: seen 0.3 interval ahead (the lead), at least units x
+    # units x its interval as reorder day: seen 0.3 of that ahead (the lead), at least units x
     # one interval (reorder_grace) and less than units x three (reorder_lapse) have passed
     assert not again & set(intervals)
     for row, customer in enumerate(picks.customer_id.tolist()):
@@ -158,9 +158,9 @@ def test_next_products_generated_store_offers_owned_products_only_due_or_bought_
             day, units = last
             interval = intervals[product]
             assert picks.reorder_day[row, slot] == pytest.approx(day + units * interval)
-            # due seen 0.3 of an interval ahead, and not lapsed (3 x units x interval) on the
-            # day itself
-            assert 1.0 * units * interval <= data.end_day + 0.3 * interval - day
+            # due seen 0.3 of what the units last ahead, and not lapsed (3 x units x interval)
+            # on the day itself
+            assert 1.0 * units * interval <= data.end_day + 0.3 * units * interval - day
             assert data.end_day - day < 3.0 * units * interval
             coming_due += 1
     # (252 such picks among 1,987 customers on this store; 113 and 125 on seeds 8 and 5; and
