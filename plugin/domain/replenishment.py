@@ -46,9 +46,9 @@ class ReorderStatus:
     """Per customer (aligned with the sorted customer ids asked for).
 
     `due`: a consumable is due; `due_day`: the earliest expected reorder day among the customer's
-    consumables that have not lapsed (NaN if none); `product_id`, `last_day`, `interval_days`:
+    consumables that have not lapsed (NaN if none); `product_id`, `last_day`, `interval_days`,
     `units`: the consumable behind the flag (the due one with the earliest reorder day, else the
-    earliest upcoming one; -1 and NaN when none), with the units of its last purchase.
+    earliest upcoming one; -1 and NaN when none), with the day and units of its last purchase.
     """
 
     due: NDArray[np.bool_]
