@@ -278,17 +278,11 @@ def _reorder(c: _Lists, i: int) -> str:
     interval = float(c.reorder_interval_days[i])
     since = c.as_of_day - float(c.reorder_last_day[i])
     units = int(c.reorder_units[i])
-    due = days(c.settings.reorder_grace * units * interval)
-    if units == 1:
-        return (
-            f"Last bought product {int(c.reorder_product_id[i])} {days(since)} ago; customers "
-            f"who rebuy it do so every {days(interval)} (median), and a reorder is due after "
-            f"{due}."
-        )
+    bought, per = (f"{units} units of product", " a unit") if units > 1 else ("product", "")
     return (
-        f"Last bought {units} units of product {int(c.reorder_product_id[i])} {days(since)} "
-        f"ago; customers who rebuy it do so every {days(interval)} a unit (median), and a "
-        f"reorder is due after {due}."
+        f"Last bought {bought} {int(c.reorder_product_id[i])} {days(since)} ago; customers "
+        f"who rebuy it do so every {days(interval)}{per} (median), and a reorder is due after "
+        f"{days(c.settings.reorder_grace * units * interval)}."
     )
 
 
