@@ -240,10 +240,10 @@ def due_consumables(
             purchases.day[mine],
             None if purchases.quantity is None else purchases.quantity[mine],
         )
-        interval = {product: intervals[product]}
+        its_interval = {product: intervals[product]}
         customers = distinct(bought.customer_id)
-        now = reorder_status(bought, customers, interval, as_of_day, scoring)
-        soon = reorder_status(bought, customers, interval, as_of_day, scoring, lead)
+        now = reorder_status(bought, customers, its_interval, as_of_day, scoring)
+        soon = reorder_status(bought, customers, its_interval, as_of_day, scoring, lead)
         # due at as_of too: ahead, the lapse test fails in the last lead x what the purchase
         # lasts before a consumable lapses, and what the reorder-due flag calls due must stay
         # among the picks
