@@ -81,7 +81,9 @@ def _inputs(
     """The ledger on the shop's calendar (`ShopDays.up_to`), and as_of as a local day."""
     order_days, as_of_day = days.up_to(ledger.order_day, as_of)
     line_days, _ = days.up_to(ledger.line_day, as_of)
-    history = OrderHistory(ledger.order_customer, order_days, ledger.order_amount)
+    history = OrderHistory(
+        ledger.order_customer, order_days, ledger.order_amount, ledger.order_cost
+    )
     purchases = ProductPurchases(
         ledger.line_customer, ledger.line_product, line_days, ledger.line_quantity
     )
@@ -95,7 +97,8 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
     settings = scoring_settings(shop)
     days = shop_days(shop)
     versions = read_ledger_versions(engine, shop.id)  # first: see LedgerVersions
-    history, purchases, as_of_day = _inputs(load_ledger(engine, shop.id), days, as_of)
+    ledger = load_ledger(engine, shop.id, costs=settings.margin_from_costs)
+    history, purchases, as_of_day = _inputs(ledger, days, as_of)
     models = fit_models(history, as_of_day, settings)
     scores = score_shop(history, as_of_day, settings, models, purchases)
     run = _run_record(shop.id, "full", as_of, models, scores.reference, settings, scores)
@@ -105,7 +108,11 @@ def full_recompute(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any
         shop.id, run_id, scores, versions.of(scores.customer_id), as_of_day, days, postgres
     )
     replace_scores(engine, shop.id, rows, None)
-    return _finish(engine, run_id, run, started)
+    summary = _finish(engine, run_id, run, started)
+    if ledger.units_without_cost is not None:  # what historical CLV's cost of goods leaves out
+        without, kept = ledger.units_without_cost
+        summary |= {"units_kept": kept, "units_without_cost": without}
+    return summary
 
 
 def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, Any]:
@@ -137,7 +144,7 @@ def rescore_changed(engine: Engine, shop: Shop, as_of: datetime) -> dict[str, An
             break
         seen.update(customer_ids)
         versions = read_ledger_versions(engine, shop.id, customer_ids)  # first: LedgerVersions
-        ledger = load_ledger(engine, shop.id, customer_ids)
+        ledger = load_ledger(engine, shop.id, customer_ids, costs=settings.margin_from_costs)
         history, purchases, as_of_day = _inputs(ledger, days, as_of)
         scores = rescore(history, as_of_day, settings, models, reference, purchases)
         rows = score_rows(

@@ -47,6 +47,7 @@ from sqlmodel import Session, col, select
 from jobs import queue
 from jobs.backfill import last_backfill_start, scheduled_backfill
 from jobs.context import JobContext
+from jobs.costs import read_costs
 from jobs.leader import Election
 from jobs.queue import Due
 from jobs.recommend import recommend_shop
@@ -231,6 +232,14 @@ STANDARD_JOBS: tuple[JobSpec, ...] = (
         "backfill",  # orders updated since the last one: catches webhooks never delivered
         scheduled_backfill,
         daily_at_hour=0,
+        needs_token=True,
+        misfire_grace_seconds=6 * 3600,
+        lease_seconds=1800.0,
+    ),
+    JobSpec(
+        "costs",  # product costs for historical CLV as gross margin, before the 02:00 refit
+        read_costs,
+        daily_at_hour=1,
         needs_token=True,
         misfire_grace_seconds=6 * 3600,
         lease_seconds=1800.0,

@@ -99,6 +99,7 @@ async def test_standard_jobs_default_triggers_one_instance_coalesced(engine: Eng
         "reconcile": "cron[hour='4', minute='0']",
         "prune": "cron[hour='3', minute='0']",
         "recommend": "cron[hour='1', minute='0']",
+        "costs": "cron[hour='1', minute='0']",
         "backfill": "cron[hour='0', minute='0']",
         "shops": "interval[0:01:00]",
     }
@@ -123,6 +124,7 @@ async def test_shop_schedule_overrides_apply_per_shop(engine: Engine) -> None:
             "reconcile": "cron[hour='4', minute='0']",
             "prune": "cron[hour='3', minute='0']",
             "recommend": "cron[hour='1', minute='0']",
+            "costs": "cron[hour='1', minute='0']",
             "backfill": "cron[hour='0', minute='0']",
             "shops": "interval[0:01:00]",
         }
@@ -234,7 +236,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
         }
         set_shop(engine, second, needs_reauth=False)
         await scheduler.sync_shops()
-        # then it loses its push and reconcile meanwhile and gets them back
+        # then it loses the jobs that call the store meanwhile and gets them back
         assert set(triggers(scheduler, second)) == {
             "rescore",
             "refit",
@@ -242,6 +244,7 @@ async def test_scheduler_shop_reread_plans_added_and_drops_uninstalled_shops(
             "reconcile",
             "prune",
             "recommend",
+            "costs",
             "backfill",
             "shops",
         }

@@ -58,6 +58,7 @@ class Variant:
     price: Decimal
     title: str
     sku: str | None
+    cost: Decimal | None = None  # its inventory item's unitCost ("Cost per item"), if set
     graphql_type: ClassVar[str] = "ProductVariant"
 
 

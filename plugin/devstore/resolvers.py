@@ -317,6 +317,17 @@ def resolve_price_range(product: Product, info: Info) -> dict[str, Any]:
     }
 
 
+def resolve_inventory_item(variant: Variant, info: Info) -> dict[str, Any]:
+    """The variant's inventory item (one per variant; its id here is the variant's number) and
+    its cost per item, null when the merchant has not set one."""
+    cost = variant.cost
+    currency = ctx(info).state.currency_code
+    return {
+        "id": format_gid("InventoryItem", variant.id),
+        "unitCost": None if cost is None else money(cost, currency),
+    }
+
+
 def resolve_variants(product: Product, info: Info, **kwargs: Any) -> dict[str, Any]:
     table = {variant.id: variant for variant in product.variants}
     args = PageArgs.from_kwargs(kwargs)
@@ -444,6 +455,7 @@ QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {
     },
     "ProductVariant": {
         "product": resolve_variant_product,
+        "inventoryItem": resolve_inventory_item,
         "metafield": resolve_metafield,
         "metafields": resolve_metafields,
     },

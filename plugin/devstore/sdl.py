@@ -95,10 +95,12 @@ type ProductVariant implements Node & HasMetafields {
   sku: String
   price: Money!
   product: Product!
+  inventoryItem: InventoryItem!
   metafield(namespace: String, key: String!): Metafield
   metafields(first: Int, after: String, last: Int, before: String, namespace: String,
     keys: [String!], reverse: Boolean = false): MetafieldConnection!
 }
+type InventoryItem implements Node { id: ID! unitCost: MoneyV2 }
 type ProductVariantEdge { cursor: String! node: ProductVariant! }
 type ProductVariantConnection {
   edges: [ProductVariantEdge!]! nodes: [ProductVariant!]! pageInfo: PageInfo!

@@ -281,6 +281,7 @@ def _variant(product_id: int, raw: Payload) -> Variant:
         price=Decimal(str(raw.get("price", "0"))),
         title=str(raw.get("title") or "Default Title"),
         sku=raw.get("sku"),
+        cost=None if raw.get("cost") is None else Decimal(str(raw["cost"])),
     )
 
 

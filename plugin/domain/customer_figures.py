@@ -69,7 +69,8 @@ class _Sorted:
 
 
 def validate_history(history: OrderHistory) -> None:
-    """Raise ValueError unless the arrays are 1-d, of one length, finite, and amounts >= 0."""
+    """Raise ValueError unless the arrays are 1-d, of one length, finite, and amounts and costs
+    >= 0."""
     n = history.customer_id.shape
     if not (n == history.day.shape == history.amount.shape) or len(n) != 1:
         raise ValueError("customer_id, day and amount must be 1-d arrays of one length")
@@ -77,6 +78,9 @@ def validate_history(history: OrderHistory) -> None:
         raise ValueError("order days and amounts must be finite")
     if np.any(history.amount < 0):
         raise ValueError("order amounts must be >= 0")
+    cost = history.cost
+    if cost is not None and (cost.shape != n or not np.all(np.isfinite(cost) & (cost >= 0))):
+        raise ValueError("order costs must be one finite cost >= 0 per order")
 
 
 def _canonical(
@@ -137,9 +141,10 @@ def customer_figures(
 
     net spend = sum of amounts; AOV = net spend / orders; mean days between orders: see
     `mean_purchase_day_gap` (on the shop's calendar); trailing-12-month spend = sum of
-    amounts with day > as_of - 365; historical CLV = net spend x margin_rate when the shop sets a
-    margin rate, else net spend. Every sum is exact to 1 / MONEY_UNITS (module docstring); a mean
-    or a margin is that exact sum divided or multiplied once.
+    amounts with day > as_of - 365; historical CLV = net spend - the orders' costs when the
+    history has them (gross margin from product costs), else net spend x margin_rate when the
+    shop sets a margin rate, else net spend. Every sum is exact to 1 / MONEY_UNITS (module
+    docstring); a mean or a margin is that exact sum divided or multiplied once.
     """
     validate_history(history)
     rows = _sort(history, as_of_day)
@@ -155,7 +160,6 @@ def customer_figures(
     trailing_orders = np.bincount(rows.index, weights=recent, minlength=n).astype(np.float64)
     first, last = rows.day[rows.starts], rows.day[rows.ends]
     recent_mean, earlier_mean = _recent_and_earlier(rows, orders, net_units, settings)
-    margin = 1.0 if settings.margin_rate is None else settings.margin_rate
     model = _model_inputs(rows, n, as_of_day)
     gaps = mean_purchase_day_gap(model[0], model[1])
     return CustomerFigures(
@@ -168,7 +172,7 @@ def customer_figures(
         mean_days_between_orders=gaps,
         trailing_12m_spend=trailing,
         trailing_12m_orders=trailing_orders,
-        historical_clv=net * margin,
+        historical_clv=_historical_clv(history, as_of_day, settings, rows, net_units),
         days_since_last_order=as_of_day - last,
         recent_mean_spend=recent_mean,
         earlier_mean_spend=earlier_mean,
@@ -177,6 +181,26 @@ def customer_figures(
         age=model[2],
         monetary_value=model[3],
     )
+
+
+def _historical_clv(
+    history: OrderHistory,
+    as_of_day: float,
+    settings: ScoringSettings,
+    rows: _Sorted,
+    net_units: FloatArray,
+) -> FloatArray:
+    """Net spend less the costs of the orders up to as_of when the history has them, else net
+    spend x the margin rate (1 without one); exact sums, as the others."""
+    if history.cost is None:
+        margin = 1.0 if settings.margin_rate is None else settings.margin_rate
+        return net_units / MONEY_UNITS * margin
+    keep = np.asarray(history.day, dtype=np.float64) <= as_of_day
+    owner = np.searchsorted(rows.customer[rows.starts], np.asarray(history.customer_id)[keep])
+    cost = money_units(np.asarray(history.cost, dtype=np.float64)[keep])
+    cost_units = np.bincount(owner, weights=cost, minlength=rows.starts.size)
+    result: FloatArray = (net_units - cost_units) / MONEY_UNITS
+    return result
 
 
 def mean_purchase_day_gap(frequency: FloatArray, recency: FloatArray) -> FloatArray:

@@ -35,6 +35,9 @@ class ScoringSettings:
     horizon_days: float = 365.0
     annual_discount_rate: float = 0.0
     margin_rate: float | None = None
+    # Historical CLV as net spend less the cost of the goods kept, at the store's cost per item
+    # (read by the costs job); a variant without one counts no cost. Not with a margin rate.
+    margin_from_costs: bool = False
     tier_insider: float = 250.0
     tier_vip: float = 750.0
     win_back_days: float = 90.0
@@ -79,6 +82,8 @@ class ScoringSettings:
             value = getattr(self, field.name)
             if field.type == "int" and not _is_count(value):
                 problems.append(f"{field.name} must be a whole number")
+            elif field.type == "bool" and not isinstance(value, bool):
+                problems.append(f"{field.name} must be true or false")
             elif field.type in ("float", "float | None") and not (
                 _is_finite(value) or (value is None and field.type == "float | None")
             ):
@@ -94,6 +99,10 @@ class ScoringSettings:
             ),
             (not self.annual_discount_rate > -1, "annual_discount_rate must be > -1"),
             (margin is not None and not 0 <= margin <= 1, "margin_rate must be in [0, 1]"),
+            (
+                margin is not None and self.margin_from_costs,
+                "margin_rate and margin_from_costs: set one, not both",
+            ),
             (not 0 <= self.tier_insider <= self.tier_vip, "need 0 <= tier_insider <= tier_vip"),
             (not self.win_back_days > 0, "win_back_days must be > 0"),
             (not self.win_back_rhythm_factor > 0, "win_back_rhythm_factor must be > 0"),
@@ -128,12 +137,15 @@ def _is_count(value: object) -> bool:
 class OrderHistory:
     """Counted orders of one shop, one row per order, equal-length arrays, any row order.
 
-    `day`: days since the Unix epoch, UTC, fractional; `amount`: net order amount, >= 0.
+    `day`: days since the Unix epoch, UTC, fractional; `amount`: net order amount, >= 0;
+    `cost`: the cost of the goods the order kept, >= 0, when historical CLV is gross margin
+    from product costs (`ScoringSettings.margin_from_costs`), else None.
     """
 
     customer_id: IntArray
     day: FloatArray
     amount: FloatArray
+    cost: FloatArray | None = None
 
 
 @dataclass(frozen=True)

@@ -414,3 +414,16 @@ class KeptProductField(SQLModel, table=True):
     product_id: int = Field(sa_type=BigInteger, primary_key=True)
     name: str = Field(max_length=255, primary_key=True)  # "namespace.key"
     found_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ProductCost(SQLModel, table=True):
+    """A variant's cost per item as the store last gave it (Shopify's `InventoryItem.unitCost`,
+    in the shop's currency), read when the shop takes its historical CLV as gross margin from
+    product costs (`scoring.margin_from_costs`). A variant without a cost has no row."""
+
+    __tablename__ = "product_costs"
+
+    shop_id: int = Field(sa_column=_shop_fk())
+    variant_id: int = Field(sa_type=BigInteger, primary_key=True)
+    unit_cost: Decimal = Field(sa_type=Money)
+    read_at: datetime = Field(sa_type=UTCDateTime)

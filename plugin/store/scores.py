@@ -19,13 +19,20 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, case, cast, func, select
 from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
 from plugin.store.db import driver_connection
-from plugin.store.models import Customer, CustomerScore, ModelRun, Order, OrderLine
+from plugin.store.models import (
+    Customer,
+    CustomerScore,
+    ModelRun,
+    Order,
+    OrderLine,
+    ProductCost,
+)
 from plugin.store.types import MONEY_SCALE
 
 _FETCH_ROWS = 200_000
@@ -42,6 +49,10 @@ class LedgerArrays:
     line_product: NDArray[np.int64]
     line_day: NDArray[np.float64]
     line_quantity: NDArray[np.int64]  # units still held, after refunds
+    # with costs=True: each order's cost of the goods it kept (`order_costs`), and the units
+    # kept of variants without a cost, of all units kept
+    order_cost: NDArray[np.float64] | None = None
+    units_without_cost: tuple[int, int] | None = None
 
 
 def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
@@ -85,9 +96,10 @@ def _compiled(engine: Engine, query: Any) -> tuple[str, Any]:
 
 
 def load_ledger(
-    engine: Engine, shop_id: int, customer_ids: Sequence[int] | None = None
+    engine: Engine, shop_id: int, customer_ids: Sequence[int] | None = None, costs: bool = False
 ) -> LedgerArrays:
-    """Counted orders with a customer (all, or only `customer_ids`'s), and their lines.
+    """Counted orders with a customer (all, or only `customer_ids`'s), and their lines; with
+    `costs`, each order's cost of goods too (`order_costs`).
 
     Lines exclude gift cards, custom items and fully refunded lines. Ids pass through float64,
     exact below 2**53 (Shopify's ids are about 2**43). Orders come sorted by (customer, day,
@@ -126,6 +138,7 @@ def load_ledger(
         text = _concatenated(engine, lines_query, orders[:, 3]) if whole else None
         lines = _fetch(engine, lines_query, 3) if text is None else text
     row, product, quantity = _lines_of_orders(orders[:, 3], lines)
+    cost = order_costs(engine, shop_id, counted, orders[:, 3]) if costs else None
     return LedgerArrays(
         order_customer=orders[:, 0].astype(np.int64),
         order_day=np.ascontiguousarray(orders[:, 1]),
@@ -134,7 +147,53 @@ def load_ledger(
         line_product=product,
         line_day=orders[row, 1],
         line_quantity=quantity,
+        order_cost=None if cost is None else cost[0],
+        units_without_cost=None if cost is None else cost[1],
     )
+
+
+def order_costs(
+    engine: Engine, shop_id: int, counted: ColumnElement[bool], order_id: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], tuple[int, int]]:
+    """Each order's cost of the goods it kept (in `order_id`'s order): the sum over its lines of
+    the units still held x the variant's cost per item (`ProductCost`, the store's current
+    one); a line of a variant without a cost, or of a custom item, counts none. With it, the
+    units kept of variants without a cost, and of all variants: how much the figure leaves out.
+    """
+    units = col(OrderLine.current_quantity)
+    known = col(ProductCost.unit_cost).is_not(None)
+    query = (
+        select(
+            col(OrderLine.order_id),
+            func.sum(units * func.coalesce(coerce(ProductCost.unit_cost, BigInteger), 0)),
+            func.sum(case((known, 0), else_=units)),
+            func.sum(units),
+        )
+        .select_from(OrderLine)
+        .outerjoin(
+            ProductCost,
+            and_(
+                col(ProductCost.shop_id) == col(OrderLine.shop_id),
+                col(ProductCost.variant_id) == col(OrderLine.variant_id),
+            ),
+        )
+        .where(
+            col(OrderLine.shop_id) == shop_id,
+            col(OrderLine.variant_id).is_not(None),
+            units > 0,
+            col(OrderLine.gift_card).is_(False),
+            col(OrderLine.order_id).in_(select(col(Order.order_id)).where(counted)),
+        )
+        .group_by(col(OrderLine.order_id))
+    )
+    rows = _fetch(engine, query, 4)
+    cost = np.zeros(order_id.size)
+    if rows.size and order_id.size:
+        by_id = np.argsort(order_id)
+        at = np.minimum(np.searchsorted(order_id[by_id], rows[:, 0]), order_id.size - 1)
+        found = order_id[by_id[at]] == rows[:, 0]
+        cost[by_id[at[found]]] = rows[found, 1] / 10**MONEY_SCALE
+    return cost, (int(rows[:, 2].sum()), int(rows[:, 3].sum()))
 
 
 def _lines_query(engine: Engine, shop_id: int, counted: ColumnElement[bool], whole: bool) -> Any:
