@@ -108,7 +108,8 @@ METAFIELDS: tuple[MetafieldSpec, ...] = (
         "historical_value",
         "number_decimal",
         "Historical value",
-        "Net revenue from this customer so far (gross margin if a margin rate is set).",
+        "Net revenue from this customer so far (gross margin if the shop sets a margin rate or "
+        "takes product costs).",
     ),
     MetafieldSpec(
         "predicted_value",
