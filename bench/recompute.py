@@ -1,17 +1,22 @@
 """Full recompute benchmark: a shop of 1,000,000 customers and about 5,000,000 orders.
 
     .venv/bin/python bench/recompute.py [--customers 1000000] [--backend sqlite|postgresql|both]
+                                        [--costs]
 
 For each backend it fills a fresh database with a synthetic shop (bulk loaded: this set-up is
 not timed), then runs one full recompute in a child process: the ledger read from the
 database, the models fitted, every customer scored, segmented and flagged, and the scores and
 desired tags written back. It prints the time and the child's peak memory; the last line of
 stdout is JSON with `seconds` and `peak_rss_mb` (the worst backend) and the figures per
-backend. Targets: under 60 s and under 2 GiB. Everything stays on this machine.
+backend. Targets: under 60 s and under 2 GiB. Everything stays on this machine. With `--costs`
+a second recompute of the same database follows, with historical CLV as gross margin from
+product costs (`scoring.margin_from_costs`: each order's cost of goods summed in SQL), and the
+two times are printed side by side.
 
 The synthetic shop: first orders spread over three years, a Poisson number of repeat orders
 (mean about 4) at uniform times after it, Gamma order values, one to three lines per order
-drawn from 2,000 products (Zipf-like). It is for timing, not for model quality: the dev store's
+drawn from 2,000 products (Zipf-like), each line's variant the product's number, nine products
+in ten with a cost per item. It is for timing, not for model quality: the dev store's
 generator is the realistic one, and too slow to write five million orders as webhooks here.
 """
 
@@ -141,6 +146,7 @@ def _line_rows(shop: Shop, shop_id: int) -> Iterator[tuple[Any, ...]]:
             int(shop.order_id[shop.line_order[i]]),
             LINE_BASE + i,
             int(shop.line_product[i]),
+            int(shop.line_product[i]),
             1,
             1,
             100_000,
@@ -178,6 +184,7 @@ LINE_COLUMNS = (
     "order_id",
     "line_id",
     "product_id",
+    "variant_id",
     "quantity",
     "current_quantity",
     "price",
@@ -204,10 +211,16 @@ def load(url: str, shop: Shop) -> None:
         shop_id = int(shop_row.id or 0)
     postgres = engine.dialect.name == "postgresql"
     sep, suffix = (" ", "+00") if postgres else (" ", "")
+    costs = (
+        (shop_id, PRODUCT_BASE + k, 250_000 + k, f"2026-01-01{sep}00:00:00{suffix}")
+        for k in range(1, 2001)
+        if k % 10
+    )
     tables = (
         ("customers", CUSTOMER_COLUMNS, _customer_rows(shop, shop_id, sep, suffix)),
         ("orders", ORDER_COLUMNS, _order_rows(shop, shop_id, sep, suffix)),
         ("order_lines", LINE_COLUMNS, _line_rows(shop, shop_id)),
+        ("product_costs", ("shop_id", "variant_id", "unit_cost", "read_at"), costs),
     )
     raw = engine.raw_connection()
     try:
@@ -242,8 +255,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_once(url: str) -> dict[str, Any]:
-    """The timed part (in a child process): one full recompute of the shop."""
+def run_once(url: str, costs: bool) -> dict[str, Any]:
+    """The timed part (in a child process): one full recompute of the shop, with historical CLV
+    from product costs or not."""
     from sqlmodel import Session
 
     from jobs.recompute import full_recompute
@@ -251,9 +265,10 @@ def run_once(url: str) -> dict[str, Any]:
     from plugin.store.shops import get_shop
 
     engine = make_engine(url)
-    with Session(engine, expire_on_commit=False) as session:
+    with Session(engine, expire_on_commit=False) as session, session.begin():
         shop = get_shop(session, SHOP)
-    assert shop is not None
+        assert shop is not None
+        shop.settings = json.dumps({"scoring": {"margin_from_costs": costs}})
     started = time.perf_counter()
     summary = full_recompute(engine, shop, AS_OF)
     seconds = time.perf_counter() - started
@@ -262,7 +277,7 @@ def run_once(url: str) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1), **summary}
 
 
-def measure(backend: str, url: str, shop: Shop) -> dict[str, Any]:
+def measure(backend: str, url: str, shop: Shop, costs: bool) -> dict[str, Any]:
     started = time.perf_counter()
     load(url, shop)
     print(
@@ -270,8 +285,21 @@ def measure(backend: str, url: str, shop: Shop) -> dict[str, Any]:
         f" {shop.line_order.size:,} lines in {time.perf_counter() - started:.0f} s (not timed)",
         file=sys.stderr,
     )
+    result = _recompute(backend, url, costs=False)
+    if costs:
+        with_costs = _recompute(backend, url, costs=True)
+        result["with_costs"] = with_costs
+        print(
+            f"{backend}: with costs {with_costs['seconds']} s against {result['seconds']} s "
+            f"without ({with_costs['seconds'] / result['seconds']:.2f} times), peak "
+            f"{with_costs['peak_rss_mb']} MB against {result['peak_rss_mb']} MB"
+        )
+    return result
+
+
+def _recompute(backend: str, url: str, costs: bool) -> dict[str, Any]:
     child = subprocess.run(
-        [sys.executable, __file__, "--run-once", url],
+        [sys.executable, __file__, "--run-once", url] + (["--costs"] if costs else []),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -282,7 +310,8 @@ def measure(backend: str, url: str, shop: Shop) -> dict[str, Any]:
         raise RuntimeError(f"recompute failed on {backend}:\n{child.stderr}")
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     print(
-        f"{backend}: full recompute {result['seconds']} s, peak {result['peak_rss_mb']} MB: "
+        f"{backend}: full recompute{' with costs' if costs else ''} {result['seconds']} s, "
+        f"peak {result['peak_rss_mb']} MB: "
         f"{json.dumps({k: v for k, v in result.items() if k not in ('seconds', 'peak_rss_mb')})}"
     )
     return result
@@ -292,20 +321,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--costs", action="store_true", help="also recompute with margin_from_costs, and compare"
+    )
     parser.add_argument("--run-once", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_once:
-        print(json.dumps(run_once(args.run_once)))
+        print(json.dumps(run_once(args.run_once, args.costs)))
         return
     shop = synthesise(args.customers)
     results: dict[str, Any] = {}
     if args.backend in ("sqlite", "both"):
         with sqlite_database() as url:
-            results["sqlite"] = measure("sqlite", url, shop)
+            results["sqlite"] = measure("sqlite", url, shop, args.costs)
     if args.backend in ("postgresql", "both"):
         with postgres_database() as postgres_url:
             if postgres_url is not None:
-                results["postgresql"] = measure("postgresql", postgres_url, shop)
+                results["postgresql"] = measure("postgresql", postgres_url, shop, args.costs)
     print(
         json.dumps(
             {
