@@ -97,14 +97,21 @@ def _refills(
     purchases: PurchaseArrays,
     baskets: Baskets,
 ) -> tuple[_Orders, NDArray[np.int64]]:
-    # A chain starts at the first purchase line of each consumable product by each customer;
-    # its quantity lasts that many cycles before the first refill.
+    """Refill orders and their variants. A chain starts at each customer's first purchase line
+    of each consumable product (its quantity lasts that many cycles before the first refill);
+    the customer's later purchase lines of the product, from that order on, push the refills
+    still to come back by their units' cycles (see refill_days)."""
     cycles = np.r_[catalogue.consumable_cycle_days, 0.0]
     consumable = np.flatnonzero(cycles[baskets.line_variant] > 0)
     owner = purchases.customer[baskets.line_order[consumable]]
     product = np.r_[catalogue.variant_product, -1][baskets.line_variant[consumable]]
-    _, first = np.unique(owner * (len(catalogue.products) + 1) + product, return_index=True)
+    _, first, chain_of = np.unique(
+        owner * (len(catalogue.products) + 1) + product, return_index=True, return_inverse=True
+    )
     line = consumable[first]
+    later = np.ones(consumable.shape[0], dtype=bool)
+    later[first] = False
+    bought = consumable[later]
     who = purchases.customer[baskets.line_order[line]]
     variant = baskets.line_variant[line]
     stop = np.minimum(customers.death_day[who], float(config.history_days))
@@ -117,6 +124,11 @@ def _refills(
         params.refill_noise,
         params.refill_abandon_probability,
         baskets.line_quantity[line],
+        (
+            chain_of[later].astype(np.int64),
+            purchases.day[baskets.line_order[bought]],
+            baskets.line_quantity[bought],
+        ),
     )
     who = who[chain]
     refills = _Orders(who, day, np.full(day.shape[0], REFILL), customers.currency[who])

@@ -138,13 +138,20 @@ def refill_days(
     noise: float,
     abandon: float,
     first_units: NDArray[np.int64],
+    bought: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]],
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Refill chains: a first purchase of first_units units at start_day lasts
-    first_units*cycle*(1 + noise*N(0,1)) days, then each refill (one unit) cycle*(1 +
-    noise*N(0,1)) days, until the customer abandons (probability `abandon` per refill) or
-    stop_day. Every unit covers one cycle, so the interval per unit is the cycle.
+    """Refill chains of one unit a refill. Chain i starts with first_units[i] units bought at
+    start_day[i], which last first_units*cycle*j days; each refill lasts cycle*j days, with
+    j = clip(1 + noise*N(0,1), 0.5, 1.5) drawn per refill. bought holds (chain, day, units) of
+    the customer's other purchase lines of the chain's product, on or after its start: a line of
+    q units bought before the refill that would come next pushes that refill and every later one
+    back by q*cycle days, so refill k comes on the first day x = b_k + cycle*(units bought before
+    x), b_k its day without them; a line bought after the chain's last refill changes nothing.
+    Every unit covers one cycle (a chain's own units times j), so the interval per unit is the
+    cycle.
 
-    Returns (chain index, refill day) for every refill that happens before its stop day.
+    The chain's length is drawn first: the customer abandons with probability `abandon` per
+    refill. Returns (chain index, refill day) for every refill before its chain's stop_day.
     """
     n = start_day.shape[0]
     length = np.asarray(rng.geometric(abandon, size=n), dtype=np.int64) - 1
@@ -154,8 +161,41 @@ def refill_days(
     started = length > 0
     units[(np.cumsum(length) - length)[started]] = np.maximum(first_units[started], 1)
     day = start_day[chain] + group_cumsum(cycle_days[chain] * units * jitter, length)
+    day = _pushed(day, chain, cycle_days, bought)
     keep = day < stop_day[chain]
     return chain[keep], day[keep]
+
+
+def _pushed(
+    day: NDArray[np.float64],
+    chain: NDArray[np.int64],
+    cycle_days: NDArray[np.float64],
+    bought: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]],
+) -> NDArray[np.float64]:
+    # Iterating x <- b_k + cycle*(units bought before x) from x = b_k only raises x, so it stops
+    # at the first such day. A purchase on a refill's very day sorts after it: it does not push
+    # it. Cycles are whole days, so the sums of q*cycle are exact.
+    bought_chain, bought_day, bought_units = bought
+    has_bought = np.zeros(cycle_days.shape[0], dtype=bool)
+    has_bought[bought_chain] = True
+    pending = np.flatnonzero(has_bought[chain])
+    base = day[pending]
+    owner = np.r_[chain[pending], bought_chain]
+    is_bought = np.r_[np.zeros(base.shape[0], dtype=bool), np.ones(bought_chain.shape[0], bool)]
+    added = np.r_[np.zeros(base.shape[0]), cycle_days[bought_chain] * bought_units]
+    counts = np.bincount(owner, minlength=cycle_days.shape[0]).astype(np.int64)
+    at = base
+    while True:
+        order = np.lexsort((is_bought, np.r_[at, bought_day], owner))
+        before = np.empty(owner.shape[0])
+        before[order] = group_cumsum(added[order], counts)
+        moved = base + before[: base.shape[0]]
+        if np.array_equal(moved, at):
+            break
+        at = moved
+    result = day.copy()
+    result[pending] = at
+    return result
 
 
 def extra_order_days(
