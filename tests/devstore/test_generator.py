@@ -73,12 +73,19 @@ def test_generate_store_same_seed_identical_history_other_seed_differs() -> None
 def test_generate_store_products_have_documented_shape(store: GeneratedStore) -> None:
     # Given the generated catalogue
     products = store.products
-    # Then products have Shopify's shape, several types with several price levels each
+    # Then products have Shopify's shape, several types with several price levels each, and
+    # most variants a cost per item (the dev store's inventory item unitCost) below the price
     for product in products:
         assert set(product) == {"id", "title", "product_type", "handle", "variants", "tags"}
         assert product["tags"] == [] and product["variants"]
         for variant in product["variants"]:
-            assert set(variant) == {"id", "price"} and MONEY.match(variant["price"])
+            assert set(variant) - {"cost"} == {"id", "price"} and MONEY.match(variant["price"])
+            if "cost" in variant:
+                assert MONEY.match(variant["cost"])
+                assert 0 < Decimal(variant["cost"]) < Decimal(variant["price"])
+    costed = [v for p in products for v in p["variants"] if "cost" in v]
+    variants = sum(len(p["variants"]) for p in products)
+    assert 0.8 * variants <= len(costed) < variants
     types = Counter(p["product_type"] for p in products)
     assert len(types) >= 5
     for type_name in types:

@@ -24,11 +24,12 @@ from plugin.devstore.generator import (
 # final customers and orders, every webhook event, every transaction. First computed before the
 # taste settings existed; computed again when refund transactions of foreign-currency orders
 # took the presentment currency half the time and some cancelled orders became paid-then-refunded,
-# when a refill chain's first refill came after the units of its first purchase, and when the
-# customer's other purchases of the product pushed the refills still to come back.
+# when a refill chain's first refill came after the units of its first purchase, when the
+# customer's other purchases of the product pushed the refills still to come back, and when
+# variants got a cost per item.
 DIGESTS = {
-    7: "eff05633a442e97fde638abbc4ef5567a96386fbb8ab56aeb04c5df0026c38d6",
-    2024: "276272d603229ddd9bebfa86e684398d931a1713f59ef27b25cf420f783e504f",
+    7: "2679204f367bd26daeb527262bd36fe2882077d16ee1f213ec54281ecbb9523a",
+    2024: "63f11167f7565ecb3eb3c4af3679ab6f292dc5576bd11f58b9239ee6f2ed987b",
 }
 TASTE = 0.6
 
