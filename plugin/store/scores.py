@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, case, cast, func, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, Float, and_, cast, func, select
 from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
@@ -122,29 +122,34 @@ def load_ledger(
         .where(counted)
         .order_by(col(Order.customer_id), col(Order.processed_at), col(Order.net_amount))
     )
-    lines_query = _lines_query(engine, shop_id, counted, customer_ids is None)
+    lines_query = _lines_query(engine, shop_id, counted, customer_ids is None, costs)
+    width = 4 if costs else 3
     if engine.dialect.name == "postgresql":
         # Both at once, on two connections: the server sorts the orders and scans the lines
         # while this process converts what has come (half the time of one after the other).
         # Not on SQLite: its driver lets go of the GIL at every row, and two threads trading it
         # row by row take longer than the two reads in turn.
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(_fetch, engine, lines_query, 3)
+            pending = pool.submit(_fetch, engine, lines_query, width)
             orders = _fetch(engine, orders_query, 4)
             lines = pending.result()
     else:
         orders = _fetch(engine, orders_query, 4)
         whole = customer_ids is None
         text = _concatenated(engine, lines_query, orders[:, 3]) if whole else None
-        lines = _fetch(engine, lines_query, 3) if text is None else text
-    row, product, quantity = _lines_of_orders(orders[:, 3], lines)
-    cost = order_costs(engine, shop_id, counted, orders[:, 3]) if costs else None
+        lines = _fetch(engine, lines_query, width) if text is None else text
+    row, kept = _lines_of_orders(orders[:, 3], lines)
+    quantity = lines[kept, 2].astype(np.int64)
+    cost = None
+    if costs:
+        variant = lines[kept, 3].astype(np.int64)
+        cost = order_costs(held_costs(engine, shop_id), row, variant, quantity, len(orders))
     return LedgerArrays(
         order_customer=orders[:, 0].astype(np.int64),
         order_day=np.ascontiguousarray(orders[:, 1]),
         order_amount=orders[:, 2] / 10**MONEY_SCALE,
         line_customer=orders[row, 0].astype(np.int64),
-        line_product=product,
+        line_product=lines[kept, 1].astype(np.int64),
         line_day=orders[row, 1],
         line_quantity=quantity,
         order_cost=None if cost is None else cost[0],
@@ -152,56 +157,54 @@ def load_ledger(
     )
 
 
+def held_costs(engine: Engine, shop_id: int) -> dict[int, int]:
+    """The shop's costs per item (`ProductCost`), by variant, in the ledger's money units."""
+    with Session(engine) as session:
+        rows = session.exec(
+            model_select(ProductCost.variant_id, coerce(ProductCost.unit_cost, BigInteger)).where(
+                col(ProductCost.shop_id) == shop_id
+            )
+        )
+        return dict(rows.all())
+
+
 def order_costs(
-    engine: Engine, shop_id: int, counted: ColumnElement[bool], order_id: NDArray[np.float64]
+    costs: dict[int, int],
+    row: NDArray[np.intp],
+    variant: NDArray[np.int64],
+    quantity: NDArray[np.int64],
+    orders: int,
 ) -> tuple[NDArray[np.float64], tuple[int, int]]:
-    """Each order's cost of the goods it kept (in `order_id`'s order): the sum over its lines of
-    the units still held x the variant's cost per item (`ProductCost`, the store's current
-    one); a line of a variant without a cost, or of a custom item, counts none. With it, the
-    units kept of variants without a cost, and of all variants: how much the figure leaves out.
-    """
-    units = col(OrderLine.current_quantity)
-    known = col(ProductCost.unit_cost).is_not(None)
-    query = (
-        select(
-            col(OrderLine.order_id),
-            func.sum(units * func.coalesce(coerce(ProductCost.unit_cost, BigInteger), 0)),
-            func.sum(case((known, 0), else_=units)),
-            func.sum(units),
-        )
-        .select_from(OrderLine)
-        .outerjoin(
-            ProductCost,
-            and_(
-                col(ProductCost.shop_id) == col(OrderLine.shop_id),
-                col(ProductCost.variant_id) == col(OrderLine.variant_id),
-            ),
-        )
-        .where(
-            col(OrderLine.shop_id) == shop_id,
-            col(OrderLine.variant_id).is_not(None),
-            units > 0,
-            col(OrderLine.gift_card).is_(False),
-            col(OrderLine.order_id).in_(select(col(Order.order_id)).where(counted)),
-        )
-        .group_by(col(OrderLine.order_id))
-    )
-    rows = _fetch(engine, query, 4)
-    cost = np.zeros(order_id.size)
-    if rows.size and order_id.size:
-        by_id = np.argsort(order_id)
-        at = np.minimum(np.searchsorted(order_id[by_id], rows[:, 0]), order_id.size - 1)
-        found = order_id[by_id[at]] == rows[:, 0]
-        cost[by_id[at[found]]] = rows[found, 1] / 10**MONEY_SCALE
-    return cost, (int(rows[:, 2].sum()), int(rows[:, 3].sum()))
+    """Each order's cost of the goods it kept: over its lines (their order's `row`), the units
+    still held x the variant's cost per item (`costs`, the store's current ones); a line of a
+    variant without a cost counts none. With it, the units kept of variants without a cost,
+    and of all variants: how much the figure leaves out."""
+    held = np.fromiter(costs, dtype=np.int64, count=len(costs))
+    unit = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
+    by_variant = np.argsort(held)
+    held, unit = held[by_variant], unit[by_variant]
+    at = np.searchsorted(held, variant)
+    known = at < held.size
+    known[known] = held[at[known]] == variant[known]
+    line_cost = np.zeros(variant.size)
+    line_cost[known] = unit[at[known]] * quantity[known]
+    cost = np.bincount(row, weights=line_cost, minlength=orders) / 10**MONEY_SCALE
+    return cost, (int(quantity[~known].sum()), int(quantity.sum()))
 
 
-def _lines_query(engine: Engine, shop_id: int, counted: ColumnElement[bool], whole: bool) -> Any:
-    """(order id, product id, current quantity) of the kept lines: of the whole shop, or of the
-    counted orders."""
-    query = select(
-        col(OrderLine.order_id), col(OrderLine.product_id), col(OrderLine.current_quantity)
-    ).where(
+def _lines_query(
+    engine: Engine, shop_id: int, counted: ColumnElement[bool], whole: bool, variants: bool = False
+) -> Any:
+    """(order id, product id, current quantity) of the kept lines, and with `variants` their
+    variant id (0 for none): of the whole shop, or of the counted orders."""
+    columns: list[Any] = [
+        col(OrderLine.order_id),
+        col(OrderLine.product_id),
+        col(OrderLine.current_quantity),
+    ]
+    if variants:  # never NULL: group_concat would leave it out, and the columns fall apart
+        columns.append(func.coalesce(col(OrderLine.variant_id), 0))
+    query = select(*columns).where(
         col(OrderLine.shop_id) == shop_id,
         col(OrderLine.product_id).is_not(None),
         col(OrderLine.current_quantity) > 0,
@@ -225,9 +228,9 @@ def _concatenated(
     order_id: NDArray[np.float64],
     per_range: int = _CONCATENATED_ORDERS,
 ) -> NDArray[np.float64] | None:
-    """The shop's lines (order id, product id, current quantity) on SQLite, read as text: a
+    """The shop's lines (the columns of `lines_query`) on SQLite, read as text: a
     group_concat of each column per range of order ids, parsed by numpy, instead of a tuple of
-    three ints per line (half the time for ten million lines).
+    ints per line (half the time for ten million lines).
 
     None when SQLite did not keep the query's order (the order ids of a range not ascending),
     which the lines must have: then the caller reads them row by row.
@@ -256,28 +259,23 @@ def _concatenated(
             parts.append(np.stack(columns, axis=1, dtype=np.float64))
         cursor.close()
         raw.rollback()
-    return np.concatenate(parts) if parts else np.empty((0, 3))
+    return np.concatenate(parts) if parts else np.empty((0, len(lines_query.selected_columns)))
 
 
 def _lines_of_orders(
     order_id: NDArray[np.float64], lines: NDArray[np.float64]
-) -> tuple[NDArray[np.intp], NDArray[np.int64], NDArray[np.int64]]:
-    """For the lines (order id, product id, current quantity) of a counted order: the row of
-    their order in `order_id`, ascending (stable, so lines keep their order within an order),
-    the product and the quantity."""
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """For the lines (order id, ...) of a counted order: the row of their order in `order_id`,
+    ascending (stable, so lines keep their order within an order), and the lines' own rows in
+    `lines`, in that order."""
     if order_id.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
     by_id = np.argsort(order_id, kind="stable")
     at = np.minimum(np.searchsorted(order_id[by_id], lines[:, 0]), order_id.size - 1)
     found = order_id[by_id[at]] == lines[:, 0]
     row = by_id[at[found]]
     order = np.argsort(row, kind="stable")
-    kept = np.flatnonzero(found)[order]
-    return (
-        np.asarray(row[order], dtype=np.intp),
-        lines[kept, 1].astype(np.int64),
-        lines[kept, 2].astype(np.int64),
-    )
+    return np.asarray(row[order], dtype=np.intp), np.flatnonzero(found)[order]
 
 
 @dataclass(frozen=True)
