@@ -138,18 +138,16 @@ def load_ledger(
         whole = customer_ids is None
         text = _concatenated(engine, lines_query, orders[:, 3]) if whole else None
         lines = _fetch(engine, lines_query, width) if text is None else text
-    row, kept = _lines_of_orders(orders[:, 3], lines)
-    quantity = lines[kept, 2].astype(np.int64)
+    row, product, quantity, *variant = _lines_of_orders(orders[:, 3], lines)
     cost = None
     if costs:
-        variant = lines[kept, 3].astype(np.int64)
-        cost = order_costs(held_costs(engine, shop_id), row, variant, quantity, len(orders))
+        cost = order_costs(held_costs(engine, shop_id), row, variant[0], quantity, len(orders))
     return LedgerArrays(
         order_customer=orders[:, 0].astype(np.int64),
         order_day=np.ascontiguousarray(orders[:, 1]),
         order_amount=orders[:, 2] / 10**MONEY_SCALE,
         line_customer=orders[row, 0].astype(np.int64),
-        line_product=lines[kept, 1].astype(np.int64),
+        line_product=product,
         line_day=orders[row, 1],
         line_quantity=quantity,
         order_cost=None if cost is None else cost[0],
@@ -264,18 +262,21 @@ def _concatenated(
 
 def _lines_of_orders(
     order_id: NDArray[np.float64], lines: NDArray[np.float64]
-) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """For the lines (order id, ...) of a counted order: the row of their order in `order_id`,
-    ascending (stable, so lines keep their order within an order), and the lines' own rows in
-    `lines`, in that order."""
+) -> list[NDArray[Any]]:
+    """For the lines (order id, product id, current quantity[, variant id]) of a counted order:
+    the row of their order in `order_id`, ascending (stable, so lines keep their order within
+    an order), then their other columns as ints, in that order."""
     if order_id.size == 0:
-        return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        empty = np.zeros(0, dtype=np.int64)
+        return [np.zeros(0, dtype=np.intp)] + [empty] * (lines.shape[1] - 1)
     by_id = np.argsort(order_id, kind="stable")
     at = np.minimum(np.searchsorted(order_id[by_id], lines[:, 0]), order_id.size - 1)
     found = order_id[by_id[at]] == lines[:, 0]
     row = by_id[at[found]]
     order = np.argsort(row, kind="stable")
-    return np.asarray(row[order], dtype=np.intp), np.flatnonzero(found)[order]
+    kept = np.flatnonzero(found)[order]
+    columns = [lines[kept, c].astype(np.int64) for c in range(1, lines.shape[1])]
+    return [np.asarray(row[order], dtype=np.intp), *columns]
 
 
 @dataclass(frozen=True)
