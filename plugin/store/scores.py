@@ -49,10 +49,11 @@ class LedgerArrays:
     line_product: NDArray[np.int64]
     line_day: NDArray[np.float64]
     line_quantity: NDArray[np.int64]  # units still held, after refunds
-    # with costs=True: each order's cost of the goods it kept (`order_costs`), and the units
-    # kept of variants without a cost, of all units kept
+    # with costs=True: each order's cost of the goods it kept (`order_costs`); the units kept,
+    # and those of variants without a cost
     order_cost: NDArray[np.float64] | None = None
-    units_without_cost: tuple[int, int] | None = None
+    units_kept: int | None = None
+    units_without_cost: int | None = None
 
 
 def _epoch_days(engine: Engine, column: Any) -> ColumnElement[float]:
@@ -139,9 +140,11 @@ def load_ledger(
         text = _concatenated(engine, lines_query, orders[:, 3]) if whole else None
         lines = _fetch(engine, lines_query, width) if text is None else text
     row, product, quantity, *variant = _lines_of_orders(orders[:, 3], lines)
-    cost = None
+    cost, without = None, None
     if costs:
-        cost = order_costs(held_costs(engine, shop_id), row, variant[0], quantity, len(orders))
+        cost, without = order_costs(
+            held_costs(engine, shop_id), row, variant[0], quantity, len(orders)
+        )
     return LedgerArrays(
         order_customer=orders[:, 0].astype(np.int64),
         order_day=np.ascontiguousarray(orders[:, 1]),
@@ -150,8 +153,9 @@ def load_ledger(
         line_product=product,
         line_day=orders[row, 1],
         line_quantity=quantity,
-        order_cost=None if cost is None else cost[0],
-        units_without_cost=None if cost is None else cost[1],
+        order_cost=cost,
+        units_kept=int(quantity.sum()) if costs else None,
+        units_without_cost=without,
     )
 
 
@@ -172,11 +176,11 @@ def order_costs(
     variant: NDArray[np.int64],
     quantity: NDArray[np.int64],
     orders: int,
-) -> tuple[NDArray[np.float64], tuple[int, int]]:
+) -> tuple[NDArray[np.float64], int]:
     """Each order's cost of the goods it kept: over its lines (their order's `row`), the units
     still held x the variant's cost per item (`costs`, the store's current ones); a line of a
-    variant without a cost counts none. With it, the units kept of variants without a cost,
-    and of all variants: how much the figure leaves out."""
+    variant without a cost counts none. With it, the units kept of variants without a cost:
+    what the figure leaves out."""
     held = np.fromiter(costs, dtype=np.int64, count=len(costs))
     unit = np.fromiter(costs.values(), dtype=np.float64, count=len(costs))
     by_variant = np.argsort(held)
@@ -187,7 +191,7 @@ def order_costs(
     line_cost = np.zeros(variant.size)
     line_cost[known] = unit[at[known]] * quantity[known]
     cost = np.bincount(row, weights=line_cost, minlength=orders) / 10**MONEY_SCALE
-    return cost, (int(quantity[~known].sum()), int(quantity.sum()))
+    return cost, int(quantity[~known].sum())
 
 
 def _lines_query(
