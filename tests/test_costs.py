@@ -20,9 +20,7 @@ from sqlmodel import Session, select
 from jobs.costs import CostsError, read_costs, replace_costs, variant_costs
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import OK, run_job
-from plugin.devstore.config import DEFAULT_TOKEN
-from plugin.devstore.gen_config import GeneratorConfig
-from plugin.devstore.generator import GeneratedStore, generate_store
+from plugin.devstore.generator import GeneratedStore
 from plugin.store import ledger, shops
 from plugin.store.models import Customer, CustomerScore, Order, OrderLine, ProductCost, Shop
 from tests.devstore.conftest import (  # noqa: F401
@@ -31,8 +29,7 @@ from tests.devstore.conftest import (  # noqa: F401
     devstore_factory,
     live_switch,
 )
-from tests.helpers import add_shop
-from tests.test_backfill import backfill, context, live_store
+from tests.test_backfill import backfill, context, installed
 from webhooks.payloads import parse_order
 
 pytestmark = pytest.mark.anyio
@@ -73,26 +70,33 @@ async def costs_run(engine: Engine, http: httpx.AsyncClient, live: Any, shop_id:
     return result.counts
 
 
-def gross_margins(engine: Engine, shop_id: int, costs: dict[int, Decimal]) -> dict[int, Decimal]:
-    """Each customer's net spend less, over the lines kept of their counted orders, the units
-    kept x the variant's cost (none without one), from the ledger's rows."""
+def kept_lines(engine: Engine, shop_id: int) -> list[tuple[int, OrderLine]]:
+    """The lines of products held (units left, not a gift card or a custom item) in customers'
+    counted orders, with their customer, from the ledger's rows."""
     with Session(engine) as session:
-        margin = {
-            c.customer_id: c.net_spend
-            for c in session.exec(
-                select(Customer).where(Customer.shop_id == shop_id, Customer.orders > 0)
-            )
-        }
         owner = {
             o.order_id: o.customer_id
             for o in session.exec(select(Order).where(Order.shop_id == shop_id, Order.counted))
             if o.customer_id is not None
         }
-        for line in session.exec(select(OrderLine).where(OrderLine.shop_id == shop_id)):
-            customer = owner.get(line.order_id)
-            cost = costs.get(line.variant_id) if line.variant_id is not None else None
-            if customer is not None and cost is not None and not line.gift_card:
-                margin[customer] -= cost * max(line.current_quantity, 0)
+        return [
+            (owner[line.order_id], line)
+            for line in session.exec(select(OrderLine).where(OrderLine.shop_id == shop_id))
+            if line.order_id in owner
+            and line.product_id is not None
+            and line.current_quantity > 0
+            and not line.gift_card
+        ]
+
+
+def gross_margins(engine: Engine, shop_id: int, costs: dict[int, Decimal]) -> dict[int, Decimal]:
+    """Each customer's net spend less, over their kept lines, the units kept x the variant's
+    cost (none without one)."""
+    with Session(engine) as session:
+        customers = select(Customer).where(Customer.shop_id == shop_id, Customer.orders > 0)
+        margin = {c.customer_id: c.net_spend for c in session.exec(customers)}
+    for customer, line in kept_lines(engine, shop_id):
+        margin[customer] -= costs.get(line.variant_id or 0, Decimal(0)) * line.current_quantity
     return margin
 
 
@@ -101,9 +105,7 @@ async def test_recompute_takes_gross_margin_from_the_costs_read_from_the_store(
 ) -> None:
     # given a generated store (its catalogue plants a cost on about nine variants in ten) in
     # the dev store, its orders backfilled, and the shop taking historical CLV from costs
-    store = generate_store(GeneratorConfig(customers=150), seed=5)
-    live = live_store(devstore_factory, store)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, shop = installed(engine, devstore_factory, 150, 5)
     assert shop.id is not None
     await backfill(engine, http, live)
     shop = set_scoring(engine, shop.id, {"margin_from_costs": True})
@@ -139,25 +141,10 @@ async def test_recompute_takes_gross_margin_from_the_costs_read_from_the_store(
 
 
 def units_kept(engine: Engine, shop_id: int, costs: dict[int, Decimal]) -> tuple[int, int]:
-    """Units held of products (gift cards and custom items aside) in customers' counted
-    orders, and of them those of variants without a cost."""
-    with Session(engine) as session:
-        counted = set(
-            session.exec(
-                select(Order.order_id).where(
-                    Order.shop_id == shop_id,
-                    Order.counted,
-                    Order.customer_id.is_not(None),  # type: ignore[union-attr]
-                )
-            )
-        )
-        lines = [
-            line
-            for line in session.exec(select(OrderLine).where(OrderLine.shop_id == shop_id))
-            if line.order_id in counted and line.product_id is not None and not line.gift_card
-        ]
-    kept = sum(max(line.current_quantity, 0) for line in lines)
-    without = sum(max(line.current_quantity, 0) for line in lines if line.variant_id not in costs)
+    """Units of the kept lines, and of them those of variants without a cost."""
+    lines = [line for _, line in kept_lines(engine, shop_id)]
+    kept = sum(line.current_quantity for line in lines)
+    without = sum(line.current_quantity for line in lines if line.variant_id not in costs)
     return kept, without
 
 
@@ -197,9 +184,7 @@ async def test_a_cost_cleared_in_the_store_is_gone_after_the_next_read(
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given costs read from the store
-    store = generate_store(GeneratorConfig(customers=20), seed=3)
-    live = live_store(devstore_factory, store)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    store, live, shop = installed(engine, devstore_factory, 20, 3)
     assert shop.id is not None
     set_scoring(engine, shop.id, {"margin_from_costs": True})
     await costs_run(engine, http, live, shop.id)
@@ -222,9 +207,7 @@ async def test_the_job_reads_nothing_and_holds_no_costs_while_the_shop_does_not_
     engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
 ) -> None:
     # given a shop that took its costs once, then turned margin_from_costs off
-    store = generate_store(GeneratorConfig(customers=20), seed=3)
-    live = live_store(devstore_factory, store)
-    shop = add_shop(engine, store.shop_domain, DEFAULT_TOKEN)
+    _, live, shop = installed(engine, devstore_factory, 20, 3)
     assert shop.id is not None
     replace_costs(engine, shop.id, {1: Decimal("2.50")}, datetime.now(UTC))
     sent = len(live.sent)
