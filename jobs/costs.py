@@ -14,28 +14,25 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, delete, insert
-from sqlmodel import col
 
 from jobs.context import JobContext
 from jobs.shop_settings import scoring_settings
 from jobs.writeback import admin_client, marking_refused_token
 from plugin.shopify.bulk import BulkRunner, jsonl_lines
 from plugin.shopify.gid import gid_number
-from plugin.store.models import ProductCost, Shop
+from plugin.store.costs import replace_costs
+from plugin.store.models import Shop
 
 COSTS_QUERY = (
     "{ products { edges { node { id variants { edges { node { id "
     "inventoryItem { unitCost { amount currencyCode } } } } } } } } }"
 )
 NOT_ASKED = "scoring.margin_from_costs is off"
-INSERT_BATCH = 10_000
 
 
 class CostsError(RuntimeError):
@@ -102,16 +99,3 @@ def variant_costs(
         costs[gid_number(line["id"])] = amount
     counts.with_cost = len(costs)
     return costs, counts
-
-
-def replace_costs(engine: Engine, shop_id: int, costs: Mapping[int, Decimal], at: datetime) -> None:
-    """The shop's held costs become `costs` (variant -> cost per item), in one transaction."""
-    table = ProductCost.__table__  # type: ignore[attr-defined]
-    rows = [
-        {"shop_id": shop_id, "variant_id": variant, "unit_cost": cost, "read_at": at}
-        for variant, cost in costs.items()
-    ]
-    with engine.begin() as connection:
-        connection.execute(delete(table).where(col(ProductCost.shop_id) == shop_id))
-        for start in range(0, len(rows), INSERT_BATCH):
-            connection.execute(insert(table), rows[start : start + INSERT_BATCH])

@@ -17,11 +17,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from jobs.costs import CostsError, read_costs, replace_costs, variant_costs
+from jobs.costs import CostsError, read_costs, variant_costs
 from jobs.recompute import full_recompute, rescore_changed
 from jobs.runs import OK, run_job
 from plugin.devstore.generator import GeneratedStore
 from plugin.store import ledger, shops
+from plugin.store.costs import replace_costs
 from plugin.store.models import Customer, CustomerScore, Order, OrderLine, ProductCost, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
@@ -204,18 +205,23 @@ async def test_a_cost_cleared_in_the_store_is_gone_after_the_next_read(
 
 
 async def test_the_job_reads_nothing_and_holds_no_costs_while_the_shop_does_not_take_them(
-    engine: Engine, devstore_factory: DevStoreFactory, http: httpx.AsyncClient
+    engine: Engine, devstore_factory: DevStoreFactory
 ) -> None:
     # given a shop that took its costs once, then turned margin_from_costs off
     _, live, shop = installed(engine, devstore_factory, 20, 3)
     assert shop.id is not None
     replace_costs(engine, shop.id, {1: Decimal("2.50")}, datetime.now(UTC))
-    sent = len(live.sent)
-    # when the costs job runs
-    counts = await costs_run(engine, http, live, shop.id)
+    # when the costs job runs, on a client that records what it sends
+    sent: list[httpx.Request] = []
+
+    async def record(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async with httpx.AsyncClient(timeout=10, event_hooks={"request": [record]}) as http:
+        counts = await costs_run(engine, http, live, shop.id)
     # then it asked the store nothing, says why, and the costs held before are gone
     assert counts == {"skipped": "scoring.margin_from_costs is off"}
-    assert len(live.sent) == sent and held_costs(engine, shop.id) == {}
+    assert sent == [] and held_costs(engine, shop.id) == {}
 
 
 def variant_line(number: int, cost: dict[str, str] | None) -> dict[str, Any]:

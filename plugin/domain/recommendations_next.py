@@ -30,10 +30,9 @@ consumable (it has a replenishment interval) coming due: the reorder-due rule of
 `plugin.domain.replenishment` (days since its last purchase, of u units, >= reorder_grace x u x
 interval and < reorder_lapse x u x interval) holds reorder_lead x u x interval days after
 `as_of`.
-Refills come early as often as late, so with a run every night and a lead of 0.3, 95-97% of the
+Refills come early as often as late, so with a run every night and a lead of 0.3, 97-98% of the
 dev store's refills were on offer when bought (bench/recommendations.py, seeds 3, 5, 7), against
-about half with no lead, which is the flag's rule exactly. (97-98% before units counted: the
-generator's refills ignore the units of a purchase made between two of them.)
+51-55% with no lead, which is the flag's rule exactly.
 Consumables coming due come first, earliest expected reorder day (last purchase + u x
 interval) first; ties go to the lower product id.
 """

@@ -24,15 +24,9 @@ from sqlalchemy import type_coerce as coerce
 from sqlmodel import Session, col
 from sqlmodel import select as model_select
 
+from plugin.store.costs import held_costs
 from plugin.store.db import driver_connection
-from plugin.store.models import (
-    Customer,
-    CustomerScore,
-    ModelRun,
-    Order,
-    OrderLine,
-    ProductCost,
-)
+from plugin.store.models import Customer, CustomerScore, ModelRun, Order, OrderLine
 from plugin.store.types import MONEY_SCALE
 
 _FETCH_ROWS = 200_000
@@ -157,17 +151,6 @@ def load_ledger(
         units_kept=int(quantity.sum()) if costs else None,
         units_without_cost=without,
     )
-
-
-def held_costs(engine: Engine, shop_id: int) -> dict[int, int]:
-    """The shop's costs per item (`ProductCost`), by variant, in the ledger's money units."""
-    with Session(engine) as session:
-        rows = session.exec(
-            model_select(ProductCost.variant_id, coerce(ProductCost.unit_cost, BigInteger)).where(
-                col(ProductCost.shop_id) == shop_id
-            )
-        )
-        return dict(rows.all())
 
 
 def order_costs(
