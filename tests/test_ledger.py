@@ -21,6 +21,7 @@ from sqlmodel import Session, SQLModel, col, select
 
 from plugin.domain.ledger import CustomerTotals, RefundRecord
 from plugin.store import ledger
+from plugin.store.inbox import retry_delay
 from plugin.store.models import (
     DONE,
     PARKED,
@@ -174,21 +175,49 @@ def test_a_line_refunded_before_a_version_shows_it_is_no_longer_held(
     assert held == {11: 1, 12: 0}
 
 
-@pytest.mark.parametrize("kind", ["cancelled", "refunded", "voided", "expired"])
+def net_amount(engine: Engine, order_id: int) -> Decimal:
+    with Session(engine) as session:
+        return session.exec(
+            select(col(Order.net_amount)).where(col(Order.order_id) == order_id)
+        ).one()
+
+
+@pytest.mark.parametrize(
+    "kind", ["cancelled", "cancelled, total unchanged", "refunded", "voided", "expired"]
+)
 def test_cancelled_or_fully_refunded_order_counts_zero(shop_engine: Engine, kind: str) -> None:
     enqueue(shop_engine, "orders/create", order_payload(1, total="50.00"), "a")
     enqueue(shop_engine, "orders/create", order_payload(2, total="40.00", day=3), "b")
-    changed = (
-        order_payload(2, total="40.00", day=3, updated=60, cancelled=True, current_total="0.00")
-        if kind == "cancelled"
-        else order_payload(2, total="40.00", day=3, updated=60, financial_status=kind)
-    )
+    if kind == "cancelled":
+        changed = order_payload(
+            2, total="40.00", day=3, updated=60, cancelled=True, current_total="0.00"
+        )
+    elif kind == "cancelled, total unchanged":  # cancelled with no refund: the total may stay
+        changed = order_payload(2, total="40.00", day=3, updated=60, cancelled=True)
+    else:
+        changed = order_payload(2, total="40.00", day=3, updated=60, financial_status=kind)
     enqueue(shop_engine, "orders/updated", changed, "c")
     process(shop_engine)
     stored = customer(shop_engine)
     assert stored is not None
     assert (stored.orders, stored.net_spend) == (1, Decimal("50.00"))
     assert stored.last_order_at == T0
+    assert net_amount(shop_engine, 2) == 0  # and the order itself is worth nothing
+
+
+def test_refunds_past_what_is_left_of_an_order_leave_it_at_zero(shop_engine: Engine) -> None:
+    # given two orders, and refunds of the second for more than its current total (delivered
+    # before any version of it reflects them)
+    enqueue(shop_engine, "orders/create", order_payload(1, total="50.00"), "a")
+    enqueue(shop_engine, "orders/create", order_payload(2, total="40.00", day=3), "b")
+    enqueue(shop_engine, "refunds/create", refund_payload(71, 2, "30.00", day=4), "c")
+    enqueue(shop_engine, "refunds/create", refund_payload(72, 2, "25.00", day=5), "d")
+    process(shop_engine)
+    # then that order is worth nothing (not less), and the customer's figures are the first's
+    stored = customer(shop_engine)
+    assert stored is not None
+    assert (stored.orders, stored.net_spend) == (1, Decimal("50.00"))
+    assert net_amount(shop_engine, 2) == 0
 
 
 def test_null_optional_amounts_read_as_absent(shop_engine: Engine) -> None:
@@ -298,6 +327,11 @@ def test_failing_event_is_retried_with_backoff_then_parked(
         event = session.exec(select(InboxEvent)).one()
     assert (event.status, event.attempts) == (PARKED, 3)
     assert "currency" in (event.last_error or "")
+
+
+def test_retry_delay_doubles_up_to_an_hour() -> None:
+    delays = [retry_delay(attempts).total_seconds() for attempts in range(1, 14)]
+    assert delays == [5, 10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]
 
 
 # --- order independence -----------------------------------------------------------------
