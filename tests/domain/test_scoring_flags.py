@@ -111,6 +111,15 @@ def test_top_20_flags_the_top_fifth_by_predicted_clv_and_never_zero() -> None:
     assert "lowest of this shop's top 20%" in scores.reasons(8)["top-20"]
 
 
+def test_top_20_never_flags_a_zero_clv_even_where_it_fits_in_the_top_fifth() -> None:
+    # given a shop of one customer, whose rule CLV is 0 (their only order 500 days ago): the
+    # top fifth is that one customer
+    scores = score_shop(history([(1, AS_OF - 500, 999.0)]), AS_OF, ScoringSettings(), RULES)
+    # then they are not top-20
+    assert scores.predicted_clv.tolist() == [0.0]
+    assert not scores.flags["top-20"].any()
+
+
 def test_reorder_due_consumable_past_its_interval_and_not_lapsed() -> None:
     # given product 77 rebought by 25 customers every 30 days (a consumable), then: customer 1
     # last bought it 31 days ago (due), 2 bought it 10 days ago (not yet), 3 bought 100 days

@@ -175,6 +175,11 @@ def test_a_value_shopify_gives_back_in_its_own_form_is_not_sent_again() -> None:
     assert product_references([3, 4]) == '["gid://shopify/Product/3","gid://shopify/Product/4"]'
 
 
+def test_a_product_list_holds_at_most_ten_products() -> None:
+    assert product_references(list(range(1, 13))) == product_references(list(range(1, 11)))
+    assert product_references(list(range(1, 11))).count("gid://") == 10
+
+
 def test_a_customer_value_not_the_apps_is_never_deleted() -> None:
     # given pushed values that hold, beside the app's segment, a merchant's own key (recorded as
     # the app's by an older release's reconcile)
