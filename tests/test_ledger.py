@@ -175,6 +175,33 @@ def test_a_line_refunded_before_a_version_shows_it_is_no_longer_held(
     assert held == {11: 1, 12: 0}
 
 
+def test_baskets_hold_only_products_bought_and_kept(shop_engine: Engine) -> None:
+    # given an order with a product, a gift card and a custom item (no product id), and orders
+    # of other products that were cancelled, fully refunded or voided
+    first = order_payload(1)
+    line = first["line_items"][0]
+    first["line_items"] += [
+        line | {"id": 12, "product_id": 9002, "gift_card": True},
+        line | {"id": 13, "product_id": None},
+    ]
+    enqueue(shop_engine, "orders/create", first, "a")
+    for order_id, changed in [
+        (2, {"cancelled": True, "current_total": "0.00"}),
+        (3, {"financial_status": "refunded"}),
+        (4, {"financial_status": "voided"}),
+    ]:
+        payload = order_payload(order_id, day=order_id, **changed)  # type: ignore[arg-type]
+        payload["line_items"][0]["product_id"] = 9000 + order_id
+        enqueue(shop_engine, "orders/create", payload, f"o{order_id}")
+    process(shop_engine)
+    # then the recommendations' baskets hold the first order's product alone
+    with Session(shop_engine) as session:
+        shop_id = session.exec(select(Shop.id)).one()
+    assert shop_id is not None
+    baskets = load_baskets(shop_engine, shop_id)
+    assert (baskets.order_id.tolist(), baskets.product_id.tolist()) == ([1], [9001])
+
+
 def net_amount(engine: Engine, order_id: int) -> Decimal:
     with Session(engine) as session:
         return session.exec(

@@ -120,6 +120,24 @@ def test_frequently_bought_together_pair_below_min_support_is_left_out() -> None
     assert links.partners_of(C) == ()
 
 
+def test_frequently_bought_together_lines_with_nothing_left_are_left_out() -> None:
+    # given the ten baskets, where every line of C has nothing left (refunded or removed)
+    lines = lines_of(guests(TEN_BASKETS))
+    lines.quantity[lines.product_id == C] = 0
+    # when pairs need 2 baskets and any lift
+    links = frequently_bought_together(
+        lines,
+        CATALOGUE,
+        2.0,
+        RecommendationSettings(
+            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+        ),
+    )
+    # then C is nobody's partner, as if it had not been bought
+    assert links.partners_of(A) == (B,)
+    assert links.partners_of(C) == ()
+
+
 def test_frequently_bought_together_lift_below_threshold_is_left_out() -> None:
     # given the ten baskets (lift 1.2 for A-B, 1.33 for A-C) and a threshold of 1.25
     lines = lines_of(guests(TEN_BASKETS))
