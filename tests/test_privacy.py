@@ -225,12 +225,19 @@ class Flow:
 
 def with_personal_notes(store: GeneratedStore, personal: Personal) -> None:
     """What merchants and customers type into free text: an order note, an engraving on a line,
-    a refund note, each naming the customer."""
+    a refund note, each naming the customer; and the buyer's IP address and browser, which
+    Shopify's order payloads carry (`browser_ip`, `client_details`)."""
     for event in store.events:
         payload = event.payload
         customer = payload.get("customer")
         if event.topic.startswith("orders/") and isinstance(customer, dict):
             payload["note"] = f"gift for {customer['first_name']}, call {customer['phone']}"
+            address = personal.value("browser_ip", str(customer["id"]))
+            payload["browser_ip"] = address
+            payload["client_details"] = {
+                "browser_ip": address,
+                "user_agent": personal.value("user_agent", str(customer["id"])),
+            }
             payload["line_items"] = [
                 {**line, "properties": [{"name": "Engraving", "value": customer["last_name"]}]}
                 for line in payload["line_items"]
