@@ -58,6 +58,10 @@ def guests(baskets: list[list[int]], first_order: int = 1) -> list[Order]:
     return [(first_order + i, -1, 1.0, b) for i, b in enumerate(baskets)]
 
 
+# pairs of 2 baskets from 2 customers, at any lift, with the chance bound off
+PAIRS_OF_TWO = RecommendationSettings(
+    fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
+)
 A, B, C, D, E = 11, 12, 13, 14, 15
 TEN_BASKETS = [[A, B], [A, B], [A, B, C], [A, C], [B], [C], [D], [D], [A], [B, D]]
 CATALOGUE = table_of({p: ("Thing", 10.0) for p in (A, B, C, D, E)})
@@ -89,9 +93,7 @@ def test_frequently_bought_together_ten_baskets_support_confidence_lift_by_hand(
         lines,
         CATALOGUE,
         2.0,
-        RecommendationSettings(
-            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
-        ),
+        PAIRS_OF_TWO,
     )
     # then A's partners rank by lift: C (2 x 10 / (5 x 3) = 1.33) before B (3 x 10 / 25 = 1.2),
     # with confidence P(C | A) = 2/5 and P(B | A) = 3/5; C's partner A has P(A | C) = 2/3
@@ -129,9 +131,7 @@ def test_frequently_bought_together_lines_with_nothing_left_are_left_out() -> No
         lines,
         CATALOGUE,
         2.0,
-        RecommendationSettings(
-            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
-        ),
+        PAIRS_OF_TWO,
     )
     # then C is nobody's partner, as if it had not been bought
     assert links.partners_of(A) == (B,)
@@ -193,12 +193,9 @@ def test_frequently_bought_together_duplicate_lines_and_quantities_count_once() 
     # given each basket's lines twice, with quantity 3
     baskets = guests(TEN_BASKETS)
     doubled = [(o, c, d, products + products) for o, c, d, products in baskets]
-    loose = RecommendationSettings(
-        fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
-    )
     # then the pairs are those of the single lines
-    once = frequently_bought_together(lines_of(baskets), CATALOGUE, 2.0, loose)
-    twice = frequently_bought_together(lines_of(doubled, quantity=3), CATALOGUE, 2.0, loose)
+    once = frequently_bought_together(lines_of(baskets), CATALOGUE, 2.0, PAIRS_OF_TWO)
+    twice = frequently_bought_together(lines_of(doubled, quantity=3), CATALOGUE, 2.0, PAIRS_OF_TWO)
     assert rows_of(once, A) == rows_of(twice, A)
 
 
@@ -215,9 +212,7 @@ def test_frequently_bought_together_at_most_ten_partners_best_lift_first() -> No
         lines_of(guests(baskets)),
         table,
         2.0,
-        RecommendationSettings(
-            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
-        ),
+        PAIRS_OF_TWO,
     )
     # then X keeps the 10 with the highest lift, best first
     assert links.partners_of(x) == tuple(partners[:10])
@@ -231,9 +226,7 @@ def test_frequently_bought_together_product_off_the_table_is_never_a_partner() -
         lines_of(guests(TEN_BASKETS)),
         table,
         2.0,
-        RecommendationSettings(
-            fbt_min_support=2, fbt_min_customers=2, fbt_min_lift=0.0, signal_max_chance=1.0
-        ),
+        PAIRS_OF_TWO,
     )
     # then C appears nowhere, though its baskets still count (lift of A-B stays 1.2)
     assert C not in links.partner_id.tolist() + links.product_id.tolist()
