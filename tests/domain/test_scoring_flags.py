@@ -94,6 +94,14 @@ def test_reasons_read_past_the_limits_they_quote() -> None:
     assert "No order for 30.5 days, more than 30 days" in scores.reasons(1)["win-back"]
 
 
+def test_trailing_12_months_leave_out_an_order_exactly_365_days_old() -> None:
+    # given an order exactly 365 days before as_of, and one half a day later
+    rows = [(1, AS_OF - 365.0, 900.0), (2, AS_OF - 364.5, 50.0)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then only the later one is in the trailing 12 months
+    assert scores.trailing_12m_spend.tolist() == [0.0, 50.0]
+
+
 def test_top_threshold_ten_customers_top_fifth_is_two() -> None:
     # given predicted CLVs 1..10
     values = np.arange(1.0, 11.0)
