@@ -69,6 +69,34 @@ def test_learn_replenishment_a_gap_is_divided_by_the_units_bought() -> None:
     assert learn_replenishment(purchases, 400.0, ScoringSettings()) == {TEA: pytest.approx(30.0)}
 
 
+def test_learn_replenishment_a_spread_of_exactly_the_limit_is_regular() -> None:
+    # given 20 buyers with one gap each: 7 of 20 days, 6 of 30 and 7 of `longest`, so that the
+    # quartiles are 20 and `longest` and the median 30
+    def learned(longest: float) -> dict[int, float]:
+        gaps = [20.0] * 7 + [30.0] * 6 + [longest] * 7
+        rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
+        return learn_replenishment(purchases_of(rows), 400.0, ScoringSettings())
+
+    # then a spread of 15 days, exactly 0.5 x the median, is regular: a 30-day consumable
+    assert learned(35.0) == {TEA: pytest.approx(30.0)}
+    # and one of 16 days is not
+    assert learned(36.0) == {}
+
+
+def test_reorder_status_due_from_the_day_it_is_reached_until_the_day_it_lapses() -> None:
+    # given a 30-day tea, one bag bought on day 900
+    purchases = purchases_of([(1, 900.0)])
+    customers = np.array([1], dtype=np.int64)
+
+    def due(day: float) -> bool:
+        return bool(
+            reorder_status(purchases, customers, {TEA: 30.0}, day, ScoringSettings()).due[0]
+        )
+
+    # then it is due from 30 days on (reorder_grace 1), and no more from 90 (reorder_lapse 3)
+    assert [due(day) for day in (929.5, 930.0, 989.5, 990.0)] == [False, True, True, False]
+
+
 def test_reorder_status_the_last_purchase_lasts_its_units_times_the_interval() -> None:
     # given a 30-day tea: customer 1 bought one bag 40 days ago, customer 2 three bags 40 days
     # ago, customer 3 two orders of one bag and one of two on one evening 100 days ago (four
