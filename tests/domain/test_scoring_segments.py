@@ -91,6 +91,17 @@ def test_score_shop_recency_later_last_order_scores_higher() -> None:
     )
 
 
+def test_score_shop_frequency_edges_are_the_lower_order_statistics() -> None:
+    # given ten customers with 1, 1, 2, 2, 3, 3, 4, 4, 5 and 5 orders on distinct days
+    counts = [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    rows = [(c, AS_OF - 20.0 * k - 1.0, 5.0) for c, n in enumerate(counts, 1) for k in range(n)]
+    # when scored
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    # then the 20/40/60/80th percentiles fall between the pairs and take the lower value
+    # (edges 1, 2, 3, 4): each pair has its own F
+    assert scores.frequency_score.tolist() == counts
+
+
 def test_score_shop_recency_counts_the_day_of_the_last_order_not_its_hour() -> None:
     # given six customers who last ordered on earlier days, and four today at other hours
     earlier = [(c, AS_OF - 10.0 * c - 0.5, 5.0) for c in range(1, 7)]
