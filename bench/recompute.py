@@ -10,8 +10,9 @@ desired tags written back. It prints the time and the child's peak memory; the l
 stdout is JSON with `seconds` and `peak_rss_mb` (the worst backend) and the figures per
 backend. Targets: under 60 s and under 2 GiB. Everything stays on this machine. With `--costs`
 a second recompute of the same database follows, with historical CLV as gross margin from
-product costs (`scoring.margin_from_costs`: each order's cost of goods summed in SQL), and the
-two times are printed side by side.
+product costs (`scoring.margin_from_costs`: each order's cost of goods priced from the
+ledger's own read of the lines, which then carries each line's variant), and the two times
+are printed side by side.
 
 The synthetic shop: first orders spread over three years, a Poisson number of repeat orders
 (mean about 4) at uniform times after it, Gamma order values, one to three lines per order

@@ -59,7 +59,7 @@ def planted_costs(store: GeneratedStore) -> dict[int, Decimal]:
     }
 
 
-def held_costs(engine: Engine, shop_id: int) -> dict[int, Decimal]:
+def stored_costs(engine: Engine, shop_id: int) -> dict[int, Decimal]:
     with Session(engine) as session:
         rows = session.exec(select(ProductCost).where(ProductCost.shop_id == shop_id))
         return {row.variant_id: row.unit_cost for row in rows}
@@ -117,7 +117,7 @@ async def test_recompute_takes_gross_margin_from_the_costs_read_from_the_store(
     # then the shop holds every variant's planted cost, and only those
     planted = planted_costs(store)
     variants = sum(len(product["variants"]) for product in store.products)
-    assert held_costs(engine, shop.id) == planted
+    assert stored_costs(engine, shop.id) == planted
     assert counts == {"variants": variants, "with_cost": len(planted), "other_currency": 0}
     assert 0 < len(planted) < variants
     # and each customer's historical CLV is their net spend less the cost of the goods kept
@@ -201,7 +201,7 @@ async def test_a_cost_cleared_in_the_store_is_gone_after_the_next_read(
     await costs_run(engine, http, live, shop.id)
     # then the shop holds the store's costs as they are now
     expected = {v: c for v, c in planted.items() if v != cleared} | {changed: Decimal("1.2345")}
-    assert held_costs(engine, shop.id) == expected
+    assert stored_costs(engine, shop.id) == expected
 
 
 async def test_the_job_reads_nothing_and_holds_no_costs_while_the_shop_does_not_take_them(
@@ -221,7 +221,7 @@ async def test_the_job_reads_nothing_and_holds_no_costs_while_the_shop_does_not_
         counts = await costs_run(engine, http, live, shop.id)
     # then it asked the store nothing, says why, and the costs held before are gone
     assert counts == {"skipped": "scoring.margin_from_costs is off"}
-    assert sent == [] and held_costs(engine, shop.id) == {}
+    assert sent == [] and stored_costs(engine, shop.id) == {}
 
 
 def variant_line(number: int, cost: dict[str, str] | None) -> dict[str, Any]:
