@@ -340,3 +340,24 @@ async def test_push_job_with_a_refused_token_marks_the_shop_for_reauthorisation(
     assert shop.needs_reauth
     with pytest.raises(WritebackError, match="needs to authorise the app again"):
         await push_shop(scenario.context(http), shop, None)
+
+
+@pytest.mark.parametrize("above", [0, 1])
+async def test_bulk_from_exactly_the_threshold_per_call_under_it(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, above: int
+) -> None:
+    # given a threshold of exactly the number of customers whose tags, and whose values, change
+    # (or one more)
+    scenario = scenario_factory(seed=4)
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    tagged = sum(item.change.tags_changed for item in plan.items)
+    valued = sum(item.change.metafields_changed for item in plan.items)
+    assert tagged == valued > 1
+    scenario.set_shop_settings(bulk_threshold=tagged + above)
+    pusher = scenario.pusher(http)
+    # when pushed
+    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then each kind went in one bulk operation at the threshold and call by call under it
+    assert counts.bulk_operations == (2 if above == 0 else 0)
+    assert_in_sync(scenario)
