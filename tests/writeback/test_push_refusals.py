@@ -299,3 +299,42 @@ def audit_rows(scenario: Scenario, customer_id: int) -> int:
     with Session(scenario.engine) as session:
         query = select(SyncChange).where(col(SyncChange.customer_id) == customer_id)
         return len(session.exec(query).all())
+
+
+class CountsSets(RewritingAnswers):
+    """Counts the requests that carry metafieldsSet mutations (a bulk run's carry its text as a
+    variable, not in the query)."""
+
+    requests = 0
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        self.requests += "metafieldsSet" in sent.get("query", "")
+
+
+@pytest.mark.parametrize("bulk_threshold", [1000, 1])
+async def test_sets_of_one_value_each_are_sent_25_to_a_metafields_set(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, bulk_threshold: int
+) -> None:
+    # given a pushed shop whose records say each customer's segment is out of date, so that the
+    # next push sets one value for each of more than 26 customers
+    scenario = scenario_factory()
+    scenario.set_shop_settings(bulk_threshold=bulk_threshold)
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        for row in session.exec(select(CustomerSync)).all():
+            row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    assert 26 < len(plan.items) <= 250
+    assert all(len(item.change.set_metafields) == 1 for item in plan.items)
+    # when pushed, as calls or as one bulk operation
+    transport = CountsSets()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as counted:
+        counts = await scenario.pusher(counted).push(plan)
+    # then the store, which takes at most 25 values a metafieldsSet, took every group as sent:
+    # one request of groups per call, or none beside the bulk operation (a refused group would
+    # have been sent again customer by customer)
+    assert transport.requests == (1 if bulk_threshold > len(plan.items) else 0)
+    assert counts.metafields_refused == 0 and counts.metafields_set == len(plan.items)
+    assert refusals(scenario, "metafield") == []
+    assert recorded_metafields(scenario) == scenario.store_metafields()
