@@ -180,3 +180,94 @@ async def test_client_paces_calls_so_the_bucket_is_never_overdrawn() -> None:
 def test_client_repr_never_shows_the_token() -> None:
     client = Fake().client()
     assert "shpat" not in repr(client)
+
+
+def unmetered(data: dict[str, Any]) -> httpx.Response:
+    """An answer without the bucket's status: the client goes by its own picture of the bucket
+    (as between calls in flight together)."""
+    return httpx.Response(200, json={"data": data})
+
+
+async def test_client_counts_what_it_sends_against_the_bucket_before_the_answer_says() -> None:
+    # given a bucket the last answer said is full (1,000 points, restoring 100 a second)
+    fake = Fake(ok({}, available=1000), unmetered({}), unmetered({}))
+    client = fake.client()
+    await client.execute("{ a }", cost=10)
+    # when two calls of 600 points go without the bucket's status in between
+    await client.execute("{ b }", cost=600)
+    await client.execute("{ c }", cost=600)
+    # then the second waited for the 200 points the first left it short: 2 s
+    assert fake.waits == [pytest.approx(2.0)]
+
+
+async def test_client_never_counts_on_more_than_a_full_bucket_after_an_idle_spell() -> None:
+    # given a bucket of 2,000 points the last answer said was empty, then a minute idle, in
+    # which 6,000 points would have come back were there room for them
+    fake = Fake(ok({}, available=0), unmetered({}), unmetered({}))
+    client = fake.client()
+    await client.execute("{ a }", cost=10)
+    fake.now += 60
+    # when two calls of 1,500 points go without the bucket's status in between
+    await client.execute("{ b }", cost=1500)
+    await client.execute("{ c }", cost=1500)
+    # then the second waited for the 1,000 points the full bucket left it short: 10 s
+    assert fake.waits == [pytest.approx(10.0)]
+
+
+async def test_client_waits_for_a_full_bucket_for_a_call_dearer_than_the_bucket() -> None:
+    # given an empty bucket of 1,000 points restoring 100 a second
+    fake = Fake(
+        httpx.Response(200, json={"data": {}, "extensions": cost(10, 0, maximum=1000)}),
+        ok({}),
+    )
+    client = fake.client()
+    await client.execute("{ a }", cost=10)
+    # when a call is expected to cost more than the bucket can hold
+    await client.execute("{ b }", cost=1500)
+    # then it waits until the bucket is full, 10 s, not for points that can never come
+    assert fake.waits == [pytest.approx(10.0)]
+
+
+async def test_client_backoff_stops_growing_at_its_cap() -> None:
+    # given a dozen failed attempts in a row, with backoff from 0.5 s capped at 4 s
+    fake = Fake(*[httpx.Response(503) for _ in range(12)], ok({"done": True}))
+    client = fake.client(max_attempts=13, backoff_seconds=0.5, backoff_cap_seconds=4.0)
+    # when it gets through at last
+    assert await client.execute("{ a }") == {"done": True}
+    # then no wait was longer than the cap, and the late ones were at least half of it
+    waits = [w for w in fake.waits if w > 0]
+    assert len(waits) == 12 and max(waits) <= 4.0 and min(waits[-6:]) >= 2.0
+
+
+async def test_client_retries_throttled_calls_never_at_once() -> None:
+    # given a throttled answer whose bucket status says the points are already back
+    fake = Fake(throttled(available=2000), ok({"done": True}))
+    # when called
+    await fake.client().execute("{ a }", cost=100)
+    # then it still waited a moment before trying again
+    assert len(fake.waits) == 1 and fake.waits[0] >= 0.05
+
+
+async def test_client_retries_an_internal_error_answered_with_200() -> None:
+    # given Shopify's "Internal error. Looks like something went wrong on our end." as a 200
+    error = {"message": "Internal error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
+    fake = Fake(httpx.Response(200, json={"errors": [error]}), ok({"done": True}))
+    client = fake.client()
+    # when called, then it is retried as a 5xx is, not refused as a bad query
+    assert await client.execute("{ a }") == {"done": True}
+    assert len(fake.requests) == 2 and client.stats.server_errors == 1
+
+
+async def test_client_remembers_fixed_queries_costs_beside_many_costed_documents() -> None:
+    # given 300 calls of different documents, each with its expected cost given
+    answers = [ok({}, requested=5, available=2000) for _ in range(300)]
+    fake = Fake(*answers, ok({}, requested=900, available=0), ok({}))
+    client = fake.client()
+    for n in range(300):
+        await client.execute(f"mutation {{ m{n} }}", cost=5)
+    # when a fixed query charged 900 points runs twice, the first leaving the bucket empty
+    await client.execute("{ page }")
+    await client.execute("{ page }")
+    # then its second call waited for the 900 points it was charged, not the 50 assumed of a
+    # query never seen: the costed documents did not crowd it out of what the client remembers
+    assert fake.waits == [pytest.approx(9.0)]
