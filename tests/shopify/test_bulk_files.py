@@ -1,7 +1,9 @@
 """The bulk client's staged uploads and result files through a storage that fails: 5xx, answers
 cut part-way (the connection dropped, or a short file served as whole), refused and expired URLs.
-Against the live dev store over real HTTP on loopback, with its file faults; the partial data of
-a failed operation (which the dev store never writes) against scripted answers."""
+Against the live dev store over real HTTP on loopback, with its file faults; against scripted
+answers, what the dev store never does: a failed operation's partial data, a storage that
+answers "not now" (408, 429), a refusal after a short read, a bulk mutation's result URL signed
+again."""
 
 # ruff: noqa: F811  (the dev store's fixtures are imported, and used by name)
 
@@ -252,21 +254,19 @@ async def test_a_refused_result_url_is_read_from_the_url_the_operation_gives_aga
 FILE_URL = "https://storage.example/result.jsonl"
 
 
-def scripted(node: dict[str, Any], *files: httpx.Response) -> tuple[BulkRunner, list[str]]:
-    """A runner whose Admin API answers a started query, then `node` for it; and whose
-    storage answers `files` in turn (the paths asked are recorded)."""
+def scripted(
+    node: dict[str, Any], *files: httpx.Response, again: dict[str, Any] | None = None
+) -> tuple[BulkRunner, list[str]]:
+    """A runner whose Admin API answers a started query, then `node` for it (and `again` when
+    asked for it again); and whose storage answers `files` in turn (the paths asked are
+    recorded)."""
     started = {"id": node["id"], "status": "CREATED"}
     fake = Fake(
         ok({"bulkOperationRunQuery": {"bulkOperation": started, "userErrors": []}}),
         ok({"node": node}),
+        *([] if again is None else [ok({"node": again})]),
     )
-    answers, asked = list(files), []
-
-    def serve(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.path)
-        return answers.pop(0)
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(serve))
+    http, asked = storage_of(*files)
     return BulkRunner(fake.client(), http, sleep=fake.sleep), asked
 
 
@@ -301,3 +301,94 @@ async def test_a_failed_operations_partial_data_cut_within_a_line_keeps_its_whol
     assert outcome.status == "FAILED" and len(asked) == 1
     assert list(jsonl_lines(export)) == [{"a": 1}]
     assert json.loads(export.read_bytes()) == {"a": 1}
+
+
+@pytest.mark.parametrize("status", [408, 429])
+async def test_a_result_file_answered_not_now_is_asked_again(status: int, tmp_path: Path) -> None:
+    # given a storage that answers the first read "not now" (408, 429: not a refusal)
+    whole = b'{"a":1}\n'
+    node = {**operation("COMPLETED"), "url": FILE_URL, "fileSize": str(len(whole))}
+    run, asked = scripted(node, httpx.Response(status), httpx.Response(200, content=whole))
+    export = tmp_path / "export.jsonl"
+    # when the export is read, then the same URL was asked again, and the export is whole
+    await run.query("{ orders { edges { node { id } } } }", into=export)
+    assert asked == ["/result.jsonl"] * 2
+    assert export.read_bytes() == whole
+
+
+async def test_a_refusal_after_a_short_read_leaves_no_export(tmp_path: Path) -> None:
+    # given a result file first served short, then refused (the operation giving the same URL
+    # when asked again)
+    whole = b'{"a":1}\n{"b":2}\n'
+    node = {**operation("COMPLETED"), "url": FILE_URL, "fileSize": str(len(whole))}
+    run, asked = scripted(
+        node, httpx.Response(200, content=whole[:8]), httpx.Response(403), again=node
+    )
+    export = tmp_path / "export.jsonl"
+    # when the export is read, then the refusal is reported, and nothing of the short read is
+    # left to be taken for the export
+    with pytest.raises(BulkError, match=r"refused \(HTTP 403\)"):
+        await run.query("{ orders { edges { node { id } } } }", into=export)
+    assert len(asked) == 2 and export.read_bytes() == b""
+
+
+def staged_mutation(*nodes: dict[str, Any]) -> list[httpx.Response]:
+    """The Admin API's answers to a bulk mutation: its upload target, its start, then `nodes`
+    (each poll of the operation)."""
+    target = {
+        "url": "https://storage.example/upload",
+        "resourceUrl": None,
+        "parameters": [{"name": "key", "value": "tmp/variables.jsonl"}],
+    }
+    started = {"id": nodes[0]["id"], "status": "CREATED"}
+    return [
+        ok({"stagedUploadsCreate": {"stagedTargets": [target], "userErrors": []}}),
+        ok({"bulkOperationRunMutation": {"bulkOperation": started, "userErrors": []}}),
+        *(ok({"node": node}) for node in nodes),
+    ]
+
+
+def storage_of(*files: httpx.Response) -> tuple[httpx.AsyncClient, list[str]]:
+    answers, asked = list(files), []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return answers.pop(0)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(serve)), asked
+
+
+@pytest.mark.parametrize("status", [408, 429])
+async def test_an_upload_answered_not_now_is_posted_again_to_the_same_target(
+    status: int,
+) -> None:
+    # given a storage that answers the first upload "not now"
+    lines = b'{"__lineNumber":0,"data":{}}\n'
+    node = {**operation("COMPLETED"), "url": FILE_URL, "fileSize": str(len(lines))}
+    fake = Fake(*staged_mutation(node))
+    http, asked = storage_of(
+        httpx.Response(status), httpx.Response(201), httpx.Response(200, content=lines)
+    )
+    run = BulkRunner(fake.client(), http, sleep=fake.sleep)
+    # when a bulk mutation runs
+    outcome = await run.mutation(TAGS_ADD, [{"id": "gid://shopify/Customer/1"}])
+    # then the file went to the same target again, with no new target asked for
+    assert asked == ["/upload", "/upload", "/result.jsonl"]
+    assert sorted(outcome.by_line) == [0]
+
+
+async def test_a_bulk_mutations_answers_are_read_from_the_url_the_operation_gives_again() -> None:
+    # given a bulk mutation whose result URL is refused, and signed again when asked for
+    lines = b'{"__lineNumber":0,"data":{}}\n'
+    first = {**operation("COMPLETED"), "url": FILE_URL, "fileSize": str(len(lines))}
+    again = {**first, "url": "https://storage.example/resigned.jsonl"}
+    fake = Fake(*staged_mutation(first, again))
+    http, asked = storage_of(
+        httpx.Response(201), httpx.Response(403), httpx.Response(200, content=lines)
+    )
+    # when it runs, then its answers come from the new URL
+    outcome = await BulkRunner(fake.client(), http, sleep=fake.sleep).mutation(
+        TAGS_ADD, [{"id": "gid://shopify/Customer/1"}]
+    )
+    assert asked == ["/upload", "/result.jsonl", "/resigned.jsonl"]
+    assert sorted(outcome.by_line) == [0]
