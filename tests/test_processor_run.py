@@ -1,6 +1,9 @@
-"""The processor's loop in `clvsync serve`: it outlives a batch that fails as a whole."""
+"""The processor's loop in `clvsync serve`: it outlives a batch that fails as a whole; and its
+batches step aside for the webhooks being stored (webhooks/gate.py)."""
 
 from __future__ import annotations
+
+import time
 
 import anyio
 import pytest
@@ -10,7 +13,8 @@ from sqlmodel import Session, select
 
 from plugin.store.models import Order
 from tests.helpers import add_shop, enqueue, order_payload
-from webhooks.processor import Counts, Processor
+from webhooks.gate import IngestGate
+from webhooks.processor import GROUP_SIZE, Counts, Processor
 
 pytestmark = pytest.mark.anyio
 
@@ -60,3 +64,44 @@ async def test_a_failed_batch_is_retried_and_the_processor_keeps_running(
         stop.set()
     # then it went on after the failure and applied the order
     assert processor.error is None
+
+
+ORDERS = 30  # three groups of GROUP_SIZE
+
+
+def pending_orders(engine: Engine) -> None:
+    add_shop(engine)
+    for n in range(1, ORDERS + 1):
+        enqueue(engine, "orders/create", order_payload(n, customer_id=500 + n), f"order-{n}")
+
+
+def test_a_batch_ends_after_its_first_group_when_a_webhook_waits_to_be_stored(
+    engine: Engine,
+) -> None:
+    # given 30 orders pending, a batch given all the time it wants, and a webhook being stored
+    pending_orders(engine)
+    gate = IngestGate(serialise_writes=False)
+    processor = Processor(engine, gate=gate, batch_seconds=60, quiet_batch_seconds=60)
+    with gate.storing():
+        # when a batch runs, then it ends after one group, leaving the rest for later
+        assert len(processor.process_batch(ORDERS)) == GROUP_SIZE
+    # and once the webhook is stored, the next batch takes the rest
+    assert len(processor.process_batch(ORDERS)) == ORDERS - GROUP_SIZE
+
+
+def test_a_batch_ends_on_time_while_webhooks_come_and_takes_all_once_they_stop(
+    engine: Engine,
+) -> None:
+    # given 30 orders pending, applied one at a time, and a webhook stored a moment ago
+    pending_orders(engine)
+    gate = IngestGate(serialise_writes=False)
+    with gate.storing():
+        pass
+    processor = Processor(
+        engine, gate=gate, batch_seconds=0, quiet_batch_seconds=60, group_min=ORDERS + 1
+    )
+    # when a batch runs, then it ends on time, after its first event
+    assert len(processor.process_batch(ORDERS)) == 1
+    # and when none has come for a second, a batch takes every event left
+    time.sleep(1.0)
+    assert len(processor.process_batch(ORDERS)) == ORDERS - 1
