@@ -12,9 +12,11 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from jobs.plan import SAMPLE_SIZE
 from jobs.runs import run_job
 from jobs.writeback import WritebackError, plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
+from plugin.domain.flags import FLAGS
 from plugin.shopify.bulk import BulkOutcome, BulkRunner
 from plugin.shopify.client import AuthError, TransientError
 from plugin.store.models import CustomerScore, CustomerSync, SyncChange
@@ -174,6 +176,34 @@ async def test_a_refused_tag_change_is_not_resent_with_the_customers_new_values(
     assert float(held) == pytest.approx(float(item.change.set_metafields[0][1]))
 
 
+async def test_a_refused_customer_is_sent_its_tags_again_once_they_change(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a customer at the tag cap, refused once, who then makes room (the merchant removed
+    # tags of theirs)
+    scenario = scenario_factory()
+    full = next(c for c, tags in scenario.desired().items() if tags)
+    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(200)]
+    # when the customer's desired tags change (a new scoring run)
+    with Session(scenario.engine) as session, session.begin():
+        score = session.get(CustomerScore, (scenario.shop.id, full))
+        assert score is not None
+        held = score.tags.split()
+        new = next(flag for flag in FLAGS if flag not in held)
+        score.tags = " ".join([*held, new])
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    # then the new tags are planned and sent, and the store now holds them
+    (item,) = [i for i in plan.items if i.change.customer_id == full]
+    assert "clv:" + new in item.change.add
+    counts = await pusher.push(plan)
+    assert counts.customers_refused == 0
+    assert {t for t in scenario.store_tags()[full] if t.startswith("clv:")} == item.desired_tags
+
+
 async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions_fail(
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
@@ -304,6 +334,17 @@ async def test_push_job_dry_run_reports_without_calling(
     assert sum(result["tags_added"].values()) > 0
     assert all(reason for sample in result["sample"] for reason in sample["add"].values())
     assert scenario.store_tags() == before
+
+
+def test_a_dry_runs_sample_is_the_first_ten_customers(scenario_factory: ScenarioFactory) -> None:
+    scenario = scenario_factory()
+    shop = scenario.refreshed_shop()
+    plan = plan_changes(scenario.engine, shop, shop_writeback_settings(shop))
+    sample = plan.summary()["sample"]
+    assert len(plan.items) > SAMPLE_SIZE == len(sample)
+    assert [s["customer_id"] for s in sample] == [
+        i.change.customer_id for i in plan.items[:SAMPLE_SIZE]
+    ]
 
 
 async def test_push_job_records_every_applied_change_with_its_reason(
