@@ -89,6 +89,8 @@ def test_metafield_values_leave_out_a_figure_the_store_would_refuse() -> None:
     # a model that diverged: an infinite, a NaN and a 14-digit figure (Shopify takes 13)
     figures = CustomerFigures(float("inf"), 1e13, float("nan"), None, "loyal")
     assert metafield_values(figures, fitted=True) == {"segment": "loyal"}
+    figures = CustomerFigures(-1e13, float("-inf"), 0.5, None, "loyal")
+    assert metafield_values(figures, fitted=True) == {"p_alive": "0.50", "segment": "loyal"}
     figures = CustomerFigures(-12.5, 9999999999999.99, 0.5, None, "loyal")
     assert metafield_values(figures, fitted=True) == {
         "historical_value": "-12.50",
