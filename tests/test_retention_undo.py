@@ -167,6 +167,20 @@ def test_prune_deletes_old_rows_no_undo_reads(engine: Engine) -> None:
     assert left == {(42, "loyal"), (43, "lost")}
 
 
+def test_prune_keeps_the_last_value_written_before_a_later_refusal(engine: Engine) -> None:
+    # given a customer's segment set 200 days ago, and a new value refused 190 days ago
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        run = add_run(session, shop, "push", 200)
+        audit(session, shop, run, 200, "segment", value="loyal")
+        audit(session, shop, run, 190, "segment", "refused", "lost")
+    # when the prune runs, then the refusal goes and the value the store holds stays
+    assert prune(engine, shop)["sync_changes"] == 1
+    with Session(engine) as session:
+        left = list(session.exec(select(SyncChange.action, SyncChange.value)))
+    assert left == [("set", "loyal")]
+
+
 async def test_a_push_can_be_undone_as_long_as_its_audit_is_kept(engine: Engine) -> None:
     # given push runs 120 and 200 days old with their audit, and a push and a refit 120 days
     # old that changed nothing in the store
