@@ -4,6 +4,7 @@ batches step aside for the webhooks being stored (webhooks/gate.py)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import anyio
 import pytest
@@ -11,8 +12,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, select
 
-from plugin.store.models import Order
-from tests.helpers import add_shop, enqueue, order_payload
+from plugin.store import inbox
+from plugin.store.models import InboxEvent, Order
+from tests.helpers import T0, add_shop, enqueue, order_payload
 from webhooks.gate import IngestGate
 from webhooks.processor import GROUP_SIZE, Counts, Processor
 
@@ -105,3 +107,19 @@ def test_a_batch_ends_on_time_while_webhooks_come_and_takes_all_once_they_stop(
     # and when none has come for a second, a batch takes every event left
     time.sleep(1.0)
     assert len(processor.process_batch(ORDERS)) == ORDERS - 1
+
+
+def test_the_oldest_due_events_are_claimed_first(engine: Engine) -> None:
+    # given five events, the first of them tried once already and due again by now (on
+    # PostgreSQL its row, updated, now lies after the others)
+    add_shop(engine)
+    for n in range(1, 6):
+        enqueue(engine, "orders/create", order_payload(n, customer_id=500 + n), f"order-{n}")
+    with Session(engine) as session, session.begin():
+        first = min(session.exec(select(InboxEvent)).all(), key=lambda e: e.id or 0)
+        inbox.mark_failed(first, "tried", T0, max_attempts=8)
+    now = T0 + timedelta(hours=1)
+    # when two are claimed, then they are the two received first
+    with Session(engine) as session, session.begin():
+        claimed = [e.webhook_id for e in inbox.claim_due(session, now, 2)]
+    assert claimed == ["order-1", "order-2"]
