@@ -32,6 +32,7 @@ from plugin.store.models import (
     Order,
     OrderLine,
     Refund,
+    Shop,
     SyncChange,
 )
 from plugin.store.sync import Outcome, record_outcomes
@@ -100,10 +101,13 @@ def test_export_money_is_text_with_cents_and_times_are_seconds_with_offset(
 def test_export_carries_the_confidence_and_recommended_products(
     engine: Engine, migrated_url: str, fmt: str
 ) -> None:
-    # given a scored shop with recommendations
+    # given a scored shop with recommendations, but none for one customer among them
     store, shop, as_of = load_store(engine, 60, 6)
     full_recompute(engine, shop, as_of)
     compute_recommendations(engine, shop, as_of)
+    with Session(engine) as session, session.begin():
+        rows = session.exec(select(CustomerRecommendation)).all()
+        session.delete(sorted(rows, key=lambda r: r.customer_id)[len(rows) // 2])
     with Session(engine) as session:
         (confidence,) = session.exec(select(ModelRun.confidence)).all()
         held = {
@@ -384,13 +388,17 @@ def test_export_customer_report_keeps_every_field_held(engine: Engine, migrated_
 def test_export_lists_desired_and_pushed_tags_in_one_order(
     engine: Engine, migrated_url: str, fmt: str
 ) -> None:
-    # given a scored shop whose customers' desired tags were all pushed
+    # given a scored shop, tagging under its own prefix, whose customers' desired tags were
+    # all pushed
     store, shop, as_of = load_store(engine, 60, 6)
     full_recompute(engine, shop, as_of)
-    with Session(engine) as session:
+    with Session(engine) as session, session.begin():
+        stored = session.get(Shop, shop.id)
+        assert stored is not None
+        stored.settings = json.dumps({"tag_prefix": "ltv-"})
         desired = {s.customer_id: s.tags.split() for s in session.exec(select(CustomerScore))}
     assert any(tags != sorted(tags) for tags in desired.values())  # the rules' order
-    pushed = [Outcome(c, tags=frozenset(f"clv:{t}" for t in tags)) for c, tags in desired.items()]
+    pushed = [Outcome(c, tags=frozenset(f"ltv-{t}" for t in tags)) for c, tags in desired.items()]
     assert shop.id is not None
     record_outcomes(engine, shop.id, pushed, via="call", job_run_id=None, now=T0)
     # when exported
