@@ -475,3 +475,51 @@ async def test_a_tick_made_up_behind_a_run_whose_lease_lasts_waits_for_its_end(
     assert ran == [crashed.domain]
     outcomes = sorted((r.worker, r.outcome) for r in runs_of(engine))
     assert outcomes == [("worker-a", OK), ("worker-b", OK), ("worker-dead", FAILED)]
+
+
+async def test_a_restart_makes_up_a_tick_only_for_shops_no_ok_run_served_since(
+    engine: Engine,
+) -> None:
+    # given three shops whose daily job last ran ok: the day before its tick, at the tick
+    # itself, and after it
+    shops = [add_shop(engine, f"shop{n}.myshopify.com") for n in range(3)]
+    with Session(engine) as session, session.begin():
+        for shop, started in zip(
+            shops, (TICK - timedelta(days=1), TICK, TICK + timedelta(minutes=1)), strict=True
+        ):
+            assert shop.id is not None
+            session.add(
+                JobRun(
+                    shop_id=shop.id, job="daily", worker="worker-b", started_at=started,
+                    finished_at=started, outcome=OK,
+                )
+            )  # fmt: skip
+    ran: list[str] = []
+    # when a process starts
+    async with running(engine, daily_job(ran)):
+        await eventually(lambda: ran != [])
+        await anyio.sleep(0.2)
+    # then only the first shop's tick is made up
+    assert ran == [shops[0].domain]
+
+
+async def test_the_scheduler_runs_at_most_jobs_at_once_jobs_together(engine: Engine) -> None:
+    # given three shops' ticks to make up, of a job that takes a while
+    for n in range(3):
+        add_shop(engine, f"shop{n}.myshopify.com")
+    active, most, done = 0, 0, 0
+
+    async def slow(ctx: JobContext, shop: Shop, run_id: int | None) -> Mapping[str, Any]:
+        nonlocal active, most, done
+        active += 1
+        most = max(most, active)
+        await anyio.sleep(0.5)
+        active, done = active - 1, done + 1
+        return {}
+
+    job = JobSpec("daily", slow, daily_at_hour=TICK.hour, misfire_grace_seconds=3 * 3600)
+    # when a process that runs two jobs at once starts
+    async with running(engine, (job,), jobs_at_once=2, take_every_seconds=0.02):
+        await eventually(lambda: done == 3)
+    # then no more than two ran together
+    assert most == 2
