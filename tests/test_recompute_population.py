@@ -132,3 +132,20 @@ def test_a_customer_whose_only_order_is_dated_later_records_no_rescore_run(
     rescore_changed(engine, shop, AS_OF + timedelta(days=4))
     assert runs(engine) == [("full", 2), ("rescore", 1)]
     assert sorted(scores_of(engine)) == [5, 6, 7]
+
+
+@pytest.mark.parametrize(("new_buyers", "kind"), [(0, "rescore"), (1, "full")])
+def test_a_rescore_of_as_many_customers_as_the_last_full_run_scored_is_still_a_rescore(
+    engine: Engine, new_buyers: int, kind: str
+) -> None:
+    # given a shop of three buyers, scored by a full run
+    shop = shop_of(engine, "small.myshopify.com")
+    for customer in (1, 2, 3):
+        apply(engine, shop, order_payload(customer, customer_id=customer), AS_OF - timedelta(30))
+    full_recompute(engine, shop, AS_OF)
+    # when all three buy again (and, in the second case, a fourth buys for the first time)
+    for customer in range(1, 4 + new_buyers):
+        apply(engine, shop, order_payload(100 + customer, customer_id=customer), AS_OF)
+    # then as many customers as the full run scored are re-scored; one more is a full run
+    summary = rescore_changed(engine, shop, AS_OF + timedelta(hours=1))
+    assert (summary["kind"], summary["customers_scored"]) == (kind, 3 + new_buyers)
