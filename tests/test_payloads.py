@@ -1,13 +1,15 @@
-"""Reading Shopify's payloads: ids must be ids."""
+"""Reading Shopify's payloads: ids must be ids; what refunds and orders are read as."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from plugin.domain.ledger_values import MAX_ID
-from tests.helpers import order_payload, refund_payload
+from tests.helpers import T0, money, order_payload, refund_payload
 from webhooks.payloads import PayloadError, parse_order, parse_refund
 
 
@@ -114,3 +116,68 @@ def test_a_refund_line_quantity_must_be_whole() -> None:
     payload["refund_line_items"] = [{"line_item_id": 9001, "quantity": 0.5}]
     with pytest.raises(PayloadError, match=r"^refund_line_items.quantity: not a whole number"):
         parse_refund(payload)
+
+
+# --- what a refund and an order are read as ---------------------------------------------------
+
+
+def test_only_successful_refund_transactions_count() -> None:
+    # given a refund's transactions: one returned, one that failed, one whose status is not
+    # given (counted: whether Shopify gives it is unconfirmed), and a sale that is no refund
+    payload = refund_payload(3001, 1001, "30.00")
+    payload["transactions"] += [
+        {"amount": "30.00", "currency": "USD", "kind": "refund", "status": "failure"},
+        {"amount": "5.00", "currency": "USD", "kind": "refund"},
+        {"amount": "50.00", "currency": "USD", "kind": "sale", "status": "success"},
+    ]
+    refund = parse_refund(payload)
+    assert (refund.transactions_amount, refund.transactions_currency) == (Decimal("35.00"), "USD")
+
+
+def test_refund_transactions_in_two_currencies_give_no_amount_of_their_own() -> None:
+    # given a refund returned partly in the shop's currency and partly in another
+    payload = refund_payload(3001, 1001, "30.00")
+    payload["transactions"].append(
+        {"amount": "10.00", "currency": "EUR", "kind": "refund", "status": "success"}
+    )
+    # then its transactions say nothing: its lines are netted instead (`refund_amount`)
+    refund = parse_refund(payload)
+    assert (refund.transactions_amount, refund.transactions_currency) == (None, None)
+
+
+def test_a_refunds_lines_count_with_their_taxes_and_its_shipping_refund() -> None:
+    # given a refunded line of 20.00 with 2.00 of tax, and 5.00 of shipping refunded (an order
+    # adjustment, which Shopify sends as a negative amount)
+    payload = refund_payload(3001, 1001, "27.00")
+    payload["refund_line_items"] = [
+        {
+            "line_item_id": 10011,
+            "quantity": 1,
+            "subtotal_set": money("20.00"),
+            "total_tax_set": money("2.00"),
+        }
+    ]
+    payload["order_adjustments"] = [{"kind": "shipping_refund", "amount_set": money("-5.00")}]
+    assert parse_refund(payload).lines_amount == Decimal("27.00")
+
+
+def test_a_line_without_a_current_quantity_is_taken_as_unedited() -> None:
+    payload = order_payload(1001)
+    payload["line_items"][0] |= {"quantity": 3}
+    del payload["line_items"][0]["current_quantity"]
+    line = parse_order(payload).lines[0]
+    assert (line.quantity, line.current_quantity) == (3, 3)
+
+
+def test_an_order_without_updated_at_is_versioned_by_its_creation() -> None:
+    payload = order_payload(1001, day=3)
+    del payload["updated_at"]
+    order = parse_order(payload)
+    assert order.updated_at == order.created_at == T0 + timedelta(days=3)
+
+
+def test_a_lines_product_type_and_sku_are_cut_to_their_columns() -> None:
+    payload = order_payload(1001)
+    payload["line_items"][0] |= {"product_type": "T" * 300, "sku": "S" * 300}
+    line = parse_order(payload).lines[0]
+    assert (line.product_type, line.sku) == ("T" * 255, "S" * 255)
