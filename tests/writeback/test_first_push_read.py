@@ -92,3 +92,21 @@ async def test_the_undo_of_a_reconcile_puts_back_a_value_it_found_edited(
     # then the value is back as the reconcile found it
     assert result.outcome == OK, result.error
     assert store_state(scenario) == before
+
+
+@pytest.mark.parametrize("above", [0, 1])
+async def test_the_first_push_reads_in_bulk_from_exactly_the_shops_threshold(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, above: int
+) -> None:
+    # given a bulk threshold of exactly the number of customers to read (or one more)
+    scenario = scenario_factory()
+    with Session(scenario.engine) as session:
+        scored = len(session.exec(select(CustomerScore.customer_id)).all())
+    scenario.set_shop_settings(bulk_threshold=scored + above)
+    # when the app pushes for the first time
+    await push(scenario, http)
+    # then it read them in one bulk query at the threshold, and by id under it
+    read_in_bulk = [
+        op for op in scenario.devstore.state.bulk_operations.values() if op.type == "QUERY"
+    ]
+    assert len(read_in_bulk) == (1 if above == 0 else 0)
