@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from jobs import readback, writeback
 from jobs.writeback import plan_changes, push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
 from plugin.store.models import Customer, CustomerSync
-from plugin.store.sync import record_customers_found
+from plugin.store.sync import mark_uncertain, record_customers_found
 from tests.helpers import enqueue
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
@@ -258,6 +258,29 @@ async def test_reconcile_marks_deleted_a_customer_gone_from_the_store_and_stops_
     others = set(scenario.desired()) - {gone}
     found, before = others - {min(others)}, scenario.as_of - timedelta(days=1)
     assert record_customers_found(scenario.engine, scenario.shop.id, found, before, before) == []
+
+
+async def test_a_read_of_the_store_that_finds_no_customer_at_all_marks_none_deleted(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop, some of whose customers were left uncertain by a push, and a store
+    # whose customer list reads back empty (not a credible read of a shop the app pushed to)
+    scenario = scenario_factory()
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert scenario.shop.id is not None
+    uncertain = sorted(scenario.desired())[:5]
+    mark_uncertain(scenario.engine, scenario.shop.id, uncertain)
+    for customer_id in list(scenario.devstore.state.customers):
+        scenario.devstore.state.delete_customer(customer_id)
+    # when the shop is reconciled a day later
+    later = replace(ctx, clock=lambda: scenario.as_of + timedelta(days=1))
+    result = await reconcile_shop(later, scenario.refreshed_shop(), None)
+    # then no customer is marked deleted, the uncertain ones included
+    assert result["customers_gone"] == 0
+    with Session(scenario.engine) as session:
+        deleted = session.exec(select(Customer).where(col(Customer.deleted_at).is_not(None)))
+        assert deleted.all() == []
 
 
 async def test_a_customer_marked_gone_whom_a_later_read_finds_is_pushed_to_again(
