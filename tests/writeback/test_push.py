@@ -122,14 +122,27 @@ async def test_bulk_and_per_call_paths_reach_the_same_end_state(
     assert_in_sync(bulk)
 
 
+def at_the_tag_cap(scenario: Scenario) -> int:
+    """A customer with tags to receive, given 250 tags of the merchant's: Shopify's cap."""
+    full = next(c for c, tags in scenario.desired().items() if tags)
+    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
+    return full
+
+
+async def refused_at_the_tag_cap(scenario: Scenario, http: httpx.AsyncClient) -> int:
+    """A customer at the tag cap whose tags a push was refused."""
+    full = at_the_tag_cap(scenario)
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    return full
+
+
 async def test_customer_at_the_tag_cap_is_refused_reported_and_not_resent(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
     # given a customer who already holds 250 tags of the merchant's
     scenario = scenario_factory()
-    desired = scenario.desired()
-    full = next(c for c, tags in desired.items() if tags)
-    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
+    full = at_the_tag_cap(scenario)
     pusher = scenario.pusher(http)
     # when pushed
     counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
@@ -151,10 +164,7 @@ async def test_a_refused_tag_change_is_not_resent_with_the_customers_new_values(
 ) -> None:
     # given a customer at the tag cap, refused once
     scenario = scenario_factory()
-    full = next(c for c, tags in scenario.desired().items() if tags)
-    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
-    pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    full = await refused_at_the_tag_cap(scenario, http)
     for _ in range(2):
         # when the customer's value changes (a new order) and the shop is pushed again
         with Session(scenario.engine) as session, session.begin():
@@ -182,10 +192,7 @@ async def test_a_refused_customer_is_sent_its_tags_again_once_they_change(
     # given a customer at the tag cap, refused once, who then makes room (the merchant removed
     # tags of theirs)
     scenario = scenario_factory()
-    full = next(c for c, tags in scenario.desired().items() if tags)
-    scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(250)]
-    pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    full = await refused_at_the_tag_cap(scenario, http)
     scenario.devstore.state.customers[full].tags = [f"m{i}" for i in range(200)]
     # when the customer's desired tags change (a new scoring run)
     with Session(scenario.engine) as session, session.begin():
