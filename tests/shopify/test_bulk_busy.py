@@ -40,6 +40,11 @@ def operation(status: str, query: str = "{ someone { else } }") -> dict[str, Any
     }
 
 
+def operations_asked(fake: Fake) -> list[str]:
+    """Each request's operation, by its name and first variable (`RunBulkQuery($query:`)."""
+    return [json.loads(r.content)["query"].split()[1] for r in fake.requests]
+
+
 @pytest.mark.parametrize("code", ["OPERATION_IN_PROGRESS", "LIMIT_REACHED"])
 async def test_a_busy_shop_is_waited_for_then_asked_again(code: str, tmp_path: Path) -> None:
     # given a shop whose places are taken (the newest operation, not ours, already ended)
@@ -56,7 +61,7 @@ async def test_a_busy_shop_is_waited_for_then_asked_again(code: str, tmp_path: P
     # then it waited a poll, asked again, and followed its own operation
     assert outcome.status == "COMPLETED" and outcome.operation_id == started["id"]
     assert fake.waits == [2.0]
-    asked = [json.loads(r.content)["query"].split()[1] for r in fake.requests]
+    asked = operations_asked(fake)
     assert asked == ["RunBulkQuery($query:", "Current($type:", "RunBulkQuery($query:", "Poll($id:"]
 
 
@@ -116,7 +121,7 @@ async def test_a_start_whose_answer_was_lost_follows_its_own_operation(tmp_path:
     outcome = await runner.query("{ orders { edges { node { id } } } }", into=tmp_path / "x")
     # then the operation found running is taken for its own and followed: never started again
     assert outcome.status == "COMPLETED" and outcome.operation_id == operation("x")["id"]
-    asked = [json.loads(r.content)["query"].split()[1] for r in fake.requests]
+    asked = operations_asked(fake)
     assert asked == ["RunBulkQuery($query:"] * 2 + ["Current($type:", "Poll($id:"]
 
 
@@ -136,7 +141,7 @@ async def test_another_apps_running_operation_is_followed_until_it_ends(tmp_path
     outcome = await runner.query("{ orders { edges { node { id } } } }", into=tmp_path / "x")
     # then it polled the other operation until it ended, and asked again at once
     assert outcome.operation_id == started["id"]
-    asked = [json.loads(r.content)["query"].split()[1] for r in fake.requests]
+    asked = operations_asked(fake)
     start, current, poll = "RunBulkQuery($query:", "Current($type:", "Poll($id:"
     assert asked == [start, current, poll, poll, start, poll]
     assert fake.waits == [2.0]

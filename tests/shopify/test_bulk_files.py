@@ -254,6 +254,17 @@ async def test_a_refused_result_url_is_read_from_the_url_the_operation_gives_aga
 FILE_URL = "https://storage.example/result.jsonl"
 
 
+def storage_of(*files: httpx.Response) -> tuple[httpx.AsyncClient, list[str]]:
+    """A storage that answers `files` in turn, and the paths it was asked for."""
+    answers, asked = list(files), []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        return answers.pop(0)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(serve)), asked
+
+
 def scripted(
     node: dict[str, Any], *files: httpx.Response, again: dict[str, Any] | None = None
 ) -> tuple[BulkRunner, list[str]]:
@@ -346,16 +357,6 @@ def staged_mutation(*nodes: dict[str, Any]) -> list[httpx.Response]:
         ok({"bulkOperationRunMutation": {"bulkOperation": started, "userErrors": []}}),
         *(ok({"node": node}) for node in nodes),
     ]
-
-
-def storage_of(*files: httpx.Response) -> tuple[httpx.AsyncClient, list[str]]:
-    answers, asked = list(files), []
-
-    def serve(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.path)
-        return answers.pop(0)
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(serve)), asked
 
 
 @pytest.mark.parametrize("status", [408, 429])
