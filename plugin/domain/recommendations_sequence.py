@@ -109,7 +109,12 @@ def upsell_links(baskets: Baskets, settings: RecommendationSettings) -> Links:
     low, high = pairs_within(size[small])
     price = baskets.price
     step_up = price[item[high]] > price[item[low]]
-    step_up &= price[item[high]] >= settings.upsell_min_price_ratio * price[item[low]]
+    # at least the ratio as a merchant reckons it: 1.1 x 25.00 is 27.50, where the float
+    # product is 27.500000000000004. The slack, 1e-12 of the price, undoes only float error: a
+    # price of 4 places under a million below a ratio of a decimal or two times another price
+    # is below it by 1e-6 at least, 1e-12 of a million
+    threshold = settings.upsell_min_price_ratio * price[item[low]] * (1 - 1e-12)
+    step_up &= price[item[high]] >= threshold
     # a second checkout minutes after the first is one purchase, not going on to buy (the
     # replenishment rule 1 merges purchases less than a day apart in the same way)
     later = baskets.day[last[high]] >= baskets.day[first[low]] + 1
