@@ -24,25 +24,13 @@ from plugin.domain.recommendations import (
 )
 from plugin.domain.replenishment import reorder_status
 from plugin.domain.scoring_types import ProductPurchases, ScoringSettings
+from tests.domain.recommendation_data import Order, guests, lines_of, picks
 
-Order = tuple[int, int, float, list[int]]  # order id, customer id (-1 guest), day, products
 LOOSE = RecommendationSettings(fbt_min_support=1, fbt_min_lift=0.0, bundle_min_support=1)
 # Hand-made baskets are too few for any count to clear the chance bound of frequently bought
 # together and bundles: the tests of support, lift and ranking turn it off (signal_max_chance
 # 1.0), and a support of 2 baskets asks for 2 customers, not 3; the tests of those rules
 # themselves use the defaults.
-
-
-def lines_of(orders: list[Order], quantity: int = 1) -> OrderLines:
-    rows = [(o, c, d, p) for o, c, d, products in orders for p in products]
-    return OrderLines(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.int64),
-        np.array([r[3] for r in rows], dtype=np.int64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-        np.full(len(rows), quantity, dtype=np.int64),
-        np.full(len(rows), 10.0),
-    )
 
 
 def table_of(products: dict[int, tuple[str, float]]) -> ProductTable:
@@ -52,10 +40,6 @@ def table_of(products: dict[int, tuple[str, float]]) -> ProductTable:
         np.array([products[i][0] for i in ids]),
         np.array([products[i][1] for i in ids], dtype=np.float64),
     )
-
-
-def guests(baskets: list[list[int]], first_order: int = 1) -> list[Order]:
-    return [(first_order + i, -1, 1.0, b) for i, b in enumerate(baskets)]
 
 
 # pairs of 2 baskets from 2 customers, at any lift, with the chance bound off
@@ -468,11 +452,6 @@ def coffee_orders() -> list[Order]:
     orders: list[Order] = [(1, 1, 100.0, [COFFEE, MUG]), (2, 2, 120.0, [COFFEE])]
     orders += [(3, 3, 112.0, [COFFEE]), (4, 4, 0.0, [COFFEE]), (5, -1, 50.0, [KETTLE, TEA])]
     return orders
-
-
-def picks(result: object, customer: int) -> list[int]:
-    row = int(np.searchsorted(result.customer_id, customer))  # type: ignore[attr-defined]
-    return [int(p) for p in result.product_id[row] if p != NO_PRODUCT]  # type: ignore[attr-defined]
 
 
 def test_next_products_owned_one_off_is_never_offered_again() -> None:

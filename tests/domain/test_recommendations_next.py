@@ -9,7 +9,6 @@ import pytest
 
 import plugin.domain.recommendations_next as ranking
 from plugin.domain.recommendations import (
-    NO_PRODUCT,
     OrderLines,
     ProductTable,
     RecommendationSettings,
@@ -18,33 +17,12 @@ from plugin.domain.recommendations import (
 )
 from plugin.domain.recommendations_baskets import build_baskets
 from plugin.domain.recommendations_next import customer_history
+from tests.domain.recommendation_data import Order, guests, lines_of, picks
 
-Order = tuple[int, int, float, list[int]]  # order id, customer id (-1 guest), day, products
 A, B, C, D, E, F, G = 1, 2, 3, 4, 5, 6, 7
 TABLE = ProductTable(
     np.arange(1, 8, dtype=np.int64), np.array(["Thing"] * 7), np.full(7, 10.0, dtype=np.float64)
 )
-
-
-def lines_of(orders: list[Order]) -> OrderLines:
-    rows = [(o, c, d, p) for o, c, d, products in orders for p in products]
-    return OrderLines(
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([r[1] for r in rows], dtype=np.int64),
-        np.array([r[3] for r in rows], dtype=np.int64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-        np.ones(len(rows), dtype=np.int64),
-        np.full(len(rows), 10.0),
-    )
-
-
-def guests(baskets: list[list[int]], first_order: int) -> list[Order]:
-    return [(first_order + i, -1, 1.0, b) for i, b in enumerate(baskets)]
-
-
-def picks(result: object, customer: int) -> list[int]:
-    row = int(np.searchsorted(result.customer_id, customer))  # type: ignore[attr-defined]
-    return [int(p) for p in result.product_id[row] if p != NO_PRODUCT]  # type: ignore[attr-defined]
 
 
 def test_history_is_the_last_orders_within_the_cap_each_product_at_its_latest_weight() -> None:
