@@ -3,6 +3,8 @@ next products draw on), and upsell."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -25,8 +27,8 @@ LOOSE = RecommendationSettings(
 )
 
 
-def lines_of(histories: list[list[list[int]]], table_days: float = 10.0) -> OrderLines:
-    """Each history is one customer's orders, `table_days` apart, the customer numbered from 1."""
+def lines_of_histories(histories: list[list[list[int]]]) -> OrderLines:
+    """Each history is one customer's orders, 10 days apart, the customer numbered from 1."""
     rows = [
         (c, k, p)
         for c, history in enumerate(histories, start=1)
@@ -37,7 +39,7 @@ def lines_of(histories: list[list[list[int]]], table_days: float = 10.0) -> Orde
         np.array([1000 * c + k for c, k, _ in rows], dtype=np.int64),
         np.array([c for c, _, _ in rows], dtype=np.int64),
         np.array([p for _, _, p in rows], dtype=np.int64),
-        np.array([1.0 + table_days * k for _, k, _ in rows]),
+        np.array([1.0 + 10.0 * k for _, k, _ in rows]),
         np.ones(len(rows), dtype=np.int64),
         np.full(len(rows), 10.0),
     )
@@ -49,7 +51,7 @@ def followers(
     table: ProductTable = TABLE,
 ) -> dict[int, list[tuple[int, float]]]:
     """Each product's followers (product id, gain), best first."""
-    baskets = build_baskets(lines_of(histories), table, 1000.0, settings)
+    baskets = build_baskets(lines_of_histories(histories), table, 1000.0, settings)
     found = next_order_followers(baskets, settings)
     ids = baskets.product_ids
     table_of: dict[int, list[tuple[int, float]]] = {}
@@ -78,8 +80,7 @@ def test_followers_by_hand_gain_over_the_next_orders_base_rate() -> None:
 def test_followers_need_a_count_chance_rarely_reaches() -> None:
     # when the same pairs are held to the default chance bound (1e-4), then none is a follower:
     # C -> A's 3 pairs against 0.6 expected have a bound of 0.09
-    strict = RecommendationSettings(sequence_min_support=3, sequence_prior_orders=2.0)
-    assert followers(SEQUENCES, strict) == {}
+    assert followers(SEQUENCES, replace(LOOSE, signal_max_chance=1e-4)) == {}
 
 
 def test_a_product_every_next_order_holds_follows_nothing() -> None:
@@ -94,13 +95,7 @@ def test_followers_of_equal_gain_go_to_the_lower_id_up_to_the_neighbors_kept() -
     histories = [[[A], [C]]] * 3 + [[[A], [B]]] * 3 + [[[D], [E]]] * 6
     # then both follow A, B first; with one neighbour kept, B alone
     assert [b for b, _ in followers(histories)[A]] == [B, C]
-    one = RecommendationSettings(
-        sequence_min_support=3,
-        sequence_prior_orders=2.0,
-        signal_max_chance=1.0,
-        sequence_neighbors=1,
-    )
-    assert [b for b, _ in followers(histories, one)[A]] == [B]
+    assert [b for b, _ in followers(histories, replace(LOOSE, sequence_neighbors=1))[A]] == [B]
 
 
 def test_a_follower_off_the_product_table_is_not_kept() -> None:
@@ -118,21 +113,10 @@ def test_an_order_over_the_size_cap_breaks_the_sequence() -> None:
     # who bought G twice)
     histories = [[[A], [C, D, E, F], [B]]] * 3 + [[[G], [G]]] * 6
     # when baskets of 4 products count, then A leads to C-F and C-F to B
-    four = RecommendationSettings(
-        sequence_min_support=3,
-        sequence_prior_orders=2.0,
-        signal_max_chance=1.0,
-        max_basket_products=4,
-    )
+    four = replace(LOOSE, max_basket_products=4)
     assert followers(histories, four).keys() == {A, C, D, E, F}
     # and when the cap is 3, the big order is no one's next order, nor followed by one
-    three = RecommendationSettings(
-        sequence_min_support=3,
-        sequence_prior_orders=2.0,
-        signal_max_chance=1.0,
-        max_basket_products=3,
-    )
-    assert followers(histories, three) == {}
+    assert followers(histories, replace(LOOSE, max_basket_products=3)) == {}
 
 
 # ---- upsell ------------------------------------------------------------------------------------
@@ -147,14 +131,14 @@ MIN_THREE = RecommendationSettings(upsell_min_support=3)
 
 def test_upsell_at_exactly_the_price_ratio() -> None:
     # given three customers who bought brewer A (25.00) and then B (27.50): 1.1 times its price
-    links = upsell(lines_of([[[A], [B]]] * 3), BREWERS, 100.0, MIN_THREE)
+    links = upsell(lines_of_histories([[[A], [B]]] * 3), BREWERS, 100.0, MIN_THREE)
     # then B is A's upsell (1.1 x 25.00 is 27.50, though not in floating point)
     assert links.partners_of(A) == (B,)
 
 
 def test_upsell_counts_the_customers_last_order_with_the_pricier_product() -> None:
     # given three customers who bought brewer C, then A, then C again
-    links = upsell(lines_of([[[C], [A], [C]]] * 3), BREWERS, 100.0, MIN_THREE)
+    links = upsell(lines_of_histories([[[C], [A], [C]]] * 3), BREWERS, 100.0, MIN_THREE)
     # then C is A's upsell: they went on to buy it after A
     assert links.partners_of(A) == (C,)
 
@@ -163,24 +147,24 @@ def test_upsell_leaves_out_orders_over_the_size_cap() -> None:
     # given three customers who bought A, and later C with three mugs
     histories = [[[A], [C, E, F, G]]] * 3
     # then C is A's upsell while orders of 4 products count, and not when the cap is 3
-    assert upsell(lines_of(histories), BREWERS, 100.0, MIN_THREE).partners_of(A) == (C,)
+    assert upsell(lines_of_histories(histories), BREWERS, 100.0, MIN_THREE).partners_of(A) == (C,)
     capped = RecommendationSettings(upsell_min_support=3, max_basket_products=3)
-    assert upsell(lines_of(histories), BREWERS, 100.0, capped).partners_of(A) == ()
+    assert upsell(lines_of_histories(histories), BREWERS, 100.0, capped).partners_of(A) == ()
 
 
 def test_upsell_of_equal_customers_go_to_the_lower_id_up_to_the_number_kept() -> None:
     # given three customers who bought A and then D, and three A and then C, both at 50.00
     histories = [[[A], [D]]] * 3 + [[[A], [C]]] * 3
-    assert upsell(lines_of(histories), BREWERS, 100.0, MIN_THREE).partners_of(A) == (C, D)
+    assert upsell(lines_of_histories(histories), BREWERS, 100.0, MIN_THREE).partners_of(A) == (C, D)
     one = RecommendationSettings(upsell_min_support=3, upsell_per_product=1)
-    assert upsell(lines_of(histories), BREWERS, 100.0, one).partners_of(A) == (C,)
+    assert upsell(lines_of_histories(histories), BREWERS, 100.0, one).partners_of(A) == (C,)
 
 
 def test_upsell_lift_is_over_the_share_of_customers_who_bought_the_upsell() -> None:
     # given three customers who bought A and then C, three who bought A alone and four who
     # bought E alone: 10 customers
     histories = [[[A], [C]]] * 3 + [[[A]]] * 3 + [[[E]]] * 4
-    links = upsell(lines_of(histories), BREWERS, 100.0, MIN_THREE)
+    links = upsell(lines_of_histories(histories), BREWERS, 100.0, MIN_THREE)
     # then C's confidence is 3 of A's 6 buyers, and its lift that over the 3 of 10 who own C
     assert links.confidence.tolist() == [pytest.approx(0.5)]
     assert links.lift.tolist() == [pytest.approx(0.5 / 0.3)]
@@ -191,5 +175,5 @@ def test_upsell_product_types_differing_only_in_spaces_are_one_type() -> None:
     table = ProductTable(
         np.array([A, C], dtype=np.int64), np.array(["Brewers", " Brewers "]), np.array([25.0, 50.0])
     )
-    links = upsell(lines_of([[[A], [C]]] * 3), table, 100.0, MIN_THREE)
+    links = upsell(lines_of_histories([[[A], [C]]] * 3), table, 100.0, MIN_THREE)
     assert links.partners_of(A) == (C,)
