@@ -1,12 +1,17 @@
-"""Hand-made order lines for the recommendation tests, and reading a customer's picks."""
+"""Hand-made order lines and products for the recommendation tests; a customer's picks."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from plugin.domain.recommendations import NO_PRODUCT, OrderLines
+from plugin.domain.recommendations import NO_PRODUCT, OrderLines, ProductTable
 
 Order = tuple[int, int, float, list[int]]  # order id, customer id (-1 guest), day, products
+# products 1-7, of one type, at 10.00
+A, B, C, D, E, F, G = 1, 2, 3, 4, 5, 6, 7
+THINGS = ProductTable(
+    np.arange(1, 8, dtype=np.int64), np.array(["Thing"] * 7), np.full(7, 10.0, dtype=np.float64)
+)
 
 
 def lines_of(orders: list[Order], quantity: int = 1) -> OrderLines:

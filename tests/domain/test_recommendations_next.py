@@ -17,11 +17,19 @@ from plugin.domain.recommendations import (
 )
 from plugin.domain.recommendations_baskets import build_baskets
 from plugin.domain.recommendations_next import customer_history
-from tests.domain.recommendation_data import Order, guests, lines_of, picks
-
-A, B, C, D, E, F, G = 1, 2, 3, 4, 5, 6, 7
-TABLE = ProductTable(
-    np.arange(1, 8, dtype=np.int64), np.array(["Thing"] * 7), np.full(7, 10.0, dtype=np.float64)
+from tests.domain.recommendation_data import (
+    THINGS,
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
+    G,
+    Order,
+    guests,
+    lines_of,
+    picks,
 )
 
 
@@ -32,7 +40,7 @@ def test_history_is_the_last_orders_within_the_cap_each_product_at_its_latest_we
         (5, 1, 5.0, [E, F, G, A]),
     ]  # fmt: skip
     settings = RecommendationSettings(max_basket_products=3)
-    baskets = build_baskets(lines_of(orders), TABLE, 10.0, settings)
+    baskets = build_baskets(lines_of(orders), THINGS, 10.0, settings)
     # when their history is taken (the last 3 orders, each older one weighing half the next)
     history = customer_history(baskets, settings)
     # then the oversized order is left out and so is A, four counted orders back; B weighs as
@@ -51,7 +59,7 @@ def test_bought_again_needs_enough_customers_who_bought_it_again_not_enough_owne
     for c in (21, 22, 23):
         orders += [(10 * c, c, 1.0, [B]), (10 * c + 1, c, 20.0, [B])]
     # when the shop's products bought again are found (at least 3 customers by default)
-    found = recommend(lines_of(orders), TABLE, 40.0, replenishment_days={})
+    found = recommend(lines_of(orders), THINGS, 40.0, replenishment_days={})
     # then only the kettle is: the tea's twelve owners hold but two who bought it again
     assert found.bought_again.tolist() == [B]
 
@@ -65,7 +73,7 @@ def test_buying_again_counts_an_order_from_a_day_after_the_last(
     for c in (1, 2, 3):
         orders += [(10 * c, c, 1.0, [A]), (10 * c + 1, c, 1.0 + gap, [A])]
     # when the products bought again are found
-    found = recommend(lines_of(orders), TABLE, 40.0, replenishment_days={})
+    found = recommend(lines_of(orders), THINGS, 40.0, replenishment_days={})
     # then an order a whole day later buys it again; one half a day later is the same purchase
     assert found.bought_again.tolist() == again
 
@@ -77,7 +85,7 @@ def test_products_bought_new_only_in_baskets_over_the_cap_rank_as_never_bought()
     orders += [(200, 1, 1.0, [B])]
     settings = RecommendationSettings(max_basket_products=3)
     # when the newcomer's next products are ranked
-    result = next_products(lines_of(orders), TABLE, 40.0, settings, replenishment_days={})
+    result = next_products(lines_of(orders), THINGS, 40.0, settings, replenishment_days={})
     # then G, bought new in three counted baskets, comes first; the rest, bought new in none
     # (or owned), follow by product id
     assert picks(result, 1) == [G, A, C, D, E]
@@ -89,7 +97,7 @@ def test_due_consumables_come_earliest_reorder_day_first_whatever_their_ids() ->
     orders: list[Order] = [(1, 1, 100.0, [A]), (2, 1, 105.0, [B])]
     intervals = {A: 30.0, B: 20.0}
     # when their next products are ranked on day 126, both due
-    result = next_products(lines_of(orders), TABLE, 126.0, replenishment_days=intervals)
+    result = next_products(lines_of(orders), THINGS, 126.0, replenishment_days=intervals)
     # then the tea, expected on day 125, comes before the coffee, expected on day 130
     assert picks(result, 1)[:2] == [B, A]
     assert result.reorder_day[0, :2].tolist() == [125.0, 130.0]
@@ -112,7 +120,7 @@ def test_equal_scores_go_to_the_lower_product_id() -> None:
     # given five guest orders each of E, C and F, and a newcomer who bought A
     orders = [*guests([[F]] * 5 + [[C]] * 5 + [[E]] * 5, first_order=100), (200, 1, 1.0, [A])]
     # when the newcomer's next products are ranked
-    result = next_products(lines_of(orders), TABLE, 40.0, replenishment_days={})
+    result = next_products(lines_of(orders), THINGS, 40.0, replenishment_days={})
     # then the three, bought new as often, come by product id, before those bought new by none
     assert picks(result, 1) == [C, E, F, B, D]
 
@@ -168,7 +176,7 @@ def test_a_product_offered_again_scores_its_owners_share_whatever_their_history_
     orders += [(5000, 999, 1.0, [A]), (5099, 999, 200.0, [B])]
     orders += [(5000 + k, 999, 1.0 + 5 * k, [E]) for k in range(1, 21)]
     # when customer 999's next products are ranked
-    result = recommend(lines_of(orders), TABLE, 300.0, replenishment_days={})
+    result = recommend(lines_of(orders), THINGS, 300.0, replenishment_days={})
     # then tea, which its owners buy again, is offered back by customer 999's own share: none of
     # their 21 later orders held it, shrunk towards its owners' 30 of 51, (0 + 5 x 30/51) /
     # (21 + 5) = 0.11; not by tea's 31 new buyers in 412 baskets (0.08) plus the kettle's pull

@@ -16,11 +16,8 @@ from plugin.domain.recommendations import (
 )
 from plugin.domain.recommendations_baskets import build_baskets
 from plugin.domain.recommendations_sequence import next_order_followers
+from tests.domain.recommendation_data import THINGS, A, B, C, D, E, F, G
 
-A, B, C, D, E, F, G = 1, 2, 3, 4, 5, 6, 7
-TABLE = ProductTable(
-    np.arange(1, 8, dtype=np.int64), np.array(["Thing"] * 7), np.full(7, 10.0, dtype=np.float64)
-)
 # followers from 3 order pairs, shrunk as if 2 more pairs had been seen, the chance bound off
 LOOSE = RecommendationSettings(
     sequence_min_support=3, sequence_prior_orders=2.0, signal_max_chance=1.0
@@ -48,7 +45,7 @@ def lines_of_histories(histories: list[list[list[int]]]) -> OrderLines:
 def followers(
     histories: list[list[list[int]]],
     settings: RecommendationSettings = LOOSE,
-    table: ProductTable = TABLE,
+    table: ProductTable = THINGS,
 ) -> dict[int, list[tuple[int, float]]]:
     """Each product's followers (product id, gain), best first."""
     baskets = build_baskets(lines_of_histories(histories), table, 1000.0, settings)
