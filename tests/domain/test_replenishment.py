@@ -132,3 +132,130 @@ def test_purchases_with_a_quantity_under_one_are_refused() -> None:
     # then learning refuses it, naming the quantities
     with pytest.raises(ValueError, match="quantities must be at least 1"):
         learn_replenishment(purchases, 50.0, ScoringSettings())
+
+
+@pytest.mark.parametrize(
+    ("customer", "product", "day", "quantity"),
+    [
+        ([1, 1], [TEA], [1.0, 40.0], None),
+        ([[1, 1]], [[TEA, TEA]], [[1.0, 40.0]], None),
+        ([1, 1], [TEA, TEA], [1.0, 40.0], [1]),
+    ],
+    ids=["lengths differ", "two-dimensional", "quantities of another length"],
+)
+def test_purchases_of_unequal_shapes_are_refused(
+    customer: list[int], product: list[int], day: list[float], quantity: list[int] | None
+) -> None:
+    purchases = ProductPurchases(
+        np.array(customer),
+        np.array(product),
+        np.array(day),
+        None if quantity is None else np.array(quantity),
+    )
+    with pytest.raises(ValueError, match="1-d arrays of one length"):
+        learn_replenishment(purchases, 50.0, ScoringSettings())
+
+
+def test_purchases_on_days_that_are_not_finite_are_refused() -> None:
+    purchases = purchases_of([(1, 1.0), (1, float("nan"))])
+    with pytest.raises(ValueError, match="days must be finite"):
+        learn_replenishment(purchases, 50.0, ScoringSettings())
+
+
+def test_learn_replenishment_counts_a_purchase_on_the_as_of_day_and_none_after() -> None:
+    # given 20 customers who bought tea on day 100 and again on day 130, and 20 more on day 100
+    # and again on day 131
+    rows = [(c, d) for c in range(1, 21) for d in (100.0, 130.0)]
+    rows += [(c, d) for c in range(21, 41) for d in (100.0, 131.0)]
+    # when intervals are learned as of day 130, then the refills of that day make the cycle
+    # (those of day 131 have not happened yet: their buyers have no gap)
+    assert learn_replenishment(purchases_of(rows), 130.0, ScoringSettings()) == {
+        TEA: pytest.approx(30.0)
+    }
+
+
+def test_learn_replenishment_reads_each_customers_purchases_in_day_order() -> None:
+    # given 20 customers who bought tea on days 100, 130 and 160, listed out of day order
+    rows = [(c, d) for c in range(1, 21) for d in (130.0, 100.0, 160.0)]
+    # then the 30-day cycle is learned as from the same rows in order
+    assert learn_replenishment(purchases_of(rows), 200.0, ScoringSettings()) == {
+        TEA: pytest.approx(30.0)
+    }
+
+
+def test_learn_replenishment_a_buyers_median_is_of_their_sorted_gaps_midway() -> None:
+    # given 20 customers whose gaps were 40, 20 and 30 days (median 30), and 20 whose gaps were
+    # 20 and 40 (median midway, 30)
+    odd = [(c, d) for c in range(1, 21) for d in (100.0, 140.0, 160.0, 190.0)]
+    even = [(c, d) for c in range(21, 41) for d in (100.0, 120.0, 160.0)]
+    # then every buyer says 30 days: the product is a 30-day consumable
+    for rows in (odd, even):
+        assert learn_replenishment(purchases_of(rows), 200.0, ScoringSettings()) == {
+            TEA: pytest.approx(30.0)
+        }
+
+
+def test_learn_replenishment_the_spread_is_from_the_lower_quartile() -> None:
+    # given 21 buyers with one gap each: 5 of 5 days, one of `shortest`, 9 of 30 and 6 of 40, so
+    # that the lower quartile (the sixth) is `shortest`, the median 30 and the upper quartile 40
+    def learned(shortest: float) -> dict[int, float]:
+        gaps = [5.0] * 5 + [shortest] + [30.0] * 9 + [40.0] * 6
+        rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
+        return learn_replenishment(purchases_of(rows), 400.0, ScoringSettings())
+
+    # then a spread of 40 - 25, 0.5 x the median, is regular, and one of 40 - 24 is not
+    assert learned(25.0) == {TEA: pytest.approx(30.0)}
+    assert learned(24.0) == {}
+
+
+def test_reorder_status_without_consumables_flags_no_one() -> None:
+    # given tea bought 40 days ago, but no product learned as a consumable
+    purchases = purchases_of([(1, 960.0)])
+    status = reorder_status(purchases, np.array([1], dtype=np.int64), {}, 1000.0, ScoringSettings())
+    # then no one is due, and no consumable stands behind the flag
+    assert status.due.tolist() == [False]
+    assert status.product_id.tolist() == [-1]
+    assert np.isnan(status.due_day[0])
+
+
+def test_reorder_status_only_of_the_customers_asked_and_their_purchases_so_far() -> None:
+    # given a 30-day tea: customer 1 bought it 40 days ago, and again 10 days after the day
+    # asked; customer 9 40 days ago; customer 7, not asked, 5 days ago
+    purchases = purchases_of([(1, 960.0), (1, 1010.0), (7, 995.0), (9, 960.0)])
+    status = reorder_status(
+        purchases, np.array([1, 9], dtype=np.int64), {TEA: 30.0}, 1000.0, ScoringSettings()
+    )
+    # then customer 1 is due from their purchase of day 960 (the later one had not happened),
+    # and so is customer 9 (customer 7's purchase is not theirs)
+    assert status.due.tolist() == [True, True]
+    assert status.last_day.tolist() == pytest.approx([960.0, 960.0])
+
+
+def test_reorder_status_the_consumable_behind_the_flag() -> None:
+    # given tea on a 30-day cycle and coffee (a higher id) on a 10-day one, a reorder due from
+    # 0.8 of what a purchase lasts, and on day 1000: customer 1 bought 20 bags of tea on day 480
+    # (due; expected on day 1080) and coffee on day 993 (not due; expected on day 1003);
+    # customer 2 tea on day 965 and coffee on day 980 (both due; expected on days 995 and 990);
+    # customer 3 tea on day 960 and coffee on day 980 (both due; both expected on day 990)
+    coffee = TEA + 100
+    rows = [(1, TEA, 480.0, 20), (1, coffee, 993.0, 1), (2, TEA, 965.0, 1)]
+    rows += [(2, coffee, 980.0, 1), (3, TEA, 960.0, 1), (3, coffee, 980.0, 1)]
+    purchases = ProductPurchases(
+        np.array([c for c, _, _, _ in rows], dtype=np.int64),
+        np.array([p for _, p, _, _ in rows], dtype=np.int64),
+        np.array([d for _, _, d, _ in rows], dtype=np.float64),
+        np.array([q for _, _, _, q in rows], dtype=np.int64),
+    )
+    status = reorder_status(
+        purchases,
+        np.array([1, 2, 3], dtype=np.int64),
+        {TEA: 30.0, coffee: 10.0},
+        1000.0,
+        ScoringSettings(reorder_grace=0.8),
+    )
+    # then the flag stands on a due consumable before one expected sooner, on the one expected
+    # soonest among the due, and on the lower id between two expected on one day
+    assert status.due.tolist() == [True, True, True]
+    assert status.product_id.tolist() == [TEA, coffee, TEA]
+    # and the expected day is the earliest of all
+    assert status.due_day.tolist() == pytest.approx([1003.0, 990.0, 990.0])
