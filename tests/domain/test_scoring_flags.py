@@ -110,6 +110,14 @@ def test_top_threshold_ten_customers_top_fifth_is_two() -> None:
     assert top_threshold(values, 0.0) == math.inf
 
 
+def test_top_threshold_a_share_that_makes_a_whole_count_in_float_error() -> None:
+    # given predicted CLVs 1..25, and a top share of 28%, 7 customers (25 x 0.28 is
+    # 7.000000000000001 in floats)
+    values = np.arange(1.0, 26.0)
+    # then the threshold is the seventh largest, not the eighth
+    assert top_threshold(values, 0.28) == 19.0
+
+
 def test_top_20_flags_the_top_fifth_by_predicted_clv_and_never_zero() -> None:
     # given ten customers whose trailing spend (hence rule CLV) is 0 (old order) or 10..90
     rows = [(c, AS_OF - 10, 10.0 * c) for c in range(1, 10)] + [(10, AS_OF - 500, 999.0)]
