@@ -124,11 +124,16 @@ def test_desired_tags_carry_the_prefix() -> None:
         ({"metafield_namespace": "shopify--x"}, "metafield_namespace 'shopify--x' is the"),
         ({"tag_prefix": "n"}, "tag_prefix"),
         ({"tag_prefix": "clv2"}, "tag_prefix"),
+        ({"tag_prefix": "x" * 40 + ":"}, "at most 40 characters"),
     ],
 )
 def test_bad_write_back_settings_are_refused_by_name(raw: dict[str, object], named: str) -> None:
     with pytest.raises(WritebackSettingsError, match=named):
         writeback_settings(raw)
+
+
+def test_a_tag_prefix_of_40_characters_is_taken() -> None:
+    assert writeback_settings({"tag_prefix": "x" * 39 + ":"}).tag_prefix == "x" * 39 + ":"
 
 
 def test_write_back_settings_ignore_other_parts_keys() -> None:
