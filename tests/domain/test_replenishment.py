@@ -20,6 +20,12 @@ def purchases_of(rows: list[tuple[int, float]]) -> ProductPurchases:
     )
 
 
+def learned_from_one_gap_each(gaps: list[float]) -> dict[int, float]:
+    """Intervals learned from one buyer per gap, who bought tea on day 100 and `gap` days later."""
+    rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
+    return learn_replenishment(purchases_of(rows), 400.0, ScoringSettings())
+
+
 def test_learn_replenishment_one_heavy_buyer_does_not_set_the_interval() -> None:
     # given one customer refilling weekly 60 times and 19 customers with one 60-day gap each
     rows = [(1, 1000.0 + 7 * k) for k in range(60)]
@@ -73,9 +79,7 @@ def test_learn_replenishment_a_spread_of_exactly_the_limit_is_regular() -> None:
     # given 20 buyers with one gap each: 7 of 20 days, 6 of 30 and 7 of `longest`, so that the
     # quartiles are 20 and `longest` and the median 30
     def learned(longest: float) -> dict[int, float]:
-        gaps = [20.0] * 7 + [30.0] * 6 + [longest] * 7
-        rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
-        return learn_replenishment(purchases_of(rows), 400.0, ScoringSettings())
+        return learned_from_one_gap_each([20.0] * 7 + [30.0] * 6 + [longest] * 7)
 
     # then a spread of 15 days, exactly 0.5 x the median, is regular: a 30-day consumable
     assert learned(35.0) == {TEA: pytest.approx(30.0)}
@@ -199,9 +203,7 @@ def test_learn_replenishment_the_spread_is_from_the_lower_quartile() -> None:
     # given 21 buyers with one gap each: 5 of 5 days, one of `shortest`, 9 of 30 and 6 of 40, so
     # that the lower quartile (the sixth) is `shortest`, the median 30 and the upper quartile 40
     def learned(shortest: float) -> dict[int, float]:
-        gaps = [5.0] * 5 + [shortest] + [30.0] * 9 + [40.0] * 6
-        rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
-        return learn_replenishment(purchases_of(rows), 400.0, ScoringSettings())
+        return learned_from_one_gap_each([5.0] * 5 + [shortest] + [30.0] * 9 + [40.0] * 6)
 
     # then a spread of 40 - 25, 0.5 x the median, is regular, and one of 40 - 24 is not
     assert learned(25.0) == {TEA: pytest.approx(30.0)}
