@@ -20,6 +20,17 @@ def purchases_of(rows: list[tuple[int, float]]) -> ProductPurchases:
     )
 
 
+def purchases_in_units(rows: list[tuple[int, int, float, int]]) -> ProductPurchases:
+    """(customer, product, day, units) purchases."""
+    customer, product, day, units = zip(*rows, strict=True)
+    return ProductPurchases(
+        np.array(customer, dtype=np.int64),
+        np.array(product, dtype=np.int64),
+        np.array(day, dtype=np.float64),
+        np.array(units, dtype=np.int64),
+    )
+
+
 def learned_from_one_gap_each(gaps: list[float]) -> dict[int, float]:
     """Intervals learned from one buyer per gap, who bought tea on day 100 and `gap` days later."""
     rows = [(c, d) for c, gap in enumerate(gaps, 1) for d in (100.0, 100.0 + gap)]
@@ -64,12 +75,7 @@ def test_learn_replenishment_a_gap_is_divided_by_the_units_bought() -> None:
     ones = [(c, 100.0 + 30 * k, 1) for c in range(1, 13) for k in range(3)]
     threes = [(c, 100.0 + 90 * k, 3) for c in range(13, 25) for k in range(3)]
     rows = ones + threes
-    purchases = ProductPurchases(
-        np.array([c for c, _, _ in rows], dtype=np.int64),
-        np.full(len(rows), TEA, dtype=np.int64),
-        np.array([d for _, d, _ in rows], dtype=np.float64),
-        np.array([q for _, _, q in rows], dtype=np.int64),
-    )
+    purchases = purchases_in_units([(c, TEA, d, q) for c, d, q in rows])
     # when intervals are learned, then every buyer is on one 30-day cycle a unit (unit-blind,
     # half the buyers said 30 and half 90: too irregular for a consumable)
     assert learn_replenishment(purchases, 400.0, ScoringSettings()) == {TEA: pytest.approx(30.0)}
@@ -107,12 +113,7 @@ def test_reorder_status_the_last_purchase_lasts_its_units_times_the_interval() -
     # bags, rule 1), customer 4 one bag 100 days ago
     rows = [(1, 960.0, 1), (2, 960.0, 3), (3, 900.2, 1), (3, 900.5, 1), (3, 900.9, 2)]
     rows += [(4, 900.0, 1)]
-    purchases = ProductPurchases(
-        np.array([c for c, _, _ in rows], dtype=np.int64),
-        np.full(len(rows), TEA, dtype=np.int64),
-        np.array([d for _, d, _ in rows], dtype=np.float64),
-        np.array([q for _, _, q in rows], dtype=np.int64),
-    )
+    purchases = purchases_in_units([(c, TEA, d, q) for c, d, q in rows])
     customers = np.array([1, 2, 3, 4], dtype=np.int64)
     # when their status is asked on day 1000
     status = reorder_status(purchases, customers, {TEA: 30.0}, 1000.0, ScoringSettings())
@@ -242,12 +243,7 @@ def test_reorder_status_the_consumable_behind_the_flag() -> None:
     coffee = TEA + 100
     rows = [(1, TEA, 480.0, 20), (1, coffee, 993.0, 1), (2, TEA, 965.0, 1)]
     rows += [(2, coffee, 980.0, 1), (3, TEA, 960.0, 1), (3, coffee, 980.0, 1)]
-    purchases = ProductPurchases(
-        np.array([c for c, _, _, _ in rows], dtype=np.int64),
-        np.array([p for _, p, _, _ in rows], dtype=np.int64),
-        np.array([d for _, _, d, _ in rows], dtype=np.float64),
-        np.array([q for _, _, _, q in rows], dtype=np.int64),
-    )
+    purchases = purchases_in_units(rows)
     status = reorder_status(
         purchases,
         np.array([1, 2, 3], dtype=np.int64),
