@@ -18,9 +18,11 @@ from plugin.domain.scoring import (
 )
 from plugin.domain.segments import (
     SEGMENT_GRID,
+    lower_quintile_edges,
     quintile_edges,
     score_higher_better,
     segment_of,
+    segment_rule,
 )
 from tests.domain.scoring_data import RULES, history
 
@@ -99,7 +101,14 @@ def test_score_shop_frequency_edges_are_the_lower_order_statistics() -> None:
     scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
     # then the 20/40/60/80th percentiles fall between the pairs and take the lower value
     # (edges 1, 2, 3, 4): each pair has its own F
+    assert scores.reference.frequency_edges == (1.0, 2.0, 3.0, 4.0)
     assert scores.frequency_score.tolist() == counts
+
+
+def test_lower_quintile_edges_are_the_20_40_60_80th_order_statistics() -> None:
+    # given 1..101 (100 steps, so the 80th percentile is exactly the 81st value)
+    # when cut, then each edge is the value at its percentile
+    assert lower_quintile_edges(np.arange(1.0, 102.0)) == (21.0, 41.0, 61.0, 81.0)
 
 
 def test_score_shop_recency_counts_the_day_of_the_last_order_not_its_hour() -> None:
@@ -127,14 +136,50 @@ def test_segment_grid_every_cell_has_one_of_the_eleven_segments() -> None:
     assert sorted(set(SEGMENT_GRID.ravel().tolist())) == list(range(len(SEGMENTS)))
 
 
-def test_segment_of_corners_match_the_documented_table() -> None:
-    # given the four corners and the middle of the grid
-    r = np.array([5, 5, 1, 1, 3], dtype=np.int8)
-    f = np.array([5, 1, 5, 1, 3], dtype=np.int8)
+# The table of the segments module's docstring, R 5 (top row) to R 1, F 1 to F 5, written out
+# again here so that a change to either is seen.
+DOCUMENTED_TABLE = """
+    new            potential-loyalist potential-loyalist champions champions
+    promising      potential-loyalist potential-loyalist loyal     loyal
+    about-to-sleep about-to-sleep     need-attention     loyal     loyal
+    hibernating    hibernating        at-risk            at-risk   cant-lose
+    lost           hibernating        at-risk            at-risk   cant-lose
+"""
+
+
+def test_segment_of_every_cell_matches_the_documented_table() -> None:
+    # given every (R, F) pair
+    rows = [line.split() for line in DOCUMENTED_TABLE.strip().splitlines()]
+    r, f = np.meshgrid(np.arange(5, 0, -1), np.arange(1, 6), indexing="ij")
     # when segmented
-    names = [SEGMENTS[i] for i in segment_of(r, f)]
-    # then they are the table's
-    assert names == ["champions", "new", "cant-lose", "lost", "need-attention"]
+    codes = segment_of(r.ravel().astype(np.int8), f.ravel().astype(np.int8))
+    # then each cell is the table's
+    assert [SEGMENTS[i] for i in codes] == [name for row in rows for name in row]
+
+
+@pytest.mark.parametrize(
+    ("segment", "rule"),
+    [
+        ("champions", "recency score 5 and frequency score 4-5"),
+        ("loyal", "recency score 3-4 and frequency score 4-5"),
+        ("potential-loyalist", "recency score 4-5 and frequency score 2-3"),
+        ("new", "recency score 5 and frequency score 1"),
+        ("promising", "recency score 4 and frequency score 1"),
+        ("need-attention", "recency score 3 and frequency score 3"),
+        ("about-to-sleep", "recency score 3 and frequency score 1-2"),
+        ("at-risk", "recency score 1-2 and frequency score 3-4"),
+        ("cant-lose", "recency score 1-2 and frequency score 5"),
+        (
+            "hibernating",
+            "recency score 2 and frequency score 1-2 or recency score 1 and frequency score 2",
+        ),
+        ("lost", "recency score 1 and frequency score 1"),
+    ],
+)
+def test_segment_rule_words_each_segments_cells(segment: str, rule: str) -> None:
+    # when a segment's cells are put in words (the tag reason quotes them), then rows with the
+    # same frequency scores are merged, higher recency first
+    assert segment_rule(segment) == rule
 
 
 def test_score_shop_shop_of_one_customer_has_valid_scores() -> None:
