@@ -183,10 +183,11 @@ def test_reorder_due_after_the_units_last_bought_times_the_interval() -> None:
 
 
 def test_tag_matrix_and_bits_agree_with_tags() -> None:
-    # given a small shop with several tags
+    # given a small shop with several tags, among them champions (TAGS[0], bit 0)
     rows = [(c, AS_OF - 40.0 * c, 100.0 * c) for c in range(1, 12)]
-    rows += [(c, AS_OF - 40.0 * c - 20, 50.0) for c in range(1, 6)]
+    rows += [(c, AS_OF - 40.0 * c - 20 * k, 50.0) for c in range(1, 6) for k in range(1, 7 - c)]
     scores = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    assert scores.tags(0)[0] == TAGS[0] == "champions"
     # when the vectorised forms are built
     matrix, bits, lists = scores.tag_matrix(), scores.tag_bits(), scores.all_tags()
     # then they say the same as tags(i)

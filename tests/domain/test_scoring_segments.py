@@ -105,6 +105,19 @@ def test_score_shop_frequency_edges_are_the_lower_order_statistics() -> None:
     assert scores.frequency_score.tolist() == counts
 
 
+def test_score_shop_m_is_from_net_spend_whatever_the_margin() -> None:
+    # given ten customers who spent 100, 200, ..., 1,000, in a shop without a margin rate and
+    # in one at 30%
+    rows = [(c, AS_OF - 10.0, 100.0 * c) for c in range(1, 11)]
+    plain = score_shop(history(rows), AS_OF, ScoringSettings(), RULES)
+    margined = score_shop(history(rows), AS_OF, ScoringSettings(margin_rate=0.3), RULES)
+    # then M and its cut points are those of net spend in both, though historical CLV is not
+    assert margined.historical_clv[-1] == pytest.approx(300.0)
+    assert margined.reference.monetary_edges == plain.reference.monetary_edges
+    assert plain.reference.monetary_edges == (200.0, 400.0, 600.0, 800.0)
+    assert margined.monetary_score.tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
 def test_lower_quintile_edges_are_the_20_40_60_80th_order_statistics() -> None:
     # given 1..101 (100 steps, so the 80th percentile is exactly the 81st value)
     # when cut, then each edge is the value at its percentile
