@@ -46,6 +46,7 @@ def test_the_largest_id_is_read() -> None:
         ("1970-01-01T00:00:00Z", True),
         ("2199-12-31T23:59:59-05:00", False),  # 2200 in UTC
         ("2199-12-31T23:59:59Z", True),
+        ("2200-01-01T00:00:00Z", False),
         ("1969-12-31T23:59:59Z", False),
         ("9999-12-31T12:00:00Z", False),
     ],
@@ -71,6 +72,7 @@ def test_an_order_dated_outside_1970_to_2200_is_refused_naming_the_field(
         ("1000000000000", True),
         ("-1000000000000", True),
         ("1000000000000.01", False),
+        ("-1000000000000.01", False),
         ("1e30", False),
     ],
 )
@@ -84,6 +86,18 @@ def test_an_amount_past_10_to_the_12_is_refused_naming_the_field(amount: str, ta
     else:
         with pytest.raises(PayloadError, match=r"^total_price_set.shop_money.amount: .* at most"):
             parse_order(payload)
+
+
+@pytest.mark.parametrize("bad", [True, None, [1]])
+def test_an_amount_that_is_no_number_is_refused_naming_the_field(bad: Any) -> None:
+    # given an order whose total is a bool (Decimal would read True as a word), null or a list
+    payload = order_payload(1001)
+    payload["total_price_set"]["shop_money"]["amount"] = bad
+    # when it is read, then it is refused saying what came
+    with pytest.raises(PayloadError) as refused:
+        parse_order(payload)
+    field = "total_price_set.shop_money.amount"
+    assert str(refused.value) == f"{field}: expected a decimal amount, got {bad!r}"
 
 
 @pytest.mark.parametrize(

@@ -162,3 +162,23 @@ def test_up_to_an_order_in_the_repeated_hour_is_not_after_a_later_as_of() -> Non
 def test_known_zone_a_directory_of_zones_is_no_zone() -> None:
     assert known_zone("America") is None
     assert known_zone("A" * 300) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "moment"),
+    [
+        # New York, an hour after the change to summer time (07:00 UTC): 03:30 EDT. Read with
+        # the offset at 03:30 UTC (still winter), the way back would be an hour late
+        ("America/New_York", datetime(2026, 3, 8, 7, 30, tzinfo=UTC)),
+        # and four hours after the change back (06:00 UTC): 05:00 EST
+        ("America/New_York", datetime(2026, 11, 1, 10, 0, tzinfo=UTC)),
+        # Berlin, half an hour before its change to summer time (01:00 UTC): 01:30 CET
+        ("Europe/Berlin", datetime(2026, 3, 29, 0, 30, tzinfo=UTC)),
+    ],
+)
+def test_utc_undoes_local_in_the_hours_next_to_a_change(name: str, moment: datetime) -> None:
+    # given a moment whose wall-clock time, read as UTC, falls on the other side of the change
+    clock = ShopDays(ZoneInfo(name))
+    # when shifted to a local day and back, then it is the moment again
+    back = clock.utc(clock.local(np.array([utc_day(moment)])))
+    assert abs(float(back[0]) - utc_day(moment)) * SECONDS_PER_DAY < 1e-3
