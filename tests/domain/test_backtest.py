@@ -1,4 +1,5 @@
-"""The backtest report: its shape, its counts, its timing through an injected clock."""
+"""The backtest report: its shape, its counts and periods, its timing through an injected clock,
+its refusals, and when it gives no spend prediction."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from plugin.domain.backtest import FREQUENCY_GROUPS, BacktestError, run_backtest
+from plugin.domain.backtest import FREQUENCY_GROUPS, BacktestError, _unusable_spend, run_backtest
 from plugin.domain.bgnbd import BetaGeoParams
-from plugin.domain.gamma_gamma import GammaGammaParams
+from plugin.domain.gamma_gamma import GammaGammaFit, GammaGammaParams
 from plugin.domain.simulation import SimulatedPurchases, simulate_purchases
 
 TRUTH = BetaGeoParams(r=0.5, alpha=20.0, a=0.8, b=2.5)  # per day
@@ -142,3 +143,122 @@ def test_run_backtest_unusable_data_raises_backtest_error(
             holdout_end_day=holdout_end,
             clock=ticking_clock(),
         )
+
+
+def test_run_backtest_default_horizon_clv_is_the_predicted_holdout_spend(
+    purchases: SimulatedPurchases,
+) -> None:
+    # when the backtest runs without a horizon (the holdout's 180 days, undiscounted)
+    report = backtest(purchases)
+    section = report["clv_calibration"]
+    # then each model's CLV total is its predicted holdout spend, E[M] E[Y(180 days)] summed
+    assert report["holdout"]["days"] == section["horizon_days"] == 180.0
+    for name, spend in section["predicted_holdout_spend"].items():
+        assert section["predicted_clv"][name] == pytest.approx(spend, rel=1e-9), name
+
+
+def test_run_backtest_periods_are_whole_days() -> None:
+    # given a buys on days 0 and 5, at 10.7 (the calibration end's day), 20.9 (the holdout end's
+    # day) and 21; b on day 1; the ends at 10.5 and 20.2
+    ids = ["a", "a", "a", "a", "a", "b"]
+    days = [0.0, 5.0, 10.7, 20.9, 21.0, 1.0]
+    amounts = [10.0, 20.0, 4.0, 6.0, 100.0, 9.0]
+    report = run_backtest(
+        ids,
+        days,
+        amounts,
+        calibration_end_day=10.5,
+        holdout_end_day=20.2,
+        clock=ticking_clock(),
+        time_unit="day",
+    )
+    # then day 10 is calibration (a has 2 repeats), the holdout is days 11 to 20, ten days,
+    # with a's purchase of day 20 only
+    holdout = report["holdout"]
+    assert holdout["days"] == 10.0
+    assert holdout["by_calibration_frequency"]["2"]["customers"] == 1
+    assert holdout["actual_repeat_purchases"] == 1.0
+    assert report["clv_calibration"]["actual_holdout_spend"] == 6.0
+
+
+def test_run_backtest_seven_repeats_and_more_share_the_last_group() -> None:
+    # given customers with 6, 7 and 9 repeat purchase days in the calibration period
+    ids = [c for c, n in (("six", 7), ("seven", 8), ("nine", 10)) for _ in range(n)]
+    days = [float(2 * k) for n in (7, 8, 10) for k in range(n)]
+    report = run_backtest(
+        ids,
+        days,
+        [5.0] * len(ids),
+        calibration_end_day=30.0,
+        holdout_end_day=40.0,
+        clock=ticking_clock(),
+        time_unit="day",
+    )
+    # then 6 has its own group, and 7 and 9 are both in 7+
+    groups = report["holdout"]["by_calibration_frequency"]
+    assert [groups[label]["customers"] for label in ("5", "6", "7+")] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("amount", "horizon", "message"),
+    [
+        (float("nan"), None, "amounts must be finite and >= 0"),
+        (float("inf"), None, "amounts must be finite and >= 0"),
+        (-0.01, None, "amounts must be finite and >= 0"),
+        (1.0, -1.0, "horizon must be between 0 and 36,500 days"),
+        (1.0, 36_501.0, "horizon must be between 0 and 36,500 days"),
+    ],
+)
+def test_run_backtest_bad_amounts_and_horizons_are_refused(
+    amount: float, horizon: float | None, message: str
+) -> None:
+    with pytest.raises(BacktestError, match=message):
+        run_backtest(
+            ["a", "a", "b"],
+            [0.0, 5.0, 1.0],
+            [1.0, amount, 1.0],
+            calibration_end_day=10.0,
+            holdout_end_day=20.0,
+            clock=ticking_clock(),
+            horizon_days=horizon,
+        )
+
+
+@pytest.mark.parametrize("horizon", [0.0, 36_500.0])
+def test_run_backtest_horizons_at_the_bounds_are_taken(horizon: float) -> None:
+    report = run_backtest(
+        ["a", "a", "b"],
+        [0.0, 5.0, 1.0],
+        [1.0, 2.0, 1.0],
+        calibration_end_day=10.0,
+        holdout_end_day=20.0,
+        clock=ticking_clock(),
+        horizon_days=horizon,
+    )
+    assert report["clv_calibration"]["horizon_days"] == horizon
+
+
+def test_run_backtest_holdout_ending_at_the_calibration_end_is_refused() -> None:
+    with pytest.raises(BacktestError, match="holdout end must be after the calibration end"):
+        run_backtest(
+            ["a", "a"],
+            [0.0, 5.0],
+            [1.0, 1.0],
+            calibration_end_day=10.0,
+            holdout_end_day=10.0,
+            clock=ticking_clock(),
+        )
+
+
+@pytest.mark.parametrize(
+    ("q", "converged", "note"),
+    [
+        (1.0, True, "no spend prediction: Gamma-Gamma q = 1 <= 1, so the mean spend per order"),
+        (4.0, False, "no spend prediction: the Gamma-Gamma fit did not converge (stopped)"),
+    ],
+)
+def test_unusable_spend_fits_say_why(q: float, converged: bool, note: str) -> None:
+    # given a spend fit with q = 1 (an infinite mean), or one that did not converge
+    fit = GammaGammaFit(-1.0, converged, 10, False, 5, "stopped", GammaGammaParams(6.0, q, 15.0))
+    # then the report gives no spend prediction from it, and says why
+    assert (_unusable_spend(fit) or "").startswith(note)
