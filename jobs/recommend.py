@@ -111,7 +111,6 @@ def compute_recommendations(engine: Engine, shop: Shop, as_of: datetime) -> dict
     next_products = [
         (int(customer), nexts.picks_of(row))
         for row, customer in enumerate(nexts.customer_id.tolist())
-        if customer >= 0
     ]
     partners = _partners(found.frequently_bought_together, "fbt")
     partners += _partners(found.upsell, "upsell")
