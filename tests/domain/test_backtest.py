@@ -199,6 +199,16 @@ def test_run_backtest_seven_repeats_and_more_share_the_last_group() -> None:
     assert [groups[label]["customers"] for label in ("5", "6", "7+")] == [0, 1, 2]
 
 
+def small_backtest(amounts: list[float], **overrides: Any) -> dict[str, Any]:
+    """The backtest of a, who buys on days 0 and 5, and b on day 1, at `amounts`; calibration
+    through day 10, holdout through day 20."""
+    arguments: dict[str, Any] = {"calibration_end_day": 10.0, "holdout_end_day": 20.0}
+    arguments.update(overrides)
+    return run_backtest(
+        ["a", "a", "b"], [0.0, 5.0, 1.0], amounts, clock=ticking_clock(), **arguments
+    )
+
+
 @pytest.mark.parametrize(
     ("amount", "horizon", "message"),
     [
@@ -213,41 +223,18 @@ def test_run_backtest_bad_amounts_and_horizons_are_refused(
     amount: float, horizon: float | None, message: str
 ) -> None:
     with pytest.raises(BacktestError, match=message):
-        run_backtest(
-            ["a", "a", "b"],
-            [0.0, 5.0, 1.0],
-            [1.0, amount, 1.0],
-            calibration_end_day=10.0,
-            holdout_end_day=20.0,
-            clock=ticking_clock(),
-            horizon_days=horizon,
-        )
+        small_backtest([1.0, amount, 1.0], horizon_days=horizon)
 
 
 @pytest.mark.parametrize("horizon", [0.0, 36_500.0])
 def test_run_backtest_horizons_at_the_bounds_are_taken(horizon: float) -> None:
-    report = run_backtest(
-        ["a", "a", "b"],
-        [0.0, 5.0, 1.0],
-        [1.0, 2.0, 1.0],
-        calibration_end_day=10.0,
-        holdout_end_day=20.0,
-        clock=ticking_clock(),
-        horizon_days=horizon,
-    )
+    report = small_backtest([1.0, 2.0, 1.0], horizon_days=horizon)
     assert report["clv_calibration"]["horizon_days"] == horizon
 
 
 def test_run_backtest_holdout_ending_at_the_calibration_end_is_refused() -> None:
     with pytest.raises(BacktestError, match="holdout end must be after the calibration end"):
-        run_backtest(
-            ["a", "a"],
-            [0.0, 5.0],
-            [1.0, 1.0],
-            calibration_end_day=10.0,
-            holdout_end_day=10.0,
-            clock=ticking_clock(),
-        )
+        small_backtest([1.0, 1.0, 1.0], holdout_end_day=10.0)
 
 
 @pytest.mark.parametrize(
