@@ -8,8 +8,10 @@ the app wrote to Shopify's complementary-products field is never taken for the m
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +102,17 @@ async def test_product_values_set_without_an_answer_are_read_back_before_the_nex
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
     live_switch: tuple[AppSwitch, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given a product pushed with partner b, whose partner then becomes c, and a store that
     # applies each mutation but whose every answer is lost (502 after it)
     scenario = scenario_factory(customers=20)
     # when the push runs out of retries
+    caplog.set_level(logging.WARNING, logger="jobs.product_push")
     ctx, faults, (a, b, c) = await new_partner_without_an_answer(scenario, http, live_switch)
-    # then the store took the new partner, and the value sent is recorded as unanswered
+    # then it says so, the store took the new partner, and the value sent is recorded as
+    # unanswered
+    assert "product metafields of 1 product sent without an answer" in caplog.text
     assert product_metafields(scenario)[a][FBT] == [gid(c)]
     assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)])}}
     # and when the partner goes back to b, the one recorded, and the outage is over, the next
@@ -210,6 +216,7 @@ async def test_product_delete_refused_is_read_back_before_the_next_plan(
     async with httpx.AsyncClient(transport=transport, timeout=10) as refusing:
         counts = await push_shop(scenario.context(refusing), scenario.refreshed_shop(), None)
     assert transport.refused == 1 and counts["product_metafields_refused"] == 1
+    assert counts["products_unanswered"] == 1  # which values the store deleted is not said
     assert a not in product_metafields(scenario)
     # when the recommendation comes back as it was recorded, and the next push runs
     recommend(scenario, {a: [b]}, [])
@@ -367,7 +374,7 @@ class Unanswering(RewritingAnswers):
 
 
 async def test_a_product_whose_values_and_delete_go_unanswered_is_counted_once(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given product a pushed with b bought together with it and c as its upsell, whose partner
     # then becomes c, its upsell gone
@@ -383,12 +390,15 @@ async def test_a_product_whose_values_and_delete_go_unanswered_is_counted_once(
     # when the push's calls to the product (its values, then its delete) are applied but
     # their answers lost
     transport = Unanswering()
+    caplog.set_level(logging.WARNING, logger="jobs.product_push")
     async with httpx.AsyncClient(transport=transport, timeout=10) as unanswering:
         counts = await push_shop(scenario.context(unanswering), scenario.refreshed_shop(), None)
-    # then both are unanswered, and the product left unanswered is counted once
+    # then both are unanswered, not refused, and the product left unanswered is counted (and
+    # told) once
     assert transport.calls == 2
     assert unanswered(scenario) == {a: {FBT: json.dumps([gid(c)]), UPSELL: None}}
-    assert counts["products_unanswered"] == 1
+    assert counts["products_unanswered"] == 1 and counts["product_metafields_refused"] == 0
+    assert caplog.text.count("sent without an answer") == 1
 
 
 @pytest.mark.parametrize(("count", "whose"), [(1, "1 product's"), (3, "3 products'")])
@@ -431,3 +441,99 @@ async def test_a_dry_run_counts_the_products_left_unanswered(
     plan = await push_shop(ctx, scenario.refreshed_shop(), None, dry_run=True)
     # then it counts that product as one to read back first
     assert plan["products_to_read_back"] == len(unanswered(scenario)) == 1
+
+
+async def test_product_refused_group_sent_apart_without_an_answer_is_counted_unanswered(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given two products' partners, and a store that applies their values but answers their
+    # group with an error naming no value, then loses its answer to the first sent apart
+    scenario = scenario_factory(customers=20)
+    a, b = sorted(scenario.devstore.state.products)[:2]
+    await pushed_in_sync(scenario, http)
+    recommend(scenario, {a: [b], b: [a]}, [])
+
+    class RefusedThenUnanswered(RewritingAnswers):
+        calls = 0
+
+        def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+            if not product_call(sent["query"], sent.get("variables")):
+                return
+            self.calls += 1
+            if self.calls == 1:
+                body["data"]["m0"] = {"userErrors": [{"field": None, "message": "busy (test)"}]}
+            else:
+                assert sent["variables"]["m0"][0]["ownerId"] == gid(a)
+                body["data"]["m0"] = None
+
+    transport = RefusedThenUnanswered()
+    # when pushed
+    async with httpx.AsyncClient(transport=transport, timeout=10) as answering:
+        counts = await push_shop(scenario.context(answering), scenario.refreshed_shop(), None)
+    # then the first product's value is neither set nor refused: it is unanswered, counted so,
+    # to be read back; the second's is set
+    assert transport.calls == 2
+    assert counts["products_unanswered"] == 1 and counts["product_metafields_set"] == 1
+    assert counts["product_metafields_refused"] == 0
+    assert unanswered(scenario) == {a: {FBT: json.dumps([gid(b)])}}
+    assert recorded(scenario, a) == {} and recorded(scenario, b) == {FBT: json.dumps([gid(a)])}
+
+
+async def test_complementary_value_unanswered_is_read_back_and_deleted_once_turned_off(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given the app's first write to a product's complementary-products field, applied by the
+    # store without an answer, and the shop then no longer asking for that field
+    scenario = scenario_factory(customers=20)
+    a, b = sorted(scenario.devstore.state.products)[:2]
+    scenario.set_shop_settings(complementary_products=True)
+    await pushed_in_sync(scenario, http)
+    recommend(scenario, {a: [b]}, [])
+    async with httpx.AsyncClient(transport=Unanswering(), timeout=10) as unanswering:
+        await push_shop(scenario.context(unanswering), scenario.refreshed_shop(), None)
+    assert COMPLEMENTARY_PRODUCTS in unanswered(scenario)[a]
+    scenario.set_shop_settings(complementary_products=False)
+    # when pushed
+    counts = await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then the field was read back (the app's value is there) and deleted, and nothing is left
+    # to read back again
+    assert counts["products_read_back"] == 1 and counts["product_metafields_deleted"] == 1
+    assert product_metafields(scenario)[a] == {FBT: [gid(b)]}
+    assert unanswered(scenario) == {}
+    assert (await push_shop(scenario.context(http), scenario.refreshed_shop(), None))[
+        "api_requests"
+    ] == 0
+
+
+async def test_read_back_of_an_unanswered_value_finds_a_merchants_complementary_edit(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product pushed with its partner in its own and Shopify's complementary field,
+    # then an upsell sent to it without an answer, and the merchant's own complementary list
+    # put in place of the app's meanwhile
+    scenario = scenario_factory(customers=20)
+    a, b, c, d = sorted(scenario.devstore.state.products)[:4]
+    assert scenario.shop.id is not None
+    scenario.set_shop_settings(complementary_products=True)
+    await pushed_in_sync(scenario, http)
+    recommend(scenario, {a: [b]}, [])
+    await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    upsell = Partner(a, "upsell", 1, c, 5, 0.5, 2.0)
+    replace_recommendations(
+        scenario.engine, scenario.shop.id, [Partner(a, "fbt", 1, b, 5, 0.5, 2.0), upsell], [], []
+    )
+    async with httpx.AsyncClient(transport=Unanswering(), timeout=10) as unanswering:
+        await push_shop(scenario.context(unanswering), scenario.refreshed_shop(), None)
+    assert unanswered(scenario) == {a: {UPSELL: json.dumps([gid(c)])}}
+    fields = scenario.devstore.state.products[a].metafields
+    assert fields is not None
+    namespace, key = COMPLEMENTARY_PRODUCTS.rsplit(".", 1)
+    fields[(namespace, key)] = replace(fields[(namespace, key)], value=json.dumps([gid(d)]))
+    # when the partner changes and the next push reads the product back first
+    recommend(scenario, {a: [c]}, [])
+    counts = await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then the complementary field was read too: the merchant's list is kept, not overwritten
+    assert counts["products_read_back"] == 1 and counts["product_fields_kept"] == 1
+    assert kept(scenario) == {(a, COMPLEMENTARY_PRODUCTS)}
+    assert product_metafields(scenario)[a][COMPLEMENTARY_PRODUCTS] == [gid(d)]
+    assert product_metafields(scenario)[a][FBT] == [gid(c)]
