@@ -164,3 +164,21 @@ async def test_a_merchants_value_an_older_reconcile_recorded_as_the_apps_is_neve
     # then only the app's list is deleted, never the merchant's value
     deleted = [(c.product_id, c.to_delete) for c in changes]
     assert deleted == [(a, ("clv.frequently_bought_together",))]
+
+
+async def test_products_values_to_delete_go_in_one_call(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given three products' partners pushed, and then none recommended (customers unchanged)
+    scenario = scenario_factory()
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    customer = recommend(scenario, {a: [b], b: [c], c: [a]}, [b])
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert scenario.shop.id is not None
+    replace_recommendations(scenario.engine, scenario.shop.id, [], [], [(customer, [b])])
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then their three values are deleted in one request (up to 250 a request)
+    assert counts["product_metafields_deleted"] == 3 and counts["api_requests"] == 1
+    assert product_metafields(scenario) == {}

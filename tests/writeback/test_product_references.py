@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from jobs import readback, writeback
+from jobs import product_push, readback, writeback
 from jobs.product_push import ProductChange, _shared_not_allowed, plan_products
 from jobs.pusher import Apart
 from jobs.writeback import push_shop, reconcile_shop, shop_writeback_settings
@@ -350,7 +350,7 @@ async def test_reconcile_reads_the_whole_catalogue_by_pages_or_in_bulk(
 
 
 async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
-    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a store that refuses apps' writes to Shopify's reserved namespaces (whether
     # Shopify does is unconfirmed), and a shop asking for the complementary products
@@ -373,8 +373,10 @@ async def test_push_store_refusing_shopify_namespaces_refuses_only_that_field(
         (b, COMPLEMENTARY_PRODUCTS),
     ]
     # and the shop's complementary_products setting is turned off, so the next plan does not
-    # send the field again (it would be refused for every product at every push)
+    # send the field again (it would be refused for every product at every push), and told once
     assert counts["complementary_products_turned_off"] == 1
+    turned_off = [r for r in caplog.records if "complementary_products turned off" in r.message]
+    assert [r.levelname for r in turned_off] == ["ERROR"]
     settings = shop_writeback_settings(scenario.refreshed_shop())
     assert settings.complementary_products is False
     assert plan_products(scenario.engine, scenario.shop.id, settings) == []
@@ -419,3 +421,91 @@ async def test_complementary_products_turned_on_after_a_push_is_turned_off_when_
     assert counts["complementary_products_turned_off"] == 1
     again = await push_shop(ctx, scenario.refreshed_shop(), None)
     assert again["api_requests"] == 0 and again["product_metafields_refused"] == 0
+
+
+async def test_complementary_field_refused_is_left_out_of_the_rest_of_the_push(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a store that refuses Shopify's reserved namespaces, a shop asking for the
+    # complementary products, and three products' values sent in three requests (two values
+    # per request here, 250 in the app)
+    scenario = scenario_factory(config=DevStoreConfig(shopify_namespaces_writable=False))
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b], b: [c], c: [a]}, [])
+    scenario.set_shop_settings(complementary_products=True)
+    monkeypatch.setattr(product_push, "METAFIELDS_PER_SET", 2)
+    monkeypatch.setattr(product_push, "SETS_PER_CALL", 1)
+    # when pushed
+    counts = await push_shop(scenario.context(http), scenario.refreshed_shop(), None)
+    # then the field, refused for the first product, is not sent for the others
+    assert counts["complementary_products_turned_off"] == 1
+    assert counts["product_metafields_set"] == 3 and counts["product_metafields_refused"] == 1
+    assert [(r.product_id, r.name) for r in refusals(scenario, "metafield")] == [
+        (a, COMPLEMENTARY_PRODUCTS)
+    ]
+    assert product_metafields(scenario) == {
+        a: {"clv.frequently_bought_together": [gid(b)]},
+        b: {"clv.frequently_bought_together": [gid(c)]},
+        c: {"clv.frequently_bought_together": [gid(a)]},
+    }
+
+
+class CountsComplementaryReads(RewritingAnswers):
+    """Changes no answer; counts the reads of the complementary-products field before a first
+    write, and the products each asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        if sent["query"].startswith("query Complementary"):
+            self.reads.append(len(sent["variables"]["ids"]))
+
+
+@pytest.mark.parametrize(("per_read", "reads"), [(None, [3]), (2, [2, 1])])
+async def test_complementary_fields_are_read_before_a_first_write_many_products_a_read(
+    scenario_factory: ScenarioFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    per_read: int | None,
+    reads: list[int],
+) -> None:
+    # given three products the app has partners for, the last holding the merchant's list,
+    # and the shop asking for Shopify's complementary products
+    scenario = scenario_factory()
+    a, b, c, d = sorted(scenario.devstore.state.products)[:4]
+    recommend(scenario, {a: [b], b: [c], c: [a]}, [])
+    value = curate(scenario, c, [d])
+    scenario.set_shop_settings(complementary_products=True)
+    if per_read is not None:
+        monkeypatch.setattr(product_push, "READ_IDS", per_read)
+    # when pushed
+    transport = CountsComplementaryReads()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as counting:
+        counts = await push_shop(scenario.context(counting), scenario.refreshed_shop(), None)
+    # then the fields were read up to 100 products a request (2 here in the second case), and
+    # the merchant's list found on the last is kept
+    assert transport.reads == reads
+    assert complementary(scenario, c) == value and counts["product_fields_kept"] == 1
+    assert json.loads(complementary(scenario, b) or "[]") == [gid(c)]
+
+
+async def test_a_complementary_list_already_holding_the_apps_partners_is_the_apps(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product whose complementary-products field holds, before the app's first write,
+    # the very list the app would write (the app's own, from a record since lost)
+    scenario = scenario_factory()
+    a, b, c = sorted(scenario.devstore.state.products)[:3]
+    recommend(scenario, {a: [b]}, [])
+    curate(scenario, a, [b])
+    scenario.set_shop_settings(complementary_products=True)
+    ctx = scenario.context(http)
+    # when pushed
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    # then it is not kept as the merchant's: it is the app's from now on, and changes with the
+    # partners
+    assert counts["product_fields_kept"] == 0
+    recommend(scenario, {a: [c]}, [])
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert json.loads(complementary(scenario, a) or "[]") == [gid(c)]

@@ -21,8 +21,10 @@ from plugin.store.models import (
     CustomerScore,
     CustomerSync,
     ModelRun,
+    ProductSync,
     SyncChange,
 )
+from plugin.store.recommendations import Partner, replace_recommendations
 from plugin.store.scores import latest_full_run
 from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
@@ -338,3 +340,39 @@ async def test_sets_of_one_value_each_are_sent_25_to_a_metafields_set(
     assert counts.metafields_refused == 0 and counts.metafields_set == len(plan.items)
     assert refusals(scenario, "metafield") == []
     assert recorded_metafields(scenario) == scenario.store_metafields()
+
+
+async def test_product_sent_apart_keeps_its_other_values_on_record(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a product pushed with a partner and an upsell, whose partner then changes, in the
+    # same metafieldsSet group as a product whose new partner was deleted from the store
+    scenario = scenario_factory()
+    a, b, c, d, bad, deleted = sorted(scenario.devstore.state.products)[:6]
+    assert scenario.shop.id is not None
+    upsell = Partner(a, "upsell", 1, c, 3, None, None)
+    replace_recommendations(
+        scenario.engine, scenario.shop.id, [Partner(a, "fbt", 1, b, 5, 0.5, 2.0), upsell], [], []
+    )
+    ctx = scenario.context(http)
+    await push_shop(ctx, scenario.refreshed_shop(), None)
+    partners = [
+        Partner(a, "fbt", 1, d, 5, 0.5, 2.0),
+        upsell,
+        Partner(bad, "fbt", 1, deleted, 5, 0.5, 2.0),
+    ]
+    replace_recommendations(scenario.engine, scenario.shop.id, partners, [], [])
+    scenario.devstore.state.products.pop(deleted)
+    # when pushed (the group refused, its products sent apart)
+    counts = await push_shop(ctx, scenario.refreshed_shop(), None)
+    assert counts["product_metafields_set"] == 1 and counts["product_metafields_refused"] == 1
+    # then the product's record holds its new partner and the upsell it kept: nothing to send
+    with Session(scenario.engine) as session:
+        row = session.get(ProductSync, (scenario.shop.id, a))
+    assert row is not None
+    assert json.loads(row.metafields) == {
+        "clv.frequently_bought_together": json.dumps([f"gid://shopify/Product/{d}"]),
+        "clv.upsell": json.dumps([f"gid://shopify/Product/{c}"]),
+    }
+    settings = shop_writeback_settings(scenario.refreshed_shop())
+    assert plan_products(scenario.engine, scenario.shop.id, settings) == []
