@@ -64,6 +64,23 @@ def test_bought_again_needs_enough_customers_who_bought_it_again_not_enough_owne
     assert found.bought_again.tolist() == [B]
 
 
+@pytest.mark.parametrize(("guest_orders", "again"), [(3, [A]), (4, [])])
+def test_bought_again_when_its_owners_buy_it_again_at_least_as_often_as_baskets_buy_it_new(
+    guest_orders: int, again: list[int]
+) -> None:
+    # given three customers who bought tea (A), then tea, then a kettle (C), a day apart: their
+    # later orders hold tea half the time; and guests who bought tea
+    orders: list[Order] = []
+    for c in (1, 2, 3):
+        orders += [(10 * c, c, 1.0, [A]), (10 * c + 1, c, 3.0, [A]), (10 * c + 2, c, 5.0, [C])]
+    orders += guests([[A]] * guest_orders, first_order=100)
+    # when the products bought again are found
+    found = recommend(lines_of(orders), THINGS, 40.0, replenishment_days={})
+    # then tea is bought again while baskets buy it new no more often than that: 6 of 12 with
+    # three guests (exactly as often), 7 of 13 with four
+    assert found.bought_again.tolist() == again
+
+
 @pytest.mark.parametrize(("gap", "again"), [(1.0, [A]), (0.5, [])])
 def test_buying_again_counts_an_order_from_a_day_after_the_last(
     gap: float, again: list[int]
