@@ -4,6 +4,8 @@ consumables and of equal scores, and the exact ranking past the cut of popular p
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -178,6 +180,22 @@ def test_ranking_with_a_narrow_popular_cut_is_the_exact_ranking(
     # then both rank alike
     assert np.array_equal(narrow.product_id, wide.product_id)
     assert np.array_equal(narrow.reorder_day, wide.reorder_day, equal_nan=True)
+
+
+def test_ranked_again_wider_when_a_product_past_the_cut_may_take_the_last_slot() -> None:
+    # given the first product past the cut (dense 3, popularity 0.25), and six customers' last
+    # picks: none; a due consumable scoring less; scores below, equal (with a higher id, then a
+    # lower one) and above
+    signals = SimpleNamespace(popularity=np.array([0.5, 0.4, 0.3, 0.25]))
+    last = ranking._Ranked(
+        item=np.array([[-1], [7], [8], [9], [2], [5]]),
+        due_day=np.array([[np.nan], [130.0], [np.nan], [np.nan], [np.nan], [np.nan]]),
+        score=np.array([[np.nan], [0.1], [0.2], [0.25], [0.25], [0.3]]),
+    )
+    # when it is asked which of them a product past the cut could beat
+    beaten = ranking._may_be_beaten(signals, last, 3)  # type: ignore[arg-type]
+    # then the empty slot, the lower score and the tie lost to the lower id
+    assert beaten.tolist() == [True, False, True, True, False, False]
 
 
 def test_a_product_offered_again_scores_its_owners_share_whatever_their_history_points_to() -> None:
