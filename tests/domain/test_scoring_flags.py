@@ -67,6 +67,14 @@ def test_spend_declining_last_two_orders_below_sixty_percent_of_earlier_mean() -
     assert "100.00" in scores.reasons(0)["spend-declining"]
 
 
+def test_spend_declining_at_exactly_sixty_percent_is_not_flagged() -> None:
+    # given 100, 100, then 60, 60 (exactly 0.6 x 100), and 100, 100, then 59.98, 60
+    rows = [(1, 100.0, 100.0), (1, 200.0, 100.0), (1, 300.0, 60.0), (1, 400.0, 60.0)]
+    rows += [(2, 100.0, 100.0), (2, 200.0, 100.0), (2, 300.0, 59.98), (2, 400.0, 60.0)]
+    # then only the second, below 60 percent, is spend-declining
+    assert flag_of(rows, "spend-declining") == [False, True]
+
+
 def test_spend_declining_three_orders_is_never_flagged() -> None:
     # given 100, 100, then 1 (only one earlier order before the last two)
     rows = [(1, 100.0, 100.0), (1, 200.0, 100.0), (1, 300.0, 1.0)]
