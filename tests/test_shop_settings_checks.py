@@ -289,3 +289,126 @@ def test_set_saved_beside_stored_values_is_taken_with_all_but_their_problems(
     assert jobs_take(kept), (scoring, change, after)
     if view.exit_code == 0:
         assert jobs_take(after)
+
+
+# --- what each name, fix and change says ---------------------------------------------------------
+
+
+def test_view_of_unknown_names_says_which_setting_each_may_have_meant(
+    shop: Engine, migrated_url: str
+) -> None:
+    # given a typo of a group, a typo of a setting stored beside it, and a dotted name of no
+    # group
+    store_settings(shop, {"scorng": {}, "dry_runn": False, "dry_run": True, "colour.x": 1})
+    view = settings_of(migrated_url)
+    # then each is named with what it may have meant and what the jobs take
+    assert "scorng, ignored by the jobs: a typo of scoring?" in view.stderr, view.stderr
+    assert "The jobs take dry_run=true (as stored)" in view.stderr
+    assert '"colour.x", ignored by the jobs (known: bulk_threshold,' in view.stderr
+    assert "a value of colour" not in view.stderr
+
+
+@pytest.mark.parametrize(
+    ("stored_settings", "fix"),
+    [
+        ({"tag_prefix": " ltv "}, ["--set", "tag_prefix=ltv:"]),
+        ({"scoring": {"min_customers": 0.0}}, ["--unset", "scoring.min_customers"]),
+        ({"metafield_namespace": 5}, ["--set", "metafield_namespace=VALUE"]),
+    ],
+)
+def test_view_fixes_a_wrong_value_with_one_the_jobs_take_else_the_default(
+    shop: Engine, migrated_url: str, stored_settings: dict[str, Any], fix: list[str]
+) -> None:
+    # given one wrong value: a prefix without its separator, a whole number the checks
+    # refuse even as a whole number, a namespace (never put back to the default: once pushed,
+    # the app's metafields are there)
+    store_settings(shop, stored_settings)
+    view = settings_of(migrated_url)
+    # then it is one problem the jobs refuse, with its fix
+    assert "1 problem(s) in the stored settings, refused by the jobs:" in view.stderr
+    assert fixes(view) == [fix]
+
+
+def test_view_of_three_pairs_refused_together_unsets_them_all(
+    shop: Engine, migrated_url: str
+) -> None:
+    # given three pairs of values each refused together (no one or two unsets mend them all)
+    pairs = {"tier_insider": 500, "tier_vip": 400, "reorder_grace": 2.5, "reorder_lapse": 2}
+    pairs |= {"margin_rate": 0.3, "margin_from_costs": True}
+    store_settings(shop, {"scoring": pairs})
+    view = settings_of(migrated_url)
+    # then the one problem's fix unsets all six, and leaves settings the jobs take
+    assert fixes(view) == [
+        [arg for name in sorted(pairs) for arg in ("--unset", f"scoring.{name}")]
+    ]
+    assert saved(settings_of(migrated_url, *fixes(view)[0]))
+    assert settings_of(migrated_url).exit_code == 0 and stored(shop) == {}
+
+
+def test_unset_of_another_value_beside_values_refused_together_is_saved(
+    shop: Engine, migrated_url: str
+) -> None:
+    # given values refused together, stored by an older release, beside a good one
+    store_settings(shop, {"scoring": {"tier_insider": 500, "tier_vip": 400, "min_customers": 9}})
+    # when the good one is unset
+    result = settings_of(migrated_url, "--unset", "scoring.min_customers")
+    # then that is saved (it leaves the problem as it was), the problem still told
+    assert saved(result) and "1 problem(s)" in result.stderr, result.output
+    assert stored(shop) == {"scoring": {"tier_insider": 500, "tier_vip": 400}}
+
+
+def test_set_of_values_refused_together_names_no_fix_to_run_first(
+    shop: Engine, migrated_url: str
+) -> None:
+    # when two values the jobs refuse together are set on a shop with none stored
+    result = settings_of(
+        migrated_url, "--set", "scoring.tier_insider=500", "--set", "scoring.tier_vip=400"
+    )
+    # then they are refused; nothing stored is to be mended first
+    assert result.exit_code == 1 and TIERS in result.stderr, result.output
+    assert "run first" not in result.stderr
+
+
+def test_unset_of_a_groups_last_value_removes_the_group(shop: Engine, migrated_url: str) -> None:
+    store_settings(shop, {"scoring": {"min_customers": 9}, "dry_run": True})
+    assert saved(settings_of(migrated_url, "--unset", "scoring.min_customers"))
+    assert stored(shop) == {"dry_run": True}
+
+
+def test_set_key_is_taken_without_the_spaces_around_it(shop: Engine, migrated_url: str) -> None:
+    assert saved(settings_of(migrated_url, "--set", " dry_run =true"))
+    assert stored(shop) == {"dry_run": True}
+
+
+@pytest.mark.parametrize(
+    ("stored_settings", "args", "message"),
+    [
+        ({}, ["--set", " =5"], "Invalid value for --set: ' =5' is not KEY=VALUE"),
+        ({}, ["--set", "scoring.=5"], "'scoring.': only scoring, schedule, recommendations"),
+        (
+            {"scoring": 5},
+            ["--set", "scoring.min_customers=3"],
+            'the stored "scoring" is not an object: --unset scoring first',
+        ),
+    ],
+)
+def test_set_of_a_malformed_change_is_a_usage_error(
+    shop: Engine,
+    migrated_url: str,
+    stored_settings: dict[str, Any],
+    args: list[str],
+    message: str,
+) -> None:
+    store_settings(shop, stored_settings)
+    result = settings_of(migrated_url, *args)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert stored(shop) == stored_settings
+
+
+def test_unset_that_makes_another_value_wrong_is_refused(shop: Engine, migrated_url: str) -> None:
+    # given an insider threshold above the default VIP one, taken beside the VIP one stored
+    store_settings(shop, {"scoring": {"tier_insider": 1000, "tier_vip": 2000}})
+    # when the VIP threshold is unset, then that is refused: the insider one would be wrong
+    result = settings_of(migrated_url, "--unset", "scoring.tier_vip")
+    assert result.exit_code == 1 and TIERS in result.stderr, result.output
+    assert stored(shop) == {"scoring": {"tier_insider": 1000, "tier_vip": 2000}}
