@@ -20,6 +20,7 @@ from plugin.domain.flags import FLAGS
 from plugin.shopify.bulk import BulkOutcome, BulkRunner
 from plugin.shopify.client import AuthError, TransientError
 from plugin.store.models import CustomerScore, CustomerSync, SyncChange
+from plugin.store.sync import uncertain_customers
 from tests.devstore.conftest import AppSwitch, DevStoreFactory
 from tests.helpers import add_shop
 from tests.writeback.conftest import (
@@ -254,11 +255,52 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
         (c, tag) for c, tags in removed.items() for tag in tags
     )
     assert all(not tags & pushed[c] for c, tags in removed.items())
+    # and the customers whose additions got no answer stay marked, to be read back
+    adding = {i.change.customer_id for i in plan.items if i.change.add}
+    assert adding and set(uncertain_customers(scenario.engine, scenario.shop.id)) == adding
     # and, the outage over, the next push adds what is missing and the store is as desired
     faults.error_share = 0.0
     pusher = scenario.pusher(http)
     await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
     assert_in_sync(scenario)
+
+
+async def test_bulk_additions_answered_beside_removals_unanswered_leave_the_removals_unsure(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a pushed shop whose next scores drop each customer's first tag and add another
+    scenario = scenario_factory(customers=20)
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        for score in session.exec(select(CustomerScore)).all():
+            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
+    scenario.set_shop_settings(bulk_threshold=1)
+    # and a store that applies the removals' bulk operation but whose result file is lost
+    # (the file of a bulk mutation may come back without lines; this plays it with the
+    # lines taken off the outcome), while the additions' come back whole
+    run_bulk = BulkRunner.mutation
+
+    async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:
+        outcome = await run_bulk(runner, document, variables)
+        return replace(outcome, lines=[]) if "tagsRemove" in document else outcome
+
+    monkeypatch.setattr(BulkRunner, "mutation", mutation)
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
+    # when pushed in bulk
+    counts = await pusher.push(plan)
+    # then the additions are recorded, the removals are not (the record keeps those tags), and
+    # the customers whose removals got no answer stay marked, to be read back
+    with Session(scenario.engine) as session:
+        pushed = {
+            row.customer_id: set(json.loads(row.tags)) for row in session.exec(select(CustomerSync))
+        }
+    assert removed and all(tags <= pushed[c] for c, tags in removed.items())
+    assert counts.tags_added > 0 and counts.tags_removed == 0
+    assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == set(removed)
+    assert counts.customers_uncertain == len(removed)
 
 
 async def test_bulk_removals_the_store_confirmed_are_recorded_when_a_shutdown_stops_the_run(

@@ -1,0 +1,134 @@
+"""How the push cuts its work into requests against a live dev store: definitions the store
+already holds, tag changes within half the bucket a request, deletes 250 a request, and the
+counts of what was done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from jobs.writeback import plan_changes
+from plugin.devstore.config import DevStoreConfig
+from plugin.domain.writeback import DEFINITIONS_VERSION
+from plugin.store.models import CustomerScore, Shop
+from tests.writeback.conftest import RewritingAnswers, ScenarioFactory
+from tests.writeback.test_push_refusals import set_confidence
+
+pytestmark = pytest.mark.anyio
+
+
+class CountsTagFields(RewritingAnswers):
+    """Changes no answer; counts the tag mutations of each request that changes tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_request: list[int] = []
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        query = sent["query"]
+        if query.startswith("mutation PushTags"):
+            self.per_request.append(query.count("tagsAdd(") + query.count("tagsRemove("))
+
+
+@pytest.mark.parametrize(("bucket", "most"), [(200.0, 10), (2000.0, 50)])
+async def test_tag_changes_go_at_most_half_the_bucket_a_request(
+    scenario_factory: ScenarioFactory, bucket: float, most: int
+) -> None:
+    # given a store whose bucket holds `bucket` points (10 a tag mutation), and a shop with
+    # many customers' tags to change
+    config = DevStoreConfig(bucket_size=bucket, restore_rate=1000.0)
+    scenario = scenario_factory(customers=120, config=config)
+    transport = CountsTagFields()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        pusher = scenario.pusher(http)
+        # when pushed (the bucket learnt from the definitions' answer, before any tag)
+        counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then no request held more tag mutations than half the bucket pays for (and at most 50),
+    # and the requests were full up to that
+    per_request = transport.per_request
+    assert sum(per_request) > 2 * most and counts.tags_added > 0
+    assert max(per_request) == most
+
+
+async def test_definitions_the_store_already_holds_are_taken_as_made(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a shop pushed to once, then recorded as not having its definitions (a database
+    # restored from before the first push, or a newer version of them to make)
+    scenario = scenario_factory()
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        shop = session.get(Shop, scenario.shop.id)
+        assert shop is not None
+        shop.definitions_version = 0
+    # when pushed again
+    again = scenario.pusher(http)
+    await again.push(plan_changes(scenario.engine, again.shop, again.settings))
+    # then the store's answer that they exist (TAKEN) is no refusal: the shop has them
+    assert again.client.stats.requests == 1
+    assert scenario.refreshed_shop().definitions_version == DEFINITIONS_VERSION
+
+
+class CountsMetafieldCalls(RewritingAnswers):
+    """Changes no answer; counts the requests that set, and that delete, metafields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+        self.deletes = 0
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        self.sets += "metafieldsSet(" in sent["query"]
+        self.deletes += "metafieldsDelete(" in sent["query"]
+
+
+async def test_values_only_to_delete_are_deleted_250_a_request_and_nothing_is_set(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given values pushed while the shop's models were fitted (predictions included), and
+    # then the models no longer fit: every scored customer's predictions are to be deleted,
+    # and nothing else changes
+    scenario = scenario_factory()
+    set_confidence(scenario, "fitted")
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    set_confidence(scenario, "rules")
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    deleting = [i.change for i in plan.items if i.change.delete_metafields]
+    assert len(deleting) > 10 and not any(i.change.set_metafields for i in plan.items)
+    # when pushed
+    transport = CountsMetafieldCalls()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as counting:
+        pusher = scenario.pusher(counting)
+        counts = await pusher.push(plan)
+    # then one request deletes them all, and none sets anything
+    total = sum(len(change.delete_metafields) for change in deleting)
+    assert total <= 250 and counts.metafields_deleted == total
+    assert (transport.deletes, transport.sets) == (1, 0)
+
+
+async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop whose customers' tags then all go
+    scenario = scenario_factory()
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    first = await pusher.push(plan)
+    tagged = [i.change for i in plan.items if i.change.tags_changed]
+    assert first.tags_added == sum(len(change.add) for change in tagged) > len(tagged)
+    assert first.customers_tagged == len(tagged)
+    with Session(scenario.engine) as session, session.begin():
+        for score in session.exec(select(CustomerScore)).all():
+            score.tags = ""
+    # when pushed
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    counts = await pusher.push(plan)
+    # then every tag removed is counted, and every customer tagged
+    untagged = [i.change for i in plan.items if i.change.tags_changed]
+    assert counts.tags_removed == first.tags_added and counts.customers_tagged == len(untagged)
