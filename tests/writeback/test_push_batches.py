@@ -1,6 +1,6 @@
 """How the push cuts its work into requests against a live dev store: definitions the store
-already holds, tag changes within half the bucket a request, deletes 250 a request, and the
-counts of what was done."""
+already holds, tag changes within half the bucket a request, deletes 250 a request (a delete
+refused leaving its customers marked), and the counts of what was done."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from jobs.writeback import plan_changes
 from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import DEFINITIONS_VERSION
 from plugin.store.models import CustomerScore, Shop
+from plugin.store.sync import uncertain_customers
 from tests.writeback.conftest import RewritingAnswers, ScenarioFactory
 from tests.writeback.test_push_refusals import set_confidence
 
@@ -132,3 +133,35 @@ async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
     # then every tag removed is counted, and every customer tagged
     untagged = [i.change for i in plan.items if i.change.tags_changed]
     assert counts.tags_removed == first.tags_added and counts.customers_tagged == len(untagged)
+
+
+class RefusesDeletes(RewritingAnswers):
+    """Answers each metafieldsDelete (which the store applied) with a user error."""
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        answer = (body.get("data") or {}).get("metafieldsDelete")
+        if isinstance(answer, dict):
+            answer["userErrors"] = [{"field": ["metafields", "0"], "message": "refused (test)"}]
+
+
+async def test_customers_whose_delete_is_refused_stay_marked(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given values pushed while the shop's models were fitted, and then the models no longer
+    # fitting (every scored customer's predictions to delete)
+    scenario = scenario_factory(customers=20)
+    set_confidence(scenario, "fitted")
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    set_confidence(scenario, "rules")
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    deleting = {i.change.customer_id for i in plan.items if i.change.delete_metafields}
+    # when pushed to a store that answers the delete with an error (which of them it deleted
+    # is not said)
+    async with httpx.AsyncClient(transport=RefusesDeletes(), timeout=10) as refusing:
+        pusher = scenario.pusher(refusing)
+        counts = await pusher.push(plan)
+    # then none is counted deleted; all stay marked, to be read back
+    assert deleting and counts.metafields_deleted == 0
+    assert counts.customers_uncertain == len(deleting)
+    assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == deleting

@@ -26,6 +26,7 @@ from plugin.store.models import (
 )
 from plugin.store.recommendations import Partner, replace_recommendations
 from plugin.store.scores import latest_full_run
+from plugin.store.sync import uncertain_customers
 from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 
@@ -189,6 +190,9 @@ async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
             )
         ).all()
     assert audited == []
+    # and they are counted unanswered and stay marked, to be read back
+    assert pusher.counts.customers_uncertain == len(unanswered)
+    assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == unanswered
     # and the next plan sends them again
     again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
     assert unanswered <= {i.change.customer_id for i in again.items if i.change.set_metafields}
@@ -376,3 +380,74 @@ async def test_product_sent_apart_keeps_its_other_values_on_record(
     }
     settings = shop_writeback_settings(scenario.refreshed_shop())
     assert plan_products(scenario.engine, scenario.shop.id, settings) == []
+
+
+@pytest.mark.parametrize("with_deletes", [False, True])
+async def test_customer_sent_apart_is_recorded_with_all_the_store_holds(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient, with_deletes: bool
+) -> None:
+    # given values pushed while the shop's models were fitted
+    scenario = scenario_factory()
+    set_confidence(scenario, "fitted")
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # and then a customer recommended a product (and, with deletes, the models no longer
+    # fitting: its predictions to delete), in one metafieldsSet group with a customer since
+    # deleted in Shopify, which the store refuses whole
+    customer, gone = scored(scenario)[:2]
+    product = sorted(scenario.devstore.state.products)[0]
+    recommend_to(scenario, customer, [product])
+    recommend_to(scenario, gone, [product])
+    scenario.devstore.state.delete_customer(gone)
+    if with_deletes:
+        set_confidence(scenario, "rules")
+    pusher = scenario.pusher(http)
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    assert [i.change.customer_id for i in plan.items if i.change.set_metafields] == [
+        customer,
+        gone,
+    ]
+    # when pushed (the group refused, its customers sent apart)
+    counts = await pusher.push(plan)
+    assert counts.metafields_set == 1 and counts.metafields_refused == 1
+    # then the customer's record holds every value the store holds, earlier ones and the one
+    # set apart, less those deleted: the next plan has nothing for it
+    assert recorded_metafields(scenario)[customer] == scenario.store_metafields()[customer]
+    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    assert customer not in {i.change.customer_id for i in again.items}
+
+
+async def test_customer_sent_apart_without_an_answer_stays_marked(
+    scenario_factory: ScenarioFactory,
+) -> None:
+    # given a store that applies the customers' values but answers their first group with an
+    # error naming no value, then loses its answer to the first customer sent apart
+    scenario = scenario_factory(customers=20)
+
+    class RefusedThenUnanswered(RewritingAnswers):
+        lost: str | None = None
+
+        def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+            if "metafieldsSet" not in sent["query"]:
+                return
+            if self.lost is None and len(sent["variables"]["m0"]) > 1:
+                body["data"]["m0"] = {"userErrors": [{"field": None, "message": "busy (test)"}]}
+                self.lost = ""
+            elif self.lost == "":
+                self.lost = sent["variables"]["m0"][0]["ownerId"]
+                body["data"]["m0"] = None
+
+    transport = RefusedThenUnanswered()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        pusher = scenario.pusher(http)
+        # when pushed
+        counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    # then that customer is neither recorded nor refused: counted unanswered and marked, to be
+    # read back; the others sent apart are recorded
+    assert transport.lost
+    lost = int(transport.lost.rsplit("/", 1)[1])
+    assert counts.customers_uncertain == 1 and counts.metafields_refused == 0
+    assert uncertain_customers(scenario.engine, scenario.shop.id) == [lost]
+    recorded = recorded_metafields(scenario)
+    assert recorded.get(lost, {}) == {}
+    assert all(recorded[c] == scenario.store_metafields()[c] for c in scored(scenario) if c != lost)
