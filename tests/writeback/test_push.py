@@ -212,6 +212,14 @@ async def test_a_refused_customer_is_sent_its_tags_again_once_they_change(
     assert {t for t in scenario.store_tags()[full] if t.startswith("clv:")} == item.desired_tags
 
 
+def swap_first_tags_in_bulk(scenario: Scenario) -> None:
+    """Each customer's next scores drop their first tag and add another, pushed in bulk."""
+    with Session(scenario.engine) as session, session.begin():
+        for score in session.exec(select(CustomerScore)).all():
+            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
+    scenario.set_shop_settings(bulk_threshold=1)
+
+
 async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions_fail(
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
@@ -222,10 +230,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
     scenario = scenario_factory(customers=20)
     pusher = scenario.pusher(http)
     await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    with Session(scenario.engine) as session, session.begin():
-        for score in session.exec(select(CustomerScore)).all():
-            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
-    scenario.set_shop_settings(bulk_threshold=1)
+    swap_first_tags_in_bulk(scenario)
     # and an Admin API that fails from the moment the removals' bulk operation completed
     faults = live_switch[0].target.state.devstore.faults
     run_bulk = BulkRunner.mutation
@@ -272,10 +277,7 @@ async def test_bulk_additions_answered_beside_removals_unanswered_leave_the_remo
     scenario = scenario_factory(customers=20)
     pusher = scenario.pusher(http)
     await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    with Session(scenario.engine) as session, session.begin():
-        for score in session.exec(select(CustomerScore)).all():
-            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
-    scenario.set_shop_settings(bulk_threshold=1)
+    swap_first_tags_in_bulk(scenario)
     # and a store that applies the removals' bulk operation but whose result file is lost
     # (the file of a bulk mutation may come back without lines; this plays it with the
     # lines taken off the outcome), while the additions' come back whole
@@ -312,10 +314,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_a_shutdown_st
     scenario = scenario_factory(customers=20)
     ctx = scenario.context(http)
     await push_shop(ctx, scenario.refreshed_shop(), None)
-    with Session(scenario.engine) as session, session.begin():
-        for score in session.exec(select(CustomerScore)).all():
-            score.tags = " ".join([*score.tags.split()[1:], "spend-declining"])
-    scenario.set_shop_settings(bulk_threshold=1)
+    swap_first_tags_in_bulk(scenario)
     run_bulk, adding = BulkRunner.mutation, anyio.Event()
 
     async def mutation(runner: BulkRunner, document: str, variables: Any) -> BulkOutcome:

@@ -15,7 +15,7 @@ from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import DEFINITIONS_VERSION
 from plugin.store.models import CustomerScore, Shop
 from plugin.store.sync import uncertain_customers
-from tests.writeback.conftest import RewritingAnswers, ScenarioFactory
+from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_push_refusals import set_confidence
 
 pytestmark = pytest.mark.anyio
@@ -74,6 +74,15 @@ async def test_definitions_the_store_already_holds_are_taken_as_made(
     assert scenario.refreshed_shop().definitions_version == DEFINITIONS_VERSION
 
 
+async def push_predictions_then_unfit(scenario: Scenario, http: httpx.AsyncClient) -> None:
+    """Values pushed while the shop's models were fitted (predictions included); then the
+    models no longer fit: every scored customer's predictions are to be deleted."""
+    set_confidence(scenario, "fitted")
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    set_confidence(scenario, "rules")
+
+
 class CountsMetafieldCalls(RewritingAnswers):
     """Changes no answer; counts the requests that set, and that delete, metafields."""
 
@@ -94,10 +103,8 @@ async def test_values_only_to_delete_are_deleted_250_a_request_and_nothing_is_se
     # then the models no longer fit: every scored customer's predictions are to be deleted,
     # and nothing else changes
     scenario = scenario_factory()
-    set_confidence(scenario, "fitted")
+    await push_predictions_then_unfit(scenario, http)
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    set_confidence(scenario, "rules")
     plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
     deleting = [i.change for i in plan.items if i.change.delete_metafields]
     assert len(deleting) > 10 and not any(i.change.set_metafields for i in plan.items)
@@ -150,10 +157,8 @@ async def test_customers_whose_delete_is_refused_stay_marked(
     # given values pushed while the shop's models were fitted, and then the models no longer
     # fitting (every scored customer's predictions to delete)
     scenario = scenario_factory(customers=20)
-    set_confidence(scenario, "fitted")
+    await push_predictions_then_unfit(scenario, http)
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    set_confidence(scenario, "rules")
     plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
     deleting = {i.change.customer_id for i in plan.items if i.change.delete_metafields}
     # when pushed to a store that answers the delete with an error (which of them it deleted
