@@ -13,6 +13,7 @@ import pytest
 from sqlmodel import Session, col, select
 
 from jobs.product_push import plan_products
+from jobs.pusher import Apart, products_not_found
 from jobs.writeback import plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
 from plugin.store.ledger import mark_customer_deleted
@@ -451,3 +452,29 @@ async def test_customer_sent_apart_without_an_answer_stays_marked(
     recorded = recorded_metafields(scenario)
     assert recorded.get(lost, {}) == {}
     assert all(recorded[c] == scenario.store_metafields()[c] for c in scored(scenario) if c != lost)
+
+
+def test_refusals_are_audited_by_value_unless_every_one_of_several_is_refused() -> None:
+    values = [("segment", "champions"), ("p_alive", "0.9")]
+    why = [{"message": OWNER_GONE}]
+    # one value of one refused: named, with its value
+    assert Apart(refused={0: why}).refusals(values[:1]) == [("segment", "champions", OWNER_GONE)]
+    # one of two refused: named
+    assert Apart(accepted=[0], refused={1: why}).refusals(values) == [
+        ("p_alive", "0.9", OWNER_GONE)
+    ]
+    # both of two refused (a deleted owner): one row for them all
+    assert Apart(refused={0: why, 1: why}).refusals(values) == [("*", None, OWNER_GONE)]
+
+
+def test_only_a_refusal_saying_a_product_does_not_exist_names_it_gone() -> None:
+    sent = {"ownerId": "gid://shopify/Product/7", "value": '["gid://shopify/Product/5"]'}
+    missing = "Value references non-existent resource gid://shopify/Product/5."
+    # a partner named in the message and in the value sent
+    assert products_not_found({"message": missing}, sent) == {5}
+    # the product owner itself, by the error's field path
+    owner = {"field": ["metafields", "0", "ownerId"], "message": "Owner does not exist."}
+    assert products_not_found(owner, sent) == {7}
+    # a refusal for another reason that names the product is no sign it is gone
+    invalid = {"message": "Value is invalid: gid://shopify/Product/5 is not published."}
+    assert products_not_found(invalid, sent) == set()
