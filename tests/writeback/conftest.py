@@ -177,6 +177,33 @@ class RewritingAnswers(httpx.AsyncBaseTransport):
         await self.inner.aclose()
 
 
+class RecordsRequests(RewritingAnswers):
+    """Changes no answer; keeps each Admin API request's JSON (its query and variables)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[dict[str, Any]] = []
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        self.sent.append(sent)
+
+    def holding(self, text: str) -> list[dict[str, Any]]:
+        """The requests whose query holds `text` (a bulk run's mutation is in a variable)."""
+        return [sent for sent in self.sent if text in sent.get("query", "")]
+
+
+class RefusingDeletes(RewritingAnswers):
+    """Answers each metafieldsDelete (which the store applied) with a user error."""
+
+    refused = 0
+
+    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
+        answer = (body.get("data") or {}).get("metafieldsDelete")
+        if isinstance(answer, dict):
+            answer["userErrors"] = [{"field": ["metafields", "0"], "message": "refused (test)"}]
+            self.refused += 1
+
+
 @pytest.fixture
 def scenario_factory(
     engine: Engine,

@@ -29,7 +29,12 @@ from plugin.shopify.client import AdminClient, TransientError
 from plugin.store.models import KeptProductField, ProductSync
 from plugin.store.recommendations import Partner, replace_recommendations
 from tests.devstore.conftest import AppSwitch
-from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
+from tests.writeback.conftest import (
+    RefusingDeletes,
+    RewritingAnswers,
+    Scenario,
+    ScenarioFactory,
+)
 from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_product_references import delete_product, gone
 
@@ -186,18 +191,6 @@ async def test_product_values_deleted_without_an_answer_are_read_back_before_the
     # then the store holds it again
     assert product_metafields(scenario)[a][FBT] == [gid(b)]
     assert unanswered(scenario) == {}
-
-
-class RefusingDeletes(RewritingAnswers):
-    """Answers each metafieldsDelete (which the store applied) with a user error."""
-
-    refused = 0
-
-    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        answer = (body.get("data") or {}).get("metafieldsDelete")
-        if isinstance(answer, dict):
-            answer["userErrors"] = [{"field": ["metafields", "0"], "message": "refused (test)"}]
-            self.refused += 1
 
 
 async def test_product_delete_refused_is_read_back_before_the_next_plan(

@@ -24,7 +24,7 @@ from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.store.models import GoneProduct, SyncChange
 from plugin.store.recommendations import Partner, replace_recommendations
 from tests.helpers import add_ledger_order
-from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
+from tests.writeback.conftest import RecordsRequests, RewritingAnswers, Scenario, ScenarioFactory
 from tests.writeback.test_product_push import product_metafields, recommend
 from tests.writeback.test_push_refusals import (
     recommend_to,
@@ -450,19 +450,6 @@ async def test_complementary_field_refused_is_left_out_of_the_rest_of_the_push(
     }
 
 
-class CountsComplementaryReads(RewritingAnswers):
-    """Changes no answer; counts the reads of the complementary-products field before a first
-    write, and the products each asks for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[int] = []
-
-    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        if sent["query"].startswith("query Complementary"):
-            self.reads.append(len(sent["variables"]["ids"]))
-
-
 @pytest.mark.parametrize(("per_read", "reads"), [(None, [3]), (2, [2, 1])])
 async def test_complementary_fields_are_read_before_a_first_write_many_products_a_read(
     scenario_factory: ScenarioFactory,
@@ -480,12 +467,13 @@ async def test_complementary_fields_are_read_before_a_first_write_many_products_
     if per_read is not None:
         monkeypatch.setattr(product_push, "READ_IDS", per_read)
     # when pushed
-    transport = CountsComplementaryReads()
+    transport = RecordsRequests()
     async with httpx.AsyncClient(transport=transport, timeout=10) as counting:
         counts = await push_shop(scenario.context(counting), scenario.refreshed_shop(), None)
     # then the fields were read up to 100 products a request (2 here in the second case), and
     # the merchant's list found on the last is kept
-    assert transport.reads == reads
+    asked = [len(read["variables"]["ids"]) for read in transport.holding("query Complementary")]
+    assert asked == reads
     assert complementary(scenario, c) == value and counts["product_fields_kept"] == 1
     assert json.loads(complementary(scenario, b) or "[]") == [gid(c)]
 

@@ -4,8 +4,6 @@ refused leaving its customers marked), and the counts of what was done."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
 from sqlmodel import Session, select
@@ -15,23 +13,10 @@ from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import DEFINITIONS_VERSION
 from plugin.store.models import CustomerScore, Shop
 from plugin.store.sync import uncertain_customers
-from tests.writeback.conftest import RewritingAnswers, Scenario, ScenarioFactory
+from tests.writeback.conftest import RecordsRequests, RefusingDeletes, Scenario, ScenarioFactory
 from tests.writeback.test_push_refusals import set_confidence
 
 pytestmark = pytest.mark.anyio
-
-
-class CountsTagFields(RewritingAnswers):
-    """Changes no answer; counts the tag mutations of each request that changes tags."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.per_request: list[int] = []
-
-    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        query = sent["query"]
-        if query.startswith("mutation PushTags"):
-            self.per_request.append(query.count("tagsAdd(") + query.count("tagsRemove("))
 
 
 @pytest.mark.parametrize(("bucket", "most"), [(200.0, 10), (2000.0, 50)])
@@ -42,14 +27,17 @@ async def test_tag_changes_go_at_most_half_the_bucket_a_request(
     # many customers' tags to change
     config = DevStoreConfig(bucket_size=bucket, restore_rate=1000.0)
     scenario = scenario_factory(customers=120, config=config)
-    transport = CountsTagFields()
+    transport = RecordsRequests()
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
         pusher = scenario.pusher(http)
         # when pushed (the bucket learnt from the definitions' answer, before any tag)
         counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
     # then no request held more tag mutations than half the bucket pays for (and at most 50),
     # and the requests were full up to that
-    per_request = transport.per_request
+    per_request = [
+        sent["query"].count("tagsAdd(") + sent["query"].count("tagsRemove(")
+        for sent in transport.holding("mutation PushTags")
+    ]
     assert sum(per_request) > 2 * most and counts.tags_added > 0
     assert max(per_request) == most
 
@@ -83,19 +71,6 @@ async def push_predictions_then_unfit(scenario: Scenario, http: httpx.AsyncClien
     set_confidence(scenario, "rules")
 
 
-class CountsMetafieldCalls(RewritingAnswers):
-    """Changes no answer; counts the requests that set, and that delete, metafields."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sets = 0
-        self.deletes = 0
-
-    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        self.sets += "metafieldsSet(" in sent["query"]
-        self.deletes += "metafieldsDelete(" in sent["query"]
-
-
 async def test_values_only_to_delete_are_deleted_250_a_request_and_nothing_is_set(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
@@ -109,14 +84,15 @@ async def test_values_only_to_delete_are_deleted_250_a_request_and_nothing_is_se
     deleting = [i.change for i in plan.items if i.change.delete_metafields]
     assert len(deleting) > 10 and not any(i.change.set_metafields for i in plan.items)
     # when pushed
-    transport = CountsMetafieldCalls()
+    transport = RecordsRequests()
     async with httpx.AsyncClient(transport=transport, timeout=10) as counting:
         pusher = scenario.pusher(counting)
         counts = await pusher.push(plan)
     # then one request deletes them all, and none sets anything
     total = sum(len(change.delete_metafields) for change in deleting)
     assert total <= 250 and counts.metafields_deleted == total
-    assert (transport.deletes, transport.sets) == (1, 0)
+    assert len(transport.holding("metafieldsDelete(")) == 1
+    assert transport.holding("metafieldsSet(") == []
 
 
 async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
@@ -142,15 +118,6 @@ async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
     assert counts.tags_removed == first.tags_added and counts.customers_tagged == len(untagged)
 
 
-class RefusesDeletes(RewritingAnswers):
-    """Answers each metafieldsDelete (which the store applied) with a user error."""
-
-    def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        answer = (body.get("data") or {}).get("metafieldsDelete")
-        if isinstance(answer, dict):
-            answer["userErrors"] = [{"field": ["metafields", "0"], "message": "refused (test)"}]
-
-
 async def test_customers_whose_delete_is_refused_stay_marked(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
@@ -163,7 +130,7 @@ async def test_customers_whose_delete_is_refused_stay_marked(
     deleting = {i.change.customer_id for i in plan.items if i.change.delete_metafields}
     # when pushed to a store that answers the delete with an error (which of them it deleted
     # is not said)
-    async with httpx.AsyncClient(transport=RefusesDeletes(), timeout=10) as refusing:
+    async with httpx.AsyncClient(transport=RefusingDeletes(), timeout=10) as refusing:
         pusher = scenario.pusher(refusing)
         counts = await pusher.push(plan)
     # then none is counted deleted; all stay marked, to be read back
