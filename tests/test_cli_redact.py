@@ -14,12 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from plugin.cli import main
+from plugin.cli_redact import OthersOrdersError, redact_now, retried
 from plugin.store import inbox, ledger
 from plugin.store.models import (
     Customer,
@@ -464,6 +467,72 @@ def test_redact_twice_is_harmless_and_says_it_was_redacted_before(
     assert (shop_id, "order", 8) in held(engine)["redactions"]
 
 
+def test_redact_of_a_customer_held_by_their_record_alone_erases_it(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given customer 600, known by their record only (customers/create, no order)
+    shop_id, _ = seed(engine)
+    created = {"id": 600, "created_at": T0.isoformat(), "updated_at": T0.isoformat()}
+    enqueue(engine, "customers/create", created, "c600")
+    Processor(engine).drain()
+    assert (shop_id, 600, 0, 0) in held(engine)["customers"]
+    # when redacted, confirmed
+    result = invoke(migrated_url, "--shop", SHOP, "--customer", "600", answer="y\n")
+    # then the prompt and the summary name their record: it is held, and erased
+    assert result.exit_code == 0, result.output
+    question = f"Erase customer 600 of {SHOP}: their record and 0 orders, and record them as"
+    assert question in result.stdout
+    assert f"erased customer 600 of {SHOP}: their record and 0 orders" in result.stdout
+    assert (shop_id, 600, 0, 0) not in held(engine)["customers"]
+
+
+def test_redact_again_erases_what_came_since_and_says_they_were_redacted_before(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given 501 redacted, then a data request for them (recorded, for the operator to answer)
+    shop_id, _ = seed(engine)
+    first = invoke(migrated_url, "--shop", SHOP, "--customer", "501", "--yes")
+    assert first.exit_code == 0, first.output
+    request = {"shop_domain": SHOP, "customer": {"id": 501}, "data_request": {"id": 10}}
+    enqueue(engine, "customers/data_request", request, "dr501-late")
+    Processor(engine).drain()
+    assert (shop_id, 501) in held(engine)["requests"]
+    # when redacted again
+    again = invoke(migrated_url, "--shop", SHOP, "--customer", "501", answer="y\n")
+    # then it is not "nothing to do": the question says they were redacted before and what is
+    # held now, which is erased
+    assert again.exit_code == 0, again.output
+    now = f"0 orders and 1 other row ({ROWS})"
+    question = f"Erase customer 501 of {SHOP} (redacted before): {now}, and record them as"
+    assert question in again.stdout
+    assert again.stdout.splitlines()[-2:] == [
+        f"erased customer 501 of {SHOP}: {now}",
+        "customer 501 was recorded as redacted before",
+    ]
+    assert (shop_id, 501) not in held(engine)["requests"]
+
+
+def test_redact_counts_orders_lines_and_refunds_past_one_query_of_ids(
+    engine: Engine, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the ids read two a query; 501 with orders 1, 2, 4 and 5 (a line each, a refund of
+    # 2), guests' orders 12 and 13
+    shop_id, _ = seed(engine)
+    add_orders(engine, (4, 501), (5, 501), (12, None), (13, None))
+    monkeypatch.setattr(ledger, "REFRESH_CHUNK", 2)
+    # when 501 is redacted with guests' orders 12 and 13 and the unheld 77
+    orders = ("--order", "12", "--order", "13", "--order", "77")
+    result = invoke(migrated_url, "--shop", SHOP, "--customer", "501", *orders, "--yes")
+    # then every chunk of ids was counted
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:2] == [
+        f"erased customer 501 of {SHOP}: their record, 6 orders (2 named by --order and held "
+        f"for no customer), 6 lines, 1 refund and 5 other rows ({ROWS})",
+        "1 order named by --order was not held",
+    ]
+    assert [o for o in held(engine)["orders"] if o[0] == shop_id] == [(shop_id, 3, 502)]
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 
@@ -571,3 +640,81 @@ def test_redact_while_a_processor_applies_an_order_of_theirs_erases_that_order_t
     with Session(engine) as session:
         rows = session.exec(select(InboxEvent).where(col(InboxEvent.webhook_id) == "o5")).all()
     assert [(e.status, e.payload) for e in rows] in ([], [("done", "{}")])
+
+
+def test_redact_while_an_order_it_names_changes_customer_sees_the_change_and_refuses(
+    engine: Engine,
+) -> None:
+    # given a guest's order 12, moved to customer 502 by a transaction not yet committed when
+    # the redact's transaction starts
+    shop_id, _ = seed(engine)
+    add_orders(engine, (12, None))
+    moving, errors = threading.Event(), []
+
+    def move() -> None:
+        try:
+            version = parse_order(
+                minimise("orders/updated", order_payload(12, customer_id=502, updated=5))
+            )
+            with Session(engine) as session, session.begin():
+                shop = session.get(Shop, shop_id)
+                assert shop is not None
+                assert ledger.apply_order(session, shop, version)
+                moving.set()
+                if engine.dialect.name == "postgresql":
+                    assert wait_for_a_lock_wait(engine)
+                else:
+                    time.sleep(0.3)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=move, daemon=True)
+    thread.start()
+    assert moving.wait(10)
+    # when 501 is redacted with order 12, not allowing other customers' orders
+    with pytest.raises(OthersOrdersError) as refused:
+        redact_now(engine, SHOP, 501, [12], allow_others=False)
+    thread.join(30)
+    # then the redact waited for the order and read who holds it now: refused, nothing erased
+    assert errors == [] and not thread.is_alive()
+    assert "order 12 is now held for customer 502, not 501" in refused.value.message
+    state = held(engine)
+    assert (shop_id, 12, 502) in state["orders"] and (shop_id, 1, 501) in state["orders"]
+
+
+class Contended(Exception):
+    sqlstate = "40P01"  # deadlock_detected: PostgreSQL aborted the transaction
+
+
+class Broken(Exception):
+    sqlstate = "23505"
+
+
+@pytest.mark.parametrize(
+    ("failures", "calls", "error"),
+    [
+        ([Contended(), Contended()], 3, None),  # aborted twice, done the third time
+        ([Contended()] * 3, 3, "database error: deadlock detected"),
+        ([Broken()], 1, "database error: duplicate key"),  # any other error, at once
+    ],
+)
+def test_retried_does_again_only_an_aborted_transaction_and_at_most_three_times(
+    failures: list[Exception], calls: int, error: str | None
+) -> None:
+    messages = {Contended: "deadlock detected", Broken: "duplicate key"}
+    attempts: list[int] = []
+
+    def work() -> str:
+        attempts.append(1)
+        if len(attempts) <= len(failures):
+            orig = failures[len(attempts) - 1]
+            raise DBAPIError("UPDATE ...", {}, type(orig)(messages[type(orig)]))
+        return "done"
+
+    if error is None:
+        assert retried(work) == "done"
+    else:
+        with pytest.raises(click.ClickException) as raised:
+            retried(work)
+        assert raised.value.message == error
+    assert len(attempts) == calls
