@@ -47,6 +47,7 @@ T = TypeVar("T")
 TAG_FIELDS_PER_CALL = 50  # aliased tag mutations per request: 500 points, half the query maximum
 METAFIELDS_PER_SET = 25  # Shopify's limit per metafieldsSet
 SETS_PER_CALL = 10  # aliased metafieldsSet mutations per request
+APART_PER_CALL = 25  # owners sent apart per request, a metafieldsSet each: 250 points
 MUTATION_COST = 10
 RECORD_EVERY = 1000  # customers' results per transaction on the bulk path
 AUDIT_NAME_LENGTH = 255  # sync_changes.name
@@ -608,7 +609,7 @@ async def set_apart(client: AdminClient, owners: Sequence[list[dict[str, Any]]])
     pending = [(n, list(range(len(inputs)))) for n, inputs in enumerate(owners) if inputs]
     while pending:
         again: list[tuple[int, list[int]]] = []
-        for chunk in batches(pending, METAFIELDS_PER_SET, lambda _: 1):
+        for chunk in batches(pending, APART_PER_CALL, lambda _: 1):
             variables = {f"m{k}": [owners[n][i] for i in sent] for k, (n, sent) in enumerate(chunk)}
             data = await client.execute(
                 metafields_set_document(len(chunk)), variables, cost=MUTATION_COST * len(chunk)
@@ -696,7 +697,7 @@ def batches(
     items: Sequence[T], capacity: int | Callable[[], int], weight: Callable[[T], int]
 ) -> Iterable[list[T]]:
     """Consecutive groups whose weights sum to at most `capacity` (an item is never split);
-    a callable capacity is asked again for each group."""
+    a callable capacity is asked again for each item, as the groups are taken."""
     batch: list[T] = []
     used = 0
     for item in items:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
+from jobs.pusher import batches
 from jobs.writeback import plan_changes
 from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import DEFINITIONS_VERSION
@@ -137,3 +138,18 @@ async def test_customers_whose_delete_is_refused_stay_marked(
     assert deleting and counts.metafields_deleted == 0
     assert counts.customers_uncertain == len(deleting)
     assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == deleting
+
+
+def test_batches_fill_each_group_up_to_its_capacity_and_never_leave_one_empty() -> None:
+    weights = [2, 1, 2, 5, 1]
+    # consecutive, each group's weight at most the capacity, an item never split
+    assert list(batches(weights, 3, lambda w: w)) == [[2, 1], [2], [5], [1]]
+    # an item heavier than the capacity goes alone (no empty group before it)
+    assert list(batches([5, 1], 3, lambda w: w)) == [[5], [1]]
+    # a callable capacity is asked again as the groups are taken (the bucket's room changes)
+    room, groups = [1], []
+    for group in batches(weights, lambda: room[0], lambda w: w):
+        groups.append(group)
+        room[0] = 4
+    assert groups == [[2], [1, 2], [5], [1]]
+    assert list(batches([], 3, lambda w: w)) == []

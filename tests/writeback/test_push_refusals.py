@@ -13,9 +13,17 @@ import pytest
 from sqlmodel import Session, col, select
 
 from jobs.product_push import plan_products
-from jobs.pusher import Apart, products_not_found
+from jobs.pusher import (
+    AUDIT_NAME_LENGTH,
+    Apart,
+    _line_user_errors,
+    _refused_tags,
+    products_not_found,
+    refused_inputs,
+)
 from jobs.writeback import plan_changes, push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
+from plugin.domain.writeback import CustomerChange
 from plugin.store.ledger import mark_customer_deleted
 from plugin.store.models import (
     CustomerRecommendation,
@@ -337,6 +345,36 @@ async def test_sets_of_one_value_each_are_sent_25_to_a_metafields_set(
     assert recorded_metafields(scenario) == scenario.store_metafields()
 
 
+async def test_customers_sent_apart_go_25_to_a_request(
+    scenario_factory: ScenarioFactory, http: httpx.AsyncClient
+) -> None:
+    # given a pushed shop whose next push sets one value for each of more than 50 customers,
+    # in groups of 25 that each hold a customer deleted in Shopify: every group is refused
+    scenario = scenario_factory()
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        for row in session.exec(select(CustomerSync)).all():
+            row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
+    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    customers = [item.change.customer_id for item in plan.items]
+    assert 50 < len(customers) <= 75 and pusher.settings.bulk_threshold > len(customers)
+    for gone in customers[::25]:
+        scenario.devstore.state.delete_customer(gone)
+    # when pushed
+    transport = RecordsRequests()
+    async with httpx.AsyncClient(transport=transport, timeout=10) as counted:
+        counts = await scenario.pusher(counted).push(plan)
+    # then after the request of groups, every customer was sent again in a metafieldsSet of its
+    # own, 25 of them a request (250 points)
+    grouped, *apart = transport.holding("metafieldsSet")
+    assert len(grouped["variables"]) == 3
+    assert [len(request["variables"]) for request in apart] == [25, 25, len(customers) - 50]
+    sent = [v[0]["ownerId"] for request in apart for v in request["variables"].values()]
+    assert sent == [f"gid://shopify/Customer/{c}" for c in customers]
+    assert counts.metafields_set == len(customers) - 3 and counts.metafields_refused == 3
+
+
 async def test_product_sent_apart_keeps_its_other_values_on_record(
     scenario_factory: ScenarioFactory, http: httpx.AsyncClient
 ) -> None:
@@ -468,3 +506,50 @@ def test_only_a_refusal_saying_a_product_does_not_exist_names_it_gone() -> None:
     # a refusal for another reason that names the product is no sign it is gone
     invalid = {"message": "Value is invalid: gid://shopify/Product/5 is not published."}
     assert products_not_found(invalid, sent) == set()
+
+
+def test_refused_inputs_are_named_only_by_a_field_path_into_the_inputs_sent() -> None:
+    def error(*path: str) -> dict[str, Any]:
+        return {"field": list(path), "message": "refused (test)"}
+
+    value, whole = error("metafields", "1", "value"), error("metafields", "0")
+    # a path to an input's field or to the input itself names it; errors gather by input
+    assert refused_inputs([value, whole, value], 2) == {1: [value, value], 0: [whole]}
+    # a path that does not lead into the inputs sent names none: the owner's values are then
+    # sent one by one
+    for path in (
+        ("ownerId",),
+        ("input", "1", "value"),
+        ("metafields", "2", "value"),  # past the 2 sent
+        ("metafields", "-1"),
+        ("metafields", "x", "value"),
+    ):
+        assert refused_inputs([value, error(*path)], 2) is None, path
+    assert refused_inputs([{"field": None, "message": "refused (test)"}], 2) is None
+
+
+def test_refused_tag_changes_are_named_by_what_was_refused_within_the_audit_name() -> None:
+    change = CustomerChange(501, add=("clv:vip",), remove=("clv:new", "clv:loyal"))
+    refused = [{"field": ["tags"], "message": "refused (test)"}]
+    assert _refused_tags(change, refused, None) == "-clv:new -clv:loyal"
+    assert _refused_tags(change, [], refused) == "+clv:vip"
+    assert _refused_tags(change, refused, refused) == "-clv:new -clv:loyal +clv:vip"
+    # many long tags: cut to what sync_changes.name holds
+    many = CustomerChange(501, add=tuple(f"clv:{'x' * 40}-{n}" for n in range(10)))
+    name = _refused_tags(many, None, refused)
+    assert len(name) == AUDIT_NAME_LENGTH and name.startswith(f"+clv:{'x' * 40}-0 +clv:")
+
+
+def test_a_bulk_lines_errors_are_read_as_user_errors_by_their_messages() -> None:
+    # a line whose mutation failed: its errors, by message (the whole error if it has none)
+    failed = {"errors": [{"message": "Internal error", "path": ["metafieldsSet"]}, {"code": 1}]}
+    assert _line_user_errors(failed, "metafieldsSet") == [
+        {"message": "Internal error"},
+        {"message": "{'code': 1}"},
+    ]
+    # a line answered: its user errors, none, or None when the mutation's field is missing
+    refused = {"field": ["metafields", "0", "value"], "message": "refused (test)"}
+    answered = {"data": {"metafieldsSet": {"userErrors": [refused]}}}
+    assert _line_user_errors(answered, "metafieldsSet") == [refused]
+    assert _line_user_errors({"data": {"metafieldsSet": {"userErrors": []}}}, "metafieldsSet") == []
+    assert _line_user_errors({"data": {}}, "metafieldsSet") is None
