@@ -541,7 +541,7 @@ class Pusher:
         record_outcomes(
             self.engine,
             self.shop_id,
-            _merged(outcomes),
+            outcomes,
             via=via,
             job_run_id=self.job_run_id,
             now=self.clock(),
@@ -657,20 +657,6 @@ def refused_inputs(errors: Errors, count: int) -> dict[int, Errors] | None:
             return None
         named.setdefault(position, []).append(error)
     return named
-
-
-def _merged(outcomes: list[Outcome]) -> list[Outcome]:
-    """One outcome per customer (a customer's metafields can span two groups of a batch)."""
-    merged: dict[int, Outcome] = {}
-    for outcome in outcomes:
-        was = merged.get(outcome.customer_id)
-        if was is None:
-            merged[outcome.customer_id] = outcome
-            continue
-        if outcome.metafields is not None:
-            was.metafields = (was.metafields or {}) | outcome.metafields
-        was.changes += outcome.changes
-    return list(merged.values())
 
 
 def _refused_tags(
