@@ -304,6 +304,24 @@ def test_shop_list_shows_a_shop_needing_reauthorisation_and_the_fix(
     assert "clvsync shop add DOMAIN --token TOKEN" in out
 
 
+def test_shop_list_shows_an_uninstalled_shop_without_its_token(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop that uninstalled the app (its token discarded) beside an installed one
+    add_shop(engine)
+    add_shop(engine, "other-shop.myshopify.com")
+    enqueue(engine, "app/uninstalled", {"id": 1, "domain": SHOP}, "u1")
+    Processor(engine).drain()
+    # when the shops are listed
+    code, out, _ = run(migrated_url, "shop", "list")
+    # then its state and token column say so; the other is installed, with its token
+    assert code == 0
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:] if line}
+    assert rows[SHOP][1] == "uninstalled" and rows[SHOP][4] == "no"
+    other = rows["other-shop.myshopify.com"]
+    assert other[1] == "installed" and other[4] == "yes"
+
+
 @pytest.mark.parametrize(
     "command", [["push"], ["backfill"], ["jobs", "run", "push"], ["jobs", "run", "backfill"]]
 )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,10 +22,11 @@ from sqlmodel import Session, col, select
 
 from jobs.recommend import compute_recommendations
 from jobs.recompute import full_recompute
-from plugin.cli import EXPORT_COLUMNS, _money, main
+from plugin.cli import EXPORT_COLUMNS, _bundle_rows, _figure, _money, main
 from plugin.domain.ledger_values import MAX_ID
 from plugin.store import ledger, shops
 from plugin.store.models import (
+    BundleCandidate,
     Customer,
     CustomerRecommendation,
     CustomerScore,
@@ -130,6 +133,25 @@ def test_export_money_of_a_figure_that_is_no_amount_is_null() -> None:
     # a model that diverged gives figures Decimal cannot round to cents (it raised, mid-file)
     assert [_money(v) for v in (1e26, 1.79e308, float("nan"), -1e16)] == [None] * 4
     assert _money(12.5) == "12.50" and _money(-0.001) == "0.00"
+
+
+def test_export_figures_are_rounded_as_the_numbers_a_merchant_reads() -> None:
+    # money to cents from the decimal the float stands for (2.675 is 2.67499... in binary),
+    # halves to the even cent; a figure of 10^15 or more is no amount
+    assert [_money(v) for v in (2.675, 0.125, 0.135, -2.675)] == ["2.68", "0.12", "0.14", "-2.68"]
+    assert _money(999_999_999_999_999.0) == "999999999999999.00"
+    assert _money(1e15) is None and _money(-1e15) is None
+    # other figures to 4 decimals, null when they are no number; money figures as money
+    assert _figure("p_alive", 0.123456) == 0.1235
+    assert [_figure("p_alive", v) for v in (math.nan, math.inf, -math.inf)] == [None] * 3
+    assert _figure("aov", 2.675) == "2.68" and _figure("orders", 3) == 3
+    # a bundle's lift to 2 decimals
+    candidate = BundleCandidate(
+        shop_id=1, rank=1, product_ids="3 5", orders=4, lift=2.3456, combined_price=Decimal("9.50")
+    )
+    assert list(_bundle_rows([candidate])) == [
+        {"rank": 1, "product_ids": "3 5", "orders": 4, "lift": 2.35, "combined_price": "9.50"}
+    ]
 
 
 @pytest.mark.parametrize(
