@@ -340,6 +340,20 @@ def test_run_for_a_shop_needing_reauthorisation_names_the_fix(
     assert _runs(engine) == []
 
 
+def test_dry_run_for_a_shop_needing_reauthorisation_still_shows_the_plan(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a shop whose token a 401 marked as refused
+    add_shop(engine)
+    _mark_needs_reauth(engine)
+    # when its push is dry run, which calls nothing
+    code, out, err = run(migrated_url, "push", "--shop", SHOP, "--dry-run", "--json")
+    # then the plan is shown (nothing to change yet), and no run is recorded
+    assert code == 0, err
+    assert json.loads(out)["dry_run"] is True
+    assert _runs(engine) == []
+
+
 # --- logging --------------------------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -343,6 +343,8 @@ def test_demo_staying_up_prints_its_json_summary_before_serving(
     assert rest == ""
     # and Ctrl-C stops it
     assert demo.returncode == 0, errors
+    # and its own progress was not lost among the log lines: only warnings are logged
+    assert " INFO " not in errors, errors
     # and the commands it said to run work when pasted, though clvsync is not on PATH
     said = (line.strip().partition(" ") for line in errors.splitlines())
     shown = {name: rest.strip() for name, _, rest in said if name in ("figures", "inbox")}

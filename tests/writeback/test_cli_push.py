@@ -7,9 +7,13 @@ import csv
 import io
 import json
 
+import pytest
 from click.testing import CliRunner, Result
 
+from jobs.plan import Plan, Planned
 from plugin.cli import main
+from plugin.cli_push import _print_plan
+from plugin.domain.writeback import CustomerChange
 from tests.test_compliance import cli_env
 from tests.writeback.conftest import Scenario, ScenarioFactory
 from tests.writeback.test_push import assert_in_sync
@@ -104,3 +108,47 @@ def test_metafield_namespace_can_change_before_the_first_push_only(
     # while the other settings still can
     paused = run(scenario, migrated_url, "shop", "settings", domain, "--set", "dry_run=true")
     assert paused.exit_code == 0, paused.output
+
+
+def test_dry_run_report_says_what_is_left_alone_read_back_first_and_each_change_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # given a plan of one customer's tag swap and a value to delete; two customers refused
+    # before and unchanged; customers and products to read back first; an undo's superseded
+    change = CustomerChange(
+        501,
+        add=("clv:loyal",),
+        remove=("clv:new",),
+        delete_metafields=("next_products",),
+        reasons=(("clv:loyal", "4 orders"), ("clv:new", "no longer new")),
+    )
+    plan = Plan([Planned(change, frozenset({"clv:new"}), {}, frozenset({"clv:loyal"}))], 2)
+    report = {
+        **plan.summary(),
+        "products_with_changes": 4,
+        "customers_to_read_back": 3,
+        "products_to_read_back": 1,
+        "superseded": 5,
+    }
+    # when printed
+    _print_plan(report)
+    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    # then it says each of them, and the sample says why each tag comes or goes
+    assert lines[0].endswith("would change (2 refused before and unchanged, left alone)")
+    assert "4 products' recommendation metafields would change" in lines
+    assert any(line.startswith("3 customers' state will be read back") for line in lines)
+    assert any(
+        line.startswith("1 product's recommendation metafields will be read") for line in lines
+    )
+    assert "5 of the run's changes replaced since, left alone" in lines
+    assert lines[-5:] == [
+        "sample:",
+        "customer 501",
+        "+ clv:loyal: 4 orders",
+        "- clv:new: no longer new",
+        "x metafield next_products",
+    ]
+    # and a plan of nothing to do prints no sample heading, nor what it does not hold
+    _print_plan({**Plan().summary(), "products_with_changes": 0})
+    nothing = capsys.readouterr().out
+    assert "sample" not in nothing and "read back" not in nothing and "superseded" not in nothing
