@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from jobs.plan import Plan
 from jobs.product_push import plan_products
 from jobs.pusher import (
     AUDIT_NAME_LENGTH,
@@ -87,6 +88,17 @@ def assert_neighbours_set_and_only_the_gone_refused(scenario: Scenario, gone: in
     refused = refusals(scenario, "metafield")
     assert [(r.customer_id, r.reason) for r in refused] == [(gone, OWNER_GONE)]
     assert recorded.get(gone, {}) == {}
+
+
+async def push_then_make_segments_stale(scenario: Scenario, http: httpx.AsyncClient) -> Plan:
+    """Push the shop, then record every customer's segment as out of date: the next plan
+    sets that one value for each customer."""
+    pusher = scenario.pusher(http)
+    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    with Session(scenario.engine) as session, session.begin():
+        for row in session.exec(select(CustomerSync)).all():
+            row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
+    return plan_changes(scenario.engine, pusher.shop, pusher.settings)
 
 
 async def test_metafields_per_call_customer_deleted_in_store_refuses_only_itself(
@@ -324,12 +336,7 @@ async def test_sets_of_one_value_each_are_sent_25_to_a_metafields_set(
     # next push sets one value for each of more than 26 customers
     scenario = scenario_factory()
     scenario.set_shop_settings(bulk_threshold=bulk_threshold)
-    pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    with Session(scenario.engine) as session, session.begin():
-        for row in session.exec(select(CustomerSync)).all():
-            row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = await push_then_make_segments_stale(scenario, http)
     assert 26 < len(plan.items) <= 250
     assert all(len(item.change.set_metafields) == 1 for item in plan.items)
     # when pushed, as calls or as one bulk operation
@@ -351,14 +358,10 @@ async def test_customers_sent_apart_go_25_to_a_request(
     # given a pushed shop whose next push sets one value for each of more than 50 customers,
     # in groups of 25 that each hold a customer deleted in Shopify: every group is refused
     scenario = scenario_factory()
-    pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
-    with Session(scenario.engine) as session, session.begin():
-        for row in session.exec(select(CustomerSync)).all():
-            row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = await push_then_make_segments_stale(scenario, http)
     customers = [item.change.customer_id for item in plan.items]
-    assert 50 < len(customers) <= 75 and pusher.settings.bulk_threshold > len(customers)
+    threshold = scenario.pusher(http).settings.bulk_threshold
+    assert 50 < len(customers) <= 75 and threshold > len(customers)
     for gone in customers[::25]:
         scenario.devstore.state.delete_customer(gone)
     # when pushed
