@@ -511,11 +511,13 @@ def test_only_a_refusal_saying_a_product_does_not_exist_names_it_gone() -> None:
     assert products_not_found(invalid, sent) == set()
 
 
-def test_refused_inputs_are_named_only_by_a_field_path_into_the_inputs_sent() -> None:
-    def error(*path: str) -> dict[str, Any]:
-        return {"field": list(path), "message": "refused (test)"}
+def user_error(*path: str) -> dict[str, Any]:
+    """A user error the store might answer, naming the field at `path`."""
+    return {"field": list(path), "message": "refused (test)"}
 
-    value, whole = error("metafields", "1", "value"), error("metafields", "0")
+
+def test_refused_inputs_are_named_only_by_a_field_path_into_the_inputs_sent() -> None:
+    value, whole = user_error("metafields", "1", "value"), user_error("metafields", "0")
     # a path to an input's field or to the input itself names it; errors gather by input
     assert refused_inputs([value, whole, value], 2) == {1: [value, value], 0: [whole]}
     # a path that does not lead into the inputs sent names none: the owner's values are then
@@ -527,13 +529,13 @@ def test_refused_inputs_are_named_only_by_a_field_path_into_the_inputs_sent() ->
         ("metafields", "-1"),
         ("metafields", "x", "value"),
     ):
-        assert refused_inputs([value, error(*path)], 2) is None, path
-    assert refused_inputs([{"field": None, "message": "refused (test)"}], 2) is None
+        assert refused_inputs([value, user_error(*path)], 2) is None, path
+    assert refused_inputs([{**user_error(), "field": None}], 2) is None
 
 
 def test_refused_tag_changes_are_named_by_what_was_refused_within_the_audit_name() -> None:
     change = CustomerChange(501, add=("clv:vip",), remove=("clv:new", "clv:loyal"))
-    refused = [{"field": ["tags"], "message": "refused (test)"}]
+    refused = [user_error("tags")]
     assert _refused_tags(change, refused, None) == "-clv:new -clv:loyal"
     assert _refused_tags(change, [], refused) == "+clv:vip"
     assert _refused_tags(change, refused, refused) == "-clv:new -clv:loyal +clv:vip"
@@ -551,7 +553,7 @@ def test_a_bulk_lines_errors_are_read_as_user_errors_by_their_messages() -> None
         {"message": "{'code': 1}"},
     ]
     # a line answered: its user errors, none, or None when the mutation's field is missing
-    refused = {"field": ["metafields", "0", "value"], "message": "refused (test)"}
+    refused = user_error("metafields", "0", "value")
     answered = {"data": {"metafieldsSet": {"userErrors": [refused]}}}
     assert _line_user_errors(answered, "metafieldsSet") == [refused]
     assert _line_user_errors({"data": {"metafieldsSet": {"userErrors": []}}}, "metafieldsSet") == []
