@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import Engine, text
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from plugin.cli import main
 from plugin.store.db import make_engine, upgrade
+from plugin.store.models import JobRun
 from tests.helpers import SHOP, add_shop
 from tests.test_compliance import cli_env
 
@@ -285,6 +286,11 @@ def test_recompute_refuses_scoring_settings_stored_before_they_were_checked(
     # when it is recomputed, then the settings are named instead of a crash or a hang
     result = invoke(shop_url, "recompute", "--shop", SHOP)
     assert_one_line_error(result, next(iter(scoring)))
+    # and they are refused before the job starts: no run is recorded as failed
+    engine = make_engine(shop_url)
+    with Session(engine) as session:
+        assert session.exec(select(JobRun)).all() == []
+    engine.dispose()
 
 
 # --- shop settings: what is refused names the argument or setting at fault -----------------------
