@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 from jobs.plan import Plan, Planned
 from plugin.cli import main
 from plugin.cli_push import _print_plan
+from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import CustomerChange
 from tests.test_compliance import cli_env
 from tests.writeback.conftest import Scenario, ScenarioFactory
@@ -55,6 +56,25 @@ def test_push_then_export_shows_desired_and_pushed_tags_side_by_side(
     assert tagged and all(
         set(r["desired_tags"].split()) == set(r["pushed_tags"].split()) for r in rows
     )
+
+
+def test_a_failed_push_says_why_in_its_json_and_exits_1(
+    scenario_factory: ScenarioFactory, migrated_url: str
+) -> None:
+    # given a store that refuses every call with an answer that is not retried
+    scenario = scenario_factory(
+        customers=30, config=DevStoreConfig(fault_error_share=1.0, fault_error_status=400)
+    )
+    before = scenario.store_tags()
+    # when pushed from the command line
+    result = run(scenario, migrated_url, "push", "--shop", scenario.store.shop_domain)
+    # then it exits 1, and its JSON says the run failed and why
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "failed" and summary["run_id"]
+    assert "QueryError" in summary["error"] and "answered 400" in summary["error"]
+    # and the store is as it was
+    assert scenario.store_tags() == before
 
 
 def test_shop_settings_are_checked_before_they_are_saved(
