@@ -409,6 +409,24 @@ def test_backfill_command_reports_the_run(
     assert result.exit_code != 0 and "no shop 'nope.myshopify.com'" in result.output
 
 
+def test_backfill_command_since_reads_from_that_day_in_utc(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    store, live, _ = installed(engine, devstore_factory, 40, 11)
+    stamps = sorted(datetime.fromisoformat(o["updated_at"]) for o in store.orders)
+    day = stamps[len(stamps) // 2].astimezone(UTC).date()
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    # when backfilled from a day, given as the help says (a day, UTC)
+    args = ["backfill", "--shop", store.shop_domain, "--since", day.isoformat(), "--json"]
+    result = CliRunner().invoke(main, args, env=env)
+    # then the orders updated from that day's UTC midnight on are read, and the run says so
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    assert summary["since"] == midnight.isoformat()
+    assert 0 < summary["orders_read"] == sum(s >= midnight for s in stamps) < len(stamps)
+
+
 def test_backfill_command_progress_counts_orders_processed_not_applied(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:

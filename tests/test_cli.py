@@ -62,6 +62,23 @@ def test_shop_add_bad_domain_exits_2_with_message(migrated_url: str, domain: str
     assert code == 2 and "myshopify.com" in err
 
 
+def test_shop_add_blank_token_exits_2_naming_the_token_and_stores_nothing(
+    engine: Engine, migrated_url: str
+) -> None:
+    code, _, err = run(migrated_url, "shop", "add", SHOP, "--token", "  ")
+    assert code == 2 and "Invalid value for --token: the access token is empty" in err
+    with Session(engine) as session:
+        assert session.exec(select(Shop)).all() == []
+
+
+def test_shop_list_without_shops_says_how_to_add_one(migrated_url: str) -> None:
+    code, out, _ = run(migrated_url, "shop", "list")
+    assert (code, out.strip()) == (
+        0,
+        "no shops yet: add one with `clvsync shop add DOMAIN --token TOKEN`",
+    )
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_one_row_per_customer(engine: Engine, migrated_url: str, fmt: str) -> None:
     # given two customers, one with two orders
