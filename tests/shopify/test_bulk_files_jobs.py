@@ -13,7 +13,6 @@ from sqlmodel import Session, select
 
 from jobs.backfill import last_backfill_start
 from jobs.runs import OK, run_job
-from jobs.writeback import plan_changes
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
@@ -37,7 +36,11 @@ from tests.test_backfill import (
 )
 from tests.test_backfill import context as backfill_context
 from tests.test_backfill import shop_id as shop_id_of
-from tests.writeback.conftest import ScenarioFactory, scenario_factory  # noqa: F401
+from tests.writeback.conftest import (  # noqa: F401  (the fixture, used by name)
+    ScenarioFactory,
+    plan_of,
+    scenario_factory,
+)
 from tests.writeback.test_push import assert_in_sync
 
 pytestmark = pytest.mark.anyio
@@ -115,7 +118,7 @@ async def test_push_in_bulk_through_failing_storage_is_exact(
     scenario.set_shop_settings(bulk_threshold=1)
     pusher = scenario.pusher(http)
     # when the shop's changes are pushed in bulk
-    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    counts = await pusher.push(plan_of(pusher))
     # then uploads and result files were asked for again, every change was answered (none
     # left uncertain), and the store holds exactly the desired tags
     assert counts.bulk_operations >= 2
@@ -125,4 +128,4 @@ async def test_push_in_bulk_through_failing_storage_is_exact(
     with Session(scenario.engine) as session:
         assert not session.exec(select(CustomerSync).where(CustomerSync.uncertain)).all()
     assert_in_sync(scenario)
-    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    assert plan_of(pusher).items == []

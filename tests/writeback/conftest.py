@@ -18,6 +18,7 @@ from sqlalchemy import Engine, delete
 from sqlmodel import Session, select
 
 from jobs.context import JobContext
+from jobs.plan import Plan, plan_changes
 from jobs.recompute import full_recompute
 from jobs.writeback import Pusher, shop_writeback_settings
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
@@ -55,6 +56,11 @@ def devstore_state(store: GeneratedStore) -> DevStoreState:
     ]
     state.load(products=store.products, customers=customers, orders=[])
     return state
+
+
+def plan_of(pusher: Pusher) -> Plan:
+    """What the pusher's shop has to push now, as the scheduled push plans it."""
+    return plan_changes(pusher.engine, pusher.shop, pusher.settings)
 
 
 @dataclass

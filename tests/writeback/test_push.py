@@ -28,6 +28,7 @@ from tests.writeback.conftest import (
     ScenarioFactory,
     devstore_state,
     merchant_tagged,
+    plan_of,
 )
 
 pytestmark = pytest.mark.anyio
@@ -57,7 +58,7 @@ async def test_push_per_call_under_faults_leaves_exactly_the_desired_tags(
     scenario = scenario_factory(config=config)
     pusher = scenario.pusher(http)
     # when the changes are pushed call by call
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     assert plan.items and len(plan.items) < pusher.settings.bulk_threshold
     counts = await pusher.push(plan)
     # then every customer holds exactly the desired tags under the prefix, once, beside the
@@ -66,7 +67,7 @@ async def test_push_per_call_under_faults_leaves_exactly_the_desired_tags(
     assert counts.bulk_operations == 0 and counts.customers_refused == 0
     assert pusher.client.stats.server_errors > 0 and pusher.client.stats.retries > 0
     # and a second push finds nothing left to do
-    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    assert plan_of(pusher).items == []
 
 
 async def test_push_with_aborted_responses_is_exact(
@@ -78,7 +79,7 @@ async def test_push_with_aborted_responses_is_exact(
     scenario = scenario_factory(config=config)
     pusher = scenario.pusher(http)
     # when pushed
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     # then the retries leave the store exactly right
     assert pusher.client.stats.transport_errors > 0
     assert_in_sync(scenario)
@@ -91,7 +92,7 @@ async def test_paced_push_never_overdraws_the_bucket(
     scenario = scenario_factory(config=DevStoreConfig(bucket_size=600, restore_rate=50))
     pusher = scenario.pusher(http)
     # when a whole shop's changes are pushed
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     # then no call was ever throttled: the client waited for the points each call needed
     stats = pusher.client.stats
     assert stats.throttled == 0 and stats.paced_seconds > 0 and stats.requests >= 3
@@ -106,7 +107,7 @@ async def test_bulk_and_per_call_paths_reach_the_same_end_state(
     # given the same shop pushed call by call and, with a threshold of 1, in bulk
     per_call = scenario_factory(seed=4)
     pusher = per_call.pusher(http)
-    await pusher.push(plan_changes(per_call.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     end_state = (per_call.store_tags(), per_call.store_metafields())
     # (the same shop again, from scratch, in a fresh dev store that fails 10% of calls)
     per_call.forget_pushed_state()
@@ -114,9 +115,7 @@ async def test_bulk_and_per_call_paths_reach_the_same_end_state(
     bulk = replace(per_call, devstore=devstore_factory(devstore_state(per_call.store), config))
     bulk.set_shop_settings(bulk_threshold=1)
     bulk_pusher = bulk.pusher(http)
-    counts = await bulk_pusher.push(
-        plan_changes(bulk.engine, bulk_pusher.shop, bulk_pusher.settings)
-    )
+    counts = await bulk_pusher.push(plan_of(bulk_pusher))
     # then the bulk path ran bulk operations, and both stores hold the same tags and values
     assert counts.bulk_operations >= 2
     assert (bulk.store_tags(), bulk.store_metafields()) == end_state
@@ -134,7 +133,7 @@ async def refused_at_the_tag_cap(scenario: Scenario, http: httpx.AsyncClient) ->
     """A customer at the tag cap whose tags a push was refused."""
     full = at_the_tag_cap(scenario)
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     return full
 
 
@@ -146,7 +145,7 @@ async def test_customer_at_the_tag_cap_is_refused_reported_and_not_resent(
     full = at_the_tag_cap(scenario)
     pusher = scenario.pusher(http)
     # when pushed
-    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    counts = await pusher.push(plan_of(pusher))
     # then that customer is refused and recorded so, the rest are in sync
     assert counts.customers_refused == 1
     assert scenario.devstore.state.customers[full].tags == [f"m{i}" for i in range(250)]
@@ -156,7 +155,7 @@ async def test_customer_at_the_tag_cap_is_refused_reported_and_not_resent(
     assert sync is not None and sync.blocked and "250" in sync.blocked
     assert refusal.customer_id == full
     # and the next plan does not send it again while nothing changed
-    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    again = plan_of(pusher)
     assert again.skipped_refused == 1 and all(i.change.customer_id != full for i in again.items)
 
 
@@ -173,7 +172,7 @@ async def test_a_refused_tag_change_is_not_resent_with_the_customers_new_values(
             assert score is not None
             score.historical_clv += 10.0
         pusher = scenario.pusher(http)
-        plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+        plan = plan_of(pusher)
         (item,) = [i for i in plan.items if i.change.customer_id == full]
         counts = await pusher.push(plan)
         # then the new value is sent and set, the refused tags are not sent again
@@ -203,7 +202,7 @@ async def test_a_refused_customer_is_sent_its_tags_again_once_they_change(
         new = next(flag for flag in FLAGS if flag not in held)
         score.tags = " ".join([*held, new])
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     # then the new tags are planned and sent, and the store now holds them
     (item,) = [i for i in plan.items if i.change.customer_id == full]
     assert "clv:" + new in item.change.add
@@ -229,7 +228,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
     # given a pushed shop whose next scores drop each customer's first tag and add another
     scenario = scenario_factory(customers=20)
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     swap_first_tags_in_bulk(scenario)
     # and an Admin API that fails from the moment the removals' bulk operation completed
     faults = live_switch[0].target.state.devstore.faults
@@ -242,7 +241,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
 
     monkeypatch.setattr(BulkRunner, "mutation", mutation)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
     # when pushed in bulk
     with pytest.raises(TransientError):
@@ -266,7 +265,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_the_additions
     # and, the outage over, the next push adds what is missing and the store is as desired
     faults.error_share = 0.0
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     assert_in_sync(scenario)
 
 
@@ -276,7 +275,7 @@ async def test_bulk_additions_answered_beside_removals_unanswered_leave_the_remo
     # given a pushed shop whose next scores drop each customer's first tag and add another
     scenario = scenario_factory(customers=20)
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     swap_first_tags_in_bulk(scenario)
     # and a store that applies the removals' bulk operation but whose result file is lost
     # (the file of a bulk mutation may come back without lines; this plays it with the
@@ -289,7 +288,7 @@ async def test_bulk_additions_answered_beside_removals_unanswered_leave_the_remo
 
     monkeypatch.setattr(BulkRunner, "mutation", mutation)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
     # when pushed in bulk
     counts = await pusher.push(plan)
@@ -327,7 +326,7 @@ async def test_bulk_removals_the_store_confirmed_are_recorded_when_a_shutdown_st
     shop = scenario.refreshed_shop()
     assert shop.id is not None
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     removed = {i.change.customer_id: set(i.change.remove) for i in plan.items if i.change.remove}
     # when the run is cancelled then (a shutdown past its grace)
     with anyio.fail_after(30):
@@ -349,10 +348,10 @@ async def test_metafields_are_defined_once_typed_and_set_only_when_changed(
     scenario = scenario_factory()
     pusher = scenario.pusher(http)
     # when pushed twice
-    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    counts = await pusher.push(plan_of(pusher))
     requests_first = pusher.client.stats.requests
     second = scenario.pusher(http)
-    await second.push(plan_changes(scenario.engine, second.shop, second.settings))
+    await second.push(plan_of(second))
     # then the definitions exist, typed, and the values match the scores
     definitions = {
         d.key: d.type
@@ -439,14 +438,14 @@ async def test_bulk_from_exactly_the_threshold_per_call_under_it(
     # (or one more)
     scenario = scenario_factory(seed=4)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     tagged = sum(item.change.tags_changed for item in plan.items)
     valued = sum(item.change.metafields_changed for item in plan.items)
     assert tagged == valued > 1
     scenario.set_shop_settings(bulk_threshold=tagged + above)
     pusher = scenario.pusher(http)
     # when pushed
-    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    counts = await pusher.push(plan_of(pusher))
     # then each kind went in one bulk operation at the threshold and call by call under it
     assert counts.bulk_operations == (2 if above == 0 else 0)
     assert_in_sync(scenario)

@@ -9,12 +9,17 @@ import pytest
 from sqlmodel import Session, select
 
 from jobs.pusher import batches
-from jobs.writeback import plan_changes
 from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import DEFINITIONS_VERSION
 from plugin.store.models import CustomerScore, Shop
 from plugin.store.sync import uncertain_customers
-from tests.writeback.conftest import RecordsRequests, RefusingDeletes, Scenario, ScenarioFactory
+from tests.writeback.conftest import (
+    RecordsRequests,
+    RefusingDeletes,
+    Scenario,
+    ScenarioFactory,
+    plan_of,
+)
 from tests.writeback.test_push_refusals import set_confidence
 
 pytestmark = pytest.mark.anyio
@@ -32,7 +37,7 @@ async def test_tag_changes_go_at_most_half_the_bucket_a_request(
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
         pusher = scenario.pusher(http)
         # when pushed (the bucket learnt from the definitions' answer, before any tag)
-        counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+        counts = await pusher.push(plan_of(pusher))
     # then no request held more tag mutations than half the bucket pays for (and at most 50),
     # and the requests were full up to that
     per_request = [
@@ -50,14 +55,14 @@ async def test_definitions_the_store_already_holds_are_taken_as_made(
     # restored from before the first push, or a newer version of them to make)
     scenario = scenario_factory()
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     with Session(scenario.engine) as session, session.begin():
         shop = session.get(Shop, scenario.shop.id)
         assert shop is not None
         shop.definitions_version = 0
     # when pushed again
     again = scenario.pusher(http)
-    await again.push(plan_changes(scenario.engine, again.shop, again.settings))
+    await again.push(plan_of(again))
     # then the store's answer that they exist (TAKEN) is no refusal: the shop has them
     assert again.client.stats.requests == 1
     assert scenario.refreshed_shop().definitions_version == DEFINITIONS_VERSION
@@ -68,7 +73,7 @@ async def push_predictions_then_unfit(scenario: Scenario, http: httpx.AsyncClien
     models no longer fit: every scored customer's predictions are to be deleted."""
     set_confidence(scenario, "fitted")
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     set_confidence(scenario, "rules")
 
 
@@ -81,7 +86,7 @@ async def test_values_only_to_delete_are_deleted_250_a_request_and_nothing_is_se
     scenario = scenario_factory()
     await push_predictions_then_unfit(scenario, http)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     deleting = [i.change for i in plan.items if i.change.delete_metafields]
     assert len(deleting) > 10 and not any(i.change.set_metafields for i in plan.items)
     # when pushed
@@ -102,7 +107,7 @@ async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
     # given a pushed shop whose customers' tags then all go
     scenario = scenario_factory()
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     first = await pusher.push(plan)
     tagged = [i.change for i in plan.items if i.change.tags_changed]
     assert first.tags_added == sum(len(change.add) for change in tagged) > len(tagged)
@@ -112,7 +117,7 @@ async def test_push_counts_each_tag_added_and_removed_and_each_customer_tagged(
             score.tags = ""
     # when pushed
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     counts = await pusher.push(plan)
     # then every tag removed is counted, and every customer tagged
     untagged = [i.change for i in plan.items if i.change.tags_changed]
@@ -127,7 +132,7 @@ async def test_customers_whose_delete_is_refused_stay_marked(
     scenario = scenario_factory(customers=20)
     await push_predictions_then_unfit(scenario, http)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     deleting = {i.change.customer_id for i in plan.items if i.change.delete_metafields}
     # when pushed to a store that answers the delete with an error (which of them it deleted
     # is not said)

@@ -22,7 +22,7 @@ from jobs.pusher import (
     products_not_found,
     refused_inputs,
 )
-from jobs.writeback import plan_changes, push_shop, shop_writeback_settings
+from jobs.writeback import push_shop, shop_writeback_settings
 from plugin.devstore.config import DevStoreConfig
 from plugin.domain.writeback import CustomerChange
 from plugin.store.ledger import mark_customer_deleted
@@ -37,7 +37,13 @@ from plugin.store.models import (
 from plugin.store.recommendations import Partner, replace_recommendations
 from plugin.store.scores import latest_full_run
 from plugin.store.sync import uncertain_customers
-from tests.writeback.conftest import RecordsRequests, RewritingAnswers, Scenario, ScenarioFactory
+from tests.writeback.conftest import (
+    RecordsRequests,
+    RewritingAnswers,
+    Scenario,
+    ScenarioFactory,
+    plan_of,
+)
 from tests.writeback.test_product_push import product_metafields, recommend
 
 pytestmark = pytest.mark.anyio
@@ -94,11 +100,11 @@ async def push_then_make_segments_stale(scenario: Scenario, http: httpx.AsyncCli
     """Push the shop, then record every customer's segment as out of date: the next plan
     sets that one value for each customer."""
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     with Session(scenario.engine) as session, session.begin():
         for row in session.exec(select(CustomerSync)).all():
             row.metafields = json.dumps({**json.loads(row.metafields), "segment": "stale"})
-    return plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    return plan_of(pusher)
 
 
 async def test_metafields_per_call_customer_deleted_in_store_refuses_only_itself(
@@ -111,7 +117,7 @@ async def test_metafields_per_call_customer_deleted_in_store_refuses_only_itself
     gone = scored(scenario)[0]
     scenario.devstore.state.delete_customer(gone)
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     assert len(plan.items) < pusher.settings.bulk_threshold
     # when pushed call by call
     counts = await pusher.push(plan)
@@ -122,7 +128,7 @@ async def test_metafields_per_call_customer_deleted_in_store_refuses_only_itself
     assert counts.metafields_set == wanted
     assert pusher.client.stats.throttled == 0
     # and the next plan sends only its values again
-    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    again = plan_of(pusher)
     assert [i.change.customer_id for i in again.items if i.change.set_metafields] == [gone]
 
 
@@ -136,7 +142,7 @@ async def test_metafields_in_bulk_customer_deleted_in_store_refuses_only_itself(
     scenario.set_shop_settings(bulk_threshold=1)
     pusher = scenario.pusher(http)
     # when pushed
-    counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    counts = await pusher.push(plan_of(pusher))
     # then the refused group was sent again customer by customer, after the bulk operation:
     # its neighbours hold their values and only the deleted customer is refused
     assert counts.bulk_operations >= 2
@@ -198,7 +204,7 @@ async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
         pusher = scenario.pusher(http)
         # when pushed
-        await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+        await pusher.push(plan_of(pusher))
     # then those customers' values are neither recorded as held nor audited as set or refused
     assert transport.lost
     unanswered = {int(owner.rsplit("/", 1)[1]) for owner in transport.lost}
@@ -215,7 +221,7 @@ async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
     assert pusher.counts.customers_uncertain == len(unanswered)
     assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == unanswered
     # and the next plan sends them again
-    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    again = plan_of(pusher)
     assert unanswered <= {i.change.customer_id for i in again.items if i.change.set_metafields}
 
 
@@ -226,7 +232,7 @@ async def test_refused_set_beside_an_accepted_delete_records_only_what_the_store
     scenario = scenario_factory()
     set_confidence(scenario, "fitted")
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     customer = scored(scenario)[3]
     assert "p_alive" in scenario.store_metafields()[customer]
     # and then the models no longer fit (predictions to delete), and the customer is
@@ -236,7 +242,7 @@ async def test_refused_set_beside_an_accepted_delete_records_only_what_the_store
     scenario.devstore.state.products.pop(gone)
     recommend_to(scenario, customer, [gone])
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     change = next(i.change for i in plan.items if i.change.customer_id == customer)
     assert change.set_metafields and "p_alive" in change.delete_metafields
     # when pushed: its set refused, its delete accepted
@@ -247,7 +253,7 @@ async def test_refused_set_beside_an_accepted_delete_records_only_what_the_store
     assert recorded_metafields(scenario)[customer] == held
     # and the product the store refused is known gone: the next plan names it no more (the
     # customer's only recommendation: nothing left to set)
-    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    again = plan_of(pusher)
     assert customer not in {i.change.customer_id for i in again.items if i.change.set_metafields}
 
 
@@ -278,7 +284,7 @@ async def test_refused_tag_removal_is_audited_by_the_tags_it_tried(
     # given a tagged customer deleted in Shopify whose tags should now all go
     scenario = scenario_factory()
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     customer = next(c for c, tags in scenario.desired().items() if tags)
     scenario.devstore.state.delete_customer(customer)
     with Session(scenario.engine) as session, session.begin():
@@ -286,7 +292,7 @@ async def test_refused_tag_removal_is_audited_by_the_tags_it_tried(
         assert score is not None
         score.tags = ""
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     change = next(i.change for i in plan.items if i.change.customer_id == customer)
     assert change.remove and not change.add
     # when pushed
@@ -422,7 +428,7 @@ async def test_customer_sent_apart_is_recorded_with_all_the_store_holds(
     scenario = scenario_factory()
     set_confidence(scenario, "fitted")
     pusher = scenario.pusher(http)
-    await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+    await pusher.push(plan_of(pusher))
     # and then a customer recommended a product (and, with deletes, the models no longer
     # fitting: its predictions to delete), in one metafieldsSet group with a customer since
     # deleted in Shopify, which the store refuses whole
@@ -434,7 +440,7 @@ async def test_customer_sent_apart_is_recorded_with_all_the_store_holds(
     if with_deletes:
         set_confidence(scenario, "rules")
     pusher = scenario.pusher(http)
-    plan = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    plan = plan_of(pusher)
     assert [i.change.customer_id for i in plan.items if i.change.set_metafields] == [
         customer,
         gone,
@@ -445,7 +451,7 @@ async def test_customer_sent_apart_is_recorded_with_all_the_store_holds(
     # then the customer's record holds every value the store holds, earlier ones and the one
     # set apart, less those deleted: the next plan has nothing for it
     assert recorded_metafields(scenario)[customer] == scenario.store_metafields()[customer]
-    again = plan_changes(scenario.engine, pusher.shop, pusher.settings)
+    again = plan_of(pusher)
     assert customer not in {i.change.customer_id for i in again.items}
 
 
@@ -473,7 +479,7 @@ async def test_customer_sent_apart_without_an_answer_stays_marked(
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
         pusher = scenario.pusher(http)
         # when pushed
-        counts = await pusher.push(plan_changes(scenario.engine, pusher.shop, pusher.settings))
+        counts = await pusher.push(plan_of(pusher))
     # then that customer is neither recorded nor refused: counted unanswered and marked, to be
     # read back; the others sent apart are recorded
     assert transport.lost

@@ -12,12 +12,12 @@ import pytest
 from sqlmodel import Session, col, select
 
 from jobs import readback, writeback
-from jobs.writeback import plan_changes, push_shop, reconcile_shop
+from jobs.writeback import push_shop, reconcile_shop
 from plugin.devstore.models import Metafield
 from plugin.store.models import Customer, CustomerSync
 from plugin.store.sync import mark_uncertain, record_customers_found
 from tests.helpers import enqueue
-from tests.writeback.conftest import Scenario, ScenarioFactory
+from tests.writeback.conftest import Scenario, ScenarioFactory, plan_of
 from tests.writeback.test_push import assert_in_sync
 from webhooks.processor import Processor
 
@@ -64,7 +64,7 @@ async def test_reconcile_repairs_drift_made_in_the_store(
     lost, stray, edited, stray_tag = drift(scenario)
     # (our records still say all is well: a push alone would send nothing)
     pusher = scenario.pusher(http)
-    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    assert plan_of(pusher).items == []
     # when the reconcile runs (reading with a bulk query when the shop counts as large, or
     # when its customers are more than pages reach: Shopify's 25,000, played by a few here)
     monkeypatch.setattr(writeback, "BULK_READ_ABOVE", 1 if bulk_read else 10**9)
@@ -252,7 +252,7 @@ async def test_reconcile_marks_deleted_a_customer_gone_from_the_store_and_stops_
     assert customer is not None and customer.deleted_at is not None and synced is None
     # and nothing is planned for it any more, while the others are in sync
     pusher = scenario.pusher(http)
-    assert plan_changes(scenario.engine, pusher.shop, pusher.settings).items == []
+    assert plan_of(pusher).items == []
     assert_in_sync(scenario)
     # and a customer whose pushed state is newer than a read that missed it is left alone
     others = set(scenario.desired()) - {gone}
