@@ -172,6 +172,22 @@ def test_cli_jobs_run_rescore_records_a_run_and_prints_its_counts(
     assert code == 0 and f"rescore    {store.shop_domain}" in out and " ok " in out
 
 
+def test_cli_jobs_runs_for_a_shop_lists_only_that_shops_runs(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a prune run for each of two shops
+    other = "other-shop.myshopify.com"
+    for domain in (SHOP, other):
+        add_shop(engine, domain)
+        code, _, err = cli(migrated_url, "jobs", "run", "prune", "--shop", domain)
+        assert code == 0, err
+    # when one shop's runs are listed, then only its run is
+    code, out, _ = cli(migrated_url, "jobs", "runs", "--shop", other)
+    [heading, line] = out.splitlines()
+    assert code == 0 and heading.split()[:3] == ["id", "job", "shop"]
+    assert f"prune      {other}" in line
+
+
 def test_cli_jobs_run_failure_exits_1_with_the_error_and_is_recorded(
     engine: Engine, migrated_url: str
 ) -> None:

@@ -6,22 +6,28 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from jobs.context import JobContext
+from jobs.runs import DEFAULT_LEASE_SECONDS, OK
 from jobs.scheduler import STANDARD_JOBS
 from plugin.cli import main
-from plugin.store.models import JobRun
+from plugin.cli_jobs import job_spec, run_once
+from plugin.store.models import JobLease, JobRun, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
     anyio_backend,
     devstore_factory,
     live_switch,
 )
-from tests.helpers import T0, add_shop
+from tests.helpers import T0, add_shop, make_settings
 from tests.test_backfill import installed
 from tests.test_cli_export import into_closed_pipe
 from tests.test_compliance import cli_env
@@ -38,8 +44,11 @@ def test_jobs_run_backfill_shows_its_progress_as_the_backfill_command_does(
     result = CliRunner().invoke(main, args, env=env)
     # then it reads them all, saying how the bulk query and the applying go
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["orders_read"] == len(store.orders)
+    counts = json.loads(result.stdout)
+    assert counts["orders_read"] == len(store.orders)
     assert "bulk query completed:" in result.stderr and "orders processed:" in result.stderr
+    # and its counts are printed by name, in order, as every job's are (a stable line to diff)
+    assert list(counts) == sorted(counts)
 
 
 def test_jobs_run_help_names_each_job_whole_under_the_metavar_job() -> None:
@@ -81,3 +90,42 @@ def test_jobs_runs_into_a_pipe_nobody_reads_stops_quietly_as_export_does(
     # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""
+
+
+def test_jobs_runs_shows_a_run_still_running_as_not_finished(
+    engine: Engine, migrated_url: str
+) -> None:
+    # given a run that has not finished
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
+    # when the runs are listed, then its finish is "-", in its column
+    result = CliRunner().invoke(main, ["jobs", "runs"], env=cli_env(migrated_url))
+    assert result.exit_code == 0, result.output
+    [_, line] = result.stdout.splitlines()
+    assert line.split()[3:6] == [T0.isoformat(timespec="seconds"), "-", "running"]
+
+
+@pytest.mark.anyio
+async def test_a_job_run_now_holds_its_lease_as_long_as_the_scheduler_would(
+    engine: Engine,
+) -> None:
+    # given a job whose lease is longer than the default (the refit's half hour)
+    shop = add_shop(engine)
+    assert shop.id is not None
+    spec = job_spec("refit")
+    assert spec.lease_seconds > DEFAULT_LEASE_SECONDS
+    left: list[float] = []
+
+    async def look_at_the_lease(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+        with Session(engine) as session:
+            lease = session.exec(select(JobLease).where(JobLease.shop_id == shop.id)).one()
+        left.append((lease.expires_at - datetime.now(UTC)).total_seconds())
+        return {}
+
+    # when it is run now, as `clvsync jobs run` does
+    result = await run_once(make_settings(), engine, shop.id, spec, look_at_the_lease)
+    # then its lease runs as long as the scheduled job's would
+    assert result.outcome == OK
+    [seconds] = left
+    assert spec.lease_seconds - 60 < seconds <= spec.lease_seconds

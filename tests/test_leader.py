@@ -232,6 +232,7 @@ def test_current_leader_names_the_worker_holding_the_lock(
         # and the CLI says so
         code, out, _ = cli(postgres_url, "jobs", "leader")
         assert code == 0 and out.startswith("host-a:4242 runs the scheduled jobs")
+        assert "(its lock connection from 127.0.0.1, opened " in out
     finally:
         election.resign()
         other.dispose()
