@@ -15,11 +15,12 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from jobs.backfill import APPLY_BATCH
 from jobs.context import JobContext
 from jobs.runs import DEFAULT_LEASE_SECONDS, OK
 from jobs.scheduler import STANDARD_JOBS
 from plugin.cli import main
-from plugin.cli_jobs import job_spec, run_once
+from plugin.cli_jobs import job_spec, run_once, show_processed
 from plugin.store.models import JobLease, JobRun, Shop
 from tests.devstore.conftest import (  # noqa: F401
     DevStoreFactory,
@@ -129,3 +130,18 @@ async def test_a_job_run_now_holds_its_lease_as_long_as_the_scheduler_would(
     assert result.outcome == OK
     [seconds] = left
     assert spec.lease_seconds - 60 < seconds <= spec.lease_seconds
+
+
+def test_backfill_progress_off_a_terminal_says_every_ten_thousand_orders_and_the_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # when 25,250 orders are processed in batches, with stderr not a terminal (a log file)
+    total = 25_250
+    for done in [*range(APPLY_BATCH, total, APPLY_BATCH), total]:
+        show_processed(done, total)
+    # then a line is written as each ten thousand is passed, and at the end
+    assert capsys.readouterr().err.splitlines() == [
+        "orders processed: 10,000/25,250 (40%)",
+        "orders processed: 20,000/25,250 (79%)",
+        "orders processed: 25,250/25,250 (100%)",
+    ]
