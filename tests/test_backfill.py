@@ -455,6 +455,19 @@ def test_backfill_of_a_shop_without_a_token_fails_with_the_reason(
     assert "AuthError" in result.stderr and "shpat_revoked" not in result.output
 
 
+def test_a_failed_backfill_with_json_says_why_in_its_json(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    store, live, _ = installed(engine, devstore_factory, 20, 13, "shpat_revoked")
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    args = ["backfill", "--shop", store.shop_domain, "--json"]
+    result = CliRunner().invoke(main, args, env=env)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["outcome"] == "failed" and summary["run_id"]
+    assert "AuthError" in summary["error"] and "shpat_revoked" not in result.output
+
+
 def test_backfill_command_without_json_names_the_run_and_its_outcome(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
