@@ -52,6 +52,7 @@ from tests.devstore.conftest import (  # noqa: F401
 )
 from tests.helpers import add_shop, make_settings
 from tests.test_compliance import cli_env
+from tests.test_job_runs import hold_lease
 from webhooks.payloads import PayloadError, parse_order, parse_refund
 
 pytestmark = pytest.mark.anyio
@@ -472,7 +473,7 @@ def test_backfill_command_without_json_names_the_run_and_its_outcome(
     engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
 ) -> None:
     # given a shop whose store holds orders the ledger lacks
-    store, live, shop = installed(engine, devstore_factory, 20, 17)
+    store, live, shop = installed(engine, devstore_factory, 20, 5)  # with test orders
     env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
     # when it is backfilled without --json
     result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
@@ -482,6 +483,34 @@ def test_backfill_command_without_json_names_the_run_and_its_outcome(
     assert run.outcome == OK
     assert result.stdout.startswith(f"{len(store.orders):,} orders read: ")
     assert result.stdout.rstrip().endswith(f" s; run {run.id}, ok)"), result.stdout
+    # and says each count by its name, as the run recorded them
+    counts = json.loads(run.counts)
+    assert counts["test_orders_skipped"] > counts["orders_rejected"] == 0  # told apart below
+    assert (
+        f"{counts['orders_read']:,} orders read: {counts['orders_applied']:,} applied, "
+        f"{counts['orders_unchanged']:,} already held, {counts['test_orders_skipped']:,} test "
+        f"orders skipped, {counts['orders_rejected']:,} unreadable ("
+    ) in result.stdout
+    # after saying, first, how it reads them
+    assert result.stderr.startswith(
+        f"reading {store.shop_domain}'s orders with a bulk query ...\n"
+    ), result.stderr
+
+
+def test_backfill_command_while_another_worker_backfills_is_not_run_nor_recorded(
+    engine: Engine, devstore_factory: DevStoreFactory, migrated_url: str
+) -> None:
+    # given a shop whose backfill lease another worker holds
+    store, live, shop = installed(engine, devstore_factory, 20, 17)
+    hold_lease(engine, shop, "backfill", "other-host:42", shop.installed_at + timedelta(days=3650))
+    env = {**cli_env(migrated_url), "SHOPIFY_ADMIN_URL": live.base_url}
+    # when backfilled from the command line
+    result = CliRunner().invoke(main, ["backfill", "--shop", store.shop_domain], env=env)
+    # then it says it was not run, and that no run was recorded
+    assert result.exit_code == 1, result.output
+    assert "backfill skipped (not recorded): " in result.stderr, result.stderr
+    assert "other-host:42" in result.stderr
+    assert job_runs(engine, shop) == []
 
 
 def test_backfill_command_that_fails_names_the_failed_run(
