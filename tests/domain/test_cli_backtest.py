@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from plugin.cli_backtest import _read_file, backtest
+from plugin.cli_backtest import _read_file, backtest, parse_day
 from plugin.domain.bgnbd import BetaGeoParams
 from plugin.domain.gamma_gamma import GammaGammaParams
 from plugin.domain.simulation import simulate_purchases
@@ -183,3 +183,16 @@ def test_backtest_file_that_cannot_be_read_is_one_message(tmp_path: Path, name: 
     # when it is read, then the error names the file and says why
     with pytest.raises(click.ClickException, match=re.escape(f"cannot read {path}: ")):
         _read_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "day"),
+    [
+        ("2024-03-01", date(2024, 3, 1)),
+        (" 2024-03-01T23:30:00 ", date(2024, 3, 1)),  # a local time: its own day
+        ("2024-03-01T23:30:00-05:00", date(2024, 3, 2)),  # 04:30 on the 2nd in UTC
+        ("2024-03-02T01:00:00+02:00", date(2024, 3, 1)),  # 23:00 on the 1st in UTC
+    ],
+)
+def test_backtest_date_with_an_offset_is_the_day_in_utc(text: str, day: date) -> None:
+    assert parse_day(text) == day.toordinal()
