@@ -4,6 +4,7 @@ model it fits."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,12 +63,24 @@ def test_backtest_line_number_counts_blank_lines(tmp_path: Path) -> None:
     assert "amount on line 4 of " in error_line(result)
 
 
-def test_backtest_holdout_end_not_after_calibration_end_exits_2(tmp_path: Path) -> None:
-    # given a holdout that ends before the calibration does
-    args = ["--calibration-end", "2024-06-30", "--holdout-end", "2024-06-01"]
+@pytest.mark.parametrize("holdout_end", ["2024-06-01", "2024-06-30"])
+def test_backtest_holdout_end_not_after_calibration_end_exits_2(
+    tmp_path: Path, holdout_end: str
+) -> None:
+    # given a holdout that ends before the calibration does, or on the same day (no holdout)
+    args = ["--calibration-end", "2024-06-30", "--holdout-end", holdout_end]
     # when backtested, then the option is refused as a bad option is
     line = error_line(backtest(tmp_path, GOOD, *args))
-    assert "Invalid value for '--holdout-end': 2024-06-01 is not after --calibration-end" in line
+    refused = f"Invalid value for '--holdout-end': {holdout_end} is not after --calibration-end"
+    assert refused in line
+
+
+def test_backtest_period_days_may_have_spaces_around_them(tmp_path: Path) -> None:
+    # a day pasted with spaces around it (as from a spreadsheet cell) is still the day
+    args = ["--calibration-end", " 2024-06-30 ", "--holdout-end", "2024-12-31 "]
+    result = backtest(tmp_path, GOOD, *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["holdout"]["days"] == 184
 
 
 @pytest.mark.parametrize(
@@ -90,7 +103,8 @@ def test_backtest_not_utf8_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "purchases.csv"
     path.write_bytes("customer_id,date,amount\nJosé,2024-01-01,10\n".encode("latin-1"))
     result = CliRunner().invoke(main, ["backtest", "--transactions", str(path), *PERIODS])
-    assert "is not UTF-8 text" in error_line(result)
+    line = error_line(result)
+    assert "Invalid value for '--transactions': " in line and "is not UTF-8 text" in line
 
 
 def test_backtest_help_names_every_model_it_fits(tmp_path: Path) -> None:

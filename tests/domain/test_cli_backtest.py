@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import date, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from plugin.cli_backtest import _read_file, backtest, parse_day
+from plugin.cli_backtest import _read_file, _strict_json, backtest, format_report, parse_day
 from plugin.domain.bgnbd import BetaGeoParams
 from plugin.domain.gamma_gamma import GammaGammaParams
 from plugin.domain.simulation import simulate_purchases
@@ -196,3 +197,36 @@ def test_backtest_file_that_cannot_be_read_is_one_message(tmp_path: Path, name: 
 )
 def test_backtest_date_with_an_offset_is_the_day_in_utc(text: str, day: date) -> None:
     assert parse_day(text) == day.toordinal()
+
+
+def test_backtest_table_shows_missing_figures_models_not_fitted_and_not_converged(
+    tmp_path: Path,
+) -> None:
+    # given a small file: three customers, so most frequency groups are empty
+    path = tmp_path / "purchases.csv"
+    path.write_text(
+        "customer_id,date,amount\na,2024-01-01,10\na,2024-02-01,12\nb,2024-01-01,5\n"
+        "c,2024-01-03,7\nc,2024-03-03,8\nc,2024-05-03,9\nc,2024-08-03,9\n"
+    )
+    periods = ("--calibration-end", "2024-06-30", "--holdout-end", "2024-12-31")
+    code, output = run("--transactions", str(path), *periods)
+    assert code == 0, output
+    # then an empty group's figures are "-", and the totals have one decimal
+    assert re.search(r"^ {4}3 {10}0 +- +- +- +-$", output, re.MULTILINE), output
+    assert re.search(r"^total {18}1\.0( +\d+\.\d){3}$", output, re.MULTILINE), output
+    # and, from the same report with a model not fitted and one not converged
+    code, output = run("--transactions", str(path), *periods, "--json")
+    report = json.loads(output)
+    report["models"]["mbgnbd"] = None
+    report["models"]["paretonbd"]["converged"] = False
+    lines = format_report(report)
+    assert "mbgnbd       not fitted" in lines
+    [pareto] = [line for line in lines if line.startswith("paretonbd ")]
+    assert pareto.split()[-2] == "NO"
+    [bgnbd] = [line for line in lines if line.startswith("bgnbd ")]
+    assert bgnbd.split()[-2] == "yes"
+
+
+def test_backtest_json_has_null_for_every_non_finite_figure() -> None:
+    value = {"a": [1.5, math.inf, (-math.inf, 2)], "b": {"c": math.nan}, "d": "x"}
+    assert _strict_json(value) == {"a": [1.5, None, [None, 2]], "b": {"c": None}, "d": "x"}
