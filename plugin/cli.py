@@ -29,7 +29,7 @@ from plugin.cli_database import (
 )
 from plugin.cli_demo import demo
 from plugin.cli_devstore import devstore
-from plugin.cli_jobs import jobs_group, run_now
+from plugin.cli_jobs import jobs_group, run_now, run_summary
 from plugin.cli_output import quiet_when_the_reader_stops
 from plugin.cli_redact import SHOPIFY_ID, redact
 from plugin.cli_settings import shop_settings
@@ -601,7 +601,7 @@ def recompute(domain: str, changed: bool) -> None:
             err=True,
         )
         result = run_now(settings, engine, shop, "rescore" if changed else "refit")
-    click.echo(json.dumps({"outcome": result.outcome, "run_id": result.run_id, **result.counts}))
+    click.echo(json.dumps(run_summary(result)))
 
 
 @main.command()

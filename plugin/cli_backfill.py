@@ -13,7 +13,14 @@ from sqlalchemy import Engine
 from jobs.backfill import backfill_shop, history_note
 from jobs.context import JobContext
 from jobs.runs import RunResult
-from plugin.cli_jobs import check_authorised, job_spec, run_once, show_processed, show_reading
+from plugin.cli_jobs import (
+    check_authorised,
+    job_spec,
+    run_once,
+    run_summary,
+    show_processed,
+    show_reading,
+)
 from plugin.settings import Settings
 from plugin.store.models import Shop
 
@@ -35,9 +42,7 @@ def run_backfill(
     check_authorised(shop)
     click.echo(f"reading {shop.domain}'s orders with a bulk query ...", err=True)
     result: RunResult = anyio.run(_run, engine, settings, shop, since)
-    summary = {"outcome": result.outcome, "run_id": result.run_id, **dict(result.counts)}
-    if result.error:
-        summary["error"] = result.error
+    summary = run_summary(result)
     if as_json:
         click.echo(json.dumps(summary, default=str))
     elif result.outcome == "ok":

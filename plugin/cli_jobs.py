@@ -137,6 +137,15 @@ def jobs_run(job: str, domain: str) -> None:
         click.echo(note, err=True)  # beside the JSON, which says the same in its keys
 
 
+def run_summary(result: RunResult) -> dict[str, Any]:
+    """A run as the commands print it in JSON: its outcome, run id and counts, and its error if
+    it failed."""
+    summary = {"outcome": result.outcome, "run_id": result.run_id, **dict(result.counts)}
+    if result.error:
+        summary["error"] = result.error
+    return summary
+
+
 def check_authorised(shop: Shop) -> None:
     """A ClickException naming the fix when the store refused the shop's token (a 401 marked
     it): jobs that call the store wait until a new token is stored (the scheduler skips them)."""

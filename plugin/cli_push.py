@@ -14,7 +14,7 @@ from jobs.context import JobContext
 from jobs.runs import run_job
 from jobs.undo import check_undo, undo_run
 from jobs.writeback import WritebackError, push_shop
-from plugin.cli_jobs import check_authorised
+from plugin.cli_jobs import check_authorised, run_summary
 from plugin.settings import Settings
 from plugin.store.models import Shop
 from plugin.wording import counted, counted_whose
@@ -108,9 +108,6 @@ def run_writeback(
         else:
             _print_plan(result)
         return
-    summary = {"outcome": result.outcome, "run_id": result.run_id, **dict(result.counts)}
-    if result.error:
-        summary["error"] = result.error
-    click.echo(json.dumps(summary, default=str))
+    click.echo(json.dumps(run_summary(result), default=str))
     if result.outcome != "ok":
         raise SystemExit(1)
