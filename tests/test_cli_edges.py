@@ -177,11 +177,21 @@ def _newer_schema(tmp_path: Path) -> str:
         (lambda _: "foo://user:secretpw@bar/db", "foo://user:***@bar/db"),
         (lambda _: "notaurl", "not a database URL"),
         (lambda _: "postgresql://user:secretpw@host:port/db", "not a database URL"),
+        # the host left out: the password is read as the port, and must not be quoted back
+        (lambda _: "postgresql://user:secretpw/db", "malformed, e.g. a port that is not a number"),
         (lambda _: "mysql://user:secretpw@localhost/db", "driver is not installed"),
         (_not_a_database, "file is not a database"),
         (_newer_schema, "9999_future"),
     ],
-    ids=["unknown-dialect", "not-a-url", "bad-port", "no-driver", "not-a-database", "newer"],
+    ids=[
+        "unknown-dialect",
+        "not-a-url",
+        "bad-port",
+        "password-as-port",
+        "no-driver",
+        "not-a-database",
+        "newer",
+    ],
 )
 def test_bad_database_url_is_one_line_without_the_password(
     tmp_path: Path, make_url: Any, fragment: str
