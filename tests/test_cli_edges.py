@@ -180,6 +180,11 @@ def _newer_schema(tmp_path: Path) -> str:
         # the host left out: the password is read as the port, and must not be quoted back
         (lambda _: "postgresql://user:secretpw/db", "malformed, e.g. a port that is not a number"),
         (lambda _: "mysql://user:secretpw@localhost/db", "driver is not installed"),
+        # nothing listens on port 1 of the loopback: the connection is refused at once
+        (
+            lambda _: "postgresql://user:secretpw@127.0.0.1:1/db",
+            "cannot open the database in DATABASE_URL postgresql://user:***@127.0.0.1:1/db: ",
+        ),
         (_not_a_database, "file is not a database"),
         (_newer_schema, "9999_future"),
     ],
@@ -189,6 +194,7 @@ def _newer_schema(tmp_path: Path) -> str:
         "bad-port",
         "password-as-port",
         "no-driver",
+        "no-server",
         "not-a-database",
         "newer",
     ],
