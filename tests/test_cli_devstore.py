@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -10,10 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from plugin.devstore.gen_config import GeneratorConfig
 from plugin.serving import free_port
 from tests.test_cli import assert_port_in_use_error, cli_process, served_output, taken_port
 
 ROOT = Path(__file__).resolve().parent.parent
+QUERY = """{
+  shop { myshopifyDomain }
+  customers(first: 250) { nodes { id } }
+  orders(first: 1) { nodes { id } }
+}"""
 
 
 def test_devstore_serve_generated_store_answers_graphql() -> None:
@@ -52,14 +59,31 @@ def test_devstore_serve_generated_store_answers_graphql() -> None:
         response = httpx.post(
             f"http://127.0.0.1:{port}/admin/api/2026-10/graphql.json",
             headers={"X-Shopify-Access-Token": "shpat_devstore_local_token"},
-            json={"query": "{ customers(first: 250) { nodes { id } } }"},
+            json={"query": QUERY},
         )
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=30)
-    # then the generated customers are there
-    assert len(response.json()["data"]["customers"]["nodes"]) == 40
-    assert "X-Shopify-Access-Token: shpat_devstore_local_token" in stderr
+    # then the generated customers are there, with their orders, in the generated shop
+    data = response.json()["data"]
+    assert len(data["customers"]["nodes"]) == 40 and data["orders"]["nodes"]
+    shop = GeneratorConfig().shop_domain
+    assert data["shop"]["myshopifyDomain"] == shop
+    # and it said where, and with which token
+    assert (
+        f"dev store {shop}: POST http://127.0.0.1:{port}/admin/api/2026-10/graphql.json "
+        "with X-Shopify-Access-Token: shpat_devstore_local_token"
+    ) in stderr
+
+
+def test_devstore_serve_names_the_token_its_config_accepts(tmp_path: Path) -> None:
+    # given a config that accepts a token of its own
+    config = tmp_path / "devstore.json"
+    config.write_text(json.dumps({"access_tokens": {"shpat_mine": "clvsync-dev.myshopify.com"}}))
+    # when served, then the line that says how to call it names that token
+    args = ["devstore", "serve", "--customers", "0", "--config", str(config)]
+    output = served_output(f"sqlite:///{tmp_path / 'unused.db'}", args, "/devstore/health", "INFO")
+    assert "with X-Shopify-Access-Token: shpat_mine" in output, output
 
 
 def test_devstore_serve_on_a_port_in_use_exits_1_before_generating(sqlite_path: Path) -> None:
