@@ -79,13 +79,18 @@ def test_jobs_leader_on_sqlite_does_what_its_help_says(sqlite_path: Path) -> Non
     assert "On PostgreSQL" in help_text and "exit 1 when none is running" in help_text
 
 
+def record_a_running_refit(engine: Engine) -> None:
+    """A refit run of the shop, started at T0 and not finished."""
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
+
+
 def test_jobs_runs_into_a_pipe_nobody_reads_stops_quietly_as_export_does(
     engine: Engine, migrated_url: str
 ) -> None:
     # given a job run recorded
-    shop = add_shop(engine)
-    with Session(engine) as session, session.begin():
-        session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
+    record_a_running_refit(engine)
     # when the runs are listed into a pipe nobody reads any more (`clvsync jobs runs | head -1`)
     done = into_closed_pipe(migrated_url, "jobs", "runs")
     # then it stops as a Unix tool stopped by SIGPIPE does: quietly, with status 128 + 13
@@ -97,9 +102,7 @@ def test_jobs_runs_shows_a_run_still_running_as_not_finished(
     engine: Engine, migrated_url: str
 ) -> None:
     # given a run that has not finished
-    shop = add_shop(engine)
-    with Session(engine) as session, session.begin():
-        session.add(JobRun(shop_id=shop.id, job="refit", worker="host:1", started_at=T0))
+    record_a_running_refit(engine)
     # when the runs are listed, then its finish is "-", in its column
     result = CliRunner().invoke(main, ["jobs", "runs"], env=cli_env(migrated_url))
     assert result.exit_code == 0, result.output

@@ -441,13 +441,19 @@ def test_redact_of_a_customer_not_held_records_them_so_nothing_stores_them_later
     assert orders == [1, 2, 3]
 
 
+def seed_with_501_redacted(engine: Engine, url: str) -> int:
+    """The seeded shops, with customer 501 of SHOP redacted; SHOP's id."""
+    shop_id, _ = seed(engine)
+    first = invoke(url, "--shop", SHOP, "--customer", "501", "--yes")
+    assert first.exit_code == 0, first.output
+    return shop_id
+
+
 def test_redact_twice_is_harmless_and_says_it_was_redacted_before(
     engine: Engine, migrated_url: str
 ) -> None:
     # given 501 redacted
-    shop_id, _ = seed(engine)
-    first = invoke(migrated_url, "--shop", SHOP, "--customer", "501", "--yes")
-    assert first.exit_code == 0, first.output
+    shop_id = seed_with_501_redacted(engine, migrated_url)
     once = held(engine)
     # when redacted again, without --yes: nothing to ask, nothing done
     again = invoke(migrated_url, "--shop", SHOP, "--customer", "501")
@@ -490,9 +496,7 @@ def test_redact_again_erases_what_came_since_and_says_they_were_redacted_before(
     engine: Engine, migrated_url: str
 ) -> None:
     # given 501 redacted, then a data request for them (recorded, for the operator to answer)
-    shop_id, _ = seed(engine)
-    first = invoke(migrated_url, "--shop", SHOP, "--customer", "501", "--yes")
-    assert first.exit_code == 0, first.output
+    shop_id = seed_with_501_redacted(engine, migrated_url)
     request = {"shop_domain": SHOP, "customer": {"id": 501}, "data_request": {"id": 10}}
     enqueue(engine, "customers/data_request", request, "dr501-late")
     Processor(engine).drain()
