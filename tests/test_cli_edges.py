@@ -332,7 +332,18 @@ def test_shop_settings_unset_unknown_name_is_refused_listing_the_known(
     assert result.exit_code == 2, result.output
     assert "Invalid value for --unset: unknown shop setting 'nosuchkey'" in result.stderr
     assert "tag_prefix" in result.stderr and "recommendations" in result.stderr
+    assert "did you mean" not in result.stderr
     assert result.stdout == ""
+
+
+def test_shop_settings_unset_of_a_typo_names_the_setting_meant(
+    engine: Engine, migrated_url: str
+) -> None:
+    add_shop(engine)
+    result = invoke(migrated_url, "shop", "settings", SHOP, "--unset", "dry_rn")
+    assert result.exit_code == 2, result.output
+    assert "unknown shop setting 'dry_rn'" in result.stderr
+    assert "; did you mean 'dry_run'?" in result.stderr
 
 
 def test_shop_settings_unset_removes_an_unknown_name_stored_before_checks(

@@ -198,6 +198,7 @@ def test_change_to_a_group_beside_a_name_with_its_dot_is_saved(
         # then it is saved, the name stored whole still listed as a problem
         assert saved(result), (change, result.output)
         assert '"scoring.min_customers": unknown shop setting' in result.stderr
+        assert "a value of scoring is set with --set scoring.min_customers=VALUE" in result.stderr
     assert stored(shop) == {**OLD_NAMES, "scoring": {"min_customers": 7}}
 
 
@@ -312,6 +313,7 @@ def test_view_of_unknown_names_says_which_setting_each_may_have_meant(
     ("stored_settings", "fix"),
     [
         ({"tag_prefix": " ltv "}, ["--set", "tag_prefix=ltv:"]),
+        ({"tag_prefix": "  "}, ["--unset", "tag_prefix"]),
         ({"scoring": {"min_customers": 0.0}}, ["--unset", "scoring.min_customers"]),
         ({"metafield_namespace": 5}, ["--set", "metafield_namespace=VALUE"]),
     ],
@@ -343,6 +345,22 @@ def test_view_of_three_pairs_refused_together_unsets_them_all(
     ]
     assert saved(settings_of(migrated_url, *fixes(view)[0]))
     assert settings_of(migrated_url).exit_code == 0 and stored(shop) == {}
+
+
+def test_view_of_two_pairs_refused_together_unsets_one_of_each(
+    shop: Engine, migrated_url: str
+) -> None:
+    # given two pairs of values each refused together: no one unset mends both
+    pairs = {"tier_insider": 500, "tier_vip": 400, "margin_rate": 0.3, "margin_from_costs": True}
+    store_settings(shop, {"scoring": pairs})
+    view = settings_of(migrated_url)
+    # then the fix unsets two, one of each pair (the first two in name order that do), not all
+    assert fixes(view) == [
+        ["--unset", "scoring.margin_from_costs", "--unset", "scoring.tier_insider"]
+    ]
+    assert saved(settings_of(migrated_url, *fixes(view)[0]))
+    assert stored(shop) == {"scoring": {"margin_rate": 0.3, "tier_vip": 400}}
+    assert settings_of(migrated_url).exit_code == 0
 
 
 def test_unset_of_another_value_beside_values_refused_together_is_saved(
