@@ -11,7 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+import zlib
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from plugin.cli_demo import (
     check_in_sync,
     demo_settings,
     faults_met,
+    history_end,
     invoked_command,
     where_to_look,
 )
@@ -420,30 +422,53 @@ def test_demo_invoked_command_is_how_this_process_was_started(argv0: str, expect
     assert invoked_command(argv0, Path("/repo"), "/repo/.venv/bin/python") == expected
 
 
+def test_demo_history_ends_at_the_start_of_the_utc_day() -> None:
+    # the same store whenever in the day the demo runs: its history ends at 00:00 UTC
+    assert history_end(datetime(2026, 11, 25, 15, 30, tzinfo=UTC)) == datetime(
+        2026, 11, 25, tzinfo=UTC
+    )
+    # a moment given at another offset ends on its UTC day (01:00 at +05:00 is the day before)
+    east = timezone(timedelta(hours=5))
+    assert history_end(datetime(2026, 11, 25, 1, 0, tzinfo=east)) == datetime(
+        2026, 11, 24, tzinfo=UTC
+    )
+
+
 class AnsweringApp:
-    """A webhooks endpoint that acknowledges every delivery a little later, counting them."""
+    """A webhooks endpoint that answers every delivery a little later, counting those it
+    acknowledged: the first attempt of every fourth webhook fails with a 503 (Shopify retries
+    it), each later one is acknowledged."""
 
     def __init__(self) -> None:
         self.answered = 0
+        self.failed: set[str] = set()
 
-    async def webhooks(self, _: Request) -> Response:
+    async def webhooks(self, request: Request) -> Response:
         await anyio.sleep(0.02)
+        webhook_id = request.headers["X-Shopify-Webhook-Id"]
+        if zlib.crc32(webhook_id.encode()) % 4 == 0 and webhook_id not in self.failed:
+            self.failed.add(webhook_id)
+            return Response(status_code=503)
         self.answered += 1
         return Response(status_code=200)
 
 
 class RecordedProgress:
-    """Each count shown, beside how many deliveries the app had answered at that moment."""
+    """Each count shown, beside how many deliveries the app had acknowledged at that moment."""
 
     def __init__(self, app: AnsweringApp) -> None:
         self.app, self.shown = app, list[tuple[int, int]]()
+        self.final: int | None = None
 
     def update(self, done: int, *, final: bool = False) -> None:
         self.shown.append((done, self.app.answered))
+        if final:
+            self.final = done
 
 
 def test_demo_delivery_progress_counts_acknowledged_deliveries_only() -> None:
-    # given a small generated store and an app that acknowledges each delivery after a while
+    # given a small generated store and an app that acknowledges each delivery after a while,
+    # some only when retried
     store = generate_store(GeneratorConfig(customers=5), seed=1)
     endpoint = AnsweringApp()
     app = Starlette(routes=[Route("/webhooks", endpoint.webhooks, methods=["POST"])])
@@ -451,7 +476,9 @@ def test_demo_delivery_progress_counts_acknowledged_deliveries_only() -> None:
     # when the demo delivers the store's events
     with serve_in_thread(app) as url:
         summary = anyio.run(_deliver, store, url, "secret", progress)
-    # then the count shown never ran ahead of the deliveries answered, and ends at all of them
+    # then the count shown never ran ahead of the deliveries acknowledged (a failed attempt is
+    # not counted), and ends, as the final count, at all of them
     assert summary.acknowledged == len(store.events) > 10
+    assert endpoint.failed, "no delivery failed: the count of failed ones is not tested"
     assert all(done <= answered for done, answered in progress.shown), progress.shown[:5]
-    assert progress.shown[-1][0] == len(store.events)
+    assert progress.shown[-1][0] == progress.final == len(store.events)
