@@ -21,6 +21,7 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,19 +35,23 @@ from plugin.cli import main
 from plugin.cli_demo import (
     AdminCalls,
     _deliver,
+    _held,
     check_in_sync,
     demo_settings,
     faults_met,
     history_end,
     invoked_command,
+    tags_in_sync,
     where_to_look,
 )
 from plugin.devstore.faults import FaultInjector
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
+from plugin.devstore.state import DevStoreState
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
 from plugin.store.db import make_engine
-from plugin.store.models import CustomerScore, JobRun, ModelRun, SyncChange
+from plugin.store.models import Customer, CustomerScore, JobRun, ModelRun, SyncChange
+from tests.helpers import T0, add_shop
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
 from tests.test_compliance import cli_env
 
@@ -89,6 +94,7 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
     # and the store's orders, read back by the backfill, were all held already
     backfill = summary["backfill"]
     assert backfill["orders_read"] > 40 and backfill["orders_applied"] == 0
+    assert "since" not in backfill and "covers_all" not in backfill  # the demo's whole read
     assert backfill["orders_unchanged"] + backfill["test_orders_skipped"] == backfill["orders_read"]
     assert summary["recompute"]["customers_scored"] > 0
     # and the model run is named as `clvsync recompute` names it (a run_id is a job run's id)
@@ -214,6 +220,41 @@ def test_demo_check_in_sync_fails_when_the_dev_store_is_out_of_sync() -> None:
     check_in_sync({"tags_in_sync": True})
 
 
+def test_demo_tags_in_sync_is_each_customer_holding_its_desired_tags_once(
+    engine: Engine,
+) -> None:
+    # given customer 1 scored with two desired tags, and customer 2 not scored
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.add(
+            CustomerScore(
+                shop_id=shop.id, customer_id=1, run_id=1, ledger_version=1, aov=1.0,
+                trailing_12m_spend=1.0, historical_clv=1.0, p_alive=1.0, expected_purchases=1.0,
+                expected_spend_per_order=1.0, predicted_clv=1.0, recency_score=5,
+                frequency_score=5, monetary_score=5, segment="champions", tags="champions top-20",
+            )
+        )  # fmt: skip
+    state = DevStoreState()
+    state.load(customers=[{"id": 1, "tags": "clv:champions, clv:top-20, vip"}, {"id": 2}])
+    # then the dev store is in sync: tags not under the prefix and a customer not scored count
+    # as holding nothing the app wants
+    assert tags_in_sync(engine, shop, state, "clv:")
+    # and not with a desired tag held twice, nor with an app tag on a customer not scored
+    state.customers[1].tags.append("clv:top-20")
+    assert not tags_in_sync(engine, shop, state, "clv:")
+    state.customers[1].tags.pop()
+    state.customers[2].tags.append("clv:lost")
+    assert not tags_in_sync(engine, shop, state, "clv:")
+
+
+def test_demo_held_customers_leave_out_the_deleted(engine: Engine) -> None:
+    shop = add_shop(engine)
+    with Session(engine) as session, session.begin():
+        session.add(Customer(shop_id=shop.id, customer_id=1))
+        session.add(Customer(shop_id=shop.id, customer_id=2, deleted_at=T0))
+    assert _held(engine, shop.domain) == (1, 0)
+
+
 def _demo_once_text(url: str, *options: str) -> tuple[int, str, str]:
     """The demo run once on a small store, its summary as text: exit code, stdout, stderr."""
     args = ["demo", "--customers", "40", "--seed", "2", "--once", "--database-url", url]
@@ -232,6 +273,10 @@ def test_demo_text_summary_is_text_not_python_values(sqlite_path: Path) -> None:
     backfill = next(line for line in lines if line.startswith("backfill: "))
     assert "orders read" in backfill and "rejected" in backfill, backfill
     assert any(line.startswith("push: ") and "tag changes" in line for line in lines), stdout
+    # and the fit is named once for each thing it says ("rules", not "rules, rules")
+    scores = next(line for line in lines if line.startswith("scores: "))
+    fit = scores.partition(": ")[2].partition(": ")[2].removesuffix(")").split(", ")
+    assert len(fit) == len(set(fit)), scores
 
 
 def test_demo_text_summary_counts_the_dev_store_faults_every_step_met(sqlite_path: Path) -> None:
@@ -248,8 +293,9 @@ def test_demo_text_summary_counts_the_dev_store_faults_every_step_met(sqlite_pat
     faults = FaultInjector(error_share=0.5, seed=2)
     drawn = sum(faults.plan().error_status is not None for _ in range(made))
     assert failed == drawn > 0 and made > failed
-    # and no line claimed a share of the calls failed before any had
+    # and no line claimed a share of the calls failed before any had, only the chance of it
     assert "of its calls fail" not in stderr
+    assert "with a 5xx at a 50% chance, on purpose (--devstore-errors)" in stderr, stderr
 
 
 def test_demo_faults_met_none_says_what_could_have_happened() -> None:
@@ -257,6 +303,9 @@ def test_demo_faults_met_none_says_what_could_have_happened() -> None:
     line = faults_met(AdminCalls(made=12, server_errors=0), 0.1)
     # then the summary says none did, and the chance each had, not that 10% failed
     assert line.endswith("none answered with a 5xx (each had a 10% chance)"), line
+    # and with the faults off, that they were
+    line = faults_met(AdminCalls(made=12, server_errors=0), 0.0)
+    assert line.endswith("none answered with a 5xx (--devstore-errors 0)"), line
 
 
 def test_demo_help_says_what_the_devstore_port_is() -> None:
