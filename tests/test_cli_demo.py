@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -34,8 +35,10 @@ from jobs.scheduler import refit
 from plugin.cli import main
 from plugin.cli_demo import (
     AdminCalls,
+    Progress,
     _deliver,
     _held,
+    _step,
     check_in_sync,
     demo_settings,
     faults_met,
@@ -50,7 +53,7 @@ from plugin.devstore.generator import generate_store
 from plugin.devstore.state import DevStoreState
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
 from plugin.store.db import make_engine
-from plugin.store.models import Customer, CustomerScore, JobRun, ModelRun, SyncChange
+from plugin.store.models import Customer, CustomerScore, JobRun, ModelRun, Shop, SyncChange
 from tests.helpers import T0, add_shop
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
 from tests.test_compliance import cli_env
@@ -91,6 +94,7 @@ def test_demo_once_json_ingests_scores_and_pushes_the_generated_store(sqlite_pat
     assert list(summary) == JSON_SUMMARY_KEYS  # tools read it: its keys stay as they are
     assert summary["webhooks_sent"] == summary["webhooks_acknowledged"] > 40
     assert summary["customers"] == 40 and summary["orders"] > 40
+    assert 0 < summary["seconds"] <= (datetime.now(UTC) - started).total_seconds()
     # and the store's orders, read back by the backfill, were all held already
     backfill = summary["backfill"]
     assert backfill["orders_read"] > 40 and backfill["orders_applied"] == 0
@@ -429,6 +433,65 @@ def test_demo_with_a_database_it_cannot_open_exits_1_in_one_line(
     assert expected in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+def test_demo_once_without_a_database_url_leaves_no_database_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # when the demo runs once, in a directory of its own, with no --database-url
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["demo", "--customers", "5", "--once", "--json"])
+    # then it ran on a temporary database, gone with it: not the staying-up demo's file
+    assert result.exit_code == 0, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+async def _failing(ctx: JobContext, shop: Shop, run_id: int | None) -> dict[str, Any]:
+    raise RuntimeError("the dev store went away")
+
+
+def test_demo_step_that_fails_stops_the_demo_naming_the_job(engine: Engine) -> None:
+    shop = add_shop(engine)
+    assert shop.id is not None
+
+    async def push() -> None:
+        async with httpx.AsyncClient() as http:
+            ctx = JobContext(engine, demo_settings("sqlite://"), http, worker="demo-test")
+            await _step(ctx, shop.id, "push", _failing)
+
+    with pytest.raises(click.ClickException, match=r"the demo's push failed: .*went away"):
+        anyio.run(push)
+
+
+def test_demo_progress_off_a_terminal_is_a_line_at_most_every_5_seconds_and_the_last(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress = Progress("webhooks processed", 10)
+    for done in range(1, 10):
+        progress.update(done)  # within 5 s of the first: only the first is shown
+    progress.update(10, final=True)
+    assert capsys.readouterr().err == (
+        "webhooks processed: 1/10 (10%)\nwebhooks processed: 10/10 (100%)\n"
+    )
+    # and nothing to count is all of it
+    Progress("webhooks processed", 0).update(0, final=True)
+    assert capsys.readouterr().err == "webhooks processed: 0/0 (100%)\n"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_demo_progress_on_a_terminal_redraws_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    progress = Progress("webhooks processed", 4)
+    progress.update(1)
+    progress.update(4, final=True)
+    assert terminal.getvalue() == (
+        "\rwebhooks processed: 1/4 (25%)\rwebhooks processed: 4/4 (100%)\n"
+    )
+
+
 @pytest.mark.parametrize("option", ["--port", "--devstore-port"])
 def test_demo_on_a_port_past_65535_is_a_usage_error(option: str) -> None:
     result = CliRunner().invoke(main, ["demo", option, "99999"])
@@ -460,6 +523,7 @@ def test_demo_where_to_look_shows_the_database_url_without_its_password() -> Non
         (".venv/bin/clvsync", ".venv/bin/clvsync"),
         ("/repo/clvsync", "./clvsync"),
         ("/opt/tools/bin/clvsync", "/opt/tools/bin/clvsync"),
+        ("/repository/bin/clvsync", "/repository/bin/clvsync"),  # beside /repo, not in it
         ("/my tools/bin/clvsync", "'/my tools/bin/clvsync'"),
         ("clvsync", "clvsync"),  # found on PATH
         ("/repo/plugin/cli.py", ".venv/bin/python -m plugin.cli"),  # python -m plugin.cli
