@@ -76,6 +76,9 @@ class DevStoreConfig:
         for name in _SHARES:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        for name in ("bucket_size", "restore_rate"):  # a bucket that never holds or refills
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DevStoreConfig:

@@ -19,15 +19,13 @@ class ThrottleStatus:
     restore_rate: float
 
     def as_json(self) -> dict[str, float | int]:
+        """As Shopify writes it: the bucket's size and restore rate as decimals (1000.0, 50.0),
+        the points available as a whole number (666)."""
         return {
-            "maximumAvailable": _number(self.maximum_available),
+            "maximumAvailable": float(self.maximum_available),
             "currentlyAvailable": int(self.currently_available),
-            "restoreRate": _number(self.restore_rate),
+            "restoreRate": float(self.restore_rate),
         }
-
-
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else value
 
 
 @dataclass(slots=True)
@@ -37,7 +35,8 @@ class _Bucket:
 
 
 class LeakyBucketThrottle:
-    """Buckets of `size` points that restore at `restore_rate` points per second."""
+    """Buckets of `size` points that restore at `restore_rate` points per second (both > 0:
+    DevStoreConfig refuses others)."""
 
     def __init__(self, size: float, restore_rate: float, clock: Clock) -> None:
         self.size = size
@@ -75,7 +74,7 @@ class LeakyBucketThrottle:
         """How long until the bucket holds `cost` points (0 when it already does)."""
         with self._lock:
             missing = cost - self._refilled(key).available
-        return max(0.0, missing / self.restore_rate) if self.restore_rate > 0 else float("inf")
+        return max(0.0, missing / self.restore_rate)
 
     def status(self, key: str) -> ThrottleStatus:
         with self._lock:

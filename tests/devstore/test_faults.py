@@ -91,6 +91,13 @@ def test_config_rejects_unknown_settings_and_bad_status() -> None:
         DevStoreConfig(throttle_status_code=503)
 
 
+@pytest.mark.parametrize("name", ["bucket_size", "restore_rate"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_config_refuses_a_bucket_that_never_holds_or_refills(name: str, value: int) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be > 0"):
+        DevStoreConfig.from_dict({name: value})
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

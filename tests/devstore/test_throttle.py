@@ -38,6 +38,9 @@ def test_bucket_drained_by_mutations_answers_throttled(
         "actualQueryCost": None,
         "throttleStatus": {"maximumAvailable": 50, "currentlyAvailable": 0, "restoreRate": 10},
     }
+    # in Shopify's types: the size and the rate as decimals (50.0), the points left whole
+    status = body["extensions"]["cost"]["throttleStatus"]
+    assert [type(status[name]) for name in status] == [float, int, float], status
     # And a 429 says when 10 points will be back (1 s at 10 points a second)
     expected_retry_after = "1.0" if status_code == 429 else None
     assert throttled.headers.get("Retry-After") == expected_retry_after
@@ -96,3 +99,26 @@ def test_throttle_refuses_more_than_available_and_takes_nothing() -> None:
     assert throttle.status("t").currently_available == 5
     clock.advance(0.5)
     assert throttle.try_acquire("t", 10)
+
+
+def test_throttle_idle_bucket_fills_to_its_size_and_no_further() -> None:
+    clock = FakeClock()
+    throttle = LeakyBucketThrottle(100, 10, clock)
+    assert throttle.try_acquire("t", 60)
+    clock.advance(3600)
+    assert throttle.status("t").currently_available == 100
+    assert not throttle.try_acquire("t", 101)
+
+
+def test_throttle_call_that_cost_more_than_it_asked_empties_the_bucket_not_below() -> None:
+    # given a call charged 10 of 20 points up front that, run, cost 50 (Shopify charges the
+    # actual cost)
+    clock = FakeClock()
+    throttle = LeakyBucketThrottle(20, 10, clock)
+    assert throttle.try_acquire("t", 10)
+    throttle.settle("t", 10, 50)
+    # then the bucket is empty, not owed 30 points: a second later it holds 10
+    assert throttle.status("t").currently_available == 0
+    clock.advance(1.0)
+    assert throttle.status("t").currently_available == 10
+    assert throttle.seconds_until("t", 20) == 1.0
