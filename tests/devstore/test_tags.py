@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from plugin.devstore.tags import MAX_TAGS_PER_CUSTOMER, add_tags, normalise_tags
 from tests.devstore.conftest import DevStoreFactory, LiveDevStore, customer_payload, make_state
 
 ADD = """
@@ -134,3 +135,17 @@ def test_tags_add_announces_customers_update_without_tags(devstore: LiveDevStore
     assert payload["admin_graphql_api_id"] == CUSTOMER_1
     assert "tags" not in payload
     assert payload["updated_at"] == devstore.state.customers[1].updated_at
+
+
+def test_normalise_tags_drops_blank_parts() -> None:
+    assert normalise_tags(["a,,b", " ", "a , c"]) == ["a", "b", "c"]
+
+
+def test_tags_cap_counts_only_the_tags_not_held_yet() -> None:
+    # given a customer at the 250-tag cap
+    held = [f"t{i}" for i in range(MAX_TAGS_PER_CUSTOMER)]
+    # when a tag it holds is added again, that is no error and changes nothing
+    assert add_tags(held, ["t0"], cap=MAX_TAGS_PER_CUSTOMER) == []
+    assert len(held) == MAX_TAGS_PER_CUSTOMER
+    # and a new one is refused
+    assert add_tags(held, ["t0", "new"], cap=MAX_TAGS_PER_CUSTOMER) != []
