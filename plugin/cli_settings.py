@@ -222,8 +222,7 @@ def _fix(refusal: Refusal, path: tuple[str, ...], value: Any) -> str:
     elif isinstance(value, float) and value.is_integer():
         candidate = int(value)
     if candidate is not None and refusal(_nested(path, candidate)) is None:
-        shown = candidate if isinstance(candidate, str) else json.dumps(candidate)
-        return f"--set {shlex.quote(f'{setting}={shown}')}"
+        return f"--set {shlex.quote(f'{setting}={candidate}')}"
     if path == ("metafield_namespace",):  # kept once pushed: a default would be refused
         return f"--set {setting}=VALUE"
     return f"--unset {shlex.quote(setting)}  # back to the default"
