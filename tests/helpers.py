@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from plugin.settings import Settings, load_settings
 from plugin.store import shops
-from plugin.store.models import Order, OrderLine, Shop
+from plugin.store.models import CustomerScore, Order, OrderLine, Shop
 from plugin.store.tokens import TokenCipher
 
 SECRET = "test-secret-current"
@@ -24,6 +24,16 @@ PREVIOUS_SECRET = "test-secret-previous"
 SHOP = "demo-shop.myshopify.com"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = itertools.count(1)
+
+
+def score_row(shop_id: int | None, customer_id: int, run_id: int, tags: str = "") -> CustomerScore:
+    """A customer's score row whose figures are all 1 (segment "new"), with its desired tags."""
+    return CustomerScore(
+        shop_id=shop_id, customer_id=customer_id, run_id=run_id, ledger_version=1, aov=1.0,
+        trailing_12m_spend=1.0, historical_clv=1.0, p_alive=1.0, expected_purchases=1.0,
+        expected_spend_per_order=1.0, predicted_clv=1.0, recency_score=1, frequency_score=1,
+        monetary_score=1, segment="new", tags=tags,
+    )  # fmt: skip
 
 
 def make_settings(**env: str) -> Settings:

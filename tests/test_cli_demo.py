@@ -54,7 +54,7 @@ from plugin.devstore.state import DevStoreState
 from plugin.serving import ListenError, free_port, listen, serve_in_thread
 from plugin.store.db import make_engine
 from plugin.store.models import Customer, CustomerScore, JobRun, ModelRun, Shop, SyncChange
-from tests.helpers import T0, add_shop
+from tests.helpers import T0, add_shop, score_row
 from tests.test_cli import ROOT, assert_port_in_use_error, cli_process, taken_port
 from tests.test_compliance import cli_env
 
@@ -230,14 +230,7 @@ def test_demo_tags_in_sync_is_each_customer_holding_its_desired_tags_once(
     # given customer 1 scored with two desired tags, and customer 2 not scored
     shop = add_shop(engine)
     with Session(engine) as session, session.begin():
-        session.add(
-            CustomerScore(
-                shop_id=shop.id, customer_id=1, run_id=1, ledger_version=1, aov=1.0,
-                trailing_12m_spend=1.0, historical_clv=1.0, p_alive=1.0, expected_purchases=1.0,
-                expected_spend_per_order=1.0, predicted_clv=1.0, recency_score=5,
-                frequency_score=5, monetary_score=5, segment="champions", tags="champions top-20",
-            )
-        )  # fmt: skip
+        session.add(score_row(shop.id, customer_id=1, run_id=1, tags="champions top-20"))
     state = DevStoreState()
     state.load(customers=[{"id": 1, "tags": "clv:champions, clv:top-20, vip"}, {"id": 2}])
     # then the dev store is in sync: tags not under the prefix and a customer not scored count
@@ -553,7 +546,7 @@ class AnsweringApp:
     it), each later one is acknowledged."""
 
     def __init__(self) -> None:
-        self.answered = 0
+        self.acknowledged = 0
         self.failed: set[str] = set()
 
     async def webhooks(self, request: Request) -> Response:
@@ -562,7 +555,7 @@ class AnsweringApp:
         if zlib.crc32(webhook_id.encode()) % 4 == 0 and webhook_id not in self.failed:
             self.failed.add(webhook_id)
             return Response(status_code=503)
-        self.answered += 1
+        self.acknowledged += 1
         return Response(status_code=200)
 
 
@@ -574,7 +567,7 @@ class RecordedProgress:
         self.final: int | None = None
 
     def update(self, done: int, *, final: bool = False) -> None:
-        self.shown.append((done, self.app.answered))
+        self.shown.append((done, self.app.acknowledged))
         if final:
             self.final = done
 
@@ -593,5 +586,5 @@ def test_demo_delivery_progress_counts_acknowledged_deliveries_only() -> None:
     # not counted), and ends, as the final count, at all of them
     assert summary.acknowledged == len(store.events) > 10
     assert endpoint.failed, "no delivery failed: the count of failed ones is not tested"
-    assert all(done <= answered for done, answered in progress.shown), progress.shown[:5]
+    assert all(done <= acked for done, acked in progress.shown), progress.shown[:5]
     assert progress.shown[-1][0] == progress.final == len(store.events)

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from jobs.context import JobContext, utcnow
 from jobs.runs import FAILED, OK, RUNNING, SKIPPED, lease_name, run_job
 from plugin.store.models import JobLease, JobRun, Shop
-from tests.helpers import SHOP, T0, add_shop, make_settings
+from tests.helpers import SHOP, T0, add_shop, make_settings, score_row
 
 pytestmark = pytest.mark.anyio
 
@@ -357,7 +357,7 @@ async def test_prune_job_keeps_audit_runs_and_the_model_runs_still_in_use(engine
     # two old re-scores (one still behind a customer's score) and a recent one; and another
     # shop's old audit row
     from jobs.scheduler import prune
-    from plugin.store.models import CustomerScore, ModelRun, SyncChange
+    from plugin.store.models import ModelRun, SyncChange
 
     shop = add_shop(engine)
     other = add_shop(engine, "other.myshopify.com")
@@ -410,14 +410,7 @@ async def test_prune_job_keeps_audit_runs_and_the_model_runs_still_in_use(engine
             session.flush()
         in_use = runs["rescore-in-use"].id
         assert in_use is not None
-        session.add(
-            CustomerScore(
-                shop_id=shop.id, customer_id=1, run_id=in_use, ledger_version=1, aov=1.0,
-                trailing_12m_spend=1.0, historical_clv=1.0, p_alive=1.0, expected_purchases=1.0,
-                expected_spend_per_order=1.0, predicted_clv=1.0, recency_score=1,
-                frequency_score=1, monetary_score=1, segment="new",
-            )
-        )  # fmt: skip
+        session.add(score_row(shop.id, customer_id=1, run_id=in_use))
         kept_ids = {name: run.id for name, run in runs.items()}
     # when the shop's prune job runs
     async with httpx.AsyncClient() as http:
