@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from graphql import GraphQLError
 from hypothesis import given, settings
@@ -64,3 +66,31 @@ def test_pagination_stops_with_an_error_past_the_25000th_object() -> None:
     # And bulk queries (unlimited) read past it
     everything = connection(keys, lambda key: key, PageArgs(), unlimited=True)
     assert len(everything["nodes"]) == 25_300
+
+
+def test_pagination_refuses_the_25001st_object_alone() -> None:
+    keys = list(range(1, 25_010))
+    # Given a page of one right after the 25,000th object, it is refused
+    with pytest.raises(GraphQLError, match="25,000"):
+        connection(keys, lambda key: key, PageArgs(first=1, after=encode_cursor(25_000)))
+    # While the 25,000th alone is served
+    page = connection(keys, lambda key: key, PageArgs(first=1, after=encode_cursor(24_999)))
+    assert page["nodes"] == [25_000]
+
+
+@pytest.mark.parametrize(
+    "payload", [b"[1, 2]", b'"last_id"', b"7", b'{"id": 3}', b'{"last_id": "x"}', b"not json"]
+)
+def test_pagination_refuses_a_cursor_that_is_not_one_of_its_own(payload: bytes) -> None:
+    cursor = base64.b64encode(payload).decode()
+    with pytest.raises(GraphQLError, match="Invalid cursor"):
+        connection([1, 2, 3], lambda key: key, PageArgs(first=2, after=cursor))
+
+
+def test_pagination_between_cursors_that_cross_is_an_empty_page() -> None:
+    # Given an after cursor that lies past the before cursor
+    args = PageArgs(first=5, after=encode_cursor(8), before=encode_cursor(3))
+    page = connection(list(range(1, 11)), lambda key: key, args)
+    # Then nothing lies between them
+    assert page["nodes"] == []
+    assert page["pageInfo"]["startCursor"] is None
