@@ -108,8 +108,12 @@ def _plan_one(
     if message:
         return _error(index, "value", message, "INVALID_VALUE")
     existing = (owner.metafields or {}).get((namespace, key))
-    digest = item.get("compareDigest")
-    if digest is not None and (existing is None or compare_digest(existing) != digest):
+    # Shopify: a compareDigest must match the value held; an explicit null asks that there be
+    # none yet (an absent compareDigest asks for no guarantee).
+    if (
+        "compareDigest" in item
+        and (None if existing is None else compare_digest(existing)) != item["compareDigest"]
+    ):
         message = (
             "The resource has been updated since it was loaded. "
             "Try again with an updated `compareDigest` value."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -301,3 +302,113 @@ def test_shopify_namespace_refused_when_the_store_says_so(
     assert store.state.products[1000].metafields is None
     # And the app's own namespace alone is still writable
     assert set_fields(store, [own])["userErrors"] == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("namespace", "cl", "TOO_SHORT"),
+        ("namespace", "c" * 256, "TOO_LONG"),
+        ("key", "s", "TOO_SHORT"),
+        ("key", "s" * 65, "TOO_LONG"),
+    ],
+)
+def test_metafields_set_names_outside_their_lengths_are_refused(
+    devstore: LiveDevStore, field: str, value: str, code: str
+) -> None:
+    # Shopify: a namespace is 3-255 characters, a key 2-64
+    item = metafield("segment", "loyal", "single_line_text_field") | {field: value}
+    payload = set_fields(devstore, [item])
+    assert payload["metafields"] is None
+    assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
+        (["metafields", "0", field], code)
+    ]
+
+
+def test_metafields_set_names_at_their_length_bounds_are_stored(devstore: LiveDevStore) -> None:
+    items = [
+        metafield("ab", "1", "number_integer") | {"namespace": "clv"},
+        metafield("k" * 64, "2", "number_integer") | {"namespace": "n" * 255},
+    ]
+    payload = set_fields(devstore, items)
+    assert payload["userErrors"] == []
+    assert set(devstore.state.customers[1].metafields or {}) == {
+        ("clv", "ab"),
+        ("n" * 255, "k" * 64),
+    }
+
+
+def test_metafields_set_without_a_namespace_goes_to_the_app_namespace(
+    devstore: LiveDevStore,
+) -> None:
+    item = metafield("segment", "loyal", "single_line_text_field")
+    del item["namespace"]
+    payload = set_fields(devstore, [item])
+    assert payload["metafields"][0]["namespace"] == "app--1"
+    body = devstore.gql(
+        '{ customer(id: "gid://shopify/Customer/1") { metafield(key: "segment") { value } } }'
+    )
+    assert body["data"]["customer"]["metafield"] == {"value": "loyal"}
+
+
+def test_metafields_set_compare_digest_guards_creation_too(devstore: LiveDevStore) -> None:
+    item = metafield("segment", "loyal", "single_line_text_field")
+    # Given no metafield yet: a digest of some value is stale, a null digest ("none yet") passes
+    stale = set_fields(devstore, [item | {"compareDigest": "0" * 64}])
+    assert [e["code"] for e in stale["userErrors"]] == ["STALE_OBJECT"]
+    assert devstore.state.customers[1].metafields in (None, {})
+    created = set_fields(devstore, [item | {"compareDigest": None}])
+    assert created["userErrors"] == []
+    # Once it exists, a null digest is stale and its own digest passes
+    again = set_fields(devstore, [item | {"value": "lost", "compareDigest": None}])
+    assert [e["code"] for e in again["userErrors"]] == ["STALE_OBJECT"]
+    digest = created["metafields"][0]["compareDigest"]
+    fresh = set_fields(devstore, [item | {"value": "lost", "compareDigest": digest}])
+    assert fresh["userErrors"] == []
+    assert fresh["metafields"][0]["value"] == "lost"
+
+
+def test_metafields_set_over_a_value_moves_updated_at_only(devstore: LiveDevStore) -> None:
+    item = metafield("segment", "loyal", "single_line_text_field")
+    devstore.state.now = lambda: datetime(2026, 3, 1, 9, tzinfo=UTC)
+    set_fields(devstore, [item])
+    devstore.state.now = lambda: datetime(2026, 3, 2, 9, tzinfo=UTC)
+    set_fields(devstore, [item | {"value": "lost"}])
+    body = devstore.gql(
+        '{ customer(id: "gid://shopify/Customer/1") { metafield(namespace: "clv", '
+        'key: "segment") { value createdAt updatedAt } } }'
+    )
+    assert body["data"]["customer"]["metafield"] == {
+        "value": "lost",
+        "createdAt": "2026-03-01T09:00:00Z",
+        "updatedAt": "2026-03-02T09:00:00Z",
+    }
+
+
+def test_metafields_delete_leaves_no_node_behind(devstore: LiveDevStore) -> None:
+    created = set_fields(devstore, [metafield("segment", "loyal", "single_line_text_field")])
+    gid = created["metafields"][0]["id"]
+    lookup = "query($id: ID!) { node(id: $id) { id } }"
+    assert devstore.gql(lookup, {"id": gid})["data"]["node"] == {"id": gid}
+    identifier = {"ownerId": "gid://shopify/Customer/1", "namespace": "clv", "key": "segment"}
+    devstore.gql(
+        "mutation($m: [MetafieldIdentifierInput!]!) { metafieldsDelete(metafields: $m) "
+        "{ deletedMetafields { key } } }",
+        {"m": [identifier]},
+    )
+    assert devstore.gql(lookup, {"id": gid})["data"]["node"] is None
+
+
+@pytest.mark.parametrize(
+    ("key", "created"), [("s", False), ("se", True), ("s" * 64, True), ("s" * 65, False)]
+)
+def test_metafield_definition_key_is_2_to_64_characters(
+    devstore: LiveDevStore, key: str, created: bool
+) -> None:
+    definition = {"name": "Segment", "namespace": "clv", "key": key}
+    definition |= {"type": "single_line_text_field", "ownerType": "CUSTOMER"}
+    payload = devstore.gql(DEFINE, {"definition": definition})["data"]["metafieldDefinitionCreate"]
+    assert (payload["createdDefinition"] is not None) is created
+    assert [e["field"] for e in payload["userErrors"]] == (
+        [] if created else [["definition", "key"]]
+    )
