@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from plugin.devstore.metafields import create_definition, delete_metafields, set_metafields
 from plugin.devstore.models import Customer, Order, Product
 from plugin.devstore.resolvers import Resolver, ctx, ensure_input_size, parse_id_argument
-from plugin.devstore.tags import MAX_TAGS_PER_CUSTOMER, add_tags, normalise_tags, remove_tags
+from plugin.devstore.tags import MAX_TAGS_PER_RECORD, add_tags, normalise_tags, remove_tags
 
 if TYPE_CHECKING:
     from plugin.devstore.context import Info
@@ -40,7 +40,7 @@ def resolve_tags_add(_: Any, info: Info, id: str, tags: list[str]) -> dict[str, 
     record, type_name = _taggable(info, id)
     if record is None:
         return _missing(type_name)
-    cap = MAX_TAGS_PER_CUSTOMER if isinstance(record, Customer) else None
+    cap = None if isinstance(record, Order) else MAX_TAGS_PER_RECORD
     before = len(record.tags)
     errors = add_tags(record.tags, normalise_tags(tags), cap=cap)
     if len(record.tags) != before:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-MAX_TAGS_PER_CUSTOMER = 250
+# Customers (SHOPIFY.md) and products (Shopify changelog, 2019-03-04: "Products can no longer
+# have more than 250 tags", on plans up to Advanced) hold at most 250 tags; no cap on orders is
+# documented, so the dev store sets none there.
+MAX_TAGS_PER_RECORD = 250
 MAX_TAG_LENGTH = 255
 
 UserErrorDict = dict[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plugin.devstore.tags import MAX_TAGS_PER_CUSTOMER, add_tags, normalise_tags
+from plugin.devstore.tags import MAX_TAGS_PER_RECORD, add_tags, normalise_tags
 from tests.devstore.conftest import DevStoreFactory, LiveDevStore, customer_payload, make_state
 
 ADD = """
@@ -143,9 +143,35 @@ def test_normalise_tags_drops_blank_parts() -> None:
 
 def test_tags_cap_counts_only_the_tags_not_held_yet() -> None:
     # given a customer at the 250-tag cap
-    held = [f"t{i}" for i in range(MAX_TAGS_PER_CUSTOMER)]
+    held = [f"t{i}" for i in range(MAX_TAGS_PER_RECORD)]
     # when a tag it holds is added again, that is no error and changes nothing
-    assert add_tags(held, ["t0"], cap=MAX_TAGS_PER_CUSTOMER) == []
-    assert len(held) == MAX_TAGS_PER_CUSTOMER
+    assert add_tags(held, ["t0"], cap=MAX_TAGS_PER_RECORD) == []
+    assert len(held) == MAX_TAGS_PER_RECORD
     # and a new one is refused
-    assert add_tags(held, ["t0", "new"], cap=MAX_TAGS_PER_CUSTOMER) != []
+    assert add_tags(held, ["t0", "new"], cap=MAX_TAGS_PER_RECORD) != []
+
+
+def test_tags_add_cap_holds_for_products_but_not_orders(devstore: LiveDevStore) -> None:
+    # Given a product and an order each holding 250 tags
+    full = [f"t{n}" for n in range(MAX_TAGS_PER_RECORD)]
+    devstore.state.products[1000].tags.extend(full)
+    devstore.state.orders[5010].tags.extend(full)
+    # Then the product refuses one more (Shopify caps product tags at 250), the order takes it
+    refused = add(devstore, ["more"], gid="gid://shopify/Product/1000")
+    assert refused["userErrors"] == [{"field": ["tags"], "message": "Tags cannot be more than 250"}]
+    assert len(devstore.state.products[1000].tags) == MAX_TAGS_PER_RECORD
+    assert add(devstore, ["more"], gid="gid://shopify/Order/5010")["userErrors"] == []
+    assert devstore.state.orders[5010].tags[-1] == "more"
+
+
+def test_tags_remove_bumps_updated_at_only_when_something_went(devstore: LiveDevStore) -> None:
+    customer = devstore.state.customers[2]
+    customer.tags.append("clv:lost")
+    customer.updated_at = before = "2026-01-01T00:00:00Z"
+    # When tags it does not hold are removed, it is untouched
+    devstore.gql(REMOVE, {"id": "gid://shopify/Customer/2", "tags": ["clv:champions"]})
+    assert customer.updated_at == before
+    # When a tag it holds is removed, it is updated
+    devstore.gql(REMOVE, {"id": "gid://shopify/Customer/2", "tags": ["clv:lost"]})
+    assert customer.tags == []
+    assert customer.updated_at != before
