@@ -23,8 +23,10 @@ QUERY = """{
 }"""
 
 
-def test_devstore_serve_generated_store_answers_graphql() -> None:
-    # given the dev store started from the CLI with a small generated store
+@pytest.mark.parametrize("customers", [40, 1])
+def test_devstore_serve_generated_store_answers_graphql(customers: int) -> None:
+    # given the dev store started from the CLI with a small generated store (one customer is a
+    # store, not an empty one)
     port = free_port()
     process = subprocess.Popen(
         [
@@ -36,7 +38,7 @@ def test_devstore_serve_generated_store_answers_graphql() -> None:
             "--port",
             str(port),
             "--customers",
-            "40",
+            str(customers),
             "--seed",
             "1",
         ],
@@ -66,7 +68,7 @@ def test_devstore_serve_generated_store_answers_graphql() -> None:
         _, stderr = process.communicate(timeout=30)
     # then the generated customers are there, with their orders, in the generated shop
     data = response.json()["data"]
-    assert len(data["customers"]["nodes"]) == 40 and data["orders"]["nodes"]
+    assert len(data["customers"]["nodes"]) == customers and data["orders"]["nodes"]
     shop = GeneratorConfig().shop_domain
     assert data["shop"]["myshopifyDomain"] == shop
     # and it said where, and with which token
