@@ -7,7 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from plugin.devstore.sender import (
     RetrySchedule,
     WebhookSender,
 )
+from plugin.serving import free_port
 from tests.devstore.conftest_sender import Receiver, receiver, receiver_server
 from webhooks.verify import verify_webhook
 
@@ -259,3 +260,119 @@ async def test_sender_generated_store_history_all_delivered_and_verified(
     assert Counter(r.headers["x-shopify-topic"] for r in receiver.requests) == Counter(
         e.topic for e in store.events
     )
+
+
+@pytest.mark.anyio
+async def test_sender_headers_follow_its_options_and_the_body_stays_utf8(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Given an event triggered at 01:30 at +02:00, an older API version, a URL ending in "/"
+    event = make_events(1)[0]
+    event = WebhookEvent(
+        event.topic,
+        event.payload,
+        datetime(2026, 1, 1, 1, 30, tzinfo=timezone(timedelta(hours=2))),
+        event.event_id,
+    )
+    sender = WebhookSender(
+        client,
+        app_url=receiver.url + "/",
+        secret=SECRET,
+        shop_domain=SHOP,
+        api_version="2026-07",
+        schedule=INSTANT,
+    )
+    # When it is sent
+    await sender.send([event])
+    # Then it reaches /webhooks with the version asked for, the instant in UTC, Shopify's agent
+    [got] = receiver.requests
+    assert got.headers["x-shopify-api-version"] == "2026-07"
+    assert got.headers["x-shopify-triggered-at"] == "2025-12-31T23:30:00.000000Z"
+    assert got.headers["user-agent"] == "Shopify-Captain-Hook"
+    # And the body holds UTF-8 itself, not \u escapes (the HMAC covers these very bytes)
+    assert "café".encode() in got.body
+
+
+def test_sender_webhook_ids_depend_on_the_seed() -> None:
+    event = make_events(1)[0]
+
+    def webhook_id(seed: int) -> str:
+        sender = WebhookSender(
+            httpx.AsyncClient(),
+            app_url="http://127.0.0.1:1",
+            secret=SECRET,
+            shop_domain=SHOP,
+            seed=seed,
+        )
+        return sender.webhook_id(event)
+
+    # Two runs of one seed give an event one id; another seed's run is another delivery
+    assert webhook_id(1) == webhook_id(1)
+    assert webhook_id(1) != webhook_id(2)
+
+
+@pytest.mark.anyio
+async def test_sender_records_attempts_by_delivery_then_attempt(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Given three events, the first answered 503 once (its retry comes after the others)
+    events = make_events(3)
+    sender = make_sender(client, receiver, schedule=FAST, concurrency=1)
+    receiver.script[sender.webhook_id(events[0])] = [(503, 0.0)]
+    # When they are sent
+    summary = await sender.send(events)
+    # Then the records read delivery by delivery, each one's attempts in turn (the retry
+    # arrived after the second event at least)
+    assert [event_index(r.body) for r in receiver.requests][:2] == [0, 1]
+    assert [(r.delivery, r.attempt) for r in summary.records] == [(0, 1), (0, 2), (1, 1), (2, 1)]
+
+
+@pytest.mark.anyio
+async def test_sender_a_redirect_is_not_an_acknowledgement(
+    client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Given an app that first answers 300 (Shopify counts only a 2xx as delivered)
+    event = make_events(1)[0]
+    sender = make_sender(client, receiver, schedule=INSTANT)
+    receiver.script[sender.webhook_id(event)] = [(300, 0.0)]
+    # When the event is sent, the 300 failed and was retried
+    summary = await sender.send([event])
+    assert [(r.status, r.error, r.ok) for r in summary.records] == [
+        (300, "HTTP 300", False),
+        (200, None, True),
+    ]
+
+
+@pytest.mark.anyio
+async def test_sender_to_an_app_that_is_down_names_the_error_and_gives_up(
+    client: httpx.AsyncClient,
+) -> None:
+    # Given no app listening on the port
+    sender = WebhookSender(
+        client,
+        app_url=f"http://127.0.0.1:{free_port()}",
+        secret=SECRET,
+        shop_domain=SHOP,
+        schedule=INSTANT,
+    )
+    # When an event is sent, every attempt fails to connect and the delivery is given up
+    summary = await sender.send(make_events(1))
+    assert (summary.acknowledged, summary.failed, summary.attempts) == (0, 1, 9)
+    assert {(r.status, r.error) for r in summary.records} == {(None, "ConnectError")}
+
+
+@pytest.mark.parametrize("url", ["http://localhost:8080", "http://[::1]:8080"])
+def test_sender_takes_every_loopback_name(url: str) -> None:
+    sender = WebhookSender(httpx.AsyncClient(), app_url=url, secret=SECRET, shop_domain=SHOP)
+    assert sender.url == url + "/webhooks"
+
+
+def test_sender_sends_elsewhere_only_when_told_it_may() -> None:
+    sender = WebhookSender(
+        httpx.AsyncClient(),
+        app_url="https://example.com",
+        secret=SECRET,
+        shop_domain=SHOP,
+        allow_remote=True,
+    )
+    assert sender.url == "https://example.com/webhooks"
