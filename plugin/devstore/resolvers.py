@@ -420,8 +420,7 @@ def resolve_metafield_definition(field: Metafield, info: Info) -> object | None:
 
 
 def resolve_definition_type(definition: Any, _: Info) -> dict[str, str]:
-    category = definition.type.split(".")[-1].split("_")[0].upper()
-    return {"name": definition.type, "category": category}
+    return {"name": definition.type}
 
 
 QUERY_RESOLVERS: dict[str, dict[str, Resolver]] = {

@@ -190,7 +190,7 @@ type Metafield implements Node {
 type MetafieldEdge { cursor: String! node: Metafield! }
 type MetafieldConnection { edges: [MetafieldEdge!]! nodes: [Metafield!]! pageInfo: PageInfo! }
 
-type MetafieldDefinitionType { name: String! category: String! }
+type MetafieldDefinitionType { name: String! }
 
 type MetafieldDefinition implements Node {
   id: ID!

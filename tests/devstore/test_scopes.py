@@ -153,3 +153,14 @@ def test_access_scopes_are_read_from_json_as_a_list_of_handles() -> None:
     assert DevStoreConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="access_scopes must be a list of strings"):
         DevStoreConfig.from_dict({"access_scopes": "read_orders"})
+
+
+def test_a_search_on_orders_stays_inside_the_window_of_the_token(
+    devstore_factory: DevStoreFactory,
+) -> None:
+    # given a token without read_all_orders, and a search for orders 30 days old and older
+    store = devstore_factory(store_with_ages(), DevStoreConfig(access_scopes=APP_SCOPES))
+    bound = (NOW - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    query = f"{{ orders(first: 10, query: \"created_at:<='{bound}'\") {{ nodes {{ id }} }} }}"
+    # then only the order both inside the window and matching the search is served
+    assert numbers(store.gql(query)["data"]["orders"]["nodes"]) == [7003]
