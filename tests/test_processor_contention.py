@@ -4,6 +4,7 @@ a second later, not counted as a failure (counted, a busy shop's events were del
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -13,8 +14,10 @@ from sqlmodel import Session, select
 
 from plugin.store.db import _lock_id
 from plugin.store.inbox import CONTENDED_DELAY
-from plugin.store.models import InboxEvent, Order
+from plugin.store.ledger import apply_order
+from plugin.store.models import InboxEvent, Order, Shop
 from tests.helpers import add_shop, enqueue, order_payload
+from webhooks.payloads import parse_order
 from webhooks.processor import Outcome, Processor
 
 
@@ -66,3 +69,50 @@ def test_an_event_aborted_by_another_processors_locks_is_tried_again_soon_uncoun
     assert processor.drain().by_outcome == {"done": 1}
     with Session(engine) as session:
         assert sorted(session.exec(select(Order.order_id))) == [1, 2]
+
+
+def test_an_order_read_before_a_lost_lock_wait_is_read_again_not_overwritten_stale(
+    postgres_engine: Engine,
+) -> None:
+    # given an order held at its version of minute 14, and in the inbox its versions of
+    # minutes 21 and 22, for one processor to apply one at a time
+    engine = postgres_engine
+    shop = add_shop(engine)
+    assert shop.id is not None
+    enqueue(engine, "orders/updated", order_payload(24, customer_id=503, updated=14), "v14")
+    Processor(engine).drain()
+    enqueue(engine, "orders/updated", order_payload(24, customer_id=503, updated=21), "v21")
+    enqueue(engine, "orders/updated", order_payload(24, customer_id=503, updated=22), "v22")
+    outcomes: list[Outcome] = []
+    processor = Processor(engine, group_min=10, quiet_batch_seconds=30)
+    with Session(engine) as other:
+        other.execute(text("SET deadlock_timeout = '10s'"))  # the processor's wait detects it
+        other.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"),
+            {"key": _lock_id("customer", shop.id, 503)},
+        )
+        # when the processor reads the order for minute 21, then waits for its customer (the
+        # garbage collector held off: an aborted event's exception keeps what it read alive in
+        # reference cycles until the collector runs, which it may not do for a while)
+        gc.disable()
+        batch = threading.Thread(target=lambda: outcomes.extend(processor.process_batch(10)))
+        batch.start()
+        deadline = time.monotonic() + 10
+        while waiting_locks(engine) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # and another processor, holding that customer, applies the order's version of minute
+        # 28: PostgreSQL aborts the minute 21 event (its savepoint's rollback releases its locks)
+        held_shop = other.get(Shop, shop.id)
+        assert held_shop is not None
+        newest = parse_order(order_payload(24, customer_id=503, updated=28))
+        assert apply_order(other, held_shop, newest)
+        other.commit()
+    batch.join(timeout=30)
+    gc.enable()
+    # then the minute 22 version, applied next, found the order as the other left it (minute
+    # 28), not as read before the abort (minute 14), and did not overwrite it
+    assert outcomes == [Outcome.RETRY, Outcome.DONE]
+    with Session(engine) as session:
+        order = session.get(Order, (shop.id, 24))
+        assert order is not None
+        assert order.updated_at == newest.updated_at

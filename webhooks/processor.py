@@ -166,7 +166,7 @@ class Processor:
         nothing applied, if it failed."""
         try:
             payloads = [_payload(event.payload) for event in members]
-            with session.begin_nested():
+            with _savepoint(session):
                 together(session, shop, payloads)
         except Exception as exc:
             log.info(
@@ -191,7 +191,7 @@ class Processor:
         try:
             # A savepoint, so a failing handler's writes are undone but the claim (and the
             # record of the failure) stay in this transaction.
-            with session.begin_nested():
+            with _savepoint(session):
                 self._apply(session, event, known)
         except Exception as exc:  # any handler failure is recorded, not raised
             # Another transaction's locks aborted this one (`contended`): a batch holds its
@@ -291,6 +291,21 @@ class Processor:
                 counts = Counts()
             if counts.total == 0:
                 await anyio.sleep(self._idle_seconds)
+
+
+@contextlib.contextmanager
+def _savepoint(session: Session) -> Iterator[None]:
+    """A savepoint whose rollback also forgets every row the session has read. PostgreSQL's
+    ROLLBACK TO SAVEPOINT releases the locks taken inside it, so another processor may change a
+    row read under them before this transaction takes them again; SQLAlchemy expires only the
+    objects changed inside, and an object only read stays in the session (as long as something
+    references it: an aborted handler's exception can) to be served stale to the next event."""
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException:
+        session.expire_all()
+        raise
 
 
 def _payload(text: str) -> dict[str, Any]:
