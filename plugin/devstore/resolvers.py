@@ -167,7 +167,7 @@ def _root_connection(
     `visible`), and read window by window inside bulk queries."""
     context = ctx(info)
     window = context.bulk_window
-    if window is not None and info.path.prev is None:
+    if window is not None:
         return _bulk_step(ids, table, window, kwargs.get("query"), visible)
     keys = _filtered(ids.ordered(), table, kwargs.get("query"), visible)
     args = PageArgs.from_kwargs(kwargs)
