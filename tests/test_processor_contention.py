@@ -85,30 +85,33 @@ def test_an_order_read_before_a_lost_lock_wait_is_read_again_not_overwritten_sta
     enqueue(engine, "orders/updated", order_payload(24, customer_id=503, updated=22), "v22")
     outcomes: list[Outcome] = []
     processor = Processor(engine, group_min=10, quiet_batch_seconds=30)
-    with Session(engine) as other:
-        other.execute(text("SET deadlock_timeout = '10s'"))  # the processor's wait detects it
-        other.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"),
-            {"key": _lock_id("customer", shop.id, 503)},
-        )
-        # when the processor reads the order for minute 21, then waits for its customer (the
-        # garbage collector held off: an aborted event's exception keeps what it read alive in
-        # reference cycles until the collector runs, which it may not do for a while)
-        gc.disable()
-        batch = threading.Thread(target=lambda: outcomes.extend(processor.process_batch(10)))
-        batch.start()
-        deadline = time.monotonic() + 10
-        while waiting_locks(engine) == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        # and another processor, holding that customer, applies the order's version of minute
-        # 28: PostgreSQL aborts the minute 21 event (its savepoint's rollback releases its locks)
-        held_shop = other.get(Shop, shop.id)
-        assert held_shop is not None
-        newest = parse_order(order_payload(24, customer_id=503, updated=28))
-        assert apply_order(other, held_shop, newest)
-        other.commit()
-    batch.join(timeout=30)
-    gc.enable()
+    # (the garbage collector held off: an aborted event's exception keeps what it read alive in
+    # reference cycles until the collector runs, which it may not do for a while)
+    gc.disable()
+    try:
+        with Session(engine) as other:
+            other.execute(text("SET deadlock_timeout = '10s'"))  # the processor's wait detects it
+            other.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"),
+                {"key": _lock_id("customer", shop.id, 503)},
+            )
+            # when the processor reads the order for minute 21, then waits for its customer
+            batch = threading.Thread(target=lambda: outcomes.extend(processor.process_batch(10)))
+            batch.start()
+            deadline = time.monotonic() + 10
+            while waiting_locks(engine) == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            # and another processor, holding that customer, applies the order's version of
+            # minute 28: PostgreSQL aborts the minute 21 event (its savepoint's rollback
+            # releases its locks)
+            held_shop = other.get(Shop, shop.id)
+            assert held_shop is not None
+            newest = parse_order(order_payload(24, customer_id=503, updated=28))
+            assert apply_order(other, held_shop, newest)
+            other.commit()
+        batch.join(timeout=30)
+    finally:
+        gc.enable()
     # then the minute 22 version, applied next, found the order as the other left it (minute
     # 28), not as read before the abort (minute 14), and did not overwrite it
     assert outcomes == [Outcome.RETRY, Outcome.DONE]

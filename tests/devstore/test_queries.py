@@ -14,17 +14,7 @@ from tests.devstore.conftest import (
     product_payload,
 )
 from tests.devstore.test_bulk import RUN_MUTATION, TAGS_ADD, stage_and_upload, start_query
-
-DEFINE = """
-mutation Define($definition: MetafieldDefinitionInput!) {
-  metafieldDefinitionCreate(definition: $definition) { userErrors { message } }
-}
-"""
-SET = """
-mutation Set($metafields: [MetafieldsSetInput!]!) {
-  metafieldsSet(metafields: $metafields) { userErrors { message } }
-}
-"""
+from tests.devstore.test_metafields import DEFINE, SET
 
 
 def keys(nodes: list[dict[str, Any]]) -> list[str]:
