@@ -8,6 +8,7 @@ digests of test_generator_taste only say that the output changed.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -208,7 +209,7 @@ def test_order_versions_move_forward_and_say_what_happened(
         for event in history:
             stamp = "created_at" if event.topic == "refunds/create" else "updated_at"
             assert at(event.payload[stamp]) == event.triggered_at
-        for earlier, later in zip(versions, versions[1:], strict=False):
+        for earlier, later in itertools.pairwise(versions):
             if later.payload != earlier.payload:
                 assert at(later.payload["updated_at"]) > at(earlier.payload["updated_at"])
         # And orders/paid carries a paid order; a cancelled order sends orders/cancelled
