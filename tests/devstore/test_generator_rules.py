@@ -7,11 +7,14 @@ digests of test_generator_taste only say that the output changed.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
+import json
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from plugin.devstore.generator import (
     WebhookEvent,
     catalogue_for,
     generate_store,
+    write_store_files,
 )
 
 ORDER_TOPICS = {"orders/create", "orders/paid", "orders/updated", "orders/cancelled"}
@@ -309,3 +313,53 @@ def test_the_same_variant_twice_in_a_cart_is_one_line_of_both_units() -> None:
     assert baskets.line_variant.tolist() == [variant] * 3
     assert baskets.line_quantity.tolist() == [6] * 3
     assert (baskets.subtotal.tolist(), baskets.shipping.tolist()) == ([6 * price] * 3, [0] * 3)
+
+
+def test_final_orders_are_listed_as_they_were_placed(store: GeneratedStore) -> None:
+    # Given the final orders of a store of several chunks' worth of orders
+    keys = [(order["created_at"], order["id"]) for order in store.orders]
+    # Then they come in the order they were placed (ties by id)
+    assert keys == sorted(keys)
+
+
+def test_truth_files_hold_what_was_planted(tmp_path: Path) -> None:
+    # Given a store written to files and the same store in memory
+    config = GeneratorConfig(customers=500, chunk_customers=200)
+    memory = generate_store(config, seed=4)
+    write_store_files(config, seed=4, out_dir=tmp_path)
+    # Then truth_customers.csv holds each customer's planted figures to 9 significant digits
+    # (rates) or a millionth of a day or currency unit
+    truth = memory.truth
+    with (tmp_path / "truth_customers.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["customer_id"]) for r in rows] == truth.customer_ids.tolist()
+    for column, planted, tolerance in (
+        ("lambda_per_day", truth.lam, {"rel": 1e-8}),
+        ("p_drop", truth.p_drop, {"rel": 1e-8}),
+        ("spend_mean", truth.spend_mean, {"abs": 1e-6}),
+        ("first_purchase_day", truth.first_purchase_day, {"abs": 1e-6}),
+    ):
+        written = [float(r[column]) for r in rows]
+        assert written == pytest.approx(planted.tolist(), **tolerance), column
+    assert [r["alive_at_end"] == "1" for r in rows] == truth.alive_at_end.tolist()
+    # And truth.json the store's seed, span, size, population and planted products
+    saved = json.loads((tmp_path / "truth.json").read_text())
+    assert saved == {
+        "seed": 4,
+        "time_unit": "day",
+        "start": config.start.isoformat(),
+        "end": config.end.isoformat(),
+        "customers": 500,
+        "population": dataclasses.asdict(config.population),
+        "complements": [list(pair) for pair in truth.complements],
+        "consumables": {str(k): v for k, v in truth.consumables.items()},
+        "shop_currency": "USD",
+    }
+    # And no chunk's parts are left beside them
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "events.jsonl",
+        "products.jsonl",
+        "transactions.csv",
+        "truth.json",
+        "truth_customers.csv",
+    ]
