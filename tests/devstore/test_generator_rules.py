@@ -363,3 +363,64 @@ def test_truth_files_hold_what_was_planted(tmp_path: Path) -> None:
         "truth.json",
         "truth_customers.csv",
     ]
+
+
+def customer_lines(store: GeneratedStore) -> dict[int, list[tuple[datetime, str, int, int]]]:
+    """Each customer's lines of counted orders: (placed, order kind, product id, units)."""
+    kinds = store.truth.order_kinds
+    lines: dict[int, list[tuple[datetime, str, int, int]]] = defaultdict(list)
+    for order in store.orders:
+        kind = kinds[order["id"]]
+        if kind in {"purchase", "refill"}:
+            for line in order["line_items"]:
+                if line["product_id"]:
+                    placed = at(order["created_at"])
+                    lines[order["customer"]["id"]].append(
+                        (placed, kind, line["product_id"], line["quantity"])
+                    )
+    return lines
+
+
+def test_customers_who_dropped_out_refill_nothing_after_their_last_purchase(
+    store: GeneratedStore,
+) -> None:
+    # Given the customers planted as dropped out by the end (they left after their last
+    # purchase)
+    lines = customer_lines(store)
+    gone = store.truth.customer_ids[~store.truth.alive_at_end].tolist()
+    # Then none of them has a refill after that purchase, though refills came before it
+    refills_before = 0
+    for cid in gone:
+        last = max(placed for placed, kind, _, _ in lines[cid] if kind == "purchase")
+        refills = [placed for placed, kind, _, _ in lines[cid] if kind == "refill"]
+        assert all(placed <= last for placed in refills), cid
+        refills_before += len(refills)
+    assert refills_before > 0
+
+
+def test_a_fifth_of_refill_chains_are_abandoned_before_the_first_refill(
+    store: GeneratedStore,
+) -> None:
+    # Given the consumables first bought by customers still active at the end, long enough
+    # before it that the units bought would have run out (a cycle stretches to 1.5 at most),
+    # and never bought again in a purchase
+    cycles = store.truth.consumables
+    active = set(store.truth.customer_ids[store.truth.alive_at_end].tolist())
+    end = store.config.end
+    refilled: list[bool] = []
+    for cid, lines in customer_lines(store).items():
+        if cid not in active:
+            continue
+        for product, cycle in cycles.items():
+            mine = [(placed, kind, units) for placed, kind, p, units in lines if p == product]
+            purchases = [(placed, units) for placed, kind, units in mine if kind == "purchase"]
+            if len(purchases) != 1:
+                continue
+            placed, units = purchases[0]
+            if placed + timedelta(days=1.5 * cycle * units + 1) < end:
+                refilled.append(any(kind == "refill" for _, kind, _ in mine))
+    # Then the customer abandons the product before any refill with the configured chance
+    # (0.2 per refill): 0.199 of 629 chains here, whose noise is about 0.016
+    abandoned = 1 - sum(refilled) / len(refilled)
+    assert len(refilled) > 300
+    assert abandoned == pytest.approx(store.config.catalogue.refill_abandon_probability, abs=0.05)
