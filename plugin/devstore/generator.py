@@ -391,10 +391,9 @@ def _concat_parts(tmp: str, name: str, n_chunks: int, target: Path, header: str)
         out.write(header)
         for index in range(n_chunks):
             part = Path(tmp) / f"{name}-{index:06d}"
-            if part.exists():
-                with part.open("r", encoding="utf-8") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                part.unlink()
+            with part.open("r", encoding="utf-8") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            part.unlink()
 
 
 def _jobs(
