@@ -6,6 +6,7 @@ a refused tag change is audited by what it tried."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from plugin.store.models import (
 from plugin.store.recommendations import Partner, replace_recommendations
 from plugin.store.scores import latest_full_run
 from plugin.store.sync import uncertain_customers
+from plugin.wording import counted
 from tests.writeback.conftest import (
     RecordsRequests,
     RewritingAnswers,
@@ -179,20 +181,26 @@ async def test_product_metafields_naming_a_deleted_product_refuse_only_that_prod
     assert plan_products(scenario.engine, scenario.shop.id, settings) == []
 
 
-class LosesOneAnswer(RewritingAnswers):
-    """The first request of several metafieldsSet groups comes back without the second group's
-    answer. (An answer null with a top-level error is not enough: the client raises on any
-    error, so the only unknown answer it passes on is a missing one.)"""
+class LosesAnswers(RewritingAnswers):
+    """The first `times` requests of several metafieldsSet groups each come back without the
+    second group's answer. (An answer null with a top-level error is not enough: the client
+    raises on any error, so the only unknown answer it passes on is a missing one.)"""
 
-    lost: list[str] | None = None  # the owners whose answer was lost
+    def __init__(self, times: int = 1) -> None:
+        super().__init__()
+        self.times = times
+        self.lost: list[list[str]] = []  # per request cut: the owners whose answer was lost
 
     def rewrite(self, sent: dict[str, Any], body: dict[str, Any]) -> None:
-        if self.lost is not None or "metafieldsSet" not in sent.get("query", ""):
+        if len(self.lost) == self.times or "metafieldsSet" not in sent.get("query", ""):
             return
         if len(sent.get("variables", {})) < 2:
             return
         del body["data"]["m1"]
-        self.lost = sorted({value["ownerId"] for value in sent["variables"]["m1"]})
+        self.lost.append(sorted({value["ownerId"] for value in sent["variables"]["m1"]}))
+
+    def customers(self) -> set[int]:
+        return {int(owner.rsplit("/", 1)[1]) for owners in self.lost for owner in owners}
 
 
 async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
@@ -200,14 +208,14 @@ async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
 ) -> None:
     # given a push whose second metafieldsSet group gets no answer
     scenario = scenario_factory()
-    transport = LosesOneAnswer()
+    transport = LosesAnswers()
     async with httpx.AsyncClient(transport=transport, timeout=10) as http:
         pusher = scenario.pusher(http)
         # when pushed
         await pusher.push(plan_of(pusher))
     # then those customers' values are neither recorded as held nor audited as set or refused
     assert transport.lost
-    unanswered = {int(owner.rsplit("/", 1)[1]) for owner in transport.lost}
+    unanswered = transport.customers()
     recorded = recorded_metafields(scenario)
     assert all(recorded.get(c, {}) == {} for c in unanswered)
     with Session(scenario.engine) as session:
@@ -223,6 +231,35 @@ async def test_metafields_group_without_an_answer_is_not_recorded_as_set(
     # and the next plan sends them again
     again = plan_of(pusher)
     assert unanswered <= {i.change.customer_id for i in again.items if i.change.set_metafields}
+
+
+async def test_customers_left_without_answers_by_several_calls_are_counted_together(
+    scenario_factory: ScenarioFactory,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a push in requests of two metafieldsSet groups, two of which each lose one
+    # group's answer
+    monkeypatch.setattr("jobs.pusher.SETS_PER_CALL", 2)
+    scenario = scenario_factory()
+    transport = LosesAnswers(times=2)
+    async with httpx.AsyncClient(transport=transport, timeout=10) as http:
+        pusher = scenario.pusher(http)
+        # when pushed
+        with caplog.at_level(logging.WARNING, logger="jobs.pusher"):
+            counts = await pusher.push(plan_of(pusher))
+    # then the customers of both are counted uncertain and stay marked, to be read back
+    assert len(transport.lost) == 2
+    unanswered = transport.customers()
+    assert counts.customers_uncertain == len(unanswered) > len(transport.lost[1])
+    assert set(uncertain_customers(scenario.engine, scenario.shop.id)) == unanswered
+    # and each call that lost answers is logged once, by its count of customers alone
+    warned = [r.getMessage() for r in caplog.records if "no answer" in r.getMessage()]
+    assert warned == [
+        f"{scenario.shop.domain}: no answer for the changes of {counted(len(owners), 'customer')}"
+        ": read back before the next push"
+        for owners in transport.lost
+    ]
 
 
 async def test_refused_set_beside_an_accepted_delete_records_only_what_the_store_holds(
