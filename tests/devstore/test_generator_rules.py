@@ -13,7 +13,6 @@ import itertools
 import json
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,8 @@ from plugin.devstore.generator import (
     generate_store,
     write_store_files,
 )
+from tests.devstore.test_generator import ORDER_TOPICS, cents
 
-ORDER_TOPICS = {"orders/create", "orders/paid", "orders/updated", "orders/cancelled"}
 RATES = {code: rate for code, rate, _ in LifecycleParams().presentment_currencies}
 # Each order-level amount beside its money set, and the money sets a line carries.
 ORDER_AMOUNTS = (
@@ -59,10 +58,6 @@ def histories(store: GeneratedStore) -> dict[int, list[WebhookEvent]]:
         elif event.topic == "refunds/create":
             by_order[event.payload["order_id"]].append(event)
     return by_order
-
-
-def cents(amount: str) -> int:
-    return int(Decimal(amount) * 100)
 
 
 def shop(money_set: dict[str, Any]) -> int:
@@ -308,7 +303,7 @@ def test_the_same_variant_twice_in_a_cart_is_one_line_of_both_units() -> None:
     price = int(catalogue.variant_price_cents[variant])
     # When the baskets are built
     baskets = build_baskets(np.random.default_rng(0), only, params, np.array([6 * price] * 3))
-    # Then each order is one line of six units, the whole target, no shipping or tax
+    # Then each order is one line of six units, the whole target (so no shipping or tax)
     assert baskets.line_order.tolist() == [0, 1, 2]
     assert baskets.line_variant.tolist() == [variant] * 3
     assert baskets.line_quantity.tolist() == [6] * 3
@@ -316,7 +311,7 @@ def test_the_same_variant_twice_in_a_cart_is_one_line_of_both_units() -> None:
 
 
 def test_final_orders_are_listed_as_they_were_placed(store: GeneratedStore) -> None:
-    # Given the final orders of a store of several chunks' worth of orders
+    # Given the final orders (generated kind by kind: purchases, refills, then the rest)
     keys = [(order["created_at"], order["id"]) for order in store.orders]
     # Then they come in the order they were placed (ties by id)
     assert keys == sorted(keys)

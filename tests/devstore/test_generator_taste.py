@@ -169,7 +169,7 @@ def test_sequential_complements_bring_partners_later(
 
     off, on = stores
     # About 0.62 against 0.30 (seed 5): a partner planted with chance 0.3 per later order,
-    # not in every one (which gives about 0.9)
+    # not in every one (which gives about 0.96)
     assert later_partner_rate(off) + 0.1 < later_partner_rate(on) < 0.8
 
 
@@ -194,7 +194,7 @@ def test_sequential_complements_stop_once_the_partner_is_owned(
     off, on = stores
     # Then once customers own the partner it comes back about as often as without the
     # setting (0.15 against 0.10, seed 5: their taste runs to its type); planting it in 3 of
-    # 10 later orders still would add about 0.3
+    # 10 later orders still gives about 0.32
     assert partner_again_rate(on) < partner_again_rate(off) + 0.1
 
 
