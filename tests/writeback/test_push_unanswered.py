@@ -4,6 +4,8 @@ plans, so that a later plan never compares against a record the store no longer 
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 import anyio
@@ -59,6 +61,7 @@ async def test_tags_applied_without_an_answer_are_read_back_before_the_next_plan
     scenario_factory: ScenarioFactory,
     http: httpx.AsyncClient,
     live_switch: tuple[AppSwitch, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given a pushed shop whose next scores drop each customer's first tag and add another
     scenario = scenario_factory(customers=20)
@@ -69,12 +72,20 @@ async def test_tags_applied_without_an_answer_are_read_back_before_the_next_plan
     faults = faults_of(live_switch)
     faults.drop_share = 1.0
     # when the push runs out of retries
-    with pytest.raises(TransientError):
+    with caplog.at_level(logging.WARNING, logger="jobs.pusher"), pytest.raises(TransientError):
         await push_shop(ctx, scenario.refreshed_shop(), None)
     # then the store took the new tag, and the customers sent it are marked uncertain
     took = {c for c, tags in scenario.store_tags().items() if "clv:spend-declining" in tags}
     marked = uncertain(scenario)
     assert took and took <= marked
+    # and the operator is warned of them, by their count
+    warned = [
+        int(found.group(1))
+        for record in caplog.records
+        if record.levelno == logging.WARNING
+        and (found := re.search(r"no answer for the changes of (\d+) customer", record.message))
+    ]
+    assert sum(warned) == len(marked)
     # and when the scores go back to what the store was last known to hold, and the outage
     # is over, the next push reads them back first and takes the new tag off again
     faults.drop_share = 0.0
