@@ -62,7 +62,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from jobs.context import JobContext
-from jobs.shop_zone import read_time_zone
+from jobs.shop_profile import read_shop_profile
 from jobs.writeback import admin_client, marking_refused_token
 from plugin.domain.ledger import OrderLine, OrderVersion, RefundRecord
 from plugin.domain.ledger_values import checked_id, read_amount, read_moment, read_quantity
@@ -523,7 +523,7 @@ async def backfill_shop(
     with tempfile.TemporaryDirectory(prefix="clvsync-backfill-") as scratch:
         export = Path(scratch) / "orders.jsonl"
         async with marking_refused_token(ctx, shop):
-            await read_time_zone(ctx.engine, shop, client)
+            await read_shop_profile(ctx.engine, shop, client)
             access = await read_order_access(client, shop.domain, ctx.clock())
             outcome = await runner.query(orders_query(since), into=export, on_poll=reading)
         if outcome.status != "COMPLETED":

@@ -47,8 +47,8 @@ from jobs.readback import (
     read_product_pages,
     read_products_in_bulk,
 )
+from jobs.shop_profile import read_shop_profile
 from jobs.shop_settings import WritebackError, shop_writeback_settings
-from jobs.shop_zone import read_time_zone
 from plugin.domain.writeback import COMPLEMENTARY_PRODUCTS
 from plugin.shopify.bulk import BulkRunner
 from plugin.shopify.client import AdminClient, AuthError
@@ -232,7 +232,7 @@ async def reconcile_shop(ctx: JobContext, shop: Shop, run_id: int | None) -> dic
 
     async def work(pusher: Pusher) -> dict[str, Any]:
         # the days the next recompute counts, and the dates the plan below writes
-        shop.iana_timezone = await read_time_zone(ctx.engine, shop, pusher.client)
+        shop.iana_timezone = await read_shop_profile(ctx.engine, shop, pusher.client)
         read_started = ctx.clock()
         found = await _read_customers(ctx, pusher)
         pushed = await anyio.to_thread.run_sync(pushed_tags, ctx.engine, shop_id)

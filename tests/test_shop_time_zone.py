@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from jobs.plan import plan_changes
 from jobs.recompute import full_recompute, rescore_changed
+from jobs.shop_profile import read_shop_profile
 from jobs.shop_settings import shop_writeback_settings
-from jobs.shop_zone import read_time_zone
 from plugin.devstore.config import DEFAULT_TOKEN
 from plugin.devstore.gen_config import GeneratorConfig
 from plugin.devstore.generator import generate_store
@@ -256,7 +256,7 @@ def zone_client(answer: httpx.Response) -> tuple[httpx.AsyncClient, AdminClient]
     ],
     ids=["refused-query", "directory-name", "unknown-zone", "no-shop"],
 )
-async def test_read_time_zone_an_answer_without_a_usable_zone_keeps_the_one_known(
+async def test_read_shop_profile_an_answer_without_a_usable_zone_keeps_the_one_known(
     engine: Engine, answer: dict[str, object]
 ) -> None:
     # given a shop known to be in New York
@@ -264,16 +264,16 @@ async def test_read_time_zone_an_answer_without_a_usable_zone_keeps_the_one_know
     http, client = zone_client(httpx.Response(200, json=answer))
     # when the store's answer gives no zone this machine knows
     async with http:
-        zone = await read_time_zone(engine, shop, client)
+        zone = await read_shop_profile(engine, shop, client)
     # then the job goes on with the zone known before, which stays stored
     assert zone == NEW_YORK
     assert shop_zone(engine, "z.myshopify.com") == NEW_YORK
 
 
 @pytest.mark.anyio
-async def test_read_time_zone_a_refused_token_stops_the_job(engine: Engine) -> None:
+async def test_read_shop_profile_a_refused_token_stops_the_job(engine: Engine) -> None:
     shop = add_shop(engine, "z.myshopify.com")
     http, client = zone_client(httpx.Response(401, text="Invalid API key or access token"))
     async with http:
         with pytest.raises(AuthError):
-            await read_time_zone(engine, shop, client)
+            await read_shop_profile(engine, shop, client)

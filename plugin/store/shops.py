@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlmodel import Session, col, select
 
-from plugin.store.models import CustomerScore, InboxEvent, QueuedJob, Shop
+from plugin.store.models import CustomerScore, InboxEvent, Order, QueuedJob, Shop
 from plugin.store.tokens import TokenCipher, TokenDecryptionError
 
 _SHOP_DOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]*\.myshopify\.com$")
@@ -58,6 +58,27 @@ def set_time_zone(session: Session, shop_id: int, zone: str) -> bool:
     shop.iana_timezone = zone
     session.add(shop)
     return True
+
+
+def set_currency(session: Session, shop_id: int, code: str) -> str | None:
+    """Keep the shop's currency, as the store names it; the one held before when it changed
+    (None: unchanged, or none was held)."""
+    shop = session.get(Shop, shop_id)
+    if shop is None or shop.currency == code:
+        return None
+    before, shop.currency = shop.currency, code
+    session.add(shop)
+    return before
+
+
+def orders_in_other_currencies(session: Session, shop_id: int, code: str) -> dict[str, int]:
+    """How many orders the ledger holds in each currency other than `code`."""
+    query = (
+        select(col(Order.currency), func.count())
+        .where(col(Order.shop_id) == shop_id, col(Order.currency) != code)
+        .group_by(col(Order.currency))
+    )
+    return {currency: count for currency, count in session.exec(query)}
 
 
 def list_shops(session: Session) -> list[Shop]:
