@@ -39,13 +39,14 @@ def shop_currency(engine: Engine, domain: str) -> str | None:
         return shop.currency
 
 
-def add_orders(engine: Engine, shop: Shop, *order_ids: int) -> None:
-    """Orders delivered by webhook, in USD (`order_payload`'s shop money)."""
+def add_orders(engine: Engine, shop: Shop, *order_ids: int, currency: str = "USD") -> None:
+    """Orders delivered by webhook, their shop money in `currency`."""
     with Session(engine) as session, session.begin():
         held = session.get(Shop, shop.id)
         assert held is not None
         for order_id in order_ids:
-            assert ledger.apply_order(session, held, parse_order(order_payload(order_id)))
+            payload = order_payload(order_id) | {"currency": currency}
+            assert ledger.apply_order(session, held, parse_order(payload))
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -58,12 +59,13 @@ async def test_backfill_keeps_the_stores_currency_over_the_first_orders_and_warn
     http: httpx.AsyncClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # given a shop whose currency was taken from its first orders (USD, by webhook), and a
-    # store that now sells in New Zealand dollars
+    # given a shop whose currency was taken from its first orders (USD, by webhook), a later
+    # one in New Zealand dollars, and a store that now sells in those
     live = devstore_factory(DevStoreState(currency_code="NZD"))
     domain = live.state.domain
     shop = add_shop(engine, domain, DEFAULT_TOKEN)
     add_orders(engine, shop, 1001, 1002)
+    add_orders(engine, shop, 1003, currency="NZD")
     assert shop_currency(engine, domain) == "USD"
     # when it is backfilled
     with caplog.at_level(logging.INFO, logger="jobs.shop_profile"):
