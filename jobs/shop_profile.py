@@ -5,8 +5,8 @@ customers, so a zone the merchant changes in the admin is taken within a day, an
 currency is seen: until the store is read, the shop's currency is its first order's.
 
 The ledger sums each order's `shop_money` as it is: an order placed before a change of the
-store's currency (Shopify support can make one after sales) stays in the old currency, is not
-converted, and is counted among the new one's amounts. The log says how many orders that is.
+store's currency stays in the old currency, is not converted, and is counted among the new
+one's amounts. The log says how many orders that is.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 import pytest
@@ -49,6 +50,13 @@ def add_orders(engine: Engine, shop: Shop, *order_ids: int, currency: str = "USD
             assert ledger.apply_order(session, held, parse_order(payload))
 
 
+async def read_answered(engine: Engine, shop: Shop, answer: dict[str, Any]) -> None:
+    """`read_shop_profile` of a store that answers `answer`."""
+    http, client = zone_client(httpx.Response(200, json=answer))
+    async with http:
+        await read_shop_profile(engine, shop, client)
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
@@ -89,21 +97,16 @@ async def test_a_first_read_or_a_change_with_no_order_in_another_currency_only_i
     engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a shop with no currency yet
+    caplog.set_level(logging.INFO, logger="jobs.shop_profile")
     shop = add_shop(engine, "z.myshopify.com")
     answer = {"data": {"shop": {"ianaTimezone": "Europe/Paris", "currencyCode": "EUR"}}}
-    http, client = zone_client(httpx.Response(200, json=answer))
     # when the store's currency is read, then it is kept, without a warning
-    async with http:
-        with caplog.at_level(logging.INFO, logger="jobs.shop_profile"):
-            await read_shop_profile(engine, shop, client)
+    await read_answered(engine, shop, answer)
     assert shop_currency(engine, "z.myshopify.com") == "EUR"
     assert warnings(caplog) == []
     # and when it changes while the shop holds no order, the change is told at info
     answer["data"]["shop"]["currencyCode"] = "GBP"
-    http, client = zone_client(httpx.Response(200, json=answer))
-    async with http:
-        with caplog.at_level(logging.INFO, logger="jobs.shop_profile"):
-            await read_shop_profile(engine, shop, client)
+    await read_answered(engine, shop, answer)
     assert shop_currency(engine, "z.myshopify.com") == "GBP"
     assert warnings(caplog) == []
     assert "z.myshopify.com: the store's currency is now GBP (was EUR)" in caplog.messages
@@ -121,16 +124,14 @@ async def test_a_first_read_or_a_change_with_no_order_in_another_currency_only_i
     ids=["refused-query", "no-code", "not-a-code", "a-number", "no-shop"],
 )
 async def test_an_answer_without_a_currency_code_keeps_the_one_known(
-    engine: Engine, answer: dict[str, object], caplog: pytest.LogCaptureFixture
+    engine: Engine, answer: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a shop known to sell in US dollars, with an order
     shop = add_shop(engine, "z.myshopify.com")
     add_orders(engine, shop, 1001)
-    http, client = zone_client(httpx.Response(200, json=answer))
     # when the store's answer names no currency code
-    async with http:
-        with caplog.at_level(logging.WARNING, logger="jobs.shop_profile"):
-            await read_shop_profile(engine, shop, client)
+    with caplog.at_level(logging.WARNING, logger="jobs.shop_profile"):
+        await read_answered(engine, shop, answer)
     # then the currency known stays, and the log says it was not read
     assert shop_currency(engine, "z.myshopify.com") == "USD"
     assert any("currenc" in message and "unchanged" in message for message in warnings(caplog))
