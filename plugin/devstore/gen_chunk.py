@@ -27,6 +27,7 @@ from plugin.devstore.gen_simulate import (
     TEST,
     CustomerArrays,
     PurchaseArrays,
+    draw_currency,
     extra_order_days,
     refill_days,
     share_count,
@@ -161,7 +162,7 @@ def _extras(
     guest_mean = config.population.spend_p / rng.gamma(
         config.population.spend_q, 1.0 / config.population.spend_gamma, n_guest
     )
-    currency = rng.choice(len(life.presentment_currencies), size=n_guest).astype(np.int64)
+    currency = draw_currency(rng, life, n_guest)
     day = rng.uniform(0.0, horizon, n_guest)
     parts.append(
         _Orders(np.full(n_guest, -1, dtype=np.int64), day, np.full(n_guest, GUEST), currency)
@@ -188,13 +189,19 @@ def _concat_orders(parts: list[_Orders]) -> _Orders:
 
 
 def _edit_lines(
-    rng: np.random.Generator, catalogue: Catalogue, edited: NDArray[np.int64]
+    rng: np.random.Generator, catalogue: Catalogue, baskets: Baskets, edited: NDArray[np.int64]
 ) -> Baskets:
     # An order edit removes an item the customer first ordered: the edited order's current
-    # total drops back to the planted order value.
-    size = edited.shape[0]
-    variant = np.asarray(rng.choice(catalogue.n_variants, size=size, p=catalogue.variant_weight))
-    lines = single_line_baskets(catalogue, variant.astype(np.int64))
+    # total drops back to the planted order value. The item is a variant the order holds on
+    # no other line, as a cart holds each variant on one line.
+    n_variants = catalogue.n_variants
+    held = baskets.line_order * n_variants + baskets.line_variant
+    variant = np.zeros(edited.shape[0], dtype=np.int64)
+    clash = np.ones(edited.shape[0], dtype=bool)
+    while clash.any():
+        variant[clash] = rng.choice(n_variants, size=int(clash.sum()), p=catalogue.variant_weight)
+        clash[clash] = np.isin(edited[clash] * n_variants + variant[clash], held)
+    lines = single_line_baskets(catalogue, variant)
     return Baskets(
         line_order=edited,
         line_variant=lines.line_variant,
@@ -299,7 +306,7 @@ def _life_cycle(
     n = orders.day.shape[0]
     nan = np.full(n, np.nan)
     edited = np.flatnonzero((orders.kind == PURCHASE) & (rng.random(n) < life.edit_share))
-    edit_lines = _edit_lines(rng, catalogue, edited)
+    edit_lines = _edit_lines(rng, catalogue, baskets, edited)
     line_order = np.concatenate([baskets.line_order, edited])
     removed = np.r_[np.zeros(baskets.line_order.shape[0], bool), np.ones(edited.shape[0], bool)]
     perm = np.argsort(line_order, kind="stable")

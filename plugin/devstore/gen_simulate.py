@@ -100,13 +100,14 @@ def simulate_customers(
         spend_mean=pop.spend_p / nu,
         alive=alive,
         death_day=death,
-        currency=_draw_currency(rng, config.lifecycle, n),
+        currency=draw_currency(rng, config.lifecycle, n),
     )
     purchases = _purchases(rng, pop, birth, owner, repeat_day, nu)
     return customers, purchases
 
 
-def _draw_currency(rng: np.random.Generator, life: LifecycleParams, n: int) -> NDArray[np.int64]:
+def draw_currency(rng: np.random.Generator, life: LifecycleParams, n: int) -> NDArray[np.int64]:
+    """Presentment currencies of n orderers, by the configured shares."""
     shares = np.array([c[2] for c in life.presentment_currencies], dtype=np.float64)
     drawn: NDArray[np.int64] = rng.choice(len(shares), size=n, p=shares / shares.sum())
     return drawn.astype(np.int64)
