@@ -16,6 +16,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from plugin.devstore.config import DEFAULT_TOKEN, DevStoreConfig
+from plugin.devstore.generator import GeneratedStore, GeneratorConfig, generate_store
 from plugin.devstore.server import create_devstore_app
 from plugin.devstore.state import DevStoreState
 
@@ -25,6 +26,12 @@ VERSION = "2026-10"
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def seed42_store() -> GeneratedStore:
+    """The 3,000-customer store of seed 42, generated once for the generator's tests."""
+    return generate_store(GeneratorConfig(customers=3_000), seed=42)
 
 
 @dataclass

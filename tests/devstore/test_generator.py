@@ -36,8 +36,8 @@ LINE_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def store() -> GeneratedStore:
-    return generate_store(GeneratorConfig(customers=3_000), seed=42)
+def store(seed42_store: GeneratedStore) -> GeneratedStore:
+    return seed42_store
 
 
 def cents(amount: str) -> int:

@@ -44,8 +44,8 @@ LINE_AMOUNTS = (("price", "price_set"), ("total_discount", "total_discount_set")
 
 
 @pytest.fixture(scope="module")
-def store() -> GeneratedStore:
-    return generate_store(GeneratorConfig(customers=3_000), seed=42)
+def store(seed42_store: GeneratedStore) -> GeneratedStore:
+    return seed42_store
 
 
 @pytest.fixture(scope="module")
