@@ -102,7 +102,9 @@ def compute_flags(
     }
 
 
-_MILLS_SLACK = 1e-6  # how far from a whole number of thousandths a float may be and still be one
+# How far from a whole number of thousandths (of money; of a percent's last decimal) a float
+# may be and still be one.
+_MILLS_SLACK = 1e-6
 
 
 def money(value: float) -> str:
@@ -129,7 +131,15 @@ def whole_days(values: FloatArray) -> FloatArray:
 
 
 def percent(value: float) -> str:
-    return f"{100.0 * value:.0f}%"
+    """A share as a percentage with as few decimals (up to 3) as show it exactly: 30%, 12.5%,
+    0.5%; one with more is rounded to 3. A setting quoted in a reason reads as it was set (a
+    churn threshold of 0.125 rounded to "12%" would make 12.4% read above it)."""
+    hundred = 100.0 * value
+    for digits in range(3):
+        scaled = hundred * 10.0**digits
+        if abs(scaled - round(scaled)) < _MILLS_SLACK:
+            return f"{hundred:.{digits}f}%"
+    return f"{hundred:.3f}%"
 
 
 def percent_below(value: float, limit: float) -> str:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from plugin.domain.flags import days, top_threshold, whole_days
+from plugin.domain.flags import days, percent, top_threshold, whole_days
 from plugin.domain.scoring import (
     SEGMENTS,
     TAGS,
@@ -100,6 +100,25 @@ def test_reasons_read_past_the_limits_they_quote() -> None:
     assert scores.flags["churn-risk"][0] and scores.flags["win-back"][1]
     assert "29% of the way" in scores.reasons(0)["churn-risk"]
     assert "No order for 30.5 days, more than 30 days" in scores.reasons(1)["win-back"]
+
+
+def test_reasons_quote_settings_that_are_no_whole_percent_as_they_were_set() -> None:
+    # given thresholds a merchant may set, 12.5% for churn risk and 64.5% for declining spend:
+    # customer 1, one order 78.8 days ago (by rule 1 - 78.8/90 = 0.1244 remains), customer 2
+    # spending 100, 100, then 64.45, 64.45 (0.6445 of the earlier average)
+    rows = [(1, AS_OF - 78.8, 10.0)]
+    rows += [(2, AS_OF - 40.0 * k, 100.0 if k > 1 else 64.45) for k in range(4)]
+    settings = ScoringSettings(churn_p_alive=0.125, spend_declining_ratio=0.645)
+    scores = score_shop(history(rows), AS_OF, settings, RULES)
+    # then each reason quotes its setting exactly, so the figure reads below it (rounded to
+    # whole percents, 12% and 64%, the figures would read above)
+    assert scores.flags["churn-risk"][0] and scores.flags["spend-declining"][1]
+    churn = scores.reasons(0)["churn-risk"]
+    assert "12% of the way from the last order to the win-back point remains, below 12.5%" in churn
+    assert "averaged 64.45, below 64.5% of the earlier" in scores.reasons(1)["spend-declining"]
+    # and a setting shows as few decimals as it has, three at the most
+    shown = {0.3: "30%", 0.005: "0.5%", 0.1225: "12.25%", 0.12345: "12.345%", 1 / 3: "33.333%"}
+    assert {value: percent(value) for value in shown} == shown
 
 
 def test_trailing_12_months_leave_out_an_order_exactly_365_days_old() -> None:
