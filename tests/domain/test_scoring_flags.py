@@ -121,6 +121,16 @@ def test_reasons_quote_settings_that_are_no_whole_percent_as_they_were_set() -> 
     assert {value: percent(value) for value in shown} == shown
 
 
+def test_churn_risk_and_the_rhythm_rule_need_more_than_their_limits() -> None:
+    # given customer 1, one order 45 days ago (by rule 1 - 45/90 = 0.5 remains), and customer
+    # 2 ordering every 10 days until exactly 30 days ago (the rhythm rule's 30 days)
+    rows = [(1, AS_OF - 45.0, 10.0)] + [(2, AS_OF - 30.0 - 10 * k, 10.0) for k in range(3)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(churn_p_alive=0.5), RULES)
+    # then neither is flagged: churn risk is below the threshold, win-back beyond the days
+    assert scores.flags["churn-risk"].tolist() == [False, False]
+    assert scores.flags["win-back"].tolist() == [False, False]
+
+
 def test_trailing_12_months_leave_out_an_order_exactly_365_days_old() -> None:
     # given an order exactly 365 days before as_of, and one half a day later
     rows = [(1, AS_OF - 365.0, 900.0), (2, AS_OF - 364.5, 50.0)]
