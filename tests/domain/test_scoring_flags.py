@@ -126,8 +126,10 @@ def test_churn_risk_and_the_rhythm_rule_need_more_than_their_limits() -> None:
     # 2 ordering every 10 days until exactly 30 days ago (the rhythm rule's 30 days)
     rows = [(1, AS_OF - 45.0, 10.0)] + [(2, AS_OF - 30.0 - 10 * k, 10.0) for k in range(3)]
     scores = score_shop(history(rows), AS_OF, ScoringSettings(churn_p_alive=0.5), RULES)
-    # then neither is flagged: churn risk is below the threshold, win-back beyond the days
-    assert scores.flags["churn-risk"].tolist() == [False, False]
+    # then customer 1 is no churn risk (that takes less than the threshold), and neither is
+    # win-back (that takes more than the days; customer 2, with nothing left of the way to
+    # them, is a churn risk by rule)
+    assert scores.flags["churn-risk"].tolist() == [False, True]
     assert scores.flags["win-back"].tolist() == [False, False]
 
 
