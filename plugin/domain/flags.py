@@ -144,12 +144,15 @@ def percent(value: float) -> str:
 
 def percent_below(value: float, limit: float) -> str:
     """`value`, below `limit`, as a percentage that reads below `percent(limit)`: cut, not
-    rounded, to as few decimals as that takes (up to 3)."""
-    shown_limit = float(percent(limit)[:-1])
-    for digits in range(4):
+    rounded, to the decimals the limit shows (29% below 30%, 12.4% below 12.5%), else to the
+    first of more (up to 3), then fewer, that reads below it (a limit rounded to 3 decimals
+    may read equal to the value at 3)."""
+    shown_limit = percent(limit)[:-1]
+    decimals = len(shown_limit.partition(".")[2])
+    for digits in (*range(decimals, 4), *range(decimals)):
         scale = 10.0**digits
         shown = math.floor(100.0 * value * scale + _DAY_SLACK) / scale
-        if shown < shown_limit:
+        if shown < float(shown_limit):
             break
     return f"{shown:.{digits}f}%"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from plugin.domain.flags import days, percent, top_threshold, whole_days
+from plugin.domain.flags import days, percent, percent_below, top_threshold, whole_days
 from plugin.domain.scoring import (
     SEGMENTS,
     TAGS,
@@ -114,11 +114,17 @@ def test_reasons_quote_settings_that_are_no_whole_percent_as_they_were_set() -> 
     # whole percents, 12% and 64%, the figures would read above)
     assert scores.flags["churn-risk"][0] and scores.flags["spend-declining"][1]
     churn = scores.reasons(0)["churn-risk"]
-    assert "12% of the way from the last order to the win-back point remains, below 12.5%" in churn
+    assert (
+        "12.4% of the way from the last order to the win-back point remains, below 12.5%" in churn
+    )
     assert "averaged 64.45, below 64.5% of the earlier" in scores.reasons(1)["spend-declining"]
     # and a setting shows as few decimals as it has, three at the most
     shown = {0.3: "30%", 0.005: "0.5%", 0.1225: "12.25%", 0.12345: "12.345%", 1 / 3: "33.333%"}
     assert {value: percent(value) for value in shown} == shown
+    # and a figure below a setting is cut to the setting's decimals, or fewer where the setting
+    # is rounded to three and the figure would read equal to it
+    below = {(0.2999, 0.3): "29%", (0.1249, 0.125): "12.4%", (0.1234543, 0.1234544): "12%"}
+    assert {pair: percent_below(*pair) for pair in below} == below
 
 
 def test_churn_risk_and_the_rhythm_rule_need_more_than_their_limits() -> None:
