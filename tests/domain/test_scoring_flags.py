@@ -75,6 +75,14 @@ def test_spend_declining_at_exactly_sixty_percent_is_not_flagged() -> None:
     assert flag_of(rows, "spend-declining") == [False, True]
 
 
+def test_spend_declining_needs_earlier_orders_whatever_the_ratio() -> None:
+    # given a shop flagging recent orders below 1.5 x the earlier ones, customer 1 with
+    # 100, 100, 100, 100, and customer 2 with only two orders (no earlier orders to compare)
+    rows = [(1, 100.0 * k, 100.0) for k in range(1, 5)] + [(2, 300.0, 100.0), (2, 400.0, 100.0)]
+    # then only customer 1 is spend-declining
+    assert flag_of(rows, "spend-declining", spend_declining_ratio=1.5) == [True, False]
+
+
 def test_spend_declining_three_orders_is_never_flagged() -> None:
     # given 100, 100, then 1 (only one earlier order before the last two)
     rows = [(1, 100.0, 100.0), (1, 200.0, 100.0), (1, 300.0, 1.0)]
