@@ -30,6 +30,7 @@ from tests.helpers import (
     body_of,
     make_settings,
     order_payload,
+    sign,
     webhook_headers,
 )
 from webhooks.gate import IngestGate
@@ -75,7 +76,9 @@ def test_receive_previous_secret_is_accepted(app_url: str, engine: Engine) -> No
     assert len(inbox_rows(engine)) == 1
 
 
-@pytest.mark.parametrize("tamper", ["body", "signature", "missing", "unknown-secret"])
+@pytest.mark.parametrize(
+    "tamper", ["body", "signature", "last-character", "missing", "unknown-secret"]
+)
 def test_receive_bad_signature_answers_401_and_stores_nothing(
     app_url: str, engine: Engine, tamper: str
 ) -> None:
@@ -86,6 +89,11 @@ def test_receive_bad_signature_answers_401_and_stores_nothing(
         body = body.replace(b"100.00", b"900.00")
     elif tamper == "signature":
         headers["X-Shopify-Hmac-Sha256"] = headers["X-Shopify-Hmac-Sha256"][::-1]
+    elif tamper == "last-character":  # all but the last base64 digit right
+        signature = headers["X-Shopify-Hmac-Sha256"]
+        headers["X-Shopify-Hmac-Sha256"] = (
+            signature[:-2] + ("A" if signature[-2] != "A" else "B") + "="
+        )
     elif tamper == "missing":
         del headers["X-Shopify-Hmac-Sha256"]
     else:
@@ -133,6 +141,31 @@ def test_receive_body_not_sent_in_time_answers_408(engine: Engine) -> None:
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
     assert 0.4 < waited < 5
     assert inbox_rows(engine) == []
+
+
+def padded_order(size: int) -> bytes:
+    """A signed-to-be order body of exactly `size` bytes (spaces before its closing brace)."""
+    body = body_of(order_payload(1020))
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+@pytest.mark.parametrize("sent", ["with-length", "streamed"])
+def test_receive_limit_is_inclusive_one_byte_more_answers_413(
+    app_url: str, engine: Engine, sent: str
+) -> None:
+    # given bodies of exactly the test settings' limit (64 KiB) and one byte more, sent with a
+    # Content-Length or streamed without one
+    limit = make_settings().webhook_max_bytes
+    answers = []
+    for size in (limit, limit + 1):
+        body = padded_order(size)
+        headers = webhook_headers(body, "orders/create")
+        content = body if sent == "with-length" else iter([body[: size // 2], body[size // 2 :]])
+        response = httpx.post(f"{app_url}/webhooks", content=content, headers=headers, timeout=10)
+        answers.append(response.status_code)
+    # then the first is stored and the second refused as too large
+    assert answers == [200, 413]
+    assert len(inbox_rows(engine)) == 1
 
 
 def test_receive_declared_oversized_body_answers_413(app_url: str) -> None:
@@ -206,6 +239,46 @@ def test_receive_missing_required_header_answers_400_naming_it(
     assert response.status_code == 400
     assert header.lower() in response.text
     assert inbox_rows(engine) == []
+
+
+@pytest.mark.parametrize("header", ["X-Shopify-Topic", "X-Shopify-Webhook-Id"])
+def test_receive_empty_required_header_answers_400_naming_it(
+    app_url: str, engine: Engine, header: str
+) -> None:
+    body = body_of(order_payload(1016))
+    headers = webhook_headers(body, "orders/create") | {header: ""}
+    response = post(app_url, body, headers)
+    assert response.status_code == 400
+    assert header.lower() in response.text
+    assert inbox_rows(engine) == []
+
+
+def test_receive_repeated_header_the_first_counts(app_url: str, engine: Engine) -> None:
+    # given two deliveries each with two signatures, the right one first in one, last in the
+    # other
+    answers = []
+    for right_first in (True, False):
+        body = body_of(order_payload(1017 + right_first))
+        headers = webhook_headers(body, "orders/create")
+        right = headers.pop("X-Shopify-Hmac-Sha256")
+        wrong = sign(body, "someone-else")
+        pairs = list(headers.items())
+        pairs += [
+            ("X-Shopify-Hmac-Sha256", s)
+            for s in ((right, wrong) if right_first else (wrong, right))
+        ]
+        answers.append(httpx.post(f"{app_url}/webhooks", content=body, headers=pairs, timeout=10))
+    # then the first signature is the one checked, as Starlette's Headers.get takes it
+    assert [a.status_code for a in answers] == [200, 401]
+    assert len(inbox_rows(engine)) == 1
+
+
+def test_receive_topic_is_read_in_any_case(app_url: str, engine: Engine) -> None:
+    body = body_of(order_payload(1019))
+    response = post(app_url, body, webhook_headers(body, "Orders/Create"))
+    assert response.status_code == 200 and response.text.strip() == "stored"
+    [row] = inbox_rows(engine)
+    assert row.topic == "orders/create"
 
 
 def test_receive_unknown_shop_is_acknowledged_and_dropped(
@@ -375,6 +448,18 @@ def test_unreadable_optional_headers_are_kept_short_or_dropped_not_refused(
     assert post(app_url, body, headers).status_code == 200
     [row] = inbox_rows(engine)
     assert row.triggered_at is None and row.event_id == "e" * 255
+
+
+def test_overlong_required_headers_are_cut_to_their_columns(app_url: str, engine: Engine) -> None:
+    # given a webhook whose id and API version are longer than their columns (255 and 32)
+    body = body_of(order_payload(1012))
+    headers = webhook_headers(body, "orders/create", webhook_id="w" * 300)
+    headers["X-Shopify-API-Version"] = "v" * 40
+    headers["X-Shopify-Event-Id"] = ""
+    # when it is delivered, then it is stored with both cut, and an empty Event-Id held as none
+    assert post(app_url, body, headers).status_code == 200
+    [row] = inbox_rows(engine)
+    assert (row.webhook_id, row.api_version, row.event_id) == ("w" * 255, "v" * 32, None)
 
 
 def test_a_row_the_database_refuses_fails_only_its_own_request(engine: Engine) -> None:
