@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 import pytest
 
 from plugin.domain.ledger_values import MAX_ID
-from tests.helpers import T0, money, order_payload, refund_payload
-from webhooks.payloads import PayloadError, parse_order, parse_refund
+from tests.helpers import SHOP, T0, money, order_payload, refund_payload
+from webhooks.payloads import ORDER_TOPICS, PayloadError, minimise, parse_order, parse_refund
 
 
 @pytest.mark.parametrize("bad", [0, -7, "-7", MAX_ID + 1, str(MAX_ID + 1), "7a", 7.0, True])
@@ -195,3 +196,94 @@ def test_a_lines_product_type_and_sku_are_cut_to_their_columns() -> None:
     payload["line_items"][0] |= {"product_type": "T" * 300, "sku": "S" * 300}
     line = parse_order(payload).lines[0]
     assert (line.product_type, line.sku) == ("T" * 255, "S" * 255)
+
+
+@pytest.mark.parametrize("bad", [None, "US", "USDX", 840])
+def test_an_order_without_a_three_letter_currency_is_refused_naming_the_field(bad: Any) -> None:
+    payload = order_payload(1001)
+    payload["currency"] = bad
+    with pytest.raises(PayloadError, match=r"^currency: expected the shop's 3-letter currency"):
+        parse_order(payload)
+
+
+def test_an_orders_digest_does_not_depend_on_the_order_of_its_keys() -> None:
+    # given the same order with its keys, and its lines' keys, the other way round
+    payload = order_payload(1001)
+    turned = dict(reversed(payload.items()))
+    turned["line_items"] = [dict(reversed(line.items())) for line in payload["line_items"]]
+    # then both are the same version (the digest breaks ties of updated_at)
+    assert parse_order(turned).digest == parse_order(payload).digest
+
+
+# --- what is kept of a payload (`minimise`) reads as the whole payload ------------------------
+
+
+def full_refund() -> dict[str, Any]:
+    """A refund with every kind of field the ledger reads: a taxed line, a shipping refund, a
+    transaction returned, one that failed, one without a status and a sale."""
+    payload = refund_payload(3001, 1001, "30.00")
+    payload["transactions"] += [
+        {"amount": "30.00", "currency": "USD", "kind": "refund", "status": "failure"},
+        {"amount": "5.00", "currency": "USD", "kind": "refund"},
+        {"amount": "50.00", "currency": "USD", "kind": "sale", "status": "success"},
+    ]
+    payload["refund_line_items"] = [
+        {
+            "line_item_id": 10011,
+            "quantity": 1,
+            "subtotal_set": money("20.00"),
+            "total_tax_set": money("2.00"),
+            "line_item": {"title": "Green tea", "name": "Green tea"},
+        }
+    ]
+    payload["order_adjustments"] = [{"kind": "shipping_refund", "amount_set": money("-5.00")}]
+    return payload
+
+
+def test_what_is_kept_of_a_refund_reads_as_the_whole_refund() -> None:
+    payload = full_refund()
+    refund = parse_refund(minimise("refunds/create", payload))
+    assert refund == parse_refund(payload)
+    assert (refund.lines_amount, refund.transactions_amount) == (Decimal("27.00"), Decimal("35.00"))
+
+
+@pytest.mark.parametrize("topic", sorted(ORDER_TOPICS))
+def test_what_is_kept_of_an_order_reads_as_the_whole_order(topic: str) -> None:
+    # given an order with a refund in it, a discounted line and a gift card line, processed
+    # a day after it was created
+    payload = order_payload(1001, refunds=[full_refund()])
+    payload["processed_at"] = (T0 + timedelta(days=1)).isoformat()
+    payload["line_items"][0]["total_discount"] = "3.00"
+    gift = payload["line_items"][0] | {"id": 10012, "gift_card": True, "sku": None}
+    payload["line_items"].append(gift)
+    # when what is kept of it is read, then it reads as the whole (but for the digest, which
+    # is of what is kept)
+    order = parse_order(minimise(topic, payload))
+    assert replace(order, digest="") == replace(parse_order(payload), digest="")
+    line, gift_line = order.lines
+    assert (line.total_discount, line.sku, gift_line.gift_card) == (Decimal("3.00"), "SKU-1", True)
+    assert (order.source_name, order.processed_at) == ("web", T0 + timedelta(days=1))
+    assert order.refunds[0].transactions_amount == Decimal("35.00")
+
+
+@pytest.mark.parametrize("topic", ["customers/data_request", "customers/redact"])
+def test_a_compliance_request_keeps_its_ids_and_nothing_of_the_customer_but_the_id(
+    topic: str,
+) -> None:
+    # given Shopify's example request, with the customer's email and phone
+    orders = "orders_requested" if topic == "customers/data_request" else "orders_to_redact"
+    payload = {
+        "shop_id": 954889,
+        "shop_domain": SHOP,
+        orders: [299938, 280263],
+        "customer": {"id": 191167, "email": "john@example.com", "phone": "555-625-1199"},
+        "data_request": {"id": 9999, "note": "sent by email"},
+    }
+    if topic == "customers/redact":
+        del payload["data_request"]
+    # then what is kept is its ids alone
+    expected = {"shop_id": 954889, "shop_domain": SHOP, orders: [299938, 280263]}
+    expected["customer"] = {"id": 191167}
+    if topic == "customers/data_request":
+        expected["data_request"] = {"id": 9999}
+    assert minimise(topic, payload) == expected
