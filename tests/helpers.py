@@ -215,9 +215,16 @@ def body_of(payload: dict[str, Any]) -> bytes:
 
 
 def enqueue(
-    engine: Engine, topic: str, payload: dict[str, Any], webhook_id: str, shop: str = SHOP
+    engine: Engine,
+    topic: str,
+    payload: dict[str, Any],
+    webhook_id: str,
+    shop: str = SHOP,
+    *,
+    triggered_at: datetime = T0,
 ) -> None:
-    """Store a delivery in the inbox as the endpoint would (minimised), without HTTP."""
+    """Store a delivery in the inbox as the endpoint would (minimised), without HTTP, received
+    at T0."""
     from plugin.store.inbox import Delivery, store_deliveries
     from webhooks.payloads import minimise
 
@@ -226,7 +233,7 @@ def enqueue(
         webhook_id=webhook_id,
         topic=topic,
         event_id=None,
-        triggered_at=T0,
+        triggered_at=triggered_at,
         api_version="2026-10",
         payload=json.dumps(minimise(topic, payload)),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
@@ -251,6 +252,92 @@ def test_compliance_bodies_sent_again_under_another_compliance_topic_do_nothing(
     assert len(errors) == 3 and all("payload (" in str(e) for e in errors), errors
     assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
     assert requests == []
+
+
+# Each key of another compliance topic's payload that a topic's never has (SHOPIFY.md)
+FOREIGN_KEYS = [
+    ("customers/data_request", "orders_to_redact"),
+    ("customers/redact", "data_request"),
+    ("customers/redact", "orders_requested"),
+    ("shop/redact", "customer"),
+    ("shop/redact", "data_request"),
+    ("shop/redact", "orders_requested"),
+    ("shop/redact", "orders_to_redact"),
+]
+
+
+@pytest.mark.parametrize(("topic", "key"), FOREIGN_KEYS)
+def test_one_key_of_another_compliance_topic_holds_a_body_back(
+    engine: Engine, topic: str, key: str
+) -> None:
+    # given an uninstalled shop with data (so its own shop/redact would act), and a topic's
+    # payload with one key added that only another topic's payload has
+    add_shop(engine, SHOP)
+    seed_two_customers(engine, SHOP)
+    with Session(engine) as session, session.begin():
+        session.exec(select(Shop)).one().uninstalled_at = T0
+    payload: dict[str, object] = {
+        "customers/data_request": {"customer": {"id": 501}, "data_request": {"id": 9}},
+        "customers/redact": {"customer": {"id": 501}, "orders_to_redact": [1]},
+        "shop/redact": {"shop_id": 1},
+    }[topic] | {"shop_domain": SHOP}
+    payload[key] = {"id": 501} if key in ("customer", "data_request") else [1]
+    # when it is processed, then it is held back for that key, and nothing is done
+    enqueue(engine, topic, payload, "foreign")
+    assert Processor(engine).drain().by_outcome == {"retry": 1}
+    assert last_errors(engine) == [
+        f"PayloadError: not a {topic} payload (it has {key}): nothing done"
+    ]
+    assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
+    assert count(engine, DataRequest) == 0
+
+
+def test_a_redact_names_its_shop_in_any_case_and_may_list_no_orders(engine: Engine) -> None:
+    # given a customer with orders, and their redact naming the shop in capitals, with
+    # orders_to_redact null
+    add_shop(engine)
+    seed_two_customers(engine)
+    redact = {"shop_domain": SHOP.upper(), "customer": {"id": 501}, "orders_to_redact": None}
+    enqueue(engine, "customers/redact", redact, "redact")
+    # when it is processed, then the customer and their orders are gone, the other kept
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    assert count(engine, Customer, customer_id=501) == 0 and count(engine, Order) == 1
+
+
+def test_a_redact_whose_orders_are_no_list_is_held_back(engine: Engine) -> None:
+    add_shop(engine)
+    seed_two_customers(engine)
+    redact = {"shop_domain": SHOP, "customer": {"id": 501}, "orders_to_redact": "1,2"}
+    enqueue(engine, "customers/redact", redact, "redact")
+    assert Processor(engine).drain().by_outcome == {"retry": 1}
+    assert last_errors(engine) == ["PayloadError: orders_to_redact: expected a list of order ids"]
+    assert count(engine, Customer, customer_id=501) == 1 and count(engine, Order) == 3
+
+
+def test_a_data_requests_id_is_cut_to_its_column(engine: Engine) -> None:
+    add_shop(engine)
+    request = {"shop_domain": SHOP, "customer": {"id": 501}, "data_request": {"id": "r" * 100}}
+    enqueue(engine, "customers/data_request", request, "dr")
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    with Session(engine) as session:
+        [kept] = session.exec(select(DataRequest)).all()
+    assert (kept.customer_id, kept.request_id) == (501, "r" * 64)
+
+
+def test_uninstall_is_dated_when_triggered_and_read_from_domain_without_myshopify_domain(
+    engine: Engine,
+) -> None:
+    # given an app/uninstalled triggered an hour before it was received, whose
+    # myshopify_domain is empty and whose domain is the shop's own
+    add_shop(engine)
+    payload = {"id": 1, "domain": SHOP, "myshopify_domain": None}
+    enqueue(engine, "app/uninstalled", payload, "bye", triggered_at=T0 - timedelta(hours=1))
+    # when it is processed, then the shop is uninstalled as of when it was triggered
+    assert Processor(engine).drain().by_outcome == {"done": 1}
+    with Session(engine) as session:
+        shop = session.exec(select(Shop)).one()
+    assert shop.uninstalled_at == T0 - timedelta(hours=1)
+    assert shop.access_token_encrypted is None
 
 
 def test_shop_redact_for_an_installed_shop_deletes_nothing_until_it_uninstalls(

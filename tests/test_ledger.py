@@ -296,9 +296,19 @@ def test_customer_topics_keep_record_and_delete_marks_it(shop_engine: Engine) ->
     process(shop_engine)
     stored = customer(shop_engine)
     assert stored is not None and stored.state == "disabled" and stored.deleted_at is None
-    enqueue(shop_engine, "customers/delete", {"id": 501}, "c")
+    # a deletion is dated when it was triggered (an hour before it was received, at T0)
+    deleted = T0 - timedelta(hours=1)
+    enqueue(shop_engine, "customers/delete", {"id": 501}, "c", triggered_at=deleted)
     process(shop_engine)
-    assert customer(shop_engine).deleted_at is not None  # type: ignore[union-attr]
+    assert customer(shop_engine).deleted_at == deleted  # type: ignore[union-attr]
+
+
+def test_a_customer_record_without_a_creation_date_is_kept(shop_engine: Engine) -> None:
+    record = {"id": 501, "created_at": None, "updated_at": T0.isoformat(), "state": "enabled"}
+    enqueue(shop_engine, "customers/create", record, "a")
+    process(shop_engine)
+    stored = customer(shop_engine)
+    assert stored is not None and (stored.created_at, stored.state) == (None, "enabled")
 
 
 def test_customer_record_is_replaced_only_by_a_later_stamp(shop_engine: Engine) -> None:
