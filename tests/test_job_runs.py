@@ -312,9 +312,10 @@ async def test_run_job_unknown_shop_fails_without_a_record(engine: Engine) -> No
 
 
 async def test_prune_job_deletes_only_the_shops_old_processed_events(engine: Engine) -> None:
-    # given processed events 20 and 2 days old, an old pending one, and another shop's old one
+    # given processed events 20, 14 (the keep exactly) and 2 days old, an old pending and an
+    # old parked one, and another shop's old one
     from jobs.scheduler import prune
-    from plugin.store.models import DONE, PENDING, InboxEvent
+    from plugin.store.models import DONE, PARKED, PENDING, InboxEvent
 
     shop = add_shop(engine)
     add_shop(engine, "other.myshopify.com")
@@ -336,8 +337,10 @@ async def test_prune_job_deletes_only_the_shops_old_processed_events(engine: Eng
         session.add_all(
             [
                 event(SHOP, "old-done", 20, DONE),
+                event(SHOP, "kept-done", 14, DONE),
                 event(SHOP, "new-done", 2, DONE),
                 event(SHOP, "old-pending", 20, PENDING),
+                event(SHOP, "old-parked", 20, PARKED),
                 event("other.myshopify.com", "other-old-done", 20, DONE),
             ]
         )
@@ -348,7 +351,7 @@ async def test_prune_job_deletes_only_the_shops_old_processed_events(engine: Eng
     assert result.outcome == OK and result.counts["inbox_events_deleted"] == 1
     with Session(engine) as session:
         left = set(session.exec(select(InboxEvent.webhook_id)))
-    assert left == {"new-done", "old-pending", "other-old-done"}
+    assert left == {"kept-done", "new-done", "old-pending", "old-parked", "other-old-done"}
 
 
 async def test_prune_job_keeps_audit_runs_and_the_model_runs_still_in_use(engine: Engine) -> None:

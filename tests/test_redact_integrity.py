@@ -130,6 +130,29 @@ def test_redact_deletes_every_inbox_row_naming_the_customer_or_their_orders(
     assert count(engine, Customer, customer_id=501) == 0 and count(engine, Order) == 1
 
 
+def test_a_redact_listing_many_orders_deletes_the_rows_of_each_whoever_they_name(
+    engine: Engine,
+) -> None:
+    # given pending webhooks of orders 7 (naming customer 502: its customer changed) and 1207
+    # (a guest's), and of order 5000 of 502
+    seed(engine)
+    pending = {
+        "o7": order_payload(7, customer_id=502),
+        "o1207": order_payload(1207, customer_id=None),
+        "o5000": order_payload(5000, customer_id=502),
+    }
+    for webhook_id, payload in pending.items():
+        enqueue(engine, "orders/updated", payload, webhook_id)
+    hold_back(engine, *pending)
+    # when 501 is redacted, Shopify listing 1,201 orders, 7 and 1207 among them (more ids than
+    # one statement of the search takes)
+    redact(engine, 501, list(range(7, 1208)))
+    # then the rows of the listed orders are gone, whoever they name, and the others stay
+    rows = inbox_rows(engine)
+    rows.pop("redact")
+    assert set(rows) == {"o1", "o2", "r71", "o3", "o5000"}
+
+
 def test_events_of_the_customer_in_the_redacts_own_batch_are_done_and_keep_nothing(
     engine: Engine,
 ) -> None:
