@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from plugin.store import inbox
 from plugin.store.models import InboxEvent, Order
-from tests.helpers import T0, add_shop, enqueue, order_payload
+from tests.helpers import SHOP, T0, add_shop, enqueue, order_payload
 from webhooks.gate import IngestGate
 from webhooks.processor import GROUP_SIZE, Counts, Processor
 
@@ -123,3 +123,51 @@ def test_the_oldest_due_events_are_claimed_first(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
         claimed = [e.webhook_id for e in inbox.claim_due(session, now, 2)]
     assert claimed == ["order-1", "order-2"]
+
+
+def stored_event(engine: Engine, webhook_id: str, topic: str, payload: str) -> None:
+    """An inbox row as an earlier release, or a hand, may have left it."""
+    with Session(engine) as session, session.begin():
+        session.add(
+            InboxEvent(
+                shop_domain=SHOP,
+                webhook_id=webhook_id,
+                topic=topic,
+                received_at=T0,
+                payload=payload,
+                next_attempt_at=T0,
+            )
+        )
+
+
+def test_an_event_the_processor_cannot_apply_is_retried_saying_why_never_done(
+    engine: Engine,
+) -> None:
+    # given stored events of a topic no handler takes, with a payload that is no JSON object,
+    # and whose error runs past 500 characters (a currency of 3,000 letters)
+    add_shop(engine)
+    stored_event(engine, "unknown-topic", "products/update", '{"id": 1}')
+    stored_event(engine, "not-an-object", "orders/create", "[1, 2]")
+    payload = order_payload(1)
+    payload["currency"] = "X" * 3000
+    enqueue(engine, "orders/create", payload, "long-error")
+    # when they are processed
+    counts = Processor(engine, clock=lambda: T0).drain()
+    # then none is done: each waits for another attempt, its error saying why, cut to 500
+    assert counts.by_outcome == {"retry": 3}
+    with Session(engine) as session:
+        errors = {e.webhook_id: e.last_error for e in session.exec(select(InboxEvent))}
+    assert errors["unknown-topic"] == "ValueError: no handler for topic 'products/update'"
+    assert errors["not-an-object"] == "ValueError: stored payload is not a JSON object"
+    long_error = errors["long-error"]
+    assert long_error is not None and len(long_error) == 500
+    assert long_error.startswith("PayloadError: currency: expected the shop's 3-letter currency")
+
+
+def test_drain_stops_at_its_limit(engine: Engine) -> None:
+    add_shop(engine)
+    for n in range(1, 8):
+        enqueue(engine, "orders/create", order_payload(n, customer_id=500 + n), f"order-{n}")
+    processor = Processor(engine, batch_size=5, clock=lambda: T0)
+    assert processor.drain(limit=6).total == 6
+    assert processor.drain().total == 1
