@@ -25,6 +25,7 @@ from plugin.domain.flags import (
     days_beyond,
     days_shown,
     money,
+    money_below,
     percent,
     percent_below,
     rhythm_rule_days,
@@ -289,9 +290,12 @@ def _reorder(c: _Lists, i: int) -> str:
 def _declining(c: _Lists, i: int) -> str:
     s = c.settings
     recent, earlier = float(c.recent_mean_spend[i]), float(c.earlier_mean_spend[i])
+    ratio, average = percent(s.spend_declining_ratio), money(earlier)
+    # the limit as the figures quoted make it: the recent mean must read below it
+    limit = float(ratio[:-1]) / 100.0 * float(average.replace(",", ""))
     return (
-        f"The last {s.spend_recent_orders} orders averaged {money(recent)}, below "
-        f"{percent(s.spend_declining_ratio)} of the earlier orders' average of {money(earlier)}."
+        f"The last {s.spend_recent_orders} orders averaged {money_below(recent, limit)}, below "
+        f"{ratio} of the earlier orders' average of {average}."
     )
 
 

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from plugin.domain.flags import days, percent, percent_below, top_threshold, whole_days
+from plugin.domain.flags import (
+    days,
+    money_below,
+    percent,
+    percent_below,
+    top_threshold,
+    whole_days,
+)
 from plugin.domain.scoring import (
     SEGMENTS,
     TAGS,
@@ -81,6 +88,20 @@ def test_spend_declining_needs_earlier_orders_whatever_the_ratio() -> None:
     rows = [(1, 100.0 * k, 100.0) for k in range(1, 5)] + [(2, 300.0, 100.0), (2, 400.0, 100.0)]
     # then only customer 1 is spend-declining
     assert flag_of(rows, "spend-declining", spend_declining_ratio=1.5) == [True, False]
+
+
+def test_spend_declining_reason_reads_the_recent_average_below_the_limit() -> None:
+    # given a shop comparing the last 3 orders: 100, 100, then 59.99, 60, 60 (a mean of
+    # 59.9967, below 60% of 100, that rounds to 60.00)
+    rows = [(1, 100.0 * k, amount) for k, amount in enumerate([100, 100, 59.99, 60, 60], 1)]
+    scores = score_shop(history(rows), AS_OF, ScoringSettings(spend_recent_orders=3), RULES)
+    # then its reason cuts the mean to 59.99, where "60.00, below 60% of 100.00" would not read
+    assert scores.flags["spend-declining"].tolist() == [True]
+    assert "averaged 59.99, below 60% of the earlier" in scores.reasons(0)["spend-declining"]
+    # and a figure is cut to cents only where rounded it would not read below the limit
+    below = {(55.0, 60.0): "55.00", (59.9967, 60.0): "59.99", (749.995, 750.0): "749.995"}
+    below |= {(1234.5, 2000.0): "1,234.50", (1999.9999, 2000.0): "1,999.99"}
+    assert {pair: money_below(*pair) for pair in below} == below
 
 
 def test_spend_declining_three_orders_is_never_flagged() -> None:
