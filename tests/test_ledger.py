@@ -175,6 +175,44 @@ def test_a_line_refunded_before_a_version_shows_it_is_no_longer_held(
     assert held == {11: 1, 12: 0}
 
 
+@pytest.mark.parametrize("refund_first", [False, True])
+def test_a_refund_of_more_units_than_a_line_holds_leaves_it_at_none(
+    shop_engine: Engine, refund_first: bool
+) -> None:
+    # given an order of one unit, and a refund taking back three of it (as a refund of the
+    # units an order edit removed already may read), after the order or before it
+    refund = refund_payload(71, 1, "30.00")
+    refund["refund_line_items"] = [{"line_item_id": 11, "quantity": 3}]
+    events = [("orders/create", order_payload(1), "a"), ("refunds/create", refund, "b")]
+    for topic, body, webhook_id in reversed(events) if refund_first else events:
+        enqueue(shop_engine, topic, body, webhook_id)
+        process(shop_engine)
+    # then the line holds no unit, not a negative number of them
+    with Session(shop_engine) as session:
+        held = {line.line_id: line.current_quantity for line in session.exec(select(OrderLine))}
+    assert held == {11: 0}
+
+
+@pytest.mark.parametrize("orders", [1, GROUP_MIN])
+def test_a_shops_currency_is_learnt_from_its_first_orders(shop_engine: Engine, orders: int) -> None:
+    # given a shop whose currency is not known yet, and its first orders in euros, applied
+    # one at a time or together
+    with Session(shop_engine) as session:
+        assert session.exec(select(Shop)).one().currency is None
+    for n in range(1, orders + 1):
+        enqueue(shop_engine, "orders/create", order_payload(n) | {"currency": "EUR"}, f"o{n}")
+    process(shop_engine)
+    # then the shop's currency is theirs
+    with Session(shop_engine) as session:
+        assert session.exec(select(Shop)).one().currency == "EUR"
+
+
+def test_a_source_name_is_cut_to_its_column(shop_engine: Engine) -> None:
+    enqueue(shop_engine, "orders/create", order_payload(1) | {"source_name": "s" * 300}, "a")
+    process(shop_engine)
+    assert order(shop_engine, 1).source_name == "s" * 255  # type: ignore[union-attr]
+
+
 def test_baskets_hold_only_products_bought_and_kept(shop_engine: Engine) -> None:
     # given an order with a product, a gift card and a custom item (no product id), and orders
     # of other products that were cancelled, fully refunded or voided
