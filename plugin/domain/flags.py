@@ -22,6 +22,7 @@ Every threshold is a per-shop setting (`ScoringSettings`); money in shop currenc
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -116,13 +117,18 @@ def money(value: float) -> str:
     return f"{value:,.3f}" if exact_mills and round(mills) % 10 else f"{value:,.2f}"
 
 
-def money_below(value: float, limit: float) -> str:
+def money_below(value: float, limit: Decimal) -> str:
     """`value`, below `limit`, as `money` writes it, unless that reads at or above the limit (a
     mean of 59.9967 rounded to 60.00, below 60.00): then cut, not rounded, to cents."""
     shown = money(value)
-    if float(shown.replace(",", "")) < limit:
+    if written_amount(shown) < limit:
         return shown
     return f"{math.floor(value * 100.0) / 100.0:,.2f}"
+
+
+def written_amount(text: str) -> Decimal:
+    """The amount `money` (or `percent`, without its sign) wrote, exactly."""
+    return Decimal(text.replace(",", ""))
 
 
 _DAY_SLACK = 1e-9  # 2.9999999999 days of float arithmetic still read as 3 days

@@ -30,6 +30,7 @@ from plugin.domain.flags import (
     percent_below,
     rhythm_rule_days,
     whole_days,
+    written_amount,
 )
 from plugin.domain.scoring_types import CONFIDENCE_RULES, ScoringSettings
 from plugin.domain.segments import SEGMENTS, segment_rule
@@ -291,8 +292,8 @@ def _declining(c: _Lists, i: int) -> str:
     s = c.settings
     recent, earlier = float(c.recent_mean_spend[i]), float(c.earlier_mean_spend[i])
     ratio, average = percent(s.spend_declining_ratio), money(earlier)
-    # the limit as the figures quoted make it: the recent mean must read below it
-    limit = float(ratio[:-1]) / 100.0 * float(average.replace(",", ""))
+    # the limit as the figures quoted make it, exactly: the recent mean must read below it
+    limit = written_amount(ratio[:-1]) * written_amount(average) / 100
     return (
         f"The last {s.spend_recent_orders} orders averaged {money_below(recent, limit)}, below "
         f"{ratio} of the earlier orders' average of {average}."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import numpy as np
 import pytest
@@ -99,9 +100,9 @@ def test_spend_declining_reason_reads_the_recent_average_below_the_limit() -> No
     assert scores.flags["spend-declining"].tolist() == [True]
     assert "averaged 59.99, below 60% of the earlier" in scores.reasons(0)["spend-declining"]
     # and a figure is cut to cents only where rounded it would not read below the limit
-    below = {(55.0, 60.0): "55.00", (59.9967, 60.0): "59.99", (749.995, 750.0): "749.995"}
-    below |= {(1234.5, 2000.0): "1,234.50", (1999.9999, 2000.0): "1,999.99"}
-    assert {pair: money_below(*pair) for pair in below} == below
+    below = {(55.0, "60"): "55.00", (59.9967, "60"): "59.99", (749.995, "750"): "749.995"}
+    below |= {(1234.5, "2000"): "1,234.50", (1999.9999, "2000"): "1,999.99"}
+    assert {(v, limit): money_below(v, Decimal(limit)) for v, limit in below} == below
 
 
 def test_spend_declining_three_orders_is_never_flagged() -> None:
